@@ -1,0 +1,1 @@
+//! Shared-region layout (see SPEC.md).
