@@ -1,1 +1,25 @@
+//! libvgpu: GPU slicing inside containers.
+//!
+//! Loaded with `LD_PRELOAD` (or `/etc/ld.so.preload`) into every process of a container,
+//! it exports shims for the CUDA driver API (and, later, NVML/HIP/SMI), forwards each call
+//! to the real library and enforces the container's slice. See `docs/ARCHITECTURE.md`.
+//!
+//! Layers, top to bottom:
+//! - `preload`: our `dlsym` trampoline, the real `dlsym`, finding the real libraries;
+//! - `driver`: exports, real-function slots and `cuGetProcAddress` answers, generated
+//!   from the one table in `cuda-headers`;
+//! - `hooks`: the few lines per entry point that call into the policy;
+//! - `runtime`: lazy, idempotent, fork-aware process state;
+//! - policy, pure and unit-tested: `config` (the env contract), `ledger` (the memory cap),
+//!   `throttle` (the launch gate).
 
+pub mod config;
+pub mod driver;
+mod ffi;
+pub mod hooks;
+pub mod ledger;
+pub mod log;
+pub mod nvml;
+pub mod preload;
+pub mod runtime;
+pub mod throttle;

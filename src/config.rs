@@ -1,0 +1,442 @@
+//! The environment contract (DESIGN §2), parsed into a typed [`Config`].
+//!
+//! Pure: [`Config::from_lookup`] takes a lookup function instead of reading the process
+//! environment, so every rule is unit-tested. Parsing never panics.
+//!
+//! Invalid values fail **closed**: a malformed memory limit caps that device at 0 bytes
+//! (every allocation is refused with the API's out-of-memory code), a malformed core limit
+//! caps it at 1 %. The reason: the variable exists because an operator meant to limit the
+//! container; silently ignoring it would hand out the whole GPU, and refusing to start
+//! would break every process of the container, including ones that never touch the GPU.
+//! Each problem is reported as one line on stderr naming the variable and the value.
+
+/// Most devices a container can address (HAMi's layout holds 16).
+pub const MAX_DEVICES: usize = 16;
+
+/// `GPU_CORE_UTILIZATION_POLICY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CorePolicy {
+    /// Follow the node monitor's `utilization_switch`.
+    Default,
+    /// Always cap, also when the container is alone on the GPU.
+    Force,
+    /// Never cap.
+    Disable,
+}
+
+/// One configuration problem, reported once on stderr.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub variable: String,
+    pub value: String,
+    pub consequence: &'static str,
+}
+
+impl std::fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "vgpu: invalid {}={:?}: {}",
+            self.variable, self.value, self.consequence
+        )
+    }
+}
+
+/// The typed environment contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Memory cap per container device index, in bytes; `None` = uncapped.
+    pub memory_limit: [Option<u64>; MAX_DEVICES],
+    /// Core cap per container device index, in percent (1..=99); `None` = uncapped.
+    pub sm_limit: [Option<u32>; MAX_DEVICES],
+    /// `CUDA_DEVICE_MEMORY_SHARED_CACHE`: the shared region's path.
+    pub shared_cache: String,
+    pub core_policy: CorePolicy,
+    /// `CUDA_TASK_PRIORITY`: lower = higher priority.
+    pub task_priority: i32,
+    /// `CUDA_OVERSUBSCRIBE=true`: the slice may exceed the physical card.
+    pub oversubscribe: bool,
+    /// `LIBCUDA_LOG_LEVEL`: 0 errors .. 4 debug.
+    pub log_level: u8,
+    /// `CUDA_DISABLE_CONTROL=true`: forward everything, enforce nothing.
+    pub control_disabled: bool,
+    /// `CUDA_VISIBLE_DEVICES` as given (indices or UUIDs), if set.
+    pub visible_devices: Option<String>,
+    /// Problems found while parsing, to be reported once.
+    pub issues: Vec<ConfigIssue>,
+}
+
+pub const DEFAULT_SHARED_CACHE: &str = "/tmp/cudevshr.cache";
+pub const DEFAULT_LOG_LEVEL: u8 = 2;
+
+/// Parses a byte size: decimal digits with an optional suffix k/m/g/t (x1024^n, case
+/// insensitive, an optional trailing `b`/`ib` accepted: `3000m`, `3G`, `512MiB`). Leading
+/// zeros are decimal, never octal. Returns `None` for anything else, including overflow.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    if digits_end == 0 {
+        return None;
+    }
+    let number: u64 = t[..digits_end].parse().ok()?;
+    let suffix = t[digits_end..].to_ascii_lowercase();
+    let shift = match suffix.as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return None,
+    };
+    number.checked_mul(1u64 << shift)
+}
+
+/// Parses a percentage 0..=100 (decimal, optional trailing `%`).
+pub fn parse_percent(text: &str) -> Option<u32> {
+    let t = text.trim();
+    let t = t.strip_suffix('%').unwrap_or(t);
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let v: u32 = t.parse().ok()?;
+    (v <= 100).then_some(v)
+}
+
+fn parse_bool(text: &str) -> Option<bool> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+impl Config {
+    /// Reads the contract through `get` (e.g. `|k| std::env::var(k).ok()`).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Config {
+        let mut issues = Vec::new();
+        let mut bad = |variable: &str, value: &str, consequence: &'static str| {
+            issues.push(ConfigIssue {
+                variable: variable.to_string(),
+                value: value.to_string(),
+                consequence,
+            })
+        };
+
+        // Memory: the per-device variable wins over the global one. A valid 0 means
+        // "no cap" (HAMi's contract); an invalid value means "nothing may be allocated".
+        let mut memory_cap = |name: &str| -> Option<Option<u64>> {
+            let v = get(name)?;
+            Some(match parse_size(&v) {
+                Some(0) => None,
+                Some(bytes) => Some(bytes),
+                None => {
+                    bad(name, &v, "capping at 0 bytes: every allocation is refused (fail closed)");
+                    Some(0)
+                }
+            })
+        };
+        let global_mem = memory_cap("CUDA_DEVICE_MEMORY_LIMIT");
+        let mut memory_limit = [None; MAX_DEVICES];
+        for (i, slot) in memory_limit.iter_mut().enumerate() {
+            *slot = memory_cap(&format!("CUDA_DEVICE_MEMORY_LIMIT_{i}"))
+                .or(global_mem)
+                .flatten();
+        }
+
+        let global_sm = get("CUDA_DEVICE_SM_LIMIT").map(|v| {
+            let parsed = parse_percent(&v);
+            if parsed.is_none() {
+                bad(
+                    "CUDA_DEVICE_SM_LIMIT",
+                    &v,
+                    "capping every device at 1% (fail closed)",
+                );
+            }
+            parsed.unwrap_or(1)
+        });
+        let mut sm_limit = [None; MAX_DEVICES];
+        for (i, slot) in sm_limit.iter_mut().enumerate() {
+            let name = format!("CUDA_DEVICE_SM_LIMIT_{i}");
+            let value = match get(&name) {
+                Some(v) => {
+                    let parsed = parse_percent(&v);
+                    if parsed.is_none() {
+                        bad(&name, &v, "capping this device at 1% (fail closed)");
+                    }
+                    Some(parsed.unwrap_or(1))
+                }
+                None => global_sm,
+            };
+            *slot = match value {
+                Some(0) | Some(100) | None => None,
+                Some(p) => Some(p),
+            };
+        }
+
+        let core_policy = match get("GPU_CORE_UTILIZATION_POLICY") {
+            None => CorePolicy::Default,
+            Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+                "" | "default" => CorePolicy::Default,
+                "force" => CorePolicy::Force,
+                "disable" => CorePolicy::Disable,
+                _ => {
+                    bad(
+                        "GPU_CORE_UTILIZATION_POLICY",
+                        &v,
+                        "using \"force\" (fail closed)",
+                    );
+                    CorePolicy::Force
+                }
+            },
+        };
+
+        let task_priority = match get("CUDA_TASK_PRIORITY") {
+            None => 1,
+            Some(v) => match v.trim().parse::<i32>() {
+                Ok(p) => p,
+                Err(_) => {
+                    bad("CUDA_TASK_PRIORITY", &v, "using the default priority 1");
+                    1
+                }
+            },
+        };
+
+        let oversubscribe = match get("CUDA_OVERSUBSCRIBE") {
+            None => false,
+            Some(v) => parse_bool(&v).unwrap_or_else(|| {
+                bad("CUDA_OVERSUBSCRIBE", &v, "treating it as false");
+                false
+            }),
+        };
+
+        let log_level = match get("LIBCUDA_LOG_LEVEL") {
+            None => DEFAULT_LOG_LEVEL,
+            Some(v) => match v.trim().parse::<u8>() {
+                Ok(l) if l <= 4 => l,
+                Ok(_) => 4,
+                Err(_) => {
+                    bad("LIBCUDA_LOG_LEVEL", &v, "using the default level 2");
+                    DEFAULT_LOG_LEVEL
+                }
+            },
+        };
+
+        let control_disabled = match get("CUDA_DISABLE_CONTROL") {
+            None => false,
+            Some(v) => parse_bool(&v).unwrap_or_else(|| {
+                bad(
+                    "CUDA_DISABLE_CONTROL",
+                    &v,
+                    "keeping control on (fail closed)",
+                );
+                false
+            }),
+        };
+
+        Config {
+            memory_limit,
+            sm_limit,
+            shared_cache: get("CUDA_DEVICE_MEMORY_SHARED_CACHE")
+                .filter(|s| !s.trim().is_empty())
+                .unwrap_or_else(|| DEFAULT_SHARED_CACHE.to_string()),
+            core_policy,
+            task_priority,
+            oversubscribe,
+            log_level,
+            control_disabled,
+            visible_devices: get("CUDA_VISIBLE_DEVICES"),
+            issues,
+        }
+    }
+
+    /// Reads the contract from the process environment.
+    pub fn from_env() -> Config {
+        Config::from_lookup(|k| std::env::var(k).ok())
+    }
+}
+
+/// One entry of `CUDA_VISIBLE_DEVICES`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VisibleEntry {
+    Index(usize),
+    /// A `GPU-...` or `MIG-...` UUID or a unique prefix of one.
+    Uuid(String),
+}
+
+/// Parses `CUDA_VISIBLE_DEVICES` the way the driver does: comma separated, stops at the
+/// first invalid entry (the driver hides every device from there on).
+pub fn parse_visible_devices(spec: &str) -> Vec<VisibleEntry> {
+    let mut out = Vec::new();
+    for raw in spec.split(',') {
+        let e = raw.trim();
+        if e.is_empty() {
+            break;
+        }
+        if e.bytes().all(|b| b.is_ascii_digit()) {
+            match e.parse::<usize>() {
+                Ok(i) => out.push(VisibleEntry::Index(i)),
+                Err(_) => break,
+            }
+        } else if e.starts_with("GPU-") || e.starts_with("MIG-") {
+            out.push(VisibleEntry::Uuid(e.to_string()));
+        } else {
+            break;
+        }
+    }
+    out
+}
+
+/// Maps CUDA ordinals (what the application sees after `CUDA_VISIBLE_DEVICES`) to
+/// container device indices (what `CUDA_DEVICE_MEMORY_LIMIT_<i>` is indexed by), given
+/// the container's devices' UUIDs in index order. Entries that name no known device are
+/// dropped, as the driver drops them; with no spec the mapping is the identity.
+pub fn map_visible_devices(spec: Option<&str>, container_uuids: &[String]) -> Vec<usize> {
+    let Some(spec) = spec else {
+        return (0..container_uuids.len()).collect();
+    };
+    let mut out = Vec::new();
+    for entry in parse_visible_devices(spec) {
+        let idx = match entry {
+            VisibleEntry::Index(i) if i < container_uuids.len() => Some(i),
+            VisibleEntry::Index(_) => None,
+            VisibleEntry::Uuid(u) => {
+                let matches: Vec<usize> = container_uuids
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, id)| id.eq_ignore_ascii_case(&u) || id.starts_with(&u))
+                    .map(|(i, _)| i)
+                    .collect();
+                (matches.len() == 1).then(|| matches[0])
+            }
+        };
+        match idx {
+            Some(i) if !out.contains(&i) => out.push(i),
+            Some(_) => {}
+            None => break,
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Config {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("3000m"), Some(3000 << 20));
+        assert_eq!(parse_size("3000M"), Some(3000 << 20));
+        assert_eq!(parse_size("3g"), Some(3 << 30));
+        assert_eq!(parse_size("512MiB"), Some(512 << 20));
+        assert_eq!(parse_size("1024"), Some(1024));
+        assert_eq!(parse_size("010"), Some(10), "never octal");
+        assert_eq!(parse_size("0x10"), None);
+        assert_eq!(parse_size("-5m"), None);
+        assert_eq!(parse_size(""), None);
+        assert_eq!(parse_size("m"), None);
+        assert_eq!(parse_size("12q"), None);
+        assert_eq!(parse_size("99999999999999999999"), None);
+        assert_eq!(parse_size("17179869184g"), None, "overflow");
+    }
+
+    #[test]
+    fn percents() {
+        assert_eq!(parse_percent("30"), Some(30));
+        assert_eq!(parse_percent("30%"), Some(30));
+        assert_eq!(parse_percent("101"), None);
+        assert_eq!(parse_percent("-1"), None);
+        assert_eq!(parse_percent("3.5"), None);
+    }
+
+    #[test]
+    fn per_device_wins_and_zero_means_uncapped() {
+        let c = cfg(&[
+            ("CUDA_DEVICE_MEMORY_LIMIT", "1g"),
+            ("CUDA_DEVICE_MEMORY_LIMIT_1", "3000m"),
+            ("CUDA_DEVICE_MEMORY_LIMIT_2", "0"),
+        ]);
+        assert_eq!(c.memory_limit[0], Some(1 << 30));
+        assert_eq!(c.memory_limit[1], Some(3000 << 20));
+        assert_eq!(c.memory_limit[2], None);
+        assert!(c.issues.is_empty());
+        assert_eq!(cfg(&[]).memory_limit, [None; MAX_DEVICES]);
+    }
+
+    #[test]
+    fn invalid_values_fail_closed_with_one_issue_each() {
+        let c = cfg(&[
+            ("CUDA_DEVICE_MEMORY_LIMIT_0", "lots"),
+            ("CUDA_DEVICE_SM_LIMIT", "abc"),
+            ("GPU_CORE_UTILIZATION_POLICY", "sometimes"),
+        ]);
+        assert_eq!(c.memory_limit[0], Some(0));
+        assert_eq!(c.memory_limit[1], None);
+        assert_eq!(c.sm_limit[0], Some(1));
+        assert_eq!(c.core_policy, CorePolicy::Force);
+        assert_eq!(c.issues.len(), 3);
+        let line = c.issues[0].to_string();
+        assert!(line.contains("CUDA_DEVICE_MEMORY_LIMIT_0") && line.contains("lots"));
+        let g = cfg(&[("CUDA_DEVICE_MEMORY_LIMIT", "x")]);
+        assert_eq!(g.memory_limit[5], Some(0));
+        assert_eq!(g.issues.len(), 1);
+    }
+
+    #[test]
+    fn sm_limits() {
+        let c = cfg(&[
+            ("CUDA_DEVICE_SM_LIMIT", "30"),
+            ("CUDA_DEVICE_SM_LIMIT_1", "100"),
+        ]);
+        assert_eq!(c.sm_limit[0], Some(30));
+        assert_eq!(c.sm_limit[1], None);
+    }
+
+    #[test]
+    fn other_knobs() {
+        let c = cfg(&[
+            ("GPU_CORE_UTILIZATION_POLICY", "FORCE"),
+            ("CUDA_TASK_PRIORITY", "0"),
+            ("CUDA_OVERSUBSCRIBE", "true"),
+            ("LIBCUDA_LOG_LEVEL", "4"),
+            ("CUDA_DISABLE_CONTROL", "false"),
+            ("CUDA_DEVICE_MEMORY_SHARED_CACHE", "/x/y.cache"),
+        ]);
+        assert_eq!(c.core_policy, CorePolicy::Force);
+        assert_eq!(c.task_priority, 0);
+        assert!(c.oversubscribe);
+        assert_eq!(c.log_level, 4);
+        assert!(!c.control_disabled);
+        assert_eq!(c.shared_cache, "/x/y.cache");
+        assert_eq!(cfg(&[]).shared_cache, DEFAULT_SHARED_CACHE);
+    }
+
+    #[test]
+    fn visible_devices_mapping() {
+        let uuids: Vec<String> = ["GPU-aaaa-1", "GPU-bbbb-2", "GPU-cccc-3"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(map_visible_devices(None, &uuids), vec![0, 1, 2]);
+        assert_eq!(map_visible_devices(Some("2,0"), &uuids), vec![2, 0]);
+        assert_eq!(map_visible_devices(Some("GPU-bbbb"), &uuids), vec![1]);
+        assert_eq!(
+            map_visible_devices(Some("1,GPU-cccc-3"), &uuids),
+            vec![1, 2]
+        );
+        // The driver stops at the first invalid entry.
+        assert_eq!(map_visible_devices(Some("0,7,1"), &uuids), vec![0]);
+        assert_eq!(map_visible_devices(Some("GPU-zzzz,1"), &uuids), Vec::<usize>::new());
+        assert_eq!(map_visible_devices(Some(""), &uuids), Vec::<usize>::new());
+        // An ambiguous prefix matches nothing.
+        assert_eq!(map_visible_devices(Some("GPU-"), &uuids), Vec::<usize>::new());
+    }
+}

@@ -1,0 +1,345 @@
+//! Allocation paths (DESIGN §4) and what the application sees of memory.
+//!
+//! Every allocation: find where it lands, reserve in the ledger (refuse with
+//! `CUDA_ERROR_OUT_OF_MEMORY` without calling the driver), call the driver, commit or roll
+//! back. Every free: take the entry out of the ledger first (so an address the driver
+//! reuses at once cannot be confused with the old one), call the driver, and put the entry
+//! back if the driver refused. Unknown pointers go to the driver untouched.
+
+use std::ffi::c_uint;
+
+use cuda_headers::bindings::*;
+
+use super::{current_placement, log_refusal, real_or_return};
+use crate::ledger::AllocKind;
+use crate::runtime::rt;
+
+/// Charges `bytes` of `kind` on the current device around `call`, which returns the
+/// driver's result and, on success, the new handle.
+fn charged(what: &str, bytes: u64, kind: AllocKind, call: impl FnOnce() -> (CUresult, u64)) -> CUresult {
+    let rt = rt();
+    let Some(place) = current_placement().filter(|_| !rt.config.control_disabled) else {
+        return call().0;
+    };
+    charged_on(what, place.device, place.ctx, bytes, kind, call)
+}
+
+fn charged_on(
+    what: &str, device: usize, owner: u64, bytes: u64, kind: AllocKind,
+    call: impl FnOnce() -> (CUresult, u64),
+) -> CUresult {
+    let reservation = match rt().ledger.reserve(device, bytes, kind) {
+        Ok(r) => r.owned_by(owner),
+        Err(e) => {
+            log_refusal(what, e);
+            return CUDA_ERROR_OUT_OF_MEMORY;
+        }
+    };
+    let (rc, handle) = call();
+    if rc == CUDA_SUCCESS {
+        reservation.commit(handle);
+    }
+    rc
+}
+
+/// Credits `handle` around the driver's free `call`; restores the entry if it fails.
+fn credited(kind: AllocKind, handle: u64, call: impl FnOnce() -> CUresult) -> CUresult {
+    let ledger = &rt().ledger;
+    let taken = ledger.release(kind, handle);
+    let rc = call();
+    if rc != CUDA_SUCCESS {
+        if let Some(a) = taken {
+            ledger.charge_measured(a.device, a.kind, handle, a.bytes);
+        }
+    }
+    rc
+}
+
+unsafe fn read<T: Copy + Default>(p: *const T) -> T {
+    if p.is_null() {
+        T::default()
+    } else {
+        // SAFETY: the driver wrote it on success.
+        unsafe { *p }
+    }
+}
+
+// ---- linear device memory -------------------------------------------------------------
+
+pub unsafe fn cuMemAlloc_v2(dptr: *mut CUdeviceptr, bytesize: usize) -> CUresult {
+    let real = real_or_return!(cuMemAlloc_v2);
+    charged("cuMemAlloc", bytesize as u64, AllocKind::Data, || unsafe {
+        (real(dptr, bytesize), read(dptr))
+    })
+}
+
+/// Pitch the driver will most likely choose; the real one is charged after the call.
+const PITCH_ALIGN: u64 = 512;
+
+pub unsafe fn cuMemAllocPitch_v2(
+    dptr: *mut CUdeviceptr, pitch: *mut usize, width: usize, height: usize, elem: c_uint,
+) -> CUresult {
+    let real = real_or_return!(cuMemAllocPitch_v2);
+    let rt = rt();
+    let Some(place) = current_placement().filter(|_| !rt.config.control_disabled) else {
+        return unsafe { real(dptr, pitch, width, height, elem) };
+    };
+    let estimate = (width as u64).div_ceil(PITCH_ALIGN) * PITCH_ALIGN * height as u64;
+    let mut reservation = match rt.ledger.reserve(place.device, estimate, AllocKind::Data) {
+        Ok(r) => r.owned_by(place.ctx),
+        Err(e) => {
+            log_refusal("cuMemAllocPitch", e);
+            return CUDA_ERROR_OUT_OF_MEMORY;
+        }
+    };
+    let rc = unsafe { real(dptr, pitch, width, height, elem) };
+    if rc != CUDA_SUCCESS {
+        return rc;
+    }
+    // Charge what the driver really took: its pitch times the rows.
+    let (ptr, actual) = unsafe { (read(dptr), read(pitch) as u64 * height as u64) };
+    if !reservation.resize(actual) {
+        drop(reservation);
+        if let Some(free) = crate::driver::real::cuMemFree_v2() {
+            // SAFETY: freeing what the driver just returned.
+            unsafe { free(ptr) };
+        }
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    reservation.commit(ptr);
+    rc
+}
+
+pub unsafe fn cuMemAllocManaged(dptr: *mut CUdeviceptr, bytesize: usize, flags: c_uint) -> CUresult {
+    let real = real_or_return!(cuMemAllocManaged);
+    charged("cuMemAllocManaged", bytesize as u64, AllocKind::Data, || unsafe {
+        (real(dptr, bytesize, flags), read(dptr))
+    })
+}
+
+pub unsafe fn cuMemFree_v2(dptr: CUdeviceptr) -> CUresult {
+    let real = real_or_return!(cuMemFree_v2);
+    credited(AllocKind::Data, dptr, || unsafe { real(dptr) })
+}
+
+// ---- stream-ordered allocation ----------------------------------------------------------
+
+pub unsafe fn cuMemAllocAsync(dptr: *mut CUdeviceptr, bytesize: usize, stream: CUstream) -> CUresult {
+    let real = real_or_return!(cuMemAllocAsync);
+    charged("cuMemAllocAsync", bytesize as u64, AllocKind::Data, || unsafe {
+        (real(dptr, bytesize, stream), read(dptr))
+    })
+}
+
+pub unsafe fn cuMemAllocAsync_ptsz(dptr: *mut CUdeviceptr, bytesize: usize, stream: CUstream) -> CUresult {
+    let real = real_or_return!(cuMemAllocAsync_ptsz);
+    charged("cuMemAllocAsync", bytesize as u64, AllocKind::Data, || unsafe {
+        (real(dptr, bytesize, stream), read(dptr))
+    })
+}
+
+pub unsafe fn cuMemAllocFromPoolAsync(
+    dptr: *mut CUdeviceptr, bytesize: usize, pool: CUmemoryPool, stream: CUstream,
+) -> CUresult {
+    let real = real_or_return!(cuMemAllocFromPoolAsync);
+    charged("cuMemAllocFromPoolAsync", bytesize as u64, AllocKind::Data, || unsafe {
+        (real(dptr, bytesize, pool, stream), read(dptr))
+    })
+}
+
+pub unsafe fn cuMemAllocFromPoolAsync_ptsz(
+    dptr: *mut CUdeviceptr, bytesize: usize, pool: CUmemoryPool, stream: CUstream,
+) -> CUresult {
+    let real = real_or_return!(cuMemAllocFromPoolAsync_ptsz);
+    charged("cuMemAllocFromPoolAsync", bytesize as u64, AllocKind::Data, || unsafe {
+        (real(dptr, bytesize, pool, stream), read(dptr))
+    })
+}
+
+pub unsafe fn cuMemFreeAsync(dptr: CUdeviceptr, stream: CUstream) -> CUresult {
+    let real = real_or_return!(cuMemFreeAsync);
+    credited(AllocKind::Data, dptr, || unsafe { real(dptr, stream) })
+}
+
+pub unsafe fn cuMemFreeAsync_ptsz(dptr: CUdeviceptr, stream: CUstream) -> CUresult {
+    let real = real_or_return!(cuMemFreeAsync_ptsz);
+    credited(AllocKind::Data, dptr, || unsafe { real(dptr, stream) })
+}
+
+// ---- arrays -------------------------------------------------------------------------------
+
+/// Bytes per element of an array format (unknown formats count as 4, the widest common).
+fn format_bytes(format: CUarray_format) -> u64 {
+    match format {
+        CU_AD_FORMAT_UNSIGNED_INT8 | CU_AD_FORMAT_SIGNED_INT8 => 1,
+        CU_AD_FORMAT_UNSIGNED_INT16 | CU_AD_FORMAT_SIGNED_INT16 | CU_AD_FORMAT_HALF => 2,
+        _ => 4,
+    }
+}
+
+/// An array's footprint: elements x channels x element size, each dimension at least 1.
+pub fn array_footprint(width: usize, height: usize, depth: usize, format: CUarray_format, channels: c_uint) -> u64 {
+    (width.max(1) as u64)
+        .saturating_mul(height.max(1) as u64)
+        .saturating_mul(depth.max(1) as u64)
+        .saturating_mul(channels.max(1) as u64)
+        .saturating_mul(format_bytes(format))
+}
+
+/// A mipmapped array's footprint: every level halves each dimension (min 1).
+pub fn mipmapped_footprint(desc: &CUDA_ARRAY3D_DESCRIPTOR, levels: c_uint) -> u64 {
+    let (mut w, mut h, mut d) = (desc.Width, desc.Height, desc.Depth);
+    let mut total = 0u64;
+    for _ in 0..levels.max(1) {
+        total = total.saturating_add(array_footprint(w, h, d, desc.Format, desc.NumChannels));
+        w = (w / 2).max(1);
+        h = if h == 0 { 0 } else { (h / 2).max(1) };
+        d = if d == 0 { 0 } else { (d / 2).max(1) };
+    }
+    total
+}
+
+pub unsafe fn cuArrayCreate_v2(handle: *mut CUarray, desc: *const CUDA_ARRAY_DESCRIPTOR) -> CUresult {
+    let real = real_or_return!(cuArrayCreate_v2);
+    if desc.is_null() {
+        return unsafe { real(handle, desc) };
+    }
+    let d = unsafe { &*desc };
+    let bytes = array_footprint(d.Width, d.Height, 1, d.Format, d.NumChannels);
+    charged("cuArrayCreate", bytes, AllocKind::Array, || unsafe {
+        (real(handle, desc), read(handle) as u64)
+    })
+}
+
+pub unsafe fn cuArray3DCreate_v2(handle: *mut CUarray, desc: *const CUDA_ARRAY3D_DESCRIPTOR) -> CUresult {
+    let real = real_or_return!(cuArray3DCreate_v2);
+    if desc.is_null() {
+        return unsafe { real(handle, desc) };
+    }
+    let d = unsafe { &*desc };
+    let bytes = array_footprint(d.Width, d.Height, d.Depth, d.Format, d.NumChannels);
+    charged("cuArray3DCreate", bytes, AllocKind::Array, || unsafe {
+        (real(handle, desc), read(handle) as u64)
+    })
+}
+
+pub unsafe fn cuArrayDestroy(array: CUarray) -> CUresult {
+    let real = real_or_return!(cuArrayDestroy);
+    credited(AllocKind::Array, array as u64, || unsafe { real(array) })
+}
+
+pub unsafe fn cuMipmappedArrayCreate(
+    handle: *mut CUmipmappedArray, desc: *const CUDA_ARRAY3D_DESCRIPTOR, levels: c_uint,
+) -> CUresult {
+    let real = real_or_return!(cuMipmappedArrayCreate);
+    if desc.is_null() {
+        return unsafe { real(handle, desc, levels) };
+    }
+    let bytes = mipmapped_footprint(unsafe { &*desc }, levels);
+    charged("cuMipmappedArrayCreate", bytes, AllocKind::Array, || unsafe {
+        (real(handle, desc, levels), read(handle) as u64)
+    })
+}
+
+pub unsafe fn cuMipmappedArrayDestroy(array: CUmipmappedArray) -> CUresult {
+    let real = real_or_return!(cuMipmappedArrayDestroy);
+    credited(AllocKind::Array, array as u64, || unsafe { real(array) })
+}
+
+// ---- virtual memory management ------------------------------------------------------------
+
+/// `cuMemCreate`: only device-located physical memory is charged, to the device the
+/// properties name (NCCL and vLLM create host-located handles too: those are not ours).
+pub unsafe fn cuMemCreate(
+    handle: *mut CUmemGenericAllocationHandle, size: usize, prop: *const CUmemAllocationProp,
+    flags: std::ffi::c_ulonglong,
+) -> CUresult {
+    let real = real_or_return!(cuMemCreate);
+    let rt = rt();
+    let device = (!prop.is_null() && !rt.config.control_disabled)
+        .then(|| unsafe { &*prop })
+        .filter(|p| p.location.type_ == CU_MEM_LOCATION_TYPE_DEVICE)
+        .and_then(|p| rt.container_index(p.location.id));
+    match device {
+        Some(dev) => charged_on("cuMemCreate", dev, 0, size as u64, AllocKind::Vmm, || unsafe {
+            (real(handle, size, prop, flags), read(handle))
+        }),
+        None => unsafe { real(handle, size, prop, flags) },
+    }
+}
+
+pub unsafe fn cuMemRelease(handle: CUmemGenericAllocationHandle) -> CUresult {
+    let real = real_or_return!(cuMemRelease);
+    credited(AllocKind::Vmm, handle, || unsafe { real(handle) })
+}
+
+// ---- what the application sees ------------------------------------------------------------
+
+/// The slice as the application sees it: the cap, or the card when the cap is larger and
+/// oversubscription is off.
+fn visible_total(limit: u64, physical_total: u64) -> u64 {
+    if rt().config.oversubscribe {
+        limit
+    } else {
+        limit.min(physical_total)
+    }
+}
+
+pub unsafe fn cuMemGetInfo_v2(free: *mut usize, total: *mut usize) -> CUresult {
+    let real = real_or_return!(cuMemGetInfo_v2);
+    let rc = unsafe { real(free, total) };
+    if rc != CUDA_SUCCESS || free.is_null() || total.is_null() {
+        return rc;
+    }
+    let rt = rt();
+    let Some(place) = current_placement() else {
+        return rc;
+    };
+    let Some(limit) = rt.ledger.limit(place.device) else {
+        return rc;
+    };
+    // SAFETY: the driver filled both on success.
+    unsafe {
+        let slice = visible_total(limit, *total as u64);
+        let slice_free = slice.saturating_sub(rt.ledger.used(place.device));
+        // Never more than the card really has free (other tenants), never below zero.
+        *free = slice_free.min(*free as u64) as usize;
+        *total = slice as usize;
+    }
+    rc
+}
+
+pub unsafe fn cuDeviceTotalMem_v2(bytes: *mut usize, dev: CUdevice) -> CUresult {
+    let real = real_or_return!(cuDeviceTotalMem_v2);
+    let rc = unsafe { real(bytes, dev) };
+    if rc != CUDA_SUCCESS || bytes.is_null() {
+        return rc;
+    }
+    let rt = rt();
+    if let Some(limit) = rt.container_index(dev).and_then(|d| rt.ledger.limit(d)) {
+        // SAFETY: filled by the driver.
+        unsafe { *bytes = visible_total(limit, *bytes as u64) as usize };
+    }
+    rc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn footprints() {
+        assert_eq!(array_footprint(100, 0, 0, CU_AD_FORMAT_FLOAT, 4), 1600);
+        assert_eq!(array_footprint(64, 32, 2, CU_AD_FORMAT_HALF, 1), 8192);
+        let desc = CUDA_ARRAY3D_DESCRIPTOR {
+            Width: 8,
+            Height: 8,
+            Depth: 0,
+            Format: CU_AD_FORMAT_UNSIGNED_INT8,
+            NumChannels: 1,
+            Flags: 0,
+        };
+        // 64 + 16 + 4 + 1
+        assert_eq!(mipmapped_footprint(&desc, 4), 85);
+    }
+}

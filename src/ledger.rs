@@ -1,0 +1,541 @@
+//! The memory ledger: what this process holds on each device, and the capacity check.
+//!
+//! Pure: no FFI, no dlsym. Capacity lives behind [`CapacityPool`] so it can be process-local
+//! ([`LocalPool`]) or container-wide in the shared region without changing the ledger.
+//!
+//! Protocol, per allocation path: [`MemoryLedger::reserve`] *before* the real call (fails
+//! when the cap would be passed: the hook returns out-of-memory without calling the driver),
+//! then [`Reservation::commit`] with the handle the driver returned, or drop the
+//! reservation (it rolls back) if the driver failed. Frees credit exactly what was charged;
+//! a free of something the ledger never saw is reported as `None` and the hook passes it
+//! to the driver untouched.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::config::MAX_DEVICES;
+
+/// What an allocation is, for accounting by kind (the monitor shows context, module and
+/// data sizes separately) and to keep handle spaces apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum AllocKind {
+    /// Linear device memory (`cuMemAlloc`, pitch, async/pool, managed) keyed by address.
+    Data = 0,
+    /// CUDA arrays and mipmapped arrays, keyed by handle.
+    Array = 1,
+    /// VMM physical allocations (`cuMemCreate`), keyed by handle.
+    Vmm = 2,
+    /// Context overhead, keyed by context handle.
+    Context = 3,
+    /// Module overhead, keyed by module handle.
+    Module = 4,
+}
+
+impl AllocKind {
+    /// Which usage bucket the kind is reported in.
+    fn bucket(self) -> usize {
+        match self {
+            AllocKind::Data | AllocKind::Array | AllocKind::Vmm => BUCKET_DATA,
+            AllocKind::Context => BUCKET_CONTEXT,
+            AllocKind::Module => BUCKET_MODULE,
+        }
+    }
+}
+
+const BUCKET_DATA: usize = 0;
+const BUCKET_CONTEXT: usize = 1;
+const BUCKET_MODULE: usize = 2;
+
+/// A device's usage by this process, split the way HAMi's monitor reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub data: u64,
+    pub context: u64,
+    pub module: u64,
+}
+
+impl Usage {
+    pub fn total(&self) -> u64 {
+        self.data + self.context + self.module
+    }
+}
+
+/// Where capacity is checked and counted. Implementations must make `try_reserve` atomic:
+/// two callers racing for the last bytes can never both succeed.
+pub trait CapacityPool: Send + Sync {
+    /// Adds `bytes` to the device's usage if that stays within its limit.
+    fn try_reserve(&self, device: usize, bytes: u64) -> bool;
+    /// Adds `bytes` regardless of the limit (memory the driver already took, e.g. a
+    /// context's overhead measured after the fact).
+    fn force_reserve(&self, device: usize, bytes: u64);
+    /// Gives `bytes` back.
+    fn release(&self, device: usize, bytes: u64);
+    /// Bytes counted against the device's limit now.
+    fn used(&self, device: usize) -> u64;
+    /// The device's limit in bytes, `None` when uncapped.
+    fn limit(&self, device: usize) -> Option<u64>;
+}
+
+/// Capacity counted in this process only.
+pub struct LocalPool {
+    limits: [Option<u64>; MAX_DEVICES],
+    used: [AtomicU64; MAX_DEVICES],
+}
+
+impl LocalPool {
+    pub fn new(limits: [Option<u64>; MAX_DEVICES]) -> Self {
+        LocalPool {
+            limits,
+            used: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// Forgets all usage (a `fork` child holds no device memory).
+    pub fn reset(&self) {
+        for u in &self.used {
+            u.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+impl CapacityPool for LocalPool {
+    fn try_reserve(&self, device: usize, bytes: u64) -> bool {
+        let Some(used) = self.used.get(device) else {
+            return false;
+        };
+        let limit = self.limits[device].unwrap_or(u64::MAX);
+        used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+            cur.checked_add(bytes).filter(|&next| next <= limit)
+        })
+        .is_ok()
+    }
+
+    fn force_reserve(&self, device: usize, bytes: u64) {
+        if let Some(used) = self.used.get(device) {
+            used.fetch_add(bytes, Ordering::AcqRel);
+        }
+    }
+
+    fn release(&self, device: usize, bytes: u64) {
+        if let Some(used) = self.used.get(device) {
+            // Saturating: a release can never take usage below zero.
+            let _ = used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                Some(cur.saturating_sub(bytes))
+            });
+        }
+    }
+
+    fn used(&self, device: usize) -> u64 {
+        self.used
+            .get(device)
+            .map_or(0, |u| u.load(Ordering::Acquire))
+    }
+
+    fn limit(&self, device: usize) -> Option<u64> {
+        self.limits.get(device).copied().flatten()
+    }
+}
+
+/// One charged allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allocation {
+    pub device: usize,
+    pub bytes: u64,
+    pub kind: AllocKind,
+    /// The context the memory belongs to (0 = none): destroying a context frees its
+    /// memory in the driver, so the ledger credits everything it owned.
+    pub owner: u64,
+}
+
+/// Multiplicative hashing for handle keys: addresses and handles are already unique, the
+/// map only needs to spread them; SipHash would cost more than the rest of the hook.
+#[derive(Default)]
+pub struct HandleHasher(u64);
+
+impl Hasher for HandleHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.0 = (self.0 ^ v as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+    }
+}
+
+pub type Key = (AllocKind, u64);
+/// Live allocations by (kind, handle).
+pub type AllocationMap = HashMap<Key, Allocation, BuildHasherDefault<HandleHasher>>;
+
+/// The process's ledger: live allocations by handle, usage by device and kind, and the
+/// capacity pool that enforces the cap.
+pub struct MemoryLedger<P: CapacityPool> {
+    pool: P,
+    live: Mutex<AllocationMap>,
+    usage: [[AtomicU64; 3]; MAX_DEVICES],
+}
+
+/// Bytes reserved on a device, not yet tied to a handle. Rolls back when dropped.
+#[must_use = "a reservation is rolled back when dropped; commit it after the driver succeeds"]
+pub struct Reservation<'a, P: CapacityPool> {
+    ledger: &'a MemoryLedger<P>,
+    device: usize,
+    bytes: u64,
+    kind: AllocKind,
+    owner: u64,
+}
+
+impl<P: CapacityPool> Reservation<'_, P> {
+    /// Ties the reserved bytes to the handle the driver returned.
+    pub fn commit(self, handle: u64) {
+        let this = std::mem::ManuallyDrop::new(self);
+        let ledger = this.ledger;
+        let alloc = Allocation {
+            device: this.device,
+            bytes: this.bytes,
+            kind: this.kind,
+            owner: this.owner,
+        };
+        ledger.usage[alloc.device][alloc.kind.bucket()].fetch_add(alloc.bytes, Ordering::AcqRel);
+        let previous = ledger.lock_live().insert((alloc.kind, handle), alloc);
+        if let Some(old) = previous {
+            // The driver handed out a handle we still thought live: it was freed behind
+            // our back (e.g. by destroying its context). Credit the stale entry.
+            ledger.credit(old);
+        }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Changes the reserved amount once the driver told the real size (e.g. the pitch it
+    /// chose). Growing can fail like a new reservation; shrinking always succeeds.
+    pub fn resize(&mut self, bytes: u64) -> bool {
+        if bytes > self.bytes {
+            if !self.ledger.pool.try_reserve(self.device, bytes - self.bytes) {
+                return false;
+            }
+        } else {
+            self.ledger.pool.release(self.device, self.bytes - bytes);
+        }
+        self.bytes = bytes;
+        true
+    }
+
+    /// Marks the context the memory will belong to.
+    pub fn owned_by(mut self, owner: u64) -> Self {
+        self.owner = owner;
+        self
+    }
+}
+
+impl<P: CapacityPool> Drop for Reservation<'_, P> {
+    fn drop(&mut self) {
+        self.ledger.pool.release(self.device, self.bytes);
+    }
+}
+
+/// Why a reservation was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverLimit {
+    pub device: usize,
+    pub requested: u64,
+    pub used: u64,
+    pub limit: u64,
+}
+
+impl<P: CapacityPool> MemoryLedger<P> {
+    pub fn new(pool: P) -> Self {
+        MemoryLedger {
+            pool,
+            live: Mutex::new(HashMap::default()),
+            usage: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+        }
+    }
+
+    pub fn pool(&self) -> &P {
+        &self.pool
+    }
+
+    fn lock_live(&self) -> MutexGuard<'_, AllocationMap> {
+        // A poisoned map is still a consistent map (every critical section is a single
+        // insert/remove): keep going rather than failing allocations forever.
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The map's lock, for the `fork` handlers (held across `fork`, released in both).
+    pub fn live_mutex(&self) -> &Mutex<AllocationMap> {
+        &self.live
+    }
+
+    /// Reserves `bytes` on `device` before the real allocation.
+    pub fn reserve(
+        &self,
+        device: usize,
+        bytes: u64,
+        kind: AllocKind,
+    ) -> Result<Reservation<'_, P>, OverLimit> {
+        if device >= MAX_DEVICES || !self.pool.try_reserve(device, bytes) {
+            return Err(OverLimit {
+                device,
+                requested: bytes,
+                used: self.pool.used(device),
+                limit: self.pool.limit(device).unwrap_or(0),
+            });
+        }
+        Ok(Reservation {
+            ledger: self,
+            device,
+            bytes,
+            kind,
+            owner: 0,
+        })
+    }
+
+    /// Charges memory the driver has already taken (measured overhead), cap or not.
+    pub fn charge_measured(&self, device: usize, kind: AllocKind, handle: u64, bytes: u64) {
+        if device >= MAX_DEVICES {
+            return;
+        }
+        self.pool.force_reserve(device, bytes);
+        Reservation {
+            ledger: self,
+            device,
+            bytes,
+            kind,
+            owner: 0,
+        }
+        .commit(handle);
+    }
+
+    /// Credits what `handle` was charged; `None` if the ledger never saw it.
+    pub fn release(&self, kind: AllocKind, handle: u64) -> Option<Allocation> {
+        let alloc = self.lock_live().remove(&(kind, handle))?;
+        self.credit(alloc);
+        Some(alloc)
+    }
+
+    /// Credits everything `owner` (a context) held, e.g. when the driver destroyed it.
+    /// Returns the bytes credited.
+    pub fn release_owned_by(&self, owner: u64) -> u64 {
+        if owner == 0 {
+            return 0;
+        }
+        let freed: Vec<Allocation> = {
+            let mut live = self.lock_live();
+            let keys: Vec<Key> = live
+                .iter()
+                .filter(|(_, a)| a.owner == owner)
+                .map(|(k, _)| *k)
+                .collect();
+            keys.iter().filter_map(|k| live.remove(k)).collect()
+        };
+        freed.iter().for_each(|a| self.credit(*a));
+        freed.iter().map(|a| a.bytes).sum()
+    }
+
+    /// What `handle` was charged, without releasing it.
+    pub fn lookup(&self, kind: AllocKind, handle: u64) -> Option<Allocation> {
+        self.lock_live().get(&(kind, handle)).copied()
+    }
+
+    fn credit(&self, alloc: Allocation) {
+        let bucket = &self.usage[alloc.device][alloc.kind.bucket()];
+        let _ = bucket.fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+            Some(cur.saturating_sub(alloc.bytes))
+        });
+        self.pool.release(alloc.device, alloc.bytes);
+    }
+
+    /// This process's usage of `device`, by kind.
+    pub fn usage(&self, device: usize) -> Usage {
+        let Some(u) = self.usage.get(device) else {
+            return Usage::default();
+        };
+        Usage {
+            data: u[BUCKET_DATA].load(Ordering::Acquire),
+            context: u[BUCKET_CONTEXT].load(Ordering::Acquire),
+            module: u[BUCKET_MODULE].load(Ordering::Acquire),
+        }
+    }
+
+    /// Bytes counted against `device`'s limit (all holders the pool knows of).
+    pub fn used(&self, device: usize) -> u64 {
+        self.pool.used(device)
+    }
+
+    pub fn limit(&self, device: usize) -> Option<u64> {
+        self.pool.limit(device)
+    }
+
+    /// Number of live charged handles.
+    pub fn live_count(&self) -> usize {
+        self.lock_live().len()
+    }
+
+    /// Drops every entry without calling back into the pool's owner: used in a `fork`
+    /// child (which holds no device memory) with the map already locked by the caller.
+    pub fn forget_all_locked(&self, map: &mut AllocationMap) {
+        for alloc in map.values() {
+            let bucket = &self.usage[alloc.device][alloc.kind.bucket()];
+            let _ = bucket.fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                Some(cur.saturating_sub(alloc.bytes))
+            });
+            self.pool.release(alloc.device, alloc.bytes);
+        }
+        map.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn ledger(limit0: Option<u64>) -> MemoryLedger<LocalPool> {
+        let mut limits = [None; MAX_DEVICES];
+        limits[0] = limit0;
+        MemoryLedger::new(LocalPool::new(limits))
+    }
+
+    #[test]
+    fn reserve_commit_release_to_the_byte() {
+        let l = ledger(Some(1000));
+        l.reserve(0, 600, AllocKind::Data).unwrap().commit(0xa000);
+        assert_eq!(l.used(0), 600);
+        let e = l.reserve(0, 401, AllocKind::Data).err().unwrap();
+        assert_eq!((e.used, e.limit, e.requested), (600, 1000, 401));
+        l.reserve(0, 400, AllocKind::Data).unwrap().commit(0xb000);
+        assert_eq!(l.used(0), 1000);
+        assert!(l.reserve(0, 1, AllocKind::Data).is_err());
+        assert_eq!(l.release(AllocKind::Data, 0xa000).unwrap().bytes, 600);
+        assert_eq!(l.used(0), 400);
+        assert_eq!(l.usage(0).data, 400);
+        assert!(l.release(AllocKind::Data, 0xa000).is_none(), "double free");
+        assert!(l.release(AllocKind::Data, 0xdead).is_none(), "unknown");
+        assert_eq!(l.used(0), 400);
+    }
+
+    #[test]
+    fn dropped_reservation_rolls_back() {
+        let l = ledger(Some(100));
+        {
+            let r = l.reserve(0, 100, AllocKind::Data).unwrap();
+            assert_eq!(r.bytes(), 100);
+            assert_eq!(l.used(0), 100);
+        }
+        assert_eq!(l.used(0), 0);
+        assert_eq!(l.live_count(), 0);
+    }
+
+    #[test]
+    fn kinds_are_separate_spaces_and_buckets() {
+        let l = ledger(None);
+        l.reserve(0, 10, AllocKind::Data).unwrap().commit(1);
+        l.reserve(0, 20, AllocKind::Array).unwrap().commit(1);
+        l.charge_measured(0, AllocKind::Context, 1, 300);
+        l.charge_measured(0, AllocKind::Module, 7, 5);
+        assert_eq!(
+            l.usage(0),
+            Usage {
+                data: 30,
+                context: 300,
+                module: 5
+            }
+        );
+        assert_eq!(l.usage(0).total(), 335);
+        assert_eq!(l.used(0), 335);
+        assert_eq!(l.release(AllocKind::Array, 1).unwrap().bytes, 20);
+        assert_eq!(l.release(AllocKind::Context, 1).unwrap().bytes, 300);
+        assert_eq!(l.usage(0).total(), 15);
+    }
+
+    #[test]
+    fn measured_charge_may_exceed_the_cap_but_blocks_further_reservations() {
+        let l = ledger(Some(100));
+        l.charge_measured(0, AllocKind::Context, 9, 150);
+        assert_eq!(l.used(0), 150);
+        assert!(l.reserve(0, 1, AllocKind::Data).is_err());
+    }
+
+    #[test]
+    fn reused_handle_credits_the_stale_entry() {
+        let l = ledger(None);
+        l.reserve(0, 10, AllocKind::Data).unwrap().commit(5);
+        l.reserve(0, 7, AllocKind::Data).unwrap().commit(5);
+        assert_eq!(l.used(0), 7);
+        assert_eq!(l.usage(0).data, 7);
+    }
+
+    #[test]
+    fn resize_and_owner_release() {
+        let l = ledger(Some(1000));
+        let mut r = l.reserve(0, 100, AllocKind::Data).unwrap().owned_by(7);
+        assert!(r.resize(900));
+        assert!(!r.resize(1001));
+        assert!(r.resize(512));
+        r.commit(1);
+        assert_eq!(l.used(0), 512);
+        l.reserve(0, 10, AllocKind::Data).unwrap().owned_by(8).commit(2);
+        l.reserve(0, 20, AllocKind::Array).unwrap().owned_by(7).commit(3);
+        assert_eq!(l.release_owned_by(7), 532);
+        assert_eq!(l.used(0), 10);
+        assert_eq!(l.release_owned_by(0), 0);
+    }
+
+    #[test]
+    fn bad_device_is_refused() {
+        let l = ledger(None);
+        assert!(l.reserve(MAX_DEVICES, 1, AllocKind::Data).is_err());
+    }
+
+    #[test]
+    fn racing_threads_never_overshoot() {
+        let limit = 1_000_000u64;
+        let l = Arc::new(ledger(Some(limit)));
+        let handles: Vec<_> = (0..8u64)
+            .map(|t| {
+                let l = l.clone();
+                std::thread::spawn(move || {
+                    let mut won = 0u64;
+                    for i in 0..10_000u64 {
+                        let bytes = 1 + (i * 7919 + t) % 997;
+                        if let Ok(r) = l.reserve(0, bytes, AllocKind::Data) {
+                            assert!(l.used(0) <= limit);
+                            r.commit(t << 32 | i);
+                            won += bytes;
+                        }
+                    }
+                    won
+                })
+            })
+            .collect();
+        let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert!(total <= limit);
+        assert_eq!(l.used(0), total);
+        assert!(limit - total < 997, "pool should be filled up to the last fit");
+    }
+
+    #[test]
+    fn fork_child_forgets_everything() {
+        let l = ledger(Some(100));
+        l.reserve(0, 60, AllocKind::Data).unwrap().commit(1);
+        let m = l.live_mutex();
+        let mut g = m.lock().unwrap();
+        l.forget_all_locked(&mut g);
+        drop(g);
+        assert_eq!(l.used(0), 0);
+        assert_eq!(l.usage(0).total(), 0);
+        assert!(l.release(AllocKind::Data, 1).is_none());
+    }
+}

@@ -1,0 +1,108 @@
+//! NVML: the probe libvgpu uses to measure what the driver charges this process (context
+//! and module overhead appear with no allocation call), and (later) NVML hooks.
+//!
+//! The probe calls the *real* NVML through handles from the real `dlsym`, so it is never
+//! affected by our own redirection.
+
+use std::ffi::{c_char, c_uint, c_void, CStr};
+
+use cuda_headers::bindings::*;
+use cuda_headers::pfn;
+
+/// Our NVML hook for an exact symbol, if any (none yet: the NVML view comes with the
+/// container-wide region).
+pub fn hook_by_symbol(_symbol: &[u8]) -> Option<*const c_void> {
+    None
+}
+
+/// The real NVML, opened for measuring.
+pub struct NvmlProbe {
+    get_count: pfn::nvmlDeviceGetCount_v2,
+    handle_by_index: pfn::nvmlDeviceGetHandleByIndex_v2,
+    get_uuid: pfn::nvmlDeviceGetUUID,
+    processes: pfn::nvmlDeviceGetComputeRunningProcesses_v3,
+}
+
+macro_rules! real_nvml_fn {
+    ($handle:expr, $name:ident) => {{
+        // SAFETY: handle from dlopen; the symbol has this row's signature.
+        let p = unsafe { crate::preload::real_dlsym($handle, &c_name(stringify!($name))) };
+        if p.is_null() {
+            return None;
+        }
+        unsafe { std::mem::transmute::<*mut c_void, pfn::$name>(p) }
+    }};
+}
+
+fn c_name(name: &str) -> std::ffi::CString {
+    std::ffi::CString::new(name).unwrap_or_default()
+}
+
+impl NvmlProbe {
+    /// Opens and initialises the real NVML; `None` when it is absent or fails.
+    pub fn open() -> Option<NvmlProbe> {
+        let handle = crate::preload::open_library(c"libnvidia-ml.so.1")?;
+        let init: pfn::nvmlInit_v2 = real_nvml_fn!(handle, nvmlInit_v2);
+        // SAFETY: plain NVML call.
+        if unsafe { init() } != NVML_SUCCESS {
+            return None;
+        }
+        Some(NvmlProbe {
+            get_count: real_nvml_fn!(handle, nvmlDeviceGetCount_v2),
+            handle_by_index: real_nvml_fn!(handle, nvmlDeviceGetHandleByIndex_v2),
+            get_uuid: real_nvml_fn!(handle, nvmlDeviceGetUUID),
+            processes: real_nvml_fn!(handle, nvmlDeviceGetComputeRunningProcesses_v3),
+        })
+    }
+
+    fn device(&self, index: u32) -> Option<nvmlDevice_t> {
+        let mut dev: nvmlDevice_t = std::ptr::null_mut();
+        // SAFETY: valid out-pointer.
+        (unsafe { (self.handle_by_index)(index, &mut dev) } == NVML_SUCCESS).then_some(dev)
+    }
+
+    /// UUIDs of the devices NVML shows, in NVML index order (the container's order).
+    pub fn device_uuids(&self) -> Vec<String> {
+        let mut count: c_uint = 0;
+        // SAFETY: valid out-pointer.
+        if unsafe { (self.get_count)(&mut count) } != NVML_SUCCESS {
+            return Vec::new();
+        }
+        (0..count)
+            .map(|i| {
+                let mut buf = [0 as c_char; 96];
+                match self.device(i) {
+                    // SAFETY: buffer and its length.
+                    Some(d) if unsafe { (self.get_uuid)(d, buf.as_mut_ptr(), buf.len() as c_uint) }
+                        == NVML_SUCCESS =>
+                    {
+                        // SAFETY: NVML NUL-terminates within the buffer.
+                        unsafe { CStr::from_ptr(buf.as_ptr()) }
+                            .to_string_lossy()
+                            .into_owned()
+                    }
+                    _ => String::new(),
+                }
+            })
+            .collect()
+    }
+
+    /// Device memory NVML charges to `pid` on the device at NVML index `index`.
+    pub fn process_used(&self, index: u32, pid: u32) -> Option<u64> {
+        let dev = self.device(index)?;
+        let mut infos = [nvmlProcessInfo_v2_t::default(); 64];
+        let mut count = infos.len() as c_uint;
+        // SAFETY: buffer of `count` entries.
+        let rc = unsafe { (self.processes)(dev, &mut count, infos.as_mut_ptr()) };
+        if rc != NVML_SUCCESS {
+            return None;
+        }
+        Some(
+            infos[..count.min(infos.len() as c_uint) as usize]
+                .iter()
+                .filter(|p| p.pid == pid)
+                .map(|p| p.usedGpuMemory)
+                .sum(),
+        )
+    }
+}
