@@ -1,0 +1,385 @@
+//! The cross-process memory ledger and slot lifecycle, as pure atomic operations on the
+//! region (SPEC.md §5). Nothing here blocks or makes a syscall: liveness checks (`/proc`),
+//! clocks and the robust mutex are the caller's.
+//!
+//! Invariant, for every device `d`, whenever no slot is between the two halves of an
+//! operation (`op_seq` even everywhere):
+//! `devices[d].reserved_bytes == Σ slots[i].reserved[d]` over slots in CLAIMING/ACTIVE,
+//! and `reserved_bytes <= limit_bytes` when `limit_bytes != 0`.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::ext::{ext_flags, slot_state};
+use crate::{LayoutError, Region, SlotExt, MAX_DEVICES, MAX_PROCS, SLOT_STATUS_ACTIVE};
+
+/// Why [`Region::try_reserve`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReserveError {
+    /// `reserved + requested` would pass the device's `limit_bytes` (or overflow u64).
+    OverLimit {
+        limit: u64,
+        reserved: u64,
+        requested: u64,
+    },
+    /// Device or slot index out of range.
+    BadIndex,
+}
+
+/// An audit could not run to completion: some live slot was mid-operation, or the totals
+/// moved. Retry later (the reaper's next pass); nothing was left inconsistent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuditBusy;
+
+/// What [`Region::reclaim_slot`] returned to the container.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReclaimReport {
+    /// Bytes subtracted from each device's `reserved_bytes`.
+    pub returned: [u64; MAX_DEVICES],
+    /// The owner died between the two halves of an operation: the totals are corrected by
+    /// the next successful [`Region::audit_totals`] instead (`AUDIT_NEEDED` is set).
+    pub audit_needed: bool,
+}
+
+/// The fields of `/proc/<pid>/stat` that slot liveness needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcStat {
+    /// Field 3: `R`, `S`, `D`, `Z` (zombie), `X` (dead), …
+    pub state: char,
+    /// Field 22: start time in clock ticks since boot.
+    pub start_time: u64,
+}
+
+/// Parses the content of `/proc/<pid>/stat`. The command name (field 2) may contain spaces
+/// and parentheses, so fields are counted from the last `)`.
+pub fn parse_proc_stat(stat: &str) -> Option<ProcStat> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // `rest` starts at field 3; field 22 is 19 further.
+    let start_time = fields.nth(18)?.parse().ok()?;
+    Some(ProcStat { state, start_time })
+}
+
+/// Whether the process recorded in a slot (`start_time`) is still the one running as its
+/// pid, given the content of `/proc/<pid>/stat`. A zombie is dead: it holds no GPU memory
+/// and its robust futexes are already released.
+///
+/// Pass `None` only when the process provably does not exist (`ENOENT`/`ESRCH`). When the
+/// file cannot be read for another reason (`EACCES` under `hidepid=`), treat the owner as
+/// alive (e.g. confirm with `kill(pid, 0)`: `EPERM` means it exists): reclaiming a live
+/// process's slot would let the container exceed its cap.
+pub fn owner_is_alive(slot_start_time: u64, proc_stat: Option<&str>) -> bool {
+    match proc_stat.and_then(parse_proc_stat) {
+        Some(stat) => stat.state != 'Z' && stat.state != 'X' && stat.start_time == slot_start_time,
+        None => false,
+    }
+}
+
+/// A slot claim token: the claimer's pid in the high 32 bits (so a CLAIMING slot can be
+/// checked for liveness before `pid` is written) and a per-claim nonce, forced odd so the
+/// token is never 0.
+pub fn owner_token(pid: i32, nonce: u32) -> u64 {
+    (u64::from(pid as u32) << 32) | u64::from(nonce | 1)
+}
+
+fn saturating_sub_atomic(word: &AtomicU64, amount: u64) -> u64 {
+    match word.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+        Some(v.saturating_sub(amount))
+    }) {
+        Ok(prev) | Err(prev) => prev.min(amount),
+    }
+}
+
+/// Spins a ledger operation waits at most for an audit freeze before going ahead anyway
+/// (the audit then sees the operation and reports busy): a dead auditor can never block.
+const FREEZE_WAIT_SPINS: u32 = 256;
+/// Yields after the spins.
+const FREEZE_WAIT_YIELDS: u32 = 64;
+/// How long an auditor waits for one live slot to finish its operation.
+const AUDIT_QUIESCE_SPINS: u32 = 4096;
+
+fn frozen(region: &Region) -> bool {
+    region.ext.header.flags.load(Ordering::SeqCst) & ext_flags::AUDIT_FREEZE != 0
+}
+
+fn backoff(round: u32) {
+    if round < FREEZE_WAIT_SPINS {
+        core::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+/// Marks the start of a ledger operation (odd `op_seq`).
+///
+/// SeqCst pairs with the auditor's `AUDIT_FREEZE` store and `op_seq` loads (Dekker): either
+/// this operation sees the freeze and steps back, or the auditor sees the odd `op_seq` and
+/// waits for it. The wait is bounded, so a frozen flag left by a dead auditor only slows.
+fn op_begin(region: &Region, slot: &SlotExt) {
+    slot.op_seq.fetch_add(1, Ordering::SeqCst);
+    if !frozen(region) {
+        return;
+    }
+    slot.op_seq.fetch_add(1, Ordering::SeqCst);
+    let mut round = 0;
+    while frozen(region) && round < FREEZE_WAIT_SPINS + FREEZE_WAIT_YIELDS {
+        backoff(round);
+        round += 1;
+    }
+    slot.op_seq.fetch_add(1, Ordering::SeqCst);
+}
+
+fn op_end(slot: &SlotExt) {
+    slot.op_seq.fetch_add(1, Ordering::SeqCst);
+}
+
+impl Region {
+    /// Charges `bytes` on device `dev` to slot `slot` before the real allocation: a CAS on
+    /// the container total against `limit_bytes`, then the slot's own count. Two processes
+    /// racing for the last bytes cannot both win. Returns the new container total.
+    ///
+    /// Lock-free; only the slot's owner calls it. On allocation failure, undo with
+    /// [`Region::release`].
+    pub fn try_reserve(&self, slot: usize, dev: usize, bytes: u64) -> Result<u64, ReserveError> {
+        let (Some(owner), Some(device)) = (self.ext.slots.get(slot), self.ext.devices.get(dev))
+        else {
+            return Err(ReserveError::BadIndex);
+        };
+        op_begin(self, owner);
+        let limit = device.limit_bytes.load(Ordering::Acquire);
+        let result =
+            device
+                .reserved_bytes
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |total| {
+                    let next = total.checked_add(bytes)?;
+                    (limit == 0 || next <= limit).then_some(next)
+                });
+        let outcome = match result {
+            Ok(prev) => {
+                owner.reserved[dev].fetch_add(bytes, Ordering::SeqCst);
+                let total = prev + bytes;
+                device
+                    .peak_reserved_bytes
+                    .fetch_max(total, Ordering::Relaxed);
+                Ok(total)
+            }
+            Err(reserved) => {
+                device.reserve_failures.fetch_add(1, Ordering::Relaxed);
+                Err(ReserveError::OverLimit {
+                    limit,
+                    reserved,
+                    requested: bytes,
+                })
+            }
+        };
+        op_end(owner);
+        outcome
+    }
+
+    /// Returns up to `bytes` on device `dev` from slot `slot` to the container: the slot's
+    /// count first, then the total, by the amount actually removed from the slot (so a
+    /// double free can never push the total below the other slots' charges). Returns the
+    /// bytes released. Lock-free; only the slot's owner calls it.
+    pub fn release(&self, slot: usize, dev: usize, bytes: u64) -> u64 {
+        let (Some(owner), Some(device)) = (self.ext.slots.get(slot), self.ext.devices.get(dev))
+        else {
+            return 0;
+        };
+        op_begin(self, owner);
+        let released = saturating_sub_atomic(&owner.reserved[dev], bytes);
+        saturating_sub_atomic(&device.reserved_bytes, released);
+        op_end(owner);
+        released
+    }
+
+    /// Claims a free slot for a starting process: CAS `owner_token` 0 → `token`, fill in the
+    /// identity, then publish ACTIVE (ext `state`, v1 `status = 1`). Returns the index.
+    ///
+    /// Call holding the region lock. A claimer that dies midway leaves a CLAIMING slot whose
+    /// token names its pid; the reaper frees it.
+    pub fn claim_slot(
+        &self,
+        token: u64,
+        pid: i32,
+        start_time: u64,
+        now_mono_ns: u64,
+    ) -> Result<usize, LayoutError> {
+        let index = (0..MAX_PROCS)
+            .find(|&i| {
+                let ext = &self.ext.slots[i];
+                ext.state.load(Ordering::Acquire) == slot_state::FREE
+                    && ext
+                        .owner_token
+                        .compare_exchange(0, token, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+            })
+            .ok_or(LayoutError::NoFreeSlot)?;
+        let ext = &self.ext.slots[index];
+        let v1 = &self.v1.procs[index];
+        ext.state.store(slot_state::CLAIMING, Ordering::Release);
+        ext.pid.store(pid, Ordering::Relaxed);
+        ext.start_time.store(start_time, Ordering::Relaxed);
+        ext.claim_ns.store(now_mono_ns, Ordering::Relaxed);
+        ext.heartbeat_ns.store(now_mono_ns, Ordering::Relaxed);
+        v1.pid.store(pid, Ordering::Relaxed);
+        let h = &self.ext.header;
+        h.slot_high_water
+            .fetch_max(index as u32 + 1, Ordering::AcqRel);
+        // The monitor sums procs[..proc_num], so proc_num is a high-water mark, not a count.
+        self.v1
+            .proc_num
+            .fetch_max(index as i32 + 1, Ordering::AcqRel);
+        ext.state.store(slot_state::ACTIVE, Ordering::Release);
+        v1.status.store(SLOT_STATUS_ACTIVE, Ordering::Release);
+        h.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(index)
+    }
+
+    /// Returns everything slot `index` holds to the container and frees the slot: used by
+    /// the owner on clean exit and by the reaper for a dead owner. `expected_token` guards
+    /// against freeing a slot that was reclaimed and re-claimed since the caller looked.
+    ///
+    /// Call holding the region lock. Steps: state → TOMBSTONE; if the owner was not mid
+    /// operation (`op_seq` even), per device swap the slot's count to 0 and subtract it
+    /// from the total; otherwise zero the counts and set `AUDIT_NEEDED`; clear both halves
+    /// of the slot; state → FREE; `owner_token` → 0 last.
+    pub fn reclaim_slot(
+        &self,
+        index: usize,
+        expected_token: u64,
+    ) -> Result<ReclaimReport, LayoutError> {
+        let slot = self.slot(index)?;
+        if slot.ext.owner_token.load(Ordering::Acquire) != expected_token || expected_token == 0 {
+            return Err(LayoutError::NotOwner { slot: index });
+        }
+        slot.ext
+            .state
+            .store(slot_state::TOMBSTONE, Ordering::SeqCst);
+        let mut report = ReclaimReport::default();
+        let mid_operation = slot.ext.op_seq.load(Ordering::SeqCst) & 1 == 1;
+        for dev in 0..MAX_DEVICES {
+            let charged = slot.ext.reserved[dev].swap(0, Ordering::SeqCst);
+            if mid_operation {
+                continue;
+            }
+            report.returned[dev] =
+                saturating_sub_atomic(&self.ext.devices[dev].reserved_bytes, charged);
+        }
+        if mid_operation {
+            report.audit_needed = true;
+            self.mark_audit_needed();
+        }
+        slot.v1.clear();
+        let ext = slot.ext;
+        for word in [
+            &ext.start_time,
+            &ext.heartbeat_ns,
+            &ext.op_seq,
+            &ext.claim_ns,
+        ] {
+            word.store(0, Ordering::Relaxed);
+        }
+        ext.pid.store(0, Ordering::Relaxed);
+        ext.state.store(slot_state::FREE, Ordering::Release);
+        ext.owner_token.store(0, Ordering::Release);
+        self.ext.header.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(report)
+    }
+
+    /// Requests an audit: after a lock holder died (`EOWNERDEAD`) or a slot was reclaimed
+    /// mid-operation.
+    pub fn mark_audit_needed(&self) {
+        self.ext
+            .header
+            .flags
+            .fetch_or(ext_flags::AUDIT_NEEDED, Ordering::SeqCst);
+    }
+
+    /// Whether an audit has been requested and not yet completed.
+    pub fn audit_needed(&self) -> bool {
+        self.ext.header.flags.load(Ordering::SeqCst) & ext_flags::AUDIT_NEEDED != 0
+    }
+
+    /// Recomputes every device's `reserved_bytes` as the sum of the CLAIMING/ACTIVE slots'
+    /// counts, exactly, while live processes keep reserving lock-free.
+    ///
+    /// Sets `AUDIT_FREEZE` (new operations step back for a bounded time) and waits, bounded,
+    /// for each live slot's `op_seq` to be even. Then reads the totals, each live slot's
+    /// `op_seq` and counts, re-reads every `op_seq` (must be unchanged), and CASes each total
+    /// from the value read to the sum. An operation that overlapped anyway changed an
+    /// `op_seq` or a total, so the audit reports [`AuditBusy`] instead of writing a wrong
+    /// value. Clears `AUDIT_NEEDED` on success and `AUDIT_FREEZE` always.
+    ///
+    /// Call holding the region lock, after reclaiming dead slots: a dead owner whose `op_seq`
+    /// is odd makes every audit busy until its slot is a TOMBSTONE.
+    pub fn audit_totals(&self) -> Result<[u64; MAX_DEVICES], AuditBusy> {
+        let flags = &self.ext.header.flags;
+        flags.fetch_or(ext_flags::AUDIT_FREEZE, Ordering::SeqCst);
+        let result = self.audit_frozen();
+        flags.fetch_and(!ext_flags::AUDIT_FREEZE, Ordering::SeqCst);
+        if result.is_ok() {
+            flags.fetch_and(!ext_flags::AUDIT_NEEDED, Ordering::SeqCst);
+        }
+        result
+    }
+
+    fn live_slots(&self) -> impl Iterator<Item = (usize, &SlotExt)> {
+        let high_water =
+            (self.ext.header.slot_high_water.load(Ordering::SeqCst) as usize).min(MAX_PROCS);
+        self.ext.slots[..high_water]
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| {
+                let state = slot.state.load(Ordering::SeqCst);
+                state == slot_state::ACTIVE || state == slot_state::CLAIMING
+            })
+    }
+
+    fn audit_frozen(&self) -> Result<[u64; MAX_DEVICES], AuditBusy> {
+        for (_, slot) in self.live_slots() {
+            let mut round = 0;
+            while slot.op_seq.load(Ordering::SeqCst) & 1 == 1 {
+                if round == AUDIT_QUIESCE_SPINS {
+                    return Err(AuditBusy);
+                }
+                backoff(round);
+                round += 1;
+            }
+        }
+        let before: [u64; MAX_DEVICES] =
+            core::array::from_fn(|d| self.ext.devices[d].reserved_bytes.load(Ordering::SeqCst));
+        let mut sums = [0u64; MAX_DEVICES];
+        let mut seen: Vec<(usize, u64)> = Vec::new();
+        for (index, slot) in self.live_slots() {
+            let seq = slot.op_seq.load(Ordering::SeqCst);
+            if seq & 1 == 1 {
+                return Err(AuditBusy);
+            }
+            for (sum, charged) in sums.iter_mut().zip(&slot.reserved) {
+                *sum = sum.saturating_add(charged.load(Ordering::SeqCst));
+            }
+            seen.push((index, seq));
+        }
+        if seen
+            .iter()
+            .any(|&(index, seq)| self.ext.slots[index].op_seq.load(Ordering::SeqCst) != seq)
+        {
+            return Err(AuditBusy);
+        }
+        let mut complete = true;
+        for (dev, device) in self.ext.devices.iter().enumerate() {
+            if device
+                .reserved_bytes
+                .compare_exchange(before[dev], sums[dev], Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+            {
+                complete = false;
+            }
+        }
+        if complete {
+            Ok(sums)
+        } else {
+            Err(AuditBusy)
+        }
+    }
+}
