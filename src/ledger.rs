@@ -77,6 +77,12 @@ pub trait CapacityPool: Send + Sync {
     fn used(&self, device: usize) -> u64;
     /// The device's limit in bytes, `None` when uncapped.
     fn limit(&self, device: usize) -> Option<u64>;
+    /// This process's usage of `bucket` (0 data, 1 context, 2 module) changed by `delta`
+    /// bytes: for pools that publish per-process usage (the node monitor reads it).
+    fn on_usage(&self, _device: usize, _bucket: usize, _delta: i64) {}
+    /// Called in a `fork` child (async-signal context: atomics only). The child holds
+    /// no device memory; whatever the parent charged stays the parent's.
+    fn after_fork_child(&self) {}
 }
 
 /// Capacity counted in this process only.
@@ -136,6 +142,10 @@ impl CapacityPool for LocalPool {
 
     fn limit(&self, device: usize) -> Option<u64> {
         self.limits.get(device).copied().flatten()
+    }
+
+    fn after_fork_child(&self) {
+        self.reset();
     }
 }
 
@@ -206,6 +216,9 @@ impl<P: CapacityPool> Reservation<'_, P> {
             owner: this.owner,
         };
         ledger.usage[alloc.device][alloc.kind.bucket()].fetch_add(alloc.bytes, Ordering::AcqRel);
+        ledger
+            .pool
+            .on_usage(alloc.device, alloc.kind.bucket(), alloc.bytes as i64);
         let previous = ledger.lock_live().insert((alloc.kind, handle), alloc);
         if let Some(old) = previous {
             // The driver handed out a handle we still thought live: it was freed behind
@@ -354,6 +367,8 @@ impl<P: CapacityPool> MemoryLedger<P> {
         let _ = bucket.fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
             Some(cur.saturating_sub(alloc.bytes))
         });
+        self.pool
+            .on_usage(alloc.device, alloc.kind.bucket(), -(alloc.bytes as i64));
         self.pool.release(alloc.device, alloc.bytes);
     }
 
@@ -383,17 +398,17 @@ impl<P: CapacityPool> MemoryLedger<P> {
         self.lock_live().len()
     }
 
-    /// Drops every entry without calling back into the pool's owner: used in a `fork`
-    /// child (which holds no device memory) with the map already locked by the caller.
+    /// In a `fork` child, with the map already locked by the caller: the child holds no
+    /// device memory, so every entry and usage figure is dropped, and the pool is told
+    /// (the parent's charges stay the parent's).
     pub fn forget_all_locked(&self, map: &mut AllocationMap) {
-        for alloc in map.values() {
-            let bucket = &self.usage[alloc.device][alloc.kind.bucket()];
-            let _ = bucket.fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
-                Some(cur.saturating_sub(alloc.bytes))
-            });
-            self.pool.release(alloc.device, alloc.bytes);
-        }
         map.clear();
+        for device in &self.usage {
+            for bucket in device {
+                bucket.store(0, Ordering::Relaxed);
+            }
+        }
+        self.pool.after_fork_child();
     }
 }
 

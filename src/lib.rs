@@ -22,4 +22,5 @@ pub mod log;
 pub mod nvml;
 pub mod preload;
 pub mod runtime;
+pub mod shared_region;
 pub mod throttle;

@@ -3,19 +3,60 @@
 //! libcuda exists and cache nothing.
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use cuda_headers::bindings::*;
 
 use crate::config::{map_visible_devices, Config, MAX_DEVICES};
-use crate::ledger::{LocalPool, MemoryLedger};
+use crate::ledger::{CapacityPool, LocalPool, MemoryLedger};
 use crate::nvml::NvmlProbe;
+use crate::shared_region::{SharedPool, SharedRegion};
+
+/// Where capacity lives: the container-wide region, or (control disabled) nowhere.
+#[allow(clippy::large_enum_variant)] // one per process; boxing would add an indirection to every reservation
+pub enum Pool {
+    Local(LocalPool),
+    Shared(SharedPool),
+}
+
+macro_rules! pool_dispatch {
+    ($self:ident, $p:ident => $e:expr) => {
+        match $self {
+            Pool::Local($p) => $e,
+            Pool::Shared($p) => $e,
+        }
+    };
+}
+
+impl CapacityPool for Pool {
+    fn try_reserve(&self, device: usize, bytes: u64) -> bool {
+        pool_dispatch!(self, p => p.try_reserve(device, bytes))
+    }
+    fn force_reserve(&self, device: usize, bytes: u64) {
+        pool_dispatch!(self, p => p.force_reserve(device, bytes))
+    }
+    fn release(&self, device: usize, bytes: u64) {
+        pool_dispatch!(self, p => p.release(device, bytes))
+    }
+    fn used(&self, device: usize) -> u64 {
+        pool_dispatch!(self, p => p.used(device))
+    }
+    fn limit(&self, device: usize) -> Option<u64> {
+        pool_dispatch!(self, p => p.limit(device))
+    }
+    fn on_usage(&self, device: usize, bucket: usize, delta: i64) {
+        pool_dispatch!(self, p => p.on_usage(device, bucket, delta))
+    }
+    fn after_fork_child(&self) {
+        pool_dispatch!(self, p => p.after_fork_child())
+    }
+}
 
 /// Everything the hooks share.
 pub struct Runtime {
     pub config: Config,
-    pub ledger: MemoryLedger<LocalPool>,
+    pub ledger: MemoryLedger<Pool>,
     /// The real driver's `dlopen` handle, 0 when there is no driver.
     driver: usize,
     /// CUDA ordinal -> container device index (-1 = not computed yet).
@@ -28,18 +69,10 @@ pub struct Runtime {
 }
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-/// Set once `RUNTIME` is initialised: the hot paths read this instead of the OnceLock.
-static READY: AtomicBool = AtomicBool::new(false);
 
 /// The runtime, initialising it on first use.
 pub fn rt() -> &'static Runtime {
     RUNTIME.get_or_init(Runtime::init)
-}
-
-/// Whether init has completed (plain load; for fast paths).
-#[inline(always)]
-pub fn is_ready() -> bool {
-    READY.load(Ordering::Acquire)
 }
 
 impl Runtime {
@@ -58,26 +91,32 @@ impl Runtime {
                 "libcuda.so.1 not found: every CUDA call will report CUDA_ERROR_NOT_INITIALIZED"
             ),
         }
-        let limits = if config.control_disabled {
-            [None; MAX_DEVICES]
+        let nvml: OnceLock<Option<NvmlProbe>> = OnceLock::new();
+        let pool = if config.control_disabled {
+            Pool::Local(LocalPool::new([None; MAX_DEVICES]))
         } else {
-            config.memory_limit
+            let region = SharedRegion::attach(
+                &config.shared_cache,
+                &container_devices(&config, nvml.get_or_init(NvmlProbe::open).as_ref()),
+                config.task_priority,
+            );
+            region.start_reaper();
+            crate::shared_region::release_slot_at_exit();
+            Pool::Shared(SharedPool { region })
         };
-        let memory_capped = limits.iter().any(Option::is_some);
+        let memory_capped = (0..MAX_DEVICES).any(|d| pool.limit(d).is_some());
         register_fork_handlers();
         crate::vlog!(
             crate::log::DEBUG,
-            "initialised: driver={} limits={:?}",
-            driver.is_some(),
-            limits
+            "initialised: driver={} memory_capped={memory_capped}",
+            driver.is_some()
         );
-        READY.store(true, Ordering::Release);
         Runtime {
-            ledger: MemoryLedger::new(LocalPool::new(limits)),
+            ledger: MemoryLedger::new(pool),
             driver: driver.map_or(0, |h| h as usize),
             ordinal_map: [const { AtomicI32::new(-1) }; MAX_DEVICES],
             primary_refs: [const { AtomicU32::new(0) }; MAX_DEVICES],
-            nvml: OnceLock::new(),
+            nvml,
             memory_capped,
             config,
         }
@@ -136,6 +175,31 @@ impl Runtime {
             .position(|u| *u == uuid)
             .map(|i| i as u32)
     }
+}
+
+/// The container's devices in container index order, with this process's limits: UUIDs
+/// from NVML (which shows the container's devices in container order), or stand-in names
+/// when NVML is unavailable (then only devices with a limit are registered).
+fn container_devices(config: &Config, nvml: Option<&NvmlProbe>) -> Vec<shm_layout::DeviceInit> {
+    let uuids = nvml.map(NvmlProbe::device_uuids).unwrap_or_default();
+    let count = if uuids.is_empty() {
+        (0..MAX_DEVICES)
+            .rev()
+            .find(|&i| config.memory_limit[i].is_some() || config.sm_limit[i].is_some())
+            .map_or(1, |i| i + 1)
+    } else {
+        uuids.len().min(MAX_DEVICES)
+    };
+    (0..count)
+        .map(|i| shm_layout::DeviceInit {
+            uuid: uuids
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("vgpu-device-index-{i}")),
+            limit_bytes: config.memory_limit[i].unwrap_or(0),
+            sm_limit: config.sm_limit[i].map_or(0, u64::from),
+        })
+        .collect()
 }
 
 /// Handle of the real driver, as a pointer (null when absent).

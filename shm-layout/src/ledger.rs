@@ -176,6 +176,24 @@ impl Region {
         outcome
     }
 
+    /// Charges `bytes` without checking the limit: for memory the driver has already taken
+    /// (a refused free restored, overhead measured after the fact). Same two halves and
+    /// `op_seq` bracketing as [`Region::try_reserve`]. Returns false on a bad index.
+    pub fn force_reserve(&self, slot: usize, dev: usize, bytes: u64) -> bool {
+        let (Some(owner), Some(device)) = (self.ext.slots.get(slot), self.ext.devices.get(dev))
+        else {
+            return false;
+        };
+        op_begin(self, owner);
+        let prev = device.reserved_bytes.fetch_add(bytes, Ordering::SeqCst);
+        owner.reserved[dev].fetch_add(bytes, Ordering::SeqCst);
+        device
+            .peak_reserved_bytes
+            .fetch_max(prev.saturating_add(bytes), Ordering::Relaxed);
+        op_end(owner);
+        true
+    }
+
     /// Returns up to `bytes` on device `dev` from slot `slot` to the container: the slot's
     /// count first, then the total, by the amount actually removed from the slot (so a
     /// double free can never push the total below the other slots' charges). Returns the

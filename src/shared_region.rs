@@ -1,0 +1,603 @@
+//! The container-wide shared region (layout: `shm-layout`, spec: `shm-layout/SPEC.md`):
+//! attaching to the file, the robust lock, this process's slot, reaping dead processes, and
+//! [`SharedPool`], the ledger's capacity pool over it.
+//!
+//! Attach (SPEC §6): open/create the file 0666; fast path without any lock when it is
+//! already a valid region; otherwise, under an exclusive `flock` (released by the kernel if
+//! we die), classify again and initialise, share, or fall back to a process-local region.
+//! A file we cannot use (foreign, torn, wrong version, HAMi-core's own, no permission) is
+//! reported once on stderr and the limits are still enforced, per process. Never `exit()`.
+//!
+//! Liveness: a slot belongs to (pid, start time). Every process with CUDA in use runs a
+//! reaper thread; each 250 ms one of them (CAS on `last_reap_ns`) frees the slots of dead
+//! processes and repairs totals. A failed reservation also reaps at once before refusing.
+
+use std::ffi::CString;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use shm_layout::{
+    classify, owner_is_alive, owner_token, AttachAction, DeviceInit, HeaderView, InitParams,
+    MemoryKind, Region, RegionStatus, EXT_OFFSET, EXT_PROBE_LEN, MAX_DEVICES, MAX_PROCS,
+    REGION_SIZE, V1_PROBE_LEN,
+};
+
+use crate::ledger::CapacityPool;
+
+/// How often the reaper looks for dead processes.
+const REAP_PERIOD: Duration = Duration::from_millis(250);
+/// Longest wait for the region lock; past it the operation is skipped (retried later).
+const LOCK_TIMEOUT: Duration = Duration::from_millis(500);
+/// Longest wait for another process initialising the file.
+const INIT_WAIT: Duration = Duration::from_secs(5);
+
+/// No region device for a container index.
+const NO_DEVICE: usize = usize::MAX;
+
+/// This process's view of the region.
+pub struct SharedRegion {
+    region: &'static Region,
+    /// Whether the region is the shared file (false: process-local fallback).
+    pub shared: bool,
+    pub path: String,
+    slot: AtomicUsize,
+    token: std::sync::atomic::AtomicU64,
+    /// Container device index -> region device index.
+    dev_map: [AtomicUsize; MAX_DEVICES],
+}
+
+static REGION: OnceLock<SharedRegion> = OnceLock::new();
+/// Set in a `fork` child: it must claim a slot of its own before charging anything.
+static CHILD_NEEDS_SLOT: AtomicBool = AtomicBool::new(false);
+static REAPER_PID: AtomicI32 = AtomicI32::new(0);
+
+fn now_mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn now_unix_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Start time (field 22 of `/proc/<pid>/stat`) of a process, `None` if it does not exist.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    shm_layout::parse_proc_stat(&text).map(|s| s.start_time)
+}
+
+/// Whether the process recorded in a slot is alive. Only "does not exist" counts as dead:
+/// a `/proc` we may not read (hidepid) must never free a live process's memory.
+fn slot_owner_alive(pid: i32, start_time: u64) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(text) => owner_is_alive(start_time, Some(&text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(_) => {
+            // SAFETY: signal 0 only checks existence.
+            let r = unsafe { libc::kill(pid, 0) };
+            r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+        }
+    }
+}
+
+fn boot_hash() -> u64 {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| shm_layout::boot_id_hash(&s))
+        .unwrap_or(0)
+}
+
+/// Initialises the robust, process-shared mutex inside the region.
+fn init_robust_mutex(region: &Region) {
+    let m = region.ext.header.lock.as_mut_ptr().cast::<libc::pthread_mutex_t>();
+    // SAFETY: the lock area is 64 bytes (>= sizeof pthread_mutex_t), aligned, and nobody
+    // can use it yet (the region is not published).
+    unsafe {
+        let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+        libc::pthread_mutexattr_init(&mut attr);
+        libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
+        libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
+        libc::pthread_mutex_init(m, &attr);
+        libc::pthread_mutexattr_destroy(&mut attr);
+    }
+}
+
+/// Holds the region's robust lock.
+pub struct RegionLock<'a> {
+    region: &'a Region,
+}
+
+impl Drop for RegionLock<'_> {
+    fn drop(&mut self) {
+        let h = &self.region.ext.header;
+        h.lock_holder_pid.store(0, Ordering::Relaxed);
+        // SAFETY: we hold the mutex.
+        unsafe { libc::pthread_mutex_unlock(h.lock.as_mut_ptr().cast()) };
+    }
+}
+
+/// Takes the robust lock with a timeout. A holder that died leaves `EOWNERDEAD`: the
+/// state is made consistent and an audit requested.
+fn lock_region(region: &Region) -> Option<RegionLock<'_>> {
+    let m = region.ext.header.lock.as_mut_ptr().cast::<libc::pthread_mutex_t>();
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer; the mutex lives in mapped memory initialised at publish.
+    let rc = unsafe {
+        libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
+        let total = ts.tv_nsec as u64 + LOCK_TIMEOUT.as_nanos() as u64;
+        ts.tv_sec += (total / 1_000_000_000) as libc::time_t;
+        ts.tv_nsec = (total % 1_000_000_000) as _;
+        libc::pthread_mutex_timedlock(m, &ts)
+    };
+    match rc {
+        0 => {}
+        libc::EOWNERDEAD => {
+            // SAFETY: we own the mutex now; mark it usable again.
+            unsafe { libc::pthread_mutex_consistent(m) };
+            region.mark_audit_needed();
+            region
+                .ext
+                .header
+                .flags
+                .fetch_and(!shm_layout::ext_flags::AUDIT_FREEZE, Ordering::SeqCst);
+            crate::vlog!(crate::log::WARN, "a process died holding the region lock; repairing");
+        }
+        _ => return None,
+    }
+    region
+        .ext
+        .header
+        .lock_holder_pid
+        // SAFETY: getpid has no preconditions.
+        .store(unsafe { libc::getpid() }, Ordering::Relaxed);
+    Some(RegionLock { region })
+}
+
+struct Fd(i32);
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: closing our own descriptor.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+fn read_header(fd: i32) -> HeaderView {
+    let mut v1 = [0u8; V1_PROBE_LEN];
+    let mut ext = [0u8; EXT_PROBE_LEN];
+    // SAFETY: reading into owned buffers; short reads leave zeros.
+    unsafe {
+        libc::pread(fd, v1.as_mut_ptr().cast(), v1.len(), 0);
+        libc::pread(fd, ext.as_mut_ptr().cast(), ext.len(), EXT_OFFSET as libc::off_t);
+    }
+    HeaderView::from_bytes(&v1, &ext)
+}
+
+fn map(fd: i32) -> Option<&'static Region> {
+    // SAFETY: mapping REGION_SIZE bytes of a file at least that long; the mapping is never
+    // unmapped, so the 'static reference stays valid.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            REGION_SIZE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return None;
+        }
+        Region::from_ptr(p.cast(), REGION_SIZE).ok()
+    }
+}
+
+fn file_len(fd: i32) -> u64 {
+    // SAFETY: fstat into an owned struct.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) != 0 {
+            return 0;
+        }
+        st.st_size as u64
+    }
+}
+
+/// Why the shared file could not be used.
+enum AttachFailure {
+    Io(String),
+    Unusable(RegionStatus),
+}
+
+fn attach_file(path: &str, params: &InitParams) -> Result<&'static Region, AttachFailure> {
+    let cpath = CString::new(path).map_err(|_| AttachFailure::Io("path has a NUL byte".into()))?;
+    // SAFETY: open/fchmod/flock on our own descriptor.
+    let fd = unsafe {
+        libc::open(
+            cpath.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_CLOEXEC,
+            shm_layout::REGION_FILE_MODE,
+        )
+    };
+    if fd < 0 {
+        return Err(AttachFailure::Io(std::io::Error::last_os_error().to_string()));
+    }
+    let fd = Fd(fd);
+    // Several users may share a container: the file must be writable by all of them.
+    // SAFETY: fchmod on our descriptor (fails harmlessly when we are not the owner).
+    unsafe { libc::fchmod(fd.0, shm_layout::REGION_FILE_MODE as libc::mode_t) };
+    let boot = boot_hash();
+
+    // Fast path: an already valid region needs no lock at all.
+    let len = file_len(fd.0);
+    if len >= REGION_SIZE as u64 && classify(len, &read_header(fd.0), boot) == RegionStatus::Valid {
+        return map(fd.0).ok_or_else(|| AttachFailure::Io("mmap failed".into()));
+    }
+
+    // Slow path, under the file lock (the kernel drops it if we die).
+    let deadline = std::time::Instant::now() + INIT_WAIT;
+    // SAFETY: flock on our descriptor.
+    while unsafe { libc::flock(fd.0, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if std::time::Instant::now() > deadline {
+            return Err(AttachFailure::Io("timed out waiting for the initialising process".into()));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let len = file_len(fd.0);
+    let status = classify(len, &read_header(fd.0), boot);
+    let result = match status.action() {
+        AttachAction::Share => map(fd.0).ok_or_else(|| AttachFailure::Io("mmap failed".into())),
+        AttachAction::Initialize => {
+            // SAFETY: sizing our own file.
+            if unsafe { libc::ftruncate(fd.0, REGION_SIZE as libc::off_t) } != 0 {
+                Err(AttachFailure::Io(std::io::Error::last_os_error().to_string()))
+            } else {
+                match map(fd.0) {
+                    Some(region) => match region.init_unpublished(params) {
+                        Ok(()) => {
+                            init_robust_mutex(region);
+                            region.publish();
+                            Ok(region)
+                        }
+                        Err(e) => Err(AttachFailure::Io(e.to_string())),
+                    },
+                    None => Err(AttachFailure::Io("mmap failed".into())),
+                }
+            }
+        }
+        AttachAction::ProcessLocal => Err(AttachFailure::Unusable(status)),
+    };
+    // SAFETY: unlocking our descriptor's flock.
+    unsafe { libc::flock(fd.0, libc::LOCK_UN) };
+    result
+}
+
+fn local_region(params: &InitParams) -> &'static Region {
+    let region: &'static Region = Box::leak(Region::new_boxed());
+    let _ = region.init_unpublished(params);
+    init_robust_mutex(region);
+    region.publish();
+    region
+}
+
+impl SharedRegion {
+    /// The region, once attached.
+    pub fn get() -> Option<&'static SharedRegion> {
+        REGION.get()
+    }
+
+    /// Attaches (once per process) and claims this process's slot. `devices` are the
+    /// container's devices in container index order.
+    pub fn attach(path: &str, devices: &[DeviceInit], priority: i32) -> &'static SharedRegion {
+        REGION.get_or_init(|| {
+            let params = InitParams {
+                devices: devices.to_vec(),
+                priority,
+                created_unix_ns: now_unix_ns(),
+                boot_id_hash: boot_hash(),
+            };
+            let (region, shared) = match attach_file(path, &params) {
+                Ok(r) => (r, true),
+                Err(AttachFailure::Io(e)) => {
+                    crate::log::write_line(format_args!(
+                        "cannot use the shared region {path:?} ({e}): limits are enforced per process, not container-wide"
+                    ));
+                    (local_region(&params), false)
+                }
+                Err(AttachFailure::Unusable(status)) => {
+                    crate::log::write_line(format_args!(
+                        "the shared region {path:?} is not one this library can share ({status:?}); it is left untouched and limits are enforced per process"
+                    ));
+                    (local_region(&params), false)
+                }
+            };
+            let me = SharedRegion {
+                region,
+                shared,
+                path: path.to_string(),
+                slot: AtomicUsize::new(usize::MAX),
+                token: std::sync::atomic::AtomicU64::new(0),
+                dev_map: [const { AtomicUsize::new(NO_DEVICE) }; MAX_DEVICES],
+            };
+            me.register_devices(devices);
+            me.claim_own_slot();
+            me
+        })
+    }
+
+    pub fn region(&self) -> &'static Region {
+        self.region
+    }
+
+    /// This process's slot index, if it holds one.
+    pub fn slot(&self) -> Option<usize> {
+        let s = self.slot.load(Ordering::Acquire);
+        (s < MAX_PROCS).then_some(s)
+    }
+
+    /// Registers the container's devices; the stricter of this process's limit and the
+    /// region's wins (a mismatch is reported once).
+    fn register_devices(&self, devices: &[DeviceInit]) {
+        let Some(_lock) = lock_region(self.region) else {
+            crate::log::write_line(format_args!("region lock unavailable: devices not registered"));
+            return;
+        };
+        for (i, d) in devices.iter().enumerate().take(MAX_DEVICES) {
+            let Ok(dev) = self.region.register_device(&d.uuid, d.limit_bytes, d.sm_limit) else {
+                continue;
+            };
+            self.dev_map[i].store(dev, Ordering::Release);
+            let Ok(state) = self.region.device(dev) else {
+                continue;
+            };
+            let theirs = state.limit_bytes.load(Ordering::Acquire);
+            let theirs_sm = state.sm_limit.load(Ordering::Acquire);
+            let stricter = |a: u64, b: u64| match (a, b) {
+                (0, x) | (x, 0) => x,
+                (a, b) => a.min(b),
+            };
+            let (limit, sm) = (stricter(theirs, d.limit_bytes), stricter(theirs_sm, d.sm_limit));
+            if (limit, sm) != (theirs, theirs_sm) || (limit, sm) != (d.limit_bytes, d.sm_limit) {
+                crate::log::write_line(format_args!(
+                    "device {} limits differ between this process (memory {} B, cores {}%) and the container's region (memory {theirs} B, cores {theirs_sm}%): using the stricter (memory {limit} B, cores {sm}%)",
+                    d.uuid, d.limit_bytes, d.sm_limit
+                ));
+                let _ = self.region.set_device_limits(dev, limit, sm);
+            }
+        }
+    }
+
+    fn claim_own_slot(&self) {
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        let start = process_start_time(pid).unwrap_or(0);
+        let nonce = (now_mono_ns() as u32) ^ (pid as u32).rotate_left(16);
+        let token = owner_token(pid, nonce);
+        for attempt in 0..2 {
+            let claimed = {
+                let Some(_lock) = lock_region(self.region) else {
+                    break;
+                };
+                self.region.claim_slot(token, pid, start, now_mono_ns())
+            };
+            match claimed {
+                Ok(i) => {
+                    self.token.store(token, Ordering::Release);
+                    self.slot.store(i, Ordering::Release);
+                    self.region.v1.procs[i].hostpid.store(pid, Ordering::Relaxed);
+                    return;
+                }
+                Err(_) if attempt == 0 => self.reap(true),
+                Err(_) => {}
+            }
+        }
+        crate::log::write_line(format_args!(
+            "no free process slot in the shared region {:?}: this process's memory is not counted container-wide",
+            self.path
+        ));
+    }
+
+    /// Frees the slots of dead processes (and repairs totals if needed). With `force`,
+    /// runs now; otherwise only if no process reaped in the last period.
+    pub fn reap(&self, force: bool) {
+        let h = &self.region.ext.header;
+        let now = now_mono_ns();
+        let last = h.last_reap_ns.load(Ordering::Acquire);
+        if !force
+            && (now.saturating_sub(last) < REAP_PERIOD.as_nanos() as u64 * 4 / 5
+                || h.last_reap_ns
+                    .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err())
+        {
+            return;
+        }
+        let Some(_lock) = lock_region(self.region) else {
+            return;
+        };
+        let high = (h.slot_high_water.load(Ordering::Acquire) as usize).min(MAX_PROCS);
+        for i in 0..high {
+            let ext = &self.region.ext.slots[i];
+            let token = ext.owner_token.load(Ordering::Acquire);
+            if token == 0 {
+                continue;
+            }
+            let pid = match ext.pid.load(Ordering::Acquire) {
+                0 => (token >> 32) as i32,
+                p => p,
+            };
+            let start = ext.start_time.load(Ordering::Acquire);
+            let alive = if start == 0 {
+                // Claimed but not filled in yet: judge by the pid in the token alone.
+                process_start_time(pid).is_some()
+            } else {
+                slot_owner_alive(pid, start)
+            };
+            if !alive {
+                if let Ok(report) = self.region.reclaim_slot(i, token) {
+                    crate::vlog!(
+                        crate::log::DEBUG,
+                        "reclaimed slot {i} of dead pid {pid}: {:?}",
+                        &report.returned[..4]
+                    );
+                }
+            }
+        }
+        if self.region.audit_needed() {
+            let _ = self.region.audit_totals();
+        }
+    }
+
+    /// Gives this process's slot back (clean exit).
+    pub fn release_own_slot(&self) {
+        let Some(slot) = self.slot() else {
+            return;
+        };
+        let token = self.token.load(Ordering::Acquire);
+        if let Some(_lock) = lock_region(self.region) {
+            let _ = self.region.reclaim_slot(slot, token);
+            self.slot.store(usize::MAX, Ordering::Release);
+        }
+    }
+
+    /// Region device index of a container device index.
+    pub fn region_device(&self, device: usize) -> Option<usize> {
+        let d = self.dev_map.get(device)?.load(Ordering::Acquire);
+        (d != NO_DEVICE).then_some(d)
+    }
+
+    /// Starts the reaper thread of this process (once per process, again after `fork`).
+    pub fn start_reaper(&'static self) {
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        if REAPER_PID.swap(pid, Ordering::AcqRel) == pid {
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("vgpu-reaper".into())
+            .stack_size(64 * 1024)
+            .spawn(move || loop {
+                std::thread::sleep(REAP_PERIOD);
+                if let Some(slot) = self.slot() {
+                    self.region.ext.slots[slot]
+                        .heartbeat_ns
+                        .store(now_mono_ns(), Ordering::Relaxed);
+                }
+                self.reap(false);
+            });
+        if spawned.is_err() {
+            REAPER_PID.store(0, Ordering::Release);
+        }
+    }
+
+    /// In a `fork` child: claim a slot of its own (the parent's stays the parent's).
+    fn ensure_own_slot(&'static self) {
+        if CHILD_NEEDS_SLOT.swap(false, Ordering::AcqRel) {
+            self.slot.store(usize::MAX, Ordering::Release);
+            self.claim_own_slot();
+            self.start_reaper();
+        }
+    }
+}
+
+/// `pthread_atfork` child hook: the child is a new process and needs its own slot.
+pub fn after_fork_in_child() {
+    CHILD_NEEDS_SLOT.store(true, Ordering::Release);
+}
+
+extern "C" fn release_at_exit() {
+    if let Some(r) = REGION.get() {
+        r.release_own_slot();
+    }
+}
+
+/// Registers the clean-exit release of this process's slot.
+pub fn release_slot_at_exit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registering a plain extern "C" function.
+    ONCE.call_once(|| unsafe {
+        libc::atexit(release_at_exit);
+    });
+}
+
+/// The ledger's capacity pool over the region: container-wide, lock-free reservations.
+pub struct SharedPool {
+    pub region: &'static SharedRegion,
+}
+
+impl SharedPool {
+    fn target(&self, device: usize) -> Option<(usize, usize)> {
+        self.region.ensure_own_slot();
+        Some((self.region.slot()?, self.region.region_device(device)?))
+    }
+}
+
+fn memory_kind(bucket: usize) -> MemoryKind {
+    match bucket {
+        1 => MemoryKind::Context,
+        2 => MemoryKind::Module,
+        _ => MemoryKind::Data,
+    }
+}
+
+impl CapacityPool for SharedPool {
+    fn try_reserve(&self, device: usize, bytes: u64) -> bool {
+        let Some((slot, dev)) = self.target(device) else {
+            return false;
+        };
+        let r = self.region.region();
+        if r.try_reserve(slot, dev, bytes).is_ok() {
+            return true;
+        }
+        // Memory held by processes that died is the container's again: reap, then retry.
+        self.region.reap(true);
+        r.try_reserve(slot, dev, bytes).is_ok()
+    }
+
+    fn force_reserve(&self, device: usize, bytes: u64) {
+        if let Some((slot, dev)) = self.target(device) {
+            self.region.region().force_reserve(slot, dev, bytes);
+        }
+    }
+
+    fn release(&self, device: usize, bytes: u64) {
+        if let Some((slot, dev)) = self.target(device) {
+            self.region.region().release(slot, dev, bytes);
+        }
+    }
+
+    fn used(&self, device: usize) -> u64 {
+        self.region
+            .region_device(device)
+            .and_then(|d| self.region.region().device(d).ok())
+            .map_or(0, |d| d.reserved_bytes.load(Ordering::Acquire))
+    }
+
+    fn limit(&self, device: usize) -> Option<u64> {
+        let d = self.region.region_device(device)?;
+        let limit = self.region.region().device(d).ok()?.limit_bytes.load(Ordering::Acquire);
+        (limit != 0).then_some(limit)
+    }
+
+    fn on_usage(&self, device: usize, bucket: usize, delta: i64) {
+        if let Some((slot, dev)) = self.target(device) {
+            self.region.region().v1.procs[slot].adjust_usage(dev, memory_kind(bucket), delta);
+        }
+    }
+
+    fn after_fork_child(&self) {
+        after_fork_in_child();
+    }
+}
