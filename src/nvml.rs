@@ -4,15 +4,92 @@
 //! The probe calls the *real* NVML through handles from the real `dlsym`, so it is never
 //! affected by our own redirection.
 
+#![allow(non_snake_case)]
+
 use std::ffi::{c_char, c_uint, c_void, CStr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Once;
 
 use cuda_headers::bindings::*;
 use cuda_headers::pfn;
 
-/// Our NVML hook for an exact symbol, if any (none yet: the NVML view comes with the
-/// container-wide region).
-pub fn hook_by_symbol(_symbol: &[u8]) -> Option<*const c_void> {
-    None
+/// Our NVML hooks and the real NVML's functions, generated from `cuda_headers::nvml_api!`
+/// the same way `driver` is generated from the driver table.
+macro_rules! define_nvml_surface {
+    ($( $name:ident = [$hook:ident] ( $( $arg:ident : $ty:ty ),* $(,)? ); )*) => {
+        #[allow(non_camel_case_types, dead_code)]
+        #[derive(Clone, Copy)]
+        #[repr(usize)]
+        enum NvmlFn { $( $name ),* }
+
+        const NVML_SYMBOLS: &[&str] = &[ $( stringify!($name) ),* ];
+
+        /// The real NVML's entry points, in table order (0 = not resolved).
+        static REAL_NVML: [AtomicUsize; NVML_SYMBOLS.len()] =
+            [const { AtomicUsize::new(0) }; NVML_SYMBOLS.len()];
+
+        struct NvmlHooks([*const c_void; NVML_SYMBOLS.len()]);
+        // SAFETY: function addresses, immutable.
+        unsafe impl Sync for NvmlHooks {}
+        static NVML_HOOKS: NvmlHooks = NvmlHooks([ $( define_nvml_surface!(@ptr $hook $name) ),* ]);
+
+        $( define_nvml_surface!(@export $hook $name ( $($arg : $ty),* )); )*
+
+        /// Typed access to the real NVML (`None` when absent).
+        pub mod real {
+            use super::*;
+            $(
+                #[inline]
+                pub fn $name() -> Option<pfn::$name> {
+                    super::resolve_real_nvml();
+                    let p = REAL_NVML[NvmlFn::$name as usize].load(Ordering::Acquire);
+                    // SAFETY: slots only ever hold the real NVML's function of this row.
+                    (p != 0).then(|| unsafe { std::mem::transmute::<usize, pfn::$name>(p) })
+                }
+            )*
+        }
+    };
+    (@export hook $name:ident ( $($arg:ident : $ty:ty),* )) => {
+        /// Exported NVML hook (see `crate::hooks::nvml`).
+        ///
+        /// # Safety
+        /// The NVML contract of this entry point.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> nvmlReturn_t {
+            crate::ffi::guard(NVML_ERROR_UNKNOWN, || unsafe { crate::hooks::nvml::$name($($arg),*) })
+        }
+    };
+    (@export pass $name:ident ( $($arg:ident : $ty:ty),* )) => {};
+    (@ptr hook $name:ident) => { $name as *const c_void };
+    (@ptr pass $name:ident) => { std::ptr::null() };
+}
+cuda_headers::nvml_api!(define_nvml_surface);
+
+/// Resolves the real NVML's functions once (from the already loaded library if any).
+fn resolve_real_nvml() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let Some(handle) = crate::preload::open_library(c"libnvidia-ml.so.1") else {
+            return;
+        };
+        for (slot, name) in REAL_NVML.iter().zip(NVML_SYMBOLS) {
+            let Ok(cname) = std::ffi::CString::new(*name) else {
+                continue;
+            };
+            // SAFETY: handle from dlopen, NUL-terminated name.
+            let p = unsafe { crate::preload::real_dlsym(handle, &cname) };
+            slot.store(p as usize, Ordering::Release);
+        }
+    });
+}
+
+/// Our NVML hook for an exact symbol, if we hook it.
+pub fn hook_by_symbol(symbol: &[u8]) -> Option<*const c_void> {
+    NVML_SYMBOLS
+        .iter()
+        .zip(NVML_HOOKS.0.iter())
+        .find(|(n, h)| !h.is_null() && n.as_bytes() == symbol)
+        .map(|(_, &h)| h)
 }
 
 /// The real NVML, opened for measuring.

@@ -30,11 +30,11 @@ macro_rules! nvml_api {
             nvmlDeviceGetPciInfo = [pass] (device: nvmlDevice_t, pci: *mut nvmlPciInfo_t);
             nvmlDeviceGetPciInfo_v2 = [pass] (device: nvmlDevice_t, pci: *mut nvmlPciInfo_t);
             nvmlDeviceGetPciInfo_v3 = [pass] (device: nvmlDevice_t, pci: *mut nvmlPciInfo_t);
-            nvmlDeviceGetMemoryInfo = [pass] (device: nvmlDevice_t, memory: *mut nvmlMemory_t);
-            nvmlDeviceGetMemoryInfo_v2 = [pass] (device: nvmlDevice_t, memory: *mut nvmlMemory_v2_t);
-            nvmlDeviceGetComputeRunningProcesses = [pass] (device: nvmlDevice_t, info_count: *mut c_uint, infos: *mut nvmlProcessInfo_v1_t);
-            nvmlDeviceGetComputeRunningProcesses_v2 = [pass] (device: nvmlDevice_t, info_count: *mut c_uint, infos: *mut nvmlProcessInfo_v2_t);
-            nvmlDeviceGetComputeRunningProcesses_v3 = [pass] (device: nvmlDevice_t, info_count: *mut c_uint, infos: *mut nvmlProcessInfo_v2_t);
+            nvmlDeviceGetMemoryInfo = [hook] (device: nvmlDevice_t, memory: *mut nvmlMemory_t);
+            nvmlDeviceGetMemoryInfo_v2 = [hook] (device: nvmlDevice_t, memory: *mut nvmlMemory_v2_t);
+            nvmlDeviceGetComputeRunningProcesses = [hook] (device: nvmlDevice_t, info_count: *mut c_uint, infos: *mut nvmlProcessInfo_v1_t);
+            nvmlDeviceGetComputeRunningProcesses_v2 = [hook] (device: nvmlDevice_t, info_count: *mut c_uint, infos: *mut nvmlProcessInfo_v2_t);
+            nvmlDeviceGetComputeRunningProcesses_v3 = [hook] (device: nvmlDevice_t, info_count: *mut c_uint, infos: *mut nvmlProcessInfo_v2_t);
             nvmlDeviceGetGraphicsRunningProcesses = [pass] (device: nvmlDevice_t, info_count: *mut c_uint, infos: *mut nvmlProcessInfo_v1_t);
             nvmlDeviceGetGraphicsRunningProcesses_v2 = [pass] (device: nvmlDevice_t, info_count: *mut c_uint, infos: *mut nvmlProcessInfo_v2_t);
             nvmlDeviceGetGraphicsRunningProcesses_v3 = [pass] (device: nvmlDevice_t, info_count: *mut c_uint, infos: *mut nvmlProcessInfo_v2_t);

@@ -9,6 +9,7 @@
 mod context;
 mod launch;
 mod memory;
+pub mod nvml;
 mod procaddr;
 
 pub use context::*;
