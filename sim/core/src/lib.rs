@@ -1,1 +1,23 @@
-//! Simulated GPU state.
+//! The simulated GPU's machine-wide state and its pure logic.
+//!
+//! - [`config`]: device models, env parsing (`VGPU_SIM_*`), per-process costs.
+//! - [`ids`]: UUIDs, PCI bus ids, `CUDA_VISIBLE_DEVICES`.
+//! - [`procfs`]: process liveness (pid + start time).
+//! - [`alloc`]: the first-fit allocator over fake device address ranges.
+//! - [`timeline`]: kernel scheduling and utilization windows.
+//! - [`state`]: the shared state file (robust lock, processes, memory, timeline).
+//! - [`handles`]: lock-free-validated process-local handle tables.
+//! - [`report`]: the ground-truth report (`vgpu-sim status`, `vgpuctl sim`).
+
+pub mod alloc;
+pub mod clock;
+pub mod config;
+pub mod handles;
+pub mod ids;
+pub mod procfs;
+pub mod report;
+pub mod state;
+pub mod timeline;
+
+pub use report::status_report;
+pub use state::{default_state_path, SimState};

@@ -1,0 +1,392 @@
+/*
+ * Scenarios for libvgpu's memory cap, run by the same three client styles as the
+ * simulator's scenarios (cap_linked.c, cap_dlopen.c, cap_procaddr.c include the matching
+ * client, whose own main() is renamed to sim_scenarios_main, then this file).
+ *
+ * Usage: <client> SCENARIO [ARGS...]; output: `key=value` lines; exit codes as in
+ * driver_scenarios.h. Scenarios not listed here fall through to the simulator's.
+ */
+#ifndef VGPU_CAP_SCENARIOS_H
+#define VGPU_CAP_SCENARIOS_H
+
+#include <pthread.h>
+#include <sys/wait.h>
+
+static size_t used_now(size_t *total_out) {
+    size_t f = 0, t = 0;
+    CK(API(cuMemGetInfo_v2)(&f, &t));
+    if (total_out) *total_out = t;
+    return t - f;
+}
+
+/* Fill the slice in chunks, then to the byte, then one byte more; free; check free again. */
+static int cap_fill(size_t chunk) {
+    setup_ctx(0);
+    size_t total = 0, f0 = 0;
+    CK(API(cuMemGetInfo_v2)(&f0, &total));
+    kvu("total", total);
+    kvu("free_start", f0);
+    CUdevice dev;
+    size_t total_mem = 0;
+    CK(API(cuDeviceGet)(&dev, 0));
+    CK(API(cuDeviceTotalMem_v2)(&total_mem, dev));
+    kvu("device_total_mem", total_mem);
+    static CUdeviceptr ptrs[100000];
+    int n = 0;
+    CUresult rc = CUDA_SUCCESS;
+    unsigned long long got = 0;
+    while (n < 100000) {
+        rc = API(cuMemAlloc_v2)(&ptrs[n], chunk);
+        if (rc != CUDA_SUCCESS) break;
+        got += chunk;
+        n++;
+    }
+    kvu("chunks", n);
+    kvu("chunk_bytes", got);
+    kvi("chunk_refusal", rc);
+    size_t f = 0, t = 0;
+    CK(API(cuMemGetInfo_v2)(&f, &t));
+    kvu("free_after_chunks", f);
+    if (f > 0) {
+        rc = API(cuMemAlloc_v2)(&ptrs[n], f);
+        kvi("exact_rc", rc);
+        if (rc == CUDA_SUCCESS) {
+            got += f;
+            n++;
+        }
+    }
+    CK(API(cuMemGetInfo_v2)(&f, &t));
+    kvu("free_when_full", f);
+    CUdeviceptr extra = 0;
+    kvi("one_more_rc", API(cuMemAlloc_v2)(&extra, 1));
+    kvu("allocated", got);
+    /* Free one chunk and take it again: the slice gives back exactly what was freed. */
+    if (n > 1) {
+        CK(API(cuMemFree_v2)(ptrs[0]));
+        kvi("realloc_rc", API(cuMemAlloc_v2)(&ptrs[0], chunk));
+        kvi("realloc_plus_one_rc", API(cuMemAlloc_v2)(&extra, 1));
+    }
+    for (int i = 0; i < n; i++) CK(API(cuMemFree_v2)(ptrs[i]));
+    CK(API(cuMemGetInfo_v2)(&f, &t));
+    kvu("free_end", f);
+    return 0;
+}
+
+/* Every allocation path: the slice's used bytes after allocating and after freeing. */
+static void report(const char *path, size_t before, size_t during, size_t after) {
+    char k[96];
+    snprintf(k, sizeof k, "charged.%s", path);
+    kvi(k, (long long)during - (long long)before);
+    snprintf(k, sizeof k, "left.%s", path);
+    kvi(k, (long long)after - (long long)before);
+}
+
+static int cap_paths(void) {
+    setup_ctx(0);
+    size_t b, d;
+    CUdeviceptr p;
+    CUstream s0 = NULL;
+
+    b = used_now(NULL);
+    CK(API(cuMemAlloc_v2)(&p, 10 * MiB));
+    d = used_now(NULL);
+    CK(API(cuMemFree_v2)(p));
+    report("alloc", b, d, used_now(NULL));
+
+    size_t pitch = 0;
+    b = used_now(NULL);
+    CK(API(cuMemAllocPitch_v2)(&p, &pitch, 1000, 100, 4));
+    d = used_now(NULL);
+    kvu("pitch_footprint", (unsigned long long)pitch * 100);
+    CK(API(cuMemFree_v2)(p));
+    report("pitch", b, d, used_now(NULL));
+
+    b = used_now(NULL);
+    CK(API(cuMemAllocManaged)(&p, 5 * MiB, CU_MEM_ATTACH_GLOBAL));
+    d = used_now(NULL);
+    CK(API(cuMemFree_v2)(p));
+    report("managed", b, d, used_now(NULL));
+
+    b = used_now(NULL);
+    CK(API(cuMemAllocAsync)(&p, 3 * MiB, s0));
+    d = used_now(NULL);
+    CK(API(cuMemFreeAsync)(p, s0));
+    CK(API(cuStreamSynchronize)(s0));
+    report("async", b, d, used_now(NULL));
+
+    CUmemoryPool pool;
+    CUdevice dev;
+    CK(API(cuDeviceGet)(&dev, 0));
+    CK(API(cuDeviceGetDefaultMemPool)(&pool, dev));
+    b = used_now(NULL);
+    CK(API(cuMemAllocFromPoolAsync)(&p, 2 * MiB, pool, s0));
+    d = used_now(NULL);
+    CK(API(cuMemFreeAsync)(p, s0));
+    CK(API(cuStreamSynchronize)(s0));
+    report("pool", b, d, used_now(NULL));
+
+    CUmemAllocationProp prop;
+    memset(&prop, 0, sizeof prop);
+    prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+    prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    prop.location.id = 0;
+    size_t gran = 0;
+    CK(API(cuMemGetAllocationGranularity)(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM));
+    vgpu_mem_handle h;
+    b = used_now(NULL);
+    CK(API(cuMemCreate)(&h, 2 * gran, &prop, 0));
+    d = used_now(NULL);
+    kvu("vmm_bytes", 2 * gran);
+    CK(API(cuMemRelease)(h));
+    report("vmm_device", b, d, used_now(NULL));
+
+    prop.location.type = CU_MEM_LOCATION_TYPE_HOST;
+    b = used_now(NULL);
+    CUresult hrc = API(cuMemCreate)(&h, 2 * gran, &prop, 0);
+    kvi("vmm_host_rc", hrc);
+    d = used_now(NULL);
+    if (hrc == CUDA_SUCCESS) CK(API(cuMemRelease)(h));
+    report("vmm_host", b, d, used_now(NULL));
+
+    CUarray arr;
+    CUDA_ARRAY_DESCRIPTOR ad = {1024, 1024, CU_AD_FORMAT_FLOAT, 1};
+    b = used_now(NULL);
+    CK(API(cuArrayCreate_v2)(&arr, &ad));
+    d = used_now(NULL);
+    CK(API(cuArrayDestroy)(arr));
+    report("array2d", b, d, used_now(NULL));
+
+    CUDA_ARRAY3D_DESCRIPTOR a3 = {64, 64, 64, CU_AD_FORMAT_UNSIGNED_INT8, 4, 0};
+    b = used_now(NULL);
+    CK(API(cuArray3DCreate_v2)(&arr, &a3));
+    d = used_now(NULL);
+    CK(API(cuArrayDestroy)(arr));
+    report("array3d", b, d, used_now(NULL));
+
+    CUmipmappedArray mm;
+    CUDA_ARRAY3D_DESCRIPTOR md = {256, 256, 0, CU_AD_FORMAT_UNSIGNED_INT8, 1, 0};
+    b = used_now(NULL);
+    CK(API(cuMipmappedArrayCreate)(&mm, &md, 3));
+    d = used_now(NULL);
+    CK(API(cuMipmappedArrayDestroy)(mm));
+    report("mipmapped", b, d, used_now(NULL));
+
+    /* Host memory is not device memory. */
+    void *hp = NULL;
+    b = used_now(NULL);
+    CK(API(cuMemAllocHost_v2)(&hp, 8 * MiB));
+    d = used_now(NULL);
+    CK(API(cuMemFreeHost)(hp));
+    report("host", b, d, used_now(NULL));
+
+    /* A module's memory counts while it is loaded. */
+    CUmodule mod;
+    b = used_now(NULL);
+    CK(API(cuModuleLoadData)(&mod, VGPU_TEST_PTX));
+    d = used_now(NULL);
+    CK(API(cuModuleUnload)(mod));
+    report("module", b, d, used_now(NULL));
+    return 0;
+}
+
+/* A pointer the driver never gave out, and a double free. */
+static int cap_unknown_free(void) {
+    setup_ctx(0);
+    size_t b = used_now(NULL);
+    kvi("unknown_rc", API(cuMemFree_v2)((CUdeviceptr)0x1234500ull));
+    CUdeviceptr p;
+    CK(API(cuMemAlloc_v2)(&p, 4 * MiB));
+    CK(API(cuMemFree_v2)(p));
+    kvi("double_rc", API(cuMemFree_v2)(p));
+    kvi("used_delta", (long long)used_now(NULL) - (long long)b);
+    return 0;
+}
+
+/* Threads racing for the last bytes of the slice. */
+struct racer {
+    size_t chunk;
+    unsigned long long got;
+    int n;
+    CUcontext ctx;
+    CUdeviceptr ptrs[4096];
+};
+
+static void *race_thread(void *arg) {
+    struct racer *r = arg;
+    API(cuCtxSetCurrent)(r->ctx);
+    while (r->n < 4096) {
+        if (API(cuMemAlloc_v2)(&r->ptrs[r->n], r->chunk) != CUDA_SUCCESS) break;
+        r->got += r->chunk;
+        r->n++;
+    }
+    return NULL;
+}
+
+static int cap_race(int threads, size_t chunk) {
+    CUcontext ctx = setup_ctx(0);
+    size_t total = 0;
+    size_t before = used_now(&total);
+    static struct racer rs[64];
+    pthread_t th[64];
+    if (threads > 64) threads = 64;
+    for (int i = 0; i < threads; i++) {
+        rs[i].chunk = chunk;
+        rs[i].ctx = ctx;
+        pthread_create(&th[i], NULL, race_thread, &rs[i]);
+    }
+    unsigned long long got = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+        got += rs[i].got;
+    }
+    kvu("total", total);
+    kvu("used_before", before);
+    kvu("raced", got);
+    kvu("used_full", used_now(NULL));
+    for (int i = 0; i < threads; i++)
+        for (int j = 0; j < rs[i].n; j++) CK(API(cuMemFree_v2)(rs[i].ptrs[j]));
+    kvu("used_end", used_now(NULL));
+    return 0;
+}
+
+/* fork() while other threads allocate and free: no child may hang on a lock the parent's
+ * threads held, and the parent's accounting stays exact. */
+static volatile int fork_stop;
+static void *churn(void *arg) {
+    API(cuCtxSetCurrent)((CUcontext)arg);
+    while (!fork_stop) {
+        CUdeviceptr p;
+        if (API(cuMemAlloc_v2)(&p, 1 * MiB) == CUDA_SUCCESS) API(cuMemFree_v2)(p);
+    }
+    return NULL;
+}
+
+static int cap_fork(int forks) {
+    CUcontext ctx = setup_ctx(0);
+    size_t before = used_now(NULL);
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, churn, ctx);
+    int ok = 0;
+    for (int i = 0; i < forks; i++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            /* In the child: dlsym and the allocator must still work. */
+            void *m = dlsym(RTLD_DEFAULT, "malloc");
+            void *x = malloc(100);
+            free(x);
+            _exit(m ? 0 : 1);
+        }
+        int st = 0;
+        if (pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0) ok++;
+    }
+    fork_stop = 1;
+    for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+    kvi("forks_ok", ok);
+    kvi("used_delta", (long long)used_now(NULL) - (long long)before);
+    return 0;
+}
+
+static const char *lib_of(void *p) {
+    Dl_info info;
+    if (!p || !dladdr(p, &info) || !info.dli_fname) return "-";
+    const char *slash = strrchr(info.dli_fname, '/');
+    return slash ? slash + 1 : info.dli_fname;
+}
+
+static const char *sym_of(void *p) {
+    Dl_info info;
+    if (!p || !dladdr(p, &info) || !info.dli_sname) return "-";
+    return info.dli_sname;
+}
+
+/* Who answers which lookup: dlsym on the driver's handle, RTLD_NEXT, cuGetProcAddress. */
+static int cap_lookups(void) {
+    void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+    if (!h) return 3;
+    KV("dlsym_handle.cuMemAlloc_v2", "%s", lib_of(dlsym(h, "cuMemAlloc_v2")));
+    KV("dlsym_handle.cuLaunchKernel", "%s", lib_of(dlsym(h, "cuLaunchKernel")));
+    KV("dlsym_handle.cuMemcpyHtoD_v2", "%s", lib_of(dlsym(h, "cuMemcpyHtoD_v2")));
+    KV("dlsym_handle.cuDeviceGetName", "%s", lib_of(dlsym(h, "cuDeviceGetName")));
+    /* RTLD_NEXT is relative to the caller (this executable): the next definition after us
+     * in the global scope, exactly as without libvgpu's dlsym. */
+    void *next_alloc = dlsym(RTLD_NEXT, "cuMemAlloc_v2");
+    void *dflt_alloc = dlsym(RTLD_DEFAULT, "cuMemAlloc_v2");
+    kvi("rtld_next_matches_default", next_alloc == dflt_alloc);
+    void *libc = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+    kvi("rtld_next_malloc_is_libc", libc && dlsym(RTLD_NEXT, "malloc") == dlsym(libc, "malloc"));
+    kvi("rtld_default_printf_is_libc", libc && dlsym(RTLD_DEFAULT, "printf") == dlsym(libc, "printf"));
+    kvi("unknown_symbol_null", dlsym(h, "cuNoSuchFunction") == NULL);
+
+    vgpu_pfn_cuGetProcAddress_v2 gpa = (vgpu_pfn_cuGetProcAddress_v2)dlsym(h, "cuGetProcAddress_v2");
+    KV("gpa_lib", "%s", lib_of((void *)gpa));
+    static const struct {
+        const char *name;
+        int version;
+        unsigned flags;
+    } q[] = {
+        {"cuMemAlloc", 12080, 0},       {"cuMemAlloc", 3020, 0},      {"cuLaunchKernel", 12080, 0},
+        {"cuLaunchKernel", 12080, 1},   {"cuLaunchKernel", 12080, 2}, {"cuMemAllocAsync", 12080, 2},
+        {"cuCtxCreate", 11040, 0},      {"cuCtxCreate", 12080, 0},    {"cuCtxCreate", 3020, 0},
+        {"cuMemcpyHtoD", 12080, 2},     {"cuMemGetInfo", 12080, 0},   {"cuGetProcAddress", 12080, 0},
+        {"cuDevicePrimaryCtxRelease", 11000, 0}, {"cuDevicePrimaryCtxRelease", 7000, 0},
+        {"cuGraphLaunch", 12080, 2},
+    };
+    for (size_t i = 0; i < sizeof q / sizeof q[0]; i++) {
+        void *fp = NULL;
+        CUdriverProcAddressQueryResult st = (CUdriverProcAddressQueryResult)77;
+        CUresult rc = gpa(q[i].name, &fp, q[i].version, q[i].flags, &st);
+        char key[128];
+        snprintf(key, sizeof key, "gpa.%s.%d.%u", q[i].name, q[i].version, q[i].flags);
+        printf("%s=%s:%s:%d:%d\n", key, lib_of(fp), sym_of(fp), (int)rc, (int)st);
+    }
+    return 0;
+}
+
+/* libvgpu preloaded and no driver at all: our exports must answer, not crash. */
+static int cap_nodriver(void) {
+    kvi("dlopen_libcuda_null", dlopen("libcuda.so.1", RTLD_NOW) == NULL);
+    vgpu_pfn_cuMemAlloc_v2 alloc = (vgpu_pfn_cuMemAlloc_v2)dlsym(RTLD_DEFAULT, "cuMemAlloc_v2");
+    vgpu_pfn_cuMemGetInfo_v2 info = (vgpu_pfn_cuMemGetInfo_v2)dlsym(RTLD_DEFAULT, "cuMemGetInfo_v2");
+    vgpu_pfn_cuLaunchKernel launch = (vgpu_pfn_cuLaunchKernel)dlsym(RTLD_DEFAULT, "cuLaunchKernel");
+    vgpu_pfn_cuGetProcAddress_v2 gpa = (vgpu_pfn_cuGetProcAddress_v2)dlsym(RTLD_DEFAULT, "cuGetProcAddress_v2");
+    if (!alloc || !info || !launch || !gpa) {
+        printf("exports_missing=1\n");
+        return 11;
+    }
+    CUdeviceptr p = 0;
+    size_t f = 0, t = 0;
+    void *fp = NULL;
+    kvi("alloc_rc", alloc(&p, 100));
+    kvi("meminfo_rc", info(&f, &t));
+    kvi("launch_rc", launch(NULL, 1, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL));
+    kvi("gpa_rc", gpa("cuMemAlloc", &fp, 12080, 0, NULL));
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc >= 2 && !strcmp(argv[1], "cap-nodriver")) return cap_nodriver();
+    if (argc >= 2 && !strcmp(argv[1], "cap-lookups")) return cap_lookups();
+    if (argc < 2 || strncmp(argv[1], "cap-", 4)) return sim_scenarios_main(argc, argv);
+    if (client_load() != 0) {
+        printf("error=client_load\n");
+        return 3;
+    }
+    printf("style=%s\n", CLIENT_STYLE);
+    const char *sc = argv[1];
+    int rc;
+    if (!strcmp(sc, "cap-fill") && argc >= 3) rc = cap_fill(parse_u64(argv[2]));
+    else if (!strcmp(sc, "cap-paths")) rc = cap_paths();
+    else if (!strcmp(sc, "cap-unknown-free")) rc = cap_unknown_free();
+    else if (!strcmp(sc, "cap-race") && argc >= 4) rc = cap_race(atoi(argv[2]), parse_u64(argv[3]));
+    else if (!strcmp(sc, "cap-fork") && argc >= 3) rc = cap_fork(atoi(argv[2]));
+    else {
+        fprintf(stderr, "unknown cap scenario %s\n", sc);
+        return 2;
+    }
+    if (rc == 0) printf("ok=1\n");
+    fflush(stdout);
+    return rc;
+}
+
+#endif /* VGPU_CAP_SCENARIOS_H */

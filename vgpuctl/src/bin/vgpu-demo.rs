@@ -1,0 +1,180 @@
+//! vgpu-demo: an ordinary CUDA driver-API client, written the way applications load the
+//! driver (`dlopen("libcuda.so.1")` + `dlsym`), used by the README's main job to show what a
+//! slice looks like from inside: the memory it reports, where allocations stop, and that
+//! kernels run.
+//!
+//! ```text
+//! vgpu-demo [--chunk SIZE_MIB] [--launches N] [--hold SECONDS]
+//! ```
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::time::Instant;
+
+use cuda_headers::bindings::*;
+use cuda_headers::pfn;
+
+struct Driver {
+    handle: *mut c_void,
+}
+
+impl Driver {
+    fn open() -> Result<Driver, String> {
+        // SAFETY: dlopen with a valid name.
+        let handle = unsafe { libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW) };
+        if handle.is_null() {
+            return Err("cannot load libcuda.so.1 (no driver and no simulator on LD_LIBRARY_PATH)".into());
+        }
+        Ok(Driver { handle })
+    }
+
+    fn sym<T: Copy>(&self, name: &CStr) -> Result<T, String> {
+        // SAFETY: handle from dlopen; T is the function-pointer type of `name`.
+        let p = unsafe { libc::dlsym(self.handle, name.as_ptr()) };
+        if p.is_null() {
+            return Err(format!("libcuda.so.1 has no {name:?}"));
+        }
+        Ok(unsafe { std::mem::transmute_copy::<*mut c_void, T>(&p) })
+    }
+}
+
+fn err_name(d: &Driver, rc: CUresult) -> String {
+    let Ok(f) = d.sym::<pfn::cuGetErrorName>(c"cuGetErrorName") else {
+        return rc.to_string();
+    };
+    let mut s: *const c_char = std::ptr::null();
+    // SAFETY: valid out-pointer; the driver returns a static string.
+    if unsafe { f(rc, &mut s) } == CUDA_SUCCESS && !s.is_null() {
+        format!("{} ({rc})", unsafe { CStr::from_ptr(s) }.to_string_lossy())
+    } else {
+        rc.to_string()
+    }
+}
+
+fn check(d: &Driver, what: &str, rc: CUresult) -> Result<(), String> {
+    if rc == CUDA_SUCCESS {
+        Ok(())
+    } else {
+        Err(format!("{what} failed: {}", err_name(d, rc)))
+    }
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.0} MiB", b as f64 / 1048576.0)
+}
+
+fn arg(args: &[String], name: &str, default: u64) -> u64 {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("vgpu-demo: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().collect();
+    let chunk = arg(&args, "--chunk", 256) << 20;
+    let launches = arg(&args, "--launches", 1000);
+    let hold = arg(&args, "--hold", 0);
+    let d = Driver::open()?;
+    // SAFETY: every call below is a plain driver call with valid pointers.
+    unsafe {
+        check(&d, "cuInit", d.sym::<pfn::cuInit>(c"cuInit")?(0))?;
+        let mut dev: CUdevice = 0;
+        check(&d, "cuDeviceGet", d.sym::<pfn::cuDeviceGet>(c"cuDeviceGet")?(&mut dev, 0))?;
+        let mut name = [0 as c_char; 128];
+        check(
+            &d,
+            "cuDeviceGetName",
+            d.sym::<pfn::cuDeviceGetName>(c"cuDeviceGetName")?(name.as_mut_ptr(), 128 as c_int, dev),
+        )?;
+        let mut total_mem = 0usize;
+        check(
+            &d,
+            "cuDeviceTotalMem",
+            d.sym::<pfn::cuDeviceTotalMem_v2>(c"cuDeviceTotalMem_v2")?(&mut total_mem, dev),
+        )?;
+        println!(
+            "device 0: {} — cuDeviceTotalMem says {}",
+            CStr::from_ptr(name.as_ptr()).to_string_lossy(),
+            mib(total_mem as u64)
+        );
+        let mut ctx: CUcontext = std::ptr::null_mut();
+        check(
+            &d,
+            "cuDevicePrimaryCtxRetain",
+            d.sym::<pfn::cuDevicePrimaryCtxRetain>(c"cuDevicePrimaryCtxRetain")?(&mut ctx, dev),
+        )?;
+        check(&d, "cuCtxSetCurrent", d.sym::<pfn::cuCtxSetCurrent>(c"cuCtxSetCurrent")?(ctx))?;
+        let mem_info = d.sym::<pfn::cuMemGetInfo_v2>(c"cuMemGetInfo_v2")?;
+        let show = |label: &str| {
+            let (mut free, mut total) = (0usize, 0usize);
+            let rc = mem_info(&mut free, &mut total);
+            if rc == CUDA_SUCCESS {
+                println!("{label}: cuMemGetInfo free {} of {}", mib(free as u64), mib(total as u64));
+            }
+        };
+        show("after context creation");
+
+        let alloc = d.sym::<pfn::cuMemAlloc_v2>(c"cuMemAlloc_v2")?;
+        let free = d.sym::<pfn::cuMemFree_v2>(c"cuMemFree_v2")?;
+        let mut ptrs = Vec::new();
+        let refusal = loop {
+            let mut p: CUdeviceptr = 0;
+            let rc = alloc(&mut p, chunk as usize);
+            if rc != CUDA_SUCCESS {
+                break rc;
+            }
+            ptrs.push(p);
+            if ptrs.len() > 100_000 {
+                break CUDA_SUCCESS;
+            }
+        };
+        println!(
+            "allocated {} chunks of {} = {}, then cuMemAlloc returned {}",
+            ptrs.len(),
+            mib(chunk),
+            mib(ptrs.len() as u64 * chunk),
+            err_name(&d, refusal)
+        );
+        show("while holding them");
+
+        let mut module: CUmodule = std::ptr::null_mut();
+        let image = b"vgpu-demo kernel image\0";
+        check(
+            &d,
+            "cuModuleLoadData",
+            d.sym::<pfn::cuModuleLoadData>(c"cuModuleLoadData")?(&mut module, image.as_ptr().cast()),
+        )?;
+        let mut func: CUfunction = std::ptr::null_mut();
+        check(
+            &d,
+            "cuModuleGetFunction",
+            d.sym::<pfn::cuModuleGetFunction>(c"cuModuleGetFunction")?(&mut func, module, c"demo".as_ptr()),
+        )?;
+        let launch = d.sym::<pfn::cuLaunchKernel>(c"cuLaunchKernel")?;
+        let sync = d.sym::<pfn::cuCtxSynchronize>(c"cuCtxSynchronize")?;
+        let start = Instant::now();
+        for _ in 0..launches {
+            let rc = launch(func, 132, 1, 1, 256, 1, 1, 0, std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut());
+            check(&d, "cuLaunchKernel", rc)?;
+        }
+        check(&d, "cuCtxSynchronize", sync())?;
+        println!("ran {launches} kernels in {:.1} ms", start.elapsed().as_secs_f64() * 1e3);
+        if hold > 0 {
+            println!("holding for {hold} s (pid {})", std::process::id());
+            std::thread::sleep(std::time::Duration::from_secs(hold));
+        }
+        for p in ptrs.drain(..) {
+            check(&d, "cuMemFree", free(p))?;
+        }
+        show("after freeing everything");
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! `vgpuctl inspect PATH [--json]`: what a container's shared region holds — devices,
+//! limits, and every process slot with its usage by kind and whether its owner still runs.
+//! Reads the file like HAMi's monitor does (mapped read-only, lock-free).
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use shm_layout::{classify, HeaderView, Region, RegionStatus, EXT_OFFSET, EXT_PROBE_LEN, MAX_DEVICES, REGION_SIZE, V1_PROBE_LEN};
+
+struct Mapping {
+    ptr: *mut libc::c_void,
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping.
+        unsafe { libc::munmap(self.ptr, REGION_SIZE) };
+    }
+}
+
+struct Device {
+    index: usize,
+    uuid: String,
+    limit: u64,
+    sm_limit: u64,
+    used: u64,
+    peak: u64,
+}
+
+struct Process {
+    slot: usize,
+    pid: i32,
+    hostpid: i32,
+    alive: bool,
+    usage: Vec<(usize, shm_layout::SlotUsage)>,
+}
+
+fn alive(pid: i32, start_time: u64) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
+    match stat {
+        Some(s) => shm_layout::owner_is_alive(start_time, Some(&s)),
+        None => false,
+    }
+}
+
+pub fn inspect(path: &str, json: bool) -> Result<String, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    use std::os::unix::fs::FileExt;
+    use std::os::unix::io::AsRawFd;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut v1 = [0u8; V1_PROBE_LEN];
+    let mut ext = [0u8; EXT_PROBE_LEN];
+    let _ = file.read_at(&mut v1, 0);
+    let _ = file.read_at(&mut ext, EXT_OFFSET as u64);
+    let status = classify(len, &HeaderView::from_bytes(&v1, &ext), 0);
+    if status != RegionStatus::Valid {
+        return Err(format!("{path}: not a vgpu shared region: {status:?}"));
+    }
+    // SAFETY: read-only shared mapping of a file at least REGION_SIZE long.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            REGION_SIZE,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(format!("{path}: mmap failed"));
+    }
+    let map = Mapping { ptr };
+    // SAFETY: mapped above; only loads are performed on it.
+    let r = unsafe { Region::from_ptr(map.ptr.cast(), REGION_SIZE) }.map_err(|e| e.to_string())?;
+
+    let devices: Vec<Device> = (0..MAX_DEVICES)
+        .filter_map(|d| {
+            let state = r.device(d).ok()?;
+            (state.uuid_key.load(Ordering::Acquire) != 0).then(|| Device {
+                index: d,
+                uuid: r.uuid_str(d).unwrap_or_default(),
+                limit: state.limit_bytes.load(Ordering::Acquire),
+                sm_limit: state.sm_limit.load(Ordering::Acquire),
+                used: state.reserved_bytes.load(Ordering::Acquire),
+                peak: state.peak_reserved_bytes.load(Ordering::Acquire),
+            })
+        })
+        .collect();
+    let high = r.v1.proc_num.load(Ordering::Acquire).clamp(0, 1024) as usize;
+    let processes: Vec<Process> = (0..high)
+        .filter_map(|i| {
+            let slot = r.slot(i).ok()?;
+            if slot.v1.status.load(Ordering::Acquire) == 0 {
+                return None;
+            }
+            let pid = slot.ext.pid.load(Ordering::Acquire);
+            Some(Process {
+                slot: i,
+                pid,
+                hostpid: slot.v1.hostpid.load(Ordering::Acquire),
+                alive: alive(pid, slot.ext.start_time.load(Ordering::Acquire)),
+                usage: devices
+                    .iter()
+                    .map(|d| (d.index, slot.v1.load_usage(d.index).0))
+                    .collect(),
+            })
+        })
+        .collect();
+    let h = &r.v1;
+    let (recent, switch, prio, last) = (
+        h.recent_kernel.load(Ordering::Acquire),
+        h.utilization_switch.load(Ordering::Acquire),
+        h.priority.load(Ordering::Acquire),
+        h.last_kernel_time.load(Ordering::Acquire),
+    );
+
+    let mut out = String::new();
+    if json {
+        let _ = write!(
+            out,
+            "{{\"path\":{path:?},\"recent_kernel\":{recent},\"utilization_switch\":{switch},\"priority\":{prio},\"last_kernel_time\":{last},\"devices\":["
+        );
+        for (i, d) in devices.iter().enumerate() {
+            let _ = write!(
+                out,
+                "{}{{\"index\":{},\"uuid\":{:?},\"limit_bytes\":{},\"sm_limit\":{},\"used_bytes\":{},\"peak_bytes\":{}}}",
+                if i > 0 { "," } else { "" },
+                d.index,
+                d.uuid,
+                d.limit,
+                d.sm_limit,
+                d.used,
+                d.peak
+            );
+        }
+        out.push_str("],\"processes\":[");
+        for (i, p) in processes.iter().enumerate() {
+            let _ = write!(
+                out,
+                "{}{{\"slot\":{},\"pid\":{},\"hostpid\":{},\"alive\":{},\"usage\":[",
+                if i > 0 { "," } else { "" },
+                p.slot,
+                p.pid,
+                p.hostpid,
+                p.alive
+            );
+            for (j, (d, u)) in p.usage.iter().enumerate() {
+                let _ = write!(
+                    out,
+                    "{}{{\"device\":{d},\"context\":{},\"module\":{},\"data\":{},\"total\":{}}}",
+                    if j > 0 { "," } else { "" },
+                    u.context_size,
+                    u.module_size,
+                    u.data_size,
+                    u.total()
+                );
+            }
+            out.push_str("]}");
+        }
+        out.push_str("]}\n");
+    } else {
+        let mib = |b: u64| b as f64 / 1048576.0;
+        let _ = writeln!(out, "region {path}: recent_kernel={recent} utilization_switch={switch} priority={prio}");
+        let _ = writeln!(out, "{:<4} {:<42} {:>12} {:>12} {:>12} {:>6}", "dev", "uuid", "limit MiB", "used MiB", "peak MiB", "cores");
+        for d in &devices {
+            let limit = if d.limit == 0 { "-".to_string() } else { format!("{:.1}", mib(d.limit)) };
+            let cores = if d.sm_limit == 0 { "-".to_string() } else { format!("{}%", d.sm_limit) };
+            let _ = writeln!(out, "{:<4} {:<42} {:>12} {:>12.1} {:>12.1} {:>6}", d.index, d.uuid, limit, mib(d.used), mib(d.peak), cores);
+        }
+        let _ = writeln!(out, "{:<5} {:>8} {:>8} {:<6} {:<4} {:>11} {:>11} {:>11} {:>11}", "slot", "pid", "hostpid", "state", "dev", "context", "module", "data", "total MiB");
+        for p in &processes {
+            for (d, u) in &p.usage {
+                let _ = writeln!(
+                    out,
+                    "{:<5} {:>8} {:>8} {:<6} {:<4} {:>11.1} {:>11.1} {:>11.1} {:>11.1}",
+                    p.slot,
+                    p.pid,
+                    p.hostpid,
+                    if p.alive { "alive" } else { "stale" },
+                    d,
+                    mib(u.context_size),
+                    mib(u.module_size),
+                    mib(u.data_size),
+                    mib(u.total())
+                );
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,90 @@
+//! `vgpuctl smi`: an nvidia-smi-like table through NVML, as this process sees it. Under
+//! libvgpu (any process of a capped container) that is the container's view: its slice,
+//! its usage, its processes.
+
+use std::ffi::{c_char, c_uint, c_void, CStr};
+use std::fmt::Write as _;
+
+use cuda_headers::bindings::*;
+use cuda_headers::pfn;
+
+fn sym<T: Copy>(lib: *mut c_void, name: &CStr) -> Result<T, String> {
+    // SAFETY: dlsym on a dlopen handle; T is the function type of `name`.
+    let p = unsafe { libc::dlsym(lib, name.as_ptr()) };
+    if p.is_null() {
+        return Err(format!("libnvidia-ml.so.1 has no {name:?}"));
+    }
+    Ok(unsafe { std::mem::transmute_copy::<*mut c_void, T>(&p) })
+}
+
+fn check(rc: nvmlReturn_t, what: &str) -> Result<(), String> {
+    if rc == NVML_SUCCESS {
+        Ok(())
+    } else {
+        Err(format!("{what}: {}", cuda_headers::nvml_error_string(rc).to_string_lossy()))
+    }
+}
+
+fn text(buf: &[c_char]) -> String {
+    // SAFETY: NVML NUL-terminates within the buffer (zero-initialised anyway).
+    unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
+}
+
+pub fn smi() -> Result<String, String> {
+    // SAFETY: loading NVML.
+    let lib = unsafe { libc::dlopen(c"libnvidia-ml.so.1".as_ptr(), libc::RTLD_NOW) };
+    if lib.is_null() {
+        return Err("cannot load libnvidia-ml.so.1".into());
+    }
+    let mut out = String::new();
+    // SAFETY: plain NVML calls with valid buffers.
+    unsafe {
+        check(sym::<pfn::nvmlInit_v2>(lib, c"nvmlInit_v2")?(), "nvmlInit_v2")?;
+        let mut drv = [0 as c_char; 80];
+        check(
+            sym::<pfn::nvmlSystemGetDriverVersion>(lib, c"nvmlSystemGetDriverVersion")?(drv.as_mut_ptr(), 80),
+            "driver version",
+        )?;
+        let mut count: c_uint = 0;
+        check(sym::<pfn::nvmlDeviceGetCount_v2>(lib, c"nvmlDeviceGetCount_v2")?(&mut count), "device count")?;
+        let by_index = sym::<pfn::nvmlDeviceGetHandleByIndex_v2>(lib, c"nvmlDeviceGetHandleByIndex_v2")?;
+        let name = sym::<pfn::nvmlDeviceGetName>(lib, c"nvmlDeviceGetName")?;
+        let mem = sym::<pfn::nvmlDeviceGetMemoryInfo>(lib, c"nvmlDeviceGetMemoryInfo")?;
+        let util = sym::<pfn::nvmlDeviceGetUtilizationRates>(lib, c"nvmlDeviceGetUtilizationRates")?;
+        let procs = sym::<pfn::nvmlDeviceGetComputeRunningProcesses_v3>(lib, c"nvmlDeviceGetComputeRunningProcesses_v3")?;
+        let _ = writeln!(out, "Driver Version: {}   GPUs: {count}", text(&drv));
+        let _ = writeln!(out, "{:<4} {:<28} {:>22} {:>6}", "GPU", "Name", "Memory-Usage", "Util");
+        let mut rows = Vec::new();
+        for i in 0..count {
+            let mut dev: nvmlDevice_t = std::ptr::null_mut();
+            check(by_index(i, &mut dev), "handle")?;
+            let mut n = [0 as c_char; 96];
+            check(name(dev, n.as_mut_ptr(), 96), "name")?;
+            let mut m = nvmlMemory_t::default();
+            check(mem(dev, &mut m), "memory info")?;
+            let mut u = nvmlUtilization_t::default();
+            let gpu_util = if util(dev, &mut u) == NVML_SUCCESS { format!("{}%", u.gpu) } else { "-".into() };
+            let _ = writeln!(
+                out,
+                "{:<4} {:<28} {:>9}MiB / {:>6}MiB {:>6}",
+                i,
+                text(&n),
+                m.used >> 20,
+                m.total >> 20,
+                gpu_util
+            );
+            let mut infos = [nvmlProcessInfo_v2_t::default(); 256];
+            let mut k = infos.len() as c_uint;
+            if procs(dev, &mut k, infos.as_mut_ptr()) == NVML_SUCCESS {
+                for p in &infos[..k as usize] {
+                    rows.push((i, p.pid, p.usedGpuMemory));
+                }
+            }
+        }
+        let _ = writeln!(out, "Processes:\n{:<4} {:>8} {:>14}", "GPU", "PID", "GPU Memory");
+        for (gpu, pid, used) in rows {
+            let _ = writeln!(out, "{gpu:<4} {pid:>8} {:>11}MiB", used >> 20);
+        }
+    }
+    Ok(out)
+}
