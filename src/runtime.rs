@@ -102,7 +102,10 @@ impl Runtime {
             );
             region.start_reaper();
             crate::shared_region::release_slot_at_exit();
-            Pool::Shared(SharedPool { region })
+            Pool::Shared(SharedPool {
+                region,
+                refused: config.memory_limit.map(|l| l == Some(0)),
+            })
         };
         let memory_capped = (0..MAX_DEVICES).any(|d| pool.limit(d).is_some());
         register_fork_handlers();
@@ -183,10 +186,20 @@ impl Runtime {
 fn container_devices(config: &Config, nvml: Option<&NvmlProbe>) -> Vec<shm_layout::DeviceInit> {
     let uuids = nvml.map(NvmlProbe::device_uuids).unwrap_or_default();
     let count = if uuids.is_empty() {
-        (0..MAX_DEVICES)
+        // No NVML: the devices this process can name — per-device variables, the entries
+        // of CUDA_VISIBLE_DEVICES — and at least device 0.
+        let named = (0..MAX_DEVICES)
             .rev()
-            .find(|&i| config.memory_limit[i].is_some() || config.sm_limit[i].is_some())
-            .map_or(1, |i| i + 1)
+            .find(|&i| {
+                let var = |p: &str| std::env::var_os(format!("{p}_{i}")).is_some();
+                var("CUDA_DEVICE_MEMORY_LIMIT") || var("CUDA_DEVICE_SM_LIMIT")
+            })
+            .map_or(1, |i| i + 1);
+        let visible = config
+            .visible_devices
+            .as_deref()
+            .map_or(0, |v| crate::config::parse_visible_devices(v).len());
+        named.max(visible).min(MAX_DEVICES)
     } else {
         uuids.len().min(MAX_DEVICES)
     };

@@ -535,6 +535,9 @@ pub fn release_slot_at_exit() {
 /// The ledger's capacity pool over the region: container-wide, lock-free reservations.
 pub struct SharedPool {
     pub region: &'static SharedRegion,
+    /// Devices this process must not allocate on at all: a malformed limit fails closed at
+    /// 0 bytes, which the region cannot express (0 there means "no cap").
+    pub refused: [bool; MAX_DEVICES],
 }
 
 impl SharedPool {
@@ -554,6 +557,9 @@ fn memory_kind(bucket: usize) -> MemoryKind {
 
 impl CapacityPool for SharedPool {
     fn try_reserve(&self, device: usize, bytes: u64) -> bool {
+        if self.refused.get(device).copied().unwrap_or(true) {
+            return false;
+        }
         let Some((slot, dev)) = self.target(device) else {
             return false;
         };
@@ -586,6 +592,9 @@ impl CapacityPool for SharedPool {
     }
 
     fn limit(&self, device: usize) -> Option<u64> {
+        if self.refused.get(device).copied().unwrap_or(false) {
+            return Some(0);
+        }
         let d = self.region.region_device(device)?;
         let limit = self.region.region().device(d).ok()?.limit_bytes.load(Ordering::Acquire);
         (limit != 0).then_some(limit)

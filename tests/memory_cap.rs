@@ -2,61 +2,10 @@
 //! reach the driver (linked `-lcuda`, `dlopen`+`dlsym`, `cuGetProcAddress_v2` like
 //! libcudart), started with `LD_PRELOAD=libvgpu.so` over the simulated GPU.
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
 
-use testkit::{build_c_client, link_libcuda, require_sim, run_default, target_profile_dir, Kv, Output, SimEnv};
-
-const MIB: u64 = 1 << 20;
-const GIB: u64 = 1 << 30;
-
-fn libvgpu() -> PathBuf {
-    let p = target_profile_dir().join("libvgpu.so");
-    assert!(p.exists(), "{} missing: build the workspace first", p.display());
-    p
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Style {
-    Linked,
-    Dlopen,
-    ProcAddr(u64),
-}
-
-fn client(style: Style) -> PathBuf {
-    require_sim();
-    match style {
-        Style::Linked => build_c_client("cap_linked", &link_libcuda()),
-        Style::Dlopen => build_c_client("cap_dlopen", &[]),
-        Style::ProcAddr(_) => build_c_client("cap_procaddr", &[]),
-    }
-}
-
-/// A simulated machine with small, known context and module costs.
-fn machine() -> SimEnv {
-    SimEnv::new()
-        .var("VGPU_SIM_CONTEXT_BYTES", "64m")
-        .var("VGPU_SIM_MODULE_BYTES", "2m")
-        .var("VGPU_SIM_KERNEL_NS", "0")
-}
-
-fn command(sim: &SimEnv, style: Style, preload: bool) -> Command {
-    let mut c = sim.command(client(style));
-    if preload {
-        c.env("LD_PRELOAD", libvgpu());
-    }
-    if let Style::ProcAddr(flags) = style {
-        c.env("VGPU_TEST_PROCADDR_FLAGS", flags.to_string());
-    }
-    c
-}
-
-fn run_scenario(sim: &SimEnv, style: Style, args: &[&str]) -> (Output, Kv) {
-    let out = run_default(command(sim, style, true).args(args));
-    out.assert_success(&format!("{style:?} {args:?}"));
-    let kv = out.kv();
-    (out, kv)
-}
+use common::*;
+use testkit::{require_sim, run_default};
 
 #[test]
 fn cap_is_enforced_to_the_byte_in_every_client_style() {
@@ -113,7 +62,8 @@ fn every_allocation_path_is_charged_exactly_and_credited_back() {
         ("host", 0),
         ("module", 2 * MIB),
     ];
-    assert!(kv.u64("pitch_footprint") >= 1000 * 100 * 4, "{why}");
+    // 1000 bytes wide, 100 rows: the driver picks a pitch of at least the width.
+    assert!(kv.u64("pitch_footprint") >= 1000 * 100, "{why}");
     assert_eq!(kv.i64("vmm_host_rc"), 0, "{why}");
     for (path, bytes) in expect {
         assert_eq!(kv.i64(&format!("charged.{path}")), bytes as i64, "{path} charged\n{why}");

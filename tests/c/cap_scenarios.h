@@ -363,6 +363,50 @@ static int cap_nodriver(void) {
     return 0;
 }
 
+/* Several processes race for the last bytes: each gets ready, waits for the start line,
+ * grabs chunks until refused, reports, and holds until stdin closes. */
+static int cap_grab(size_t chunk) {
+    setup_ctx(0);
+    kvi("pid", getpid());
+    printf("ready=1\n");
+    fflush(stdout);
+    wait_stdin_line();
+    unsigned long long got = 0;
+    int n = 0;
+    CUdeviceptr p;
+    CUresult rc;
+    while ((rc = API(cuMemAlloc_v2)(&p, chunk)) == CUDA_SUCCESS) {
+        got += chunk;
+        n++;
+    }
+    kvi("refusal", rc);
+    kvu("grabbed", got);
+    fflush(stdout);
+    wait_stdin_eof(120);
+    return 0;
+}
+
+/* Allocation churn for kill storms: random sizes, a few held at a time, forever (until
+ * `seconds` pass). Prints `ready=1` once the context exists. */
+static int cap_churn(double seconds) {
+    setup_ctx(0);
+    printf("ready=1\n");
+    fflush(stdout);
+    unsigned long long deadline = vgpu_now_ns(CLOCK_MONOTONIC) + (unsigned long long)(seconds * 1e9);
+    CUdeviceptr held[8] = {0};
+    unsigned int seed = (unsigned int)getpid();
+    while (vgpu_now_ns(CLOCK_MONOTONIC) < deadline) {
+        int i = rand_r(&seed) % 8;
+        if (held[i]) {
+            CK(API(cuMemFree_v2)(held[i]));
+            held[i] = 0;
+        } else if (API(cuMemAlloc_v2)(&held[i], (size_t)(1 + rand_r(&seed) % 32) * MiB) != CUDA_SUCCESS) {
+            held[i] = 0;
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 2 && !strcmp(argv[1], "cap-nodriver")) return cap_nodriver();
@@ -380,6 +424,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(sc, "cap-unknown-free")) rc = cap_unknown_free();
     else if (!strcmp(sc, "cap-race") && argc >= 4) rc = cap_race(atoi(argv[2]), parse_u64(argv[3]));
     else if (!strcmp(sc, "cap-fork") && argc >= 3) rc = cap_fork(atoi(argv[2]));
+    else if (!strcmp(sc, "cap-grab") && argc >= 3) rc = cap_grab(parse_u64(argv[2]));
+    else if (!strcmp(sc, "cap-churn") && argc >= 3) rc = cap_churn(atof(argv[2]));
     else {
         fprintf(stderr, "unknown cap scenario %s\n", sc);
         return 2;

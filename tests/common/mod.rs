@@ -1,0 +1,77 @@
+//! Shared by libvgpu's process-level tests: the library, the C clients, a simulated machine
+//! with known costs, and commands that run a client under `LD_PRELOAD=libvgpu.so`.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use testkit::{build_c_client, link_libcuda, require_sim, run_default, target_profile_dir, Kv, Output, SimEnv};
+
+pub const MIB: u64 = 1 << 20;
+pub const GIB: u64 = 1 << 30;
+
+pub fn libvgpu() -> PathBuf {
+    let p = target_profile_dir().join("libvgpu.so");
+    assert!(p.exists(), "{} missing: build the workspace first", p.display());
+    p
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Style {
+    Linked,
+    Dlopen,
+    ProcAddr(u64),
+}
+
+pub fn client(style: Style) -> PathBuf {
+    require_sim();
+    match style {
+        Style::Linked => build_c_client("cap_linked", &link_libcuda()),
+        Style::Dlopen => build_c_client("cap_dlopen", &[]),
+        Style::ProcAddr(_) => build_c_client("cap_procaddr", &[]),
+    }
+}
+
+/// A simulated machine with small, known context and module costs, zero-cost kernels, and
+/// its own shared-region file (so tests never share a container by accident).
+pub fn machine() -> SimEnv {
+    let sim = SimEnv::new()
+        .var("VGPU_SIM_CONTEXT_BYTES", "64m")
+        .var("VGPU_SIM_MODULE_BYTES", "2m")
+        .var("VGPU_SIM_KERNEL_NS", "0");
+    let region = sim.dir().join("cudevshr.cache");
+    sim.var("CUDA_DEVICE_MEMORY_SHARED_CACHE", region)
+}
+
+/// The machine's shared-region path.
+pub fn region_path(sim: &SimEnv) -> PathBuf {
+    sim.dir().join("cudevshr.cache")
+}
+
+pub fn command(sim: &SimEnv, style: Style, preload: bool) -> Command {
+    let mut c = sim.command(client(style));
+    if preload {
+        c.env("LD_PRELOAD", libvgpu());
+    }
+    if let Style::ProcAddr(flags) = style {
+        c.env("VGPU_TEST_PROCADDR_FLAGS", flags.to_string());
+    }
+    c
+}
+
+pub fn run_scenario(sim: &SimEnv, style: Style, args: &[&str]) -> (Output, Kv) {
+    let out = run_default(command(sim, style, true).args(args));
+    out.assert_success(&format!("{style:?} {args:?}"));
+    let kv = out.kv();
+    (out, kv)
+}
+
+/// `vgpuctl inspect --json` of the machine's region, parsed.
+pub fn inspect(sim: &SimEnv) -> testkit::Json {
+    let mut c = Command::new(target_profile_dir().join("vgpuctl"));
+    c.arg("inspect").arg(region_path(sim)).arg("--json");
+    let out = run_default(&mut c);
+    out.assert_success("vgpuctl inspect");
+    testkit::Json::parse(&out.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}):\n{}", out.stdout))
+}

@@ -1,0 +1,260 @@
+//! The container-wide shared region through real processes: processes racing for the last
+//! bytes, the NVML view from pynvml, kill -9 storms, reclamation time, unusable files, and
+//! an independent reader of a live region.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use testkit::{run, run_default, Child, Json};
+
+fn device0_used(sim: &testkit::SimEnv) -> u64 {
+    inspect(sim)
+        .at("devices/0/used_bytes")
+        .and_then(Json::as_u64)
+        .expect("devices/0/used_bytes")
+}
+
+/// N processes get ready, then all grab chunks at once until refused.
+fn race(processes: usize) {
+    let limit = 2 * GIB;
+    let chunk = 5 * MIB;
+    let sim = machine()
+        .var("VGPU_SIM_CONTEXT_BYTES", "0")
+        .var("CUDA_DEVICE_MEMORY_LIMIT", limit.to_string());
+    let mut children: Vec<Child> = (0..processes)
+        .map(|_| {
+            let mut c = command(&sim, Style::Linked, true);
+            c.args(["cap-grab", &chunk.to_string()]);
+            Child::spawn(&mut c, Duration::from_secs(120))
+        })
+        .collect();
+    for c in &mut children {
+        c.wait_for_kv("ready", "1", Duration::from_secs(60));
+    }
+    for c in &mut children {
+        c.send_line("go");
+    }
+    let mut total = 0;
+    for c in &mut children {
+        c.wait_for(Duration::from_secs(60), |l| l.starts_with("grabbed="));
+        let kv = c.kv();
+        assert_eq!(kv.i64("refusal"), 2, "{}", kv.text());
+        total += kv.u64("grabbed");
+    }
+    assert!(total <= limit, "{processes} processes together hold {total} > {limit}");
+    assert!(limit - total < chunk, "the slice was filled: {total} of {limit}");
+    assert_eq!(device0_used(&sim), total, "the region counts exactly what is held");
+    for c in &mut children {
+        c.close_stdin();
+    }
+    for c in children {
+        c.finish().assert_success("grabber");
+    }
+    assert_eq!(device0_used(&sim), 0, "clean exits give everything back");
+}
+
+#[test]
+fn two_processes_race_for_the_last_bytes_never_over() {
+    race(2);
+}
+
+#[test]
+fn sixteen_processes_race_for_the_last_bytes_never_over() {
+    race(16);
+}
+
+#[test]
+fn pynvml_sees_the_slice_and_the_containers_usage() {
+    let Some(python) = testkit::require_venv("pynvml_sees_the_slice") else {
+        return;
+    };
+    let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "3g");
+    // Another process of the container holds 700 MiB (+ its 64 MiB context).
+    let mut holder = {
+        let mut c = command(&sim, Style::Dlopen, true);
+        c.args(["alloc-hold", &(700 * MIB).to_string(), "60"]);
+        Child::spawn(&mut c, Duration::from_secs(90))
+    };
+    holder.wait_for_kv("ready", "1", Duration::from_secs(30));
+    let holder_pid = holder.pid();
+    let script = r#"
+import os, pynvml
+pynvml.nvmlInit()
+h = pynvml.nvmlDeviceGetHandleByIndex(0)
+m = pynvml.nvmlDeviceGetMemoryInfo(h)
+print(f"total={m.total}\nused={m.used}\nfree={m.free}")
+m2 = pynvml.nvmlDeviceGetMemoryInfo(h, version=pynvml.nvmlMemory_v2)
+print(f"v2_total={m2.total}\nv2_used={m2.used}\nv2_free={m2.free}")
+for p in pynvml.nvmlDeviceGetComputeRunningProcesses(h):
+    print(f"proc.{p.pid}={p.usedGpuMemory}")
+print(f"self={os.getpid()}")
+"#;
+    let mut c = sim.command(python);
+    c.env("LD_PRELOAD", libvgpu()).args(["-c", script]);
+    let out = run_default(&mut c);
+    out.assert_success("pynvml");
+    let kv = out.kv();
+    let why = out.describe();
+    let held = 700 * MIB + 64 * MIB;
+    assert_eq!(kv.u64("total"), 3 * GIB, "{why}");
+    assert_eq!(kv.u64("used"), held, "{why}");
+    assert_eq!(kv.u64("free"), 3 * GIB - held, "{why}");
+    assert_eq!(kv.u64("v2_total"), 3 * GIB, "{why}");
+    assert_eq!(kv.u64("v2_used") + kv.u64("v2_free"), 3 * GIB, "{why}");
+    assert_eq!(kv.u64(&format!("proc.{holder_pid}")), held, "{why}");
+    holder.close_stdin();
+    holder.finish().assert_success("holder");
+
+    // Without libvgpu the same script sees the whole card: the view is libvgpu's.
+    let mut c = sim.command(testkit::venv_python().unwrap());
+    c.args(["-c", script]);
+    let out = run_default(&mut c);
+    out.assert_success("pynvml without preload");
+    assert!(out.kv().u64("total") > 40 * GIB, "{}", out.describe());
+}
+
+#[test]
+fn a_killed_process_is_reclaimed_within_one_second() {
+    let sim = machine()
+        .var("VGPU_SIM_CONTEXT_BYTES", "0")
+        .var("CUDA_DEVICE_MEMORY_LIMIT", "1g");
+    let mut victim = {
+        let mut c = command(&sim, Style::Linked, true);
+        c.args(["alloc-hold", &(600 * MIB).to_string(), "60"]);
+        Child::spawn(&mut c, Duration::from_secs(90))
+    };
+    victim.wait_for_kv("ready", "1", Duration::from_secs(30));
+    // A live process of the same container, watching free memory.
+    let mut watcher = {
+        let mut c = command(&sim, Style::Linked, true);
+        c.args(["watch-free", "20", "30"]);
+        Child::spawn(&mut c, Duration::from_secs(60))
+    };
+    watcher.wait_for(Duration::from_secs(30), |l| {
+        l.contains("free=") && l.ends_with(&format!("free={}", GIB - 600 * MIB))
+    });
+    let killed_at = Instant::now();
+    victim.kill9();
+    watcher.wait_for(Duration::from_secs(5), |l| l.ends_with(&format!("free={GIB}")));
+    let took = killed_at.elapsed();
+    assert!(took < Duration::from_secs(1), "reclaimed after {took:?}");
+    eprintln!("reclaimed {} MiB of a killed process after {took:?}", 600);
+    watcher.close_stdin();
+    let _ = watcher.finish();
+}
+
+#[test]
+fn kill_storm_leaves_no_hang_and_exact_usage() {
+    let sim = machine()
+        .var("VGPU_SIM_CONTEXT_BYTES", "0")
+        .var("CUDA_DEVICE_MEMORY_LIMIT", "2g");
+    let workers = 6;
+    let kills = 120;
+    let mut seed: u64 = 0x9e3779b97f4a7c15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let spawn = || {
+        let mut c = command(&sim, Style::Linked, true);
+        c.args(["cap-churn", "60"]);
+        Child::spawn(&mut c, Duration::from_secs(90))
+    };
+    let mut pool: Vec<Child> = (0..workers).map(|_| spawn()).collect();
+    let start = Instant::now();
+    for _ in 0..kills {
+        let i = (next() % workers as u64) as usize;
+        // Random moment: during start-up (registration, slot claim) or mid-churn.
+        std::thread::sleep(Duration::from_micros(next() % 30_000));
+        pool[i].kill9();
+        pool[i] = spawn();
+    }
+    for c in &mut pool {
+        c.kill9();
+    }
+    let storm = start.elapsed();
+    // A fresh process: its start must not hang on anything the dead left behind, and
+    // within a second the region is exact again (everyone who held memory is dead).
+    let probe = Instant::now();
+    let out = run(
+        command(&sim, Style::Linked, true).args(["watch-free", "100", "1.5"]),
+        Duration::from_secs(20),
+    );
+    out.assert_success("probe after the storm");
+    assert!(probe.elapsed() < Duration::from_secs(10), "start-up after the storm hung");
+    let last_free = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.split("free=").nth(1))
+        .next_back()
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("free lines");
+    assert_eq!(last_free, 2 * GIB, "all memory of the dead is back\n{}", out.describe());
+    assert_eq!(device0_used(&sim), 0);
+    eprintln!("kill storm: {kills} kills of {workers} churning workers in {storm:?}; probe started and saw exact usage");
+}
+
+#[test]
+fn unusable_region_files_are_left_alone_and_limits_still_hold() {
+    let cases: [(&str, Vec<u8>); 3] = [
+        ("foreign", b"this is not a region file at all".repeat(100)),
+        ("truncated-hami", {
+            let mut v = vec![0u8; 4096];
+            v[..4].copy_from_slice(&19_920_718i32.to_le_bytes());
+            v[4..8].copy_from_slice(&1i32.to_le_bytes());
+            v
+        }),
+        ("wrong-version", {
+            let mut v = vec![0u8; 2_008_952];
+            v[..4].copy_from_slice(&19_920_718i32.to_le_bytes());
+            v[4..8].copy_from_slice(&7i32.to_le_bytes());
+            v
+        }),
+    ];
+    for (name, bytes) in cases {
+        let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "1g");
+        std::fs::write(region_path(&sim), &bytes).unwrap();
+        let (out, kv) = run_scenario(&sim, Style::Linked, &["cap-fill", &(100 * MIB).to_string()]);
+        assert_eq!(kv.u64("total"), GIB, "{name}: still capped\n{}", out.describe());
+        assert_eq!(kv.i64("one_more_rc"), 2, "{name}\n{}", out.describe());
+        let lines = out.stderr.lines().filter(|l| l.contains("shared region")).count();
+        assert_eq!(lines, 1, "{name}: one clear line\n{}", out.stderr);
+        assert_eq!(std::fs::read(region_path(&sim)).unwrap(), bytes, "{name}: file untouched");
+    }
+}
+
+#[test]
+fn an_independent_reader_following_spec_md_reads_a_live_region() {
+    let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "2g");
+    let mut holder = {
+        let mut c = command(&sim, Style::Linked, true);
+        c.args(["alloc-hold", &(300 * MIB).to_string(), "60"]);
+        Child::spawn(&mut c, Duration::from_secs(90))
+    };
+    holder.wait_for_kv("ready", "1", Duration::from_secs(30));
+    let reader = testkit::workspace_root().join("shm-layout/tests/reader.py");
+    let out = run_default(
+        std::process::Command::new("python3")
+            .arg(reader)
+            .arg(region_path(&sim)),
+    );
+    out.assert_success("reader.py");
+    let j = Json::parse(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));
+    let pid = holder.pid() as u64;
+    let slots = j.get("slots").map(Json::items).unwrap_or(&[]);
+    let mine = slots
+        .iter()
+        .find(|s| s.get("pid").and_then(Json::as_u64) == Some(pid))
+        .unwrap_or_else(|| panic!("holder's slot missing:\n{}", out.stdout));
+    let text = format!("{mine:?}");
+    assert!(
+        text.contains(&(300 * MIB).to_string()) && text.contains(&(64 * MIB).to_string()),
+        "data 300 MiB and context 64 MiB in the holder's slot: {text}"
+    );
+    holder.close_stdin();
+    holder.finish().assert_success("holder");
+}
