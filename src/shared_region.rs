@@ -489,13 +489,13 @@ impl SharedRegion {
             .name("vgpu-reaper".into())
             .stack_size(64 * 1024)
             .spawn(move || loop {
-                std::thread::sleep(REAP_PERIOD);
                 if let Some(slot) = self.slot() {
                     self.region.ext.slots[slot]
                         .heartbeat_ns
                         .store(now_mono_ns(), Ordering::Relaxed);
                 }
                 self.reap(false);
+                std::thread::sleep(REAP_PERIOD);
             });
         if spawned.is_err() {
             REAPER_PID.store(0, Ordering::Release);

@@ -15,7 +15,9 @@ fn main() {
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libnvidia-ml.so.1");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
     // OUT_DIR = <target>/<profile>/build/<pkg>-<hash>/out
-    let Some(profile_dir) = out.ancestors().nth(3) else { return };
+    let Some(profile_dir) = out.ancestors().nth(3) else {
+        return;
+    };
     let sim = profile_dir.join("sim");
     if let Err(e) = std::fs::create_dir_all(&sim) {
         println!("cargo:warning=cannot create {}: {e}", sim.display());

@@ -52,8 +52,9 @@ pub mod kind {
     }
 
     /// All kinds, in report order.
-    pub const ALL: [u8; 10] =
-        [ALLOC, PITCH, MANAGED, ASYNC, VMM, VMM_HOST, RESERVE, ARRAY, MIPMAP, GLOBAL];
+    pub const ALL: [u8; 10] = [
+        ALLOC, PITCH, MANAGED, ASYNC, VMM, VMM_HOST, RESERVE, ARRAY, MIPMAP, GLOBAL,
+    ];
 }
 
 /// One live allocation (56 bytes, `repr(C)`: it lives in the shared file).
@@ -169,7 +170,9 @@ impl<'a> Table<'a> {
     /// First address in `[lo, hi)` aligned to `align` where `span` bytes fit between rows.
     pub fn first_fit(&self, lo: u64, hi: u64, span: u64, align: u64) -> Option<u64> {
         let mut cursor = align_up(lo, align)?;
-        let start = self.rows().partition_point(|e| e.base.saturating_add(e.span) <= lo);
+        let start = self
+            .rows()
+            .partition_point(|e| e.base.saturating_add(e.span) <= lo);
         for e in &self.rows()[start..] {
             if e.base >= hi {
                 break;
@@ -224,7 +227,9 @@ impl<'a> Table<'a> {
         if self.len() >= self.capacity() {
             return Err(TableError::Full);
         }
-        let base = self.first_fit(lo, hi, e.span, align).ok_or(TableError::NoSpace)?;
+        let base = self
+            .first_fit(lo, hi, e.span, align)
+            .ok_or(TableError::NoSpace)?;
         e.base = base;
         self.insert(e)?;
         Ok(base)
@@ -285,7 +290,13 @@ mod tests {
     use super::*;
 
     fn entry(span: u64) -> AllocEntry {
-        AllocEntry { span, bytes: span, charged: span, kind: kind::ALLOC, ..Default::default() }
+        AllocEntry {
+            span,
+            bytes: span,
+            charged: span,
+            kind: kind::ALLOC,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -325,9 +336,14 @@ mod tests {
         let hi = lo + 10 * VMM_GRANULARITY;
         let a = t.place(entry(100), lo, hi, 512).unwrap();
         assert_eq!(a, 1024);
-        let b = t.place(entry(VMM_GRANULARITY), lo, hi, VMM_GRANULARITY).unwrap();
+        let b = t
+            .place(entry(VMM_GRANULARITY), lo, hi, VMM_GRANULARITY)
+            .unwrap();
         assert_eq!(b, VMM_GRANULARITY);
-        assert_eq!(t.place(entry(20 * VMM_GRANULARITY), lo, hi, 512), Err(TableError::NoSpace));
+        assert_eq!(
+            t.place(entry(20 * VMM_GRANULARITY), lo, hi, 512),
+            Err(TableError::NoSpace)
+        );
         t.place(entry(512), lo, hi, 512).unwrap();
         t.place(entry(512), lo, hi, 512).unwrap();
         assert_eq!(t.place(entry(512), lo, hi, 512), Err(TableError::Full));
@@ -365,7 +381,6 @@ mod tests {
         let mut freed = 0;
         let n = t.remove_where(|e| e.slot == 1, |e| freed += e.charged);
         assert_eq!((n, freed, t.len()), (2, 1024, 3));
-        drop(t);
         // simulate a torn memmove: duplicate row and disorder
         rows[3] = rows[0];
         rows.swap(0, 2);

@@ -154,7 +154,8 @@ pub fn parse_u64(s: &str) -> Result<u64, String> {
     if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("not a non-negative integer: {s:?}"));
     }
-    t.parse().map_err(|_| format!("integer out of range: {s:?}"))
+    t.parse()
+        .map_err(|_| format!("integer out of range: {s:?}"))
 }
 
 /// The machine-wide configuration a new state file is created with.
@@ -168,7 +169,11 @@ pub struct SimConfig {
 impl Default for SimConfig {
     fn default() -> Self {
         let model = &MODELS[0];
-        SimConfig { devices: 1, model, mem_bytes: model.mem_bytes }
+        SimConfig {
+            devices: 1,
+            model,
+            mem_bytes: model.mem_bytes,
+        }
     }
 }
 
@@ -211,9 +216,7 @@ impl SimConfig {
                 Ok(_) => warnings.push(format!(
                     "VGPU_SIM_MEMORY={v:?} is below 1 MiB; using the model's memory"
                 )),
-                Err(e) => {
-                    warnings.push(format!("VGPU_SIM_MEMORY: {e}; using the model's memory"))
-                }
+                Err(e) => warnings.push(format!("VGPU_SIM_MEMORY: {e}; using the model's memory")),
             }
         }
         (cfg, warnings)
@@ -240,7 +243,12 @@ pub struct Costs {
 
 impl Default for Costs {
     fn default() -> Self {
-        Costs { context_bytes: 300 * MIB, module_bytes: 2 * MIB, kernel_ns: 10_000, ns_per_block: 0 }
+        Costs {
+            context_bytes: 300 * MIB,
+            module_bytes: 2 * MIB,
+            kernel_ns: 10_000,
+            ns_per_block: 0,
+        }
     }
 }
 
@@ -279,7 +287,8 @@ impl Costs {
 
     /// Device time of one kernel launch with `blocks` grid blocks.
     pub fn kernel_cost(&self, blocks: u64) -> u64 {
-        self.kernel_ns.saturating_add(self.ns_per_block.saturating_mul(blocks))
+        self.kernel_ns
+            .saturating_add(self.ns_per_block.saturating_mul(blocks))
     }
 
     /// Whether every launch is free (the zero-cost fast path).
@@ -294,8 +303,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| m.get(k).cloned()
     }
 

@@ -38,7 +38,10 @@ impl<T: Default + Send + Sync> HandleTable<T> {
         HandleTable {
             tag: tag as u64,
             chunks: [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_CHUNKS],
-            alloc: Mutex::new(Alloc { next: 0, free: Vec::new() }),
+            alloc: Mutex::new(Alloc {
+                next: 0,
+                free: Vec::new(),
+            }),
         }
     }
 
@@ -81,7 +84,10 @@ impl<T: Default + Send + Sync> HandleTable<T> {
                     let ci = i / CHUNK;
                     if self.chunks[ci].load(Ordering::Acquire).is_null() {
                         let v: Vec<Slot<T>> = (0..CHUNK)
-                            .map(|_| Slot { state: AtomicU64::new(0), data: T::default() })
+                            .map(|_| Slot {
+                                state: AtomicU64::new(0),
+                                data: T::default(),
+                            })
                             .collect();
                         let p = Box::leak(v.into_boxed_slice()).as_mut_ptr();
                         self.chunks[ci].store(p, Ordering::Release);
@@ -128,7 +134,11 @@ impl<T: Default + Send + Sync> HandleTable<T> {
         {
             return false;
         }
-        self.alloc.lock().unwrap_or_else(|e| e.into_inner()).free.push(idx as u32);
+        self.alloc
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .free
+            .push(idx as u32);
         true
     }
 
@@ -162,7 +172,10 @@ mod tests {
     fn create_get_destroy_reuse() {
         let a = T1.create(|o| o.v.store(7, Ordering::Relaxed)).unwrap();
         assert_ne!(a, 0);
-        assert!(a > 2, "handles never collide with CU_STREAM_LEGACY/PER_THREAD");
+        assert!(
+            a > 2,
+            "handles never collide with CU_STREAM_LEGACY/PER_THREAD"
+        );
         assert_eq!(T1.get(a).unwrap().v.load(Ordering::Relaxed), 7);
         assert!(T2.get(a).is_none(), "tag is checked");
         assert!(T1.get(0).is_none());
@@ -181,7 +194,9 @@ mod tests {
 
     #[test]
     fn many_handles_across_chunks() {
-        let hs: Vec<u64> = (0..3000).map(|i| T2.create(|o| o.v.store(i, Ordering::Relaxed)).unwrap()).collect();
+        let hs: Vec<u64> = (0..3000)
+            .map(|i| T2.create(|o| o.v.store(i, Ordering::Relaxed)).unwrap())
+            .collect();
         for (i, h) in hs.iter().enumerate() {
             assert_eq!(T2.get(*h).unwrap().v.load(Ordering::Relaxed), i as u32);
         }

@@ -32,7 +32,14 @@ pub fn uuid_bytes(model_key: &str, index: u32) -> [u8; 16] {
 /// `GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (lower-case hex, as nvidia-smi prints it).
 pub fn format_uuid(b: &[u8; 16]) -> String {
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("GPU-{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "GPU-{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// The PCI bus number of device `index` (a DGX H100-like layout, then distinct numbers).
@@ -116,7 +123,9 @@ mod tests {
     use super::*;
 
     fn uuids(n: u32) -> Vec<String> {
-        (0..n).map(|i| format_uuid(&uuid_bytes("h100", i))).collect()
+        (0..n)
+            .map(|i| format_uuid(&uuid_bytes("h100", i)))
+            .collect()
     }
 
     #[test]
@@ -132,8 +141,9 @@ mod tests {
         assert_eq!(groups, vec![8, 4, 4, 4, 12]);
         // bytes and string agree
         let hex: String = s[4..].chars().filter(|c| *c != '-').collect();
-        let back: Vec<u8> =
-            (0..16).map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()).collect();
+        let back: Vec<u8> = (0..16)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
         assert_eq!(back, a.to_vec());
     }
 
@@ -166,14 +176,23 @@ mod tests {
         assert_eq!(parse_visible_devices(Some("0,abc,2"), &u), vec![0]);
         let full = u[3].clone();
         let prefix = &u[2][..12];
-        assert_eq!(parse_visible_devices(Some(&format!("{full},{prefix}")), &u), vec![3, 2]);
+        assert_eq!(
+            parse_visible_devices(Some(&format!("{full},{prefix}")), &u),
+            vec![3, 2]
+        );
         assert_eq!(
             parse_visible_devices(Some(&full.to_ascii_uppercase().replace("GPU-", "gpu-")), &u),
             vec![3]
         );
         // "GPU-" alone matches everything: ambiguous
-        assert_eq!(parse_visible_devices(Some("GPU-,0"), &u), Vec::<usize>::new());
-        assert_eq!(parse_visible_devices(Some("MIG-1234,0"), &u), Vec::<usize>::new());
+        assert_eq!(
+            parse_visible_devices(Some("GPU-,0"), &u),
+            Vec::<usize>::new()
+        );
+        assert_eq!(
+            parse_visible_devices(Some("MIG-1234,0"), &u),
+            Vec::<usize>::new()
+        );
         assert_eq!(parse_visible_devices(Some("0,GPU-ffffffff"), &u), vec![0]);
     }
 }

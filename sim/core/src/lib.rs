@@ -2,6 +2,7 @@
 //!
 //! - [`config`]: device models, env parsing (`VGPU_SIM_*`), per-process costs.
 //! - [`ids`]: UUIDs, PCI bus ids, `CUDA_VISIBLE_DEVICES`.
+//! - [`image`]: kernel names declared by PTX module images.
 //! - [`procfs`]: process liveness (pid + start time).
 //! - [`alloc`]: the first-fit allocator over fake device address ranges.
 //! - [`timeline`]: kernel scheduling and utilization windows.
@@ -14,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod handles;
 pub mod ids;
+pub mod image;
 pub mod procfs;
 pub mod report;
 pub mod state;

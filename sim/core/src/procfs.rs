@@ -13,7 +13,9 @@ pub struct StatInfo {
 /// and parentheses, so fields are counted after the last `)`.
 pub fn parse_stat(content: &str) -> Option<StatInfo> {
     let close = content.rfind(')')?;
-    let rest = content[close + 1..].split_ascii_whitespace().collect::<Vec<_>>();
+    let rest = content[close + 1..]
+        .split_ascii_whitespace()
+        .collect::<Vec<_>>();
     // rest[0] is field 3 (state); field 22 is rest[19].
     let state = *rest.first()?.as_bytes().first()?;
     let start_time = rest.get(19)?.parse().ok()?;

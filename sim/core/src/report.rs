@@ -8,7 +8,9 @@ use std::path::Path;
 /// Renders the state at `state_path` (default: [`default_state_path`]) as a text table, or as
 /// JSON when `json` is set. Errors are one-line messages (no state file, foreign file, ...).
 pub fn status_report(state_path: Option<&Path>, json: bool) -> Result<String, String> {
-    let path = state_path.map(Path::to_path_buf).unwrap_or_else(default_state_path);
+    let path = state_path
+        .map(Path::to_path_buf)
+        .unwrap_or_else(default_state_path);
     let st = match SimState::open_existing(&path) {
         Ok(s) => s,
         Err(OpenError::Missing) => {
@@ -20,7 +22,11 @@ pub fn status_report(state_path: Option<&Path>, json: bool) -> Result<String, St
         Err(e) => return Err(e.to_string()),
     };
     let snap = st.lock()?.snapshot(crate::clock::mono_ns());
-    Ok(if json { render_json(&snap) } else { render_text(&snap) })
+    Ok(if json {
+        render_json(&snap)
+    } else {
+        render_text(&snap)
+    })
 }
 
 fn mib(b: u64) -> String {
@@ -66,7 +72,17 @@ pub fn render_text(s: &Snapshot) -> String {
     let _ = writeln!(
         o,
         "{:<8} {:<16} {:<6} {:<4} {:>9} {:>9} {:>10} {:>10} {:>11} {:>9} {:>7}  DATA BY KIND (MiB)",
-        "PID", "NAME", "STATE", "DEV", "CTX MiB", "MOD MiB", "DATA MiB", "TOTAL MiB", "BUSY ms", "KERNELS", "ALLOCS"
+        "PID",
+        "NAME",
+        "STATE",
+        "DEV",
+        "CTX MiB",
+        "MOD MiB",
+        "DATA MiB",
+        "TOTAL MiB",
+        "BUSY ms",
+        "KERNELS",
+        "ALLOCS"
     );
     for p in &s.procs {
         let state = if p.alive { "alive" } else { "dead" };
@@ -213,7 +229,9 @@ mod tests {
         {
             let mut g = st.lock().unwrap();
             let me = std::process::id();
-            let s = g.register(me, crate::procfs::self_start_time(), "tester \"q\"").unwrap();
+            let s = g
+                .register(me, crate::procfs::self_start_time(), "tester \"q\"")
+                .unwrap();
             g.charge(s, 0, 300 << 20, 0, 1, 0).unwrap();
             g.alloc(&AllocReq {
                 slot: s,
@@ -242,6 +260,8 @@ mod tests {
         assert_eq!(json.matches('{').count(), json.matches('}').count());
         drop(st);
         std::fs::remove_file(&p).unwrap();
-        assert!(status_report(Some(&p), false).unwrap_err().contains("no simulated GPU state"));
+        assert!(status_report(Some(&p), false)
+            .unwrap_err()
+            .contains("no simulated GPU state"));
     }
 }

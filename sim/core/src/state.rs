@@ -142,7 +142,9 @@ fn layout_signature() -> u64 {
         MAX_ALLOCS,
         RING_LEN,
     ];
-    parts.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &p| (h ^ p as u64).wrapping_mul(0x100_0000_01b3))
+    parts.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &p| {
+        (h ^ p as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// Static description of one device, read from the file.
@@ -205,7 +207,9 @@ pub enum MemError {
 pub fn default_state_path() -> PathBuf {
     match std::env::var_os("VGPU_SIM_STATE") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(format!("/dev/shm/vgpu-sim-{}.state", unsafe { libc::getuid() })),
+        _ => PathBuf::from(format!("/dev/shm/vgpu-sim-{}.state", unsafe {
+            libc::getuid()
+        })),
     }
 }
 
@@ -257,7 +261,10 @@ impl SimState {
                 other => return other,
             }
         }
-        Err(OpenError::Io(format!("{}: keeps disappearing while being opened", path.display())))
+        Err(OpenError::Io(format!(
+            "{}: keeps disappearing while being opened",
+            path.display()
+        )))
     }
 
     /// Opens an existing state file (never creates one).
@@ -270,14 +277,22 @@ impl SimState {
             if e.raw_os_error() == Some(libc::ENOENT) {
                 return Err(OpenError::Missing);
             }
-            return Err(OpenError::Io(format!("cannot open {}: {e}", path.display())));
+            return Err(OpenError::Io(format!(
+                "cannot open {}: {e}",
+                path.display()
+            )));
         }
         let res = map_and_check(fd, path);
         unsafe { libc::close(fd) };
         let ptr = res?;
         // SAFETY: mapped and checked; the spec and device ids never change after creation.
         let devices = unsafe { read_devices(ptr) };
-        Ok(SimState { ptr, path: path.to_path_buf(), devices, liveness: procfs::is_alive })
+        Ok(SimState {
+            ptr,
+            path: path.to_path_buf(),
+            devices,
+            liveness: procfs::is_alive,
+        })
     }
 
     /// Path of the file.
@@ -295,7 +310,10 @@ impl SimState {
         // SAFETY: the mutex lives in the mapped region and was initialised by the creator.
         let m = unsafe { addr_of_mut!((*self.ptr).header.mutex) };
         let rc = unsafe { libc::pthread_mutex_lock(m) };
-        let mut g = Guard { st: self, r: self.ptr };
+        let mut g = Guard {
+            st: self,
+            r: self.ptr,
+        };
         match rc {
             0 => Ok(g),
             libc::EOWNERDEAD => {
@@ -360,13 +378,20 @@ fn map_and_check(fd: libc::c_int, path: &Path) -> Result<*mut Region, OpenError>
     };
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return Err(OpenError::Io(format!("cannot stat {}: {}", path.display(), errno_str())));
+        return Err(OpenError::Io(format!(
+            "cannot stat {}: {}",
+            path.display(),
+            errno_str()
+        )));
     }
     if (st.st_size as u64) < std::mem::size_of::<Header>() as u64 {
         return Err(mismatch(&format!("{} bytes, too small", st.st_size)));
     }
     if st.st_size as u64 != STATE_SIZE as u64 {
-        return Err(mismatch(&format!("{} bytes, expected {STATE_SIZE}", st.st_size)));
+        return Err(mismatch(&format!(
+            "{} bytes, expected {STATE_SIZE}",
+            st.st_size
+        )));
     }
     // SAFETY: mapping a regular file of the checked size.
     let p = unsafe {
@@ -380,14 +405,21 @@ fn map_and_check(fd: libc::c_int, path: &Path) -> Result<*mut Region, OpenError>
         )
     };
     if p == libc::MAP_FAILED {
-        return Err(OpenError::Io(format!("cannot map {}: {}", path.display(), errno_str())));
+        return Err(OpenError::Io(format!(
+            "cannot map {}: {}",
+            path.display(),
+            errno_str()
+        )));
     }
     let r = p as *mut Region;
     let h = unsafe { &(*r).header };
     let why = if h.magic != MAGIC {
         Some("bad magic".to_string())
     } else if h.version != VERSION {
-        Some(format!("layout version {}, this library reads {VERSION}", h.version))
+        Some(format!(
+            "layout version {}, this library reads {VERSION}",
+            h.version
+        ))
     } else if h.total_size != STATE_SIZE as u64 || h.layout != layout_signature() {
         Some("layout differs from this build".to_string())
     } else if h.init_done != 1 {
@@ -405,12 +437,28 @@ fn map_and_check(fd: libc::c_int, path: &Path) -> Result<*mut Region, OpenError>
 }
 
 fn create_file(path: &Path, cfg: &SimConfig) -> Result<(), OpenError> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}.{}", std::process::id(), crate::clock::mono_ns()));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.tmp.{}.{}",
+        std::process::id(),
+        crate::clock::mono_ns()
+    ));
     let ctmp = cpath(&tmp)?;
     let cfinal = cpath(path)?;
-    let io = |what: &str| OpenError::Io(format!("vgpu-sim: cannot {what} {}: {}", tmp.display(), errno_str()));
+    let io = |what: &str| {
+        OpenError::Io(format!(
+            "vgpu-sim: cannot {what} {}: {}",
+            tmp.display(),
+            errno_str()
+        ))
+    };
     unsafe {
         let fd = libc::open(
             ctmp.as_ptr(),
@@ -647,9 +695,15 @@ impl Guard<'_> {
         }
         if free.is_none() {
             self.sweep(crate::clock::mono_ns(), 0);
-            free = self.reg().procs.iter().position(|p| p.status == 0).map(|i| i as u32);
+            free = self
+                .reg()
+                .procs
+                .iter()
+                .position(|p| p.status == 0)
+                .map(|i| i as u32);
         }
-        let s = free.ok_or_else(|| format!("vgpu-sim: all {MAX_PROCS} process slots are in use"))?;
+        let s =
+            free.ok_or_else(|| format!("vgpu-sim: all {MAX_PROCS} process slots are in use"))?;
         let r = self.reg();
         let p = &mut r.procs[s as usize];
         p.pid = pid;
@@ -743,7 +797,13 @@ impl Guard<'_> {
         self.check_capacity(dev, add)?;
         let r = self.reg();
         let u = &mut r.procs[slot as usize].usage[dev as usize];
-        let apply = |v: u64, d: i64| if d >= 0 { v + d as u64 } else { v.saturating_sub(d.unsigned_abs()) };
+        let apply = |v: u64, d: i64| {
+            if d >= 0 {
+                v + d as u64
+            } else {
+                v.saturating_sub(d.unsigned_abs())
+            }
+        };
         let before = u.total();
         u.ctx_bytes = apply(u.ctx_bytes, ctx_bytes);
         u.module_bytes = apply(u.module_bytes, module_bytes);
@@ -762,7 +822,11 @@ impl Guard<'_> {
             return Err(MemError::BadDevice);
         }
         self.check_capacity(q.dev, q.charged)?;
-        let (lo, hi) = if q.phys { alloc::phys_range(q.dev) } else { alloc::va_range(q.dev) };
+        let (lo, hi) = if q.phys {
+            alloc::phys_range(q.dev)
+        } else {
+            alloc::va_range(q.dev)
+        };
         let r = self.reg();
         let pid = r.procs[q.slot as usize].pid;
         let e = AllocEntry {
@@ -779,7 +843,12 @@ impl Guard<'_> {
         };
         let mut t = self.table();
         let placed = match q.fixed {
-            Some(a) if a >= lo && a.checked_add(e.span).is_some_and(|x| x <= hi) && a % q.align == 0 && t.is_free(a, e.span) => {
+            Some(a)
+                if a >= lo
+                    && a.checked_add(e.span).is_some_and(|x| x <= hi)
+                    && a % q.align == 0
+                    && t.is_free(a, e.span) =>
+            {
                 t.insert(AllocEntry { base: a, ..e }).map(|_| a)
             }
             _ => t.place(e, lo, hi, q.align.max(1)),
@@ -827,7 +896,10 @@ impl Guard<'_> {
     /// Frees every allocation of context instance `ctx` of `slot`; returns the bytes uncharged.
     pub fn free_ctx(&mut self, slot: u32, ctx: u64) -> u64 {
         let mut freed = Vec::new();
-        self.table().remove_where(|e| e.slot as u32 == slot && e.ctx == ctx, |e| freed.push(*e));
+        self.table().remove_where(
+            |e| e.slot as u32 == slot && e.ctx == ctx,
+            |e| freed.push(*e),
+        );
         let mut bytes = 0;
         for e in &freed {
             bytes += e.charged;
@@ -858,7 +930,12 @@ impl Guard<'_> {
         d.busy_until = end;
         d.busy_total += cost;
         d.kernels += 1;
-        Ring::new(&mut d.ring, &mut d.ring_head, &mut d.ring_len).push(Interval { start, end, pid, slot });
+        Ring::new(&mut d.ring, &mut d.ring_head, &mut d.ring_len).push(Interval {
+            start,
+            end,
+            pid,
+            slot,
+        });
         let u = &mut r.procs[slot as usize].usage[dev as usize];
         u.busy_ns += cost;
         u.kernels += 1;
@@ -885,7 +962,11 @@ impl Guard<'_> {
             .filter(|(_, p)| p.status == 1)
             .filter_map(|(i, p)| {
                 let u = p.usage[dev as usize];
-                (u.ctx_count > 0 || u.total() > 0).then_some(ProcMem { pid: p.pid, slot: i as u32, usage: u })
+                (u.ctx_count > 0 || u.total() > 0).then_some(ProcMem {
+                    pid: p.pid,
+                    slot: i as u32,
+                    usage: u,
+                })
             })
             .collect()
     }
@@ -954,7 +1035,10 @@ impl Guard<'_> {
                 for d in 0..r.header.ndev {
                     let mut by_kind = [0u64; 10];
                     let mut count = 0;
-                    for e in rows.iter().filter(|e| e.slot as usize == i && e.dev as u32 == d) {
+                    for e in rows
+                        .iter()
+                        .filter(|e| e.slot as usize == i && e.dev as u32 == d)
+                    {
                         if let Some(k) = kind::ALL.iter().position(|&k| k == e.kind) {
                             by_kind[k] += e.charged;
                         }
@@ -992,11 +1076,19 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn tmp_path(tag: &str) -> PathBuf {
-        std::env::temp_dir().join(format!("vgpu-sim-test-{tag}-{}-{}", std::process::id(), crate::clock::mono_ns()))
+        std::env::temp_dir().join(format!(
+            "vgpu-sim-test-{tag}-{}-{}",
+            std::process::id(),
+            crate::clock::mono_ns()
+        ))
     }
 
     fn cfg(n: u32, mem: u64) -> SimConfig {
-        SimConfig { devices: n, model: model("h100").unwrap(), mem_bytes: mem }
+        SimConfig {
+            devices: n,
+            model: model("h100").unwrap(),
+            mem_bytes: mem,
+        }
     }
 
     static DEAD_PID: AtomicU32 = AtomicU32::new(0);
@@ -1045,10 +1137,16 @@ mod tests {
         assert_eq!(g.mem_info(0).unwrap().0, (602) << 20);
         assert_eq!(g.mem_info(1).unwrap().0, 0);
         // over capacity
-        assert_eq!(g.alloc(&req(b, 0, 500 << 20, 9)), Err(MemError::OutOfMemory));
+        assert_eq!(
+            g.alloc(&req(b, 0, 500 << 20, 9)),
+            Err(MemError::OutOfMemory)
+        );
         let procs = g.processes(0);
         assert_eq!(procs.len(), 2);
-        assert_eq!(procs.iter().find(|p| p.pid == 1001).unwrap().usage.total(), 402 << 20);
+        assert_eq!(
+            procs.iter().find(|p| p.pid == 1001).unwrap().usage.total(),
+            402 << 20
+        );
         // wrong owner / kind cannot free
         assert!(g.free(b, x, &[kind::ALLOC]).is_none());
         assert!(g.free(a, x, &[kind::ARRAY]).is_none());
@@ -1076,7 +1174,10 @@ mod tests {
         let a = g.register(2001, 1, "a").unwrap();
         let b = g.register(2002, 1, "b").unwrap();
         g.alloc(&req(a, 0, 800 << 20, 1)).unwrap();
-        assert_eq!(g.alloc(&req(b, 0, 300 << 20, 1)), Err(MemError::OutOfMemory));
+        assert_eq!(
+            g.alloc(&req(b, 0, 300 << 20, 1)),
+            Err(MemError::OutOfMemory)
+        );
         DEAD_PID.store(2001, Ordering::SeqCst);
         // the failing allocation sweeps and succeeds
         g.alloc(&req(b, 0, 300 << 20, 1)).unwrap();
@@ -1105,7 +1206,11 @@ mod tests {
         let b = g.register(3002, 1, "b").unwrap();
         let t = 1_000_000_000;
         assert_eq!(g.launch(a, 0, 100, 0, t), t + 100);
-        assert_eq!(g.launch(b, 0, 100, 0, t), t + 200, "kernels of all processes serialize");
+        assert_eq!(
+            g.launch(b, 0, 100, 0, t),
+            t + 200,
+            "kernels of all processes serialize"
+        );
         assert_eq!(g.launch(a, 0, 100, t + 1000, t), t + 1100);
         assert_eq!(g.busy_until(0), t + 1100);
         let busy = g.process_busy(0, t, t + 2000);
@@ -1123,15 +1228,24 @@ mod tests {
     fn bad_files_are_refused() {
         let p = tmp_path("bad");
         std::fs::write(&p, b"not a state file at all").unwrap();
-        assert!(matches!(SimState::open_existing(&p), Err(OpenError::Mismatch(_))));
-        assert!(matches!(SimState::open_or_create(&p, &cfg(1, 1 << 30)), Err(OpenError::Mismatch(_))));
+        assert!(matches!(
+            SimState::open_existing(&p),
+            Err(OpenError::Mismatch(_))
+        ));
+        assert!(matches!(
+            SimState::open_or_create(&p, &cfg(1, 1 << 30)),
+            Err(OpenError::Mismatch(_))
+        ));
         std::fs::write(&p, vec![0u8; STATE_SIZE]).unwrap();
         match SimState::open_existing(&p) {
             Err(OpenError::Mismatch(m)) => assert!(m.contains("bad magic"), "{m}"),
             _ => panic!("zero file accepted"),
         }
         std::fs::remove_file(&p).unwrap();
-        assert!(matches!(SimState::open_existing(&p), Err(OpenError::Missing)));
+        assert!(matches!(
+            SimState::open_existing(&p),
+            Err(OpenError::Missing)
+        ));
     }
 
     #[test]

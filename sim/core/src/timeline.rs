@@ -118,7 +118,12 @@ pub fn percent(busy: u64, window: u64) -> u32 {
 
 /// Utilization over the `window` ns before `now`: the window is shortened to what the ring
 /// still covers, so a full ring never reads as idle time.
-pub fn utilization(ring: &Ring<'_>, now: u64, window: u64, filter: impl FnMut(&Interval) -> bool) -> u32 {
+pub fn utilization(
+    ring: &Ring<'_>,
+    now: u64,
+    window: u64,
+    filter: impl FnMut(&Interval) -> bool,
+) -> u32 {
     let mut t0 = now.saturating_sub(window);
     if let Some(c) = ring.coverage_start() {
         t0 = t0.max(c);
@@ -132,7 +137,12 @@ mod tests {
     use super::*;
 
     fn iv(start: u64, end: u64, slot: u32) -> Interval {
-        Interval { start, end, pid: 100 + slot, slot }
+        Interval {
+            start,
+            end,
+            pid: 100 + slot,
+            slot,
+        }
     }
 
     #[test]
@@ -175,8 +185,14 @@ mod tests {
         r.push(iv(900, 1200, 1));
         let now = 1000;
         assert_eq!(busy_in_window(r.newest_first(), 0, now, |_| true), 600);
-        assert_eq!(busy_in_window(r.newest_first(), 0, now, |i| i.slot == 1), 350);
-        assert_eq!(busy_in_window(r.newest_first(), 600, now, |i| i.slot == 2), 150);
+        assert_eq!(
+            busy_in_window(r.newest_first(), 0, now, |i| i.slot == 1),
+            350
+        );
+        assert_eq!(
+            busy_in_window(r.newest_first(), 600, now, |i| i.slot == 2),
+            150
+        );
         assert_eq!(utilization(&r, now, 1000, |_| true), 60);
         assert_eq!(utilization(&r, now, 500, |_| true), 70);
         assert_eq!(utilization(&r, 5000, 1000, |_| true), 0);

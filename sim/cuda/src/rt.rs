@@ -34,6 +34,8 @@ pub struct Primary {
 pub struct Runtime {
     pub shm: SimState,
     pub slot: u32,
+    /// The process that initialised (a forked child is not it).
+    pub pid: u32,
     /// CUDA ordinal -> physical device index.
     pub visible: Vec<u32>,
     pub costs: Costs,
@@ -44,21 +46,43 @@ pub struct Runtime {
 }
 
 static RT: OnceLock<Result<Runtime, CUresult>> = OnceLock::new();
+/// Set in a child after `fork()`: the parent's driver state is unusable there (as with the
+/// real driver, every call then fails with `CUDA_ERROR_NOT_INITIALIZED`).
+static FORKED: AtomicBool = AtomicBool::new(false);
 
 /// The runtime, or `CUDA_ERROR_NOT_INITIALIZED` before a successful `cuInit`.
 #[inline]
 pub fn rt() -> Res<&'static Runtime> {
     match RT.get() {
-        Some(Ok(r)) => Ok(r),
+        Some(Ok(r)) if !FORKED.load(Ordering::Relaxed) => Ok(r),
         _ => Err(CUDA_ERROR_NOT_INITIALIZED),
     }
 }
 
 /// `cuInit`: builds the runtime once; a failure is sticky.
 pub fn init() -> CUresult {
+    if FORKED.load(Ordering::Relaxed) {
+        return CUDA_ERROR_NOT_INITIALIZED;
+    }
     match RT.get_or_init(build) {
         Ok(_) => CUDA_SUCCESS,
         Err(e) => *e,
+    }
+}
+
+extern "C" fn after_fork_in_child() {
+    FORKED.store(true, Ordering::Relaxed);
+}
+
+/// At normal process exit the driver tears the process down: its memory is released at
+/// once (a killed process is reclaimed by the next liveness sweep instead).
+extern "C" fn at_exit() {
+    if let Some(Ok(r)) = RT.get() {
+        if std::process::id() == r.pid {
+            if let Ok(mut g) = r.shm.lock() {
+                g.cleanup_slot(r.slot);
+            }
+        }
     }
 }
 
@@ -94,22 +118,31 @@ fn build() -> Result<Runtime, CUresult> {
             eprintln!("{m}");
             CUDA_ERROR_UNKNOWN
         })?;
-        g.register(pid, procfs::self_start_time(), &procfs::self_comm()).map_err(|m| {
-            eprintln!("{m}");
-            CUDA_ERROR_OUT_OF_MEMORY
-        })?
+        g.register(pid, procfs::self_start_time(), &procfs::self_comm())
+            .map_err(|m| {
+                eprintln!("{m}");
+                CUDA_ERROR_OUT_OF_MEMORY
+            })?
     };
     let uuids: Vec<String> = shm.devices().iter().map(|d| d.uuid_str.clone()).collect();
     let cvd = std::env::var("CUDA_VISIBLE_DEVICES").ok();
-    let visible: Vec<u32> =
-        ids::parse_visible_devices(cvd.as_deref(), &uuids).into_iter().map(|i| i as u32).collect();
+    let visible: Vec<u32> = ids::parse_visible_devices(cvd.as_deref(), &uuids)
+        .into_iter()
+        .map(|i| i as u32)
+        .collect();
     if visible.is_empty() {
         return Err(CUDA_ERROR_NO_DEVICE);
     }
     let n = visible.len();
+    // SAFETY: plain registrations of extern "C" callbacks without arguments.
+    unsafe {
+        libc::pthread_atfork(None, None, Some(after_fork_in_child));
+        libc::atexit(at_exit);
+    }
     Ok(Runtime {
         shm,
         slot,
+        pid,
         visible,
         costs,
         primaries: (0..n).map(|_| Mutex::new(Primary::default())).collect(),
@@ -128,21 +161,33 @@ impl Runtime {
         if ordinal < 0 {
             return Err(CUDA_ERROR_INVALID_DEVICE);
         }
-        self.visible.get(ordinal as usize).copied().ok_or(CUDA_ERROR_INVALID_DEVICE)
+        self.visible
+            .get(ordinal as usize)
+            .copied()
+            .ok_or(CUDA_ERROR_INVALID_DEVICE)
     }
 
     pub fn info(&self, ordinal: CUdevice) -> Res<&DeviceInfo> {
         let p = self.phys(ordinal)?;
-        self.shm.devices().get(p as usize).ok_or(CUDA_ERROR_INVALID_DEVICE)
+        self.shm
+            .devices()
+            .get(p as usize)
+            .ok_or(CUDA_ERROR_INVALID_DEVICE)
     }
 
     /// CUDA ordinal of a physical index, if visible.
     pub fn ordinal_of(&self, phys: u32) -> Option<CUdevice> {
-        self.visible.iter().position(|&p| p == phys).map(|i| i as CUdevice)
+        self.visible
+            .iter()
+            .position(|&p| p == phys)
+            .map(|i| i as CUdevice)
     }
 
     /// Runs `f` under the machine-wide lock.
-    pub fn with_state<T>(&self, f: impl FnOnce(&mut vgpu_sim_core::state::Guard<'_>) -> T) -> Res<T> {
+    pub fn with_state<T>(
+        &self,
+        f: impl FnOnce(&mut vgpu_sim_core::state::Guard<'_>) -> T,
+    ) -> Res<T> {
         let mut g = self.shm.lock().map_err(|m| {
             eprintln!("{m}");
             CUDA_ERROR_UNKNOWN
@@ -174,6 +219,8 @@ pub struct Ctx {
 pub struct Module {
     pub ctx: AtomicU64,
     pub inst: AtomicU64,
+    /// Kernels a PTX image declares (None: any name, for binary or unknown images).
+    pub entries: Mutex<Option<Vec<String>>>,
     pub funcs: Mutex<HashMap<String, u64>>,
     /// (globals region base, name -> offset)
     pub globals: Mutex<(u64, HashMap<String, u64>)>,
@@ -348,7 +395,8 @@ pub fn cur_ctx() -> Res<(u64, &'static Ctx, u64)> {
 /// Whether an object created in context incarnation `inst` of `ctx` is still valid.
 #[inline]
 pub fn ctx_alive(ctx: u64, inst: u64) -> bool {
-    CTXS.get(ctx).is_some_and(|c| c.instance.load(Ordering::Acquire) == inst)
+    CTXS.get(ctx)
+        .is_some_and(|c| c.instance.load(Ordering::Acquire) == inst)
 }
 
 /// A stream argument: `None` for the NULL / legacy / per-thread default stream.
@@ -359,7 +407,10 @@ pub fn stream_obj(h: CUstream) -> Res<Option<&'static Stream>> {
         return Ok(None);
     }
     let s = STREAMS.get(v).ok_or(CUDA_ERROR_INVALID_HANDLE)?;
-    if !ctx_alive(s.ctx.load(Ordering::Relaxed), s.inst.load(Ordering::Relaxed)) {
+    if !ctx_alive(
+        s.ctx.load(Ordering::Relaxed),
+        s.inst.load(Ordering::Relaxed),
+    ) {
         return Err(CUDA_ERROR_INVALID_HANDLE);
     }
     Ok(Some(s))
@@ -370,7 +421,11 @@ pub fn wait_for(end: u64, pending: &[&AtomicU32]) {
     clock::sleep_until(end);
     let mut spins = 0u32;
     while pending.iter().any(|p| p.load(Ordering::Acquire) > 0) {
-        std::thread::sleep(std::time::Duration::from_micros(if spins < 100 { 20 } else { 500 }));
+        std::thread::sleep(std::time::Duration::from_micros(if spins < 100 {
+            20
+        } else {
+            500
+        }));
         spins = spins.saturating_add(1);
     }
 }
@@ -458,7 +513,11 @@ pub enum Loc {
     Shadow { base: u64, span: u64, off: u64 },
 }
 
-fn containing<V: Copy>(m: &BTreeMap<u64, V>, addr: u64, len: impl Fn(&V) -> u64) -> Option<(u64, V)> {
+fn containing<V: Copy>(
+    m: &BTreeMap<u64, V>,
+    addr: u64,
+    len: impl Fn(&V) -> u64,
+) -> Option<(u64, V)> {
     let (&k, &v) = m.range(..=addr).next_back()?;
     (addr - k < len(&v).max(1)).then_some((k, v))
 }
@@ -490,7 +549,11 @@ impl LocalMem {
             }
             return Ok(match a.host {
                 Some((h, _)) => Loc::Host((h as u64 + (addr - k)) as *mut u8),
-                None => Loc::Shadow { base: a.shm_base, span: a.span, off: addr - k },
+                None => Loc::Shadow {
+                    base: a.shm_base,
+                    span: a.span,
+                    off: addr - k,
+                },
             });
         }
         if let Some((k, m)) = self.find_map(addr) {
@@ -498,7 +561,11 @@ impl LocalMem {
                 return Err(CUDA_ERROR_INVALID_VALUE);
             }
             let span = self.handles.get(&m.handle).map(|h| h.size).unwrap_or(0);
-            return Ok(Loc::Shadow { base: m.handle, span, off: m.offset + (addr - k) });
+            return Ok(Loc::Shadow {
+                base: m.handle,
+                span,
+                off: m.offset + (addr - k),
+            });
         }
         if let Some((k, h)) = self.find_host(addr) {
             if end > k + h.len as u64 {
@@ -530,7 +597,11 @@ impl LocalMem {
         if span == 0 || span > SHADOW_MAX {
             return None;
         }
-        Some(self.shadows.entry(base).or_insert_with(|| vec![0u8; span as usize]))
+        Some(
+            self.shadows
+                .entry(base)
+                .or_insert_with(|| vec![0u8; span as usize]),
+        )
     }
 
     /// Writes bytes to a location.

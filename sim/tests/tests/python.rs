@@ -110,6 +110,8 @@ ptx = b""".version 8.0
 }
 \0"""
 mod = call("cuModuleLoadData", ptx)
+free_mod, _ = call("cuMemGetInfo")
+print("module_delta=%d" % (free1 - free_mod))
 fn = call("cuModuleGetFunction", mod, b"vgpu_test_kernel")
 arg = ctypes.c_uint64(int(ptr))
 params = (ctypes.c_void_p * 1)(ctypes.addressof(arg))
@@ -119,10 +121,10 @@ for _ in range(3):
 call("cuStreamSynchronize", stream)
 call("cuCtxSynchronize")
 call("cuMemFree", ptr)
-free2, _ = call("cuMemGetInfo")
-print("after_free_delta=%d" % (free0 - free2))
 call("cuModuleUnload", mod)
 call("cuStreamDestroy", stream)
+free2, _ = call("cuMemGetInfo")
+print("after_free_delta=%d" % (free0 - free2))
 call("cuDevicePrimaryCtxRelease", dev)
 print("ok=1")
 "#;
@@ -133,7 +135,10 @@ fn cuda_bindings_driver_api() {
         return;
     };
     require_sim();
-    let env = SimEnv::new().var("VGPU_SIM_KERNEL_NS", "1000000");
+    let module = 3 * MIB;
+    let env = SimEnv::new()
+        .var("VGPU_SIM_KERNEL_NS", "1000000")
+        .var("VGPU_SIM_MODULE_BYTES", module.to_string());
     let out = python(&env, &py, CUDA_BINDINGS);
     out.assert_success("cuda-bindings script");
     let kv = out.kv();
@@ -147,7 +152,16 @@ fn cuda_bindings_driver_api() {
         64 * MIB,
         "cuMemAlloc(64 MiB) through cuda.bindings"
     );
-    assert_eq!(kv.u64("after_free_delta"), 0);
+    assert_eq!(
+        kv.u64("module_delta"),
+        module,
+        "a loaded module costs VGPU_SIM_MODULE_BYTES"
+    );
+    assert_eq!(
+        kv.u64("after_free_delta"),
+        0,
+        "after cuMemFree and cuModuleUnload"
+    );
     let c = linked(&env, &["info"]);
     assert_eq!(kv.i64("driver_version"), c.i64("driver_version"));
 }
@@ -177,10 +191,22 @@ show("cudaGetLastError", rt.cudaGetLastError())
 print("ok=1")
 "#;
 
-/// The real libcudart.so.12 over the simulator. libcudart fetches private tables with
-/// `cuGetExportTable` during its initialisation; the simulator answers that call with an
-/// error code (it has no such tables), so the runtime cannot initialise. This test pins the
-/// exact observed behaviour (see the assertions), so any change is noticed and reviewed.
+fn cudart_run(env: &SimEnv, py: &std::path::Path, cudart: &std::path::Path) -> Output {
+    let mut c = env.command(py);
+    c.arg("-c").arg(CUDART).arg(cudart);
+    let out = run(&mut c, Duration::from_secs(120));
+    out.assert_success("libcudart ctypes script");
+    out
+}
+
+/// The real libcudart.so.12 over the simulator. libcudart initialises itself on the first
+/// call that needs the device: it resolves the driver through cuGetProcAddress_v2, calls
+/// cuInit, then asks `cuGetExportTable` for private tables. The simulator has none and
+/// answers CUDA_ERROR_NOT_SUPPORTED (801); libcudart then fails that call and every later
+/// one with cudaErrorNotSupported (801). Calls that need no device (runtime and driver
+/// version) work. A tracing stand-in for libcuda.so.1 (tests/c/driver_trace_shim.c) shows
+/// that cuGetExportTable is the one driver call that fails. This pins the behaviour exactly,
+/// so any change (e.g. the simulator gaining export tables) is noticed and reviewed.
 #[test]
 fn real_libcudart_documented_behaviour() {
     let Some(py) = require_venv("libcudart") else {
@@ -191,18 +217,86 @@ fn real_libcudart_documented_behaviour() {
     };
     require_sim();
     let env = SimEnv::new();
-    let mut c = env.command(&py);
-    c.arg("-c").arg(CUDART).arg(&cudart);
-    let out = run(&mut c, Duration::from_secs(120));
-    out.assert_success("libcudart ctypes script");
+    let out = cudart_run(&env, &py, &cudart);
     let kv = out.kv();
-    eprintln!("{}", out.stdout);
-    // Calls that do not need a context: answered by libcudart itself / the driver version.
-    assert_eq!(kv.i64("cudaRuntimeGetVersion"), 0);
+    assert_eq!(kv.i64("cudaRuntimeGetVersion"), 0, "{}", out.describe());
     assert_eq!(kv.i64("runtime_version"), 12080);
     assert_eq!(kv.i64("cudaDriverGetVersion"), 0);
     let c = linked(&env, &["info"]);
     assert_eq!(kv.i64("driver_version"), c.i64("driver_version"));
-    // FILLED IN FROM OBSERVATION once the simulator runs (see the report).
-    let _ = kv.i64("cudaGetDeviceCount");
+    for call in [
+        "cudaGetDeviceCount",
+        "cudaMalloc",
+        "cudaMemGetInfo",
+        "cudaGetLastError",
+    ] {
+        assert_eq!(kv.i64(call), 801, "{call}\n{}", out.describe());
+        assert_eq!(
+            kv.str(&format!("{call}.name")),
+            "cudaErrorNotSupported",
+            "{call}"
+        );
+    }
+    assert!(
+        kv.i64("count") <= 0,
+        "no device can be usable: count {}",
+        kv.i64("count")
+    );
+    assert_eq!((kv.u64("free"), kv.u64("total")), (0, 0));
+
+    // The same run through the tracing stand-in.
+    let shim = build_c_client(
+        "driver_trace_shim",
+        &[
+            "-shared".into(),
+            "-fPIC".into(),
+            "-Wl,-soname,libcuda.so.1".into(),
+        ],
+    );
+    let shim_dir = env.dir().join("shim");
+    std::fs::create_dir_all(&shim_dir).unwrap();
+    std::os::unix::fs::symlink(&shim, shim_dir.join("libcuda.so.1")).unwrap();
+    let mut ld = shim_dir.into_os_string();
+    ld.push(":");
+    ld.push(sim_lib_dir());
+    let traced_env = env
+        .sibling()
+        .var("LD_LIBRARY_PATH", ld)
+        .var("VGPU_SHIM_REAL", sim_lib_dir().join("libcuda.so.1"));
+    let traced = cudart_run(&traced_env, &py, &cudart);
+    assert_eq!(
+        traced.stdout, out.stdout,
+        "the tracing stand-in changed the outcome"
+    );
+    let trace: Vec<&str> = traced
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("shim: "))
+        .collect();
+    let procaddr = trace.iter().filter(|l| l.starts_with("procaddr ")).count();
+    assert!(
+        procaddr > 100,
+        "libcudart resolved only {procaddr} entry points:\n{}",
+        traced.stderr
+    );
+    let calls: Vec<&str> = trace
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("call "))
+        .collect();
+    assert!(
+        calls
+            .iter()
+            .any(|l| l.starts_with("call cuInit ") && l.ends_with(" rc=0")),
+        "cuInit not called or failed: {calls:?}"
+    );
+    let failing: Vec<&&str> = calls.iter().filter(|l| !l.ends_with(" rc=0")).collect();
+    assert!(!failing.is_empty(), "no failing driver call: {calls:?}");
+    assert!(
+        failing
+            .iter()
+            .all(|l| l.starts_with("call cuGetExportTable ") && l.ends_with(" rc=801")),
+        "expected only cuGetExportTable to fail (801): {failing:?}"
+    );
+    eprintln!("libcudart trace: {procaddr} cuGetProcAddress queries; calls: {calls:?}");
 }

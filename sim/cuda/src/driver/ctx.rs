@@ -1,7 +1,9 @@
 //! Primary and regular contexts, modules and functions.
 
 use super::put;
-use crate::rt::{self, code, ctx_alive, ctx_obj, cur_ctx, lock, rt, Ctx, Res, Runtime, CTXS, FUNCS, MODULES};
+use crate::rt::{
+    self, code, ctx_alive, ctx_obj, cur_ctx, lock, rt, Ctx, Res, Runtime, CTXS, FUNCS, MODULES,
+};
 use cuda_headers::prelude::*;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
@@ -48,7 +50,14 @@ pub(crate) fn deactivate(r: &Runtime, c: &Ctx) {
     let nm = c.modules.swap(0, Relaxed);
     let _ = r.with_state(|g| {
         g.free_ctx(r.slot, inst);
-        let _ = g.charge(r.slot, dev, -(r.costs.context_bytes as i64), -(mb as i64), -1, -(nm as i32));
+        let _ = g.charge(
+            r.slot,
+            dev,
+            -(r.costs.context_bytes as i64),
+            -(mb as i64),
+            -1,
+            -(nm as i32),
+        );
     });
     for h in MODULES.live_handles() {
         if MODULES.get(h).is_some_and(|m| m.inst.load(Relaxed) == inst) {
@@ -61,12 +70,18 @@ pub(crate) fn deactivate(r: &Runtime, c: &Ctx) {
         }
     }
     for h in rt::STREAMS.live_handles() {
-        if rt::STREAMS.get(h).is_some_and(|s| s.inst.load(Relaxed) == inst) {
+        if rt::STREAMS
+            .get(h)
+            .is_some_and(|s| s.inst.load(Relaxed) == inst)
+        {
             rt::STREAMS.destroy(h);
         }
     }
     for h in rt::EVENTS.live_handles() {
-        if rt::EVENTS.get(h).is_some_and(|e| e.inst.load(Relaxed) == inst) {
+        if rt::EVENTS
+            .get(h)
+            .is_some_and(|e| e.inst.load(Relaxed) == inst)
+        {
             rt::EVENTS.destroy(h);
         }
     }
@@ -154,7 +169,11 @@ pub unsafe fn cuDevicePrimaryCtxSetFlags_v2(dev: CUdevice, flags: c_uint) -> CUr
     })())
 }
 
-pub unsafe fn cuDevicePrimaryCtxGetState(dev: CUdevice, flags: *mut c_uint, active: *mut c_int) -> CUresult {
+pub unsafe fn cuDevicePrimaryCtxGetState(
+    dev: CUdevice,
+    flags: *mut c_uint,
+    active: *mut c_int,
+) -> CUresult {
     code((|| {
         let r = rt()?;
         if flags.is_null() || active.is_null() {
@@ -201,7 +220,12 @@ pub unsafe fn cuCtxCreate_v3(
     code(ctx_create(pctx, flags, dev))
 }
 
-pub unsafe fn cuCtxCreate_v4(pctx: *mut CUcontext, _ctx_create_params: *mut c_void, flags: c_uint, dev: CUdevice) -> CUresult {
+pub unsafe fn cuCtxCreate_v4(
+    pctx: *mut CUcontext,
+    _ctx_create_params: *mut c_void,
+    flags: c_uint,
+    dev: CUdevice,
+) -> CUresult {
     code(ctx_create(pctx, flags, dev))
 }
 
@@ -320,7 +344,10 @@ pub unsafe fn cuCtxGetLimit(pvalue: *mut usize, limit: CUlimit) -> CUresult {
         }
         let (_, c, _) = cur_ctx()?;
         let l = lock(&c.limits);
-        put(pvalue, *l.get(limit as usize).ok_or(CUDA_ERROR_INVALID_VALUE)?)
+        put(
+            pvalue,
+            *l.get(limit as usize).ok_or(CUDA_ERROR_INVALID_VALUE)?,
+        )
     })())
 }
 
@@ -335,7 +362,10 @@ pub unsafe fn cuCtxSetLimit(limit: CUlimit, value: usize) -> CUresult {
     })())
 }
 
-pub unsafe fn cuCtxGetStreamPriorityRange(least_priority: *mut c_int, greatest_priority: *mut c_int) -> CUresult {
+pub unsafe fn cuCtxGetStreamPriorityRange(
+    least_priority: *mut c_int,
+    greatest_priority: *mut c_int,
+) -> CUresult {
     code((|| {
         rt()?;
         if !least_priority.is_null() {
@@ -358,7 +388,8 @@ unsafe fn module_load(module: *mut CUmodule) -> Res {
     let (h, c, inst) = cur_ctx()?;
     let dev = c.dev.load(Relaxed);
     let mb = r.costs.module_bytes;
-    r.with_state(|g| g.charge(r.slot, dev, 0, mb as i64, 0, 1))?.map_err(|_| CUDA_ERROR_OUT_OF_MEMORY)?;
+    r.with_state(|g| g.charge(r.slot, dev, 0, mb as i64, 0, 1))?
+        .map_err(|_| CUDA_ERROR_OUT_OF_MEMORY)?;
     let m = MODULES.create(|m| {
         m.ctx.store(h, Relaxed);
         m.inst.store(inst, Relaxed);
@@ -381,7 +412,9 @@ pub unsafe fn cuModuleLoad(module: *mut CUmodule, fname: *const c_char) -> CUres
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         cur_ctx()?;
-        let path = std::ffi::CStr::from_ptr(fname).to_string_lossy().into_owned();
+        let path = std::ffi::CStr::from_ptr(fname)
+            .to_string_lossy()
+            .into_owned();
         if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
             return Err(CUDA_ERROR_FILE_NOT_FOUND);
         }
@@ -391,7 +424,11 @@ pub unsafe fn cuModuleLoad(module: *mut CUmodule, fname: *const c_char) -> CUres
 
 pub unsafe fn cuModuleLoadData(module: *mut CUmodule, image: *const c_void) -> CUresult {
     if image.is_null() {
-        return if rt().is_err() { CUDA_ERROR_NOT_INITIALIZED } else { CUDA_ERROR_INVALID_VALUE };
+        return if rt().is_err() {
+            CUDA_ERROR_NOT_INITIALIZED
+        } else {
+            CUDA_ERROR_INVALID_VALUE
+        };
     }
     code(module_load(module))
 }
@@ -430,7 +467,8 @@ pub unsafe fn cuModuleUnload(hmod: CUmodule) -> CUresult {
             let c = CTXS.get(ctx).ok_or(CUDA_ERROR_INVALID_CONTEXT)?;
             let dev = c.dev.load(Relaxed);
             let mb = r.costs.module_bytes;
-            c.module_bytes.fetch_sub(mb.min(c.module_bytes.load(Relaxed)), Relaxed);
+            c.module_bytes
+                .fetch_sub(mb.min(c.module_bytes.load(Relaxed)), Relaxed);
             c.modules.fetch_sub(1, Relaxed);
             if globals != 0 {
                 let _ = super::mem::free_local(r, globals, &[vgpu_sim_core::alloc::kind::GLOBAL]);
@@ -449,14 +487,20 @@ fn module_obj(h: CUmodule) -> Res<&'static rt::Module> {
     Ok(m)
 }
 
-pub unsafe fn cuModuleGetFunction(hfunc: *mut CUfunction, hmod: CUmodule, name: *const c_char) -> CUresult {
+pub unsafe fn cuModuleGetFunction(
+    hfunc: *mut CUfunction,
+    hmod: CUmodule,
+    name: *const c_char,
+) -> CUresult {
     code((|| {
         rt()?;
         if hfunc.is_null() || name.is_null() {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         let m = module_obj(hmod)?;
-        let n = std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned();
+        let n = std::ffi::CStr::from_ptr(name)
+            .to_string_lossy()
+            .into_owned();
         let mut funcs = lock(&m.funcs);
         if let Some(&f) = funcs.get(&n) {
             if FUNCS.is_live(f) {
@@ -481,19 +525,32 @@ pub unsafe fn cuModuleGetFunction(hfunc: *mut CUfunction, hmod: CUmodule, name: 
 const GLOBAL_SIZE: u64 = 256;
 const GLOBALS_PER_MODULE: u64 = 256;
 
-pub unsafe fn cuModuleGetGlobal_v2(dptr: *mut CUdeviceptr, bytes: *mut usize, hmod: CUmodule, name: *const c_char) -> CUresult {
+pub unsafe fn cuModuleGetGlobal_v2(
+    dptr: *mut CUdeviceptr,
+    bytes: *mut usize,
+    hmod: CUmodule,
+    name: *const c_char,
+) -> CUresult {
     code((|| {
         let r = rt()?;
         if name.is_null() {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         let m = module_obj(hmod)?;
-        let n = std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned();
+        let n = std::ffi::CStr::from_ptr(name)
+            .to_string_lossy()
+            .into_owned();
         let mut g = lock(&m.globals);
         if g.0 == 0 {
             let ctx = m.ctx.load(Relaxed);
             let c = CTXS.get(ctx).ok_or(CUDA_ERROR_INVALID_CONTEXT)?;
-            g.0 = super::mem::alloc_globals(r, ctx, c, m.inst.load(Relaxed), GLOBAL_SIZE * GLOBALS_PER_MODULE)?;
+            g.0 = super::mem::alloc_globals(
+                r,
+                ctx,
+                c,
+                m.inst.load(Relaxed),
+                GLOBAL_SIZE * GLOBALS_PER_MODULE,
+            )?;
         }
         let count = g.1.len() as u64;
         let off = match g.1.get(&n) {
@@ -517,14 +574,20 @@ pub unsafe fn cuModuleGetGlobal_v2(dptr: *mut CUdeviceptr, bytes: *mut usize, hm
 /// A live function: `(object, its context object)`.
 pub(crate) fn func_obj(h: CUfunction) -> Res<(&'static rt::Func, &'static Ctx)> {
     let f = FUNCS.get(h as u64).ok_or(CUDA_ERROR_INVALID_HANDLE)?;
-    let c = CTXS.get(f.ctx.load(Relaxed)).ok_or(CUDA_ERROR_INVALID_HANDLE)?;
+    let c = CTXS
+        .get(f.ctx.load(Relaxed))
+        .ok_or(CUDA_ERROR_INVALID_HANDLE)?;
     if c.instance.load(Acquire) != f.inst.load(Relaxed) {
         return Err(CUDA_ERROR_INVALID_HANDLE);
     }
     Ok((f, c))
 }
 
-pub unsafe fn cuFuncGetAttribute(pi: *mut c_int, attrib: CUfunction_attribute, hfunc: CUfunction) -> CUresult {
+pub unsafe fn cuFuncGetAttribute(
+    pi: *mut c_int,
+    attrib: CUfunction_attribute,
+    hfunc: CUfunction,
+) -> CUresult {
     code((|| {
         let r = rt()?;
         if pi.is_null() {
@@ -549,7 +612,11 @@ pub unsafe fn cuFuncGetAttribute(pi: *mut c_int, attrib: CUfunction_attribute, h
     })())
 }
 
-pub unsafe fn cuFuncSetAttribute(hfunc: CUfunction, attrib: CUfunction_attribute, value: c_int) -> CUresult {
+pub unsafe fn cuFuncSetAttribute(
+    hfunc: CUfunction,
+    attrib: CUfunction_attribute,
+    value: c_int,
+) -> CUresult {
     code((|| {
         let r = rt()?;
         let (f, c) = func_obj(hfunc)?;

@@ -2,7 +2,8 @@
 
 use super::put;
 use crate::rt::{
-    self, code, cur_ctx, lock, rt, stream_obj, Ctx, Node, Res, Runtime, Stream, EVENTS, EXECS, FUNCS, GRAPHS, STREAMS,
+    self, code, cur_ctx, lock, rt, stream_obj, Ctx, Node, Res, Runtime, Stream, EVENTS, EXECS,
+    FUNCS, GRAPHS, STREAMS,
 };
 use cuda_headers::prelude::*;
 use std::sync::atomic::AtomicU32;
@@ -63,7 +64,14 @@ unsafe fn launch(
         return CUDA_ERROR_INVALID_VALUE;
     }
     let threads = bx as u64 * by as u64 * bz as u64;
-    if bx > 1024 || by > 1024 || bz > 64 || threads > 1024 || gx > i32::MAX as u32 || gy > 65535 || gz > 65535 {
+    if bx > 1024
+        || by > 1024
+        || bz > 64
+        || threads > 1024
+        || gx > i32::MAX as u32
+        || gy > 65535
+        || gz > 65535
+    {
         return CUDA_ERROR_INVALID_VALUE;
     }
     let s = match stream_obj(h_stream) {
@@ -90,7 +98,10 @@ unsafe fn launch(
     }
     if let Some(s) = s {
         if s.capturing.load(Acquire) {
-            lock(&s.captured).push(Node { func: f as u64, blocks });
+            lock(&s.captured).push(Node {
+                func: f as u64,
+                blocks,
+            });
             return CUDA_SUCCESS;
         }
     }
@@ -113,7 +124,18 @@ pub unsafe fn cuLaunchKernel(
     _kernel_params: *mut *mut c_void,
     _extra: *mut *mut c_void,
 ) -> CUresult {
-    launch(f, grid_dim_x, grid_dim_y, grid_dim_z, block_dim_x, block_dim_y, block_dim_z, shared_mem_bytes, h_stream, false)
+    launch(
+        f,
+        grid_dim_x,
+        grid_dim_y,
+        grid_dim_z,
+        block_dim_x,
+        block_dim_y,
+        block_dim_z,
+        shared_mem_bytes,
+        h_stream,
+        false,
+    )
 }
 
 pub unsafe fn cuLaunchKernel_ptsz(
@@ -130,8 +152,17 @@ pub unsafe fn cuLaunchKernel_ptsz(
     extra: *mut *mut c_void,
 ) -> CUresult {
     cuLaunchKernel(
-        f, grid_dim_x, grid_dim_y, grid_dim_z, block_dim_x, block_dim_y, block_dim_z, shared_mem_bytes, h_stream,
-        kernel_params, extra,
+        f,
+        grid_dim_x,
+        grid_dim_y,
+        grid_dim_z,
+        block_dim_x,
+        block_dim_y,
+        block_dim_z,
+        shared_mem_bytes,
+        h_stream,
+        kernel_params,
+        extra,
     )
 }
 
@@ -142,7 +173,11 @@ pub unsafe fn cuLaunchKernelEx(
     _extra: *mut *mut c_void,
 ) -> CUresult {
     if config.is_null() {
-        return if rt().is_err() { CUDA_ERROR_NOT_INITIALIZED } else { CUDA_ERROR_INVALID_VALUE };
+        return if rt().is_err() {
+            CUDA_ERROR_NOT_INITIALIZED
+        } else {
+            CUDA_ERROR_INVALID_VALUE
+        };
     }
     let c = &*config;
     if c.numAttrs > 0 && c.attrs.is_null() {
@@ -191,7 +226,18 @@ pub unsafe fn cuLaunchCooperativeKernel(
     h_stream: CUstream,
     _kernel_params: *mut *mut c_void,
 ) -> CUresult {
-    launch(f, grid_dim_x, grid_dim_y, grid_dim_z, block_dim_x, block_dim_y, block_dim_z, shared_mem_bytes, h_stream, true)
+    launch(
+        f,
+        grid_dim_x,
+        grid_dim_y,
+        grid_dim_z,
+        block_dim_x,
+        block_dim_y,
+        block_dim_z,
+        shared_mem_bytes,
+        h_stream,
+        true,
+    )
 }
 
 pub unsafe fn cuLaunchCooperativeKernel_ptsz(
@@ -207,7 +253,15 @@ pub unsafe fn cuLaunchCooperativeKernel_ptsz(
     kernel_params: *mut *mut c_void,
 ) -> CUresult {
     cuLaunchCooperativeKernel(
-        f, grid_dim_x, grid_dim_y, grid_dim_z, block_dim_x, block_dim_y, block_dim_z, shared_mem_bytes, h_stream,
+        f,
+        grid_dim_x,
+        grid_dim_y,
+        grid_dim_z,
+        block_dim_x,
+        block_dim_y,
+        block_dim_z,
+        shared_mem_bytes,
+        h_stream,
         kernel_params,
     )
 }
@@ -246,7 +300,11 @@ fn host_queue() -> &'static Mutex<mpsc::Sender<HostJob>> {
     })
 }
 
-pub unsafe fn cuLaunchHostFunc(h_stream: CUstream, func: CUhostFn, user_data: *mut c_void) -> CUresult {
+pub unsafe fn cuLaunchHostFunc(
+    h_stream: CUstream,
+    func: CUhostFn,
+    user_data: *mut c_void,
+) -> CUresult {
     code((|| {
         rt()?;
         let f = func.ok_or(CUDA_ERROR_INVALID_VALUE)?;
@@ -258,7 +316,9 @@ pub unsafe fn cuLaunchHostFunc(h_stream: CUstream, func: CUhostFn, user_data: *m
         if s.is_some_and(|s| s.capturing.load(Acquire)) {
             return Ok(());
         }
-        let due = s.map(|s| s.last_end.load(Acquire)).unwrap_or_else(|| c.last_end.load(Acquire));
+        let due = s
+            .map(|s| s.last_end.load(Acquire))
+            .unwrap_or_else(|| c.last_end.load(Acquire));
         let mut counters: Vec<&'static AtomicU32> = vec![&c.pending_host];
         if let Some(s) = s {
             counters.push(&s.pending_host);
@@ -266,7 +326,12 @@ pub unsafe fn cuLaunchHostFunc(h_stream: CUstream, func: CUhostFn, user_data: *m
         for x in &counters {
             x.fetch_add(1, AcqRel);
         }
-        let job = HostJob { due, f, data: user_data as usize, counters };
+        let job = HostJob {
+            due,
+            f,
+            data: user_data as usize,
+            counters,
+        };
         if let Err(mpsc::SendError(job)) = lock(host_queue()).send(job) {
             for x in job.counters {
                 x.fetch_sub(1, Release);
@@ -277,7 +342,11 @@ pub unsafe fn cuLaunchHostFunc(h_stream: CUstream, func: CUhostFn, user_data: *m
     })())
 }
 
-pub unsafe fn cuLaunchHostFunc_ptsz(h_stream: CUstream, func: CUhostFn, user_data: *mut c_void) -> CUresult {
+pub unsafe fn cuLaunchHostFunc_ptsz(
+    h_stream: CUstream,
+    func: CUhostFn,
+    user_data: *mut c_void,
+) -> CUresult {
     cuLaunchHostFunc(h_stream, func, user_data)
 }
 
@@ -309,7 +378,11 @@ pub unsafe fn cuStreamCreate(ph_stream: *mut CUstream, flags: c_uint) -> CUresul
     code(stream_create(ph_stream, flags, 0))
 }
 
-pub unsafe fn cuStreamCreateWithPriority(ph_stream: *mut CUstream, flags: c_uint, priority: c_int) -> CUresult {
+pub unsafe fn cuStreamCreateWithPriority(
+    ph_stream: *mut CUstream,
+    flags: c_uint,
+    priority: c_int,
+) -> CUresult {
     code(stream_create(ph_stream, flags, priority))
 }
 
@@ -370,7 +443,9 @@ pub unsafe fn cuStreamQuery_ptsz(h_stream: CUstream) -> CUresult {
 pub unsafe fn cuStreamWaitEvent(h_stream: CUstream, h_event: CUevent, _flags: c_uint) -> CUresult {
     code((|| {
         rt()?;
-        let e = EVENTS.get(h_event as u64).ok_or(CUDA_ERROR_INVALID_HANDLE)?;
+        let e = EVENTS
+            .get(h_event as u64)
+            .ok_or(CUDA_ERROR_INVALID_HANDLE)?;
         let s = stream_obj(h_stream)?;
         if s.is_none() {
             cur_ctx()?;
@@ -382,7 +457,11 @@ pub unsafe fn cuStreamWaitEvent(h_stream: CUstream, h_event: CUevent, _flags: c_
     })())
 }
 
-pub unsafe fn cuStreamWaitEvent_ptsz(h_stream: CUstream, h_event: CUevent, flags: c_uint) -> CUresult {
+pub unsafe fn cuStreamWaitEvent_ptsz(
+    h_stream: CUstream,
+    h_event: CUevent,
+    flags: c_uint,
+) -> CUresult {
     cuStreamWaitEvent(h_stream, h_event, flags)
 }
 
@@ -439,7 +518,10 @@ pub unsafe fn cuStreamBeginCapture_v2(h_stream: CUstream, mode: CUstreamCaptureM
     })())
 }
 
-pub unsafe fn cuStreamBeginCapture_v2_ptsz(h_stream: CUstream, mode: CUstreamCaptureMode) -> CUresult {
+pub unsafe fn cuStreamBeginCapture_v2_ptsz(
+    h_stream: CUstream,
+    mode: CUstreamCaptureMode,
+) -> CUresult {
     cuStreamBeginCapture_v2(h_stream, mode)
 }
 
@@ -457,7 +539,9 @@ pub unsafe fn cuStreamEndCapture(h_stream: CUstream, ph_graph: *mut CUgraph) -> 
             }
             std::mem::take(&mut *n)
         };
-        let g = GRAPHS.create(|g| *lock(&g.nodes) = nodes).ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
+        let g = GRAPHS
+            .create(|g| *lock(&g.nodes) = nodes)
+            .ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
         put(ph_graph, g as CUgraph)
     })())
 }
@@ -490,7 +574,9 @@ pub unsafe fn cuEventCreate(ph_event: *mut CUevent, flags: c_uint) -> CUresult {
 pub unsafe fn cuEventRecord(h_event: CUevent, h_stream: CUstream) -> CUresult {
     code((|| {
         rt()?;
-        let e = EVENTS.get(h_event as u64).ok_or(CUDA_ERROR_INVALID_HANDLE)?;
+        let e = EVENTS
+            .get(h_event as u64)
+            .ok_or(CUDA_ERROR_INVALID_HANDLE)?;
         let s = stream_obj(h_stream)?;
         if s.is_some_and(|s| s.capturing.load(Acquire)) {
             return Ok(());
@@ -508,7 +594,9 @@ pub unsafe fn cuEventRecord_ptsz(h_event: CUevent, h_stream: CUstream) -> CUresu
 pub unsafe fn cuEventQuery(h_event: CUevent) -> CUresult {
     code((|| {
         rt()?;
-        let e = EVENTS.get(h_event as u64).ok_or(CUDA_ERROR_INVALID_HANDLE)?;
+        let e = EVENTS
+            .get(h_event as u64)
+            .ok_or(CUDA_ERROR_INVALID_HANDLE)?;
         if clock::mono_ns() < e.time.load(Acquire) {
             return Err(CUDA_ERROR_NOT_READY);
         }
@@ -519,19 +607,27 @@ pub unsafe fn cuEventQuery(h_event: CUevent) -> CUresult {
 pub unsafe fn cuEventSynchronize(h_event: CUevent) -> CUresult {
     code((|| {
         rt()?;
-        let e = EVENTS.get(h_event as u64).ok_or(CUDA_ERROR_INVALID_HANDLE)?;
+        let e = EVENTS
+            .get(h_event as u64)
+            .ok_or(CUDA_ERROR_INVALID_HANDLE)?;
         clock::sleep_until(e.time.load(Acquire));
         Ok(())
     })())
 }
 
-pub unsafe fn cuEventElapsedTime(p_milliseconds: *mut f32, h_start: CUevent, h_end: CUevent) -> CUresult {
+pub unsafe fn cuEventElapsedTime(
+    p_milliseconds: *mut f32,
+    h_start: CUevent,
+    h_end: CUevent,
+) -> CUresult {
     code((|| {
         rt()?;
         if p_milliseconds.is_null() {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        let a = EVENTS.get(h_start as u64).ok_or(CUDA_ERROR_INVALID_HANDLE)?;
+        let a = EVENTS
+            .get(h_start as u64)
+            .ok_or(CUDA_ERROR_INVALID_HANDLE)?;
         let b = EVENTS.get(h_end as u64).ok_or(CUDA_ERROR_INVALID_HANDLE)?;
         if (a.flags.load(Relaxed) | b.flags.load(Relaxed)) & CU_EVENT_DISABLE_TIMING != 0 {
             return Err(CUDA_ERROR_INVALID_HANDLE);
@@ -543,7 +639,10 @@ pub unsafe fn cuEventElapsedTime(p_milliseconds: *mut f32, h_start: CUevent, h_e
         if clock::mono_ns() < ta.max(tb) {
             return Err(CUDA_ERROR_NOT_READY);
         }
-        put(p_milliseconds, ((tb as i128 - ta as i128) as f64 / 1e6) as f32)
+        put(
+            p_milliseconds,
+            ((tb as i128 - ta as i128) as f64 / 1e6) as f32,
+        )
     })())
 }
 
@@ -565,7 +664,9 @@ pub unsafe fn cuGraphCreate(ph_graph: *mut CUgraph, flags: c_uint) -> CUresult {
         if ph_graph.is_null() || flags != 0 {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        let g = GRAPHS.create(|g| lock(&g.nodes).clear()).ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
+        let g = GRAPHS
+            .create(|g| lock(&g.nodes).clear())
+            .ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
         put(ph_graph, g as CUgraph)
     })())
 }
@@ -589,16 +690,29 @@ pub unsafe fn cuGraphAddKernelNode_v2(
 ) -> CUresult {
     code((|| {
         rt()?;
-        if ph_graph_node.is_null() || node_params.is_null() || (num_dependencies > 0 && dependencies.is_null()) {
+        if ph_graph_node.is_null()
+            || node_params.is_null()
+            || (num_dependencies > 0 && dependencies.is_null())
+        {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         let g = GRAPHS.get(h_graph as u64).ok_or(CUDA_ERROR_INVALID_VALUE)?;
         let p = &*node_params;
-        let func = if !p.func.is_null() { p.func as u64 } else { p.kern as u64 };
+        let func = if !p.func.is_null() {
+            p.func as u64
+        } else {
+            p.kern as u64
+        };
         if func == 0 || (!p.func.is_null() && !FUNCS.is_live(func)) {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        if p.gridDimX == 0 || p.gridDimY == 0 || p.gridDimZ == 0 || p.blockDimX == 0 || p.blockDimY == 0 || p.blockDimZ == 0 {
+        if p.gridDimX == 0
+            || p.gridDimY == 0
+            || p.gridDimZ == 0
+            || p.blockDimX == 0
+            || p.blockDimY == 0
+            || p.blockDimZ == 0
+        {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         let blocks = p.gridDimX as u64 * p.gridDimY as u64 * p.gridDimZ as u64;
@@ -607,7 +721,11 @@ pub unsafe fn cuGraphAddKernelNode_v2(
     })())
 }
 
-pub unsafe fn cuGraphInstantiateWithFlags(ph_graph_exec: *mut CUgraphExec, h_graph: CUgraph, _flags: c_ulonglong) -> CUresult {
+pub unsafe fn cuGraphInstantiateWithFlags(
+    ph_graph_exec: *mut CUgraphExec,
+    h_graph: CUgraph,
+    _flags: c_ulonglong,
+) -> CUresult {
     code((|| {
         rt()?;
         if ph_graph_exec.is_null() {
@@ -615,7 +733,9 @@ pub unsafe fn cuGraphInstantiateWithFlags(ph_graph_exec: *mut CUgraphExec, h_gra
         }
         let g = GRAPHS.get(h_graph as u64).ok_or(CUDA_ERROR_INVALID_VALUE)?;
         let nodes = lock(&g.nodes).clone();
-        let e = EXECS.create(|e| *lock(&e.nodes) = nodes).ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
+        let e = EXECS
+            .create(|e| *lock(&e.nodes) = nodes)
+            .ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
         put(ph_graph_exec, e as CUgraphExec)
     })())
 }
@@ -635,7 +755,9 @@ pub unsafe fn cuGraphLaunch(h_graph_exec: CUgraphExec, h_stream: CUstream) -> CU
     code((|| {
         let r = rt()?;
         let (_, c, inst) = cur_ctx()?;
-        let e = EXECS.get(h_graph_exec as u64).ok_or(CUDA_ERROR_INVALID_VALUE)?;
+        let e = EXECS
+            .get(h_graph_exec as u64)
+            .ok_or(CUDA_ERROR_INVALID_VALUE)?;
         let s = stream_obj(h_stream)?;
         if s.is_some_and(|s| s.inst.load(Relaxed) != inst) {
             return Err(CUDA_ERROR_INVALID_HANDLE);
@@ -650,7 +772,10 @@ pub unsafe fn cuGraphLaunch(h_graph_exec: CUgraphExec, h_stream: CUstream) -> CU
         if r.costs.zero() {
             return Ok(());
         }
-        let cost: u64 = nodes.iter().map(|n| r.costs.kernel_cost(n.blocks)).fold(0, u64::saturating_add);
+        let cost: u64 = nodes
+            .iter()
+            .map(|n| r.costs.kernel_cost(n.blocks))
+            .fold(0, u64::saturating_add);
         drop(nodes);
         code_to_res(submit(r, c, s, cost))
     })())

@@ -3,8 +3,8 @@
 
 use super::put;
 use crate::rt::{
-    self, code, cur_ctx, lock, rt, stream_obj, ArrayRec, Ctx, HostRec, LocalAlloc, Loc, Mapping, Res, Reserve, Runtime,
-    VmmHandle, POOLS,
+    self, code, cur_ctx, lock, rt, stream_obj, ArrayRec, Ctx, HostRec, Loc, LocalAlloc, Mapping,
+    Res, Reserve, Runtime, VmmHandle, POOLS,
 };
 use cuda_headers::prelude::*;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
@@ -56,7 +56,17 @@ fn device_alloc(
     let base = r.with_state(|g| g.alloc(&q))?.map_err(mem_err)?;
     lock(&r.mem).allocs.insert(
         base,
-        LocalAlloc { shm_base: base, bytes, span, ordinal, ctx, inst, kind, host: None, pool },
+        LocalAlloc {
+            shm_base: base,
+            bytes,
+            span,
+            ordinal,
+            ctx,
+            inst,
+            kind,
+            host: None,
+            pool,
+        },
     );
     Ok(base)
 }
@@ -65,12 +75,36 @@ fn device_alloc(
 fn linear_alloc(r: &Runtime, kind: u8, bytes: u64, pool: u64) -> Res<u64> {
     let (h, c, inst) = cur_ctx()?;
     let span = align_up(bytes, ALLOC_ALIGN).ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
-    device_alloc(r, kind, bytes, span, ALLOC_ALIGN, span, h, c, inst, pool, None)
+    device_alloc(
+        r,
+        kind,
+        bytes,
+        span,
+        ALLOC_ALIGN,
+        span,
+        h,
+        c,
+        inst,
+        pool,
+        None,
+    )
 }
 
 /// The module-globals region of a module.
 pub(crate) fn alloc_globals(r: &Runtime, ctx: u64, c: &Ctx, inst: u64, size: u64) -> Res<u64> {
-    device_alloc(r, kind::GLOBAL, size, size, ALLOC_ALIGN, 0, ctx, c, inst, 0, None)
+    device_alloc(
+        r,
+        kind::GLOBAL,
+        size,
+        size,
+        ALLOC_ALIGN,
+        0,
+        ctx,
+        c,
+        inst,
+        0,
+        None,
+    )
 }
 
 fn release_local(r: &Runtime, mem: &mut rt::LocalMem, key: u64) -> Option<LocalAlloc> {
@@ -82,7 +116,9 @@ fn release_local(r: &Runtime, mem: &mut rt::LocalMem, key: u64) -> Option<LocalA
     }
     if a.pool != 0 {
         if let Some(p) = POOLS.get(a.pool) {
-            let _ = p.used.fetch_update(Relaxed, Relaxed, |u| Some(u.saturating_sub(a.span)));
+            let _ = p
+                .used
+                .fetch_update(Relaxed, Relaxed, |u| Some(u.saturating_sub(a.span)));
         }
     }
     let _ = r;
@@ -104,7 +140,12 @@ pub(crate) fn free_local(r: &Runtime, ptr: u64, kinds: &[u8]) -> Res {
 /// Forgets every local allocation of a context incarnation (the caller frees the shared side).
 pub(crate) fn drop_ctx_memory(r: &Runtime, inst: u64) {
     let mut mem = lock(&r.mem);
-    let keys: Vec<u64> = mem.allocs.iter().filter(|(_, a)| a.inst == inst).map(|(k, _)| *k).collect();
+    let keys: Vec<u64> = mem
+        .allocs
+        .iter()
+        .filter(|(_, a)| a.inst == inst)
+        .map(|(k, _)| *k)
+        .collect();
     for k in keys {
         release_local(r, &mut mem, k);
     }
@@ -162,8 +203,22 @@ pub unsafe fn cuMemAllocPitch_v2(
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         let pitch = align_up(width_in_bytes as u64, 512).ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
-        let bytes = pitch.checked_mul(height as u64).ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
-        let p = device_alloc(r, kind::PITCH, bytes, bytes, ALLOC_ALIGN, bytes, h, c, inst, 0, None)?;
+        let bytes = pitch
+            .checked_mul(height as u64)
+            .ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
+        let p = device_alloc(
+            r,
+            kind::PITCH,
+            bytes,
+            bytes,
+            ALLOC_ALIGN,
+            bytes,
+            h,
+            c,
+            inst,
+            0,
+            None,
+        )?;
         *p_pitch = pitch as usize;
         put(dptr, p)
     })())
@@ -173,11 +228,19 @@ pub unsafe fn cuMemFree_v2(dptr: CUdeviceptr) -> CUresult {
     code((|| {
         let r = rt()?;
         cur_ctx()?;
-        free_local(r, dptr, &[kind::ALLOC, kind::PITCH, kind::MANAGED, kind::ASYNC])
+        free_local(
+            r,
+            dptr,
+            &[kind::ALLOC, kind::PITCH, kind::MANAGED, kind::ASYNC],
+        )
     })())
 }
 
-pub unsafe fn cuMemGetAddressRange_v2(pbase: *mut CUdeviceptr, psize: *mut usize, dptr: CUdeviceptr) -> CUresult {
+pub unsafe fn cuMemGetAddressRange_v2(
+    pbase: *mut CUdeviceptr,
+    psize: *mut usize,
+    dptr: CUdeviceptr,
+) -> CUresult {
     code((|| {
         let r = rt()?;
         cur_ctx()?;
@@ -214,11 +277,18 @@ unsafe fn anon_map(len: usize) -> Res<*mut u8> {
     Ok(p as *mut u8)
 }
 
-pub unsafe fn cuMemAllocManaged(dptr: *mut CUdeviceptr, bytesize: usize, flags: c_uint) -> CUresult {
+pub unsafe fn cuMemAllocManaged(
+    dptr: *mut CUdeviceptr,
+    bytesize: usize,
+    flags: c_uint,
+) -> CUresult {
     code((|| {
         let r = rt()?;
         let (h, c, inst) = cur_ctx()?;
-        if dptr.is_null() || bytesize == 0 || !(flags == CU_MEM_ATTACH_GLOBAL || flags == CU_MEM_ATTACH_HOST) {
+        if dptr.is_null()
+            || bytesize == 0
+            || !(flags == CU_MEM_ATTACH_GLOBAL || flags == CU_MEM_ATTACH_HOST)
+        {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         let span = align_up(bytesize as u64, ALLOC_ALIGN).ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
@@ -270,7 +340,14 @@ unsafe fn host_alloc(pp: *mut *mut c_void, bytesize: usize, flags: c_uint) -> Re
         return Err(CUDA_ERROR_INVALID_VALUE);
     }
     let p = anon_map(bytesize)?;
-    lock(&r.mem).hosts.insert(p as u64, HostRec { len: bytesize, registered: false, ctx: h });
+    lock(&r.mem).hosts.insert(
+        p as u64,
+        HostRec {
+            len: bytesize,
+            registered: false,
+            ctx: h,
+        },
+    );
     put(pp, p as *mut c_void)
 }
 
@@ -298,7 +375,11 @@ pub unsafe fn cuMemFreeHost(p: *mut c_void) -> CUresult {
     })())
 }
 
-pub unsafe fn cuMemHostGetDevicePointer_v2(pdptr: *mut CUdeviceptr, p: *mut c_void, flags: c_uint) -> CUresult {
+pub unsafe fn cuMemHostGetDevicePointer_v2(
+    pdptr: *mut CUdeviceptr,
+    p: *mut c_void,
+    flags: c_uint,
+) -> CUresult {
     code((|| {
         let r = rt()?;
         cur_ctx()?;
@@ -306,7 +387,11 @@ pub unsafe fn cuMemHostGetDevicePointer_v2(pdptr: *mut CUdeviceptr, p: *mut c_vo
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         let mem = lock(&r.mem);
-        if mem.find_host(p as u64).is_none() && mem.find_alloc(p as u64).is_none_or(|(_, a)| a.host.is_none()) {
+        if mem.find_host(p as u64).is_none()
+            && mem
+                .find_alloc(p as u64)
+                .is_none_or(|(_, a)| a.host.is_none())
+        {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         put(pdptr, p as u64)
@@ -322,13 +407,22 @@ pub unsafe fn cuMemHostRegister_v2(p: *mut c_void, bytesize: usize, flags: c_uin
         }
         let mut mem = lock(&r.mem);
         let start = p as u64;
-        let end = start.checked_add(bytesize as u64).ok_or(CUDA_ERROR_INVALID_VALUE)?;
+        let end = start
+            .checked_add(bytesize as u64)
+            .ok_or(CUDA_ERROR_INVALID_VALUE)?;
         if let Some((k, rec)) = mem.hosts.range(..end).next_back() {
             if k + rec.len as u64 > start {
                 return Err(CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED);
             }
         }
-        mem.hosts.insert(start, HostRec { len: bytesize, registered: true, ctx: h });
+        mem.hosts.insert(
+            start,
+            HostRec {
+                len: bytesize,
+                registered: true,
+                ctx: h,
+            },
+        );
         Ok(())
     })())
 }
@@ -347,7 +441,11 @@ pub unsafe fn cuMemHostUnregister(p: *mut c_void) -> CUresult {
     })())
 }
 
-pub unsafe fn cuPointerGetAttribute(data: *mut c_void, attribute: CUpointer_attribute, ptr: CUdeviceptr) -> CUresult {
+pub unsafe fn cuPointerGetAttribute(
+    data: *mut c_void,
+    attribute: CUpointer_attribute,
+    ptr: CUdeviceptr,
+) -> CUresult {
     code((|| {
         let r = rt()?;
         if data.is_null() {
@@ -357,12 +455,26 @@ pub unsafe fn cuPointerGetAttribute(data: *mut c_void, attribute: CUpointer_attr
         // (context, memory type, host pointer, managed, ordinal)
         let (ctx, mtype, host, managed, ordinal): (u64, c_uint, Option<u64>, bool, CUdevice) =
             if let Some((_, a)) = mem.find_alloc(ptr) {
-                (a.ctx, CU_MEMORYTYPE_DEVICE, a.host.map(|_| ptr), a.host.is_some(), a.ordinal)
+                (
+                    a.ctx,
+                    CU_MEMORYTYPE_DEVICE,
+                    a.host.map(|_| ptr),
+                    a.host.is_some(),
+                    a.ordinal,
+                )
             } else if let Some((_, m)) = mem.find_map(ptr) {
                 let dev = mem.handles.get(&m.handle).map(|h| h.dev).unwrap_or(0);
-                (0, CU_MEMORYTYPE_DEVICE, None, false, r.ordinal_of(dev).unwrap_or(0))
+                (
+                    0,
+                    CU_MEMORYTYPE_DEVICE,
+                    None,
+                    false,
+                    r.ordinal_of(dev).unwrap_or(0),
+                )
             } else if let Some((_, h)) = mem.find_host(ptr) {
-                let ord = rt::ctx_obj(h.ctx).map(|(c, _)| c.ordinal.load(Relaxed)).unwrap_or(0);
+                let ord = rt::ctx_obj(h.ctx)
+                    .map(|(c, _)| c.ordinal.load(Relaxed))
+                    .unwrap_or(0);
                 (h.ctx, CU_MEMORYTYPE_HOST, Some(ptr), false, ord)
             } else {
                 return Err(CUDA_ERROR_INVALID_VALUE);
@@ -423,7 +535,9 @@ unsafe fn copy(dst: Side, src: Side, n: usize, sync: bool, stream: Option<CUstre
     match (d, s) {
         (Loc::Host(dp), Loc::Host(sp)) => std::ptr::copy(sp, dp, n),
         (d @ Loc::Shadow { .. }, Loc::Host(sp)) => mem.write(d, std::slice::from_raw_parts(sp, n)),
-        (Loc::Host(dp), s @ Loc::Shadow { .. }) => mem.read(s, std::slice::from_raw_parts_mut(dp, n)),
+        (Loc::Host(dp), s @ Loc::Shadow { .. }) => {
+            mem.read(s, std::slice::from_raw_parts_mut(dp, n))
+        }
         (d, s) => {
             let mut tmp = vec![0u8; n];
             mem.read(s, &mut tmp);
@@ -442,10 +556,12 @@ unsafe fn set(dst: CUdeviceptr, pattern: &[u8], count: usize, stream: Option<CUs
     if count == 0 {
         return Ok(());
     }
-    if pattern.len() == 4 && dst % 4 != 0 {
+    if pattern.len() == 4 && !dst.is_multiple_of(4) {
         return Err(CUDA_ERROR_INVALID_VALUE);
     }
-    let bytes = count.checked_mul(pattern.len()).ok_or(CUDA_ERROR_INVALID_VALUE)?;
+    let bytes = count
+        .checked_mul(pattern.len())
+        .ok_or(CUDA_ERROR_INVALID_VALUE)?;
     let mut mem = lock(&r.mem);
     let loc = mem.resolve(dst, bytes as u64, false, r.shm.devices().len() as u32)?;
     mem.fill(loc, pattern, count);
@@ -458,46 +574,152 @@ pub unsafe fn cuMemcpy(dst: CUdeviceptr, src: CUdeviceptr, byte_count: usize) ->
 pub unsafe fn cuMemcpy_ptds(dst: CUdeviceptr, src: CUdeviceptr, byte_count: usize) -> CUresult {
     cuMemcpy(dst, src, byte_count)
 }
-pub unsafe fn cuMemcpyAsync(dst: CUdeviceptr, src: CUdeviceptr, byte_count: usize, h_stream: CUstream) -> CUresult {
-    code(copy(Side::Any(dst), Side::Any(src), byte_count, false, Some(h_stream)))
+pub unsafe fn cuMemcpyAsync(
+    dst: CUdeviceptr,
+    src: CUdeviceptr,
+    byte_count: usize,
+    h_stream: CUstream,
+) -> CUresult {
+    code(copy(
+        Side::Any(dst),
+        Side::Any(src),
+        byte_count,
+        false,
+        Some(h_stream),
+    ))
 }
-pub unsafe fn cuMemcpyAsync_ptsz(dst: CUdeviceptr, src: CUdeviceptr, byte_count: usize, h_stream: CUstream) -> CUresult {
+pub unsafe fn cuMemcpyAsync_ptsz(
+    dst: CUdeviceptr,
+    src: CUdeviceptr,
+    byte_count: usize,
+    h_stream: CUstream,
+) -> CUresult {
     cuMemcpyAsync(dst, src, byte_count, h_stream)
 }
-pub unsafe fn cuMemcpyHtoD_v2(dst_device: CUdeviceptr, src_host: *const c_void, byte_count: usize) -> CUresult {
-    code(copy(Side::Dev(dst_device), Side::Host(src_host as *mut u8), byte_count, true, None))
+pub unsafe fn cuMemcpyHtoD_v2(
+    dst_device: CUdeviceptr,
+    src_host: *const c_void,
+    byte_count: usize,
+) -> CUresult {
+    code(copy(
+        Side::Dev(dst_device),
+        Side::Host(src_host as *mut u8),
+        byte_count,
+        true,
+        None,
+    ))
 }
-pub unsafe fn cuMemcpyHtoD_v2_ptds(dst_device: CUdeviceptr, src_host: *const c_void, byte_count: usize) -> CUresult {
+pub unsafe fn cuMemcpyHtoD_v2_ptds(
+    dst_device: CUdeviceptr,
+    src_host: *const c_void,
+    byte_count: usize,
+) -> CUresult {
     cuMemcpyHtoD_v2(dst_device, src_host, byte_count)
 }
-pub unsafe fn cuMemcpyDtoH_v2(dst_host: *mut c_void, src_device: CUdeviceptr, byte_count: usize) -> CUresult {
-    code(copy(Side::Host(dst_host as *mut u8), Side::Dev(src_device), byte_count, true, None))
+pub unsafe fn cuMemcpyDtoH_v2(
+    dst_host: *mut c_void,
+    src_device: CUdeviceptr,
+    byte_count: usize,
+) -> CUresult {
+    code(copy(
+        Side::Host(dst_host as *mut u8),
+        Side::Dev(src_device),
+        byte_count,
+        true,
+        None,
+    ))
 }
-pub unsafe fn cuMemcpyDtoH_v2_ptds(dst_host: *mut c_void, src_device: CUdeviceptr, byte_count: usize) -> CUresult {
+pub unsafe fn cuMemcpyDtoH_v2_ptds(
+    dst_host: *mut c_void,
+    src_device: CUdeviceptr,
+    byte_count: usize,
+) -> CUresult {
     cuMemcpyDtoH_v2(dst_host, src_device, byte_count)
 }
-pub unsafe fn cuMemcpyDtoD_v2(dst_device: CUdeviceptr, src_device: CUdeviceptr, byte_count: usize) -> CUresult {
-    code(copy(Side::Dev(dst_device), Side::Dev(src_device), byte_count, false, None))
+pub unsafe fn cuMemcpyDtoD_v2(
+    dst_device: CUdeviceptr,
+    src_device: CUdeviceptr,
+    byte_count: usize,
+) -> CUresult {
+    code(copy(
+        Side::Dev(dst_device),
+        Side::Dev(src_device),
+        byte_count,
+        false,
+        None,
+    ))
 }
-pub unsafe fn cuMemcpyDtoD_v2_ptds(dst_device: CUdeviceptr, src_device: CUdeviceptr, byte_count: usize) -> CUresult {
+pub unsafe fn cuMemcpyDtoD_v2_ptds(
+    dst_device: CUdeviceptr,
+    src_device: CUdeviceptr,
+    byte_count: usize,
+) -> CUresult {
     cuMemcpyDtoD_v2(dst_device, src_device, byte_count)
 }
-pub unsafe fn cuMemcpyHtoDAsync_v2(dst_device: CUdeviceptr, src_host: *const c_void, byte_count: usize, h_stream: CUstream) -> CUresult {
-    code(copy(Side::Dev(dst_device), Side::Host(src_host as *mut u8), byte_count, false, Some(h_stream)))
+pub unsafe fn cuMemcpyHtoDAsync_v2(
+    dst_device: CUdeviceptr,
+    src_host: *const c_void,
+    byte_count: usize,
+    h_stream: CUstream,
+) -> CUresult {
+    code(copy(
+        Side::Dev(dst_device),
+        Side::Host(src_host as *mut u8),
+        byte_count,
+        false,
+        Some(h_stream),
+    ))
 }
-pub unsafe fn cuMemcpyHtoDAsync_v2_ptsz(dst_device: CUdeviceptr, src_host: *const c_void, byte_count: usize, h_stream: CUstream) -> CUresult {
+pub unsafe fn cuMemcpyHtoDAsync_v2_ptsz(
+    dst_device: CUdeviceptr,
+    src_host: *const c_void,
+    byte_count: usize,
+    h_stream: CUstream,
+) -> CUresult {
     cuMemcpyHtoDAsync_v2(dst_device, src_host, byte_count, h_stream)
 }
-pub unsafe fn cuMemcpyDtoHAsync_v2(dst_host: *mut c_void, src_device: CUdeviceptr, byte_count: usize, h_stream: CUstream) -> CUresult {
-    code(copy(Side::Host(dst_host as *mut u8), Side::Dev(src_device), byte_count, false, Some(h_stream)))
+pub unsafe fn cuMemcpyDtoHAsync_v2(
+    dst_host: *mut c_void,
+    src_device: CUdeviceptr,
+    byte_count: usize,
+    h_stream: CUstream,
+) -> CUresult {
+    code(copy(
+        Side::Host(dst_host as *mut u8),
+        Side::Dev(src_device),
+        byte_count,
+        false,
+        Some(h_stream),
+    ))
 }
-pub unsafe fn cuMemcpyDtoHAsync_v2_ptsz(dst_host: *mut c_void, src_device: CUdeviceptr, byte_count: usize, h_stream: CUstream) -> CUresult {
+pub unsafe fn cuMemcpyDtoHAsync_v2_ptsz(
+    dst_host: *mut c_void,
+    src_device: CUdeviceptr,
+    byte_count: usize,
+    h_stream: CUstream,
+) -> CUresult {
     cuMemcpyDtoHAsync_v2(dst_host, src_device, byte_count, h_stream)
 }
-pub unsafe fn cuMemcpyDtoDAsync_v2(dst_device: CUdeviceptr, src_device: CUdeviceptr, byte_count: usize, h_stream: CUstream) -> CUresult {
-    code(copy(Side::Dev(dst_device), Side::Dev(src_device), byte_count, false, Some(h_stream)))
+pub unsafe fn cuMemcpyDtoDAsync_v2(
+    dst_device: CUdeviceptr,
+    src_device: CUdeviceptr,
+    byte_count: usize,
+    h_stream: CUstream,
+) -> CUresult {
+    code(copy(
+        Side::Dev(dst_device),
+        Side::Dev(src_device),
+        byte_count,
+        false,
+        Some(h_stream),
+    ))
 }
-pub unsafe fn cuMemcpyDtoDAsync_v2_ptsz(dst_device: CUdeviceptr, src_device: CUdeviceptr, byte_count: usize, h_stream: CUstream) -> CUresult {
+pub unsafe fn cuMemcpyDtoDAsync_v2_ptsz(
+    dst_device: CUdeviceptr,
+    src_device: CUdeviceptr,
+    byte_count: usize,
+    h_stream: CUstream,
+) -> CUresult {
     cuMemcpyDtoDAsync_v2(dst_device, src_device, byte_count, h_stream)
 }
 pub unsafe fn cuMemsetD8_v2(dst_device: CUdeviceptr, uc: c_uchar, n: usize) -> CUresult {
@@ -512,16 +734,36 @@ pub unsafe fn cuMemsetD32_v2(dst_device: CUdeviceptr, ui: c_uint, n: usize) -> C
 pub unsafe fn cuMemsetD32_v2_ptds(dst_device: CUdeviceptr, ui: c_uint, n: usize) -> CUresult {
     cuMemsetD32_v2(dst_device, ui, n)
 }
-pub unsafe fn cuMemsetD8Async(dst_device: CUdeviceptr, uc: c_uchar, n: usize, h_stream: CUstream) -> CUresult {
+pub unsafe fn cuMemsetD8Async(
+    dst_device: CUdeviceptr,
+    uc: c_uchar,
+    n: usize,
+    h_stream: CUstream,
+) -> CUresult {
     code(set(dst_device, &[uc], n, Some(h_stream)))
 }
-pub unsafe fn cuMemsetD8Async_ptsz(dst_device: CUdeviceptr, uc: c_uchar, n: usize, h_stream: CUstream) -> CUresult {
+pub unsafe fn cuMemsetD8Async_ptsz(
+    dst_device: CUdeviceptr,
+    uc: c_uchar,
+    n: usize,
+    h_stream: CUstream,
+) -> CUresult {
     cuMemsetD8Async(dst_device, uc, n, h_stream)
 }
-pub unsafe fn cuMemsetD32Async(dst_device: CUdeviceptr, ui: c_uint, n: usize, h_stream: CUstream) -> CUresult {
+pub unsafe fn cuMemsetD32Async(
+    dst_device: CUdeviceptr,
+    ui: c_uint,
+    n: usize,
+    h_stream: CUstream,
+) -> CUresult {
     code(set(dst_device, &ui.to_ne_bytes(), n, Some(h_stream)))
 }
-pub unsafe fn cuMemsetD32Async_ptsz(dst_device: CUdeviceptr, ui: c_uint, n: usize, h_stream: CUstream) -> CUresult {
+pub unsafe fn cuMemsetD32Async_ptsz(
+    dst_device: CUdeviceptr,
+    ui: c_uint,
+    n: usize,
+    h_stream: CUstream,
+) -> CUresult {
     cuMemsetD32Async(dst_device, ui, n, h_stream)
 }
 
@@ -538,11 +780,20 @@ fn format_bytes(f: CUarray_format) -> Option<u64> {
 
 /// Raw bytes of one array level: width x max(height,1) x max(depth,1) x channels x format size.
 fn level_bytes(w: u64, h: u64, d: u64, ch: u64, fb: u64) -> Option<u64> {
-    w.checked_mul(h.max(1))?.checked_mul(d.max(1))?.checked_mul(ch)?.checked_mul(fb)
+    w.checked_mul(h.max(1))?
+        .checked_mul(d.max(1))?
+        .checked_mul(ch)?
+        .checked_mul(fb)
 }
 
 /// Validates a descriptor; returns (width, height, depth, channels, format bytes).
-fn array_desc(w: usize, h: usize, d: usize, f: CUarray_format, ch: c_uint) -> Res<(u64, u64, u64, u64, u64)> {
+fn array_desc(
+    w: usize,
+    h: usize,
+    d: usize,
+    f: CUarray_format,
+    ch: c_uint,
+) -> Res<(u64, u64, u64, u64, u64)> {
     let fb = format_bytes(f).ok_or(CUDA_ERROR_INVALID_VALUE)?;
     if w == 0 || !matches!(ch, 1 | 2 | 4) || (d > 0 && h == 0) {
         return Err(CUDA_ERROR_INVALID_VALUE);
@@ -586,7 +837,10 @@ fn destroy_array(h: u64, mipmap: bool) -> Res {
     }
 }
 
-pub unsafe fn cuArrayCreate_v2(p_handle: *mut CUarray, p_allocate_array: *const CUDA_ARRAY_DESCRIPTOR) -> CUresult {
+pub unsafe fn cuArrayCreate_v2(
+    p_handle: *mut CUarray,
+    p_allocate_array: *const CUDA_ARRAY_DESCRIPTOR,
+) -> CUresult {
     code((|| {
         let r = rt()?;
         cur_ctx()?;
@@ -600,7 +854,10 @@ pub unsafe fn cuArrayCreate_v2(p_handle: *mut CUarray, p_allocate_array: *const 
     })())
 }
 
-pub unsafe fn cuArray3DCreate_v2(p_handle: *mut CUarray, p_allocate_array: *const CUDA_ARRAY3D_DESCRIPTOR) -> CUresult {
+pub unsafe fn cuArray3DCreate_v2(
+    p_handle: *mut CUarray,
+    p_allocate_array: *const CUDA_ARRAY3D_DESCRIPTOR,
+) -> CUresult {
     code((|| {
         let r = rt()?;
         cur_ctx()?;
@@ -714,7 +971,10 @@ pub unsafe fn cuDeviceSetMemPool(dev: CUdevice, pool: CUmemoryPool) -> CUresult 
     })())
 }
 
-pub unsafe fn cuMemPoolCreate(pool: *mut CUmemoryPool, pool_props: *const CUmemPoolProps) -> CUresult {
+pub unsafe fn cuMemPoolCreate(
+    pool: *mut CUmemoryPool,
+    pool_props: *const CUmemPoolProps,
+) -> CUresult {
     code((|| {
         let r = rt()?;
         if pool.is_null() || pool_props.is_null() {
@@ -726,9 +986,9 @@ pub unsafe fn cuMemPoolCreate(pool: *mut CUmemoryPool, pool_props: *const CUmemP
         }
         match p.location.type_ {
             CU_MEM_LOCATION_TYPE_DEVICE => {}
-            CU_MEM_LOCATION_TYPE_HOST | CU_MEM_LOCATION_TYPE_HOST_NUMA | CU_MEM_LOCATION_TYPE_HOST_NUMA_CURRENT => {
-                return Err(CUDA_ERROR_NOT_SUPPORTED)
-            }
+            CU_MEM_LOCATION_TYPE_HOST
+            | CU_MEM_LOCATION_TYPE_HOST_NUMA
+            | CU_MEM_LOCATION_TYPE_HOST_NUMA_CURRENT => return Err(CUDA_ERROR_NOT_SUPPORTED),
             _ => return Err(CUDA_ERROR_INVALID_VALUE),
         }
         let ordinal = p.location.id;
@@ -765,7 +1025,11 @@ pub unsafe fn cuMemPoolTrimTo(pool: CUmemoryPool, _min_bytes_to_keep: usize) -> 
     })())
 }
 
-pub unsafe fn cuMemPoolSetAttribute(pool: CUmemoryPool, attr: CUmemPool_attribute, value: *mut c_void) -> CUresult {
+pub unsafe fn cuMemPoolSetAttribute(
+    pool: CUmemoryPool,
+    attr: CUmemPool_attribute,
+    value: *mut c_void,
+) -> CUresult {
     code((|| {
         rt()?;
         let p = POOLS.get(pool as u64).ok_or(CUDA_ERROR_INVALID_VALUE)?;
@@ -773,7 +1037,9 @@ pub unsafe fn cuMemPoolSetAttribute(pool: CUmemoryPool, attr: CUmemPool_attribut
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         match attr {
-            1..=3 => p.reuse[attr as usize - 1].store((*(value as *const c_int) != 0) as u64, Relaxed),
+            1..=3 => {
+                p.reuse[attr as usize - 1].store((*(value as *const c_int) != 0) as u64, Relaxed)
+            }
             CU_MEMPOOL_ATTR_RELEASE_THRESHOLD => p.threshold.store(*(value as *const u64), Relaxed),
             CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH | CU_MEMPOOL_ATTR_USED_MEM_HIGH => {
                 if *(value as *const u64) != 0 {
@@ -787,7 +1053,11 @@ pub unsafe fn cuMemPoolSetAttribute(pool: CUmemoryPool, attr: CUmemPool_attribut
     })())
 }
 
-pub unsafe fn cuMemPoolGetAttribute(pool: CUmemoryPool, attr: CUmemPool_attribute, value: *mut c_void) -> CUresult {
+pub unsafe fn cuMemPoolGetAttribute(
+    pool: CUmemoryPool,
+    attr: CUmemPool_attribute,
+    value: *mut c_void,
+) -> CUresult {
     code((|| {
         rt()?;
         let p = POOLS.get(pool as u64).ok_or(CUDA_ERROR_INVALID_VALUE)?;
@@ -809,36 +1079,79 @@ pub unsafe fn cuMemPoolGetAttribute(pool: CUmemoryPool, attr: CUmemPool_attribut
     })())
 }
 
-unsafe fn pool_alloc(dptr: *mut CUdeviceptr, bytesize: usize, pool: u64, h_stream: CUstream) -> Res {
+unsafe fn pool_alloc(
+    dptr: *mut CUdeviceptr,
+    bytesize: usize,
+    pool: u64,
+    h_stream: CUstream,
+) -> Res {
     let r = rt()?;
     let (h, c, inst) = cur_ctx()?;
     if dptr.is_null() || bytesize == 0 {
         return Err(CUDA_ERROR_INVALID_VALUE);
     }
     stream_obj(h_stream)?;
-    let pool = if pool == 0 { pools_of(r, c.ordinal.load(Relaxed))?.1 } else { pool };
+    let pool = if pool == 0 {
+        pools_of(r, c.ordinal.load(Relaxed))?.1
+    } else {
+        pool
+    };
     let p = POOLS.get(pool).ok_or(CUDA_ERROR_INVALID_VALUE)?;
     let span = align_up(bytesize as u64, ALLOC_ALIGN).ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
     let target = Some((p.dev.load(Relaxed), p.ordinal.load(Relaxed)));
-    let a = device_alloc(r, kind::ASYNC, bytesize as u64, span, ALLOC_ALIGN, span, h, c, inst, pool, target)?;
+    let a = device_alloc(
+        r,
+        kind::ASYNC,
+        bytesize as u64,
+        span,
+        ALLOC_ALIGN,
+        span,
+        h,
+        c,
+        inst,
+        pool,
+        target,
+    )?;
     let used = p.used.fetch_add(span, Relaxed) + span;
     p.high.fetch_max(used, Relaxed);
     put(dptr, a)
 }
 
-pub unsafe fn cuMemAllocAsync(dptr: *mut CUdeviceptr, bytesize: usize, h_stream: CUstream) -> CUresult {
+pub unsafe fn cuMemAllocAsync(
+    dptr: *mut CUdeviceptr,
+    bytesize: usize,
+    h_stream: CUstream,
+) -> CUresult {
     code(pool_alloc(dptr, bytesize, 0, h_stream))
 }
-pub unsafe fn cuMemAllocAsync_ptsz(dptr: *mut CUdeviceptr, bytesize: usize, h_stream: CUstream) -> CUresult {
+pub unsafe fn cuMemAllocAsync_ptsz(
+    dptr: *mut CUdeviceptr,
+    bytesize: usize,
+    h_stream: CUstream,
+) -> CUresult {
     cuMemAllocAsync(dptr, bytesize, h_stream)
 }
-pub unsafe fn cuMemAllocFromPoolAsync(dptr: *mut CUdeviceptr, bytesize: usize, pool: CUmemoryPool, h_stream: CUstream) -> CUresult {
+pub unsafe fn cuMemAllocFromPoolAsync(
+    dptr: *mut CUdeviceptr,
+    bytesize: usize,
+    pool: CUmemoryPool,
+    h_stream: CUstream,
+) -> CUresult {
     if pool.is_null() {
-        return if rt().is_err() { CUDA_ERROR_NOT_INITIALIZED } else { CUDA_ERROR_INVALID_VALUE };
+        return if rt().is_err() {
+            CUDA_ERROR_NOT_INITIALIZED
+        } else {
+            CUDA_ERROR_INVALID_VALUE
+        };
     }
     code(pool_alloc(dptr, bytesize, pool as u64, h_stream))
 }
-pub unsafe fn cuMemAllocFromPoolAsync_ptsz(dptr: *mut CUdeviceptr, bytesize: usize, pool: CUmemoryPool, h_stream: CUstream) -> CUresult {
+pub unsafe fn cuMemAllocFromPoolAsync_ptsz(
+    dptr: *mut CUdeviceptr,
+    bytesize: usize,
+    pool: CUmemoryPool,
+    h_stream: CUstream,
+) -> CUresult {
     cuMemAllocFromPoolAsync(dptr, bytesize, pool, h_stream)
 }
 pub unsafe fn cuMemFreeAsync(dptr: CUdeviceptr, h_stream: CUstream) -> CUresult {
@@ -867,7 +1180,7 @@ pub unsafe fn cuMemCreate(
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         let size = size as u64;
-        if size == 0 || size % VMM_GRANULARITY != 0 {
+        if size == 0 || !size.is_multiple_of(VMM_GRANULARITY) {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         let p = *prop;
@@ -876,9 +1189,9 @@ pub unsafe fn cuMemCreate(
         }
         let (dev, host) = match p.location.type_ {
             CU_MEM_LOCATION_TYPE_DEVICE => (r.phys(p.location.id)?, false),
-            CU_MEM_LOCATION_TYPE_HOST | CU_MEM_LOCATION_TYPE_HOST_NUMA | CU_MEM_LOCATION_TYPE_HOST_NUMA_CURRENT => {
-                (r.visible[0], true)
-            }
+            CU_MEM_LOCATION_TYPE_HOST
+            | CU_MEM_LOCATION_TYPE_HOST_NUMA
+            | CU_MEM_LOCATION_TYPE_HOST_NUMA_CURRENT => (r.visible[0], true),
             _ => return Err(CUDA_ERROR_INVALID_VALUE),
         };
         let q = AllocReq {
@@ -895,7 +1208,16 @@ pub unsafe fn cuMemCreate(
             fixed: None,
         };
         let h = r.with_state(|g| g.alloc(&q))?.map_err(mem_err)?;
-        lock(&r.mem).handles.insert(h, VmmHandle { size, dev, refs: 1, maps: 0, prop: p });
+        lock(&r.mem).handles.insert(
+            h,
+            VmmHandle {
+                size,
+                dev,
+                refs: 1,
+                maps: 0,
+                prop: p,
+            },
+        );
         put(handle, h)
     })())
 }
@@ -914,7 +1236,10 @@ pub unsafe fn cuMemRelease(handle: CUmemGenericAllocationHandle) -> CUresult {
     code((|| {
         let r = rt()?;
         let mut mem = lock(&r.mem);
-        let v = mem.handles.get_mut(&handle).ok_or(CUDA_ERROR_INVALID_VALUE)?;
+        let v = mem
+            .handles
+            .get_mut(&handle)
+            .ok_or(CUDA_ERROR_INVALID_VALUE)?;
         if v.refs == 0 {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
@@ -924,19 +1249,31 @@ pub unsafe fn cuMemRelease(handle: CUmemGenericAllocationHandle) -> CUresult {
     })())
 }
 
-pub unsafe fn cuMemAddressReserve(ptr: *mut CUdeviceptr, size: usize, alignment: usize, addr: CUdeviceptr, _flags: c_ulonglong) -> CUresult {
+pub unsafe fn cuMemAddressReserve(
+    ptr: *mut CUdeviceptr,
+    size: usize,
+    alignment: usize,
+    addr: CUdeviceptr,
+    _flags: c_ulonglong,
+) -> CUresult {
     code((|| {
         let r = rt()?;
         if ptr.is_null() || size == 0 {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        let align = if alignment == 0 { VMM_GRANULARITY } else { alignment as u64 };
+        let align = if alignment == 0 {
+            VMM_GRANULARITY
+        } else {
+            alignment as u64
+        };
         if !align.is_power_of_two() {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         let align = align.max(VMM_GRANULARITY);
         let size = align_up(size as u64, VMM_GRANULARITY).ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
-        let dev = cur_ctx().map(|(_, c, _)| c.dev.load(Relaxed)).unwrap_or(r.visible[0]);
+        let dev = cur_ctx()
+            .map(|(_, c, _)| c.dev.load(Relaxed))
+            .unwrap_or(r.visible[0]);
         let q = AllocReq {
             slot: r.slot,
             dev,
@@ -959,7 +1296,12 @@ pub unsafe fn cuMemAddressReserve(ptr: *mut CUdeviceptr, size: usize, alignment:
 /// Removes the mappings inside `[ptr, ptr + size)`; returns how many.
 fn unmap_range(r: &Runtime, mem: &mut rt::LocalMem, ptr: u64, size: u64) -> usize {
     let end = ptr.saturating_add(size);
-    let keys: Vec<u64> = mem.maps.range(..end).filter(|(k, m)| **k + m.size > ptr).map(|(k, _)| *k).collect();
+    let keys: Vec<u64> = mem
+        .maps
+        .range(..end)
+        .filter(|(k, m)| **k + m.size > ptr)
+        .map(|(k, _)| *k)
+        .collect();
     for k in &keys {
         if let Some(m) = mem.maps.remove(k) {
             if let Some(v) = mem.handles.get_mut(&m.handle) {
@@ -986,7 +1328,13 @@ pub unsafe fn cuMemAddressFree(ptr: CUdeviceptr, size: usize) -> CUresult {
     })())
 }
 
-pub unsafe fn cuMemMap(ptr: CUdeviceptr, size: usize, offset: usize, handle: CUmemGenericAllocationHandle, flags: c_ulonglong) -> CUresult {
+pub unsafe fn cuMemMap(
+    ptr: CUdeviceptr,
+    size: usize,
+    offset: usize,
+    handle: CUmemGenericAllocationHandle,
+    flags: c_ulonglong,
+) -> CUresult {
     code((|| {
         let r = rt()?;
         if flags != 0 || size == 0 {
@@ -995,7 +1343,11 @@ pub unsafe fn cuMemMap(ptr: CUdeviceptr, size: usize, offset: usize, handle: CUm
         let (size, offset) = (size as u64, offset as u64);
         let end = ptr.checked_add(size).ok_or(CUDA_ERROR_INVALID_VALUE)?;
         let mut mem = lock(&r.mem);
-        let hsize = mem.handles.get(&handle).ok_or(CUDA_ERROR_INVALID_VALUE)?.size;
+        let hsize = mem
+            .handles
+            .get(&handle)
+            .ok_or(CUDA_ERROR_INVALID_VALUE)?
+            .size;
         if offset.checked_add(size).is_none_or(|e| e > hsize) {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
@@ -1008,7 +1360,14 @@ pub unsafe fn cuMemMap(ptr: CUdeviceptr, size: usize, offset: usize, handle: CUm
                 return Err(CUDA_ERROR_INVALID_VALUE);
             }
         }
-        mem.maps.insert(ptr, Mapping { size, handle, offset });
+        mem.maps.insert(
+            ptr,
+            Mapping {
+                size,
+                handle,
+                offset,
+            },
+        );
         if let Some(v) = mem.handles.get_mut(&handle) {
             v.maps += 1;
         }
@@ -1030,7 +1389,12 @@ pub unsafe fn cuMemUnmap(ptr: CUdeviceptr, size: usize) -> CUresult {
     })())
 }
 
-pub unsafe fn cuMemSetAccess(ptr: CUdeviceptr, size: usize, desc: *const CUmemAccessDesc, count: usize) -> CUresult {
+pub unsafe fn cuMemSetAccess(
+    ptr: CUdeviceptr,
+    size: usize,
+    desc: *const CUmemAccessDesc,
+    count: usize,
+) -> CUresult {
     code((|| {
         let r = rt()?;
         if desc.is_null() || count == 0 || size == 0 {
@@ -1068,7 +1432,10 @@ pub unsafe fn cuMemGetAllocationGranularity(
     })())
 }
 
-pub unsafe fn cuMemGetAllocationPropertiesFromHandle(prop: *mut CUmemAllocationProp, handle: CUmemGenericAllocationHandle) -> CUresult {
+pub unsafe fn cuMemGetAllocationPropertiesFromHandle(
+    prop: *mut CUmemAllocationProp,
+    handle: CUmemGenericAllocationHandle,
+) -> CUresult {
     code((|| {
         let r = rt()?;
         if prop.is_null() {
@@ -1080,7 +1447,10 @@ pub unsafe fn cuMemGetAllocationPropertiesFromHandle(prop: *mut CUmemAllocationP
     })())
 }
 
-pub unsafe fn cuMemRetainAllocationHandle(handle: *mut CUmemGenericAllocationHandle, addr: *mut c_void) -> CUresult {
+pub unsafe fn cuMemRetainAllocationHandle(
+    handle: *mut CUmemGenericAllocationHandle,
+    addr: *mut c_void,
+) -> CUresult {
     code((|| {
         let r = rt()?;
         if handle.is_null() {
@@ -1088,7 +1458,10 @@ pub unsafe fn cuMemRetainAllocationHandle(handle: *mut CUmemGenericAllocationHan
         }
         let mut mem = lock(&r.mem);
         let (_, m) = mem.find_map(addr as u64).ok_or(CUDA_ERROR_INVALID_VALUE)?;
-        let v = mem.handles.get_mut(&m.handle).ok_or(CUDA_ERROR_INVALID_VALUE)?;
+        let v = mem
+            .handles
+            .get_mut(&m.handle)
+            .ok_or(CUDA_ERROR_INVALID_VALUE)?;
         v.refs += 1;
         put(handle, m.handle)
     })())

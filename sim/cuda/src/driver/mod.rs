@@ -86,7 +86,10 @@ pub unsafe fn cuGetErrorString(error: CUresult, p_str: *mut *const c_char) -> CU
 }
 
 /// The simulator has no private export tables.
-pub unsafe fn cuGetExportTable(pp_export_table: *mut *const c_void, table_id: *const CUuuid) -> CUresult {
+pub unsafe fn cuGetExportTable(
+    pp_export_table: *mut *const c_void,
+    table_id: *const CUuuid,
+) -> CUresult {
     if pp_export_table.is_null() || table_id.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
     }
@@ -121,7 +124,12 @@ unsafe fn get_proc(
     }
 }
 
-pub unsafe fn cuGetProcAddress(symbol: *const c_char, pfn: *mut *mut c_void, cuda_version: c_int, flags: u64) -> CUresult {
+pub unsafe fn cuGetProcAddress(
+    symbol: *const c_char,
+    pfn: *mut *mut c_void,
+    cuda_version: c_int,
+    flags: u64,
+) -> CUresult {
     get_proc(symbol, pfn, cuda_version, flags, std::ptr::null_mut())
 }
 
@@ -313,7 +321,11 @@ pub(crate) fn attribute(d: &DeviceInfo, a: u32) -> Option<i32> {
     Some(v as i32)
 }
 
-pub unsafe fn cuDeviceGetAttribute(pi: *mut c_int, attrib: CUdevice_attribute, dev: CUdevice) -> CUresult {
+pub unsafe fn cuDeviceGetAttribute(
+    pi: *mut c_int,
+    attrib: CUdevice_attribute,
+    dev: CUdevice,
+) -> CUresult {
     code((|| {
         let r = rt()?;
         if pi.is_null() {
@@ -324,7 +336,11 @@ pub unsafe fn cuDeviceGetAttribute(pi: *mut c_int, attrib: CUdevice_attribute, d
     })())
 }
 
-pub unsafe fn cuDeviceComputeCapability(major: *mut c_int, minor: *mut c_int, dev: CUdevice) -> CUresult {
+pub unsafe fn cuDeviceComputeCapability(
+    major: *mut c_int,
+    minor: *mut c_int,
+    dev: CUdevice,
+) -> CUresult {
     code((|| {
         let r = rt()?;
         if major.is_null() || minor.is_null() {
@@ -365,7 +381,11 @@ pub unsafe fn cuDeviceGetByPCIBusId(dev: *mut CUdevice, pci_bus_id: *const c_cha
     })())
 }
 
-pub unsafe fn cuDeviceCanAccessPeer(can_access_peer: *mut c_int, dev: CUdevice, peer_dev: CUdevice) -> CUresult {
+pub unsafe fn cuDeviceCanAccessPeer(
+    can_access_peer: *mut c_int,
+    dev: CUdevice,
+    peer_dev: CUdevice,
+) -> CUresult {
     code((|| {
         let r = rt()?;
         if can_access_peer.is_null() {
