@@ -486,7 +486,7 @@ impl SharedRegion {
             return;
         }
         let spawned = std::thread::Builder::new()
-            .name("vgpu-reaper".into())
+            .name("vgpu-watcher".into())
             .stack_size(64 * 1024)
             .spawn(move || loop {
                 if let Some(slot) = self.slot() {
@@ -495,6 +495,7 @@ impl SharedRegion {
                         .store(now_mono_ns(), Ordering::Relaxed);
                 }
                 self.reap(false);
+                crate::throttle::watcher_tick(self.region);
                 std::thread::sleep(REAP_PERIOD);
             });
         if spawned.is_err() {

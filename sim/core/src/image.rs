@@ -46,7 +46,10 @@ mod tests {
     fn entries_of_ptx() {
         let ptx = ".version 8.0\n.target sm_90\n.visible .entry k1(\n .param .u64 p\n)\n{ ret; }\n\
                    .entry  _Z2k2Pf (){}\n.visible .entry k1(){}\n";
-        assert_eq!(ptx_entries(ptx), Some(vec!["k1".to_string(), "_Z2k2Pf".to_string()]));
+        assert_eq!(
+            ptx_entries(ptx),
+            Some(vec!["k1".to_string(), "_Z2k2Pf".to_string()])
+        );
         assert_eq!(ptx_entries(".version 8.0\n.func f(){}"), None);
         assert_eq!(ptx_entries(".entryx y"), None);
         assert!(looks_like_ptx(b"  // comment\n.version"));

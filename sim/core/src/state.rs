@@ -716,6 +716,16 @@ impl Guard<'_> {
         Ok(s)
     }
 
+    /// Releases the slot of process `pid` (normal exit) if it still is that process's.
+    pub fn unregister(&mut self, slot: u32, pid: u32) {
+        if (slot as usize) < MAX_PROCS {
+            let p = &self.reg().procs[slot as usize];
+            if p.status == 1 && p.pid == pid {
+                self.cleanup_slot(slot);
+            }
+        }
+    }
+
     /// Frees everything a process slot holds and releases the slot.
     pub fn cleanup_slot(&mut self, slot: u32) {
         if slot as usize >= MAX_PROCS {

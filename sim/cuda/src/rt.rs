@@ -80,7 +80,7 @@ extern "C" fn at_exit() {
     if let Some(Ok(r)) = RT.get() {
         if std::process::id() == r.pid {
             if let Ok(mut g) = r.shm.lock() {
-                g.cleanup_slot(r.slot);
+                g.unregister(r.slot, r.pid);
             }
         }
     }

@@ -507,8 +507,9 @@ pub unsafe fn nvmlDeviceGetUtilizationRates(
     })())
 }
 
-/// One sample per pid that ran kernels since `last_seen_time_stamp` (CLOCK_REALTIME µs; 0 or
-/// a future value: the last second); smUtil = that pid's busy share of the window.
+/// One sample per pid that ran kernels since `last_seen_time_stamp` (CLOCK_REALTIME µs; 0: the
+/// last second; a future value: nothing, NOT_FOUND); smUtil = that pid's busy share of the
+/// window.
 pub unsafe fn nvmlDeviceGetProcessUtilization(
     device: nvmlDevice_t,
     utilization: *mut nvmlProcessUtilizationSample_t,
@@ -522,7 +523,11 @@ pub unsafe fn nvmlDeviceGetProcessUtilization(
         }
         let now_mono = clock::mono_ns();
         let now_real_us = clock::real_ns() / 1000;
-        let window_ns = if last_seen_time_stamp == 0 || last_seen_time_stamp >= now_real_us {
+        if last_seen_time_stamp >= now_real_us {
+            *process_samples_count = 0;
+            return Err(NVML_ERROR_NOT_FOUND);
+        }
+        let window_ns = if last_seen_time_stamp == 0 {
             UTIL_WINDOW_NS
         } else {
             ((now_real_us - last_seen_time_stamp) * 1000).clamp(1_000_000, 60 * UTIL_WINDOW_NS)

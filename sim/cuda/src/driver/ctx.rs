@@ -6,6 +6,7 @@ use crate::rt::{
 };
 use cuda_headers::prelude::*;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use vgpu_sim_core::image as ptximage;
 
 /// Creates an (inactive) context object for `ordinal`.
 fn new_ctx(r: &Runtime, ordinal: CUdevice, flags: c_uint, primary: bool) -> Res<u64> {
@@ -380,7 +381,35 @@ pub unsafe fn cuCtxGetStreamPriorityRange(
 
 // ---- modules and functions --------------------------------------------------------------
 
-unsafe fn module_load(module: *mut CUmodule) -> Res {
+/// Kernel names of a module image (None: accept any name). PTX text is read up to its NUL
+/// as the driver would; binary images are not inspected.
+unsafe fn image_entries(image: *const c_void) -> Option<Vec<String>> {
+    let p = image as *const u8;
+    let mut prefix = [0u8; 4];
+    for (i, b) in prefix.iter_mut().enumerate() {
+        *b = *p.add(i);
+        if *b == 0 {
+            break;
+        }
+    }
+    if ptximage::is_binary_image(&prefix)
+        || !ptximage::looks_like_ptx(&prefix[..prefix.iter().position(|&b| b == 0).unwrap_or(4)])
+    {
+        return None;
+    }
+    let text = std::ffi::CStr::from_ptr(image as *const c_char).to_string_lossy();
+    ptximage::ptx_entries(&text)
+}
+
+fn file_entries(bytes: &[u8]) -> Option<Vec<String>> {
+    if ptximage::is_binary_image(bytes) || !ptximage::looks_like_ptx(bytes) {
+        return None;
+    }
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    ptximage::ptx_entries(&String::from_utf8_lossy(&bytes[..end]))
+}
+
+unsafe fn module_load(module: *mut CUmodule, entries: Option<Vec<String>>) -> Res {
     let r = rt()?;
     if module.is_null() {
         return Err(CUDA_ERROR_INVALID_VALUE);
@@ -393,6 +422,7 @@ unsafe fn module_load(module: *mut CUmodule) -> Res {
     let m = MODULES.create(|m| {
         m.ctx.store(h, Relaxed);
         m.inst.store(inst, Relaxed);
+        *lock(&m.entries) = entries;
         lock(&m.funcs).clear();
         *lock(&m.globals) = (0, Default::default());
     });
@@ -418,7 +448,8 @@ pub unsafe fn cuModuleLoad(module: *mut CUmodule, fname: *const c_char) -> CUres
         if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
             return Err(CUDA_ERROR_FILE_NOT_FOUND);
         }
-        module_load(module)
+        let bytes = std::fs::read(&path).map_err(|_| CUDA_ERROR_FILE_NOT_FOUND)?;
+        module_load(module, file_entries(&bytes))
     })())
 }
 
@@ -430,7 +461,10 @@ pub unsafe fn cuModuleLoadData(module: *mut CUmodule, image: *const c_void) -> C
             CUDA_ERROR_INVALID_VALUE
         };
     }
-    code(module_load(module))
+    if module.is_null() || rt().is_err() || cur_ctx().is_err() {
+        return code(module_load(module, None));
+    }
+    code(module_load(module, image_entries(image)))
 }
 
 pub unsafe fn cuModuleLoadDataEx(
@@ -501,6 +535,9 @@ pub unsafe fn cuModuleGetFunction(
         let n = std::ffi::CStr::from_ptr(name)
             .to_string_lossy()
             .into_owned();
+        if lock(&m.entries).as_ref().is_some_and(|e| !e.contains(&n)) {
+            return Err(CUDA_ERROR_NOT_FOUND);
+        }
         let mut funcs = lock(&m.funcs);
         if let Some(&f) = funcs.get(&n) {
             if FUNCS.is_live(f) {
