@@ -32,6 +32,7 @@ fn ensure_environment() {
     }
     let dir = profile_dir();
     let state = std::env::temp_dir().join(format!("vgpu-bench-{}.state", std::process::id()));
+    let region = std::env::temp_dir().join(format!("vgpu-bench-{}.cache", std::process::id()));
     let status = Command::new(std::env::current_exe().unwrap())
         .args(std::env::args_os().skip(1))
         .env("VGPU_BENCH_CHILD", "1")
@@ -40,9 +41,11 @@ fn ensure_environment() {
         .env("VGPU_SIM_KERNEL_NS", "0")
         .env("VGPU_SIM_CONTEXT_BYTES", "0")
         .env("CUDA_DEVICE_MEMORY_LIMIT", "70g")
+        .env("CUDA_DEVICE_MEMORY_SHARED_CACHE", &region)
         .status()
         .expect("re-exec bench");
     let _ = std::fs::remove_file(&state);
+    let _ = std::fs::remove_file(&region);
     std::process::exit(status.code().unwrap_or(1));
 }
 

@@ -356,8 +356,15 @@ impl SharedRegion {
             return;
         };
         for (i, d) in devices.iter().enumerate().take(MAX_DEVICES) {
-            let Ok(dev) = self.region.register_device(&d.uuid, d.limit_bytes, d.sm_limit) else {
-                continue;
+            let dev = match self.region.register_device(&d.uuid, d.limit_bytes, d.sm_limit) {
+                Ok(dev) => dev,
+                Err(e) => {
+                    crate::log::write_line(format_args!(
+                        "cannot register device {} in the shared region {:?} ({e}): allocations on it are refused",
+                        d.uuid, self.path
+                    ));
+                    continue;
+                }
             };
             self.dev_map[i].store(dev, Ordering::Release);
             let Ok(state) = self.region.device(dev) else {

@@ -1235,6 +1235,37 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_creation_yields_one_file() {
+        let p = tmp_path("race");
+        let handles: Vec<_> = (0..8u32)
+            .map(|i| {
+                let p = p.clone();
+                std::thread::spawn(move || {
+                    let st = SimState::open_or_create(&p, &cfg(1 + i % 3, (1 + i as u64) << 30))
+                        .unwrap();
+                    (st.devices().len(), st.devices()[0].total_mem)
+                })
+            })
+            .collect();
+        let seen: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert!(
+            seen.iter().all(|s| *s == seen[0]),
+            "all openers see the creator's config: {seen:?}"
+        );
+        let leftovers = std::fs::read_dir(p.parent().unwrap())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .contains(&format!("{}.tmp", p.file_name().unwrap().to_string_lossy()))
+            })
+            .count();
+        assert_eq!(leftovers, 0, "temporary files are removed");
+        std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
     fn bad_files_are_refused() {
         let p = tmp_path("bad");
         std::fs::write(&p, b"not a state file at all").unwrap();

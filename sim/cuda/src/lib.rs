@@ -10,6 +10,12 @@ mod rt;
 
 use cuda_headers::prelude::*;
 
+/// Marks this library as the simulator: tools (`vgpuctl run`) look it up to tell a real
+/// NVIDIA driver from us.
+#[no_mangle]
+#[used]
+pub static vgpu_sim_marker: u8 = 1;
+
 macro_rules! driver_exports {
     ($( $name:ident = $base:literal @ $ver:literal [$flavor:ident $hook:ident]
         ( $( $arg:ident : $ty:ty ),* $(,)? ); )*) => {
