@@ -172,6 +172,13 @@ fn hooks(c: &mut Criterion) {
     g.bench_function("LD_PRELOAD=libvgpu.so", |b| {
         b.iter(|| Command::new("/bin/true").env("LD_PRELOAD", &lib).status().unwrap())
     });
+    // The shipped artifact (scripts/build-release.sh: glibc 2.17 floor, no libgcc_s).
+    let shipped = dir.parent().unwrap().join("release-glibc2.17/libvgpu.so");
+    if shipped.exists() {
+        g.bench_function("LD_PRELOAD=release-glibc2.17/libvgpu.so", |b| {
+            b.iter(|| Command::new("/bin/true").env("LD_PRELOAD", &shipped).status().unwrap())
+        });
+    }
     g.finish();
 }
 

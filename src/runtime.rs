@@ -77,6 +77,7 @@ pub fn rt() -> &'static Runtime {
 
 impl Runtime {
     fn init() -> Runtime {
+        let started = std::time::Instant::now();
         let config = Config::from_env();
         crate::log::set_level(config.log_level);
         for issue in &config.issues {
@@ -111,7 +112,8 @@ impl Runtime {
         register_fork_handlers();
         crate::vlog!(
             crate::log::DEBUG,
-            "initialised: driver={} memory_capped={memory_capped}",
+            "initialised in {} us: driver={} memory_capped={memory_capped}",
+            started.elapsed().as_micros(),
             driver.is_some()
         );
         Runtime {

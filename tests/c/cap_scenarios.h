@@ -407,7 +407,19 @@ static int cap_churn(double seconds) {
     return 0;
 }
 
+/* Start-up cost: from main() to the first allocation done (cuInit, primary context,
+ * cuMemAlloc: under libvgpu this includes attaching the region and claiming a slot). */
+static int cap_startup(unsigned long long t0) {
+    setup_ctx(0);
+    CUdeviceptr p;
+    CK(API(cuMemAlloc_v2)(&p, MiB));
+    kvu("first_call_us", (vgpu_now_ns(CLOCK_MONOTONIC) - t0) / 1000);
+    CK(API(cuMemFree_v2)(p));
+    return 0;
+}
+
 int main(int argc, char **argv) {
+    unsigned long long t0 = vgpu_now_ns(CLOCK_MONOTONIC);
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 2 && !strcmp(argv[1], "cap-nodriver")) return cap_nodriver();
     if (argc >= 2 && !strcmp(argv[1], "cap-lookups")) return cap_lookups();
@@ -426,6 +438,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(sc, "cap-fork") && argc >= 3) rc = cap_fork(atoi(argv[2]));
     else if (!strcmp(sc, "cap-grab") && argc >= 3) rc = cap_grab(parse_u64(argv[2]));
     else if (!strcmp(sc, "cap-churn") && argc >= 3) rc = cap_churn(atof(argv[2]));
+    else if (!strcmp(sc, "cap-startup")) rc = cap_startup(t0);
     else {
         fprintf(stderr, "unknown cap scenario %s\n", sc);
         return 2;
