@@ -6,7 +6,7 @@
 //!
 //!     cargo bench --bench startup            (VGPU_STARTUP_PROCS=N to change 256)
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Instant;
 
 use testkit::{build_c_client, link_libcuda, target_profile_dir, SimEnv};

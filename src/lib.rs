@@ -17,6 +17,7 @@ pub mod config;
 pub mod driver;
 mod ffi;
 pub mod hooks;
+pub mod hostpid;
 pub mod ledger;
 pub mod log;
 pub mod nvml;

@@ -164,22 +164,20 @@ impl NvmlProbe {
             .collect()
     }
 
-    /// Device memory NVML charges to `pid` on the device at NVML index `index`.
-    pub fn process_used(&self, index: u32, pid: u32) -> Option<u64> {
+    /// Device memory NVML charges to each process on the device at NVML index `index`.
+    pub fn process_usage(&self, index: u32) -> Option<std::collections::HashMap<u32, u64>> {
         let dev = self.device(index)?;
-        let mut infos = [nvmlProcessInfo_v2_t::default(); 64];
+        let mut infos = vec![nvmlProcessInfo_v2_t::default(); 1024];
         let mut count = infos.len() as c_uint;
         // SAFETY: buffer of `count` entries.
         let rc = unsafe { (self.processes)(dev, &mut count, infos.as_mut_ptr()) };
         if rc != NVML_SUCCESS {
             return None;
         }
-        Some(
-            infos[..count.min(infos.len() as c_uint) as usize]
-                .iter()
-                .filter(|p| p.pid == pid)
-                .map(|p| p.usedGpuMemory)
-                .sum(),
-        )
+        let mut usage = std::collections::HashMap::new();
+        for p in &infos[..(count as usize).min(infos.len())] {
+            *usage.entry(p.pid).or_insert(0) += p.usedGpuMemory;
+        }
+        Some(usage)
     }
 }

@@ -259,6 +259,7 @@ extern "C" fn fork_child() {
     let taken = FORK_GUARD.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let (Some(rt), Some(mut guard)) = (RUNTIME.get(), taken) {
         rt.ledger.forget_all_locked(&mut guard.0);
+        crate::hostpid::forget_after_fork();
         for r in &rt.primary_refs {
             r.store(0, Ordering::Relaxed);
         }

@@ -404,7 +404,8 @@ impl SharedRegion {
                 Ok(i) => {
                     self.token.store(token, Ordering::Release);
                     self.slot.store(i, Ordering::Release);
-                    self.region.v1.procs[i].hostpid.store(pid, Ordering::Relaxed);
+                    // The host pid is unknown until discovered (see hostpid.rs).
+                    self.region.v1.procs[i].hostpid.store(0, Ordering::Relaxed);
                     return;
                 }
                 Err(_) if attempt == 0 => self.reap(true),
@@ -476,6 +477,14 @@ impl SharedRegion {
         if let Some(_lock) = lock_region(self.region) {
             let _ = self.region.reclaim_slot(slot, token);
             self.slot.store(usize::MAX, Ordering::Release);
+        }
+    }
+
+    /// Records this process's host pid (what NVML reports) in its slot, for the monitor
+    /// and for the container's NVML process lists.
+    pub fn set_host_pid(&self, pid: u32) {
+        if let Some(slot) = self.slot() {
+            self.region.v1.procs[slot].hostpid.store(pid as i32, Ordering::Relaxed);
         }
     }
 

@@ -46,6 +46,14 @@ fn race(processes: usize) {
     assert!(total <= limit, "{processes} processes together hold {total} > {limit}");
     assert!(limit - total < chunk, "the slice was filled: {total} of {limit}");
     assert_eq!(device0_used(&sim), total, "the region counts exactly what is held");
+    // Every process found its host pid (NVML's pid; the same namespace here) with the
+    // probe, although all of them probed at the same moment.
+    let view = inspect(&sim);
+    let procs = view.get("processes").map(Json::items).unwrap_or(&[]);
+    assert_eq!(procs.len(), processes, "one slot per process");
+    for p in procs {
+        assert_eq!(p.get("hostpid"), p.get("pid"), "host pid discovered: {p:?}");
+    }
     for c in &mut children {
         c.close_stdin();
     }
@@ -151,7 +159,11 @@ fn kill_storm_leaves_no_hang_and_exact_usage() {
         .var("VGPU_SIM_CONTEXT_BYTES", "0")
         .var("CUDA_DEVICE_MEMORY_LIMIT", "2g");
     let workers = 6;
-    let kills = 120;
+    // VGPU_KILL_STORM_KILLS=1000 for the long run quoted in docs/SHARED_REGION.md.
+    let kills: usize = std::env::var("VGPU_KILL_STORM_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
     let mut seed: u64 = 0x9e3779b97f4a7c15;
     let mut next = || {
         seed ^= seed << 13;

@@ -41,7 +41,7 @@ fn charge_overhead(ordinal: CUdevice, kind: AllocKind, key: u64) -> bool {
         return true;
     };
     let _serial = MEASURE.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(measured) = measure_process_usage(ordinal) else {
+    let Some(measured) = measure_process_usage(ordinal, device) else {
         return true;
     };
     let usage = rt.ledger.usage(device);
@@ -63,10 +63,11 @@ fn charge_overhead(ordinal: CUdevice, kind: AllocKind, key: u64) -> bool {
     }
 }
 
-/// The driver's figure for this process on a device (NVML), if it can be had.
-fn measure_process_usage(ordinal: CUdevice) -> Option<u64> {
+/// The driver's figure for this process on a device (NVML, by host pid), if it can be
+/// had. Needs a current context on that device (host pid discovery allocates a probe).
+fn measure_process_usage(ordinal: CUdevice, device: usize) -> Option<u64> {
     let rt = rt();
-    let Some(nvml) = rt.nvml() else {
+    if rt.nvml().is_none() {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
             crate::vlog!(
@@ -75,9 +76,13 @@ fn measure_process_usage(ordinal: CUdevice) -> Option<u64> {
             )
         });
         return None;
-    };
-    let index = rt.nvml_index(ordinal)?;
-    nvml.process_used(index, std::process::id())
+    }
+    let host_pid = crate::hostpid::discover(ordinal, device)?;
+    if let Some(shared) = crate::shared_region::SharedRegion::get() {
+        shared.set_host_pid(host_pid);
+    }
+    let usage = rt.nvml()?.process_usage(rt.nvml_index(ordinal)?)?;
+    Some(usage.get(&host_pid).copied().unwrap_or(0))
 }
 
 /// After a context was created: charge it, or destroy it again if it does not fit.
@@ -138,7 +143,19 @@ pub unsafe fn cuDevicePrimaryCtxRetain(pctx: *mut CUcontext, dev: CUdevice) -> C
     if rt.primary_refs[device].fetch_add(1, Ordering::AcqRel) > 0 {
         return rc;
     }
-    if charge_overhead(dev, AllocKind::Context, primary_key(device)) {
+    // Measuring needs the context current on this thread (the host pid probe allocates).
+    let ctx = unsafe { *pctx };
+    let pushed = crate::driver::real::cuCtxPushCurrent_v2()
+        .is_some_and(|push| unsafe { push(ctx) } == CUDA_SUCCESS);
+    let fits = charge_overhead(dev, AllocKind::Context, primary_key(device));
+    if pushed {
+        if let Some(pop) = crate::driver::real::cuCtxPopCurrent_v2() {
+            let mut popped: CUcontext = std::ptr::null_mut();
+            // SAFETY: popping what we pushed.
+            unsafe { pop(&mut popped) };
+        }
+    }
+    if fits {
         return rc;
     }
     // Does not fit: give the reference back (the driver frees the context at zero).
