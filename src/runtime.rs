@@ -93,6 +93,7 @@ impl Runtime {
             ),
         }
         let nvml: OnceLock<Option<NvmlProbe>> = OnceLock::new();
+        crate::throttle::set_policy(config.core_policy);
         let pool = if config.control_disabled {
             Pool::Local(LocalPool::new([None; MAX_DEVICES]))
         } else {

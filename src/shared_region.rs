@@ -27,6 +27,9 @@ use crate::ledger::CapacityPool;
 
 /// How often the reaper looks for dead processes.
 const REAP_PERIOD: Duration = Duration::from_millis(250);
+/// How often the watcher thread runs (the compute cap's controller tick; reaping keeps
+/// its own period).
+const WATCH_PERIOD: Duration = Duration::from_nanos(crate::throttle::controller::TICK_NS);
 /// Longest wait for the region lock; past it the operation is skipped (retried later).
 const LOCK_TIMEOUT: Duration = Duration::from_millis(500);
 /// Longest wait for another process initialising the file.
@@ -511,8 +514,8 @@ impl SharedRegion {
                         .store(now_mono_ns(), Ordering::Relaxed);
                 }
                 self.reap(false);
-                crate::throttle::watcher_tick(self.region);
-                std::thread::sleep(REAP_PERIOD);
+                crate::throttle::watcher_tick(self);
+                std::thread::sleep(WATCH_PERIOD);
             });
         if spawned.is_err() {
             REAPER_PID.store(0, Ordering::Release);
