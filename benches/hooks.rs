@@ -75,7 +75,10 @@ fn ck(rc: CUresult, what: &str) {
 fn hooks(c: &mut Criterion) {
     ensure_environment();
     let dir = profile_dir();
-    let sim = Lib::open(&dir.join("sim/libcuda.so.1"), libc::RTLD_NOW | libc::RTLD_GLOBAL);
+    let sim = Lib::open(
+        &dir.join("sim/libcuda.so.1"),
+        libc::RTLD_NOW | libc::RTLD_GLOBAL,
+    );
     let vgpu = Lib::open(&dir.join("libvgpu.so"), libc::RTLD_NOW | libc::RTLD_LOCAL);
 
     // SAFETY: plain driver calls with valid out-pointers.
@@ -86,15 +89,25 @@ fn hooks(c: &mut Criterion) {
             vgpu.sym::<pfn::cuDevicePrimaryCtxRetain>(c"cuDevicePrimaryCtxRetain")(&mut ctx, 0),
             "retain",
         );
-        ck(sim.sym::<pfn::cuCtxSetCurrent>(c"cuCtxSetCurrent")(ctx), "set current");
+        ck(
+            sim.sym::<pfn::cuCtxSetCurrent>(c"cuCtxSetCurrent")(ctx),
+            "set current",
+        );
         let mut module: CUmodule = std::ptr::null_mut();
         ck(
-            sim.sym::<pfn::cuModuleLoadData>(c"cuModuleLoadData")(&mut module, c"bench".as_ptr().cast()),
+            sim.sym::<pfn::cuModuleLoadData>(c"cuModuleLoadData")(
+                &mut module,
+                c"bench".as_ptr().cast(),
+            ),
             "module",
         );
         let mut func: CUfunction = std::ptr::null_mut();
         ck(
-            sim.sym::<pfn::cuModuleGetFunction>(c"cuModuleGetFunction")(&mut func, module, c"k".as_ptr()),
+            sim.sym::<pfn::cuModuleGetFunction>(c"cuModuleGetFunction")(
+                &mut func,
+                module,
+                c"k".as_ptr(),
+            ),
             "function",
         );
         func
@@ -150,8 +163,14 @@ fn hooks(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("cuMemGetInfo_v2");
     for (label, f) in [
-        ("direct", sim.sym::<pfn::cuMemGetInfo_v2>(c"cuMemGetInfo_v2")),
-        ("hooked", vgpu.sym::<pfn::cuMemGetInfo_v2>(c"cuMemGetInfo_v2")),
+        (
+            "direct",
+            sim.sym::<pfn::cuMemGetInfo_v2>(c"cuMemGetInfo_v2"),
+        ),
+        (
+            "hooked",
+            vgpu.sym::<pfn::cuMemGetInfo_v2>(c"cuMemGetInfo_v2"),
+        ),
     ] {
         g.bench_function(label, |b| {
             b.iter(|| unsafe {
@@ -170,13 +189,23 @@ fn hooks(c: &mut Criterion) {
         b.iter(|| Command::new("/bin/true").status().unwrap())
     });
     g.bench_function("LD_PRELOAD=libvgpu.so", |b| {
-        b.iter(|| Command::new("/bin/true").env("LD_PRELOAD", &lib).status().unwrap())
+        b.iter(|| {
+            Command::new("/bin/true")
+                .env("LD_PRELOAD", &lib)
+                .status()
+                .unwrap()
+        })
     });
     // The shipped artifact (scripts/build-release.sh: glibc 2.17 floor, no libgcc_s).
     let shipped = dir.parent().unwrap().join("release-glibc2.17/libvgpu.so");
     if shipped.exists() {
         g.bench_function("LD_PRELOAD=release-glibc2.17/libvgpu.so", |b| {
-            b.iter(|| Command::new("/bin/true").env("LD_PRELOAD", &shipped).status().unwrap())
+            b.iter(|| {
+                Command::new("/bin/true")
+                    .env("LD_PRELOAD", &shipped)
+                    .status()
+                    .unwrap()
+            })
         });
     }
     g.finish();

@@ -21,7 +21,9 @@ fn wave(sim: &SimEnv, client: &std::path::Path, n: usize, preload: bool) -> (Vec
     let children: Vec<Child> = (0..n)
         .map(|_| {
             let mut c = sim.command(client);
-            c.arg("cap-startup").stdout(Stdio::piped()).stderr(Stdio::null());
+            c.arg("cap-startup")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null());
             if preload {
                 c.env("LD_PRELOAD", &lib);
             }
@@ -60,7 +62,12 @@ fn main() {
     println!("{n} processes of one container starting at once; time from main() to first allocation done");
     println!("| run | done | median | p95 | max | wall |");
     println!("|---|---|---|---|---|---|");
-    for (label, preload) in [("without libvgpu", false), ("with libvgpu", true), ("without libvgpu (again)", false), ("with libvgpu (again)", true)] {
+    for (label, preload) in [
+        ("without libvgpu", false),
+        ("with libvgpu", true),
+        ("without libvgpu (again)", false),
+        ("with libvgpu (again)", true),
+    ] {
         let (us, wall) = wave(&sim, &client, n, preload);
         if us.is_empty() {
             println!("| {label} | 0 | - | - | - | {wall:.2} s |");

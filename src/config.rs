@@ -130,7 +130,11 @@ impl Config {
                 Some(0) => None,
                 Some(bytes) => Some(bytes),
                 None => {
-                    bad(name, &v, "capping at 0 bytes: every allocation is refused (fail closed)");
+                    bad(
+                        name,
+                        &v,
+                        "capping at 0 bytes: every allocation is refused (fail closed)",
+                    );
                     Some(0)
                 }
             })
@@ -434,9 +438,15 @@ mod tests {
         );
         // The driver stops at the first invalid entry.
         assert_eq!(map_visible_devices(Some("0,7,1"), &uuids), vec![0]);
-        assert_eq!(map_visible_devices(Some("GPU-zzzz,1"), &uuids), Vec::<usize>::new());
+        assert_eq!(
+            map_visible_devices(Some("GPU-zzzz,1"), &uuids),
+            Vec::<usize>::new()
+        );
         assert_eq!(map_visible_devices(Some(""), &uuids), Vec::<usize>::new());
         // An ambiguous prefix matches nothing.
-        assert_eq!(map_visible_devices(Some("GPU-"), &uuids), Vec::<usize>::new());
+        assert_eq!(
+            map_visible_devices(Some("GPU-"), &uuids),
+            Vec::<usize>::new()
+        );
     }
 }

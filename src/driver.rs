@@ -18,7 +18,8 @@ use cuda_headers::{DriverFn, DRIVER_PROCS, DRIVER_PROC_COUNT};
 use crate::preload::Family;
 
 /// The real driver's entry points, in table order (0 = not available).
-pub static REAL: [AtomicUsize; DRIVER_PROC_COUNT] = [const { AtomicUsize::new(0) }; DRIVER_PROC_COUNT];
+pub static REAL: [AtomicUsize; DRIVER_PROC_COUNT] =
+    [const { AtomicUsize::new(0) }; DRIVER_PROC_COUNT];
 
 /// Our hooks in table order; null for rows we let through.
 pub struct HookTable(pub [*const c_void; DRIVER_PROC_COUNT]);
@@ -86,7 +87,8 @@ pub unsafe fn resolve_real(handle: *mut c_void) {
         }
         name[..bytes.len()].copy_from_slice(bytes);
         name[bytes.len()] = 0;
-        let cname = CStr::from_bytes_with_nul(&name[..=bytes.len()]).expect("table names have no NUL");
+        let cname =
+            CStr::from_bytes_with_nul(&name[..=bytes.len()]).expect("table names have no NUL");
         // SAFETY: a valid handle from dlopen and a NUL-terminated name.
         let p = unsafe { crate::preload::real_dlsym(handle, cname) };
         if !p.is_null() {
@@ -102,7 +104,12 @@ pub unsafe fn resolve_real(handle: *mut c_void) {
 /// The variant is identified first by address (the driver's answer is the function it
 /// exports under that variant's name: exact, whatever the driver's version rules), then,
 /// when the driver answers with an address we have not seen, by the table's rules.
-pub fn substitute_proc(symbol: &[u8], version: i32, flags: u64, real_fn: *mut c_void) -> *mut c_void {
+pub fn substitute_proc(
+    symbol: &[u8],
+    version: i32,
+    flags: u64,
+    real_fn: *mut c_void,
+) -> *mut c_void {
     if real_fn.is_null() {
         return real_fn;
     }
@@ -114,7 +121,11 @@ pub fn substitute_proc(symbol: &[u8], version: i32, flags: u64, real_fn: *mut c_
         same_base = true;
         if REAL[i].load(Ordering::Relaxed) == real_fn as usize {
             let hook = HOOKS.0[i];
-            return if hook.is_null() { real_fn } else { hook as *mut c_void };
+            return if hook.is_null() {
+                real_fn
+            } else {
+                hook as *mut c_void
+            };
         }
     }
     if !same_base {
@@ -123,7 +134,8 @@ pub fn substitute_proc(symbol: &[u8], version: i32, flags: u64, real_fn: *mut c_
     match cuda_headers::resolve_proc(symbol, version, flags) {
         cuda_headers::ProcLookup::Found(i) if !HOOKS.0[i].is_null() => {
             // Remember the driver's function for this variant if dlsym did not give it.
-            let _ = REAL[i].compare_exchange(0, real_fn as usize, Ordering::AcqRel, Ordering::Relaxed);
+            let _ =
+                REAL[i].compare_exchange(0, real_fn as usize, Ordering::AcqRel, Ordering::Relaxed);
             HOOKS.0[i] as *mut c_void
         }
         _ => real_fn,

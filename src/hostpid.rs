@@ -100,7 +100,10 @@ pub fn discover(ordinal: CUdevice, device: usize) -> Option<u32> {
         let both: Vec<u32> = up.into_iter().filter(|p| down.contains(p)).collect();
         if let [pid] = both[..] {
             HOST_PID.store(pid, Ordering::Release);
-            crate::vlog!(crate::log::DEBUG, "host pid {pid} (pid {me} here), found with a {size}-byte probe");
+            crate::vlog!(
+                crate::log::DEBUG,
+                "host pid {pid} (pid {me} here), found with a {size}-byte probe"
+            );
             return Some(pid);
         }
     }

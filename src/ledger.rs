@@ -178,7 +178,9 @@ impl Hasher for HandleHasher {
         self.0 = (self.0 ^ v as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
     fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0 ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+        self.0 = (self.0 ^ v)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(29);
     }
 }
 
@@ -235,7 +237,11 @@ impl<P: CapacityPool> Reservation<'_, P> {
     /// chose). Growing can fail like a new reservation; shrinking always succeeds.
     pub fn resize(&mut self, bytes: u64) -> bool {
         if bytes > self.bytes {
-            if !self.ledger.pool.try_reserve(self.device, bytes - self.bytes) {
+            if !self
+                .ledger
+                .pool
+                .try_reserve(self.device, bytes - self.bytes)
+            {
                 return false;
             }
         } else {
@@ -501,8 +507,14 @@ mod tests {
         assert!(r.resize(512));
         r.commit(1);
         assert_eq!(l.used(0), 512);
-        l.reserve(0, 10, AllocKind::Data).unwrap().owned_by(8).commit(2);
-        l.reserve(0, 20, AllocKind::Array).unwrap().owned_by(7).commit(3);
+        l.reserve(0, 10, AllocKind::Data)
+            .unwrap()
+            .owned_by(8)
+            .commit(2);
+        l.reserve(0, 20, AllocKind::Array)
+            .unwrap()
+            .owned_by(7)
+            .commit(3);
         assert_eq!(l.release_owned_by(7), 532);
         assert_eq!(l.used(0), 10);
         assert_eq!(l.release_owned_by(0), 0);
@@ -538,7 +550,10 @@ mod tests {
         let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
         assert!(total <= limit);
         assert_eq!(l.used(0), total);
-        assert!(limit - total < 997, "pool should be filled up to the last fit");
+        assert!(
+            limit - total < 997,
+            "pool should be filled up to the last fit"
+        );
     }
 
     #[test]

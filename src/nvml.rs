@@ -150,8 +150,9 @@ impl NvmlProbe {
                 let mut buf = [0 as c_char; 96];
                 match self.device(i) {
                     // SAFETY: buffer and its length.
-                    Some(d) if unsafe { (self.get_uuid)(d, buf.as_mut_ptr(), buf.len() as c_uint) }
-                        == NVML_SUCCESS =>
+                    Some(d)
+                        if unsafe { (self.get_uuid)(d, buf.as_mut_ptr(), buf.len() as c_uint) }
+                            == NVML_SUCCESS =>
                     {
                         // SAFETY: NVML NUL-terminates within the buffer.
                         unsafe { CStr::from_ptr(buf.as_ptr()) }

@@ -161,4 +161,3 @@ pub fn open_library(soname: &CStr) -> Option<*mut c_void> {
         (!h.is_null()).then_some(h)
     }
 }
-

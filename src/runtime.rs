@@ -246,7 +246,11 @@ fn register_fork_handlers() {
 
 extern "C" fn fork_prepare() {
     if let Some(rt) = RUNTIME.get() {
-        let guard = rt.ledger.live_mutex().lock().unwrap_or_else(|e| e.into_inner());
+        let guard = rt
+            .ledger
+            .live_mutex()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         *FORK_GUARD.lock().unwrap_or_else(|e| e.into_inner()) = Some(ForkGuard(guard));
     }
 }

@@ -103,7 +103,12 @@ fn boot_hash() -> u64 {
 
 /// Initialises the robust, process-shared mutex inside the region.
 fn init_robust_mutex(region: &Region) {
-    let m = region.ext.header.lock.as_mut_ptr().cast::<libc::pthread_mutex_t>();
+    let m = region
+        .ext
+        .header
+        .lock
+        .as_mut_ptr()
+        .cast::<libc::pthread_mutex_t>();
     // SAFETY: the lock area is 64 bytes (>= sizeof pthread_mutex_t), aligned, and nobody
     // can use it yet (the region is not published).
     unsafe {
@@ -133,7 +138,12 @@ impl Drop for RegionLock<'_> {
 /// Takes the robust lock with a timeout. A holder that died leaves `EOWNERDEAD`: the
 /// state is made consistent and an audit requested.
 fn lock_region(region: &Region) -> Option<RegionLock<'_>> {
-    let m = region.ext.header.lock.as_mut_ptr().cast::<libc::pthread_mutex_t>();
+    let m = region
+        .ext
+        .header
+        .lock
+        .as_mut_ptr()
+        .cast::<libc::pthread_mutex_t>();
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -157,7 +167,10 @@ fn lock_region(region: &Region) -> Option<RegionLock<'_>> {
                 .header
                 .flags
                 .fetch_and(!shm_layout::ext_flags::AUDIT_FREEZE, Ordering::SeqCst);
-            crate::vlog!(crate::log::WARN, "a process died holding the region lock; repairing");
+            crate::vlog!(
+                crate::log::WARN,
+                "a process died holding the region lock; repairing"
+            );
         }
         _ => return None,
     }
@@ -184,7 +197,12 @@ fn read_header(fd: i32) -> HeaderView {
     // SAFETY: reading into owned buffers; short reads leave zeros.
     unsafe {
         libc::pread(fd, v1.as_mut_ptr().cast(), v1.len(), 0);
-        libc::pread(fd, ext.as_mut_ptr().cast(), ext.len(), EXT_OFFSET as libc::off_t);
+        libc::pread(
+            fd,
+            ext.as_mut_ptr().cast(),
+            ext.len(),
+            EXT_OFFSET as libc::off_t,
+        );
     }
     HeaderView::from_bytes(&v1, &ext)
 }
@@ -236,7 +254,9 @@ fn attach_file(path: &str, params: &InitParams) -> Result<&'static Region, Attac
         )
     };
     if fd < 0 {
-        return Err(AttachFailure::Io(std::io::Error::last_os_error().to_string()));
+        return Err(AttachFailure::Io(
+            std::io::Error::last_os_error().to_string(),
+        ));
     }
     let fd = Fd(fd);
     // Several users may share a container: the file must be writable by all of them.
@@ -255,7 +275,9 @@ fn attach_file(path: &str, params: &InitParams) -> Result<&'static Region, Attac
     // SAFETY: flock on our descriptor.
     while unsafe { libc::flock(fd.0, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         if std::time::Instant::now() > deadline {
-            return Err(AttachFailure::Io("timed out waiting for the initialising process".into()));
+            return Err(AttachFailure::Io(
+                "timed out waiting for the initialising process".into(),
+            ));
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -266,7 +288,9 @@ fn attach_file(path: &str, params: &InitParams) -> Result<&'static Region, Attac
         AttachAction::Initialize => {
             // SAFETY: sizing our own file.
             if unsafe { libc::ftruncate(fd.0, REGION_SIZE as libc::off_t) } != 0 {
-                Err(AttachFailure::Io(std::io::Error::last_os_error().to_string()))
+                Err(AttachFailure::Io(
+                    std::io::Error::last_os_error().to_string(),
+                ))
             } else {
                 match map(fd.0) {
                     Some(region) => match region.init_unpublished(params) {
@@ -355,11 +379,16 @@ impl SharedRegion {
     /// region's wins (a mismatch is reported once).
     fn register_devices(&self, devices: &[DeviceInit]) {
         let Some(_lock) = lock_region(self.region) else {
-            crate::log::write_line(format_args!("region lock unavailable: devices not registered"));
+            crate::log::write_line(format_args!(
+                "region lock unavailable: devices not registered"
+            ));
             return;
         };
         for (i, d) in devices.iter().enumerate().take(MAX_DEVICES) {
-            let dev = match self.region.register_device(&d.uuid, d.limit_bytes, d.sm_limit) {
+            let dev = match self
+                .region
+                .register_device(&d.uuid, d.limit_bytes, d.sm_limit)
+            {
                 Ok(dev) => dev,
                 Err(e) => {
                     crate::log::write_line(format_args!(
@@ -379,7 +408,10 @@ impl SharedRegion {
                 (0, x) | (x, 0) => x,
                 (a, b) => a.min(b),
             };
-            let (limit, sm) = (stricter(theirs, d.limit_bytes), stricter(theirs_sm, d.sm_limit));
+            let (limit, sm) = (
+                stricter(theirs, d.limit_bytes),
+                stricter(theirs_sm, d.sm_limit),
+            );
             if (limit, sm) != (theirs, theirs_sm) || (limit, sm) != (d.limit_bytes, d.sm_limit) {
                 crate::log::write_line(format_args!(
                     "device {} limits differ between this process (memory {} B, cores {}%) and the container's region (memory {theirs} B, cores {theirs_sm}%): using the stricter (memory {limit} B, cores {sm}%)",
@@ -487,7 +519,9 @@ impl SharedRegion {
     /// and for the container's NVML process lists.
     pub fn set_host_pid(&self, pid: u32) {
         if let Some(slot) = self.slot() {
-            self.region.v1.procs[slot].hostpid.store(pid as i32, Ordering::Relaxed);
+            self.region.v1.procs[slot]
+                .hostpid
+                .store(pid as i32, Ordering::Relaxed);
         }
     }
 
@@ -616,7 +650,13 @@ impl CapacityPool for SharedPool {
             return Some(0);
         }
         let d = self.region.region_device(device)?;
-        let limit = self.region.region().device(d).ok()?.limit_bytes.load(Ordering::Acquire);
+        let limit = self
+            .region
+            .region()
+            .device(d)
+            .ok()?
+            .limit_bytes
+            .load(Ordering::Acquire);
         (limit != 0).then_some(limit)
     }
 

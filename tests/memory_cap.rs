@@ -19,18 +19,54 @@ fn cap_is_enforced_to_the_byte_in_every_client_style() {
         let (out, kv) = run_scenario(&sim, style, &["cap-fill", &(100 * MIB).to_string()]);
         let ctx = 64 * MIB;
         let why = out.describe();
-        assert_eq!(kv.u64("total"), GIB, "{style:?}: cuMemGetInfo total is the slice\n{why}");
-        assert_eq!(kv.u64("device_total_mem"), GIB, "{style:?}: cuDeviceTotalMem\n{why}");
-        assert_eq!(kv.u64("free_start"), GIB - ctx, "{style:?}: the context counts\n{why}");
-        assert_eq!(kv.u64("chunks"), (GIB - ctx) / (100 * MIB), "{style:?}\n{why}");
-        assert_eq!(kv.i64("chunk_refusal"), 2, "{style:?}: CUDA_ERROR_OUT_OF_MEMORY\n{why}");
-        assert_eq!(kv.i64("exact_rc"), 0, "{style:?}: the last free byte is usable\n{why}");
+        assert_eq!(
+            kv.u64("total"),
+            GIB,
+            "{style:?}: cuMemGetInfo total is the slice\n{why}"
+        );
+        assert_eq!(
+            kv.u64("device_total_mem"),
+            GIB,
+            "{style:?}: cuDeviceTotalMem\n{why}"
+        );
+        assert_eq!(
+            kv.u64("free_start"),
+            GIB - ctx,
+            "{style:?}: the context counts\n{why}"
+        );
+        assert_eq!(
+            kv.u64("chunks"),
+            (GIB - ctx) / (100 * MIB),
+            "{style:?}\n{why}"
+        );
+        assert_eq!(
+            kv.i64("chunk_refusal"),
+            2,
+            "{style:?}: CUDA_ERROR_OUT_OF_MEMORY\n{why}"
+        );
+        assert_eq!(
+            kv.i64("exact_rc"),
+            0,
+            "{style:?}: the last free byte is usable\n{why}"
+        );
         assert_eq!(kv.u64("free_when_full"), 0, "{style:?}\n{why}");
-        assert_eq!(kv.i64("one_more_rc"), 2, "{style:?}: one byte over is refused\n{why}");
+        assert_eq!(
+            kv.i64("one_more_rc"),
+            2,
+            "{style:?}: one byte over is refused\n{why}"
+        );
         assert_eq!(kv.u64("allocated"), GIB - ctx, "{style:?}\n{why}");
-        assert_eq!(kv.i64("realloc_rc"), 0, "{style:?}: freed memory is usable again\n{why}");
+        assert_eq!(
+            kv.i64("realloc_rc"),
+            0,
+            "{style:?}: freed memory is usable again\n{why}"
+        );
         assert_eq!(kv.i64("realloc_plus_one_rc"), 2, "{style:?}\n{why}");
-        assert_eq!(kv.u64("free_end"), GIB - ctx, "{style:?}: frees credit exactly\n{why}");
+        assert_eq!(
+            kv.u64("free_end"),
+            GIB - ctx,
+            "{style:?}: frees credit exactly\n{why}"
+        );
     }
 }
 
@@ -66,8 +102,16 @@ fn every_allocation_path_is_charged_exactly_and_credited_back() {
     assert!(kv.u64("pitch_footprint") >= 1000 * 100, "{why}");
     assert_eq!(kv.i64("vmm_host_rc"), 0, "{why}");
     for (path, bytes) in expect {
-        assert_eq!(kv.i64(&format!("charged.{path}")), bytes as i64, "{path} charged\n{why}");
-        assert_eq!(kv.i64(&format!("left.{path}")), 0, "{path} credited back\n{why}");
+        assert_eq!(
+            kv.i64(&format!("charged.{path}")),
+            bytes as i64,
+            "{path} charged\n{why}"
+        );
+        assert_eq!(
+            kv.i64(&format!("left.{path}")),
+            0,
+            "{path} credited back\n{why}"
+        );
     }
 }
 
@@ -90,7 +134,10 @@ fn eight_threads_racing_never_pass_the_cap() {
     let (total, before, raced) = (kv.u64("total"), kv.u64("used_before"), kv.u64("raced"));
     assert_eq!(total, GIB, "{why}");
     assert!(before + raced <= total, "overshoot\n{why}");
-    assert!(total - before - raced < chunk, "the slice was filled\n{why}");
+    assert!(
+        total - before - raced < chunk,
+        "the slice was filled\n{why}"
+    );
     assert_eq!(kv.u64("used_full"), before + raced, "{why}");
     assert_eq!(kv.u64("used_end"), before, "{why}");
 }
@@ -111,8 +158,16 @@ fn lookups_reach_exactly_the_hooked_variants() {
     let ours = "libvgpu.so";
     assert_eq!(kv.str("dlsym_handle.cuMemAlloc_v2"), ours, "{why}");
     assert_eq!(kv.str("dlsym_handle.cuLaunchKernel"), ours, "{why}");
-    assert_eq!(kv.str("dlsym_handle.cuMemcpyHtoD_v2"), "libcuda.so.1", "{why}");
-    assert_eq!(kv.str("dlsym_handle.cuDeviceGetName"), "libcuda.so.1", "{why}");
+    assert_eq!(
+        kv.str("dlsym_handle.cuMemcpyHtoD_v2"),
+        "libcuda.so.1",
+        "{why}"
+    );
+    assert_eq!(
+        kv.str("dlsym_handle.cuDeviceGetName"),
+        "libcuda.so.1",
+        "{why}"
+    );
     assert_eq!(kv.i64("rtld_next_matches_default"), 1, "{why}");
     assert_eq!(kv.i64("rtld_next_malloc_is_libc"), 1, "{why}");
     assert_eq!(kv.i64("rtld_default_printf_is_libc"), 1, "{why}");
@@ -121,19 +176,46 @@ fn lookups_reach_exactly_the_hooked_variants() {
     let expect = [
         ("gpa.cuMemAlloc.12080.0", "libvgpu.so:cuMemAlloc_v2:0:0"),
         ("gpa.cuMemAlloc.3020.0", "libvgpu.so:cuMemAlloc_v2:0:0"),
-        ("gpa.cuLaunchKernel.12080.0", "libvgpu.so:cuLaunchKernel:0:0"),
-        ("gpa.cuLaunchKernel.12080.1", "libvgpu.so:cuLaunchKernel:0:0"),
-        ("gpa.cuLaunchKernel.12080.2", "libvgpu.so:cuLaunchKernel_ptsz:0:0"),
-        ("gpa.cuMemAllocAsync.12080.2", "libvgpu.so:cuMemAllocAsync_ptsz:0:0"),
+        (
+            "gpa.cuLaunchKernel.12080.0",
+            "libvgpu.so:cuLaunchKernel:0:0",
+        ),
+        (
+            "gpa.cuLaunchKernel.12080.1",
+            "libvgpu.so:cuLaunchKernel:0:0",
+        ),
+        (
+            "gpa.cuLaunchKernel.12080.2",
+            "libvgpu.so:cuLaunchKernel_ptsz:0:0",
+        ),
+        (
+            "gpa.cuMemAllocAsync.12080.2",
+            "libvgpu.so:cuMemAllocAsync_ptsz:0:0",
+        ),
         ("gpa.cuCtxCreate.3020.0", "libvgpu.so:cuCtxCreate_v2:0:0"),
         ("gpa.cuCtxCreate.11040.0", "libvgpu.so:cuCtxCreate_v3:0:0"),
         ("gpa.cuCtxCreate.12080.0", "libvgpu.so:cuCtxCreate_v4:0:0"),
-        ("gpa.cuMemcpyHtoD.12080.2", "libcuda.so.1:cuMemcpyHtoD_v2_ptds:0:0"),
+        (
+            "gpa.cuMemcpyHtoD.12080.2",
+            "libcuda.so.1:cuMemcpyHtoD_v2_ptds:0:0",
+        ),
         ("gpa.cuMemGetInfo.12080.0", "libvgpu.so:cuMemGetInfo_v2:0:0"),
-        ("gpa.cuGetProcAddress.12080.0", "libvgpu.so:cuGetProcAddress_v2:0:0"),
-        ("gpa.cuDevicePrimaryCtxRelease.11000.0", "libvgpu.so:cuDevicePrimaryCtxRelease_v2:0:0"),
-        ("gpa.cuDevicePrimaryCtxRelease.7000.0", "libvgpu.so:cuDevicePrimaryCtxRelease:0:0"),
-        ("gpa.cuGraphLaunch.12080.2", "libvgpu.so:cuGraphLaunch_ptsz:0:0"),
+        (
+            "gpa.cuGetProcAddress.12080.0",
+            "libvgpu.so:cuGetProcAddress_v2:0:0",
+        ),
+        (
+            "gpa.cuDevicePrimaryCtxRelease.11000.0",
+            "libvgpu.so:cuDevicePrimaryCtxRelease_v2:0:0",
+        ),
+        (
+            "gpa.cuDevicePrimaryCtxRelease.7000.0",
+            "libvgpu.so:cuDevicePrimaryCtxRelease:0:0",
+        ),
+        (
+            "gpa.cuGraphLaunch.12080.2",
+            "libvgpu.so:cuGraphLaunch_ptsz:0:0",
+        ),
     ];
     for (k, v) in expect {
         assert_eq!(kv.str(k), v, "{k}\n{why}");
@@ -143,7 +225,12 @@ fn lookups_reach_exactly_the_hooked_variants() {
     let out = run_default(command(&sim, Style::Linked, false).args(["cap-lookups"]));
     out.assert_success("lookups without preload");
     let kv = out.kv();
-    assert_eq!(kv.str("dlsym_handle.cuMemAlloc_v2"), "libcuda.so.1", "{}", out.describe());
+    assert_eq!(
+        kv.str("dlsym_handle.cuMemAlloc_v2"),
+        "libcuda.so.1",
+        "{}",
+        out.describe()
+    );
     assert_eq!(
         kv.str("gpa.cuLaunchKernel.12080.2"),
         "libcuda.so.1:cuLaunchKernel_ptsz:0:0",
@@ -157,9 +244,23 @@ fn procaddr_client_with_per_thread_flag_is_capped_too() {
     // The procaddr client resolves every entry point through cuGetProcAddress_v2 with the
     // flag; its report names the variant it got for each.
     let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "512m");
-    let (out, kv) = run_scenario(&sim, Style::ProcAddr(2), &["cap-fill", &(64 * MIB).to_string()]);
-    assert_eq!(kv.str("resolved.cuLaunchKernel"), "cuLaunchKernel_ptsz", "{}", out.describe());
-    assert_eq!(kv.u64("allocated"), 512 * MIB - 64 * MIB, "{}", out.describe());
+    let (out, kv) = run_scenario(
+        &sim,
+        Style::ProcAddr(2),
+        &["cap-fill", &(64 * MIB).to_string()],
+    );
+    assert_eq!(
+        kv.str("resolved.cuLaunchKernel"),
+        "cuLaunchKernel_ptsz",
+        "{}",
+        out.describe()
+    );
+    assert_eq!(
+        kv.u64("allocated"),
+        512 * MIB - 64 * MIB,
+        "{}",
+        out.describe()
+    );
     assert_eq!(kv.i64("one_more_rc"), 2, "{}", out.describe());
 }
 
@@ -169,13 +270,19 @@ fn no_driver_present_every_hook_answers_not_initialized() {
     let empty = sim.dir().join("no-driver");
     std::fs::create_dir_all(&empty).unwrap();
     let mut c = command(&sim, Style::Dlopen, true);
-    c.env("LD_LIBRARY_PATH", &empty).env("CUDA_DEVICE_MEMORY_LIMIT", "1g");
+    c.env("LD_LIBRARY_PATH", &empty)
+        .env("CUDA_DEVICE_MEMORY_LIMIT", "1g");
     let out = run_default(c.arg("cap-nodriver"));
     out.assert_success("cap-nodriver");
     let kv = out.kv();
     assert_eq!(kv.i64("dlopen_libcuda_null"), 1, "{}", out.describe());
     for k in ["alloc_rc", "meminfo_rc", "launch_rc", "gpa_rc"] {
-        assert_eq!(kv.i64(k), 3, "{k}: CUDA_ERROR_NOT_INITIALIZED\n{}", out.describe());
+        assert_eq!(
+            kv.i64(k),
+            3,
+            "{k}: CUDA_ERROR_NOT_INITIALIZED\n{}",
+            out.describe()
+        );
     }
 }
 
@@ -193,7 +300,12 @@ fn invalid_limit_fails_closed_with_one_clear_line() {
         .lines()
         .filter(|l| l.contains("CUDA_DEVICE_MEMORY_LIMIT"))
         .collect();
-    assert_eq!(lines.len(), 1, "exactly one line about the variable:\n{}", out.stderr);
+    assert_eq!(
+        lines.len(),
+        1,
+        "exactly one line about the variable:\n{}",
+        out.stderr
+    );
     assert!(lines[0].contains("\"lots\""), "{}", lines[0]);
 }
 
@@ -205,7 +317,10 @@ fn visible_devices_select_the_limit_of_the_device_they_name() {
         .var("CUDA_DEVICE_MEMORY_LIMIT_1", "2g");
     // By index.
     let mut c = command(&sim, Style::Linked, true);
-    let out = run_default(c.env("CUDA_VISIBLE_DEVICES", "1").args(["cap-fill", &(256 * MIB).to_string()]));
+    let out = run_default(
+        c.env("CUDA_VISIBLE_DEVICES", "1")
+            .args(["cap-fill", &(256 * MIB).to_string()]),
+    );
     out.assert_success("CUDA_VISIBLE_DEVICES=1");
     assert_eq!(out.kv().u64("total"), 2 * GIB, "{}", out.describe());
     // By UUID (HAMi's device plugin may set UUIDs).
@@ -213,14 +328,18 @@ fn visible_devices_select_the_limit_of_the_device_they_name() {
     info.assert_success("info");
     let uuid1 = info.kv().str("dev1.uuid").to_string();
     let mut c = command(&sim, Style::Linked, true);
-    let out = run_default(c.env("CUDA_VISIBLE_DEVICES", &uuid1).args(["cap-fill", &(256 * MIB).to_string()]));
+    let out = run_default(
+        c.env("CUDA_VISIBLE_DEVICES", &uuid1)
+            .args(["cap-fill", &(256 * MIB).to_string()]),
+    );
     out.assert_success("CUDA_VISIBLE_DEVICES=<uuid of device 1>");
     assert_eq!(out.kv().u64("total"), 2 * GIB, "{}", out.describe());
 }
 
 #[test]
 fn caching_allocator_pattern_through_cuda_bindings_is_capped_exactly() {
-    let Some(python) = testkit::require_venv("caching_allocator_pattern_through_cuda_bindings") else {
+    let Some(python) = testkit::require_venv("caching_allocator_pattern_through_cuda_bindings")
+    else {
         return;
     };
     require_sim();
@@ -242,10 +361,18 @@ fn caching_allocator_pattern_through_cuda_bindings_is_capped_exactly() {
     assert_eq!(kv.str("refusal_name"), "CUDA_ERROR_OUT_OF_MEMORY", "{why}");
     assert_eq!(kv.u64("free_full"), slice - ctx - segments * seg, "{why}");
     let released = segments.div_ceil(2) * seg;
-    assert_eq!(kv.u64("free_after_release"), kv.u64("free_full") + released, "{why}");
+    assert_eq!(
+        kv.u64("free_after_release"),
+        kv.u64("free_full") + released,
+        "{why}"
+    );
     let blocks = kv.u64("free_after_release") / (seg / 4);
     assert_eq!(kv.u64("reuse_blocks"), blocks, "{why}");
-    assert_eq!(kv.u64("free_after_reuse"), kv.u64("free_after_release") - blocks * seg / 4, "{why}");
+    assert_eq!(
+        kv.u64("free_after_reuse"),
+        kv.u64("free_after_release") - blocks * seg / 4,
+        "{why}"
+    );
     assert_eq!(kv.i64("async_over_rc"), 2, "{why}");
     assert_eq!(kv.u64("free_end"), slice - ctx, "{why}");
 }

@@ -8,7 +8,9 @@ use testkit::run_default;
 
 #[test]
 fn a_process_without_cuda_gets_no_output_thread_or_file() {
-    let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "1g").var("LIBCUDA_LOG_LEVEL", "4");
+    let sim = machine()
+        .var("CUDA_DEVICE_MEMORY_LIMIT", "1g")
+        .var("LIBCUDA_LOG_LEVEL", "4");
     let mut c = sim.command("/bin/cat");
     c.env("LD_PRELOAD", libvgpu()).arg("/proc/self/status");
     let out = run_default(&mut c);
@@ -19,8 +21,16 @@ fn a_process_without_cuda_gets_no_output_thread_or_file() {
         .lines()
         .find_map(|l| l.strip_prefix("Threads:"))
         .map(|v| v.trim().to_string());
-    assert_eq!(threads.as_deref(), Some("1"), "no thread started:\n{}", out.stdout);
-    assert!(!region_path(&sim).exists(), "no shared region created by a non-CUDA process");
+    assert_eq!(
+        threads.as_deref(),
+        Some("1"),
+        "no thread started:\n{}",
+        out.stdout
+    );
+    assert!(
+        !region_path(&sim).exists(),
+        "no shared region created by a non-CUDA process"
+    );
 }
 
 #[test]

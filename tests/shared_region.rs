@@ -43,9 +43,19 @@ fn race(processes: usize) {
         assert_eq!(kv.i64("refusal"), 2, "{}", kv.text());
         total += kv.u64("grabbed");
     }
-    assert!(total <= limit, "{processes} processes together hold {total} > {limit}");
-    assert!(limit - total < chunk, "the slice was filled: {total} of {limit}");
-    assert_eq!(device0_used(&sim), total, "the region counts exactly what is held");
+    assert!(
+        total <= limit,
+        "{processes} processes together hold {total} > {limit}"
+    );
+    assert!(
+        limit - total < chunk,
+        "the slice was filled: {total} of {limit}"
+    );
+    assert_eq!(
+        device0_used(&sim),
+        total,
+        "the region counts exactly what is held"
+    );
     // Every process found its host pid (NVML's pid; the same namespace here) with the
     // probe, although all of them probed at the same moment.
     let view = inspect(&sim);
@@ -145,7 +155,9 @@ fn a_killed_process_is_reclaimed_within_one_second() {
     });
     let killed_at = Instant::now();
     victim.kill9();
-    watcher.wait_for(Duration::from_secs(5), |l| l.ends_with(&format!("free={GIB}")));
+    watcher.wait_for(Duration::from_secs(5), |l| {
+        l.ends_with(&format!("free={GIB}"))
+    });
     let took = killed_at.elapsed();
     assert!(took < Duration::from_secs(1), "reclaimed after {took:?}");
     eprintln!("reclaimed {} MiB of a killed process after {took:?}", 600);
@@ -199,8 +211,13 @@ fn kill_storm_leaves_no_hang_and_exact_usage() {
     };
     watcher.wait_for(Duration::from_secs(10), |l| l.starts_with("pid="));
     let started = probe.elapsed();
-    assert!(started < Duration::from_secs(5), "start-up after the storm took {started:?}");
-    watcher.wait_for(Duration::from_secs(1), |l| l.ends_with(&format!("free={}", 2 * GIB)));
+    assert!(
+        started < Duration::from_secs(5),
+        "start-up after the storm took {started:?}"
+    );
+    watcher.wait_for(Duration::from_secs(1), |l| {
+        l.ends_with(&format!("free={}", 2 * GIB))
+    });
     let exact = probe.elapsed();
     watcher.close_stdin();
     let _ = watcher.finish();
@@ -231,11 +248,24 @@ fn unusable_region_files_are_left_alone_and_limits_still_hold() {
         let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "1g");
         std::fs::write(region_path(&sim), &bytes).unwrap();
         let (out, kv) = run_scenario(&sim, Style::Linked, &["cap-fill", &(100 * MIB).to_string()]);
-        assert_eq!(kv.u64("total"), GIB, "{name}: still capped\n{}", out.describe());
+        assert_eq!(
+            kv.u64("total"),
+            GIB,
+            "{name}: still capped\n{}",
+            out.describe()
+        );
         assert_eq!(kv.i64("one_more_rc"), 2, "{name}\n{}", out.describe());
-        let lines = out.stderr.lines().filter(|l| l.contains("shared region")).count();
+        let lines = out
+            .stderr
+            .lines()
+            .filter(|l| l.contains("shared region"))
+            .count();
         assert_eq!(lines, 1, "{name}: one clear line\n{}", out.stderr);
-        assert_eq!(std::fs::read(region_path(&sim)).unwrap(), bytes, "{name}: file untouched");
+        assert_eq!(
+            std::fs::read(region_path(&sim)).unwrap(),
+            bytes,
+            "{name}: file untouched"
+        );
     }
 }
 

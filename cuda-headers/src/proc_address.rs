@@ -127,8 +127,14 @@ mod tests {
         assert_eq!(found("cuCtxCreate", 3020, 0), "cuCtxCreate_v2");
         assert_eq!(found("cuCtxCreate", 11040, 0), "cuCtxCreate_v3");
         assert_eq!(found("cuCtxCreate", 12080, 0), "cuCtxCreate_v4");
-        assert_eq!(found("cuDevicePrimaryCtxRelease", 7000, 0), "cuDevicePrimaryCtxRelease");
-        assert_eq!(found("cuDevicePrimaryCtxRelease", 11000, 0), "cuDevicePrimaryCtxRelease_v2");
+        assert_eq!(
+            found("cuDevicePrimaryCtxRelease", 7000, 0),
+            "cuDevicePrimaryCtxRelease"
+        );
+        assert_eq!(
+            found("cuDevicePrimaryCtxRelease", 11000, 0),
+            "cuDevicePrimaryCtxRelease_v2"
+        );
         assert_eq!(found("cuGetProcAddress", 12000, 0), "cuGetProcAddress_v2");
         assert_eq!(found("cuGetProcAddress", 11030, 0), "cuGetProcAddress");
     }
@@ -148,8 +154,14 @@ mod tests {
 
     #[test]
     fn unknown_and_too_old() {
-        assert_eq!(resolve_proc(b"cuNoSuchThing", 12080, 0), ProcLookup::NotFound);
-        assert_eq!(resolve_proc(b"cuMemAlloc_v2", 12080, 0), ProcLookup::NotFound);
+        assert_eq!(
+            resolve_proc(b"cuNoSuchThing", 12080, 0),
+            ProcLookup::NotFound
+        );
+        assert_eq!(
+            resolve_proc(b"cuMemAlloc_v2", 12080, 0),
+            ProcLookup::NotFound
+        );
         assert_eq!(
             resolve_proc(b"cuMemAllocAsync", 11000, 0),
             ProcLookup::VersionNotSufficient
@@ -163,9 +175,18 @@ mod tests {
         let mut names: Vec<_> = DRIVER_PROCS.iter().map(|e| e.symbol).collect();
         names.sort();
         names.dedup();
-        assert_eq!(names.len(), DRIVER_PROCS.len(), "duplicate symbol in the table");
+        assert_eq!(
+            names.len(),
+            DRIVER_PROCS.len(),
+            "duplicate symbol in the table"
+        );
         for e in DRIVER_PROCS {
-            assert!(e.symbol.starts_with(e.base), "{} is not a variant of {}", e.symbol, e.base);
+            assert!(
+                e.symbol.starts_with(e.base),
+                "{} is not a variant of {}",
+                e.symbol,
+                e.base
+            );
             assert_eq!(
                 e.per_thread,
                 e.symbol.ends_with("_ptsz") || e.symbol.ends_with("_ptds"),
@@ -173,6 +194,9 @@ mod tests {
                 e.symbol
             );
         }
-        assert_eq!(DRIVER_PROCS[DriverFn::cuMemAlloc_v2 as usize].symbol, "cuMemAlloc_v2");
+        assert_eq!(
+            DRIVER_PROCS[DriverFn::cuMemAlloc_v2 as usize].symbol,
+            "cuMemAlloc_v2"
+        );
     }
 }

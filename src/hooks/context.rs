@@ -53,7 +53,10 @@ fn charge_overhead(ordinal: CUdevice, kind: AllocKind, key: u64) -> bool {
     match rt.ledger.reserve(device, new, kind) {
         Ok(r) => {
             r.commit(key);
-            crate::vlog!(crate::log::DEBUG, "charged {new} bytes of {kind:?} overhead on device {device}");
+            crate::vlog!(
+                crate::log::DEBUG,
+                "charged {new} bytes of {kind:?} overhead on device {device}"
+            );
             true
         }
         Err(e) => {
@@ -109,13 +112,22 @@ pub unsafe fn cuCtxCreate_v2(pctx: *mut CUcontext, flags: c_uint, dev: CUdevice)
 }
 
 pub unsafe fn cuCtxCreate_v3(
-    pctx: *mut CUcontext, params: *mut c_void, n: std::ffi::c_int, flags: c_uint, dev: CUdevice,
+    pctx: *mut CUcontext,
+    params: *mut c_void,
+    n: std::ffi::c_int,
+    flags: c_uint,
+    dev: CUdevice,
 ) -> CUresult {
     let real = real_or_return!(cuCtxCreate_v3);
     unsafe { after_ctx_create(real(pctx, params, n, flags, dev), pctx, dev) }
 }
 
-pub unsafe fn cuCtxCreate_v4(pctx: *mut CUcontext, params: *mut c_void, flags: c_uint, dev: CUdevice) -> CUresult {
+pub unsafe fn cuCtxCreate_v4(
+    pctx: *mut CUcontext,
+    params: *mut c_void,
+    flags: c_uint,
+    dev: CUdevice,
+) -> CUresult {
     let real = real_or_return!(cuCtxCreate_v4);
     unsafe { after_ctx_create(real(pctx, params, flags, dev), pctx, dev) }
 }
@@ -215,7 +227,9 @@ unsafe fn primary_release(rc_of: impl FnOnce() -> CUresult, dev: CUdevice) -> CU
         return rc;
     };
     let before = rt.primary_refs[device]
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| Some(r.saturating_sub(1)))
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
+            Some(r.saturating_sub(1))
+        })
         .unwrap_or(0);
     if before <= 1 {
         primary_gone(dev, ctx);
@@ -284,7 +298,10 @@ pub unsafe fn cuModuleLoadData(module: *mut CUmodule, image: *const c_void) -> C
 }
 
 pub unsafe fn cuModuleLoadDataEx(
-    module: *mut CUmodule, image: *const c_void, n: c_uint, options: *mut CUjit_option,
+    module: *mut CUmodule,
+    image: *const c_void,
+    n: c_uint,
+    options: *mut CUjit_option,
     values: *mut *mut c_void,
 ) -> CUresult {
     let real = real_or_return!(cuModuleLoadDataEx);
@@ -304,4 +321,3 @@ pub unsafe fn cuModuleUnload(module: CUmodule) -> CUresult {
     }
     rc
 }
-

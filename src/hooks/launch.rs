@@ -8,8 +8,17 @@ use cuda_headers::bindings::*;
 use super::real_or_return;
 
 pub unsafe fn cuLaunchKernel(
-    f: CUfunction, gx: c_uint, gy: c_uint, gz: c_uint, bx: c_uint, by: c_uint, bz: c_uint,
-    shmem: c_uint, stream: CUstream, params: *mut *mut c_void, extra: *mut *mut c_void,
+    f: CUfunction,
+    gx: c_uint,
+    gy: c_uint,
+    gz: c_uint,
+    bx: c_uint,
+    by: c_uint,
+    bz: c_uint,
+    shmem: c_uint,
+    stream: CUstream,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
 ) -> CUresult {
     let real = real_or_return!(cuLaunchKernel);
     crate::throttle::before_launch();
@@ -17,8 +26,17 @@ pub unsafe fn cuLaunchKernel(
 }
 
 pub unsafe fn cuLaunchKernel_ptsz(
-    f: CUfunction, gx: c_uint, gy: c_uint, gz: c_uint, bx: c_uint, by: c_uint, bz: c_uint,
-    shmem: c_uint, stream: CUstream, params: *mut *mut c_void, extra: *mut *mut c_void,
+    f: CUfunction,
+    gx: c_uint,
+    gy: c_uint,
+    gz: c_uint,
+    bx: c_uint,
+    by: c_uint,
+    bz: c_uint,
+    shmem: c_uint,
+    stream: CUstream,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
 ) -> CUresult {
     let real = real_or_return!(cuLaunchKernel_ptsz);
     crate::throttle::before_launch();
@@ -26,7 +44,10 @@ pub unsafe fn cuLaunchKernel_ptsz(
 }
 
 pub unsafe fn cuLaunchKernelEx(
-    config: *const CUlaunchConfig, f: CUfunction, params: *mut *mut c_void, extra: *mut *mut c_void,
+    config: *const CUlaunchConfig,
+    f: CUfunction,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
 ) -> CUresult {
     let real = real_or_return!(cuLaunchKernelEx);
     crate::throttle::before_launch();
@@ -34,7 +55,10 @@ pub unsafe fn cuLaunchKernelEx(
 }
 
 pub unsafe fn cuLaunchKernelEx_ptsz(
-    config: *const CUlaunchConfig, f: CUfunction, params: *mut *mut c_void, extra: *mut *mut c_void,
+    config: *const CUlaunchConfig,
+    f: CUfunction,
+    params: *mut *mut c_void,
+    extra: *mut *mut c_void,
 ) -> CUresult {
     let real = real_or_return!(cuLaunchKernelEx_ptsz);
     crate::throttle::before_launch();
@@ -42,8 +66,16 @@ pub unsafe fn cuLaunchKernelEx_ptsz(
 }
 
 pub unsafe fn cuLaunchCooperativeKernel(
-    f: CUfunction, gx: c_uint, gy: c_uint, gz: c_uint, bx: c_uint, by: c_uint, bz: c_uint,
-    shmem: c_uint, stream: CUstream, params: *mut *mut c_void,
+    f: CUfunction,
+    gx: c_uint,
+    gy: c_uint,
+    gz: c_uint,
+    bx: c_uint,
+    by: c_uint,
+    bz: c_uint,
+    shmem: c_uint,
+    stream: CUstream,
+    params: *mut *mut c_void,
 ) -> CUresult {
     let real = real_or_return!(cuLaunchCooperativeKernel);
     crate::throttle::before_launch();
@@ -51,8 +83,16 @@ pub unsafe fn cuLaunchCooperativeKernel(
 }
 
 pub unsafe fn cuLaunchCooperativeKernel_ptsz(
-    f: CUfunction, gx: c_uint, gy: c_uint, gz: c_uint, bx: c_uint, by: c_uint, bz: c_uint,
-    shmem: c_uint, stream: CUstream, params: *mut *mut c_void,
+    f: CUfunction,
+    gx: c_uint,
+    gy: c_uint,
+    gz: c_uint,
+    bx: c_uint,
+    by: c_uint,
+    bz: c_uint,
+    shmem: c_uint,
+    stream: CUstream,
+    params: *mut *mut c_void,
 ) -> CUresult {
     let real = real_or_return!(cuLaunchCooperativeKernel_ptsz);
     crate::throttle::before_launch();

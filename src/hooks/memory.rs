@@ -16,7 +16,12 @@ use crate::runtime::rt;
 
 /// Charges `bytes` of `kind` on the current device around `call`, which returns the
 /// driver's result and, on success, the new handle.
-fn charged(what: &str, bytes: u64, kind: AllocKind, call: impl FnOnce() -> (CUresult, u64)) -> CUresult {
+fn charged(
+    what: &str,
+    bytes: u64,
+    kind: AllocKind,
+    call: impl FnOnce() -> (CUresult, u64),
+) -> CUresult {
     let rt = rt();
     let Some(place) = current_placement().filter(|_| !rt.config.control_disabled) else {
         return call().0;
@@ -25,7 +30,11 @@ fn charged(what: &str, bytes: u64, kind: AllocKind, call: impl FnOnce() -> (CUre
 }
 
 fn charged_on(
-    what: &str, device: usize, owner: u64, bytes: u64, kind: AllocKind,
+    what: &str,
+    device: usize,
+    owner: u64,
+    bytes: u64,
+    kind: AllocKind,
     call: impl FnOnce() -> (CUresult, u64),
 ) -> CUresult {
     let reservation = match rt().ledger.reserve(device, bytes, kind) {
@@ -77,7 +86,11 @@ pub unsafe fn cuMemAlloc_v2(dptr: *mut CUdeviceptr, bytesize: usize) -> CUresult
 const PITCH_ALIGN: u64 = 512;
 
 pub unsafe fn cuMemAllocPitch_v2(
-    dptr: *mut CUdeviceptr, pitch: *mut usize, width: usize, height: usize, elem: c_uint,
+    dptr: *mut CUdeviceptr,
+    pitch: *mut usize,
+    width: usize,
+    height: usize,
+    elem: c_uint,
 ) -> CUresult {
     let real = real_or_return!(cuMemAllocPitch_v2);
     let rt = rt();
@@ -110,11 +123,18 @@ pub unsafe fn cuMemAllocPitch_v2(
     rc
 }
 
-pub unsafe fn cuMemAllocManaged(dptr: *mut CUdeviceptr, bytesize: usize, flags: c_uint) -> CUresult {
+pub unsafe fn cuMemAllocManaged(
+    dptr: *mut CUdeviceptr,
+    bytesize: usize,
+    flags: c_uint,
+) -> CUresult {
     let real = real_or_return!(cuMemAllocManaged);
-    charged("cuMemAllocManaged", bytesize as u64, AllocKind::Data, || unsafe {
-        (real(dptr, bytesize, flags), read(dptr))
-    })
+    charged(
+        "cuMemAllocManaged",
+        bytesize as u64,
+        AllocKind::Data,
+        || unsafe { (real(dptr, bytesize, flags), read(dptr)) },
+    )
 }
 
 pub unsafe fn cuMemFree_v2(dptr: CUdeviceptr) -> CUresult {
@@ -124,36 +144,62 @@ pub unsafe fn cuMemFree_v2(dptr: CUdeviceptr) -> CUresult {
 
 // ---- stream-ordered allocation ----------------------------------------------------------
 
-pub unsafe fn cuMemAllocAsync(dptr: *mut CUdeviceptr, bytesize: usize, stream: CUstream) -> CUresult {
+pub unsafe fn cuMemAllocAsync(
+    dptr: *mut CUdeviceptr,
+    bytesize: usize,
+    stream: CUstream,
+) -> CUresult {
     let real = real_or_return!(cuMemAllocAsync);
-    charged("cuMemAllocAsync", bytesize as u64, AllocKind::Data, || unsafe {
-        (real(dptr, bytesize, stream), read(dptr))
-    })
+    charged(
+        "cuMemAllocAsync",
+        bytesize as u64,
+        AllocKind::Data,
+        || unsafe { (real(dptr, bytesize, stream), read(dptr)) },
+    )
 }
 
-pub unsafe fn cuMemAllocAsync_ptsz(dptr: *mut CUdeviceptr, bytesize: usize, stream: CUstream) -> CUresult {
+pub unsafe fn cuMemAllocAsync_ptsz(
+    dptr: *mut CUdeviceptr,
+    bytesize: usize,
+    stream: CUstream,
+) -> CUresult {
     let real = real_or_return!(cuMemAllocAsync_ptsz);
-    charged("cuMemAllocAsync", bytesize as u64, AllocKind::Data, || unsafe {
-        (real(dptr, bytesize, stream), read(dptr))
-    })
+    charged(
+        "cuMemAllocAsync",
+        bytesize as u64,
+        AllocKind::Data,
+        || unsafe { (real(dptr, bytesize, stream), read(dptr)) },
+    )
 }
 
 pub unsafe fn cuMemAllocFromPoolAsync(
-    dptr: *mut CUdeviceptr, bytesize: usize, pool: CUmemoryPool, stream: CUstream,
+    dptr: *mut CUdeviceptr,
+    bytesize: usize,
+    pool: CUmemoryPool,
+    stream: CUstream,
 ) -> CUresult {
     let real = real_or_return!(cuMemAllocFromPoolAsync);
-    charged("cuMemAllocFromPoolAsync", bytesize as u64, AllocKind::Data, || unsafe {
-        (real(dptr, bytesize, pool, stream), read(dptr))
-    })
+    charged(
+        "cuMemAllocFromPoolAsync",
+        bytesize as u64,
+        AllocKind::Data,
+        || unsafe { (real(dptr, bytesize, pool, stream), read(dptr)) },
+    )
 }
 
 pub unsafe fn cuMemAllocFromPoolAsync_ptsz(
-    dptr: *mut CUdeviceptr, bytesize: usize, pool: CUmemoryPool, stream: CUstream,
+    dptr: *mut CUdeviceptr,
+    bytesize: usize,
+    pool: CUmemoryPool,
+    stream: CUstream,
 ) -> CUresult {
     let real = real_or_return!(cuMemAllocFromPoolAsync_ptsz);
-    charged("cuMemAllocFromPoolAsync", bytesize as u64, AllocKind::Data, || unsafe {
-        (real(dptr, bytesize, pool, stream), read(dptr))
-    })
+    charged(
+        "cuMemAllocFromPoolAsync",
+        bytesize as u64,
+        AllocKind::Data,
+        || unsafe { (real(dptr, bytesize, pool, stream), read(dptr)) },
+    )
 }
 
 pub unsafe fn cuMemFreeAsync(dptr: CUdeviceptr, stream: CUstream) -> CUresult {
@@ -178,7 +224,13 @@ fn format_bytes(format: CUarray_format) -> u64 {
 }
 
 /// An array's footprint: elements x channels x element size, each dimension at least 1.
-pub fn array_footprint(width: usize, height: usize, depth: usize, format: CUarray_format, channels: c_uint) -> u64 {
+pub fn array_footprint(
+    width: usize,
+    height: usize,
+    depth: usize,
+    format: CUarray_format,
+    channels: c_uint,
+) -> u64 {
     (width.max(1) as u64)
         .saturating_mul(height.max(1) as u64)
         .saturating_mul(depth.max(1) as u64)
@@ -199,7 +251,10 @@ pub fn mipmapped_footprint(desc: &CUDA_ARRAY3D_DESCRIPTOR, levels: c_uint) -> u6
     total
 }
 
-pub unsafe fn cuArrayCreate_v2(handle: *mut CUarray, desc: *const CUDA_ARRAY_DESCRIPTOR) -> CUresult {
+pub unsafe fn cuArrayCreate_v2(
+    handle: *mut CUarray,
+    desc: *const CUDA_ARRAY_DESCRIPTOR,
+) -> CUresult {
     let real = real_or_return!(cuArrayCreate_v2);
     if desc.is_null() {
         return unsafe { real(handle, desc) };
@@ -211,7 +266,10 @@ pub unsafe fn cuArrayCreate_v2(handle: *mut CUarray, desc: *const CUDA_ARRAY_DES
     })
 }
 
-pub unsafe fn cuArray3DCreate_v2(handle: *mut CUarray, desc: *const CUDA_ARRAY3D_DESCRIPTOR) -> CUresult {
+pub unsafe fn cuArray3DCreate_v2(
+    handle: *mut CUarray,
+    desc: *const CUDA_ARRAY3D_DESCRIPTOR,
+) -> CUresult {
     let real = real_or_return!(cuArray3DCreate_v2);
     if desc.is_null() {
         return unsafe { real(handle, desc) };
@@ -229,16 +287,21 @@ pub unsafe fn cuArrayDestroy(array: CUarray) -> CUresult {
 }
 
 pub unsafe fn cuMipmappedArrayCreate(
-    handle: *mut CUmipmappedArray, desc: *const CUDA_ARRAY3D_DESCRIPTOR, levels: c_uint,
+    handle: *mut CUmipmappedArray,
+    desc: *const CUDA_ARRAY3D_DESCRIPTOR,
+    levels: c_uint,
 ) -> CUresult {
     let real = real_or_return!(cuMipmappedArrayCreate);
     if desc.is_null() {
         return unsafe { real(handle, desc, levels) };
     }
     let bytes = mipmapped_footprint(unsafe { &*desc }, levels);
-    charged("cuMipmappedArrayCreate", bytes, AllocKind::Array, || unsafe {
-        (real(handle, desc, levels), read(handle) as u64)
-    })
+    charged(
+        "cuMipmappedArrayCreate",
+        bytes,
+        AllocKind::Array,
+        || unsafe { (real(handle, desc, levels), read(handle) as u64) },
+    )
 }
 
 pub unsafe fn cuMipmappedArrayDestroy(array: CUmipmappedArray) -> CUresult {
@@ -251,7 +314,9 @@ pub unsafe fn cuMipmappedArrayDestroy(array: CUmipmappedArray) -> CUresult {
 /// `cuMemCreate`: only device-located physical memory is charged, to the device the
 /// properties name (NCCL and vLLM create host-located handles too: those are not ours).
 pub unsafe fn cuMemCreate(
-    handle: *mut CUmemGenericAllocationHandle, size: usize, prop: *const CUmemAllocationProp,
+    handle: *mut CUmemGenericAllocationHandle,
+    size: usize,
+    prop: *const CUmemAllocationProp,
     flags: std::ffi::c_ulonglong,
 ) -> CUresult {
     let real = real_or_return!(cuMemCreate);
@@ -261,9 +326,14 @@ pub unsafe fn cuMemCreate(
         .filter(|p| p.location.type_ == CU_MEM_LOCATION_TYPE_DEVICE)
         .and_then(|p| rt.container_index(p.location.id));
     match device {
-        Some(dev) => charged_on("cuMemCreate", dev, 0, size as u64, AllocKind::Vmm, || unsafe {
-            (real(handle, size, prop, flags), read(handle))
-        }),
+        Some(dev) => charged_on(
+            "cuMemCreate",
+            dev,
+            0,
+            size as u64,
+            AllocKind::Vmm,
+            || unsafe { (real(handle, size, prop, flags), read(handle)) },
+        ),
         None => unsafe { real(handle, size, prop, flags) },
     }
 }

@@ -113,7 +113,8 @@ pub fn device_uuid(ordinal: CUdevice) -> Option<String> {
 
 /// Formats 16 UUID bytes the way NVML and nvidia-smi print them.
 pub fn format_uuid(b: &[u8; 16]) -> String {
-    let hex = |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let hex =
+        |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
     format!(
         "GPU-{}-{}-{}-{}-{}",
         hex(0..4),

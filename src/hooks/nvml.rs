@@ -44,11 +44,18 @@ fn container_view(device: nvmlDevice_t) -> Option<(usize, u64, u64)> {
 /// (total, used, free) as the container sees them, from the card's total.
 fn slice_figures(card_total: u64, limit: u64, used: u64) -> (u64, u64, u64) {
     let oversubscribe = crate::runtime::rt().config.oversubscribe;
-    let total = if oversubscribe { limit } else { limit.min(card_total) };
+    let total = if oversubscribe {
+        limit
+    } else {
+        limit.min(card_total)
+    };
     (total, used, total.saturating_sub(used))
 }
 
-pub unsafe fn nvmlDeviceGetMemoryInfo(device: nvmlDevice_t, memory: *mut nvmlMemory_t) -> nvmlReturn_t {
+pub unsafe fn nvmlDeviceGetMemoryInfo(
+    device: nvmlDevice_t,
+    memory: *mut nvmlMemory_t,
+) -> nvmlReturn_t {
     let Some(f) = real::nvmlDeviceGetMemoryInfo() else {
         return NVML_ERROR_UNINITIALIZED;
     };
@@ -64,7 +71,10 @@ pub unsafe fn nvmlDeviceGetMemoryInfo(device: nvmlDevice_t, memory: *mut nvmlMem
     rc
 }
 
-pub unsafe fn nvmlDeviceGetMemoryInfo_v2(device: nvmlDevice_t, memory: *mut nvmlMemory_v2_t) -> nvmlReturn_t {
+pub unsafe fn nvmlDeviceGetMemoryInfo_v2(
+    device: nvmlDevice_t,
+    memory: *mut nvmlMemory_v2_t,
+) -> nvmlReturn_t {
     let Some(f) = real::nvmlDeviceGetMemoryInfo_v2() else {
         return NVML_ERROR_UNINITIALIZED;
     };
@@ -111,7 +121,9 @@ const MAX_LISTED: usize = 1024;
 /// The container's processes on `device`, with the NVML size protocol: `*count` too small
 /// (or `infos` null) gives `NVML_ERROR_INSUFFICIENT_SIZE` and the count needed.
 unsafe fn container_processes<T: ProcessEntry>(
-    device: nvmlDevice_t, count: *mut c_uint, infos: *mut T,
+    device: nvmlDevice_t,
+    count: *mut c_uint,
+    infos: *mut T,
     real: unsafe extern "C" fn(nvmlDevice_t, *mut c_uint, *mut T) -> nvmlReturn_t,
 ) -> nvmlReturn_t {
     let Some((dev, _, _)) = container_view(device) else {
@@ -131,7 +143,8 @@ unsafe fn container_processes<T: ProcessEntry>(
     for entry in &all[..(n as usize).min(MAX_LISTED)] {
         let slot = region.and_then(|r| {
             r.v1.procs.iter().find(|p| {
-                p.status.load(Ordering::Acquire) != 0 && p.hostpid.load(Ordering::Acquire) as u32 == entry.pid()
+                p.status.load(Ordering::Acquire) != 0
+                    && p.hostpid.load(Ordering::Acquire) as u32 == entry.pid()
             })
         });
         if let Some(slot) = slot {
@@ -156,7 +169,9 @@ unsafe fn container_processes<T: ProcessEntry>(
 }
 
 pub unsafe fn nvmlDeviceGetComputeRunningProcesses(
-    device: nvmlDevice_t, count: *mut c_uint, infos: *mut nvmlProcessInfo_v1_t,
+    device: nvmlDevice_t,
+    count: *mut c_uint,
+    infos: *mut nvmlProcessInfo_v1_t,
 ) -> nvmlReturn_t {
     let Some(f) = real::nvmlDeviceGetComputeRunningProcesses() else {
         return NVML_ERROR_UNINITIALIZED;
@@ -165,7 +180,9 @@ pub unsafe fn nvmlDeviceGetComputeRunningProcesses(
 }
 
 pub unsafe fn nvmlDeviceGetComputeRunningProcesses_v2(
-    device: nvmlDevice_t, count: *mut c_uint, infos: *mut nvmlProcessInfo_v2_t,
+    device: nvmlDevice_t,
+    count: *mut c_uint,
+    infos: *mut nvmlProcessInfo_v2_t,
 ) -> nvmlReturn_t {
     let Some(f) = real::nvmlDeviceGetComputeRunningProcesses_v2() else {
         return NVML_ERROR_UNINITIALIZED;
@@ -174,7 +191,9 @@ pub unsafe fn nvmlDeviceGetComputeRunningProcesses_v2(
 }
 
 pub unsafe fn nvmlDeviceGetComputeRunningProcesses_v3(
-    device: nvmlDevice_t, count: *mut c_uint, infos: *mut nvmlProcessInfo_v2_t,
+    device: nvmlDevice_t,
+    count: *mut c_uint,
+    infos: *mut nvmlProcessInfo_v2_t,
 ) -> nvmlReturn_t {
     let Some(f) = real::nvmlDeviceGetComputeRunningProcesses_v3() else {
         return NVML_ERROR_UNINITIALIZED;

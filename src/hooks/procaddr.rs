@@ -17,7 +17,10 @@ unsafe fn substitute(symbol: *const c_char, pfn: *mut *mut c_void, version: c_in
 }
 
 pub unsafe fn cuGetProcAddress(
-    symbol: *const c_char, pfn: *mut *mut c_void, version: c_int, flags: u64,
+    symbol: *const c_char,
+    pfn: *mut *mut c_void,
+    version: c_int,
+    flags: u64,
 ) -> CUresult {
     let real = real_or_return!(cuGetProcAddress);
     let rc = unsafe { real(symbol, pfn, version, flags) };
@@ -28,7 +31,10 @@ pub unsafe fn cuGetProcAddress(
 }
 
 pub unsafe fn cuGetProcAddress_v2(
-    symbol: *const c_char, pfn: *mut *mut c_void, version: c_int, flags: u64,
+    symbol: *const c_char,
+    pfn: *mut *mut c_void,
+    version: c_int,
+    flags: u64,
     status: *mut CUdriverProcAddressQueryResult,
 ) -> CUresult {
     let real = real_or_return!(cuGetProcAddress_v2);

@@ -6,14 +6,20 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use testkit::{build_c_client, link_libcuda, require_sim, run_default, target_profile_dir, Kv, Output, SimEnv};
+use testkit::{
+    build_c_client, link_libcuda, require_sim, run_default, target_profile_dir, Kv, Output, SimEnv,
+};
 
 pub const MIB: u64 = 1 << 20;
 pub const GIB: u64 = 1 << 30;
 
 pub fn libvgpu() -> PathBuf {
     let p = target_profile_dir().join("libvgpu.so");
-    assert!(p.exists(), "{} missing: build the workspace first", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: build the workspace first",
+        p.display()
+    );
     p
 }
 

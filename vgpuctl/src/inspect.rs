@@ -5,7 +5,10 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
-use shm_layout::{classify, HeaderView, Region, RegionStatus, EXT_OFFSET, EXT_PROBE_LEN, MAX_DEVICES, REGION_SIZE, V1_PROBE_LEN};
+use shm_layout::{
+    classify, HeaderView, Region, RegionStatus, EXT_OFFSET, EXT_PROBE_LEN, MAX_DEVICES,
+    REGION_SIZE, V1_PROBE_LEN,
+};
 
 struct Mapping {
     ptr: *mut libc::c_void,
@@ -161,14 +164,42 @@ pub fn inspect(path: &str, json: bool) -> Result<String, String> {
         out.push_str("]}\n");
     } else {
         let mib = |b: u64| b as f64 / 1048576.0;
-        let _ = writeln!(out, "region {path}: recent_kernel={recent} utilization_switch={switch} priority={prio}");
-        let _ = writeln!(out, "{:<4} {:<42} {:>12} {:>12} {:>12} {:>6}", "dev", "uuid", "limit MiB", "used MiB", "peak MiB", "cores");
+        let _ = writeln!(
+            out,
+            "region {path}: recent_kernel={recent} utilization_switch={switch} priority={prio}"
+        );
+        let _ = writeln!(
+            out,
+            "{:<4} {:<42} {:>12} {:>12} {:>12} {:>6}",
+            "dev", "uuid", "limit MiB", "used MiB", "peak MiB", "cores"
+        );
         for d in &devices {
-            let limit = if d.limit == 0 { "-".to_string() } else { format!("{:.1}", mib(d.limit)) };
-            let cores = if d.sm_limit == 0 { "-".to_string() } else { format!("{}%", d.sm_limit) };
-            let _ = writeln!(out, "{:<4} {:<42} {:>12} {:>12.1} {:>12.1} {:>6}", d.index, d.uuid, limit, mib(d.used), mib(d.peak), cores);
+            let limit = if d.limit == 0 {
+                "-".to_string()
+            } else {
+                format!("{:.1}", mib(d.limit))
+            };
+            let cores = if d.sm_limit == 0 {
+                "-".to_string()
+            } else {
+                format!("{}%", d.sm_limit)
+            };
+            let _ = writeln!(
+                out,
+                "{:<4} {:<42} {:>12} {:>12.1} {:>12.1} {:>6}",
+                d.index,
+                d.uuid,
+                limit,
+                mib(d.used),
+                mib(d.peak),
+                cores
+            );
         }
-        let _ = writeln!(out, "{:<5} {:>8} {:>8} {:<6} {:<4} {:>11} {:>11} {:>11} {:>11}", "slot", "pid", "hostpid", "state", "dev", "context", "module", "data", "total MiB");
+        let _ = writeln!(
+            out,
+            "{:<5} {:>8} {:>8} {:<6} {:<4} {:>11} {:>11} {:>11} {:>11}",
+            "slot", "pid", "hostpid", "state", "dev", "context", "module", "data", "total MiB"
+        );
         for p in &processes {
             for (d, u) in &p.usage {
                 let _ = writeln!(

@@ -268,7 +268,16 @@ mod tests {
 
     #[test]
     fn parses_run_options() {
-        let o = parse_run(&os(&["--gpumem", "3000m", "--gpucores", "30", "--", "python3", "-V"])).unwrap();
+        let o = parse_run(&os(&[
+            "--gpumem",
+            "3000m",
+            "--gpucores",
+            "30",
+            "--",
+            "python3",
+            "-V",
+        ]))
+        .unwrap();
         assert_eq!(o.gpumem.as_deref(), Some("3000m"));
         assert_eq!(o.gpucores, Some(30));
         assert_eq!(o.command, os(&["python3", "-V"]));

@@ -21,13 +21,18 @@ fn check(rc: nvmlReturn_t, what: &str) -> Result<(), String> {
     if rc == NVML_SUCCESS {
         Ok(())
     } else {
-        Err(format!("{what}: {}", cuda_headers::nvml_error_string(rc).to_string_lossy()))
+        Err(format!(
+            "{what}: {}",
+            cuda_headers::nvml_error_string(rc).to_string_lossy()
+        ))
     }
 }
 
 fn text(buf: &[c_char]) -> String {
     // SAFETY: NVML NUL-terminates within the buffer (zero-initialised anyway).
-    unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 pub fn smi() -> Result<String, String> {
@@ -39,21 +44,39 @@ pub fn smi() -> Result<String, String> {
     let mut out = String::new();
     // SAFETY: plain NVML calls with valid buffers.
     unsafe {
-        check(sym::<pfn::nvmlInit_v2>(lib, c"nvmlInit_v2")?(), "nvmlInit_v2")?;
+        check(
+            sym::<pfn::nvmlInit_v2>(lib, c"nvmlInit_v2")?(),
+            "nvmlInit_v2",
+        )?;
         let mut drv = [0 as c_char; 80];
         check(
-            sym::<pfn::nvmlSystemGetDriverVersion>(lib, c"nvmlSystemGetDriverVersion")?(drv.as_mut_ptr(), 80),
+            sym::<pfn::nvmlSystemGetDriverVersion>(lib, c"nvmlSystemGetDriverVersion")?(
+                drv.as_mut_ptr(),
+                80,
+            ),
             "driver version",
         )?;
         let mut count: c_uint = 0;
-        check(sym::<pfn::nvmlDeviceGetCount_v2>(lib, c"nvmlDeviceGetCount_v2")?(&mut count), "device count")?;
-        let by_index = sym::<pfn::nvmlDeviceGetHandleByIndex_v2>(lib, c"nvmlDeviceGetHandleByIndex_v2")?;
+        check(
+            sym::<pfn::nvmlDeviceGetCount_v2>(lib, c"nvmlDeviceGetCount_v2")?(&mut count),
+            "device count",
+        )?;
+        let by_index =
+            sym::<pfn::nvmlDeviceGetHandleByIndex_v2>(lib, c"nvmlDeviceGetHandleByIndex_v2")?;
         let name = sym::<pfn::nvmlDeviceGetName>(lib, c"nvmlDeviceGetName")?;
         let mem = sym::<pfn::nvmlDeviceGetMemoryInfo>(lib, c"nvmlDeviceGetMemoryInfo")?;
-        let util = sym::<pfn::nvmlDeviceGetUtilizationRates>(lib, c"nvmlDeviceGetUtilizationRates")?;
-        let procs = sym::<pfn::nvmlDeviceGetComputeRunningProcesses_v3>(lib, c"nvmlDeviceGetComputeRunningProcesses_v3")?;
+        let util =
+            sym::<pfn::nvmlDeviceGetUtilizationRates>(lib, c"nvmlDeviceGetUtilizationRates")?;
+        let procs = sym::<pfn::nvmlDeviceGetComputeRunningProcesses_v3>(
+            lib,
+            c"nvmlDeviceGetComputeRunningProcesses_v3",
+        )?;
         let _ = writeln!(out, "Driver Version: {}   GPUs: {count}", text(&drv));
-        let _ = writeln!(out, "{:<4} {:<28} {:>22} {:>6}", "GPU", "Name", "Memory-Usage", "Util");
+        let _ = writeln!(
+            out,
+            "{:<4} {:<28} {:>22} {:>6}",
+            "GPU", "Name", "Memory-Usage", "Util"
+        );
         let mut rows = Vec::new();
         for i in 0..count {
             let mut dev: nvmlDevice_t = std::ptr::null_mut();
@@ -63,7 +86,11 @@ pub fn smi() -> Result<String, String> {
             let mut m = nvmlMemory_t::default();
             check(mem(dev, &mut m), "memory info")?;
             let mut u = nvmlUtilization_t::default();
-            let gpu_util = if util(dev, &mut u) == NVML_SUCCESS { format!("{}%", u.gpu) } else { "-".into() };
+            let gpu_util = if util(dev, &mut u) == NVML_SUCCESS {
+                format!("{}%", u.gpu)
+            } else {
+                "-".into()
+            };
             let _ = writeln!(
                 out,
                 "{:<4} {:<28} {:>9}MiB / {:>6}MiB {:>6}",
@@ -81,7 +108,11 @@ pub fn smi() -> Result<String, String> {
                 }
             }
         }
-        let _ = writeln!(out, "Processes:\n{:<4} {:>8} {:>14}", "GPU", "PID", "GPU Memory");
+        let _ = writeln!(
+            out,
+            "Processes:\n{:<4} {:>8} {:>14}",
+            "GPU", "PID", "GPU Memory"
+        );
         for (gpu, pid, used) in rows {
             let _ = writeln!(out, "{gpu:<4} {pid:>8} {:>11}MiB", used >> 20);
         }

@@ -22,7 +22,9 @@ impl Driver {
         // SAFETY: dlopen with a valid name.
         let handle = unsafe { libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW) };
         if handle.is_null() {
-            return Err("cannot load libcuda.so.1 (no driver and no simulator on LD_LIBRARY_PATH)".into());
+            return Err(
+                "cannot load libcuda.so.1 (no driver and no simulator on LD_LIBRARY_PATH)".into(),
+            );
         }
         Ok(Driver { handle })
     }
@@ -87,12 +89,20 @@ fn run() -> Result<(), String> {
     unsafe {
         check(&d, "cuInit", d.sym::<pfn::cuInit>(c"cuInit")?(0))?;
         let mut dev: CUdevice = 0;
-        check(&d, "cuDeviceGet", d.sym::<pfn::cuDeviceGet>(c"cuDeviceGet")?(&mut dev, 0))?;
+        check(
+            &d,
+            "cuDeviceGet",
+            d.sym::<pfn::cuDeviceGet>(c"cuDeviceGet")?(&mut dev, 0),
+        )?;
         let mut name = [0 as c_char; 128];
         check(
             &d,
             "cuDeviceGetName",
-            d.sym::<pfn::cuDeviceGetName>(c"cuDeviceGetName")?(name.as_mut_ptr(), 128 as c_int, dev),
+            d.sym::<pfn::cuDeviceGetName>(c"cuDeviceGetName")?(
+                name.as_mut_ptr(),
+                128 as c_int,
+                dev,
+            ),
         )?;
         let mut total_mem = 0usize;
         check(
@@ -111,13 +121,21 @@ fn run() -> Result<(), String> {
             "cuDevicePrimaryCtxRetain",
             d.sym::<pfn::cuDevicePrimaryCtxRetain>(c"cuDevicePrimaryCtxRetain")?(&mut ctx, dev),
         )?;
-        check(&d, "cuCtxSetCurrent", d.sym::<pfn::cuCtxSetCurrent>(c"cuCtxSetCurrent")?(ctx))?;
+        check(
+            &d,
+            "cuCtxSetCurrent",
+            d.sym::<pfn::cuCtxSetCurrent>(c"cuCtxSetCurrent")?(ctx),
+        )?;
         let mem_info = d.sym::<pfn::cuMemGetInfo_v2>(c"cuMemGetInfo_v2")?;
         let show = |label: &str| {
             let (mut free, mut total) = (0usize, 0usize);
             let rc = mem_info(&mut free, &mut total);
             if rc == CUDA_SUCCESS {
-                println!("{label}: cuMemGetInfo free {} of {}", mib(free as u64), mib(total as u64));
+                println!(
+                    "{label}: cuMemGetInfo free {} of {}",
+                    mib(free as u64),
+                    mib(total as u64)
+                );
             }
         };
         show("after context creation");
@@ -150,23 +168,45 @@ fn run() -> Result<(), String> {
         check(
             &d,
             "cuModuleLoadData",
-            d.sym::<pfn::cuModuleLoadData>(c"cuModuleLoadData")?(&mut module, image.as_ptr().cast()),
+            d.sym::<pfn::cuModuleLoadData>(c"cuModuleLoadData")?(
+                &mut module,
+                image.as_ptr().cast(),
+            ),
         )?;
         let mut func: CUfunction = std::ptr::null_mut();
         check(
             &d,
             "cuModuleGetFunction",
-            d.sym::<pfn::cuModuleGetFunction>(c"cuModuleGetFunction")?(&mut func, module, c"demo".as_ptr()),
+            d.sym::<pfn::cuModuleGetFunction>(c"cuModuleGetFunction")?(
+                &mut func,
+                module,
+                c"demo".as_ptr(),
+            ),
         )?;
         let launch = d.sym::<pfn::cuLaunchKernel>(c"cuLaunchKernel")?;
         let sync = d.sym::<pfn::cuCtxSynchronize>(c"cuCtxSynchronize")?;
         let start = Instant::now();
         for _ in 0..launches {
-            let rc = launch(func, 132, 1, 1, 256, 1, 1, 0, std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut());
+            let rc = launch(
+                func,
+                132,
+                1,
+                1,
+                256,
+                1,
+                1,
+                0,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            );
             check(&d, "cuLaunchKernel", rc)?;
         }
         check(&d, "cuCtxSynchronize", sync())?;
-        println!("ran {launches} kernels in {:.1} ms", start.elapsed().as_secs_f64() * 1e3);
+        println!(
+            "ran {launches} kernels in {:.1} ms",
+            start.elapsed().as_secs_f64() * 1e3
+        );
         if hold > 0 {
             println!("holding for {hold} s (pid {})", std::process::id());
             std::thread::sleep(std::time::Duration::from_secs(hold));
