@@ -4,7 +4,7 @@
 //! kernels run.
 //!
 //! ```text
-//! vgpu-demo [--chunk SIZE_MIB] [--launches N] [--hold SECONDS]
+//! vgpu-demo [--chunk SIZE_MIB] [--max SIZE_MIB] [--launches N] [--hold SECONDS]
 //! ```
 
 use std::ffi::{c_char, c_int, c_void, CStr};
@@ -84,6 +84,7 @@ fn run() -> Result<(), String> {
     let chunk = arg(&args, "--chunk", 256) << 20;
     let launches = arg(&args, "--launches", 1000);
     let hold = arg(&args, "--hold", 0);
+    let max = arg(&args, "--max", u64::MAX >> 20) << 20;
     let d = Driver::open()?;
     // SAFETY: every call below is a plain driver call with valid pointers.
     unsafe {
@@ -150,16 +151,20 @@ fn run() -> Result<(), String> {
                 break rc;
             }
             ptrs.push(p);
-            if ptrs.len() > 100_000 {
+            if ptrs.len() > 100_000 || (ptrs.len() as u64 + 1) * chunk > max {
                 break CUDA_SUCCESS;
             }
         };
         println!(
-            "allocated {} chunks of {} = {}, then cuMemAlloc returned {}",
+            "allocated {} chunks of {} = {}, then stopped: {}",
             ptrs.len(),
             mib(chunk),
             mib(ptrs.len() as u64 * chunk),
-            err_name(&d, refusal)
+            if refusal == CUDA_SUCCESS {
+                "enough taken".to_string()
+            } else {
+                format!("cuMemAlloc returned {}", err_name(&d, refusal))
+            }
         );
         show("while holding them");
 
