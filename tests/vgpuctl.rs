@@ -72,3 +72,31 @@ fn smi_under_the_library_shows_the_containers_view() {
         out.describe()
     );
 }
+
+#[test]
+fn run_gives_the_command_tree_a_region_of_its_own_and_its_exit_code() {
+    testkit::require_sim();
+    let sim = machine();
+    let script = "test -f \"$CUDA_DEVICE_MEMORY_SHARED_CACHE\" || exit 9; \
+                  case \"$CUDA_DEVICE_MEMORY_SHARED_CACHE\" in */vgpuctl-run-*) ;; *) exit 8;; esac; \
+                  echo region=$CUDA_DEVICE_MEMORY_SHARED_CACHE; exit 7";
+    let mut c = vgpuctl(&sim);
+    c.env_remove("CUDA_DEVICE_MEMORY_SHARED_CACHE")
+        .args(["run", "--gpumem", "1g", "--sim", "--", "sh", "-c"])
+        .arg(format!(
+            "{} alloc-hold 1048576 0 >/dev/null && {script}",
+            client(Style::Dlopen).display()
+        ));
+    let out = run_default(&mut c);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "exit code passed through\n{}",
+        out.describe()
+    );
+    let region = out.kv().str("region").to_string();
+    assert!(
+        !std::path::Path::new(&region).exists(),
+        "{region} removed at the end"
+    );
+}

@@ -29,7 +29,9 @@ const USAGE: &str = "usage:
               [--sim | --no-sim] -- CMD [ARGS...]
       Run CMD with libvgpu preloaded and the slice set: SIZE like 3000m or 8g (per device),
       PCT 1-100, LIST like 0 or 0,1 or GPU-<uuid>. Without an NVIDIA driver the simulated
-      GPU is used (--sim forces it, --no-sim forbids it).
+      GPU is used (--sim forces it, --no-sim forbids it). CMD and its children are one
+      container: they share the slice through a region of their own (removed at the end)
+      unless --shared-cache or CUDA_DEVICE_MEMORY_SHARED_CACHE names one.
   vgpuctl inspect [PATH] [--json]
       Devices, limits and processes (usage by kind, alive or stale) of a container's shared
       region (default: $CUDA_DEVICE_MEMORY_SHARED_CACHE or /tmp/cudevshr.cache).
@@ -225,11 +227,36 @@ fn run(args: &[OsString]) -> Result<ExitCode, String> {
     if let Some(d) = &o.device {
         cmd.env("CUDA_VISIBLE_DEVICES", d);
     }
-    if let Some(s) = &o.shared_cache {
-        cmd.env("CUDA_DEVICE_MEMORY_SHARED_CACHE", s);
-    }
-    let err = cmd.exec();
-    Err(format!("cannot run {:?}: {err}", o.command[0]))
+    // One `vgpuctl run` is one container: unless a region is named (option or
+    // environment), the command tree gets a region of its own, removed when it ends.
+    let own_region = match (
+        &o.shared_cache,
+        std::env::var_os("CUDA_DEVICE_MEMORY_SHARED_CACHE"),
+    ) {
+        (Some(s), _) => {
+            cmd.env("CUDA_DEVICE_MEMORY_SHARED_CACHE", s);
+            None
+        }
+        (None, Some(_)) => None,
+        (None, None) => {
+            let p = std::env::temp_dir().join(format!("vgpuctl-run-{}.cache", std::process::id()));
+            cmd.env("CUDA_DEVICE_MEMORY_SHARED_CACHE", &p);
+            Some(p)
+        }
+    };
+    let Some(region) = own_region else {
+        let err = cmd.exec();
+        return Err(format!("cannot run {:?}: {err}", o.command[0]));
+    };
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {:?}: {e}", o.command[0]))?;
+    let _ = std::fs::remove_file(&region);
+    use std::os::unix::process::ExitStatusExt;
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
 fn sim(args: &[OsString]) -> Result<ExitCode, String> {
