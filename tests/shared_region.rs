@@ -300,3 +300,48 @@ fn an_independent_reader_following_spec_md_reads_a_live_region() {
     holder.close_stdin();
     holder.finish().assert_success("holder");
 }
+
+#[test]
+fn a_process_with_a_stricter_limit_tightens_the_container_and_says_so() {
+    let sim = machine()
+        .var("VGPU_SIM_CONTEXT_BYTES", "0")
+        .var("CUDA_DEVICE_MEMORY_LIMIT", "2g");
+    let mut first = {
+        let mut c = command(&sim, Style::Linked, true);
+        c.args(["watch-free", "20", "30"]);
+        Child::spawn(&mut c, Duration::from_secs(60))
+    };
+    first.wait_for(Duration::from_secs(30), |l| {
+        l.ends_with(&format!("free={}", 2 * GIB))
+    });
+    // A second process of the container was given 1 GiB.
+    let mut c = command(&sim, Style::Linked, true);
+    c.env("CUDA_DEVICE_MEMORY_LIMIT", "1g").arg("meminfo");
+    let out = run_default(&mut c);
+    out.assert_success("meminfo with a stricter limit");
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("limits differ"))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "one line about the mismatch:\n{}",
+        out.stderr
+    );
+    assert!(lines[0].contains("stricter"), "{}", lines[0]);
+    assert_eq!(out.kv().u64("total"), GIB, "{}", out.describe());
+    // The first process now sees the stricter slice too: it is the container's.
+    first.wait_for(Duration::from_secs(5), |l| {
+        l.ends_with(&format!("free={GIB}"))
+    });
+    assert_eq!(
+        inspect(&sim)
+            .at("devices/0/limit_bytes")
+            .and_then(Json::as_u64),
+        Some(GIB)
+    );
+    first.close_stdin();
+    let _ = first.finish();
+}
