@@ -1,28 +1,8 @@
-//! Sets the soname `libcuda.so.1` and lays out `target/<profile>/sim/` with the names real
-//! clients load (`libcuda.so.1`, `libcuda.so`) as links to `../libcuda.so`.
+//! Soname `libcuda.so.1`; `target/<profile>/sim/libcuda.so{,.1}` -> `../libcuda.so`.
 
-use std::path::{Path, PathBuf};
-
-fn link(target: &str, at: &Path) {
-    let _ = std::fs::remove_file(at);
-    if let Err(e) = std::os::unix::fs::symlink(target, at) {
-        println!("cargo:warning=cannot create {}: {e}", at.display());
-    }
-}
+#[path = "../sim_library_layout.rs"]
+mod sim_library_layout;
 
 fn main() {
-    println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libcuda.so.1");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
-    // OUT_DIR = <target>/<profile>/build/<pkg>-<hash>/out
-    let Some(profile_dir) = out.ancestors().nth(3) else {
-        return;
-    };
-    let sim = profile_dir.join("sim");
-    if let Err(e) = std::fs::create_dir_all(&sim) {
-        println!("cargo:warning=cannot create {}: {e}", sim.display());
-        return;
-    }
-    link("../libcuda.so", &sim.join("libcuda.so.1"));
-    link("../libcuda.so", &sim.join("libcuda.so"));
+    sim_library_layout::lay_out("libcuda.so.1", "libcuda.so");
 }
