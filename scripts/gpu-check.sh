@@ -3,7 +3,8 @@
 # repository root, after `cargo build --release`:
 #     scripts/gpu-check.sh [SLICE=4g] | tee gpu-check.log
 # Needs: nvidia-smi, python3 with torch (pip install torch). Prints `key=value` lines; the
-# figures go into docs/GPU-CHECK.md. Exit status non-zero if a check fails.
+# figures go into docs/GPU-CHECK.md (compute cap: docs/COMPUTE_CAP.md). Exit status non-zero
+# if a check fails.
 set -uo pipefail
 SLICE=${1:-4g}
 LIB=${VGPU_LIBRARY:-$PWD/target/release/libvgpu.so}
@@ -57,4 +58,50 @@ grep -q "capped.oom_raised=1" /tmp/vgpu_capped.txt || { echo "FAIL: no OOM past 
 grep -q "capped.held_within_slice=1" /tmp/vgpu_capped.txt || { echo "FAIL: held more than the slice"; fail=1; }
 echo "--- nvidia-smi under the library (the container's view) ---"
 LD_PRELOAD=$LIB CUDA_DEVICE_MEMORY_LIMIT=$SLICE nvidia-smi --query-gpu=memory.total,memory.used --format=csv || fail=1
+
+# ---- compute cap: a matmul loop at 25/50/100 % (CUDA_DEVICE_SM_LIMIT) ----------------------
+# Throughput (matmuls/s over 10 s after a 3 s warm-up) capped vs uncapped, and nvidia-smi's
+# utilization sampled while it runs. A 25 % cap should give ~0.25 of the uncapped rate.
+cat > /tmp/vgpu_gpu_cap.py <<'PY'
+import sys, time, torch
+label = sys.argv[1]
+a = torch.randn(4096, 4096, device="cuda"); b = torch.randn(4096, 4096, device="cuda")
+def run(seconds):
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(10):
+            torch.mm(a, b)
+        torch.cuda.synchronize(); n += 10
+    return n / (time.perf_counter() - t0)
+run(3.0)
+print(f"cap.{label}.matmuls_per_s={run(10.0):.2f}")
+PY
+cap_run() {  # label, limit ("" = uncapped)
+    local smi=/tmp/vgpu_smi_$1.txt
+    # Samples every 500 ms; the first 10 (the warm-up) are skipped below.
+    nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 500 > "$smi" 2>/dev/null &
+    local mon=$!
+    if [ -z "$2" ]; then
+        $PY /tmp/vgpu_gpu_cap.py "$1"
+    else
+        LD_PRELOAD=$LIB CUDA_DEVICE_SM_LIMIT=$2 GPU_CORE_UTILIZATION_POLICY=force \
+            CUDA_DEVICE_MEMORY_SHARED_CACHE=/tmp/vgpu_cap_$1.cache $PY /tmp/vgpu_gpu_cap.py "$1"
+    fi
+    kill $mon 2>/dev/null; wait $mon 2>/dev/null
+    awk 'NR > 10 { s += $1; n++ } END { if (n) printf "cap.'"$1"'.nvidia_smi_util_mean=%.1f\n", s / n }' "$smi"
+    rm -f /tmp/vgpu_cap_$1.cache
+}
+{ cap_run plain ""; cap_run c25 25; cap_run c50 50; cap_run c100 100; } | tee /tmp/vgpu_cap.txt || fail=1
+python3 - /tmp/vgpu_cap.txt <<'PY' || fail=1
+import sys
+kv = dict(l.strip().split("=", 1) for l in open(sys.argv[1]) if "=" in l)
+base = float(kv["cap.plain.matmuls_per_s"])
+bad = 0
+for label, want in (("c25", 0.25), ("c50", 0.50), ("c100", 1.0)):
+    ratio = float(kv[f"cap.{label}.matmuls_per_s"]) / base
+    ok = abs(ratio - want) <= 0.05 + 0.1 * want
+    print(f"cap.{label}.throughput_ratio={ratio:.3f} (want {want:.2f}) {'ok' if ok else 'FAIL'}")
+    bad += not ok
+sys.exit(1 if bad else 0)
+PY
 exit $fail

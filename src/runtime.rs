@@ -102,6 +102,8 @@ impl Runtime {
                 &container_devices(&config, nvml.get_or_init(NvmlProbe::open).as_ref()),
                 config.task_priority,
             );
+            // The gate must be right before the first launch, not one watcher tick later.
+            crate::throttle::open_gate(region);
             region.start_reaper();
             crate::shared_region::release_slot_at_exit();
             Pool::Shared(SharedPool {

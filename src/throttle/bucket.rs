@@ -10,10 +10,12 @@
 //!   cost estimate (ns of device time per launch).
 //!
 //! A launch charges its cost to its lane with one `fetch_sub` (the fast path: no clock, no
-//! syscall, no lock, no cache line shared with other processes). It proceeds when the lane
-//! had tokens *before* the charge: debt is allowed, so a 50 ms kernel is never starved.
-//! Otherwise (the slow path) the lane takes `debt + chunk` from the container bucket, under
-//! the same rule; when the container bucket is empty too, the thread sleeps about
+//! syscall, no lock, no cache line shared with other processes) and proceeds when the lane
+//! covered it. Otherwise (the slow path) the lane takes `debt + chunk` from the container
+//! bucket, where debt is allowed: the launch proceeds when the container bucket had tokens
+//! *before* the charge, so a 50 ms kernel is never starved (and every long kernel goes
+//! through the container bucket: a lane never lends). When the container bucket is empty
+//! too, the thread sleeps about
 //! `debt / rate` (clamped to [50 µs, 5 ms]) and tries again. Nothing here ever refuses a
 //! launch; the caller bounds the total wait.
 //!
@@ -56,6 +58,8 @@ pub struct Lane {
     pub local: AtomicI64,
     /// Tokens taken from the container bucket since the lane was created.
     pub grabbed: AtomicI64,
+    /// Charges of launches still waiting in the slow path (not launched yet).
+    pub pending: AtomicI64,
 }
 
 impl Lane {
@@ -66,12 +70,16 @@ impl Lane {
             cost: AtomicI64::new(initial_cost),
             local: AtomicI64::new(0),
             grabbed: AtomicI64::new(0),
+            pending: AtomicI64::new(0),
         }
     }
 
-    /// Tokens this process has been charged so far (ns of estimated device time).
+    /// Tokens this process has been charged so far for launches that went to the driver
+    /// (ns of estimated device time).
     pub fn consumed(&self) -> i64 {
-        self.grabbed.load(Ordering::Acquire) - self.local.load(Ordering::Acquire)
+        self.grabbed.load(Ordering::Acquire)
+            - self.local.load(Ordering::Acquire)
+            - self.pending.load(Ordering::Acquire)
     }
 }
 
@@ -80,7 +88,7 @@ impl Lane {
 #[inline(always)]
 pub fn try_fast(lane: &Lane) -> bool {
     let cost = lane.cost.load(Ordering::Relaxed);
-    lane.local.fetch_sub(cost, Ordering::Relaxed) > 0
+    lane.local.fetch_sub(cost, Ordering::Relaxed) >= cost
 }
 
 fn mul_div(a: u64, b: u64, c: u64) -> u64 {
@@ -118,12 +126,39 @@ pub fn refill(dev: &DeviceExt, now: u64) {
     let add = if last == 0 {
         cap
     } else {
-        mul_div(now - last, dev.refill_rate.load(Ordering::Relaxed), 1_000_000_000) as i64
+        mul_div(
+            now - last,
+            dev.refill_rate.load(Ordering::Relaxed),
+            1_000_000_000,
+        ) as i64
     };
     let _ = dev
         .tokens
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
-            Some(if t >= cap { t } else { t.saturating_add(add).min(cap) })
+            Some(if t >= cap {
+                t
+            } else {
+                t.saturating_add(add).min(cap)
+            })
+        });
+}
+
+/// Charges (`ns > 0`) or credits (`ns < 0`) the container bucket after the fact (the
+/// controller's reconciliation); a credit never fills it past its capacity.
+pub fn settle(dev: &DeviceExt, ns: i64) {
+    if ns >= 0 {
+        dev.tokens.fetch_sub(ns, Ordering::AcqRel);
+        return;
+    }
+    let cap = dev.bucket_capacity.load(Ordering::Relaxed).max(1);
+    let _ = dev
+        .tokens
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+            Some(if t >= cap {
+                t
+            } else {
+                t.saturating_sub(ns).min(cap)
+            })
         });
 }
 
@@ -131,7 +166,7 @@ pub fn refill(dev: &DeviceExt, now: u64) {
 pub fn acquire_step(lane: &Lane, dev: &DeviceExt, now: u64) -> Step {
     refill(dev, now);
     let local = lane.local.load(Ordering::Acquire);
-    if local > 0 {
+    if local >= 0 {
         // Another thread of this process took a chunk meanwhile.
         return Step::Go;
     }
@@ -159,38 +194,45 @@ mod tests {
     }
 
     #[test]
-    fn fast_path_spends_local_tokens_and_allows_debt() {
+    fn fast_path_spends_local_tokens_and_the_container_allows_debt() {
         let region = device();
         let dev = &region.ext.devices[0];
-        set_rate(dev, 300_000_000); // 30 %
-        let lane = Lane::new(1_000_000);
-        // Empty lane: the first launch goes to the slow path; the bucket starts full.
+        set_rate(dev, 300_000_000); // 30 %: chunk 0.3 ms, capacity 6 ms
+        let lane = Lane::new(100_000); // 100 us kernels
+                                       // Empty lane: the first launch goes to the slow path; the bucket starts full.
         assert!(!try_fast(&lane));
         assert_eq!(acquire_step(&lane, dev, 1_000), Step::Go);
-        // The lane now holds one chunk (0.3 ms) beyond the 1 ms debt it had.
         assert_eq!(lane.local.load(Ordering::Relaxed), 300_000);
-        // A 1 ms launch on 0.3 ms of local tokens proceeds (debt allowed)...
-        assert!(try_fast(&lane));
-        // ...and the next one does not (its charge stays: it proceeds after the slow path).
+        assert_eq!(dev.tokens.load(Ordering::Relaxed), 6_000_000 - 400_000);
+        // Three more launches are covered by the lane; the fourth is not.
+        assert!(try_fast(&lane) && try_fast(&lane) && try_fast(&lane));
         assert!(!try_fast(&lane));
-        assert_eq!(lane.consumed(), 3_000_000);
+        // Its charge stays (it proceeds after the slow path): 5 launches charged.
+        assert_eq!(lane.consumed(), 500_000);
     }
 
     #[test]
     fn empty_bucket_waits_about_debt_over_rate_clamped() {
         let region = device();
         let dev = &region.ext.devices[0];
-        set_rate(dev, 100_000_000); // 10 %: capacity 2 ms
+        set_rate(dev, 100_000_000); // 10 %: capacity 2 ms, chunk 0.1 ms
         let lane = Lane::new(50_000_000); // a 50 ms kernel
         let t0 = 1_000_000_000;
         assert!(!try_fast(&lane));
-        assert_eq!(acquire_step(&lane, dev, t0), Step::Go, "full bucket: the long kernel goes");
-        assert!(try_fast(&lane), "the lane still held a chunk: debt");
+        assert_eq!(
+            acquire_step(&lane, dev, t0),
+            Step::Go,
+            "full bucket: the long kernel goes"
+        );
+        assert_eq!(dev.tokens.load(Ordering::Relaxed), 2_000_000 - 50_100_000);
+        // The lane never lends: the next long kernel goes to the container bucket...
         assert!(!try_fast(&lane));
-        // The bucket is ~48 ms in debt: 480 ms at 10 %, clamped to one 5 ms sleep.
+        // ...which is ~48 ms in debt: 481 ms at 10 %, clamped to one 5 ms sleep.
         assert_eq!(acquire_step(&lane, dev, t0 + 1), Step::Wait(MAX_WAIT_NS));
-        // Time passes: still in debt until ~480 ms, then it proceeds.
-        assert!(matches!(acquire_step(&lane, dev, t0 + 400_000_000), Step::Wait(_)));
+        assert!(matches!(
+            acquire_step(&lane, dev, t0 + 400_000_000),
+            Step::Wait(_)
+        ));
         assert_eq!(acquire_step(&lane, dev, t0 + 500_000_000), Step::Go);
     }
 
@@ -204,6 +246,18 @@ mod tests {
         let lane = Lane::new(1_000);
         assert!(!try_fast(&lane));
         assert_eq!(acquire_step(&lane, dev, 10), Step::Wait(MIN_WAIT_NS));
+    }
+
+    #[test]
+    fn credits_never_overfill() {
+        let region = device();
+        let dev = &region.ext.devices[0];
+        set_rate(dev, 500_000_000); // capacity 10 ms
+        dev.tokens.store(-3_000_000, Ordering::Relaxed);
+        settle(dev, 2_000_000);
+        assert_eq!(dev.tokens.load(Ordering::Relaxed), -5_000_000);
+        settle(dev, -100_000_000);
+        assert_eq!(dev.tokens.load(Ordering::Relaxed), 10_000_000);
     }
 
     #[test]

@@ -28,10 +28,18 @@ use std::collections::VecDeque;
 
 /// Watcher period.
 pub const TICK_NS: u64 = 100_000_000;
-/// Measurement window, in ticks (400 ms: NVML's 1 % resolution is 4 ms of busy time).
+/// Measurement window, in ticks (400 ms: NVML's 1 % resolution of a tick is 1 ms of busy
+/// time, and the window sums four of them)...
 pub const WINDOW_TICKS: usize = 4;
-/// Cost assumed before the first measurement: 1 ms per launch.
-pub const INITIAL_COST_NS: i64 = 1_000_000;
+/// ...stretched up to this many ticks until it holds at least [`MIN_LAUNCHES`] launches.
+pub const MAX_WINDOW_TICKS: usize = 20;
+pub const MIN_LAUNCHES: f64 = 20.0;
+/// Device busy above this fraction of the window counts as saturated.
+pub const SATURATED: f64 = 0.95;
+/// Cost assumed before the first measurement: 50 ms per launch, the longest kernel we
+/// promise to handle, so that a new process never floods the device queue before it has
+/// measured its kernels (short kernels reach their share after a few ticks instead).
+pub const INITIAL_COST_NS: i64 = 50_000_000;
 pub const MIN_COST_NS: i64 = 1;
 pub const MAX_COST_NS: i64 = 1_000_000_000;
 /// Integral gain, per second of relative error.
@@ -49,6 +57,10 @@ pub trait UtilSource {
     fn since(&mut self, since_real_us: u64) -> Option<Vec<(u32, u32)>>;
 }
 
+fn tick_ns_of(a_us: u64, b_us: u64) -> f64 {
+    b_us.saturating_sub(a_us) as f64 * 1e3
+}
+
 /// Mean utilization of `pid` over its samples (real NVML may return several per pid).
 fn pct_of(samples: &[(u32, u32)], pid: u32) -> Option<f64> {
     let (n, sum) = samples
@@ -63,6 +75,11 @@ struct Record {
     real_us: u64,
     /// Launches since the previous record.
     launches: f64,
+    /// Busy ns of this process, and of the whole container, since the previous record.
+    my_busy: f64,
+    container_busy: f64,
+    /// Busy ns of the whole device (every pid) since the previous record.
+    device_busy: f64,
     /// The container's `throttled_launches` at this record.
     throttled: u64,
 }
@@ -93,11 +110,21 @@ pub struct TickIn<'a> {
 /// What one tick decided.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct TickOut {
+    /// New cost estimate for the lane.
     pub cost: Option<i64>,
+    /// Device time this process used beyond what it was charged in the last tick: to be
+    /// taken from the container bucket now (negative: over-charged, given back).
+    pub extra_charge: Option<i64>,
+    /// New refill multiplier (leader only).
     pub k: Option<f64>,
     /// The container's measured share over the window (leader only).
     pub share: Option<f64>,
 }
+
+/// An unpaid balance below this is left alone (NVML's rounding is noise).
+pub const RECONCILE_SLACK_NS: f64 = 5_000_000.0;
+/// Over-payment carried forward at most (kernels charged but still queued).
+pub const MAX_CREDIT_NS: f64 = 500_000_000.0;
 
 /// One process's controller for one device.
 #[derive(Debug, Default)]
@@ -105,6 +132,8 @@ pub struct LaneController {
     records: VecDeque<Record>,
     last_consumed: Option<i64>,
     measured: u32,
+    /// Device time used minus charged, ns (see `tick`).
+    balance: f64,
 }
 
 impl LaneController {
@@ -118,62 +147,124 @@ impl LaneController {
     }
 
     pub fn tick(&mut self, inp: &TickIn<'_>, util: &mut dyn UtilSource) -> TickOut {
-        let charged = inp.consumed - self.last_consumed.unwrap_or(inp.consumed);
+        let charged = (inp.consumed - self.last_consumed.unwrap_or(inp.consumed)).max(0);
         self.last_consumed = Some(inp.consumed);
-        let launches = charged.max(0) as f64 / inp.cost.max(1) as f64;
+        let mut out = TickOut::default();
+        let prev = self.records.back().copied();
+        // This tick's busy time per pid (one query per tick: the window's sums are more
+        // precise than one long query, NVML's resolution being 1 % of the window).
+        let (my_busy, container_busy, device_busy, ok) = match prev {
+            Some(p) if inp.real_us > p.real_us + 1_000 => match util.since(p.real_us) {
+                Some(samples) => {
+                    let ns = (inp.real_us - p.real_us) as f64 * 1e3;
+                    let busy = |pid| pct_of(&samples, pid).unwrap_or(0.0) / 100.0 * ns;
+                    let c: f64 = inp.container_pids.iter().map(|&pid| busy(pid)).sum();
+                    let mut pids: Vec<u32> = samples.iter().map(|s| s.0).collect();
+                    pids.sort_unstable();
+                    pids.dedup();
+                    let d: f64 = pids.iter().map(|&pid| busy(pid)).sum();
+                    (busy(inp.my_pid), c, d, true)
+                }
+                None => (0.0, 0.0, 0.0, false),
+            },
+            _ => (0.0, 0.0, 0.0, false),
+        };
+        if !ok {
+            // No usable measurement: start the history again from here.
+            self.records.clear();
+        }
         self.records.push_back(Record {
             real_us: inp.real_us,
-            launches,
+            launches: charged as f64 / inp.cost.max(1) as f64,
+            my_busy,
+            container_busy,
+            device_busy,
             throttled: inp.throttled,
         });
-        while self.records.len() > WINDOW_TICKS + 1 {
+        while self.records.len() > MAX_WINDOW_TICKS + 1 {
             self.records.pop_front();
         }
-        let mut out = TickOut::default();
-        let Some(start) = self.records.front().copied() else {
-            return out;
-        };
-        if self.records.len() < 2 || inp.real_us < start.real_us + 1_000 {
-            return out;
-        }
-        let window_ns = (inp.real_us - start.real_us) as f64 * 1e3;
-        let launches: f64 = self.records.iter().skip(1).map(|r| r.launches).sum();
-        let Some(samples) = util.since(start.real_us) else {
+        let (Some(prev), true) = (prev, ok) else {
             return out;
         };
 
+        // Reconcile: the running balance of device time used but not charged (kernels run
+        // after their launch was charged, so a single tick says little; the balance does).
+        let tick_ns = (inp.real_us - prev.real_us) as f64 * 1e3;
+        self.balance = (self.balance + my_busy - charged as f64).max(-MAX_CREDIT_NS);
+        if self.balance > RECONCILE_SLACK_NS {
+            out.extra_charge = Some(self.balance as i64);
+            self.balance = 0.0;
+        }
+
+        // The window: the last WINDOW_TICKS ticks, longer (up to MAX_WINDOW_TICKS) until it
+        // holds MIN_LAUNCHES launches, so that long kernels are measured over enough of
+        // them.
+        let n = self.records.len();
+        let mut first = n - 1;
+        let mut seen = 0.0;
+        while first > 0 && (n - first <= WINDOW_TICKS || seen < MIN_LAUNCHES) {
+            seen += self.records[first].launches;
+            first -= 1;
+        }
+        let start = self.records[first];
+        let window_ns = (inp.real_us - start.real_us) as f64 * 1e3;
+        let recent = || self.records.iter().skip(first + 1);
+        let launches: f64 = recent().map(|r| r.launches).sum();
+        let busy: f64 = recent().map(|r| r.my_busy).sum();
+        // A saturated device may hold a backlog of our kernels: then busy lags launches
+        // and `busy / launches` under-states the cost. On an unsaturated device (work-
+        // conserving: a waiting kernel would keep it busy) there is no backlog.
+        let saturated = recent().map(|r| r.device_busy).sum::<f64>() >= SATURATED * window_ns
+            || device_busy >= SATURATED * tick_ns_of(prev.real_us, inp.real_us);
         if launches >= 1.0 {
             let cost = inp.cost.max(1) as f64;
-            let ratio = match pct_of(&samples, inp.my_pid) {
-                Some(p) if p > 0.0 => Some(p / 100.0 * window_ns / launches / cost),
+            let ratio = if busy > 0.0 {
+                Some(busy / launches / cost)
+            } else if saturated {
+                // Our kernels may all be queued: no information.
+                None
+            } else {
                 // Below NVML's resolution: only an upper bound.
-                _ => Some(0.005 * window_ns / launches / cost).filter(|&r| r < 1.0),
+                Some(0.005 * window_ns / launches / cost).filter(|&r| r < 1.0)
             };
             if let Some(ratio) = ratio {
-                let factor = if self.measured == 0 {
-                    ratio.clamp(1.0 / 64.0, 64.0)
+                let first = self.measured == 0;
+                let trusted = ratio >= 1.0 || !saturated;
+                let factor = if first {
+                    ratio.clamp(1.0 / 256.0, 64.0)
+                } else if ratio > 1.5 && launches >= MIN_LAUNCHES {
+                    // Clearly under-charged (the application changed kernels): jump up.
+                    ratio.min(8.0)
+                } else if !trusted {
+                    // A saturated device may hold our backlog: never lower the cost.
+                    1.0
                 } else {
-                    ratio.clamp(1.0 / 8.0, 8.0).sqrt()
+                    // Halve the log-distance, lowering by at most 1/1.5 a tick: a backlog
+                    // makes `busy / launches` read low, and a cost that fell too far would
+                    // let the backlog grow.
+                    ratio.sqrt().max(1.0 / 1.5)
                 };
                 self.measured += 1;
                 let next = (cost * factor).round() as i64;
                 out.cost = Some(next.clamp(MIN_COST_NS, MAX_COST_NS));
+                // The start-up guess over-charged the first launches (their kernels have
+                // run, unless the device is saturated): give the difference back rather
+                // than make the container repay a debt that was never device time.
+                if first && factor < 1.0 / 1.5 && !saturated && self.balance < -RECONCILE_SLACK_NS {
+                    out.extra_charge = Some(self.balance as i64);
+                    self.balance = 0.0;
+                }
             }
         }
 
         if inp.leader && inp.target > 0.0 {
-            let g: f64 = inp
-                .container_pids
-                .iter()
-                .filter_map(|&pid| pct_of(&samples, pid))
-                .sum::<f64>()
-                / 100.0;
+            let g = recent().map(|r| r.container_busy).sum::<f64>() / window_ns;
             out.share = Some(g);
             let e = (inp.target - g) / inp.target;
             let constrained = inp.throttled > start.throttled || g > inp.target;
             if constrained && e.abs() < INTEGRAL_BAND {
-                let prev = self.records[self.records.len() - 2].real_us;
-                let dt = (inp.real_us - prev) as f64 / 1e6;
+                let dt = tick_ns / 1e9;
                 let k = (inp.k * (1.0 + KI * e * dt.min(1.0))).clamp(K_MIN, K_MAX);
                 out.k = Some(k);
             }
@@ -193,7 +284,13 @@ mod tests {
         }
     }
 
-    fn tick(c: &mut LaneController, t_ms: u64, consumed: i64, cost: i64, util: &mut Fixed) -> TickOut {
+    fn tick(
+        c: &mut LaneController,
+        t_ms: u64,
+        consumed: i64,
+        cost: i64,
+        util: &mut Fixed,
+    ) -> TickOut {
         c.tick(
             &TickIn {
                 real_us: 1_000_000_000 + t_ms * 1000,
@@ -211,18 +308,35 @@ mod tests {
     }
 
     #[test]
-    fn first_measurement_jumps_then_moves_half_the_log_distance() {
+    fn cost_jumps_when_far_and_the_balance_is_reconciled() {
         let mut c = LaneController::new();
         // 100 launches charged at 1 ms in 100 ms while the pid was 30 % busy: 300 us each.
         let mut u = Fixed(vec![(7, 30)]);
-        assert_eq!(tick(&mut c, 0, 0, 1_000_000, &mut u).cost, None);
+        assert_eq!(tick(&mut c, 0, 0, 1_000_000, &mut u), TickOut::default());
         let out = tick(&mut c, 100, 100_000_000, 1_000_000, &mut u);
         assert_eq!(out.cost, Some(300_000));
-        // Next: the estimate says 300 us but the pid shows 4x that: move x2 (sqrt 4).
-        let mut u = Fixed(vec![(7, 60)]);
-        let out = tick(&mut c, 200, 100_000_000 + 100 * 300_000, 300_000, &mut u);
-        // window 200 ms, launches 200, busy 120 ms: 600 us = 2x; sqrt -> x1.414
-        assert_eq!(out.cost, Some(424_264));
+        // A clear over-estimate: the 70 ms charged beyond the device time are given back.
+        assert_eq!(out.extra_charge, Some(-70_000_000));
+        // Next: 100 launches charged at 300 us (30 ms) while the pid was 90 % busy: the
+        // window (200 ms) says 600 us per launch, 2x: far, so it jumps; and the 60 ms used
+        // beyond what was charged are charged now.
+        let mut u = Fixed(vec![(7, 90)]);
+        let out = tick(&mut c, 200, 130_000_000, 300_000, &mut u);
+        assert_eq!(out.cost, Some(600_000));
+        assert_eq!(out.extra_charge, Some(60_000_000));
+        // Close to the measurement: half the log-distance.
+        let mut u = Fixed(vec![(7, 72)]);
+        // window 300 ms: 300 launches, 30 + 90 + 72 = 192 ms: 640 us, ratio 1.067
+        let out = tick(&mut c, 300, 190_000_000, 600_000, &mut u);
+        assert_eq!(
+            out.cost,
+            Some((600_000.0 * (640.0f64 / 600.0).sqrt()).round() as i64)
+        );
+        assert_eq!(
+            out.extra_charge,
+            Some(12_000_000),
+            "72 ms used, 60 ms charged"
+        );
     }
 
     #[test]
@@ -230,14 +344,26 @@ mod tests {
         let mut c = LaneController::new();
         let mut u = Fixed(vec![]);
         tick(&mut c, 0, 0, 1_000_000, &mut u);
-        // 36 launches, nothing measurable: cost <= 0.5 % of 100 ms / 36 = 13.9 us;
-        // the first jump is limited to /64.
+        // 36 launches, nothing measurable: cost <= 0.5 % of 100 ms / 36 = 13.9 us.
         let out = tick(&mut c, 100, 36_000_000, 1_000_000, &mut u);
-        assert_eq!(out.cost, Some(15_625));
+        assert_eq!(out.cost, Some(13_889));
         // With a cost already below the bound, nothing changes.
         let mut c = LaneController::new();
         tick(&mut c, 0, 0, 10, &mut u);
         assert_eq!(tick(&mut c, 100, 360, 10, &mut u).cost, None);
+    }
+
+    #[test]
+    fn long_kernels_widen_the_window() {
+        let mut c = LaneController::new();
+        let mut u = Fixed(vec![(7, 50)]);
+        tick(&mut c, 0, 0, 50_000_000, &mut u);
+        // One 50 ms launch per tick: the window grows past 4 ticks until 20 launches.
+        for t in 1..=30u64 {
+            let out = tick(&mut c, t * 100, t as i64 * 50_000_000, 50_000_000, &mut u);
+            assert_eq!(out.cost.unwrap_or(50_000_000), 50_000_000);
+        }
+        assert_eq!(c.records.len(), MAX_WINDOW_TICKS + 1);
     }
 
     #[test]

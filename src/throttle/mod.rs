@@ -48,8 +48,7 @@ const POLICY_FORCE: u8 = 1;
 const POLICY_DISABLE: u8 = 2;
 
 /// This process's lanes, by container device index.
-static LANES: [Lane; MAX_DEVICES] =
-    [const { Lane::new(controller::INITIAL_COST_NS) }; MAX_DEVICES];
+static LANES: [Lane; MAX_DEVICES] = [const { Lane::new(controller::INITIAL_COST_NS) }; MAX_DEVICES];
 
 /// Longest a single launch is held for the monitor: a monitor that died while holding
 /// must not stall the application forever.
@@ -175,6 +174,9 @@ fn capped_wait(lane: &Lane) {
     };
     let start = now_mono_ns();
     let mut slept = false;
+    // Not launched yet: the controller must not count it before it is.
+    let cost = lane.cost.load(Ordering::Relaxed);
+    lane.pending.fetch_add(cost, Ordering::AcqRel);
     loop {
         if !lane.active.load(Ordering::Relaxed) {
             break;
@@ -198,6 +200,7 @@ fn capped_wait(lane: &Lane) {
             }
         }
     }
+    lane.pending.fetch_sub(cost, Ordering::AcqRel);
     if slept {
         dev.throttled_launches.fetch_add(1, Ordering::Relaxed);
         dev.throttle_wait_ns
@@ -258,6 +261,12 @@ fn nvml_handle(region: &Region, dev: usize) -> Option<usize> {
     (rc == cuda_headers::bindings::NVML_SUCCESS && !h.is_null()).then_some(h as usize)
 }
 
+/// Sets the gate from the region now (at initialisation, before the first launch).
+pub fn open_gate(sr: &crate::shared_region::SharedRegion) {
+    let map: [Option<usize>; MAX_DEVICES] = std::array::from_fn(|i| sr.region_device(i));
+    update_gate(sr.region(), &map, policy());
+}
+
 /// One watcher tick (see the module docs).
 pub fn watcher_tick(sr: &crate::shared_region::SharedRegion) {
     let region = sr.region();
@@ -299,7 +308,11 @@ fn update_gate(region: &Region, map: &[Option<usize>; MAX_DEVICES], policy: Core
     }
     let mapped: Vec<usize> = (0..MAX_DEVICES).filter(|&i| map[i].is_some()).collect();
     ROUTE.store(
-        if mapped.len() == 1 { mapped[0] } else { ROUTE_BY_CONTEXT },
+        if mapped.len() == 1 {
+            mapped[0]
+        } else {
+            ROUTE_BY_CONTEXT
+        },
         Ordering::Relaxed,
     );
     THROTTLE_ACTIVE.store(hold || any, Ordering::Relaxed);
@@ -362,7 +375,9 @@ fn run_controllers(sr: &crate::shared_region::SharedRegion, map: &[Option<usize>
             st.controllers[i].reset();
             continue;
         }
-        let Ok(ext) = region.device(dev) else { continue };
+        let Ok(ext) = region.device(dev) else {
+            continue;
+        };
         if st.nvml[i].is_none() {
             st.nvml[i] = nvml_handle(region, dev);
         }
@@ -390,6 +405,9 @@ fn run_controllers(sr: &crate::shared_region::SharedRegion, map: &[Option<usize>
         if let Some(k) = out.k {
             bucket::set_rate(ext, (k * base) as u64);
         }
+        if let Some(extra) = out.extra_charge {
+            bucket::settle(ext, extra);
+        }
         if let Some(g) = out.share {
             crate::vlog!(
                 crate::log::DEBUG,
@@ -416,9 +434,15 @@ mod tests {
         for sm in [0, 100] {
             assert!(!cap_in_force(CorePolicy::Force, 1, sm), "{sm} % is no cap");
         }
-        assert!(cap_in_force(CorePolicy::Force, 0, 30), "force: also when alone");
+        assert!(
+            cap_in_force(CorePolicy::Force, 0, 30),
+            "force: also when alone"
+        );
         assert!(cap_in_force(CorePolicy::Default, 1, 30));
-        assert!(!cap_in_force(CorePolicy::Default, 0, 30), "default follows the switch");
+        assert!(
+            !cap_in_force(CorePolicy::Default, 0, 30),
+            "default follows the switch"
+        );
         assert!(!cap_in_force(CorePolicy::Disable, 1, 30));
     }
 
@@ -429,7 +453,10 @@ mod tests {
         shm_layout::init(&region, &shm_layout::InitParams::default()).unwrap();
         let mut map = [None; MAX_DEVICES];
         // Hold, no capped device.
-        region.v1.recent_kernel.store(RECENT_KERNEL_HOLD, Ordering::Relaxed);
+        region
+            .v1
+            .recent_kernel
+            .store(RECENT_KERNEL_HOLD, Ordering::Relaxed);
         LAUNCHED.store(true, Ordering::Relaxed);
         assert!(!update_gate(&region, &map, CorePolicy::Force));
         publish_activity(&region);
@@ -439,7 +466,10 @@ mod tests {
         region.v1.recent_kernel.store(0, Ordering::Relaxed);
         assert!(!update_gate(&region, &map, CorePolicy::Force));
         assert!(!THROTTLE_ACTIVE.load(Ordering::Relaxed));
-        assert_eq!(utilization_switch(&region), shm_layout::UTILIZATION_SWITCH_INIT);
+        assert_eq!(
+            utilization_switch(&region),
+            shm_layout::UTILIZATION_SWITCH_INIT
+        );
 
         // A capped device: the gate opens, the bucket gets its rate, the route is direct.
         let dev = region.register_device("GPU-test", 0, 30).unwrap();
@@ -461,9 +491,16 @@ mod tests {
         map[1] = Some(region.register_device("GPU-test-2", 0, 0).unwrap());
         assert!(update_gate(&region, &map, CorePolicy::Force));
         assert_eq!(ROUTE.load(Ordering::Relaxed), ROUTE_BY_CONTEXT);
-        assert!(!LANES[1].active.load(Ordering::Relaxed), "no limit on device 1");
+        assert!(
+            !LANES[1].active.load(Ordering::Relaxed),
+            "no limit on device 1"
+        );
         // Leave the process-wide gate closed for other tests.
-        assert!(!update_gate(&region, &[None; MAX_DEVICES], CorePolicy::Force));
+        assert!(!update_gate(
+            &region,
+            &[None; MAX_DEVICES],
+            CorePolicy::Force
+        ));
         assert!(!THROTTLE_ACTIVE.load(Ordering::Relaxed));
     }
 }
