@@ -336,8 +336,10 @@ fn visible_devices_select_the_limit_of_the_device_they_name() {
     assert_eq!(out.kv().u64("total"), 2 * GIB, "{}", out.describe());
 }
 
-#[test]
-fn caching_allocator_pattern_through_cuda_bindings_is_capped_exactly() {
+/// cuda-bindings resolves every entry point with `cuGetProcAddress_v2` (flags 0 at the
+/// version each function was introduced, or flag 2 for stream APIs when per-thread default
+/// streams are asked for).
+fn caching_allocator_pattern(per_thread_default_stream: bool) {
     let Some(python) = testkit::require_venv("caching_allocator_pattern_through_cuda_bindings")
     else {
         return;
@@ -347,6 +349,9 @@ fn caching_allocator_pattern_through_cuda_bindings_is_capped_exactly() {
     let script = testkit::workspace_root().join("tests/python/caching_allocator.py");
     let mut c = sim.command(python);
     c.env("LD_PRELOAD", libvgpu()).arg(script).arg("256");
+    if per_thread_default_stream {
+        c.env("CUDA_PYTHON_CUDA_PER_THREAD_DEFAULT_STREAM", "1");
+    }
     let out = run_default(&mut c);
     out.assert_success("caching allocator over cuda-bindings");
     let kv = out.kv();
@@ -375,4 +380,14 @@ fn caching_allocator_pattern_through_cuda_bindings_is_capped_exactly() {
     );
     assert_eq!(kv.i64("async_over_rc"), 2, "{why}");
     assert_eq!(kv.u64("free_end"), slice - ctx, "{why}");
+}
+
+#[test]
+fn caching_allocator_pattern_through_cuda_bindings_is_capped_exactly() {
+    caching_allocator_pattern(false);
+}
+
+#[test]
+fn caching_allocator_pattern_with_per_thread_default_streams_is_capped_exactly() {
+    caching_allocator_pattern(true);
 }
