@@ -10,7 +10,9 @@
 //! within 2 points of the target).
 //!
 //! Run (after `cargo build --workspace --release`):
-//!     cargo run --release --example cap_accuracy [-- --quick] [--seconds S]
+//!     cargo run --release --example cap_accuracy [-- --quick] [--seconds S] [--only A,B]
+//! (`--only`: scenarios whose name contains one of the comma-separated parts, e.g.
+//! `--only p4,two-k1000`.)
 //! Writes `target/cap_accuracy/{results.csv,results.md,series.csv}`; `series.csv` feeds
 //! `scripts/plot-share.py`.
 
@@ -244,6 +246,12 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(4.0);
+    let only: Vec<String> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
     let out_dir = profile_dir().parent().expect("target").join("cap_accuracy");
     std::fs::create_dir_all(&out_dir).expect("output dir");
     let work = std::env::temp_dir().join(format!("vgpu-cap-accuracy-{}", std::process::id()));
@@ -274,6 +282,7 @@ fn main() {
         });
     }
 
+    scenarios.retain(|s| only.is_empty() || only.iter().any(|o| s.name.contains(o.as_str())));
     let mut csv =
         String::from("scenario,kernel_us,container,target,processes,mean,std,settle_s,ok\n");
     let mut md = String::from(

@@ -110,7 +110,10 @@ pub struct DeviceExt {
     pub refill_rate: AtomicU64,
     /// Token-bucket capacity (burst), tokens.
     pub bucket_capacity: AtomicI64,
-    pub(crate) _reserved0: [AtomicU64; 3],
+    pub(crate) _reserved0: [AtomicU64; 2],
+    /// Compute throttle: the container's latest calibrated device time per launch (ns), the
+    /// starting estimate of a process that has not measured its own yet; 0 = none yet.
+    pub cost_hint_ns: AtomicI64,
     // Line 1: memory ledger, hot on allocation.
     /// Bytes charged on this device by all processes of the container. Never exceeds
     /// `limit_bytes` when that is non-zero.

@@ -93,6 +93,7 @@ def read_ext(buf, size, device_count, slot_indices):
             "sm_limit": u64(buf, r + 16),
             "refill_rate": u64(buf, r + 24),
             "bucket_capacity": i64(buf, r + 32),
+            "cost_hint_ns": i64(buf, r + 56),
             "reserved_bytes": u64(buf, r + 64),
             "peak_reserved_bytes": u64(buf, r + 72),
             "reserve_failures": u64(buf, r + 80),

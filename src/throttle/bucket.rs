@@ -162,6 +162,20 @@ pub fn settle(dev: &DeviceExt, ns: i64) {
         });
 }
 
+/// Re-prices a launch that is still waiting in the slow path (charged `*charged` to its
+/// lane, `pending` holding it) at the lane's current cost: the watcher may have calibrated
+/// the cost meanwhile (the first measurement of a new process, or the container's hint), and
+/// a launch that waited behind the start-up guess must not then pay that guess. `consumed()`
+/// is unchanged.
+pub fn reprice(lane: &Lane, charged: &mut i64) {
+    let cost = lane.cost.load(Ordering::Relaxed);
+    if cost != *charged {
+        lane.local.fetch_add(*charged - cost, Ordering::AcqRel);
+        lane.pending.fetch_add(cost - *charged, Ordering::AcqRel);
+        *charged = cost;
+    }
+}
+
 /// One step of the slow path, after the launch's charge left its lane without tokens.
 pub fn acquire_step(lane: &Lane, dev: &DeviceExt, now: u64) -> Step {
     refill(dev, now);
@@ -246,6 +260,32 @@ mod tests {
         let lane = Lane::new(1_000);
         assert!(!try_fast(&lane));
         assert_eq!(acquire_step(&lane, dev, 10), Step::Wait(MIN_WAIT_NS));
+    }
+
+    #[test]
+    fn a_waiting_launch_is_repriced_at_the_calibrated_cost() {
+        let region = device();
+        let dev = &region.ext.devices[0];
+        set_rate(dev, 100_000_000); // 10 %: capacity 2 ms
+        dev.last_refill_ns.store(1, Ordering::Relaxed);
+        dev.tokens.store(-48_000_000, Ordering::Relaxed); // another process's first launch
+        let lane = Lane::new(50_000_000);
+        assert!(!try_fast(&lane));
+        let mut charged = lane.cost.load(Ordering::Relaxed);
+        lane.pending.fetch_add(charged, Ordering::Relaxed);
+        assert!(matches!(acquire_step(&lane, dev, 1), Step::Wait(_)));
+        assert_eq!(lane.consumed(), 0);
+        // The watcher calibrates (or takes the container's hint): 100 us per launch.
+        lane.cost.store(100_000, Ordering::Relaxed);
+        dev.tokens.store(1_000_000, Ordering::Relaxed);
+        reprice(&lane, &mut charged);
+        assert_eq!(charged, 100_000);
+        assert_eq!(lane.consumed(), 0, "still not launched");
+        assert_eq!(acquire_step(&lane, dev, 1), Step::Go);
+        lane.pending.fetch_sub(charged, Ordering::Relaxed);
+        // It paid 100 us (plus the chunk it keeps), not the 50 ms guess.
+        assert_eq!(lane.consumed(), 100_000);
+        assert_eq!(dev.tokens.load(Ordering::Relaxed), 1_000_000 - 200_000);
     }
 
     #[test]

@@ -36,9 +36,11 @@ pub const MAX_WINDOW_TICKS: usize = 20;
 pub const MIN_LAUNCHES: f64 = 20.0;
 /// Device busy above this fraction of the window counts as saturated.
 pub const SATURATED: f64 = 0.95;
-/// Cost assumed before the first measurement: 50 ms per launch, the longest kernel we
-/// promise to handle, so that a new process never floods the device queue before it has
-/// measured its kernels (short kernels reach their share after a few ticks instead).
+/// Cost assumed before the first measurement when the container has no cost hint yet
+/// (`DeviceExt::cost_hint_ns`, see `apply_tick` in the parent module): 50 ms per launch,
+/// the longest kernel we promise to handle, so that a new process never floods the device
+/// queue before anything is measured (short kernels reach their share after a tick or two;
+/// the launches that waited behind the guess are re-priced, `bucket::reprice`).
 pub const INITIAL_COST_NS: i64 = 50_000_000;
 pub const MIN_COST_NS: i64 = 1;
 pub const MAX_COST_NS: i64 = 1_000_000_000;
@@ -139,6 +141,11 @@ pub struct LaneController {
 impl LaneController {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Whether this process has measured its own cost yet.
+    pub fn calibrated(&self) -> bool {
+        self.measured > 0
     }
 
     /// Forgets the history (the cap was lifted, or the lane changed device).

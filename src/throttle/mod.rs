@@ -175,12 +175,13 @@ fn capped_wait(lane: &Lane) {
     let start = now_mono_ns();
     let mut slept = false;
     // Not launched yet: the controller must not count it before it is.
-    let cost = lane.cost.load(Ordering::Relaxed);
+    let mut cost = lane.cost.load(Ordering::Relaxed);
     lane.pending.fetch_add(cost, Ordering::AcqRel);
     loop {
         if !lane.active.load(Ordering::Relaxed) {
             break;
         }
+        bucket::reprice(lane, &mut cost);
         let now = now_mono_ns();
         match bucket::acquire_step(lane, dev, now) {
             Step::Go => break,
@@ -399,15 +400,7 @@ fn run_controllers(sr: &crate::shared_region::SharedRegion, map: &[Option<usize>
             },
             &mut NvmlUtil(handle as cuda_headers::bindings::nvmlDevice_t),
         );
-        if let Some(c) = out.cost {
-            lane.cost.store(c, Ordering::Release);
-        }
-        if let Some(k) = out.k {
-            bucket::set_rate(ext, (k * base) as u64);
-        }
-        if let Some(extra) = out.extra_charge {
-            bucket::settle(ext, extra);
-        }
+        apply_tick(lane, ext, &out, st.controllers[i].calibrated(), base);
         if let Some(g) = out.share {
             crate::vlog!(
                 crate::log::DEBUG,
@@ -417,6 +410,38 @@ fn run_controllers(sr: &crate::shared_region::SharedRegion, map: &[Option<usize>
                 out.cost.unwrap_or(cost)
             );
         }
+    }
+}
+
+/// Applies what a controller tick decided to the lane and the container bucket, and shares
+/// the calibration: a process that measured publishes its cost as the container's hint
+/// (`DeviceExt::cost_hint_ns`); one that has not measured yet takes the hint, so that it
+/// starts from what its container's kernels cost instead of the 50 ms start-up guess (a
+/// launch of it still waiting is re-priced, `bucket::reprice`).
+fn apply_tick(
+    lane: &Lane,
+    ext: &shm_layout::DeviceExt,
+    out: &controller::TickOut,
+    calibrated: bool,
+    base: f64,
+) {
+    if let Some(c) = out.cost {
+        lane.cost.store(c, Ordering::Release);
+        ext.cost_hint_ns.store(c, Ordering::Relaxed);
+    } else if !calibrated {
+        let hint = ext.cost_hint_ns.load(Ordering::Relaxed);
+        if hint > 0 {
+            lane.cost.store(
+                hint.clamp(controller::MIN_COST_NS, controller::INITIAL_COST_NS),
+                Ordering::Release,
+            );
+        }
+    }
+    if let Some(k) = out.k {
+        bucket::set_rate(ext, (k * base) as u64);
+    }
+    if let Some(extra) = out.extra_charge {
+        bucket::settle(ext, extra);
     }
 }
 
