@@ -345,3 +345,36 @@ fn a_process_with_a_stricter_limit_tightens_the_container_and_says_so() {
     first.close_stdin();
     let _ = first.finish();
 }
+
+#[test]
+fn each_process_publishes_its_sm_utilization_for_the_monitor() {
+    // A process keeping the simulated GPU ~100 % busy with 1 ms kernels; within ~2 s its
+    // slot's sm_util (HAMi's device_util[d].sm_util, exported by the node monitor) says so.
+    let sim = machine()
+        .var("VGPU_SIM_KERNEL_NS", "1000000")
+        .var("CUDA_DEVICE_MEMORY_LIMIT", "1g");
+    let mut busy = {
+        let mut c = command(&sim, Style::Linked, true);
+        c.args(["launch-loop", "3000", "wait"]);
+        Child::spawn(&mut c, Duration::from_secs(60))
+    };
+    busy.wait_for_kv("ready", "1", Duration::from_secs(30));
+    busy.send_line("go");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let util = loop {
+        let util = if region_path(&sim).exists() {
+            inspect(&sim)
+                .at("processes/0/usage/0/sm_util")
+                .and_then(Json::as_u64)
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        if util > 50 || Instant::now() > deadline {
+            break util;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(util > 50, "sm_util published: {util}");
+    busy.kill9();
+}

@@ -215,9 +215,70 @@ fn capped_wait(lane: &Lane) {
 struct WatchState {
     controllers: [LaneController; MAX_DEVICES],
     nvml: [Option<usize>; MAX_DEVICES],
+    /// Per container device: when this process last published its `sm_util` (wall µs).
+    util_published_us: [u64; MAX_DEVICES],
 }
 
 static WATCH: Mutex<Option<WatchState>> = Mutex::new(None);
+
+impl WatchState {
+    fn new() -> WatchState {
+        WatchState {
+            controllers: std::array::from_fn(|_| LaneController::new()),
+            nvml: [None; MAX_DEVICES],
+            util_published_us: [0; MAX_DEVICES],
+        }
+    }
+}
+
+/// How often a process publishes its per-device `sm_util` for the node monitor.
+const SM_UTIL_PERIOD_US: u64 = 1_000_000;
+
+/// Publishes this process's SM utilization per device (HAMi's `device_util[d].sm_util`,
+/// which the node monitor exports) from the real NVML's per-process samples, once a second,
+/// capped or not. Needs the host pid (NVML's pid); without it nothing is published.
+fn publish_sm_util(sr: &crate::shared_region::SharedRegion, map: &[Option<usize>; MAX_DEVICES]) {
+    let region = sr.region();
+    let Some(slot) = sr.slot() else { return };
+    let host = region.v1.procs[slot].hostpid.load(Ordering::Relaxed);
+    if host <= 0 {
+        return;
+    }
+    let mut guard = WATCH.lock().unwrap_or_else(|e| e.into_inner());
+    let st = guard.get_or_insert_with(WatchState::new);
+    let now = now_real_us();
+    // Indexed by container device like the controllers (`st.nvml[i]` is map[i]'s handle).
+    for (i, dev) in map.iter().enumerate() {
+        let Some(dev) = *dev else { continue };
+        let since = st.util_published_us[i];
+        if now.saturating_sub(since) < SM_UTIL_PERIOD_US {
+            continue;
+        }
+        st.util_published_us[i] = now;
+        if st.nvml[i].is_none() {
+            st.nvml[i] = nvml_handle(region, dev);
+        }
+        let Some(handle) = st.nvml[i] else { continue };
+        let from = if since == 0 {
+            now - SM_UTIL_PERIOD_US
+        } else {
+            since
+        };
+        let Some(samples) = NvmlUtil(handle as cuda_headers::bindings::nvmlDevice_t).since(from)
+        else {
+            continue;
+        };
+        let util = samples
+            .iter()
+            .filter(|(pid, _)| *pid == host as u32)
+            .map(|(_, sm)| u64::from(*sm))
+            .max()
+            .unwrap_or(0);
+        region.v1.procs[slot].device_util[dev]
+            .sm_util
+            .store(util, Ordering::Relaxed);
+    }
+}
 
 /// The real NVML's view of one device's per-process utilization.
 struct NvmlUtil(cuda_headers::bindings::nvmlDevice_t);
@@ -274,6 +335,7 @@ pub fn watcher_tick(sr: &crate::shared_region::SharedRegion) {
     let map: [Option<usize>; MAX_DEVICES] = std::array::from_fn(|i| sr.region_device(i));
     let any_capped = update_gate(region, &map, policy());
     publish_activity(region);
+    publish_sm_util(sr, &map);
     if any_capped {
         run_controllers(sr, &map);
     }
@@ -358,10 +420,7 @@ fn container_pids(sr: &crate::shared_region::SharedRegion) -> (Vec<u32>, bool) {
 
 fn run_controllers(sr: &crate::shared_region::SharedRegion, map: &[Option<usize>; MAX_DEVICES]) {
     let mut guard = WATCH.lock().unwrap_or_else(|e| e.into_inner());
-    let st = guard.get_or_insert_with(|| WatchState {
-        controllers: std::array::from_fn(|_| LaneController::new()),
-        nvml: [None; MAX_DEVICES],
-    });
+    let st = guard.get_or_insert_with(WatchState::new);
     let region = sr.region();
     let (pids, leader) = container_pids(sr);
     let my_pid = sr

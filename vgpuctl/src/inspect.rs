@@ -35,7 +35,7 @@ struct Process {
     pid: i32,
     hostpid: i32,
     alive: bool,
-    usage: Vec<(usize, shm_layout::SlotUsage)>,
+    usage: Vec<(usize, shm_layout::SlotUsage, u64)>,
 }
 
 fn alive(pid: i32, start_time: u64) -> bool {
@@ -105,7 +105,10 @@ pub fn inspect(path: &str, json: bool) -> Result<String, String> {
                 alive: alive(pid, slot.ext.start_time.load(Ordering::Acquire)),
                 usage: devices
                     .iter()
-                    .map(|d| (d.index, slot.v1.load_usage(d.index).0))
+                    .map(|d| {
+                        let util = slot.v1.device_util[d.index].sm_util.load(Ordering::Relaxed);
+                        (d.index, slot.v1.load_usage(d.index).0, util)
+                    })
                     .collect(),
             })
         })
@@ -148,10 +151,10 @@ pub fn inspect(path: &str, json: bool) -> Result<String, String> {
                 p.hostpid,
                 p.alive
             );
-            for (j, (d, u)) in p.usage.iter().enumerate() {
+            for (j, (d, u, util)) in p.usage.iter().enumerate() {
                 let _ = write!(
                     out,
-                    "{}{{\"device\":{d},\"context\":{},\"module\":{},\"data\":{},\"total\":{}}}",
+                    "{}{{\"device\":{d},\"context\":{},\"module\":{},\"data\":{},\"total\":{},\"sm_util\":{util}}}",
                     if j > 0 { "," } else { "" },
                     u.context_size,
                     u.module_size,
@@ -197,14 +200,23 @@ pub fn inspect(path: &str, json: bool) -> Result<String, String> {
         }
         let _ = writeln!(
             out,
-            "{:<5} {:>8} {:>8} {:<6} {:<4} {:>11} {:>11} {:>11} {:>11}",
-            "slot", "pid", "hostpid", "state", "dev", "context", "module", "data", "total MiB"
+            "{:<5} {:>8} {:>8} {:<6} {:<4} {:>11} {:>11} {:>11} {:>11} {:>6}",
+            "slot",
+            "pid",
+            "hostpid",
+            "state",
+            "dev",
+            "context",
+            "module",
+            "data",
+            "total MiB",
+            "sm%"
         );
         for p in &processes {
-            for (d, u) in &p.usage {
+            for (d, u, util) in &p.usage {
                 let _ = writeln!(
                     out,
-                    "{:<5} {:>8} {:>8} {:<6} {:<4} {:>11.1} {:>11.1} {:>11.1} {:>11.1}",
+                    "{:<5} {:>8} {:>8} {:<6} {:<4} {:>11.1} {:>11.1} {:>11.1} {:>11.1} {:>6}",
                     p.slot,
                     p.pid,
                     p.hostpid,
@@ -213,7 +225,8 @@ pub fn inspect(path: &str, json: bool) -> Result<String, String> {
                     mib(u.context_size),
                     mib(u.module_size),
                     mib(u.data_size),
-                    mib(u.total())
+                    mib(u.total()),
+                    util
                 );
             }
         }
