@@ -13,6 +13,7 @@
 //! - policy, pure and unit-tested: `config` (the env contract), `ledger` (the memory cap),
 //!   `throttle` (the launch gate).
 
+pub mod clock;
 pub mod config;
 pub mod driver;
 mod ffi;

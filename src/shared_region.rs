@@ -55,23 +55,6 @@ static REGION: OnceLock<SharedRegion> = OnceLock::new();
 static CHILD_NEEDS_SLOT: AtomicBool = AtomicBool::new(false);
 static REAPER_PID: AtomicI32 = AtomicI32::new(0);
 
-fn now_mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn now_unix_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
 /// Start time (field 22 of `/proc/<pid>/stat`) of a process, `None` if it does not exist.
 pub fn process_start_time(pid: i32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -333,7 +316,7 @@ impl SharedRegion {
             let params = InitParams {
                 devices: devices.to_vec(),
                 priority,
-                created_unix_ns: now_unix_ns(),
+                created_unix_ns: crate::clock::unix_ns(),
                 boot_id_hash: boot_hash(),
             };
             let (region, shared) = match attach_file(path, &params) {
@@ -426,14 +409,15 @@ impl SharedRegion {
         // SAFETY: getpid has no preconditions.
         let pid = unsafe { libc::getpid() };
         let start = process_start_time(pid).unwrap_or(0);
-        let nonce = (now_mono_ns() as u32) ^ (pid as u32).rotate_left(16);
+        let nonce = (crate::clock::mono_ns() as u32) ^ (pid as u32).rotate_left(16);
         let token = owner_token(pid, nonce);
         for attempt in 0..2 {
             let claimed = {
                 let Some(_lock) = lock_region(self.region) else {
                     break;
                 };
-                self.region.claim_slot(token, pid, start, now_mono_ns())
+                self.region
+                    .claim_slot(token, pid, start, crate::clock::mono_ns())
             };
             match claimed {
                 Ok(i) => {
@@ -457,7 +441,7 @@ impl SharedRegion {
     /// runs now; otherwise only if no process reaped in the last period.
     pub fn reap(&self, force: bool) {
         let h = &self.region.ext.header;
-        let now = now_mono_ns();
+        let now = crate::clock::mono_ns();
         let last = h.last_reap_ns.load(Ordering::Acquire);
         if !force
             && (now.saturating_sub(last) < REAP_PERIOD.as_nanos() as u64 * 4 / 5
@@ -545,7 +529,7 @@ impl SharedRegion {
                 if let Some(slot) = self.slot() {
                     self.region.ext.slots[slot]
                         .heartbeat_ns
-                        .store(now_mono_ns(), Ordering::Relaxed);
+                        .store(crate::clock::mono_ns(), Ordering::Relaxed);
                 }
                 self.reap(false);
                 crate::throttle::watcher_tick(self);

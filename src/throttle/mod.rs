@@ -145,22 +145,6 @@ fn hold_wait() {
     }
 }
 
-fn now_mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer (vDSO, no syscall).
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-fn now_real_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
 /// The slow path: the lane is out of tokens. Takes tokens from the container bucket,
 /// sleeping while it is empty; bounded by [`MAX_CAP_WAIT`].
 #[cold]
@@ -172,7 +156,7 @@ fn capped_wait(lane: &Lane) {
     let Ok(dev) = region.device(lane.dev.load(Ordering::Acquire)) else {
         return;
     };
-    let start = now_mono_ns();
+    let start = crate::clock::mono_ns();
     let mut slept = false;
     // Not launched yet: the controller must not count it before it is.
     let mut cost = lane.cost.load(Ordering::Relaxed);
@@ -182,7 +166,7 @@ fn capped_wait(lane: &Lane) {
             break;
         }
         bucket::reprice(lane, &mut cost);
-        let now = now_mono_ns();
+        let now = crate::clock::mono_ns();
         match bucket::acquire_step(lane, dev, now) {
             Step::Go => break,
             Step::Wait(ns) => {
@@ -204,8 +188,10 @@ fn capped_wait(lane: &Lane) {
     lane.pending.fetch_sub(cost, Ordering::AcqRel);
     if slept {
         dev.throttled_launches.fetch_add(1, Ordering::Relaxed);
-        dev.throttle_wait_ns
-            .fetch_add(now_mono_ns().saturating_sub(start), Ordering::Relaxed);
+        dev.throttle_wait_ns.fetch_add(
+            crate::clock::mono_ns().saturating_sub(start),
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -246,7 +232,7 @@ fn publish_sm_util(sr: &crate::shared_region::SharedRegion, map: &[Option<usize>
     }
     let mut guard = WATCH.lock().unwrap_or_else(|e| e.into_inner());
     let st = guard.get_or_insert_with(WatchState::new);
-    let now = now_real_us();
+    let now = crate::clock::unix_us();
     // Indexed by container device like the controllers (`st.nvml[i]` is map[i]'s handle).
     for (i, dev) in map.iter().enumerate() {
         let Some(dev) = *dev else { continue };
@@ -384,10 +370,10 @@ fn update_gate(region: &Region, map: &[Option<usize>; MAX_DEVICES], policy: Core
 
 fn publish_activity(region: &Region) {
     if LAUNCHED.swap(false, Ordering::Relaxed) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        region.v1.last_kernel_time.store(now, Ordering::Relaxed);
+        region
+            .v1
+            .last_kernel_time
+            .store(crate::clock::unix_secs(), Ordering::Relaxed);
     }
 }
 
@@ -447,7 +433,7 @@ fn run_controllers(sr: &crate::shared_region::SharedRegion, map: &[Option<usize>
         let cost = lane.cost.load(Ordering::Acquire);
         let out = st.controllers[i].tick(
             &TickIn {
-                real_us: now_real_us(),
+                real_us: crate::clock::unix_us(),
                 consumed: lane.consumed(),
                 cost,
                 throttled: ext.throttled_launches.load(Ordering::Acquire),
