@@ -1,7 +1,8 @@
 //! The CUDA driver surface, generated from the one table (`cuda_headers::cuda_driver_api!`):
 //!
 //! - an exported shim for every `hook` row, calling `crate::hooks::<symbol>` inside the
-//!   panic guard;
+//!   panic guard, and for every `gate` row (launches), the compute cap's gate and the real
+//!   function;
 //! - `REAL`, one slot per row holding the real driver's function (resolved at init with the
 //!   real `dlsym` on the real library's handle), and typed accessors `real::<symbol>()`;
 //! - `HOOKS`, our function per row (null for `pass` rows), in table order, which answers
@@ -56,8 +57,23 @@ macro_rules! define_driver_surface {
             crate::ffi::guard_cu(|| unsafe { crate::hooks::$name($($arg),*) })
         }
     };
+    (@export gate $name:ident ( $($arg:ident : $ty:ty),* )) => {
+        /// Exported launch hook: the compute cap's gate, then the real driver.
+        ///
+        /// # Safety
+        /// The CUDA driver API contract of this entry point.
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> CUresult {
+            crate::ffi::guard_cu(|| {
+                let real = crate::hooks::real_or_return!($name);
+                crate::throttle::before_launch();
+                unsafe { real($($arg),*) }
+            })
+        }
+    };
     (@export pass $name:ident ( $($arg:ident : $ty:ty),* )) => {};
     (@ptr hook $name:ident) => { $name as *const c_void };
+    (@ptr gate $name:ident) => { $name as *const c_void };
     (@ptr pass $name:ident) => { std::ptr::null() };
 }
 cuda_headers::cuda_driver_api!(define_driver_surface);

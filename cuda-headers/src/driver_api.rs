@@ -3,8 +3,10 @@
 //! Every row gives: the exported symbol, the base name `cuGetProcAddress` is asked for, the
 //! CUDA version that introduced this variant (`cudaVersion` argument, e.g. 3020 = CUDA 3.2),
 //! whether it is the per-thread-default-stream variant (`ptds`, picked with flag 2) or not
-//! (`dflt`), whether libvgpu intercepts it (`hook`) or lets it through (`pass`), and the
-//! argument list. Every function returns `CUresult`.
+//! (`dflt`), whether libvgpu intercepts it with a hand-written hook (`hook`), with the launch
+//! gate only (`gate`: the compute cap's `before_launch`, then the real function; no body to
+//! write) or lets it through (`pass`), and the argument list. Every function returns
+//! `CUresult`.
 //!
 //! Consumers pass the name of their own `macro_rules!` macro, which receives all rows:
 //! the simulated driver turns them into exports, libvgpu into hooks, real-function slots and
@@ -178,12 +180,12 @@ macro_rules! cuda_driver_api {
             cuEventDestroy_v2 = "cuEventDestroy" @ 4000 [dflt pass] (h_event: CUevent);
 
             // ---- launches -----------------------------------------------------------------------
-            cuLaunchKernel = "cuLaunchKernel" @ 4000 [dflt hook] (f: CUfunction, grid_dim_x: c_uint, grid_dim_y: c_uint, grid_dim_z: c_uint, block_dim_x: c_uint, block_dim_y: c_uint, block_dim_z: c_uint, shared_mem_bytes: c_uint, h_stream: CUstream, kernel_params: *mut *mut c_void, extra: *mut *mut c_void);
-            cuLaunchKernel_ptsz = "cuLaunchKernel" @ 7000 [ptds hook] (f: CUfunction, grid_dim_x: c_uint, grid_dim_y: c_uint, grid_dim_z: c_uint, block_dim_x: c_uint, block_dim_y: c_uint, block_dim_z: c_uint, shared_mem_bytes: c_uint, h_stream: CUstream, kernel_params: *mut *mut c_void, extra: *mut *mut c_void);
-            cuLaunchKernelEx = "cuLaunchKernelEx" @ 11060 [dflt hook] (config: *const CUlaunchConfig, f: CUfunction, kernel_params: *mut *mut c_void, extra: *mut *mut c_void);
-            cuLaunchKernelEx_ptsz = "cuLaunchKernelEx" @ 11060 [ptds hook] (config: *const CUlaunchConfig, f: CUfunction, kernel_params: *mut *mut c_void, extra: *mut *mut c_void);
-            cuLaunchCooperativeKernel = "cuLaunchCooperativeKernel" @ 9000 [dflt hook] (f: CUfunction, grid_dim_x: c_uint, grid_dim_y: c_uint, grid_dim_z: c_uint, block_dim_x: c_uint, block_dim_y: c_uint, block_dim_z: c_uint, shared_mem_bytes: c_uint, h_stream: CUstream, kernel_params: *mut *mut c_void);
-            cuLaunchCooperativeKernel_ptsz = "cuLaunchCooperativeKernel" @ 9000 [ptds hook] (f: CUfunction, grid_dim_x: c_uint, grid_dim_y: c_uint, grid_dim_z: c_uint, block_dim_x: c_uint, block_dim_y: c_uint, block_dim_z: c_uint, shared_mem_bytes: c_uint, h_stream: CUstream, kernel_params: *mut *mut c_void);
+            cuLaunchKernel = "cuLaunchKernel" @ 4000 [dflt gate] (f: CUfunction, grid_dim_x: c_uint, grid_dim_y: c_uint, grid_dim_z: c_uint, block_dim_x: c_uint, block_dim_y: c_uint, block_dim_z: c_uint, shared_mem_bytes: c_uint, h_stream: CUstream, kernel_params: *mut *mut c_void, extra: *mut *mut c_void);
+            cuLaunchKernel_ptsz = "cuLaunchKernel" @ 7000 [ptds gate] (f: CUfunction, grid_dim_x: c_uint, grid_dim_y: c_uint, grid_dim_z: c_uint, block_dim_x: c_uint, block_dim_y: c_uint, block_dim_z: c_uint, shared_mem_bytes: c_uint, h_stream: CUstream, kernel_params: *mut *mut c_void, extra: *mut *mut c_void);
+            cuLaunchKernelEx = "cuLaunchKernelEx" @ 11060 [dflt gate] (config: *const CUlaunchConfig, f: CUfunction, kernel_params: *mut *mut c_void, extra: *mut *mut c_void);
+            cuLaunchKernelEx_ptsz = "cuLaunchKernelEx" @ 11060 [ptds gate] (config: *const CUlaunchConfig, f: CUfunction, kernel_params: *mut *mut c_void, extra: *mut *mut c_void);
+            cuLaunchCooperativeKernel = "cuLaunchCooperativeKernel" @ 9000 [dflt gate] (f: CUfunction, grid_dim_x: c_uint, grid_dim_y: c_uint, grid_dim_z: c_uint, block_dim_x: c_uint, block_dim_y: c_uint, block_dim_z: c_uint, shared_mem_bytes: c_uint, h_stream: CUstream, kernel_params: *mut *mut c_void);
+            cuLaunchCooperativeKernel_ptsz = "cuLaunchCooperativeKernel" @ 9000 [ptds gate] (f: CUfunction, grid_dim_x: c_uint, grid_dim_y: c_uint, grid_dim_z: c_uint, block_dim_x: c_uint, block_dim_y: c_uint, block_dim_z: c_uint, shared_mem_bytes: c_uint, h_stream: CUstream, kernel_params: *mut *mut c_void);
             cuLaunchHostFunc = "cuLaunchHostFunc" @ 10000 [dflt pass] (h_stream: CUstream, func: CUhostFn, user_data: *mut c_void);
             cuLaunchHostFunc_ptsz = "cuLaunchHostFunc" @ 10000 [ptds pass] (h_stream: CUstream, func: CUhostFn, user_data: *mut c_void);
 
@@ -193,8 +195,8 @@ macro_rules! cuda_driver_api {
             cuGraphAddKernelNode_v2 = "cuGraphAddKernelNode" @ 12000 [dflt pass] (ph_graph_node: *mut CUgraphNode, h_graph: CUgraph, dependencies: *const CUgraphNode, num_dependencies: usize, node_params: *const CUDA_KERNEL_NODE_PARAMS);
             cuGraphInstantiateWithFlags = "cuGraphInstantiateWithFlags" @ 11040 [dflt pass] (ph_graph_exec: *mut CUgraphExec, h_graph: CUgraph, flags: c_ulonglong);
             cuGraphExecDestroy = "cuGraphExecDestroy" @ 10000 [dflt pass] (h_graph_exec: CUgraphExec);
-            cuGraphLaunch = "cuGraphLaunch" @ 10000 [dflt hook] (h_graph_exec: CUgraphExec, h_stream: CUstream);
-            cuGraphLaunch_ptsz = "cuGraphLaunch" @ 10000 [ptds hook] (h_graph_exec: CUgraphExec, h_stream: CUstream);
+            cuGraphLaunch = "cuGraphLaunch" @ 10000 [dflt gate] (h_graph_exec: CUgraphExec, h_stream: CUstream);
+            cuGraphLaunch_ptsz = "cuGraphLaunch" @ 10000 [ptds gate] (h_graph_exec: CUgraphExec, h_stream: CUstream);
         }
     };
 }

@@ -50,6 +50,7 @@ macro_rules! define_proc_table {
     (@pt ptds) => { true };
     (@pt dflt) => { false };
     (@hook hook) => { true };
+    (@hook gate) => { true };
     (@hook pass) => { false };
 }
 crate::cuda_driver_api!(define_proc_table);

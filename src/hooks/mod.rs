@@ -7,13 +7,11 @@
 #![allow(non_snake_case, clippy::missing_safety_doc, clippy::too_many_arguments)]
 
 mod context;
-mod launch;
 mod memory;
 pub mod nvml;
 mod procaddr;
 
 pub use context::*;
-pub use launch::*;
 pub use memory::*;
 pub use procaddr::*;
 
