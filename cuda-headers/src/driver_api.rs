@@ -177,6 +177,7 @@ macro_rules! cuda_driver_api {
             cuEventQuery = "cuEventQuery" @ 2000 [dflt pass] (h_event: CUevent);
             cuEventSynchronize = "cuEventSynchronize" @ 2000 [dflt pass] (h_event: CUevent);
             cuEventElapsedTime = "cuEventElapsedTime" @ 2000 [dflt pass] (p_milliseconds: *mut f32, h_start: CUevent, h_end: CUevent);
+            cuEventElapsedTime_v2 = "cuEventElapsedTime" @ 12080 [dflt pass] (p_milliseconds: *mut f32, h_start: CUevent, h_end: CUevent);
             cuEventDestroy_v2 = "cuEventDestroy" @ 4000 [dflt pass] (h_event: CUevent);
 
             // ---- launches -----------------------------------------------------------------------

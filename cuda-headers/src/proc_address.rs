@@ -138,6 +138,11 @@ mod tests {
         );
         assert_eq!(found("cuGetProcAddress", 12000, 0), "cuGetProcAddress_v2");
         assert_eq!(found("cuGetProcAddress", 11030, 0), "cuGetProcAddress");
+        assert_eq!(found("cuEventElapsedTime", 12000, 0), "cuEventElapsedTime");
+        assert_eq!(
+            found("cuEventElapsedTime", 12080, 0),
+            "cuEventElapsedTime_v2"
+        );
     }
 
     #[test]

@@ -646,6 +646,15 @@ pub unsafe fn cuEventElapsedTime(
     })())
 }
 
+/// CUDA 12.8's variant: same contract, what `cuGetProcAddress` gives from version 12080.
+pub unsafe fn cuEventElapsedTime_v2(
+    p_milliseconds: *mut f32,
+    h_start: CUevent,
+    h_end: CUevent,
+) -> CUresult {
+    unsafe { cuEventElapsedTime(p_milliseconds, h_start, h_end) }
+}
+
 pub unsafe fn cuEventDestroy_v2(h_event: CUevent) -> CUresult {
     code((|| {
         rt()?;
