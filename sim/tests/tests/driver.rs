@@ -414,9 +414,12 @@ fn procaddr_client_resolves_the_right_variants() {
                 "{style:?}: cuGetProcAddress_v2({base:?}, 12080) answered {got}"
             );
             if !ptds {
-                assert_eq!(
-                    got, member,
-                    "flag 0 at 12080 must give the newest plain variant"
+                // The client names each entry point by a variant of its base; at 12080 the
+                // answer is that variant or a newer one of the same ABI (cuEventElapsedTime
+                // -> cuEventElapsedTime_v2 since CUDA 12.8), never a per-thread one.
+                assert!(
+                    got == member || got.starts_with(&format!("{member}_v")),
+                    "flag 0 at 12080 must give the newest plain variant: {member} -> {got}"
                 );
             }
         }
