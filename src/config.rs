@@ -450,3 +450,81 @@ mod tests {
         );
     }
 }
+
+/// Randomised inputs for the parsers: no input may panic, and every accepted value must
+/// satisfy the documented rules (a fuzz test without a fuzzing crate: a fixed-seed xorshift
+/// over an alphabet biased towards the characters the parsers care about).
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+
+    struct XorShift(u64);
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn text(&mut self) -> String {
+            const ALPHABET: &[&str] = &[
+                "0",
+                "1",
+                "7",
+                "9",
+                "k",
+                "K",
+                "m",
+                "M",
+                "g",
+                "G",
+                "t",
+                "b",
+                "iB",
+                "%",
+                "-",
+                "+",
+                " ",
+                ",",
+                "x",
+                "GPU-",
+                "MIG-",
+                "\u{e9}",
+                "\0",
+                "99999999999999999999",
+                ".",
+            ];
+            let len = (self.next() % 12) as usize;
+            (0..len)
+                .map(|_| ALPHABET[(self.next() % ALPHABET.len() as u64) as usize])
+                .collect()
+        }
+    }
+
+    #[test]
+    fn parsers_never_panic_and_accept_only_well_formed_values() {
+        let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
+        for _ in 0..200_000 {
+            let t = rng.text();
+            if let Some(bytes) = parse_size(&t) {
+                let digits: String = t.trim().chars().take_while(char::is_ascii_digit).collect();
+                assert!(!digits.is_empty(), "{t:?} accepted without digits");
+                assert!(bytes >= digits.parse::<u64>().unwrap(), "{t:?} -> {bytes}");
+            }
+            if let Some(p) = parse_percent(&t) {
+                assert!(p <= 100, "{t:?} -> {p}");
+            }
+            let entries = parse_visible_devices(&t);
+            assert!(entries.len() <= t.split(',').count());
+            let uuids = vec!["GPU-a".to_string(), "GPU-b".to_string()];
+            for i in map_visible_devices(Some(&t), &uuids) {
+                assert!(i < uuids.len());
+            }
+            let c = Config::from_lookup(|k| {
+                (k == "CUDA_DEVICE_MEMORY_LIMIT" || k == "CUDA_DEVICE_SM_LIMIT_3")
+                    .then(|| t.clone())
+            });
+            assert!(c.issues.len() <= 2);
+        }
+    }
+}
