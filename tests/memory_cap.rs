@@ -97,10 +97,17 @@ fn every_allocation_path_is_charged_exactly_and_credited_back() {
         ("mipmapped", 256 * 256 + 128 * 128 + 64 * 64),
         ("host", 0),
         ("module", 2 * MIB),
+        ("graph_mem", 6 * MIB),
     ];
     // 1000 bytes wide, 100 rows: the driver picks a pitch of at least the width.
     assert!(kv.u64("pitch_footprint") >= 1000 * 100, "{why}");
     assert_eq!(kv.i64("vmm_host_rc"), 0, "{why}");
+    assert_eq!(kv.i64("graph_dptr_set"), 1, "{why}");
+    assert_eq!(
+        kv.i64("graph_mem_over_rc"),
+        2,
+        "a graph node past the slice: {why}"
+    );
     for (path, bytes) in expect {
         assert_eq!(
             kv.i64(&format!("charged.{path}")),

@@ -398,6 +398,42 @@ pub const CU_MEMPOOL_ATTR_USED_MEM_CURRENT: CUmemPool_attribute_enum = 7;
 pub const CU_MEMPOOL_ATTR_USED_MEM_HIGH: CUmemPool_attribute_enum = 8;
 pub type CUmemPool_attribute_enum = ::core::ffi::c_uint;
 pub use self::CUmemPool_attribute_enum as CUmemPool_attribute;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct CUDA_MEM_ALLOC_NODE_PARAMS_st {
+    pub poolProps: CUmemPoolProps,
+    pub accessDescs: *const CUmemAccessDesc,
+    pub accessDescCount: usize,
+    pub bytesize: usize,
+    pub dptr: CUdeviceptr,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of CUDA_MEM_ALLOC_NODE_PARAMS_st"]
+        [::core::mem::size_of::<CUDA_MEM_ALLOC_NODE_PARAMS_st>() - 120usize];
+    ["Alignment of CUDA_MEM_ALLOC_NODE_PARAMS_st"]
+        [::core::mem::align_of::<CUDA_MEM_ALLOC_NODE_PARAMS_st>() - 8usize];
+    ["Offset of field: CUDA_MEM_ALLOC_NODE_PARAMS_st::poolProps"]
+        [::core::mem::offset_of!(CUDA_MEM_ALLOC_NODE_PARAMS_st, poolProps) - 0usize];
+    ["Offset of field: CUDA_MEM_ALLOC_NODE_PARAMS_st::accessDescs"]
+        [::core::mem::offset_of!(CUDA_MEM_ALLOC_NODE_PARAMS_st, accessDescs) - 88usize];
+    ["Offset of field: CUDA_MEM_ALLOC_NODE_PARAMS_st::accessDescCount"]
+        [::core::mem::offset_of!(CUDA_MEM_ALLOC_NODE_PARAMS_st, accessDescCount) - 96usize];
+    ["Offset of field: CUDA_MEM_ALLOC_NODE_PARAMS_st::bytesize"]
+        [::core::mem::offset_of!(CUDA_MEM_ALLOC_NODE_PARAMS_st, bytesize) - 104usize];
+    ["Offset of field: CUDA_MEM_ALLOC_NODE_PARAMS_st::dptr"]
+        [::core::mem::offset_of!(CUDA_MEM_ALLOC_NODE_PARAMS_st, dptr) - 112usize];
+};
+impl Default for CUDA_MEM_ALLOC_NODE_PARAMS_st {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type CUDA_MEM_ALLOC_NODE_PARAMS = CUDA_MEM_ALLOC_NODE_PARAMS_st;
 pub const CU_AD_FORMAT_UNSIGNED_INT8: CUarray_format_enum = 1;
 pub const CU_AD_FORMAT_UNSIGNED_INT16: CUarray_format_enum = 2;
 pub const CU_AD_FORMAT_UNSIGNED_INT32: CUarray_format_enum = 3;

@@ -192,8 +192,10 @@ macro_rules! cuda_driver_api {
 
             // ---- graphs -------------------------------------------------------------------------
             cuGraphCreate = "cuGraphCreate" @ 10000 [dflt pass] (ph_graph: *mut CUgraph, flags: c_uint);
-            cuGraphDestroy = "cuGraphDestroy" @ 10000 [dflt pass] (h_graph: CUgraph);
+            cuGraphDestroy = "cuGraphDestroy" @ 10000 [dflt hook] (h_graph: CUgraph);
             cuGraphAddKernelNode_v2 = "cuGraphAddKernelNode" @ 12000 [dflt pass] (ph_graph_node: *mut CUgraphNode, h_graph: CUgraph, dependencies: *const CUgraphNode, num_dependencies: usize, node_params: *const CUDA_KERNEL_NODE_PARAMS);
+            cuGraphAddMemAllocNode = "cuGraphAddMemAllocNode" @ 11040 [dflt hook] (ph_graph_node: *mut CUgraphNode, h_graph: CUgraph, dependencies: *const CUgraphNode, num_dependencies: usize, node_params: *mut CUDA_MEM_ALLOC_NODE_PARAMS);
+            cuGraphAddMemFreeNode = "cuGraphAddMemFreeNode" @ 11040 [dflt pass] (ph_graph_node: *mut CUgraphNode, h_graph: CUgraph, dependencies: *const CUgraphNode, num_dependencies: usize, dptr: CUdeviceptr);
             cuGraphInstantiateWithFlags = "cuGraphInstantiateWithFlags" @ 11040 [dflt pass] (ph_graph_exec: *mut CUgraphExec, h_graph: CUgraph, flags: c_ulonglong);
             cuGraphExecDestroy = "cuGraphExecDestroy" @ 10000 [dflt pass] (h_graph_exec: CUgraphExec);
             cuGraphLaunch = "cuGraphLaunch" @ 10000 [dflt gate] (h_graph_exec: CUgraphExec, h_stream: CUstream);

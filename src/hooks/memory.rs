@@ -343,6 +343,52 @@ pub unsafe fn cuMemRelease(handle: CUmemGenericAllocationHandle) -> CUresult {
     credited(AllocKind::Vmm, handle, || unsafe { real(handle) })
 }
 
+// ---- graph memory nodes --------------------------------------------------------------------
+
+/// `cuGraphAddMemAllocNode`: the driver reserves the node's memory for the graph (and keeps
+/// it in the graph's pool until the graph is destroyed), so it is charged when the node is
+/// added, to the graph: an explicit `cuMemFree(Async)` of the pointer credits it like any
+/// allocation, destroying the graph credits what is left.
+pub unsafe fn cuGraphAddMemAllocNode(
+    node: *mut CUgraphNode,
+    graph: CUgraph,
+    deps: *const CUgraphNode,
+    ndeps: usize,
+    params: *mut CUDA_MEM_ALLOC_NODE_PARAMS,
+) -> CUresult {
+    let real = real_or_return!(cuGraphAddMemAllocNode);
+    let rt = rt();
+    let device = (!params.is_null() && !rt.config.control_disabled)
+        .then(|| unsafe { &*params })
+        .filter(|p| p.poolProps.location.type_ == CU_MEM_LOCATION_TYPE_DEVICE)
+        .and_then(|p| {
+            Some((
+                rt.container_index(p.poolProps.location.id)?,
+                p.bytesize as u64,
+            ))
+        });
+    match device {
+        Some((dev, bytes)) => charged_on(
+            "cuGraphAddMemAllocNode",
+            dev,
+            graph as u64,
+            bytes,
+            AllocKind::Data,
+            || unsafe { (real(node, graph, deps, ndeps, params), (*params).dptr) },
+        ),
+        None => unsafe { real(node, graph, deps, ndeps, params) },
+    }
+}
+
+pub unsafe fn cuGraphDestroy(graph: CUgraph) -> CUresult {
+    let real = real_or_return!(cuGraphDestroy);
+    let rc = unsafe { real(graph) };
+    if rc == CUDA_SUCCESS {
+        rt().ledger.release_owned_by(graph as u64);
+    }
+    rc
+}
+
 // ---- what the application sees ------------------------------------------------------------
 
 /// The slice as the application sees it: the cap, or the card when the cap is larger and

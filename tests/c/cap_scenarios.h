@@ -171,6 +171,29 @@ static int cap_paths(void) {
     CK(API(cuMipmappedArrayDestroy)(mm));
     report("mipmapped", b, d, used_now(NULL));
 
+    /* A graph's memory-allocation node: charged to the graph, credited with it. */
+    CUgraph graph;
+    CUgraphNode gnode;
+    CUDA_MEM_ALLOC_NODE_PARAMS gp;
+    memset(&gp, 0, sizeof gp);
+    gp.poolProps.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+    gp.poolProps.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+    gp.poolProps.location.id = 0;
+    gp.bytesize = 6 * MiB;
+    CK(API(cuGraphCreate)(&graph, 0));
+    b = used_now(NULL);
+    CK(API(cuGraphAddMemAllocNode)(&gnode, graph, NULL, 0, &gp));
+    d = used_now(NULL);
+    kvi("graph_dptr_set", gp.dptr != 0);
+    CK(API(cuGraphDestroy)(graph));
+    report("graph_mem", b, d, used_now(NULL));
+    size_t total = 0;
+    used_now(&total);
+    gp.bytesize = total + MiB;
+    CK(API(cuGraphCreate)(&graph, 0));
+    kvi("graph_mem_over_rc", API(cuGraphAddMemAllocNode)(&gnode, graph, NULL, 0, &gp));
+    CK(API(cuGraphDestroy)(graph));
+
     /* Host memory is not device memory. */
     void *hp = NULL;
     b = used_now(NULL);

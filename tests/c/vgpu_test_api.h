@@ -99,7 +99,8 @@ typedef CUmemGenericAllocationHandle vgpu_mem_handle;
     X(cuGraphInstantiateWithFlags, "cuGraphInstantiateWithFlags", (CUgraphExec *e, CUgraph g, unsigned long long flags)) \
     X(cuGraphLaunch, "cuGraphLaunch", (CUgraphExec e, CUstream s)) \
     X(cuGraphExecDestroy, "cuGraphExecDestroy", (CUgraphExec e)) \
-    X(cuGraphDestroy, "cuGraphDestroy", (CUgraph g))
+    X(cuGraphDestroy, "cuGraphDestroy", (CUgraph g)) \
+    X(cuGraphAddMemAllocNode, "cuGraphAddMemAllocNode", (CUgraphNode *n, CUgraph g, const CUgraphNode *deps, size_t ndeps, CUDA_MEM_ALLOC_NODE_PARAMS *p))
 /* clang-format on */
 
 /* Prototypes (the linked client calls these directly; with VGPU_REAL_HEADERS the compiler

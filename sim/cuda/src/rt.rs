@@ -268,6 +268,10 @@ pub struct Event {
 #[derive(Default)]
 pub struct Graph {
     pub nodes: Mutex<Vec<Node>>,
+    /// Device pointers of the graph's memory-allocation nodes: the simulator allocates them
+    /// when the node is added (the real driver reserves them then and backs them at the
+    /// first launch) and frees those still live when the graph is destroyed.
+    pub allocs: Mutex<Vec<u64>>,
 }
 
 #[derive(Default)]

@@ -674,7 +674,10 @@ pub unsafe fn cuGraphCreate(ph_graph: *mut CUgraph, flags: c_uint) -> CUresult {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         let g = GRAPHS
-            .create(|g| lock(&g.nodes).clear())
+            .create(|g| {
+                lock(&g.nodes).clear();
+                lock(&g.allocs).clear();
+            })
             .ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
         put(ph_graph, g as CUgraph)
     })())
@@ -682,11 +685,72 @@ pub unsafe fn cuGraphCreate(ph_graph: *mut CUgraph, flags: c_uint) -> CUresult {
 
 pub unsafe fn cuGraphDestroy(h_graph: CUgraph) -> CUresult {
     code((|| {
-        rt()?;
+        let r = rt()?;
+        let allocs = match GRAPHS.get(h_graph as u64) {
+            Some(g) => std::mem::take(&mut *lock(&g.allocs)),
+            None => return Err(CUDA_ERROR_INVALID_VALUE),
+        };
         if !GRAPHS.destroy(h_graph as u64) {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
+        // Graph memory not freed by the application goes with the graph.
+        for p in allocs {
+            let _ = super::mem::free_local(r, p, &[vgpu_sim_core::alloc::kind::ASYNC]);
+        }
         Ok(())
+    })())
+}
+
+pub unsafe fn cuGraphAddMemAllocNode(
+    ph_graph_node: *mut CUgraphNode,
+    h_graph: CUgraph,
+    dependencies: *const CUgraphNode,
+    num_dependencies: usize,
+    node_params: *mut CUDA_MEM_ALLOC_NODE_PARAMS,
+) -> CUresult {
+    code((|| {
+        let r = rt()?;
+        cur_ctx()?;
+        if ph_graph_node.is_null()
+            || node_params.is_null()
+            || (num_dependencies > 0 && dependencies.is_null())
+        {
+            return Err(CUDA_ERROR_INVALID_VALUE);
+        }
+        let g = GRAPHS.get(h_graph as u64).ok_or(CUDA_ERROR_INVALID_VALUE)?;
+        let params = &mut *node_params;
+        if params.bytesize == 0 || params.poolProps.location.type_ != CU_MEM_LOCATION_TYPE_DEVICE {
+            return Err(CUDA_ERROR_INVALID_VALUE);
+        }
+        let p = super::mem::linear_alloc(
+            r,
+            vgpu_sim_core::alloc::kind::ASYNC,
+            params.bytesize as u64,
+            0,
+        )?;
+        params.dptr = p;
+        lock(&g.allocs).push(p);
+        put(ph_graph_node, rt::new_node_handle() as CUgraphNode)
+    })())
+}
+
+pub unsafe fn cuGraphAddMemFreeNode(
+    ph_graph_node: *mut CUgraphNode,
+    h_graph: CUgraph,
+    dependencies: *const CUgraphNode,
+    num_dependencies: usize,
+    dptr: CUdeviceptr,
+) -> CUresult {
+    code((|| {
+        rt()?;
+        if ph_graph_node.is_null() || dptr == 0 || (num_dependencies > 0 && dependencies.is_null())
+        {
+            return Err(CUDA_ERROR_INVALID_VALUE);
+        }
+        GRAPHS.get(h_graph as u64).ok_or(CUDA_ERROR_INVALID_VALUE)?;
+        // The freed memory returns to the graph's pool, which the driver keeps until the
+        // graph is destroyed (or trimmed): nothing changes on the device here.
+        put(ph_graph_node, rt::new_node_handle() as CUgraphNode)
     })())
 }
 

@@ -72,7 +72,7 @@ fn device_alloc(
 }
 
 /// Ordinary allocation: 512-byte aligned, size rounded up to 512 and charged as such.
-fn linear_alloc(r: &Runtime, kind: u8, bytes: u64, pool: u64) -> Res<u64> {
+pub(crate) fn linear_alloc(r: &Runtime, kind: u8, bytes: u64, pool: u64) -> Res<u64> {
     let (h, c, inst) = cur_ctx()?;
     let span = align_up(bytes, ALLOC_ALIGN).ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
     device_alloc(
