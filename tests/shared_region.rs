@@ -378,3 +378,65 @@ fn each_process_publishes_its_sm_utilization_for_the_monitor() {
     assert!(util > 50, "sm_util published: {util}");
     busy.kill9();
 }
+
+#[test]
+fn nvml_devices_follow_cuda_visible_devices_like_the_driver_api() {
+    let Some(python) = testkit::require_venv("nvml_devices_follow_cuda_visible_devices") else {
+        return;
+    };
+    let sim = machine()
+        .var("VGPU_SIM_DEVICES", "2")
+        .var("CUDA_DEVICE_MEMORY_LIMIT_0", "1g")
+        .var("CUDA_DEVICE_MEMORY_LIMIT_1", "2g");
+    let script = r#"
+import pynvml
+pynvml.nvmlInit()
+n = pynvml.nvmlDeviceGetCount()
+print(f"count={n}")
+for i in range(n):
+    h = pynvml.nvmlDeviceGetHandleByIndex(i)
+    print(f"uuid{i}={pynvml.nvmlDeviceGetUUID(h)}")
+    print(f"index{i}={pynvml.nvmlDeviceGetIndex(h)}")
+    print(f"total{i}={pynvml.nvmlDeviceGetMemoryInfo(h).total}")
+try:
+    pynvml.nvmlDeviceGetHandleByIndex(n)
+    print("past_end=ok")
+except pynvml.NVMLError as e:
+    print(f"past_end={e.value}")
+"#;
+    let run_py = |visible: Option<&str>, preload: bool| {
+        let mut c = sim.command(&python);
+        if let Some(v) = visible {
+            c.env("CUDA_VISIBLE_DEVICES", v);
+        }
+        if preload {
+            c.env("LD_PRELOAD", libvgpu());
+        }
+        let out = run_default(c.args(["-c", script]));
+        out.assert_success("pynvml");
+        out
+    };
+    let all = run_py(None, false).kv();
+    assert_eq!(all.u64("count"), 2);
+    let uuid1 = all.str("uuid1").to_string();
+    let out = run_py(Some("1"), true);
+    let kv = out.kv();
+    let why = out.describe();
+    assert_eq!(kv.u64("count"), 1, "{why}");
+    assert_eq!(
+        kv.str("uuid0"),
+        uuid1,
+        "NVML index 0 is CUDA ordinal 0: {why}"
+    );
+    assert_eq!(kv.u64("index0"), 0, "{why}");
+    assert_eq!(kv.u64("total0"), 2 * GIB, "device 1's slice: {why}");
+    assert_eq!(
+        kv.str("past_end"),
+        "2",
+        "NVML_ERROR_INVALID_ARGUMENT: {why}"
+    );
+    // Unset: NVML's own view, each device with its slice.
+    let kv = run_py(None, true).kv();
+    assert_eq!(kv.u64("count"), 2);
+    assert_eq!((kv.u64("total0"), kv.u64("total1")), (GIB, 2 * GIB));
+}

@@ -8,8 +8,9 @@
 //!   only this container's processes (matched by host pid with the region's slots), each
 //!   with the memory the container ledger charges it, so the list adds up to "used".
 //!   Other tenants of the GPU are not shown to the container.
-//! - Device count, handles and utilization are the driver's: the container runtime already
-//!   limits which GPUs NVML sees.
+//! - Device count, handles by index and indices follow `CUDA_VISIBLE_DEVICES` when it is
+//!   set (NVML itself ignores it): NVML index i is CUDA ordinal i, so `nvidia-smi` and the
+//!   application agree on "GPU 0". Utilization is the driver's (a property of the device).
 
 use std::ffi::{c_char, c_uint, CStr};
 use std::sync::atomic::Ordering;
@@ -18,6 +19,93 @@ use cuda_headers::bindings::*;
 
 use crate::nvml::real;
 use crate::shared_region::SharedRegion;
+
+/// The NVML indices visible through `CUDA_VISIBLE_DEVICES`, in CUDA ordinal order; `None`
+/// when it is unset (NVML's own view then). Computed once per process.
+fn visible_nvml_indices() -> Option<&'static [usize]> {
+    static MAP: std::sync::OnceLock<Option<Vec<usize>>> = std::sync::OnceLock::new();
+    MAP.get_or_init(|| {
+        let rt = crate::runtime::rt();
+        let spec = rt.config.visible_devices.as_deref()?;
+        let uuids = rt.nvml()?.device_uuids();
+        Some(crate::config::map_visible_devices(Some(spec), &uuids))
+    })
+    .as_deref()
+}
+
+unsafe fn visible_count(rc: nvmlReturn_t, count: *mut c_uint) -> nvmlReturn_t {
+    if rc == NVML_SUCCESS && !count.is_null() {
+        if let Some(map) = visible_nvml_indices() {
+            // SAFETY: the caller's out-pointer, checked non-null.
+            unsafe { *count = map.len() as c_uint };
+        }
+    }
+    rc
+}
+
+pub unsafe fn nvmlDeviceGetCount(count: *mut c_uint) -> nvmlReturn_t {
+    let Some(f) = real::nvmlDeviceGetCount() else {
+        return NVML_ERROR_UNINITIALIZED;
+    };
+    unsafe { visible_count(f(count), count) }
+}
+
+pub unsafe fn nvmlDeviceGetCount_v2(count: *mut c_uint) -> nvmlReturn_t {
+    let Some(f) = real::nvmlDeviceGetCount_v2() else {
+        return NVML_ERROR_UNINITIALIZED;
+    };
+    unsafe { visible_count(f(count), count) }
+}
+
+/// The NVML index behind a visible index, or `None` (out of range) when a map applies.
+fn nvml_index_of(index: c_uint) -> Result<c_uint, ()> {
+    match visible_nvml_indices() {
+        None => Ok(index),
+        Some(map) => map.get(index as usize).map(|&i| i as c_uint).ok_or(()),
+    }
+}
+
+pub unsafe fn nvmlDeviceGetHandleByIndex(index: c_uint, device: *mut nvmlDevice_t) -> nvmlReturn_t {
+    let Some(f) = real::nvmlDeviceGetHandleByIndex() else {
+        return NVML_ERROR_UNINITIALIZED;
+    };
+    match nvml_index_of(index) {
+        Ok(i) => unsafe { f(i, device) },
+        Err(()) => NVML_ERROR_INVALID_ARGUMENT,
+    }
+}
+
+pub unsafe fn nvmlDeviceGetHandleByIndex_v2(
+    index: c_uint,
+    device: *mut nvmlDevice_t,
+) -> nvmlReturn_t {
+    let Some(f) = real::nvmlDeviceGetHandleByIndex_v2() else {
+        return NVML_ERROR_UNINITIALIZED;
+    };
+    match nvml_index_of(index) {
+        Ok(i) => unsafe { f(i, device) },
+        Err(()) => NVML_ERROR_INVALID_ARGUMENT,
+    }
+}
+
+pub unsafe fn nvmlDeviceGetIndex(device: nvmlDevice_t, index: *mut c_uint) -> nvmlReturn_t {
+    let Some(f) = real::nvmlDeviceGetIndex() else {
+        return NVML_ERROR_UNINITIALIZED;
+    };
+    let rc = unsafe { f(device, index) };
+    if rc == NVML_SUCCESS && !index.is_null() {
+        if let Some(map) = visible_nvml_indices() {
+            // SAFETY: filled by NVML on success.
+            let real_index = unsafe { *index } as usize;
+            match map.iter().position(|&i| i == real_index) {
+                Some(visible) => unsafe { *index = visible as c_uint },
+                // A device hidden by CUDA_VISIBLE_DEVICES (reached by UUID or PCI id).
+                None => return NVML_ERROR_NOT_FOUND,
+            }
+        }
+    }
+    rc
+}
 
 /// The container's view of an NVML device: (limit, used) in bytes, limit 0 = no cap.
 fn container_view(device: nvmlDevice_t) -> Option<(usize, u64, u64)> {
