@@ -103,8 +103,9 @@ pub unsafe fn resolve_real(handle: *mut c_void) {
         }
         name[..bytes.len()].copy_from_slice(bytes);
         name[bytes.len()] = 0;
-        let cname =
-            CStr::from_bytes_with_nul(&name[..=bytes.len()]).expect("table names have no NUL");
+        let Ok(cname) = CStr::from_bytes_with_nul(&name[..=bytes.len()]) else {
+            continue;
+        };
         // SAFETY: a valid handle from dlopen and a NUL-terminated name.
         let p = unsafe { crate::preload::real_dlsym(handle, cname) };
         if !p.is_null() {
