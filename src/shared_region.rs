@@ -416,6 +416,7 @@ impl SharedRegion {
                 let Some(_lock) = lock_region(self.region) else {
                     break;
                 };
+                self.reclaim_own_former_image(pid, start);
                 self.region
                     .claim_slot(token, pid, start, crate::clock::mono_ns())
             };
@@ -435,6 +436,32 @@ impl SharedRegion {
             "no free process slot in the shared region {:?}: this process's memory is not counted container-wide",
             self.path
         ));
+    }
+
+    /// After `exec`, the process keeps its pid and start time but the driver has freed
+    /// everything the old program image held: a slot with our identity belongs to that
+    /// image, which no longer exists. Call holding the region lock.
+    fn reclaim_own_former_image(&self, pid: i32, start: u64) {
+        if start == 0 {
+            return;
+        }
+        let high = (self
+            .region
+            .ext
+            .header
+            .slot_high_water
+            .load(Ordering::Acquire) as usize)
+            .min(MAX_PROCS);
+        for i in 0..high {
+            let ext = &self.region.ext.slots[i];
+            let token = ext.owner_token.load(Ordering::Acquire);
+            if token != 0
+                && ext.pid.load(Ordering::Acquire) == pid
+                && ext.start_time.load(Ordering::Acquire) == start
+            {
+                let _ = self.region.reclaim_slot(i, token);
+            }
+        }
     }
 
     /// Frees the slots of dead processes (and repairs totals if needed). With `force`,

@@ -440,3 +440,23 @@ except pynvml.NVMLError as e:
     assert_eq!(kv.u64("count"), 2);
     assert_eq!((kv.u64("total0"), kv.u64("total1")), (GIB, 2 * GIB));
 }
+
+#[test]
+fn after_exec_the_new_program_gets_the_slice_back() {
+    let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "1g");
+    let (out, kv) = run_scenario(&sim, Style::Linked, &["cap-exec"]);
+    assert_eq!(
+        kv.i64("pid_before_exec"),
+        kv.i64("pid"),
+        "same process: {}",
+        out.describe()
+    );
+    // Only the new image's context (64 MiB) is in use: the 300 MiB the old image held
+    // went with it, as the driver freed it.
+    assert_eq!(kv.u64("free"), GIB - 64 * MIB, "{}", out.describe());
+    assert_eq!(
+        device0_used(&sim),
+        0,
+        "and the region is empty after the exit"
+    );
+}

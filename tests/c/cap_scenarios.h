@@ -441,6 +441,18 @@ static int cap_startup(unsigned long long t0) {
     return 0;
 }
 
+/* exec() with memory still allocated: the driver frees the old image's memory, and the new
+ * image (same pid) must see the whole slice again. */
+static int cap_exec(const char *self) {
+    setup_ctx(0);
+    CUdeviceptr p;
+    CK(API(cuMemAlloc_v2)(&p, 300 * MiB));
+    kvi("pid_before_exec", getpid());
+    fflush(stdout);
+    execl(self, self, "meminfo", (char *)NULL);
+    return 12;
+}
+
 int main(int argc, char **argv) {
     unsigned long long t0 = vgpu_now_ns(CLOCK_MONOTONIC);
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -462,6 +474,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(sc, "cap-grab") && argc >= 3) rc = cap_grab(parse_u64(argv[2]));
     else if (!strcmp(sc, "cap-churn") && argc >= 3) rc = cap_churn(atof(argv[2]));
     else if (!strcmp(sc, "cap-startup")) rc = cap_startup(t0);
+    else if (!strcmp(sc, "cap-exec")) rc = cap_exec(argv[0]);
     else {
         fprintf(stderr, "unknown cap scenario %s\n", sc);
         return 2;

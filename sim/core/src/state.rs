@@ -716,6 +716,24 @@ impl Guard<'_> {
         Ok(s)
     }
 
+    /// Registers a new program image of the calling process. An entry with the same pid and
+    /// start time belongs to an image that `exec` replaced: the driver freed its device
+    /// memory then (its descriptors are close-on-exec), so it is cleaned up first.
+    pub fn register_image(&mut self, pid: u32, start_time: u64, comm: &str) -> Result<u32, String> {
+        let former: Vec<u32> = self
+            .reg()
+            .procs
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.status == 1 && p.pid == pid && p.start_time == start_time)
+            .map(|(i, _)| i as u32)
+            .collect();
+        for s in former {
+            self.cleanup_slot(s);
+        }
+        self.register(pid, start_time, comm)
+    }
+
     /// Releases the slot of process `pid` (normal exit) if it still is that process's.
     pub fn unregister(&mut self, slot: u32, pid: u32) {
         if (slot as usize) < MAX_PROCS {
@@ -1169,6 +1187,11 @@ mod tests {
         g.charge(a, 0, -(300 << 20), -(2 << 20), -1, -1).unwrap();
         assert_eq!(g.mem_info(0).unwrap().0, 1 << 20);
         assert_eq!(g.processes(0).len(), 1);
+        // exec(): the same pid and start time register a new image; the former image's
+        // memory is gone with it.
+        let b2 = g.register_image(1002, 6, "b").unwrap();
+        assert_eq!(g.mem_info(0).unwrap().0, 0);
+        assert_eq!(g.register(1002, 6, "b").unwrap(), b2);
         drop(g);
         drop(st2);
         drop(st);

@@ -118,7 +118,7 @@ fn build() -> Result<Runtime, CUresult> {
             eprintln!("{m}");
             CUDA_ERROR_UNKNOWN
         })?;
-        g.register(pid, procfs::self_start_time(), &procfs::self_comm())
+        g.register_image(pid, procfs::self_start_time(), &procfs::self_comm())
             .map_err(|m| {
                 eprintln!("{m}");
                 CUDA_ERROR_OUT_OF_MEMORY
