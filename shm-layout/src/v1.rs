@@ -137,8 +137,12 @@ pub enum MemoryKind {
     Data,
 }
 
-/// How many times a reader retries a torn seqlock snapshot before taking the last one.
-const SEQLOCK_READ_RETRIES: u32 = 64;
+/// How many times a reader retries a torn seqlock snapshot before taking the last one: the
+/// first `SEQLOCK_READ_SPINS` with a spin hint, the rest yielding the CPU (a writer may be
+/// preempted mid-update on a loaded machine; only a writer killed mid-update — seqlock odd
+/// forever — makes the reader give up, after a few milliseconds).
+const SEQLOCK_READ_RETRIES: u32 = 64 + 4096;
+const SEQLOCK_READ_SPINS: u32 = 64;
 
 impl UuidBytes {
     /// The UUID up to the first NUL (or all 96 bytes); `None` when not UTF-8.
@@ -238,12 +242,13 @@ impl ProcSlot {
 
     /// A consistent snapshot of `used[dev]` (parts and total) using the seqlock.
     ///
-    /// Retries while a writer is active; after 64 attempts (a writer
-    /// killed mid-update leaves the seqlock odd forever) returns the last values read.
+    /// Retries while a writer is active (spinning, then yielding); after
+    /// `SEQLOCK_READ_RETRIES` attempts (a writer killed mid-update leaves the seqlock odd
+    /// forever) returns the last values read.
     pub fn load_usage(&self, dev: usize) -> (SlotUsage, u64) {
         let mem = &self.used[dev];
         let mut last = (SlotUsage::default(), 0);
-        for _ in 0..SEQLOCK_READ_RETRIES {
+        for attempt in 0..SEQLOCK_READ_RETRIES {
             let before = self.seqlock.load(Ordering::Acquire);
             last = (
                 SlotUsage {
@@ -258,7 +263,11 @@ impl ProcSlot {
             if before & 1 == 0 && before == after {
                 return last;
             }
-            core::hint::spin_loop();
+            if attempt < SEQLOCK_READ_SPINS {
+                core::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
         }
         last
     }
