@@ -7,7 +7,10 @@
 # if a check fails.
 set -uo pipefail
 SLICE=${1:-4g}
-LIB=${VGPU_LIBRARY:-$PWD/target/release/libvgpu.so}
+# The shipped build (scripts/build-release.sh) when present, else the cargo build.
+if [ -n "${VGPU_LIBRARY:-}" ]; then LIB=$VGPU_LIBRARY
+elif [ -f "$PWD/target/release-glibc2.17/libvgpu.so" ]; then LIB=$PWD/target/release-glibc2.17/libvgpu.so
+else LIB=$PWD/target/release/libvgpu.so; fi
 PY=${PYTHON:-python3}
 fail=0
 [ -f "$LIB" ] || { echo "no $LIB: cargo build --release first"; exit 2; }
