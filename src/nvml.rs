@@ -100,35 +100,19 @@ pub struct NvmlProbe {
     processes: pfn::nvmlDeviceGetComputeRunningProcesses_v3,
 }
 
-macro_rules! real_nvml_fn {
-    ($handle:expr, $name:ident) => {{
-        // SAFETY: handle from dlopen; the symbol has this row's signature.
-        let p = unsafe { crate::preload::real_dlsym($handle, &c_name(stringify!($name))) };
-        if p.is_null() {
-            return None;
-        }
-        unsafe { std::mem::transmute::<*mut c_void, pfn::$name>(p) }
-    }};
-}
-
-fn c_name(name: &str) -> std::ffi::CString {
-    std::ffi::CString::new(name).unwrap_or_default()
-}
-
 impl NvmlProbe {
     /// Opens and initialises the real NVML; `None` when it is absent or fails.
     pub fn open() -> Option<NvmlProbe> {
-        let handle = crate::preload::open_library(c"libnvidia-ml.so.1")?;
-        let init: pfn::nvmlInit_v2 = real_nvml_fn!(handle, nvmlInit_v2);
+        let init = real::nvmlInit_v2()?;
         // SAFETY: plain NVML call.
         if unsafe { init() } != NVML_SUCCESS {
             return None;
         }
         Some(NvmlProbe {
-            get_count: real_nvml_fn!(handle, nvmlDeviceGetCount_v2),
-            handle_by_index: real_nvml_fn!(handle, nvmlDeviceGetHandleByIndex_v2),
-            get_uuid: real_nvml_fn!(handle, nvmlDeviceGetUUID),
-            processes: real_nvml_fn!(handle, nvmlDeviceGetComputeRunningProcesses_v3),
+            get_count: real::nvmlDeviceGetCount_v2()?,
+            handle_by_index: real::nvmlDeviceGetHandleByIndex_v2()?,
+            get_uuid: real::nvmlDeviceGetUUID()?,
+            processes: real::nvmlDeviceGetComputeRunningProcesses_v3()?,
         })
     }
 
