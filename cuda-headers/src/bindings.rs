@@ -516,6 +516,27 @@ impl Default for CUDA_ARRAY3D_DESCRIPTOR_st {
     }
 }
 pub type CUDA_ARRAY3D_DESCRIPTOR = CUDA_ARRAY3D_DESCRIPTOR_st;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct CUDA_ARRAY_MEMORY_REQUIREMENTS_st {
+    pub size: usize,
+    pub alignment: usize,
+    pub reserved: [::core::ffi::c_uint; 4usize],
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of CUDA_ARRAY_MEMORY_REQUIREMENTS_st"]
+        [::core::mem::size_of::<CUDA_ARRAY_MEMORY_REQUIREMENTS_st>() - 32usize];
+    ["Alignment of CUDA_ARRAY_MEMORY_REQUIREMENTS_st"]
+        [::core::mem::align_of::<CUDA_ARRAY_MEMORY_REQUIREMENTS_st>() - 8usize];
+    ["Offset of field: CUDA_ARRAY_MEMORY_REQUIREMENTS_st::size"]
+        [::core::mem::offset_of!(CUDA_ARRAY_MEMORY_REQUIREMENTS_st, size) - 0usize];
+    ["Offset of field: CUDA_ARRAY_MEMORY_REQUIREMENTS_st::alignment"]
+        [::core::mem::offset_of!(CUDA_ARRAY_MEMORY_REQUIREMENTS_st, alignment) - 8usize];
+    ["Offset of field: CUDA_ARRAY_MEMORY_REQUIREMENTS_st::reserved"]
+        [::core::mem::offset_of!(CUDA_ARRAY_MEMORY_REQUIREMENTS_st, reserved) - 16usize];
+};
+pub type CUDA_ARRAY_MEMORY_REQUIREMENTS = CUDA_ARRAY_MEMORY_REQUIREMENTS_st;
 pub const CU_LAUNCH_ATTRIBUTE_IGNORE: CUlaunchAttributeID_enum = 0;
 pub const CU_LAUNCH_ATTRIBUTE_COOPERATIVE: CUlaunchAttributeID_enum = 2;
 pub type CUlaunchAttributeID_enum = ::core::ffi::c_uint;

@@ -127,6 +127,8 @@ macro_rules! cuda_driver_api {
             cuArrayDestroy = "cuArrayDestroy" @ 2000 [dflt hook] (h_array: CUarray);
             cuMipmappedArrayCreate = "cuMipmappedArrayCreate" @ 5000 [dflt hook] (p_handle: *mut CUmipmappedArray, p_desc: *const CUDA_ARRAY3D_DESCRIPTOR, num_mipmap_levels: c_uint);
             cuMipmappedArrayDestroy = "cuMipmappedArrayDestroy" @ 5000 [dflt hook] (h_mipmapped_array: CUmipmappedArray);
+            cuArrayGetMemoryRequirements = "cuArrayGetMemoryRequirements" @ 11060 [dflt pass] (memory_requirements: *mut CUDA_ARRAY_MEMORY_REQUIREMENTS, array: CUarray, device: CUdevice);
+            cuMipmappedArrayGetMemoryRequirements = "cuMipmappedArrayGetMemoryRequirements" @ 11060 [dflt pass] (memory_requirements: *mut CUDA_ARRAY_MEMORY_REQUIREMENTS, mipmap: CUmipmappedArray, device: CUdevice);
 
             // ---- stream-ordered allocation and pools --------------------------------------------
             cuMemAllocAsync = "cuMemAllocAsync" @ 11020 [dflt hook] (dptr: *mut CUdeviceptr, bytesize: usize, h_stream: CUstream);

@@ -64,6 +64,66 @@ fn credited(kind: AllocKind, handle: u64, call: impl FnOnce() -> CUresult) -> CU
     rc
 }
 
+/// Like [`charged`] for allocations whose real size the driver decides (pitch, arrays):
+/// reserves `estimate`, calls the driver, then corrects the reservation to `actual(handle,
+/// ordinal)` when it can be had. A correction that does not fit undoes the allocation and
+/// reports out-of-memory: the slice is never passed.
+fn charged_sized(
+    what: &str,
+    estimate: u64,
+    kind: AllocKind,
+    call: impl FnOnce() -> (CUresult, u64),
+    actual: impl FnOnce(u64, CUdevice) -> Option<u64>,
+    undo: impl FnOnce(u64),
+) -> CUresult {
+    let rt = rt();
+    let Some(place) = current_placement().filter(|_| !rt.config.control_disabled) else {
+        return call().0;
+    };
+    let mut reservation = match rt.ledger.reserve(place.device, estimate, kind) {
+        Ok(r) => r.owned_by(place.ctx),
+        Err(e) => {
+            log_refusal(what, e);
+            return CUDA_ERROR_OUT_OF_MEMORY;
+        }
+    };
+    let (rc, handle) = call();
+    if rc != CUDA_SUCCESS {
+        return rc;
+    }
+    if let Some(size) = actual(handle, place.ordinal) {
+        if !reservation.resize(size) {
+            drop(reservation);
+            undo(handle);
+            return CUDA_ERROR_OUT_OF_MEMORY;
+        }
+    }
+    reservation.commit(handle);
+    rc
+}
+
+/// What the driver says an array occupies (`cuArrayGetMemoryRequirements`, CUDA 11.6+).
+fn array_size(array: u64, ordinal: CUdevice, mipmapped: bool) -> Option<u64> {
+    let mut req = CUDA_ARRAY_MEMORY_REQUIREMENTS::default();
+    // SAFETY: valid out-pointer; a handle the driver just returned.
+    let rc = unsafe {
+        if mipmapped {
+            crate::driver::real::cuMipmappedArrayGetMemoryRequirements()?(
+                &mut req,
+                array as CUmipmappedArray,
+                ordinal,
+            )
+        } else {
+            crate::driver::real::cuArrayGetMemoryRequirements()?(
+                &mut req,
+                array as CUarray,
+                ordinal,
+            )
+        }
+    };
+    (rc == CUDA_SUCCESS && req.size > 0).then_some(req.size as u64)
+}
+
 unsafe fn read<T: Copy + Default>(p: *const T) -> T {
     if p.is_null() {
         T::default()
@@ -93,34 +153,21 @@ pub unsafe fn cuMemAllocPitch_v2(
     elem: c_uint,
 ) -> CUresult {
     let real = real_or_return!(cuMemAllocPitch_v2);
-    let rt = rt();
-    let Some(place) = current_placement().filter(|_| !rt.config.control_disabled) else {
-        return unsafe { real(dptr, pitch, width, height, elem) };
-    };
     let estimate = (width as u64).div_ceil(PITCH_ALIGN) * PITCH_ALIGN * height as u64;
-    let mut reservation = match rt.ledger.reserve(place.device, estimate, AllocKind::Data) {
-        Ok(r) => r.owned_by(place.ctx),
-        Err(e) => {
-            log_refusal("cuMemAllocPitch", e);
-            return CUDA_ERROR_OUT_OF_MEMORY;
-        }
-    };
-    let rc = unsafe { real(dptr, pitch, width, height, elem) };
-    if rc != CUDA_SUCCESS {
-        return rc;
-    }
-    // Charge what the driver really took: its pitch times the rows.
-    let (ptr, actual) = unsafe { (read(dptr), read(pitch) as u64 * height as u64) };
-    if !reservation.resize(actual) {
-        drop(reservation);
-        if let Some(free) = crate::driver::real::cuMemFree_v2() {
-            // SAFETY: freeing what the driver just returned.
-            unsafe { free(ptr) };
-        }
-        return CUDA_ERROR_OUT_OF_MEMORY;
-    }
-    reservation.commit(ptr);
-    rc
+    charged_sized(
+        "cuMemAllocPitch",
+        estimate,
+        AllocKind::Data,
+        || unsafe { (real(dptr, pitch, width, height, elem), read(dptr)) },
+        // What the driver really took: its pitch times the rows.
+        |_, _| Some(unsafe { read(pitch) } as u64 * height as u64),
+        |ptr| {
+            if let Some(free) = crate::driver::real::cuMemFree_v2() {
+                // SAFETY: freeing what the driver just returned.
+                unsafe { free(ptr) };
+            }
+        },
+    )
 }
 
 pub unsafe fn cuMemAllocManaged(
@@ -260,10 +307,15 @@ pub unsafe fn cuArrayCreate_v2(
         return unsafe { real(handle, desc) };
     }
     let d = unsafe { &*desc };
-    let bytes = array_footprint(d.Width, d.Height, 1, d.Format, d.NumChannels);
-    charged("cuArrayCreate", bytes, AllocKind::Array, || unsafe {
-        (real(handle, desc), read(handle) as u64)
-    })
+    let estimate = array_footprint(d.Width, d.Height, 1, d.Format, d.NumChannels);
+    charged_sized(
+        "cuArrayCreate",
+        estimate,
+        AllocKind::Array,
+        || unsafe { (real(handle, desc), read(handle) as u64) },
+        |array, ordinal| array_size(array, ordinal, false),
+        destroy_array,
+    )
 }
 
 pub unsafe fn cuArray3DCreate_v2(
@@ -275,10 +327,22 @@ pub unsafe fn cuArray3DCreate_v2(
         return unsafe { real(handle, desc) };
     }
     let d = unsafe { &*desc };
-    let bytes = array_footprint(d.Width, d.Height, d.Depth, d.Format, d.NumChannels);
-    charged("cuArray3DCreate", bytes, AllocKind::Array, || unsafe {
-        (real(handle, desc), read(handle) as u64)
-    })
+    let estimate = array_footprint(d.Width, d.Height, d.Depth, d.Format, d.NumChannels);
+    charged_sized(
+        "cuArray3DCreate",
+        estimate,
+        AllocKind::Array,
+        || unsafe { (real(handle, desc), read(handle) as u64) },
+        |array, ordinal| array_size(array, ordinal, false),
+        destroy_array,
+    )
+}
+
+fn destroy_array(array: u64) {
+    if let Some(destroy) = crate::driver::real::cuArrayDestroy() {
+        // SAFETY: destroying what the driver just created.
+        unsafe { destroy(array as CUarray) };
+    }
 }
 
 pub unsafe fn cuArrayDestroy(array: CUarray) -> CUresult {
@@ -295,12 +359,19 @@ pub unsafe fn cuMipmappedArrayCreate(
     if desc.is_null() {
         return unsafe { real(handle, desc, levels) };
     }
-    let bytes = mipmapped_footprint(unsafe { &*desc }, levels);
-    charged(
+    let estimate = mipmapped_footprint(unsafe { &*desc }, levels);
+    charged_sized(
         "cuMipmappedArrayCreate",
-        bytes,
+        estimate,
         AllocKind::Array,
         || unsafe { (real(handle, desc, levels), read(handle) as u64) },
+        |array, ordinal| array_size(array, ordinal, true),
+        |array| {
+            if let Some(destroy) = crate::driver::real::cuMipmappedArrayDestroy() {
+                // SAFETY: destroying what the driver just created.
+                unsafe { destroy(array as CUmipmappedArray) };
+            }
+        },
     )
 }
 

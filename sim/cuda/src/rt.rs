@@ -491,6 +491,8 @@ unsafe impl Sync for VmmHandle {}
 pub struct ArrayRec {
     pub inst: u64,
     pub mipmap: bool,
+    /// Device memory the array occupies (what `cuArrayGetMemoryRequirements` reports).
+    pub span: u64,
 }
 
 #[derive(Default)]

@@ -819,7 +819,9 @@ fn create_array(r: &Runtime, raw: u64, mipmap: bool) -> Res<u64> {
         fixed: None,
     };
     let base = r.with_state(|g| g.alloc(&q))?.map_err(mem_err)?;
-    lock(&r.mem).arrays.insert(base, ArrayRec { inst, mipmap });
+    lock(&r.mem)
+        .arrays
+        .insert(base, ArrayRec { inst, mipmap, span });
     Ok(base)
 }
 
@@ -835,6 +837,52 @@ fn destroy_array(h: u64, mipmap: bool) -> Res {
         }
         _ => Err(CUDA_ERROR_INVALID_HANDLE),
     }
+}
+
+unsafe fn array_requirements(
+    req: *mut CUDA_ARRAY_MEMORY_REQUIREMENTS,
+    h: u64,
+    mipmap: bool,
+    device: CUdevice,
+) -> Res {
+    let r = rt()?;
+    if req.is_null() {
+        return Err(CUDA_ERROR_INVALID_VALUE);
+    }
+    if device < 0 || device as usize >= r.visible.len() {
+        return Err(CUDA_ERROR_INVALID_DEVICE);
+    }
+    let span = match lock(&r.mem).arrays.get(&h) {
+        Some(a) if a.mipmap == mipmap => a.span,
+        _ => return Err(CUDA_ERROR_INVALID_HANDLE),
+    };
+    // SAFETY: the caller's out-pointer, checked non-null.
+    unsafe {
+        put(
+            req,
+            CUDA_ARRAY_MEMORY_REQUIREMENTS {
+                size: span as usize,
+                alignment: VMM_GRANULARITY as usize,
+                reserved: [0; 4],
+            },
+        )
+    }
+}
+
+pub unsafe fn cuArrayGetMemoryRequirements(
+    memory_requirements: *mut CUDA_ARRAY_MEMORY_REQUIREMENTS,
+    array: CUarray,
+    device: CUdevice,
+) -> CUresult {
+    code(unsafe { array_requirements(memory_requirements, array as u64, false, device) })
+}
+
+pub unsafe fn cuMipmappedArrayGetMemoryRequirements(
+    memory_requirements: *mut CUDA_ARRAY_MEMORY_REQUIREMENTS,
+    mipmap: CUmipmappedArray,
+    device: CUdevice,
+) -> CUresult {
+    code(unsafe { array_requirements(memory_requirements, mipmap as u64, true, device) })
 }
 
 pub unsafe fn cuArrayCreate_v2(
