@@ -402,3 +402,36 @@ fn caching_allocator_pattern_through_cuda_bindings_is_capped_exactly() {
 fn caching_allocator_pattern_with_per_thread_default_streams_is_capped_exactly() {
     caching_allocator_pattern(true);
 }
+
+#[test]
+fn nvml_first_then_cuda_in_one_process_is_capped() {
+    // The order of `import pynvml; ...; import torch`: libvgpu initialises on the NVML call,
+    // before the application loads the CUDA driver; CUDA must still be intercepted after.
+    let Some(python) = testkit::require_venv("nvml_first_then_cuda") else {
+        return;
+    };
+    require_sim();
+    let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "1g");
+    let script = r#"
+import pynvml
+pynvml.nvmlInit()
+print(f"nvml_total={pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0)).total}")
+from cuda.bindings import driver as cu
+cu.cuInit(0)
+err, dev = cu.cuDeviceGet(0)
+err, ctx = cu.cuDevicePrimaryCtxRetain(dev)
+cu.cuCtxSetCurrent(ctx)
+err, free, total = cu.cuMemGetInfo()
+print(f"cuda_total={total}")
+err, p = cu.cuMemAlloc(2 << 30)
+print(f"over_rc={int(err)}")
+"#;
+    let mut c = sim.command(python);
+    c.env("LD_PRELOAD", libvgpu()).args(["-c", script]);
+    let out = run_default(&mut c);
+    out.assert_success("pynvml then cuda-bindings");
+    let kv = out.kv();
+    assert_eq!(kv.u64("nvml_total"), GIB, "{}", out.describe());
+    assert_eq!(kv.u64("cuda_total"), GIB, "{}", out.describe());
+    assert_eq!(kv.i64("over_rc"), 2, "{}", out.describe());
+}
