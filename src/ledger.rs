@@ -282,10 +282,6 @@ impl<P: CapacityPool> MemoryLedger<P> {
         }
     }
 
-    pub fn pool(&self) -> &P {
-        &self.pool
-    }
-
     fn lock_live(&self) -> MutexGuard<'_, AllocationMap> {
         // A poisoned map is still a consistent map (every critical section is a single
         // insert/remove): keep going rather than failing allocations forever.
@@ -361,11 +357,6 @@ impl<P: CapacityPool> MemoryLedger<P> {
         };
         freed.iter().for_each(|a| self.credit(*a));
         freed.iter().map(|a| a.bytes).sum()
-    }
-
-    /// What `handle` was charged, without releasing it.
-    pub fn lookup(&self, kind: AllocKind, handle: u64) -> Option<Allocation> {
-        self.lock_live().get(&(kind, handle)).copied()
     }
 
     fn credit(&self, alloc: Allocation) {

@@ -2,7 +2,6 @@
 //! thread-safe), never in a constructor: an eager init would run before a `dlopen`ed
 //! libcuda exists and cache nothing.
 
-use std::ffi::c_void;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
@@ -57,15 +56,11 @@ impl CapacityPool for Pool {
 pub struct Runtime {
     pub config: Config,
     pub ledger: MemoryLedger<Pool>,
-    /// The real driver's `dlopen` handle, 0 when there is no driver.
-    driver: usize,
     /// CUDA ordinal -> container device index (-1 = not computed yet).
     ordinal_map: [AtomicI32; MAX_DEVICES],
     /// Primary-context references this process holds per container device.
     pub primary_refs: [AtomicU32; MAX_DEVICES],
     nvml: OnceLock<Option<NvmlProbe>>,
-    /// Whether any memory cap is configured (else memory hooks only forward).
-    pub memory_capped: bool,
 }
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
@@ -121,17 +116,11 @@ impl Runtime {
         );
         Runtime {
             ledger: MemoryLedger::new(pool),
-            driver: driver.map_or(0, |h| h as usize),
             ordinal_map: [const { AtomicI32::new(-1) }; MAX_DEVICES],
             primary_refs: [const { AtomicU32::new(0) }; MAX_DEVICES],
             nvml,
-            memory_capped,
             config,
         }
-    }
-
-    pub fn has_driver(&self) -> bool {
-        self.driver != 0
     }
 
     /// The real NVML, opened on first need.
@@ -218,11 +207,6 @@ fn container_devices(config: &Config, nvml: Option<&NvmlProbe>) -> Vec<shm_layou
             sm_limit: config.sm_limit[i].map_or(0, u64::from),
         })
         .collect()
-}
-
-/// Handle of the real driver, as a pointer (null when absent).
-pub fn driver_handle() -> *mut c_void {
-    rt().driver as *mut c_void
 }
 
 // ---- fork ------------------------------------------------------------------------------
