@@ -20,6 +20,16 @@ use cuda_headers::bindings::*;
 use crate::nvml::real;
 use crate::shared_region::SharedRegion;
 
+/// The real NVML function, or return `NVML_ERROR_UNINITIALIZED` (no NVML library).
+macro_rules! real_or_uninitialized {
+    ($name:ident) => {
+        match real::$name() {
+            Some(f) => f,
+            None => return NVML_ERROR_UNINITIALIZED,
+        }
+    };
+}
+
 /// The NVML indices visible through `CUDA_VISIBLE_DEVICES`, in CUDA ordinal order; `None`
 /// when it is unset (NVML's own view then). Computed once per process.
 fn visible_nvml_indices() -> Option<&'static [usize]> {
@@ -44,16 +54,12 @@ unsafe fn visible_count(rc: nvmlReturn_t, count: *mut c_uint) -> nvmlReturn_t {
 }
 
 pub unsafe fn nvmlDeviceGetCount(count: *mut c_uint) -> nvmlReturn_t {
-    let Some(f) = real::nvmlDeviceGetCount() else {
-        return NVML_ERROR_UNINITIALIZED;
-    };
+    let f = real_or_uninitialized!(nvmlDeviceGetCount);
     unsafe { visible_count(f(count), count) }
 }
 
 pub unsafe fn nvmlDeviceGetCount_v2(count: *mut c_uint) -> nvmlReturn_t {
-    let Some(f) = real::nvmlDeviceGetCount_v2() else {
-        return NVML_ERROR_UNINITIALIZED;
-    };
+    let f = real_or_uninitialized!(nvmlDeviceGetCount_v2);
     unsafe { visible_count(f(count), count) }
 }
 
@@ -66,9 +72,7 @@ fn nvml_index_of(index: c_uint) -> Result<c_uint, ()> {
 }
 
 pub unsafe fn nvmlDeviceGetHandleByIndex(index: c_uint, device: *mut nvmlDevice_t) -> nvmlReturn_t {
-    let Some(f) = real::nvmlDeviceGetHandleByIndex() else {
-        return NVML_ERROR_UNINITIALIZED;
-    };
+    let f = real_or_uninitialized!(nvmlDeviceGetHandleByIndex);
     match nvml_index_of(index) {
         Ok(i) => unsafe { f(i, device) },
         Err(()) => NVML_ERROR_INVALID_ARGUMENT,
@@ -79,9 +83,7 @@ pub unsafe fn nvmlDeviceGetHandleByIndex_v2(
     index: c_uint,
     device: *mut nvmlDevice_t,
 ) -> nvmlReturn_t {
-    let Some(f) = real::nvmlDeviceGetHandleByIndex_v2() else {
-        return NVML_ERROR_UNINITIALIZED;
-    };
+    let f = real_or_uninitialized!(nvmlDeviceGetHandleByIndex_v2);
     match nvml_index_of(index) {
         Ok(i) => unsafe { f(i, device) },
         Err(()) => NVML_ERROR_INVALID_ARGUMENT,
@@ -89,9 +91,7 @@ pub unsafe fn nvmlDeviceGetHandleByIndex_v2(
 }
 
 pub unsafe fn nvmlDeviceGetIndex(device: nvmlDevice_t, index: *mut c_uint) -> nvmlReturn_t {
-    let Some(f) = real::nvmlDeviceGetIndex() else {
-        return NVML_ERROR_UNINITIALIZED;
-    };
+    let f = real_or_uninitialized!(nvmlDeviceGetIndex);
     let rc = unsafe { f(device, index) };
     if rc == NVML_SUCCESS && !index.is_null() {
         if let Some(map) = visible_nvml_indices() {
@@ -144,9 +144,7 @@ pub unsafe fn nvmlDeviceGetMemoryInfo(
     device: nvmlDevice_t,
     memory: *mut nvmlMemory_t,
 ) -> nvmlReturn_t {
-    let Some(f) = real::nvmlDeviceGetMemoryInfo() else {
-        return NVML_ERROR_UNINITIALIZED;
-    };
+    let f = real_or_uninitialized!(nvmlDeviceGetMemoryInfo);
     let rc = unsafe { f(device, memory) };
     if rc != NVML_SUCCESS || memory.is_null() {
         return rc;
@@ -163,9 +161,7 @@ pub unsafe fn nvmlDeviceGetMemoryInfo_v2(
     device: nvmlDevice_t,
     memory: *mut nvmlMemory_v2_t,
 ) -> nvmlReturn_t {
-    let Some(f) = real::nvmlDeviceGetMemoryInfo_v2() else {
-        return NVML_ERROR_UNINITIALIZED;
-    };
+    let f = real_or_uninitialized!(nvmlDeviceGetMemoryInfo_v2);
     let rc = unsafe { f(device, memory) };
     if rc != NVML_SUCCESS || memory.is_null() {
         return rc;
@@ -261,9 +257,7 @@ pub unsafe fn nvmlDeviceGetComputeRunningProcesses(
     count: *mut c_uint,
     infos: *mut nvmlProcessInfo_v1_t,
 ) -> nvmlReturn_t {
-    let Some(f) = real::nvmlDeviceGetComputeRunningProcesses() else {
-        return NVML_ERROR_UNINITIALIZED;
-    };
+    let f = real_or_uninitialized!(nvmlDeviceGetComputeRunningProcesses);
     unsafe { container_processes(device, count, infos, f) }
 }
 
@@ -272,9 +266,7 @@ pub unsafe fn nvmlDeviceGetComputeRunningProcesses_v2(
     count: *mut c_uint,
     infos: *mut nvmlProcessInfo_v2_t,
 ) -> nvmlReturn_t {
-    let Some(f) = real::nvmlDeviceGetComputeRunningProcesses_v2() else {
-        return NVML_ERROR_UNINITIALIZED;
-    };
+    let f = real_or_uninitialized!(nvmlDeviceGetComputeRunningProcesses_v2);
     unsafe { container_processes(device, count, infos, f) }
 }
 
@@ -283,8 +275,6 @@ pub unsafe fn nvmlDeviceGetComputeRunningProcesses_v3(
     count: *mut c_uint,
     infos: *mut nvmlProcessInfo_v2_t,
 ) -> nvmlReturn_t {
-    let Some(f) = real::nvmlDeviceGetComputeRunningProcesses_v3() else {
-        return NVML_ERROR_UNINITIALIZED;
-    };
+    let f = real_or_uninitialized!(nvmlDeviceGetComputeRunningProcesses_v3);
     unsafe { container_processes(device, count, infos, f) }
 }
