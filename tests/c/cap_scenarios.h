@@ -430,6 +430,76 @@ static int cap_churn(double seconds) {
     return 0;
 }
 
+/* Churn at the cap: every thread first takes chunks until refused, then repeatedly frees
+ * one chunk and allocates up to two, so the slice stays full while frees and allocations
+ * of all threads (and of all processes of the container) interleave. The ground truth
+ * (the simulator's high-water mark) must never pass the slice. With `wait`, prints
+ * `ready=1` after the context exists and waits for a line on stdin before churning. */
+struct churner {
+    CUcontext ctx;
+    size_t chunk;
+    unsigned long long deadline, allocs, refusals;
+    unsigned int seed;
+    int n;
+    CUdeviceptr held[1024];
+};
+
+static void *full_churn_thread(void *arg) {
+    struct churner *c = arg;
+    API(cuCtxSetCurrent)(c->ctx);
+    while (c->n < 1024 && API(cuMemAlloc_v2)(&c->held[c->n], c->chunk) == CUDA_SUCCESS) c->n++;
+    while (vgpu_now_ns(CLOCK_MONOTONIC) < c->deadline) {
+        if (c->n > 0) {
+            int i = rand_r(&c->seed) % c->n;
+            CK(API(cuMemFree_v2)(c->held[i]));
+            c->held[i] = c->held[--c->n];
+        }
+        for (int k = 0; k < 2 && c->n < 1024; k++) {
+            CUresult rc = API(cuMemAlloc_v2)(&c->held[c->n], c->chunk);
+            if (rc == CUDA_SUCCESS) {
+                c->n++;
+                c->allocs++;
+            } else if (rc == CUDA_ERROR_OUT_OF_MEMORY) {
+                c->refusals++;
+            } else {
+                fprintf(stderr, "cuMemAlloc_v2: %d\n", (int)rc);
+                exit(4);
+            }
+        }
+    }
+    for (int i = 0; i < c->n; i++) CK(API(cuMemFree_v2)(c->held[i]));
+    return NULL;
+}
+
+static int cap_churn_full(int threads, size_t chunk, double seconds, int wait) {
+    CUcontext ctx = setup_ctx(0);
+    if (wait) {
+        printf("ready=1\n");
+        fflush(stdout);
+        wait_stdin_line();
+    }
+    static struct churner cs[64];
+    pthread_t th[64];
+    if (threads > 64) threads = 64;
+    unsigned long long deadline = vgpu_now_ns(CLOCK_MONOTONIC) + (unsigned long long)(seconds * 1e9);
+    for (int i = 0; i < threads; i++) {
+        cs[i].ctx = ctx;
+        cs[i].chunk = chunk;
+        cs[i].deadline = deadline;
+        cs[i].seed = (unsigned int)getpid() * 131u + (unsigned int)i;
+        pthread_create(&th[i], NULL, full_churn_thread, &cs[i]);
+    }
+    unsigned long long allocs = 0, refusals = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+        allocs += cs[i].allocs;
+        refusals += cs[i].refusals;
+    }
+    kvu("churn_allocs", allocs);
+    kvu("churn_refusals", refusals);
+    return 0;
+}
+
 /* Start-up cost: from main() to the first allocation done (cuInit, primary context,
  * cuMemAlloc: under libvgpu this includes attaching the region and claiming a slot). */
 static int cap_startup(unsigned long long t0) {
@@ -473,6 +543,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(sc, "cap-fork") && argc >= 3) rc = cap_fork(atoi(argv[2]));
     else if (!strcmp(sc, "cap-grab") && argc >= 3) rc = cap_grab(parse_u64(argv[2]));
     else if (!strcmp(sc, "cap-churn") && argc >= 3) rc = cap_churn(atof(argv[2]));
+    else if (!strcmp(sc, "cap-churn-full") && argc >= 5)
+        rc = cap_churn_full(atoi(argv[2]), parse_u64(argv[3]), atof(argv[4]), argc > 5 && !strcmp(argv[5], "wait"));
     else if (!strcmp(sc, "cap-startup")) rc = cap_startup(t0);
     else if (!strcmp(sc, "cap-exec")) rc = cap_exec(argv[0]);
     else {
