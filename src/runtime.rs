@@ -78,6 +78,9 @@ impl Runtime {
         for issue in &config.issues {
             crate::log::write_line(format_args!("{issue}"));
         }
+        if let Some(warning) = crate::config::tiny_memory_limit_warning(&config) {
+            crate::log::write_line(format_args!("{warning}"));
+        }
         let driver = crate::preload::open_library(c"libcuda.so.1");
         match driver {
             // SAFETY: h comes from dlopen.

@@ -500,6 +500,59 @@ static int cap_churn_full(int threads, size_t chunk, double seconds, int wait) {
     return 0;
 }
 
+/* Contexts and modules at a slice: primary context (then a module in it), then a created
+ * context (then a module in it). Reports each result code; whatever fits is released at
+ * the end. `used.*` are the container's usage as cuMemGetInfo shows it. */
+typedef CUresult (*cap_ctx_create_fn)(CUcontext *, unsigned int, CUdevice);
+typedef CUresult (*cap_ctx_destroy_fn)(CUcontext);
+
+static void cap_ctx_module(const char *key) {
+    CUmodule m = NULL;
+    CUresult rc = API(cuModuleLoadData)(&m, VGPU_TEST_PTX);
+    kvi(key, rc);
+    if (rc == CUDA_SUCCESS) {
+        size_t t = 0;
+        char k[64];
+        snprintf(k, sizeof k, "%s.used", key);
+        kvu(k, used_now(&t));
+        CK(API(cuModuleUnload)(m));
+    }
+}
+
+static int cap_ctx(void) {
+    CUdevice dev;
+    CK(API(cuInit)(0));
+    CK(API(cuDeviceGet)(&dev, 0));
+    CUcontext p = NULL;
+    CUresult rc = API(cuDevicePrimaryCtxRetain)(&p, dev);
+    kvi("primary_rc", rc);
+    if (rc == CUDA_SUCCESS) {
+        CK(API(cuCtxSetCurrent)(p));
+        size_t t = 0;
+        kvu("primary.used", used_now(&t));
+        cap_ctx_module("primary.module_rc");
+        CK(API(cuCtxSetCurrent)(NULL));
+        CK(API(cuDevicePrimaryCtxRelease_v2)(dev));
+    } else {
+        kvi("primary_null", p == NULL);
+    }
+    cap_ctx_create_fn create = (cap_ctx_create_fn)client_dlsym("cuCtxCreate_v2");
+    cap_ctx_destroy_fn destroy = (cap_ctx_destroy_fn)client_dlsym("cuCtxDestroy_v2");
+    if (!create || !destroy) return 3;
+    CUcontext c = NULL;
+    rc = create(&c, 0, dev);
+    kvi("create_rc", rc);
+    if (rc == CUDA_SUCCESS) {
+        size_t t = 0;
+        kvu("create.used", used_now(&t));
+        cap_ctx_module("create.module_rc");
+        CK(destroy(c));
+    } else {
+        kvi("create_null", c == NULL);
+    }
+    return 0;
+}
+
 /* Start-up cost: from main() to the first allocation done (cuInit, primary context,
  * cuMemAlloc: under libvgpu this includes attaching the region and claiming a slot). */
 static int cap_startup(unsigned long long t0) {
@@ -545,6 +598,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(sc, "cap-churn") && argc >= 3) rc = cap_churn(atof(argv[2]));
     else if (!strcmp(sc, "cap-churn-full") && argc >= 5)
         rc = cap_churn_full(atoi(argv[2]), parse_u64(argv[3]), atof(argv[4]), argc > 5 && !strcmp(argv[5], "wait"));
+    else if (!strcmp(sc, "cap-ctx")) rc = cap_ctx();
     else if (!strcmp(sc, "cap-startup")) rc = cap_startup(t0);
     else if (!strcmp(sc, "cap-exec")) rc = cap_exec(argv[0]);
     else {
