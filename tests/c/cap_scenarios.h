@@ -553,6 +553,38 @@ static int cap_ctx(void) {
     return 0;
 }
 
+/* Start-up at one barrier: nothing CUDA before CLOCK_MONOTONIC reaches `t` (the same
+ * instant for every process of the wave), then cuInit, a primary context, one 16 MiB
+ * allocation and its free. Reports the time from the barrier to done, and whether the
+ * process arrived after the barrier (then its figure is not a barrier start). */
+static int cap_barrier(unsigned long long t) {
+    unsigned long long now = vgpu_now_ns(CLOCK_MONOTONIC);
+    kvi("late", now > t);
+    if (now < t) {
+        struct timespec ts = {.tv_sec = (time_t)(t / 1000000000ull), .tv_nsec = (long)(t % 1000000000ull)};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+        }
+    }
+    unsigned long long start = now > t ? now : t;
+    CUdevice dev;
+    CUcontext ctx;
+    CK(API(cuInit)(0));
+    unsigned long long inited = vgpu_now_ns(CLOCK_MONOTONIC);
+    CK(API(cuDeviceGet)(&dev, 0));
+    CK(API(cuDevicePrimaryCtxRetain)(&ctx, dev));
+    CK(API(cuCtxSetCurrent)(ctx));
+    unsigned long long ctx_done = vgpu_now_ns(CLOCK_MONOTONIC);
+    CUdeviceptr p;
+    CK(API(cuMemAlloc_v2)(&p, 16 * MiB));
+    CK(API(cuMemFree_v2)(p));
+    unsigned long long done = vgpu_now_ns(CLOCK_MONOTONIC);
+    kvu("barrier_to_done_ns", done - start);
+    kvu("phase.init_ns", inited - start);
+    kvu("phase.ctx_ns", ctx_done - inited);
+    kvu("phase.alloc_ns", done - ctx_done);
+    return 0;
+}
+
 /* Start-up cost: from main() to the first allocation done (cuInit, primary context,
  * cuMemAlloc: under libvgpu this includes attaching the region and claiming a slot). */
 static int cap_startup(unsigned long long t0) {
@@ -600,6 +632,7 @@ int main(int argc, char **argv) {
         rc = cap_churn_full(atoi(argv[2]), parse_u64(argv[3]), atof(argv[4]), argc > 5 && !strcmp(argv[5], "wait"));
     else if (!strcmp(sc, "cap-ctx")) rc = cap_ctx();
     else if (!strcmp(sc, "cap-startup")) rc = cap_startup(t0);
+    else if (!strcmp(sc, "cap-barrier") && argc >= 3) rc = cap_barrier(parse_u64(argv[2]));
     else if (!strcmp(sc, "cap-exec")) rc = cap_exec(argv[0]);
     else {
         fprintf(stderr, "unknown cap scenario %s\n", sc);
