@@ -77,7 +77,16 @@ fn wave(sim: &SimEnv, client: &Path, n: usize, preload: Option<&Path>, round: us
         late: 0,
         failed: 0,
     };
-    for c in children {
+    // A process that does not finish within the limit (a library that hangs) is killed
+    // and counted as failed.
+    let limit = std::time::Instant::now() + Duration::from_secs(30 + n as u64 / 8);
+    for mut c in children {
+        while c.try_wait().ok().flatten().is_none() && std::time::Instant::now() < limit {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if c.try_wait().ok().flatten().is_none() {
+            let _ = c.kill();
+        }
         let out = c.wait_with_output().expect("wait");
         let text = String::from_utf8_lossy(&out.stdout);
         let kv = testkit::Kv::parse(&text);

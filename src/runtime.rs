@@ -95,9 +95,18 @@ impl Runtime {
         let pool = if config.control_disabled {
             Pool::Local(LocalPool::new([None; MAX_DEVICES]))
         } else {
+            // A container whose region already lists its devices needs no NVML to start.
             let region = SharedRegion::attach(
                 &config.shared_cache,
-                &container_devices(&config, nvml.get_or_init(NvmlProbe::open).as_ref()),
+                |known| {
+                    let uuids = known.unwrap_or_else(|| {
+                        nvml.get_or_init(NvmlProbe::open)
+                            .as_ref()
+                            .map(NvmlProbe::device_uuids)
+                            .unwrap_or_default()
+                    });
+                    container_devices(&config, uuids)
+                },
                 config.task_priority,
             );
             // The gate must be right before the first launch, not one watcher tick later.
@@ -129,6 +138,12 @@ impl Runtime {
     /// The real NVML, opened on first need.
     pub fn nvml(&self) -> Option<&NvmlProbe> {
         self.nvml.get_or_init(NvmlProbe::open).as_ref()
+    }
+
+    /// Whether this process has opened NVML already (opening it costs a library load and
+    /// the driver's NVML initialisation).
+    pub fn nvml_opened(&self) -> bool {
+        self.nvml.get().is_some()
     }
 
     /// The container device index for a CUDA ordinal (see `config::map_visible_devices`).
@@ -180,8 +195,7 @@ impl Runtime {
 /// The container's devices in container index order, with this process's limits: UUIDs
 /// from NVML (which shows the container's devices in container order), or stand-in names
 /// when NVML is unavailable (then only devices with a limit are registered).
-fn container_devices(config: &Config, nvml: Option<&NvmlProbe>) -> Vec<shm_layout::DeviceInit> {
-    let uuids = nvml.map(NvmlProbe::device_uuids).unwrap_or_default();
+fn container_devices(config: &Config, uuids: Vec<String>) -> Vec<shm_layout::DeviceInit> {
     let count = if uuids.is_empty() {
         // No NVML: the devices this process can name — per-device variables, the entries
         // of CUDA_VISIBLE_DEVICES — and at least device 0.

@@ -81,9 +81,14 @@ fn slot_owner_alive(pid: i32, start_time: u64) -> bool {
 }
 
 fn boot_hash() -> u64 {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| shm_layout::boot_id_hash(&s))
-        .unwrap_or(0)
+    // Read once: attaching needs it twice, and every process of a container starting at
+    // once pays for each read.
+    static HASH: OnceLock<u64> = OnceLock::new();
+    *HASH.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| shm_layout::boot_id_hash(&s))
+            .unwrap_or(0)
+    })
 }
 
 /// Initialises the robust, process-shared mutex inside the region.
@@ -228,7 +233,10 @@ enum AttachFailure {
     Unusable(RegionStatus),
 }
 
-fn attach_file(path: &str, params: &InitParams) -> Result<&'static Region, AttachFailure> {
+fn attach_file(
+    path: &str,
+    params: &dyn Fn() -> InitParams,
+) -> Result<&'static Region, AttachFailure> {
     let cpath = CString::new(path).map_err(|_| AttachFailure::Io("path has a NUL byte".into()))?;
     // SAFETY: open/fchmod/flock on our own descriptor.
     let fd = unsafe {
@@ -278,7 +286,7 @@ fn attach_file(path: &str, params: &InitParams) -> Result<&'static Region, Attac
                 ))
             } else {
                 match map(fd.0) {
-                    Some(region) => match region.init_unpublished(params) {
+                    Some(region) => match region.init_unpublished(&params()) {
                         Ok(()) => {
                             init_robust_mutex(region);
                             region.publish();
@@ -311,30 +319,45 @@ impl SharedRegion {
         REGION.get()
     }
 
-    /// Attaches (once per process) and claims this process's slot. `devices` are the
-    /// container's devices in container index order.
-    pub fn attach(path: &str, devices: &[DeviceInit], priority: i32) -> &'static SharedRegion {
+    /// Attaches (once per process) and claims this process's slot. `devices(known)` gives
+    /// the container's devices in container index order; `known` is the UUID list the
+    /// container's region already holds (a container whose first process registered its
+    /// devices), `None` when there is none: then the devices must be found otherwise (NVML),
+    /// which a later process of the container is spared.
+    pub fn attach(
+        path: &str,
+        devices: impl Fn(Option<Vec<String>>) -> Vec<DeviceInit>,
+        priority: i32,
+    ) -> &'static SharedRegion {
         REGION.get_or_init(|| {
-            let params = InitParams {
-                devices: devices.to_vec(),
+            let fresh: std::cell::OnceCell<Vec<DeviceInit>> = std::cell::OnceCell::new();
+            let params = || InitParams {
+                devices: fresh.get_or_init(|| devices(None)).clone(),
                 priority,
                 created_unix_ns: crate::clock::unix_ns(),
                 boot_id_hash: boot_hash(),
             };
-            let (region, shared) = match attach_file(path, &params) {
+            let attached = attach_file(path, &params);
+            let (region, shared) = match attached {
                 Ok(r) => (r, true),
                 Err(AttachFailure::Io(e)) => {
                     crate::log::write_line(format_args!(
                         "cannot use the shared region {path:?} ({e}): limits are enforced per process, not container-wide"
                     ));
-                    (local_region(&params), false)
+                    (local_region(&params()), false)
                 }
                 Err(AttachFailure::Unusable(status)) => {
                     crate::log::write_line(format_args!(
                         "the shared region {path:?} is not one this library can share ({status:?}); it is left untouched and limits are enforced per process"
                     ));
-                    (local_region(&params), false)
+                    (local_region(&params()), false)
                 }
+            };
+            let known: Vec<String> = (0..MAX_DEVICES).map_while(|d| region.uuid_str(d)).collect();
+            let devices = match fresh.get() {
+                Some(d) => d.clone(),
+                None if !known.is_empty() => devices(Some(known)),
+                None => devices(None),
             };
             let me = SharedRegion {
                 region,
@@ -344,7 +367,7 @@ impl SharedRegion {
                 token: std::sync::atomic::AtomicU64::new(0),
                 dev_map: [const { AtomicUsize::new(NO_DEVICE) }; MAX_DEVICES],
             };
-            me.register_devices(devices);
+            me.register_devices(&devices);
             me.claim_own_slot();
             me
         })
@@ -535,6 +558,24 @@ impl SharedRegion {
             self.region.v1.procs[slot]
                 .hostpid
                 .store(pid as i32, Ordering::Relaxed);
+        }
+    }
+
+    /// What a context costs on container device `device`, as a process of the container
+    /// measured it; `None` before any did.
+    pub fn context_bytes_hint(&self, device: usize) -> Option<u64> {
+        let d = self.region.device(self.region_device(device)?).ok()?;
+        d.context_bytes_hint.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    /// Records a measured context cost for the container's later processes.
+    pub fn set_context_bytes_hint(&self, device: usize, bytes: u64) {
+        if let Some(d) = self
+            .region_device(device)
+            .and_then(|d| self.region.device(d).ok())
+        {
+            d.context_bytes_hint
+                .store(bytes.saturating_add(1), Ordering::Relaxed);
         }
     }
 

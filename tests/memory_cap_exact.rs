@@ -215,3 +215,35 @@ fn contexts_and_modules_are_charged_whether_or_not_the_host_pid_is_known() {
         assert_eq!(now, 0, "{why}");
     }
 }
+
+#[test]
+fn a_later_process_is_charged_the_context_size_its_container_measured() {
+    // The first process of the container measures its context through NVML and leaves the
+    // figure in the region; a later one starts without opening NVML, charged that figure
+    // — exactly what the driver holds for it.
+    let sim = ctx_machine("64m", "1g", None);
+    let mut first = {
+        let mut c = command(&sim, Style::Linked, true);
+        c.args(["alloc-hold", &(10 * MIB).to_string(), "60"]);
+        Child::spawn(&mut c, Duration::from_secs(90))
+    };
+    first.wait_for_kv("ready", "1", Duration::from_secs(30));
+    let mut c = command(&sim, Style::Linked, true);
+    c.env("LIBCUDA_LOG_LEVEL", "4").arg("cap-ctx");
+    let out = testkit::run_default(&mut c);
+    out.assert_success("cap-ctx");
+    let kv = out.kv();
+    let why = out.describe();
+    let held = 64 * MIB + 10 * MIB;
+    assert_eq!(kv.u64("primary.used"), held + 64 * MIB, "{why}");
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains("Context overhead") && l.contains("measured None")),
+        "the primary context was charged the container's figure: {why}"
+    );
+    let (high_water, _) = ground_truth(&sim);
+    assert!(high_water <= GIB, "{why}");
+    first.close_stdin();
+    first.finish().assert_success("first");
+}

@@ -60,11 +60,23 @@ fn primary_key(device: usize) -> u64 {
     0xC0DE_0000_0000_0000 | device as u64
 }
 
-/// What to reserve before creating a `kind` on container device `device`.
+/// What a context costs on container device `device` as measured by another process of
+/// the container (the shared region's hint).
+fn container_context_bytes(device: usize) -> Option<u64> {
+    crate::shared_region::SharedRegion::get()?.context_bytes_hint(device)
+}
+
+/// What to reserve before creating a `kind` on container device `device`: what this
+/// process measured for a context there, else what the container measured, else the
+/// default.
 pub fn estimate(device: usize, kind: AllocKind) -> u64 {
+    estimate_from(device, kind, container_context_bytes(device))
+}
+
+fn estimate_from(device: usize, kind: AllocKind, container: Option<u64>) -> u64 {
     match kind {
         AllocKind::Context => match CONTEXT_BYTES_SEEN[device].load(Ordering::Relaxed) {
-            u64::MAX => DEFAULT_CONTEXT_BYTES,
+            u64::MAX => container.unwrap_or(DEFAULT_CONTEXT_BYTES),
             seen => seen,
         },
         _ => DEFAULT_MODULE_BYTES,
@@ -118,7 +130,16 @@ fn create_charged(
     else {
         return create().0;
     };
-    let estimate = estimate(device, kind);
+    let container = container_context_bytes(device);
+    let estimate = estimate_from(device, kind, container);
+    // Start-up at scale: a process whose container already measured a context on this
+    // device, that has not opened NVML yet and whose host pid procfs tells, is charged
+    // that figure without opening NVML (a library load and the driver's NVML
+    // initialisation per process).
+    let take_containers = kind == AllocKind::Context
+        && container.is_some()
+        && !rt.nvml_opened()
+        && record_host_pid(crate::hostpid::discover_cheaply()).is_some();
     let mut reservation = match rt.ledger.reserve(device, estimate, kind) {
         Ok(r) => r,
         Err(e) => {
@@ -130,10 +151,17 @@ fn create_charged(
     if rc != CUDA_SUCCESS {
         return rc;
     }
-    let fallback = unmeasured(device, kind);
+    let fallback = match container.filter(|_| take_containers) {
+        Some(bytes) => bytes,
+        None => unmeasured(device, kind),
+    };
     // What the driver may hold beyond the estimate until the measurement says otherwise.
-    let measured = measure(handle, device, fallback.saturating_sub(estimate));
-    if measured.is_none() {
+    let measured = if take_containers {
+        None
+    } else {
+        measure(handle, device, fallback.saturating_sub(estimate))
+    };
+    if measured.is_none() && !take_containers {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
             crate::vlog!(
@@ -147,6 +175,9 @@ fn create_charged(
     let bytes = overhead_to_charge(measured, usage, fallback);
     if kind == AllocKind::Context && measured.is_some() {
         CONTEXT_BYTES_SEEN[device].store(bytes, Ordering::Relaxed);
+        if let Some(region) = crate::shared_region::SharedRegion::get() {
+            region.set_context_bytes_hint(device, bytes);
+        }
     }
     if !reservation.resize(bytes) {
         // The driver's destroy first, then the credit: never more than the slice held.
@@ -182,12 +213,18 @@ fn measure_process_usage(ordinal: CUdevice, device: usize, unaccounted: u64) -> 
         });
         return None;
     }
-    let host_pid = crate::hostpid::discover(ordinal, device, unaccounted)?;
-    if let Some(shared) = crate::shared_region::SharedRegion::get() {
-        shared.set_host_pid(host_pid);
-    }
+    let host_pid = record_host_pid(crate::hostpid::discover(ordinal, device, unaccounted))?;
     let usage = rt.nvml()?.process_usage(rt.nvml_index(ordinal)?)?;
     usage.get(&host_pid).copied()
+}
+
+/// Publishes a discovered host pid in this process's slot (the monitor and the
+/// container's NVML process lists read it).
+fn record_host_pid(pid: Option<u32>) -> Option<u32> {
+    if let (Some(pid), Some(shared)) = (pid, crate::shared_region::SharedRegion::get()) {
+        shared.set_host_pid(pid);
+    }
+    pid
 }
 
 fn destroy_context(ctx: u64) {
