@@ -44,8 +44,11 @@ impl CapacityPool for Pool {
     fn limit(&self, device: usize) -> Option<u64> {
         pool_dispatch!(self, p => p.limit(device))
     }
-    fn on_usage(&self, device: usize, bucket: usize, delta: i64) {
+    fn on_usage(&self, device: usize, bucket: usize, delta: i64) -> bool {
         pool_dispatch!(self, p => p.on_usage(device, bucket, delta))
+    }
+    fn published_usage(&self, device: usize) -> Option<crate::ledger::Usage> {
+        pool_dispatch!(self, p => p.published_usage(device))
     }
     fn after_fork_child(&self) {
         pool_dispatch!(self, p => p.after_fork_child())

@@ -82,6 +82,14 @@ pub fn owner_token(pid: i32, nonce: u32) -> u64 {
     (u64::from(pid as u32) << 32) | u64::from(nonce | 1)
 }
 
+/// `fetch_max` only when `value` is a new peak: the usual case (below the peak) is a plain
+/// load instead of a locked read-modify-write on every reservation.
+fn raise_peak(peak: &AtomicU64, value: u64) {
+    if value > peak.load(Ordering::Relaxed) {
+        peak.fetch_max(value, Ordering::Relaxed);
+    }
+}
+
 fn saturating_sub_atomic(word: &AtomicU64, amount: u64) -> u64 {
     match word.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
         Some(v.saturating_sub(amount))
@@ -158,9 +166,7 @@ impl Region {
             Ok(prev) => {
                 owner.reserved[dev].fetch_add(bytes, Ordering::SeqCst);
                 let total = prev + bytes;
-                device
-                    .peak_reserved_bytes
-                    .fetch_max(total, Ordering::Relaxed);
+                raise_peak(&device.peak_reserved_bytes, total);
                 Ok(total)
             }
             Err(reserved) => {
@@ -187,9 +193,7 @@ impl Region {
         op_begin(self, owner);
         let prev = device.reserved_bytes.fetch_add(bytes, Ordering::SeqCst);
         owner.reserved[dev].fetch_add(bytes, Ordering::SeqCst);
-        device
-            .peak_reserved_bytes
-            .fetch_max(prev.saturating_add(bytes), Ordering::Relaxed);
+        raise_peak(&device.peak_reserved_bytes, prev.saturating_add(bytes));
         op_end(owner);
         true
     }
