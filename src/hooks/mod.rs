@@ -139,9 +139,11 @@ pub fn current_placement() -> Option<Placement> {
 
 #[cold]
 fn current_placement_slow(mut cur: Current, epoch: u64) -> Option<Placement> {
-    if cur.known != Known::Yes || cur.epoch != epoch {
+    let epoch_moved = cur.epoch != u64::MAX && cur.epoch != epoch;
+    if cur.known != Known::Yes || epoch_moved {
         // A destroyed or reset context (epoch moved) may have been this thread's current
-        // one, and the driver then moved on: ask again.
+        // one, and the driver then moved on: ask again. A context a hook just made current
+        // needs only its device looked up.
         let ctx = ask_current()?;
         if ctx != cur.ctx {
             cur.epoch = u64::MAX;
