@@ -565,7 +565,9 @@ fn exporter_is_scraped_by_prometheus_under_hamis_names_and_labels() {
     std::fs::create_dir_all(pods.join(format!("ml_trainer-0_{UID_A}"))).unwrap();
 
     let mut exporter = {
-        let mut c = vgpuctl();
+        // On the node's simulated GPU (its NVML for the host series), not preloaded.
+        let mut c = node.sim.command(target_profile_dir().join("vgpuctl"));
+        c.env("NODE_NAME", "gpu-node-7");
         c.args([
             "exporter",
             "--legacy-metrics",
@@ -585,8 +587,12 @@ fn exporter_is_scraped_by_prometheus_under_hamis_names_and_labels() {
         .and_then(|r| r.split('/').next())
         .expect("address")
         .to_string();
+    // A client that connects and sends nothing does not hold up the next scrape.
+    let _stuck = TcpStream::connect(&exp_addr).unwrap();
+    let t0 = Instant::now();
     let (code, body) = http_get(&exp_addr, "/metrics").expect("GET /metrics");
     assert_eq!(code, 200, "{body}");
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
     assert!(
         body.contains("# TYPE hami_vgpu_memory_used_bytes gauge"),
         "{body}"
@@ -704,6 +710,40 @@ fn exporter_is_scraped_by_prometheus_under_hamis_names_and_labels() {
     assert_eq!(label(la, "podnamespace").as_deref(), Some("ml"));
     assert_eq!(label(la, "vdeviceid").as_deref(), Some("0"));
     assert_eq!(label(la, "deviceuuid"), Some(uuid));
+    // The host series, from the (simulated) NVML: the whole card's use, every tenant.
+    let host = query(&prom_addr, "hami_host_gpu_memory_used_bytes");
+    assert_eq!(host.len(), 1, "one GPU: {host:?}");
+    let card_used = node
+        .sim
+        .status_json()
+        .at("devices/0/used_bytes")
+        .and_then(Json::as_u64)
+        .unwrap();
+    assert_eq!(value(&host[0]), card_used as f64, "{host:?}");
+    assert_eq!(label(&host[0], "node").as_deref(), Some("gpu-node-7"));
+    assert_eq!(label(&host[0], "device_index").as_deref(), Some("0"));
+    assert_eq!(
+        label(&host[0], "device_type").as_deref(),
+        Some("NVIDIA-NVIDIA H100 80GB HBM3")
+    );
+    let host_util = query(&prom_addr, "hami_host_gpu_utilization_ratio");
+    assert!(
+        (0.0..=100.0).contains(&value(&host_util[0])),
+        "{host_util:?}"
+    );
+    assert_eq!(
+        query(
+            &prom_addr,
+            "hami_host_gpu_memory_controller_utilization_ratio"
+        )
+        .len(),
+        1
+    );
+    let legacy_host = query(&prom_addr, "HostGPUMemoryUsage");
+    assert_eq!(
+        label(&legacy_host[0], "nodeid").as_deref(),
+        Some("gpu-node-7")
+    );
     let desc = sample(
         &query(&prom_addr, "Device_memory_desc_of_container"),
         "trainer",

@@ -12,21 +12,28 @@
 //! `namespace, pod, container, vdevice_index, device_uuid` plus `zone="vGPU"` (HAMi registers
 //! its collector under that constant label). `--legacy-metrics` adds the pre-2.5 names
 //! (`vGPU_device_memory_usage_in_bytes`, ...) with their label names, as HAMi's flag does.
-//! Not exported: the host-GPU metrics (`hami_host_gpu_*`, through NVML) and MIG info.
+//! Per physical GPU, through NVML (as HAMi's monitor, which needs `NODE_NAME`; we fall back
+//! to the host name): `hami_host_gpu_memory_used_bytes`, `hami_host_gpu_utilization_ratio`
+//! (`node, device_index, device_uuid, device_type="NVIDIA-<name>"`),
+//! `hami_host_gpu_memory_controller_utilization_ratio` (without `node`), and the legacy
+//! `HostGPUMemoryUsage`/`HostCoreUtilization`. Without NVML these are left out (one line on
+//! stderr). Not exported: MIG info (it comes from pod annotations).
 //!
 //! Pod names: HAMi asks the API server; a node-local exporter reads the kubelet's log
 //! directory, `/var/log/pods/<namespace>_<pod>_<uid>/` (`--pods-dir`). A slice whose pod is
 //! not found there gets `pod=<uid>` and an empty namespace.
 //!
-//! The HTTP server is std::net: one request per connection, served in turn, with read and
-//! write timeouts, so a stuck client delays a scrape by at most a few seconds and can never
-//! stop the exporter.
+//! The HTTP server is std::net: one request per connection, each on its own thread (at most
+//! [`MAX_CONNECTIONS`] at once; more are closed at once) with read and write timeouts, so a
+//! stuck client neither delays a scrape nor keeps a thread for long.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::node::{self, DeviceRow, Slice};
@@ -37,6 +44,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9394";
 pub const DEFAULT_PODS_DIR: &str = "/var/log/pods";
 /// HAMi's `WrapRegistererWith(prometheus.Labels{"zone": "vGPU"}, ...)`.
 const ZONE: &str = "vGPU";
+/// Requests served at the same time.
+pub const MAX_CONNECTIONS: usize = 16;
 
 const USAGE: &str = "usage: vgpuctl exporter [--hook-path DIR] [--listen ADDR:PORT] [--pods-dir DIR] [--legacy-metrics] [--once] [FILE...]";
 
@@ -46,6 +55,9 @@ struct Options {
     pods_dir: PathBuf,
     legacy: bool,
     once: bool,
+    /// The real NVML, for the host-GPU metrics (None: left out).
+    nvml: Option<Nvml>,
+    node: String,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -85,6 +97,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
         pods_dir,
         legacy,
         once,
+        nvml: None,
+        node: String::new(),
     })
 }
 
@@ -158,6 +172,183 @@ impl Family {
             let _ = writeln!(out, "}} {value}");
         }
     }
+}
+
+// ---- host GPUs through NVML ---------------------------------------------------------------
+
+/// One physical GPU as NVML reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostGpu {
+    pub index: u32,
+    pub uuid: String,
+    pub name: String,
+    pub memory_used: u64,
+    /// `nvmlUtilization_t.gpu` and `.memory`, percent; None when NVML refuses.
+    pub util: Option<(u32, u32)>,
+}
+
+/// The real NVML's entry points the host metrics need (resolved once; the library stays
+/// loaded for the exporter's lifetime).
+#[derive(Clone, Copy)]
+struct Nvml {
+    count: cuda_headers::pfn::nvmlDeviceGetCount_v2,
+    by_index: cuda_headers::pfn::nvmlDeviceGetHandleByIndex_v2,
+    uuid: cuda_headers::pfn::nvmlDeviceGetUUID,
+    name: cuda_headers::pfn::nvmlDeviceGetName,
+    memory: cuda_headers::pfn::nvmlDeviceGetMemoryInfo,
+    util: cuda_headers::pfn::nvmlDeviceGetUtilizationRates,
+}
+
+impl Nvml {
+    fn load() -> Result<Nvml, String> {
+        use std::ffi::{c_void, CStr};
+        // SAFETY: loading NVML; the handle is never closed (kept for the process lifetime).
+        let lib = unsafe { libc::dlopen(c"libnvidia-ml.so.1".as_ptr(), libc::RTLD_NOW) };
+        if lib.is_null() {
+            return Err("cannot load libnvidia-ml.so.1".into());
+        }
+        fn sym<T: Copy>(lib: *mut c_void, name: &CStr) -> Result<T, String> {
+            // SAFETY: dlsym on a live handle.
+            let p = unsafe { libc::dlsym(lib, name.as_ptr()) };
+            if p.is_null() {
+                return Err(format!("libnvidia-ml.so.1 has no {name:?}"));
+            }
+            // SAFETY: T is the function pointer type of `name` (cuda-headers' table).
+            Ok(unsafe { std::mem::transmute_copy::<*mut c_void, T>(&p) })
+        }
+        let init: cuda_headers::pfn::nvmlInit_v2 = sym(lib, c"nvmlInit_v2")?;
+        // SAFETY: nvmlInit_v2 takes no arguments.
+        let rc = unsafe { init() };
+        if rc != cuda_headers::bindings::NVML_SUCCESS {
+            return Err(format!("nvmlInit_v2 failed ({rc})"));
+        }
+        Ok(Nvml {
+            count: sym(lib, c"nvmlDeviceGetCount_v2")?,
+            by_index: sym(lib, c"nvmlDeviceGetHandleByIndex_v2")?,
+            uuid: sym(lib, c"nvmlDeviceGetUUID")?,
+            name: sym(lib, c"nvmlDeviceGetName")?,
+            memory: sym(lib, c"nvmlDeviceGetMemoryInfo")?,
+            util: sym(lib, c"nvmlDeviceGetUtilizationRates")?,
+        })
+    }
+
+    /// Every GPU that answers (a device that fails one query is left out, as HAMi does).
+    fn gpus(&self) -> Vec<HostGpu> {
+        use cuda_headers::bindings::*;
+        let text = |b: &[std::ffi::c_char]| {
+            // SAFETY: zero-initialised buffer; NVML NUL-terminates within it.
+            unsafe { std::ffi::CStr::from_ptr(b.as_ptr()) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        let mut out = Vec::new();
+        let mut n: std::ffi::c_uint = 0;
+        // SAFETY: plain NVML queries with valid out-pointers and buffer lengths.
+        unsafe {
+            if (self.count)(&mut n) != NVML_SUCCESS {
+                return out;
+            }
+            for i in 0..n {
+                let mut dev: nvmlDevice_t = std::ptr::null_mut();
+                if (self.by_index)(i, &mut dev) != NVML_SUCCESS {
+                    continue;
+                }
+                let mut m = nvmlMemory_t::default();
+                let mut uuid = [0 as std::ffi::c_char; 96];
+                let mut name = [0 as std::ffi::c_char; 96];
+                if (self.memory)(dev, &mut m) != NVML_SUCCESS
+                    || (self.uuid)(dev, uuid.as_mut_ptr(), 96) != NVML_SUCCESS
+                    || (self.name)(dev, name.as_mut_ptr(), 96) != NVML_SUCCESS
+                {
+                    continue;
+                }
+                let mut u = nvmlUtilization_t::default();
+                let util = ((self.util)(dev, &mut u) == NVML_SUCCESS).then_some((u.gpu, u.memory));
+                out.push(HostGpu {
+                    index: i,
+                    uuid: text(&uuid),
+                    name: text(&name),
+                    memory_used: m.used,
+                    util,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The node's name for the host metrics: `NODE_NAME` (what HAMi's chart sets), else the
+/// host name.
+fn node_name() -> String {
+    if let Some(n) = std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()) {
+        return n;
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        return String::from_utf8_lossy(&buf[..end]).into_owned();
+    }
+    String::new()
+}
+
+/// The host-GPU families (HAMi's `collectGPUInfo`).
+pub fn render_host(gpus: &[HostGpu], node: &str, legacy: bool) -> String {
+    let mut used = Family::new(
+        "hami_host_gpu_memory_used_bytes",
+        "GPU device memory usage in bytes",
+    );
+    let mut util = Family::new(
+        "hami_host_gpu_utilization_ratio",
+        "GPU core utilization ratio (0-100)",
+    );
+    let mut mem_util = Family::new(
+        "hami_host_gpu_memory_controller_utilization_ratio",
+        "GPU memory controller utilization ratio (0-100)",
+    );
+    let mut l_used = Family::new("HostGPUMemoryUsage", "GPU device memory usage");
+    let mut l_util = Family::new("HostCoreUtilization", "GPU core utilization");
+    for g in gpus {
+        let ty = format!("NVIDIA-{}", g.name);
+        let labels = vec![
+            ("node", node.to_string()),
+            ("device_index", g.index.to_string()),
+            ("device_uuid", g.uuid.clone()),
+            ("device_type", ty.clone()),
+            ("zone", ZONE.to_string()),
+        ];
+        let legacy_labels = vec![
+            ("nodeid", node.to_string()),
+            ("deviceidx", g.index.to_string()),
+            ("deviceuuid", g.uuid.clone()),
+            ("devicetype", ty.clone()),
+            ("zone", ZONE.to_string()),
+        ];
+        used.add(labels.clone(), g.memory_used as f64);
+        if legacy {
+            l_used.add(legacy_labels.clone(), g.memory_used as f64);
+        }
+        if let Some((gpu, memory)) = g.util {
+            util.add(labels, f64::from(gpu));
+            if legacy {
+                l_util.add(legacy_labels, f64::from(gpu));
+            }
+            mem_util.add(
+                vec![
+                    ("device_index", g.index.to_string()),
+                    ("device_uuid", g.uuid.clone()),
+                    ("device_type", ty),
+                    ("zone", ZONE.to_string()),
+                ],
+                f64::from(memory),
+            );
+        }
+    }
+    let mut out = String::new();
+    for f in [&used, &util, &mem_util, &l_used, &l_util] {
+        f.write(&mut out);
+    }
+    out
 }
 
 /// The identity of one container device, HAMi's five labels.
@@ -328,8 +519,18 @@ fn now_secs() -> u64 {
 }
 
 fn scrape(o: &Options) -> String {
+    let mut text = o
+        .nvml
+        .map(|n| render_host(&n.gpus(), &o.node, o.legacy))
+        .unwrap_or_default();
     let slices = node::scan(&o.common.hook, &o.common.files);
-    render(&slices, &pod_names(&o.pods_dir), o.legacy, now_secs())
+    text.push_str(&render(
+        &slices,
+        &pod_names(&o.pods_dir),
+        o.legacy,
+        now_secs(),
+    ));
+    text
 }
 
 /// What to answer to one request head (`GET /metrics HTTP/1.1 ...`): (status line, body).
@@ -375,7 +576,12 @@ fn serve_one(mut conn: TcpStream, o: &Options) -> std::io::Result<()> {
 }
 
 pub fn main(args: &[String]) -> Result<(), String> {
-    let o = parse(args)?;
+    let mut o = parse(args)?;
+    match Nvml::load() {
+        Ok(n) => o.nvml = Some(n),
+        Err(e) => eprintln!("vgpuctl exporter: no host GPU metrics: {e}"),
+    }
+    o.node = node_name();
     if o.once {
         print!("{}", scrape(&o));
         return Ok(());
@@ -389,17 +595,33 @@ pub fn main(args: &[String]) -> Result<(), String> {
         node::containers_dir(&o.common.hook).display()
     );
     let _ = std::io::stdout().flush();
+    let o = Arc::new(o);
+    let busy = Arc::new(AtomicUsize::new(0));
     for conn in listener.incoming() {
-        match conn {
-            Ok(c) => {
-                if let Err(e) = serve_one(c, &o) {
-                    eprintln!("vgpuctl exporter: request failed: {e}");
-                }
-            }
+        let c = match conn {
+            Ok(c) => c,
             Err(e) => {
                 eprintln!("vgpuctl exporter: accept failed: {e}");
                 std::thread::sleep(Duration::from_millis(100));
+                continue;
             }
+        };
+        if busy.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+            busy.fetch_sub(1, Ordering::AcqRel);
+            drop(c);
+            continue;
+        }
+        let (o, done) = (Arc::clone(&o), Arc::clone(&busy));
+        let spawned = std::thread::Builder::new()
+            .name("vgpu-exporter".into())
+            .spawn(move || {
+                if let Err(e) = serve_one(c, &o) {
+                    eprintln!("vgpuctl exporter: request failed: {e}");
+                }
+                done.fetch_sub(1, Ordering::AcqRel);
+            });
+        if spawned.is_err() {
+            busy.fetch_sub(1, Ordering::AcqRel);
         }
     }
     Ok(())
@@ -496,6 +718,33 @@ mod tests {
         );
         assert!(!text.contains("last_kernel"), "no kernel yet: {text}");
         assert!(!text.contains("Device_last_kernel"), "{text}");
+    }
+
+    #[test]
+    fn renders_the_host_gpu_families() {
+        let g = HostGpu {
+            index: 1,
+            uuid: "GPU-aa".into(),
+            name: "NVIDIA H100 80GB HBM3".into(),
+            memory_used: 4096,
+            util: Some((42, 7)),
+        };
+        let text = render_host(std::slice::from_ref(&g), "node-1", true);
+        for line in [
+            "hami_host_gpu_memory_used_bytes{device_index=\"1\",device_type=\"NVIDIA-NVIDIA H100 80GB HBM3\",device_uuid=\"GPU-aa\",node=\"node-1\",zone=\"vGPU\"} 4096\n",
+            "hami_host_gpu_utilization_ratio{device_index=\"1\",device_type=\"NVIDIA-NVIDIA H100 80GB HBM3\",device_uuid=\"GPU-aa\",node=\"node-1\",zone=\"vGPU\"} 42\n",
+            "hami_host_gpu_memory_controller_utilization_ratio{device_index=\"1\",device_type=\"NVIDIA-NVIDIA H100 80GB HBM3\",device_uuid=\"GPU-aa\",zone=\"vGPU\"} 7\n",
+            "HostGPUMemoryUsage{deviceidx=\"1\",devicetype=\"NVIDIA-NVIDIA H100 80GB HBM3\",deviceuuid=\"GPU-aa\",nodeid=\"node-1\",zone=\"vGPU\"} 4096\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        let no_util = HostGpu { util: None, ..g };
+        let text = render_host(&[no_util], "n", false);
+        assert!(text.contains("hami_host_gpu_memory_used_bytes"), "{text}");
+        assert!(
+            !text.contains("utilization") && !text.contains("HostGPU"),
+            "{text}"
+        );
     }
 
     #[test]
