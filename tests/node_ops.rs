@@ -331,6 +331,31 @@ fn top_once_and_json_show_every_slice_at_the_simulators_ground_truth() {
         .is_some());
 }
 
+#[test]
+fn top_shows_the_measured_sm_share_of_a_busy_container() {
+    testkit::require_sim();
+    // 1 ms kernels back to back: the container keeps the simulated GPU busy, and its
+    // process publishes its SM utilization (from NVML's per-process samples) once a second.
+    let sim = machine().var("VGPU_SIM_KERNEL_NS", "1000000");
+    let hook = sim.dir().join("hook");
+    let dir = container_dir(&hook, UID_A, "busy");
+    let mut busy = spawn_in(&sim, &dir, &[], &["launch-loop", "4000", "wait"]);
+    busy.send_line("go");
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let (share, last) = loop {
+        let rows = top_json(&hook);
+        let r = row(&rows, "busy");
+        let share = u(r, "sm_util");
+        if share > 50 || Instant::now() > deadline {
+            break (share, u(r, "last_kernel_time"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(share > 50 && share <= 100, "measured share {share}");
+    assert!(last + 5 >= unix_now(), "a kernel ran just now: {last}");
+    busy.kill9();
+}
+
 // ---- tmux -------------------------------------------------------------------------------
 
 struct Tmux {

@@ -91,6 +91,13 @@ fn parse(args: &[String]) -> Result<Options, String> {
         }
         i += 1;
     }
+    if !o.hook.is_absolute() {
+        // The path goes into ld.so.preload, which the container reads from its own root.
+        return Err(format!(
+            "--hook-path {:?} must be an absolute path (it is written into ld.so.preload)",
+            o.hook
+        ));
+    }
     Ok(o)
 }
 
@@ -475,6 +482,7 @@ mod tests {
         assert!(parse(&s(&["--hami-version", "../x"])).is_err());
         assert!(parse(&s(&["--glibc-floor", "two"])).is_err());
         assert!(parse(&s(&["--bogus"])).is_err());
+        assert!(parse(&s(&["--hook-path", "relative/dir"])).is_err());
     }
 
     #[test]
