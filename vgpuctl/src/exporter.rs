@@ -17,7 +17,8 @@
 //! (`node, device_index, device_uuid, device_type="NVIDIA-<name>"`),
 //! `hami_host_gpu_memory_controller_utilization_ratio` (without `node`), and the legacy
 //! `HostGPUMemoryUsage`/`HostCoreUtilization`. Without NVML these are left out (one line on
-//! stderr). Not exported: MIG info (it comes from pod annotations).
+//! stderr). Not exported: MIG info (it comes from pod annotations) and `hami_build_info`
+//! (HAMi's own build).
 //!
 //! Pod names: HAMi asks the API server; a node-local exporter reads the kubelet's log
 //! directory, `/var/log/pods/<namespace>_<pod>_<uid>/` (`--pods-dir`). A slice whose pod is
