@@ -234,7 +234,10 @@ static void *open_core(dlopen_fn dlopen_, dlerror_fn dlerror_, const char **why)
         if (!h) sys_close(fd);
     }
     if (!h) {
-        const char *dir = getenv("TMPDIR");
+        /* secure_getenv (glibc 2.17): a setuid program ignores TMPDIR. It is also what makes
+         * this file need GLIBC_2.17, the embedded core's floor, so ld.so (and `vgpuctl
+         * install`) refuse an older glibc up front, as they would the core itself. */
+        const char *dir = secure_getenv("TMPDIR");
         snprintf(path, sizeof path, "%s/libvgpu-core-XXXXXX", dir && *dir ? dir : "/tmp");
         int tfd = mkstemp(path);
         if (tfd >= 0) {

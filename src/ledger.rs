@@ -88,6 +88,14 @@ pub trait CapacityPool: Send + Sync {
     fn on_usage(&self, _device: usize, _bucket: usize, _delta: i64) -> bool {
         false
     }
+    /// Gives `bytes` of `bucket` back: [`CapacityPool::on_usage`] with `-bytes`, then
+    /// [`CapacityPool::release`]; a pool may do both in one step. Returns what `on_usage`
+    /// would.
+    fn release_with_usage(&self, device: usize, bucket: usize, bytes: u64) -> bool {
+        let published = self.on_usage(device, bucket, -(bytes.min(i64::MAX as u64) as i64));
+        self.release(device, bytes);
+        published
+    }
     /// This process's usage of `device` as the pool published it, if it publishes usage.
     fn published_usage(&self, _device: usize) -> Option<Usage> {
         None
@@ -369,14 +377,13 @@ impl<P: CapacityPool> MemoryLedger<P> {
     fn credit(&self, alloc: Allocation) {
         if !self
             .pool
-            .on_usage(alloc.device, alloc.kind.bucket(), -(alloc.bytes as i64))
+            .release_with_usage(alloc.device, alloc.kind.bucket(), alloc.bytes)
         {
             let bucket = &self.usage[alloc.device][alloc.kind.bucket()];
             let _ = bucket.fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
                 Some(cur.saturating_sub(alloc.bytes))
             });
         }
-        self.pool.release(alloc.device, alloc.bytes);
     }
 
     /// This process's usage of `device`, by kind.

@@ -47,6 +47,9 @@ impl CapacityPool for Pool {
     fn on_usage(&self, device: usize, bucket: usize, delta: i64) -> bool {
         pool_dispatch!(self, p => p.on_usage(device, bucket, delta))
     }
+    fn release_with_usage(&self, device: usize, bucket: usize, bytes: u64) -> bool {
+        pool_dispatch!(self, p => p.release_with_usage(device, bucket, bytes))
+    }
     fn published_usage(&self, device: usize) -> Option<crate::ledger::Usage> {
         pool_dispatch!(self, p => p.published_usage(device))
     }

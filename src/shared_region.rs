@@ -682,6 +682,17 @@ impl CapacityPool for SharedPool {
         true
     }
 
+    fn release_with_usage(&self, device: usize, bucket: usize, bytes: u64) -> bool {
+        let Some((slot, dev)) = self.target(device) else {
+            return false;
+        };
+        // One bracket for the monitor's figure and the capacity (shm-layout ledger.rs).
+        self.region
+            .region()
+            .release_with_usage(slot, dev, bytes, Some(memory_kind(bucket)));
+        true
+    }
+
     fn published_usage(&self, device: usize) -> Option<crate::ledger::Usage> {
         let (slot, dev) = self.target(device)?;
         let (u, _) = self.region.region().v1.procs[slot].load_usage(dev);

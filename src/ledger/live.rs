@@ -125,17 +125,32 @@ impl LiveTable {
 
     /// Inserts `alloc` under `key`, returning the entry it replaced (a handle the driver
     /// handed out again while the ledger still thought it live).
+    ///
+    /// One pass over the probe window: a live entry for `key` is taken out on the way (no
+    /// insert of that key can run concurrently: the driver hands a handle to one caller),
+    /// the first EMPTY or TOMB slot is claimed; the scan for a stale entry stops at EMPTY.
     pub fn insert(&self, key: Key, alloc: Allocation) -> Option<Allocation> {
-        let previous = self.remove(&key);
         let (kind, handle) = key;
+        let mut previous = None;
+        let mut claimed = false;
         if pack(&alloc, 0).is_some() {
             for e in self.window(kind, handle) {
-                let mut info = e.info.load(Ordering::Relaxed);
-                loop {
-                    let s = state(info);
-                    if s != EMPTY && s != TOMB {
-                        break;
+                let mut info = e.info.load(Ordering::Acquire);
+                if state(info) == FULL
+                    && kind_of(info) == kind
+                    && e.key.load(Ordering::Relaxed) == handle
+                {
+                    let owner = e.owner.load(Ordering::Relaxed);
+                    let tomb = TOMB | (generation(info) << GEN_SHIFT);
+                    if e.info
+                        .compare_exchange(info, tomb, Ordering::AcqRel, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        previous = Some(unpack(info, owner));
                     }
+                    info = e.info.load(Ordering::Acquire);
+                }
+                while !claimed && matches!(state(info), EMPTY | TOMB) {
                     let busy = BUSY | (generation(info) << GEN_SHIFT);
                     match e.info.compare_exchange_weak(
                         info,
@@ -148,17 +163,38 @@ impl LiveTable {
                             e.owner.store(alloc.owner, Ordering::Relaxed);
                             let full = pack(&alloc, generation(info) + 1).unwrap_or(FULL);
                             e.info.store(full, Ordering::Release);
-                            return previous;
+                            claimed = true;
                         }
                         Err(now) => info = now,
                     }
                 }
+                // Nothing of this key lies past an EMPTY slot (`info` is the value last
+                // seen: the EMPTY we claimed, or what beat us to it).
+                if state(info) == EMPTY {
+                    break;
+                }
             }
         }
+        if claimed {
+            // A stale entry can also sit past the claimed slot (up to the first EMPTY),
+            // or in the overflow map.
+            return previous.or_else(|| self.remove_overflow(&key));
+        }
+        previous = previous.or_else(|| self.remove(&key));
         let mut map = self.lock_overflow();
         let replaced = map.insert(key, alloc);
         self.overflow_len.store(map.len(), Ordering::Release);
         previous.or(replaced)
+    }
+
+    fn remove_overflow(&self, key: &Key) -> Option<Allocation> {
+        if self.overflow_len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut map = self.lock_overflow();
+        let found = map.remove(key);
+        self.overflow_len.store(map.len(), Ordering::Release);
+        found
     }
 
     /// Takes `key`'s entry out.
