@@ -96,6 +96,12 @@ fn hooks(c: &mut Criterion) {
         )
     });
 
+    for threads in [2usize, 8] {
+        let (_, da, df) = alloc_free[0];
+        let (_, ha, hf) = alloc_free[1];
+        paired_threads(threads, ctx as usize, set_current, (da, df), (ha, hf));
+    }
+
     let mut g = c.benchmark_group("cuMemGetInfo_v2");
     for (label, f) in [
         (
@@ -188,6 +194,45 @@ fn on_threads(
             .max()
             .unwrap()
     })
+}
+
+/// [`paired`] for `threads` threads at once: rounds of [`on_threads`] alternating direct
+/// and hooked, per-pair time of the slowest thread, medians.
+fn paired_threads(
+    threads: usize,
+    ctx: usize,
+    set_current: pfn::cuCtxSetCurrent,
+    direct: (pfn::cuMemAlloc_v2, pfn::cuMemFree_v2),
+    hooked: (pfn::cuMemAlloc_v2, pfn::cuMemFree_v2),
+) {
+    let iters = 2000u64;
+    let rounds = 60;
+    let per_pair = |(a, f): (pfn::cuMemAlloc_v2, pfn::cuMemFree_v2)| {
+        on_threads(threads, ctx, set_current, iters, a, f).as_nanos() as f64 / iters as f64
+    };
+    per_pair(direct);
+    per_pair(hooked);
+    let (mut d, mut h, mut diff) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let (x, y) = if r % 2 == 0 {
+            let x = per_pair(direct);
+            (x, per_pair(hooked))
+        } else {
+            let y = per_pair(hooked);
+            (per_pair(direct), y)
+        };
+        d.push(x);
+        h.push(y);
+        diff.push(y - x);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let (md, mh, mdiff) = (median(&mut d), median(&mut h), median(&mut diff));
+    println!(
+        "paired cuMemAlloc_v2 + cuMemFree_v2 (1 MiB), {threads} threads: direct {md:.1} ns, hooked {mh:.1} ns, added {mdiff:+.1} ns per pair per thread (median of {rounds} interleaved rounds of {iters})"
+    );
 }
 
 /// Prints medians of direct and hooked batch means measured in alternation, and the median
