@@ -488,3 +488,104 @@ fn inside_a_container_every_process_runs_under_the_library_and_only_cuda_ones_no
     assert_eq!(kv.u64("nvml_used"), 64 * MIB + 100 * MIB);
     assert_eq!(kv.u64("files_after"), 1, "the CUDA client made the region");
 }
+
+/// Copies what `vgpuctl run --container` needs (vgpuctl, libvgpu.so, sim/, vgpu-demo) into
+/// `dir`, readable by every user (the build tree may not be).
+fn world_readable_build(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let src = target_profile_dir();
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(bin.join("sim")).unwrap();
+    for f in ["vgpuctl", "libvgpu.so", "vgpu-demo"] {
+        std::fs::copy(src.join(f), bin.join(f)).unwrap();
+    }
+    for f in ["libcuda.so.1", "libnvidia-ml.so.1"] {
+        std::fs::copy(src.join("sim").join(f), bin.join("sim").join(f)).unwrap();
+    }
+    for d in [dir, &bin, &bin.join("sim")] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    bin
+}
+
+#[test]
+fn without_root_a_container_runs_in_a_user_namespace_or_is_refused_clearly() {
+    testkit::require_sim();
+    let sim = machine();
+    let bin = world_readable_build(sim.dir());
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    // As root, drop to `nobody` (setpriv is util-linux's, like unshare).
+    let as_user = |program: &Path| {
+        let mut c = sim.command(if root { Path::new("setpriv") } else { program });
+        if root {
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(program);
+        }
+        c.env_remove("LD_LIBRARY_PATH")
+            .env_remove("CUDA_DEVICE_MEMORY_SHARED_CACHE")
+            .env("TMPDIR", sim.dir())
+            .env("VGPU_SIM_STATE", sim.dir().join("user.state"));
+        c
+    };
+    // Does the kernel let this user make a user namespace at all?
+    let probe = run_default(as_user(Path::new("/usr/bin/unshare")).args([
+        "--user",
+        "--map-current-user",
+        "true",
+    ]));
+    let mut c = as_user(&bin.join("vgpuctl"));
+    c.args([
+        "run",
+        "--container",
+        "--sim",
+        "--gpumem",
+        "1g",
+        "--",
+        "sh",
+        "-c",
+    ])
+    .arg(format!(
+        "echo pid=$$; echo uid=$(id -u); echo preload=$(cat /etc/ld.so.preload); {}",
+        bin.join("vgpu-demo").display()
+    ));
+    let out = run_default(&mut c);
+    if !probe.status.success() {
+        assert_eq!(out.status.code(), Some(2), "{}", out.describe());
+        assert!(
+            out.stderr
+                .contains("needs root, or unprivileged user namespaces"),
+            "a clear message: {}",
+            out.describe()
+        );
+        eprintln!(
+            "this kernel refuses unprivileged user namespaces: {}",
+            out.stderr
+        );
+        return;
+    }
+    out.assert_success("an unprivileged container");
+    let kv = out.kv();
+    assert_eq!(
+        kv.u64("pid"),
+        2,
+        "the command is pid 2, under the container's init"
+    );
+    assert_ne!(kv.u64("uid"), 0, "not root inside either");
+    assert_eq!(kv.str("preload"), "/usr/local/vgpu/libvgpu.so");
+    assert!(
+        out.stdout.contains("cuDeviceTotalMem says 1024 MiB"),
+        "held to its slice: {}",
+        out.describe()
+    );
+    assert_eq!(run_entries(sim.dir()), Vec::<String>::new(), "cleaned up");
+}
+
+fn run_entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("vgpuctl-run-"))
+        .collect()
+}
