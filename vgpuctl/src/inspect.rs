@@ -25,6 +25,8 @@ struct Device {
     index: usize,
     uuid: String,
     limit: u64,
+    /// A process refuses every allocation (malformed limit): a 0-byte cap, not "no cap".
+    refused: bool,
     sm_limit: u64,
     used: u64,
     peak: u64,
@@ -38,7 +40,7 @@ struct Process {
     usage: Vec<(usize, shm_layout::SlotUsage, u64)>,
 }
 
-fn alive(pid: i32, start_time: u64) -> bool {
+fn alive_as(pid: i32, start_time: u64) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
     match stat {
         Some(s) => shm_layout::owner_is_alive(start_time, Some(&s)),
@@ -46,8 +48,24 @@ fn alive(pid: i32, start_time: u64) -> bool {
     }
 }
 
+/// Whether a slot's owner runs, seen from here: by its pid when we share its pid namespace
+/// (inside the container), else by its host pid (from the machine). The start time tells a
+/// reused pid either way.
+fn alive(pid: i32, hostpid: i32, start_time: u64) -> bool {
+    alive_as(pid, start_time) || (hostpid > 0 && hostpid != pid && alive_as(hostpid, start_time))
+}
+
 pub fn inspect(path: &str, json: bool) -> Result<String, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!(
+            "{path}: no shared region there. A container's region is made by its first CUDA \
+             process, at $CUDA_DEVICE_MEMORY_SHARED_CACHE (default /tmp/cudevshr.cache): run \
+             `vgpuctl inspect` inside the container (e.g. `vgpuctl run -- sh -c '<job> & \
+             vgpuctl inspect'`), or give the path; `vgpuctl run --container` prints its \
+             region's host path"
+        ),
+        _ => format!("{path}: {e}"),
+    })?;
     use std::os::unix::fs::FileExt;
     use std::os::unix::io::AsRawFd;
     let len = file.metadata().map_err(|e| e.to_string())?.len();
@@ -84,6 +102,8 @@ pub fn inspect(path: &str, json: bool) -> Result<String, String> {
                 index: d,
                 uuid: r.uuid_str(d).unwrap_or_default(),
                 limit: state.limit_bytes.load(Ordering::Acquire),
+                refused: state.flags.load(Ordering::Acquire) & shm_layout::DEVICE_MEMORY_REFUSED
+                    != 0,
                 sm_limit: state.sm_limit.load(Ordering::Acquire),
                 used: state.reserved_bytes.load(Ordering::Acquire),
                 peak: state.peak_reserved_bytes.load(Ordering::Acquire),
@@ -98,11 +118,12 @@ pub fn inspect(path: &str, json: bool) -> Result<String, String> {
                 return None;
             }
             let pid = slot.ext.pid.load(Ordering::Acquire);
+            let hostpid = slot.v1.hostpid.load(Ordering::Acquire);
             Some(Process {
                 slot: i,
                 pid,
-                hostpid: slot.v1.hostpid.load(Ordering::Acquire),
-                alive: alive(pid, slot.ext.start_time.load(Ordering::Acquire)),
+                hostpid,
+                alive: alive(pid, hostpid, slot.ext.start_time.load(Ordering::Acquire)),
                 usage: devices
                     .iter()
                     .map(|d| {
@@ -130,11 +151,12 @@ pub fn inspect(path: &str, json: bool) -> Result<String, String> {
         for (i, d) in devices.iter().enumerate() {
             let _ = write!(
                 out,
-                "{}{{\"index\":{},\"uuid\":{:?},\"limit_bytes\":{},\"sm_limit\":{},\"used_bytes\":{},\"peak_bytes\":{}}}",
+                "{}{{\"index\":{},\"uuid\":{:?},\"limit_bytes\":{},\"memory_refused\":{},\"sm_limit\":{},\"used_bytes\":{},\"peak_bytes\":{}}}",
                 if i > 0 { "," } else { "" },
                 d.index,
                 d.uuid,
                 d.limit,
+                d.refused,
                 d.sm_limit,
                 d.used,
                 d.peak
@@ -177,7 +199,9 @@ pub fn inspect(path: &str, json: bool) -> Result<String, String> {
             "dev", "uuid", "limit MiB", "used MiB", "peak MiB", "cores"
         );
         for d in &devices {
-            let limit = if d.limit == 0 {
+            let limit = if d.refused {
+                "0 (refused)".to_string()
+            } else if d.limit == 0 {
                 "-".to_string()
             } else {
                 format!("{:.1}", mib(d.limit))

@@ -39,7 +39,17 @@ pub fn smi() -> Result<String, String> {
     // SAFETY: loading NVML.
     let lib = unsafe { libc::dlopen(c"libnvidia-ml.so.1".as_ptr(), libc::RTLD_NOW) };
     if lib.is_null() {
-        return Err("cannot load libnvidia-ml.so.1".into());
+        let sim = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("sim")))
+            .unwrap_or_default();
+        return Err(format!(
+            "cannot load libnvidia-ml.so.1: no NVIDIA driver here. For a container's view over \
+             the simulated GPU run it in one: `vgpuctl run -- vgpuctl smi` (or `vgpuctl run \
+             -- sh -c '<job> & vgpuctl smi'`); for the whole simulated machine: \
+             LD_LIBRARY_PATH={} vgpuctl smi",
+            sim.display()
+        ));
     }
     let mut out = String::new();
     // SAFETY: plain NVML calls with valid buffers.
