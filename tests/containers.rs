@@ -245,6 +245,8 @@ fn two_containers_with_coinciding_pids_each_get_their_slice_of_one_gpu() {
         for o in ["o1", "o2"] {
             wait_file(&c.out(o), Duration::from_secs(30), |l| l == "ready=1");
         }
+        // The watcher has its context (and its host pid) before the slices fill up.
+        wait_file(&c.out("ow"), Duration::from_secs(30), |l| l.starts_with("pid="));
     }
     // Both containers race for their slices at the same moment.
     for c in &mut cs {
@@ -424,6 +426,9 @@ fn inside_a_container_every_process_runs_under_the_library_and_only_cuda_ones_no
         "D={d}; \
          echo preload=$(cat /etc/ld.so.preload); \
          echo ld_preload=${{LD_PRELOAD-unset}}; \
+         (echo x > /etc/ld.so.preload) 2>/dev/null && echo preload_ro=0 || echo preload_ro=1; \
+         (echo x > /usr/local/vgpu/libvgpu.so) 2>/dev/null && echo lib_ro=0 || echo lib_ro=1; \
+         touch /usr/local/vgpu/probe && echo vgpu_rw=1 && rm /usr/local/vgpu/probe; \
          echo maps=$(grep -c libvgpu.so /proc/self/maps 2>$D/grep.err); \
          echo cat_threads=$(cat /proc/self/status 2>$D/cat.err | grep Threads: | tr -dc 0-9); \
          echo files_before=$(ls /usr/local/vgpu 2>$D/ls.err | grep -c cache); \
@@ -438,6 +443,7 @@ fn inside_a_container_every_process_runs_under_the_library_and_only_cuda_ones_no
         c = client(Style::Dlopen).display(),
         py = py.display()
     );
+    let host_preload = std::fs::read("/etc/ld.so.preload").ok();
     let out = run_default(
         vgpuctl(&sim)
             .args([
@@ -454,6 +460,14 @@ fn inside_a_container_every_process_runs_under_the_library_and_only_cuda_ones_no
     );
     out.assert_success("the container's script");
     let kv = out.kv();
+    assert_eq!(
+        std::fs::read("/etc/ld.so.preload").ok(),
+        host_preload,
+        "the machine's /etc/ld.so.preload is untouched"
+    );
+    assert_eq!(kv.u64("preload_ro"), 1, "/etc/ld.so.preload is read-only");
+    assert_eq!(kv.u64("lib_ro"), 1, "the library is read-only");
+    assert_eq!(kv.u64("vgpu_rw"), 1, "/usr/local/vgpu is writable");
     assert_eq!(kv.str("preload"), "/usr/local/vgpu/libvgpu.so");
     assert_eq!(kv.str("ld_preload"), "unset", "injected without LD_PRELOAD");
     assert!(kv.u64("maps") >= 1, "grep itself runs under the library");

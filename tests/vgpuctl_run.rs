@@ -234,3 +234,59 @@ fn a_pid_namespace_without_host_pids_is_refused_not_merged() {
         "nothing merged"
     );
 }
+
+#[test]
+fn ctrl_c_at_a_terminal_reaches_the_command_once() {
+    // The terminal sends SIGINT to the whole foreground group, vgpuctl and the command: vgpuctl
+    // must not forward it a second time. Driven through a pseudo-terminal (python3's pty).
+    testkit::require_sim();
+    let sim = machine();
+    let driver = r#"
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+buf, sent, t0 = b"", False, time.time()
+while time.time() - t0 < 20:
+    if select.select([fd], [], [], 0.05)[0]:
+        try:
+            d = os.read(fd, 4096)
+        except OSError:
+            break
+        if not d:
+            break
+        buf += d
+    if b"ready" in buf and not sent:
+        os.write(fd, b"\x03")
+        sent = True
+os.waitpid(pid, 0)
+print("got_int=%d" % buf.count(b"GOT_INT"))
+print("done=%d" % buf.count(b"done"))
+"#;
+    for container in [false, true] {
+        if container && !is_root() && !testkit::in_ci() {
+            continue;
+        }
+        let mut py = sim.command("python3");
+        py.env("TMPDIR", sim.dir())
+            .env_remove("LD_LIBRARY_PATH")
+            .env_remove("CUDA_DEVICE_MEMORY_SHARED_CACHE")
+            .args(["-c", driver])
+            .arg(target_profile_dir().join("vgpuctl"))
+            .arg("run");
+        if container {
+            py.arg("--container");
+        }
+        py.args(["--sim", "--", "sh", "-c"])
+            .arg("trap 'echo GOT_INT' INT; echo ready; sleep 0.5; sleep 0.5; echo done");
+        let out = run_default(&mut py);
+        out.assert_success("the pty driver");
+        assert_eq!(
+            out.kv().u64("got_int"),
+            1,
+            "container={container}: {}",
+            out.describe()
+        );
+        assert_eq!(out.kv().u64("done"), 1, "{}", out.describe());
+    }
+}

@@ -4,7 +4,8 @@
 //! (DESIGN §2) and libvgpu in `LD_PRELOAD`. With `--container` it runs in new pid and mount
 //! namespaces laid out as HAMi's device plugin lays out a container (see `container.rs` and
 //! docs/CONTAINERS.md). Either way vgpuctl behaves as a launcher: it forwards SIGINT,
-//! SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the command, passes its exit status
+//! SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 to the command (those sent with kill(2);
+//! the terminal's own, which the command receives as well, are not doubled), passes its exit status
 //! back, binds the command's life to its own (the command is killed if vgpuctl is), and
 //! removes the private region (or container directory) it made on every exit path; one left
 //! behind by a vgpuctl that was killed is removed by the next `vgpuctl run`.
@@ -286,7 +287,15 @@ pub const FORWARDED: [libc::c_int; 6] = [
     libc::SIGUSR2,
 ];
 
-extern "C" fn forward(sig: libc::c_int) {
+/// `si_code` of a signal the kernel sent itself, e.g. the terminal's SIGINT to the whole
+/// foreground process group, which the child has received too.
+const SI_KERNEL: libc::c_int = 0x80;
+
+extern "C" fn forward(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
+    if !info.is_null() && unsafe { (*info).si_code } == SI_KERNEL {
+        return; // Ctrl-C and friends: the command got it from the terminal already.
+    }
     let child = CHILD.load(Ordering::SeqCst);
     if child > 0 {
         // SAFETY: kill is async-signal-safe.
@@ -302,8 +311,10 @@ pub fn install_forwarding() {
         // SAFETY: installing a handler that only calls async-signal-safe functions.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = forward as extern "C" fn(libc::c_int) as *const () as usize;
-            sa.sa_flags = libc::SA_RESTART;
+            sa.sa_sigaction = forward
+                as extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)
+                as *const () as usize;
+            sa.sa_flags = libc::SA_RESTART | libc::SA_SIGINFO;
             libc::sigemptyset(&mut sa.sa_mask);
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
