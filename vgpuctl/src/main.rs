@@ -19,9 +19,13 @@
 #[path = "../../src/config.rs"]
 mod config;
 mod container;
+mod exporter;
 mod inspect;
+mod install;
+mod node;
 mod run;
 mod smi;
+mod top;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -62,6 +66,9 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             })
         }
+        Some("top") => top::main(&node::strings(&args[1..])).map(|()| ExitCode::SUCCESS),
+        Some("exporter") => exporter::main(&node::strings(&args[1..])).map(|()| ExitCode::SUCCESS),
+        Some("install") => install::main(&node::strings(&args[1..])).map(|()| ExitCode::SUCCESS),
         Some("smi") => smi::smi().map(|s| {
             print!("{s}");
             ExitCode::SUCCESS
@@ -71,7 +78,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Some("-h") | Some("--help") | Some("help") => {
-            println!("{USAGE}");
+            println!("{USAGE}\n{}", node::USAGE);
             Ok(ExitCode::SUCCESS)
         }
         _ => Err(USAGE.to_string()),
