@@ -246,7 +246,9 @@ fn two_containers_with_coinciding_pids_each_get_their_slice_of_one_gpu() {
             wait_file(&c.out(o), Duration::from_secs(30), |l| l == "ready=1");
         }
         // The watcher has its context (and its host pid) before the slices fill up.
-        wait_file(&c.out("ow"), Duration::from_secs(30), |l| l.starts_with("pid="));
+        wait_file(&c.out("ow"), Duration::from_secs(30), |l| {
+            l.starts_with("pid=")
+        });
     }
     // Both containers race for their slices at the same moment.
     for c in &mut cs {

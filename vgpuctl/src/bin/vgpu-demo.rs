@@ -143,10 +143,11 @@ fn run() -> Result<(), String> {
         let (free0, total0) = show("after context creation");
         if total0 > free0 {
             println!(
-                "  ({} in use before any allocation: the context itself. The driver keeps \
-                 device memory for every context (300 MiB on the simulated GPU, \
-                 VGPU_SIM_CONTEXT_BYTES; a few hundred MiB on real GPUs) and libvgpu charges it \
-                 to the slice: {} of {} are left for data.)",
+                "  ({} in use before this process allocated anything: its context (the driver \
+                 keeps device memory for every context, 300 MiB on the simulated GPU, \
+                 VGPU_SIM_CONTEXT_BYTES, a few hundred MiB on real GPUs, and libvgpu charges it \
+                 to the slice) and what the container's other processes hold; {} of {} are \
+                 left for data.)",
                 mib(total0 - free0),
                 mib(free0),
                 mib(total0)
