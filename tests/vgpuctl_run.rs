@@ -227,6 +227,23 @@ fn a_pid_namespace_without_host_pids_is_refused_not_merged() {
         "cuInit: CUDA_ERROR_NO_DEVICE: {}",
         out.describe()
     );
+    // An NVML client there (pynvml) sees no devices, with the same one line.
+    if let Some(py) = testkit::require_venv("pynvml in a plain pid namespace") {
+        let mut c = sim.command("unshare");
+        c.args(["--pid", "--fork", "--mount-proc"]).arg(py).args([
+            "-c",
+            "import pynvml; pynvml.nvmlInit(); print('count=%d' % pynvml.nvmlDeviceGetCount())",
+        ]);
+        let out = run_default(&mut c);
+        out.assert_success("pynvml");
+        assert_eq!(out.kv().u64("count"), 0, "{}", out.describe());
+        let refused = out
+            .stderr
+            .lines()
+            .filter(|l| l.contains("is refused"))
+            .count();
+        assert_eq!(refused, 1, "{}", out.stderr);
+    }
     let st = sim.status_json();
     assert_eq!(
         st.get("processes").unwrap().items().len(),
