@@ -605,3 +605,66 @@ fn run_entries(dir: &Path) -> Vec<String> {
         .filter(|n| n.starts_with("vgpuctl-run-"))
         .collect()
 }
+
+#[test]
+fn busy_time_of_two_containers_with_coinciding_pids_is_kept_apart() {
+    let sim = machine().var("VGPU_SIM_KERNEL_NS", "100000");
+    if !containers_possible(&sim) {
+        return;
+    }
+    const KERNELS: u64 = 200;
+    let client = client(Style::Dlopen);
+    let start = |name: &str| {
+        let d = sim.dir().join(name);
+        // The client launches at once ("go"), then holds until `sleep` closes its stdin.
+        let script = format!(
+            "(echo go; sleep 3) | {c} launch-loop {KERNELS} wait > {d}.out 2>&1",
+            c = client.display(),
+            d = d.display()
+        );
+        let mut c = vgpuctl(&sim);
+        c.args(["run", "--container", "--sim", "--", "sh", "-c"])
+            .arg(script);
+        Child::spawn(&mut c, Duration::from_secs(60))
+    };
+    let runs = [start("a"), start("b")];
+    let mut ns_pids = Vec::new();
+    for name in ["a", "b"] {
+        let s = wait_file(
+            &sim.dir().join(format!("{name}.out")),
+            Duration::from_secs(30),
+            |l| l == "done=1",
+        );
+        ns_pids.push(testkit::Kv::parse(&s).u64("pid"));
+    }
+    assert_eq!(ns_pids[0], ns_pids[1], "the same pid in both containers");
+    let st = sim.status_json();
+    let procs = st.get("processes").unwrap().items();
+    let mut seen = BTreeSet::new();
+    for p in procs {
+        let pid = p.get("pid").and_then(Json::as_u64).unwrap();
+        let (nspid, ns) = host_view(pid);
+        assert_eq!(
+            nspid.last(),
+            Some(&ns_pids[0]),
+            "host pid {pid} is a client"
+        );
+        let d = p.at("devices/0").unwrap();
+        assert_eq!(
+            d.get("kernels").and_then(Json::as_u64),
+            Some(KERNELS),
+            "{p:?}"
+        );
+        assert_eq!(
+            d.get("busy_ns").and_then(Json::as_u64),
+            Some(KERNELS * 100_000),
+            "its own kernels' device time, no one else's: {p:?}"
+        );
+        seen.insert(ns);
+    }
+    assert_eq!(seen.len(), 2, "one process per container: {procs:?}");
+    for r in runs {
+        let out = r.finish();
+        assert_eq!(out.status.code(), Some(0), "{}", out.describe());
+    }
+}
