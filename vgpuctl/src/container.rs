@@ -193,9 +193,10 @@ fn mount(
 /// mounts seen from a user namespace (nosuid, nodev, noexec, atime).
 fn bind_ro(src: &Path, target: &Path) -> Result<(), String> {
     mount(Some(src), target, None, libc::MS_BIND, None)?;
-    // SAFETY: statvfs into a zeroed struct.
+    // SAFETY: statvfs is plain data; all-zero is a valid value.
     let mut sv: libc::statvfs = unsafe { std::mem::zeroed() };
     let t = cstr(target)?;
+    // SAFETY: a NUL-terminated path and a valid out-pointer.
     if unsafe { libc::statvfs(t.as_ptr(), &mut sv) } != 0 {
         return Err(os_err(&format!("statvfs {}", target.display())));
     }
