@@ -668,3 +668,35 @@ fn busy_time_of_two_containers_with_coinciding_pids_is_kept_apart() {
         assert_eq!(out.status.code(), Some(0), "{}", out.describe());
     }
 }
+
+#[test]
+fn a_container_inside_a_container_still_knows_its_processes_by_host_pid() {
+    let sim = machine();
+    if !containers_possible(&sim) {
+        return;
+    }
+    let inner = format!(
+        "{v} run --container --sim --gpumem 1g -- sh -c 'echo inner_pid=$$; {c} meminfo'",
+        v = target_profile_dir().join("vgpuctl").display(),
+        c = client(Style::Dlopen).display()
+    );
+    let out = run_default(
+        vgpuctl(&sim)
+            .args([
+                "run",
+                "--container",
+                "--sim",
+                "--gpumem",
+                "2g",
+                "--",
+                "sh",
+                "-c",
+            ])
+            .arg(inner),
+    );
+    out.assert_success("a nested container");
+    let kv = out.kv();
+    assert_eq!(kv.u64("inner_pid"), 2, "{}", out.describe());
+    assert_eq!(kv.u64("total"), GIB, "the inner slice: {}", out.describe());
+    assert!(!out.stderr.contains("refused"), "{}", out.stderr);
+}

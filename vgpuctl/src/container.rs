@@ -290,25 +290,31 @@ fn lay_out(spec: &Spec, run_dir: &Path) -> Result<(), String> {
     let preload = Path::new("/etc/ld.so.preload");
     ensure_mountpoint(vgpu, true, &staging, &mut n)?;
     ensure_mountpoint(preload, false, &staging, &mut n)?;
-    mount(
-        Some(&run_dir.join("container")),
-        vgpu,
-        None,
-        libc::MS_BIND,
-        None,
-    )?;
-    bind_ro(&spec.lib, &vgpu.join("libvgpu.so"))?;
-    bind_ro(&run_dir.join("ld.so.preload"), preload)?;
     if spec.sim_dir.is_some() {
-        // The machine's procfs, before /proc becomes the container's own.
+        // The machine's procfs, while /proc is still the outer one (inside a container
+        // already, the machine's is the one that container was given). It goes into the
+        // per-container directory, which carries it to /usr/local/vgpu/host-proc.
+        let machine_proc = std::env::var_os("VGPU_SIM_HOST_PROC")
+            .map(PathBuf::from)
+            .filter(|p| p.join("self/status").exists())
+            .unwrap_or_else(|| PathBuf::from("/proc"));
         mount(
-            Some(Path::new("/proc")),
-            Path::new(HOST_PROC),
+            Some(&machine_proc),
+            &run_dir.join("container/host-proc"),
             None,
             libc::MS_BIND | libc::MS_REC,
             None,
         )?;
     }
+    mount(
+        Some(&run_dir.join("container")),
+        vgpu,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )?;
+    bind_ro(&spec.lib, &vgpu.join("libvgpu.so"))?;
+    bind_ro(&run_dir.join("ld.so.preload"), preload)?;
     mount(
         Some(Path::new("proc")),
         Path::new("/proc"),

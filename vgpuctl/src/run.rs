@@ -214,22 +214,26 @@ pub fn select_devices(list: Option<&str>, uuids: &[String]) -> Result<Vec<usize>
 }
 
 /// Where a `vgpuctl run` keeps its private region or container directory:
-/// `$TMPDIR/vgpuctl-run-<pid>-<start time>[.cache]`, so a dead owner can be told.
-fn private_name(pid: u32, start_time: u64) -> String {
-    format!("vgpuctl-run-{pid}-{start_time}")
+/// `$TMPDIR/vgpuctl-run-<pid>-<start time>-<pid namespace>[.cache]`, so a dead owner can be
+/// told (and a live one in another pid namespace, whose pid means nothing here, is left be).
+fn private_name(pid: u32, start_time: u64, pidns: u64) -> String {
+    format!("vgpuctl-run-{pid}-{start_time}-{pidns}")
 }
 
-/// `(pid, start time)` of a private name (`vgpuctl-run-<pid>[-<start>][.cache]`).
-pub fn parse_private_name(name: &str) -> Option<(u32, u64)> {
+/// `(pid, start time, pid namespace)` of a private name
+/// (`vgpuctl-run-<pid>[-<start>[-<pidns>]][.cache]`; missing parts are 0).
+pub fn parse_private_name(name: &str) -> Option<(u32, u64, u64)> {
     let rest = name.strip_prefix("vgpuctl-run-")?;
     let rest = rest.strip_suffix(".cache").unwrap_or(rest);
-    let mut it = rest.splitn(2, '-');
+    let mut it = rest.splitn(3, '-');
     let pid = it.next()?.parse().ok()?;
-    let start = match it.next() {
-        Some(s) => s.parse().ok()?,
-        None => 0,
+    let mut num = || match it.next() {
+        Some(s) => s.parse().ok(),
+        None => Some(0),
     };
-    Some((pid, start))
+    let start = num()?;
+    let ns = num()?;
+    Some((pid, start, ns))
 }
 
 /// Removes the private regions and container directories of `vgpuctl run`s that are gone.
@@ -237,12 +241,13 @@ fn remove_stale(dir: &Path) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
+    let own_ns = vgpu_sim_core::procfs::own_pidns();
     for e in rd.flatten() {
         let name = e.file_name();
-        let Some((pid, start)) = name.to_str().and_then(parse_private_name) else {
+        let Some((pid, start, ns)) = name.to_str().and_then(parse_private_name) else {
             continue;
         };
-        if vgpu_sim_core::procfs::is_alive(pid, start) {
+        if (ns != 0 && ns != own_ns) || vgpu_sim_core::procfs::is_alive(pid, start) {
             continue;
         }
         let p = e.path();
@@ -398,7 +403,11 @@ pub fn run(args: &[OsString]) -> Result<ExitCode, String> {
         pid: std::process::id(),
         start_time: vgpu_sim_core::procfs::self_start_time(),
     };
-    let private_base = tmp.join(private_name(me.pid, me.start_time));
+    let private_base = tmp.join(private_name(
+        me.pid,
+        me.start_time,
+        vgpu_sim_core::procfs::own_pidns(),
+    ));
 
     if o.container {
         let spec = crate::container::Spec {
@@ -544,10 +553,17 @@ mod tests {
 
     #[test]
     fn private_names_carry_their_owner() {
-        let n = private_name(42, 777);
-        assert_eq!(parse_private_name(&n), Some((42, 777)));
-        assert_eq!(parse_private_name(&format!("{n}.cache")), Some((42, 777)));
-        assert_eq!(parse_private_name("vgpuctl-run-42.cache"), Some((42, 0)));
+        let n = private_name(42, 777, 4026531836);
+        assert_eq!(parse_private_name(&n), Some((42, 777, 4026531836)));
+        assert_eq!(
+            parse_private_name(&format!("{n}.cache")),
+            Some((42, 777, 4026531836))
+        );
+        assert_eq!(parse_private_name("vgpuctl-run-42.cache"), Some((42, 0, 0)));
+        assert_eq!(
+            parse_private_name("vgpuctl-run-42-9.cache"),
+            Some((42, 9, 0))
+        );
         assert_eq!(parse_private_name("vgpuctl-run-x.cache"), None);
         assert_eq!(parse_private_name("cudevshr.cache"), None);
     }

@@ -108,10 +108,13 @@ const HOW: &str = "run it with `vgpuctl run --container`, or bind-mount the mach
                    into the container (at $VGPU_SIM_HOST_PROC, default /usr/local/vgpu/host-proc) \
                    before mounting the container's own";
 
-/// The pid namespace a procfs belongs to: that of its pid 1 (the namespace's init), else of
-/// the nearest ancestor of `first` (a process seen through it) whose namespace differs from
-/// ours. `Ok(None)`: not determinable without privileges over those processes.
-fn procfs_pidns(proc: &Path, first: u32, own: u64) -> Option<u64> {
+/// The pid namespace a procfs belongs to: that of a process of that namespace seen through
+/// it — its pid 1 (the namespace's init), else the nearest ancestor of `first` (our pid in
+/// it) whose `NSpid` there has one entry (it lives in that very namespace). Reading a
+/// process's `ns/pid` needs ptrace-read rights over it: root may be denied pid 1 (a more
+/// privileged init), and an unprivileged caller has them over its own launcher. `None`: not
+/// determinable.
+fn procfs_pidns(proc: &Path, first: u32) -> Option<u64> {
     if let Ok(ns) = pidns_of(&proc.join("1/ns/pid")) {
         return Some(ns);
     }
@@ -122,8 +125,12 @@ fn procfs_pidns(proc: &Path, first: u32, own: u64) -> Option<u64> {
         if pid <= 1 {
             return None;
         }
-        if let Ok(ns) = pidns_of(&proc.join(format!("{pid}/ns/pid"))) {
-            if ns != own {
+        let depth = std::fs::read_to_string(proc.join(format!("{pid}/status")))
+            .ok()
+            .and_then(|s| parse_nspid(&s))
+            .map_or(0, |v| v.len());
+        if depth == 1 {
+            if let Ok(ns) = pidns_of(&proc.join(format!("{pid}/ns/pid"))) {
                 return Some(ns);
             }
         }
@@ -163,7 +170,7 @@ pub fn identify(machine_ns: u64) -> Result<Caller, String> {
         ));
     }
     let pid = nspid[0];
-    if let Some(ns) = procfs_pidns(&proc, pid, own) {
+    if let Some(ns) = procfs_pidns(&proc, pid) {
         if ns != machine_ns {
             return refuse(format!(
                 "the procfs at {} belongs to pid namespace pid:[{ns}]",
@@ -190,7 +197,7 @@ pub fn machine_pidns_for_new_state() -> Result<u64, String> {
         .ok()
         .and_then(|s| parse_nspid(&s));
     match nspid {
-        Some(v) if v.len() >= 2 => procfs_pidns(&proc, v[0], own).ok_or_else(|| {
+        Some(v) if v.len() >= 2 => procfs_pidns(&proc, v[0]).ok_or_else(|| {
             "vgpu-sim: cannot tell the machine's pid namespace from inside this container \
              to create the simulated GPU's state; create it from the machine first \
              (`vgpuctl run` does)"

@@ -73,6 +73,9 @@ fn arg(args: &[String], name: &str, default: u64) -> u64 {
 }
 
 fn main() {
+    // Like a C program: `vgpu-demo | head` ends quietly on a closed pipe instead of panicking.
+    // SAFETY: restoring a default signal disposition before anything else runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     if let Err(e) = run() {
         eprintln!("vgpu-demo: {e}");
         std::process::exit(1);
