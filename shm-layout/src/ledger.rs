@@ -214,9 +214,8 @@ impl Region {
         let outcome = match result {
             Ok(prev) => {
                 owner_add(&owner.reserved[dev], bytes);
-                let total = prev + bytes;
-                raise_peak(&device.peak_reserved_bytes, total);
-                Ok(total)
+                // No peak yet: the driver may still refuse the allocation (see note_peak).
+                Ok(prev + bytes)
             }
             Err(reserved) => {
                 device.reserve_failures.fetch_add(1, Ordering::Relaxed);
@@ -229,6 +228,15 @@ impl Region {
         };
         op_end(self, slot, odd);
         outcome
+    }
+
+    /// Raises device `dev`'s high-water mark to the current total. Called once the driver has
+    /// granted what was reserved, so a reservation the driver refused never counts as a peak.
+    pub fn note_peak(&self, dev: usize) {
+        if let Some(device) = self.ext.devices.get(dev) {
+            let now = device.reserved_bytes.load(Ordering::Acquire);
+            raise_peak(&device.peak_reserved_bytes, now);
+        }
     }
 
     /// Charges `bytes` without checking the limit: for memory the driver has already taken
