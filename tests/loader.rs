@@ -127,3 +127,16 @@ fn a_process_that_never_uses_the_gpu_maps_only_the_loader() {
     plain.assert_success("cat under the plain build");
     assert!(plain.stdout.contains("libvgpu.so"), "{}", plain.stdout);
 }
+
+#[test]
+fn the_loader_embeds_exactly_the_core_built_beside_it() {
+    let Some(lib) = shipped() else { return };
+    let core = lib.with_file_name("libvgpu-core.so");
+    let loader = std::fs::read(&lib).unwrap();
+    let core = std::fs::read(&core).unwrap_or_else(|e| panic!("{}: {e}", core.display()));
+    assert!(core.len() > 100_000, "a real core");
+    assert!(
+        loader.windows(core.len()).any(|w| w == core.as_slice()),
+        "the loader's embedded core is not libvgpu-core.so (a stale build?)"
+    );
+}
