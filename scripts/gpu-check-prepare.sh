@@ -46,6 +46,9 @@ CFLAGS=(-O2 -Wall -Wextra -Werror -std=gnu11)
 {
     echo "commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo -dirty)"
     echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    # The newest glibc symbol version any carried binary needs (the GPU machine must have it).
+    echo "glibc_needed=$(objdump -T "$DEST.tmp"/vgpuctl "$DEST.tmp"/gpucheck "$DEST.tmp"/cudart_check \
+        "$DEST.tmp"/libvgpu.so 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n1)"
     (cd "$DEST.tmp" && find . -type f ! -name MANIFEST | sort | while read -r f; do
         echo "file=${f#./} $(stat -c %s "$f") $(sha256sum "$f" | cut -d' ' -f1)"
     done)

@@ -48,21 +48,33 @@ fi
 SPIN_NS=2000000
 
 # raw PREFIX CMD...: runs CMD, its stdout lines go to raw.txt as PREFIX.key=value.
+# Every client runs under `timeout` (STEP_TIMEOUT seconds), so a hang costs one step, not
+# the report.
+STEP_TIMEOUT=${VGPU_GPU_CHECK_STEP_TIMEOUT:-150}
+bounded() {
+    if [[ $(type -t "$1") == function ]]; then "$@"; else timeout -k 5 "$STEP_TIMEOUT" "$@"; fi
+}
 raw() {
     local prefix=$1
     shift
-    "$@" 2>>"$LOG" | sed -u "s/^/$prefix./" >>"$RAW"
+    bounded "$@" 2>>"$LOG" | sed -u "s/^/$prefix./" >>"$RAW"
     local rc=${PIPESTATUS[0]}
     echo "$prefix.exit=$rc" >>"$RAW"
     return 0
 }
 put() { echo "$1=$2" >>"$RAW"; }
-# under REGION SLICE [CORES] CMD...: CMD under libvgpu in a container of its own region.
+# under REGION SLICE CORES CMD...: CMD under libvgpu in a container of its own region (CORES
+# empty: no compute cap). In a subshell (`under ... &`, a pipeline) it execs, so that $! is
+# the command itself and a kill reaches it.
 under() {
     local region=$WORK/$1.cache slice=$2 cores=$3
     shift 3
-    env LD_PRELOAD="$LIB" CUDA_DEVICE_MEMORY_SHARED_CACHE="$region" CUDA_DEVICE_MEMORY_LIMIT="$slice" \
-        ${cores:+CUDA_DEVICE_SM_LIMIT=$cores GPU_CORE_UTILIZATION_POLICY=force} "$@"
+    local vars=(LD_PRELOAD="$LIB" CUDA_DEVICE_MEMORY_SHARED_CACHE="$region" CUDA_DEVICE_MEMORY_LIMIT="$slice")
+    [[ -n "$cores" ]] && vars+=(CUDA_DEVICE_SM_LIMIT="$cores" GPU_CORE_UTILIZATION_POLICY=force)
+    if [[ $BASHPID != "$$" ]]; then
+        exec timeout -k 5 "$STEP_TIMEOUT" env "${vars[@]}" "$@"
+    fi
+    timeout -k 5 "$STEP_TIMEOUT" env "${vars[@]}" "$@"
 }
 bytes_of() { numfmt --from=iec "${1^^}"; }
 # wait_for KEY FILE...: until each file holds the line KEY=1 or an error= line (60 s at most).
@@ -96,7 +108,6 @@ for s in 64m 1g 4g; do raw "ctxmod.$s" under "ctx$s" "$s" "" "$GC" ctxmod "$s"; 
 ctx=$(sed -n 's/^ctxmod\.1g\.ctx_truth=//p' "$RAW")
 if [[ "$ctx" =~ ^[0-9]+$ && "$ctx" -gt 0 ]]; then
     tight=$((ctx + 1048576))
-    put ctxmod.tight.slice_bytes "$tight"
     raw ctxmod.tight under ctxtight "$tight" "" "$GC" ctxmod "$tight"
 fi
 
@@ -126,14 +137,14 @@ if "$VGPUCTL" run --help 2>&1 | grep -q -- '--container'; then
     put smi_container.available 1
     smi=nvidia-smi
     [[ $MODE == sim ]] && smi=""
-    "$VGPUCTL" run --container --gpumem 4g -- sh -c "
-        '$GC' hold 1g 60 > '$WORK/cholder.txt' & h=\$!
-        for i in \$(seq 600); do grep -q '^ready=1' '$WORK/cholder.txt' && break; sleep 0.1; done
-        sed 's/^/holder./' '$WORK/cholder.txt'
+    timeout -k 5 "$STEP_TIMEOUT" "$VGPUCTL" run --container --gpumem 4g -- sh -c "
+        t=\$(mktemp); '$GC' hold 1g 60 > \$t & h=\$!
+        for i in \$(seq 600); do grep -q -e '^ready=1' -e '^error=' \$t && break; sleep 0.1; done
+        sed 's/^/holder./' \$t
         '$GC' nvmlview | sed 's/^/view./'
         if [ -n '$smi' ]; then nvidia-smi --query-gpu=memory.total,memory.used --format=csv,noheader,nounits |
             head -n1 | awk -F', ' '{print \"nvidia_smi.total_mib=\" \$1 \"\\nnvidia_smi.used_mib=\" \$2}'; fi
-        kill \$h; wait \$h" 2>>"$LOG" | sed 's/^/smi_container./' >>"$RAW"
+        kill \$h; wait \$h; rm -f \$t" 2>>"$LOG" | sed 's/^/smi_container./' >>"$RAW"
 else
     put smi_container.available 0
 fi
@@ -142,7 +153,7 @@ fi
 say "compute cap"
 # spin LABEL CORES: throughput over 4 s after 1 s of warm-up, NVML utilization meanwhile.
 spin() {
-    (sleep 1.5; env -u LD_PRELOAD "$GC" util 3 200 >"$WORK/util.$1.txt" 2>>"$LOG") &
+    (sleep 1.5; timeout 30 env -u LD_PRELOAD "$GC" util 3 200 >"$WORK/util.$1.txt" 2>>"$LOG") &
     local sampler=$!
     if [[ -z "$2" ]]; then
         raw "cap.$1" env VGPU_SIM_KERNEL_NS=$SPIN_NS "$GC" spin "$SPIN_NS" 4
@@ -157,7 +168,7 @@ spin c25 25
 spin c50 50
 spin c100 100
 # Two processes of one container sharing a 50 % cap.
-(sleep 1.5; env -u LD_PRELOAD "$GC" util 3 200 >"$WORK/util.pair.txt" 2>>"$LOG") &
+(sleep 1.5; timeout 30 env -u LD_PRELOAD "$GC" util 3 200 >"$WORK/util.pair.txt" 2>>"$LOG") &
 sampler=$!
 under pair 8g 50 env VGPU_SIM_KERNEL_NS=$SPIN_NS "$GC" spin "$SPIN_NS" 4 >"$WORK/pair1.txt" 2>>"$LOG" &
 p1=$!
@@ -183,8 +194,32 @@ raw startup env CUDA_DEVICE_MEMORY_SHARED_CACHE="$WORK/startup.cache" CUDA_DEVIC
 # The simulator keys processes by the pid they see, so over it the containers share the
 # host's pid namespace (two_containers_pidns is hardware-only).
 say "two containers"
+# container_ns PID: the pid namespace of PID's first descendant outside our own namespace.
+container_ns() {
+    local own kids p ns
+    own=$(readlink /proc/self/ns/pid)
+    kids=$1
+    while [[ -n "$kids" ]]; do
+        for p in $kids; do
+            ns=$(readlink "/proc/$p/ns/pid" 2>/dev/null)
+            [[ -n "$ns" && "$ns" != "$own" ]] && { echo "$ns"; return; }
+        done
+        # cat, not awk over the glob: a process that ends meanwhile must not stop the scan.
+        kids=$(cat /proc/[0-9]*/stat 2>/dev/null | awk -v k=" $kids " 'index(k, " " $4 " ") {print $1}')
+    done
+}
+# ns_members NS: the host pids of every process in pid namespace NS.
+ns_members() {
+    local d out=""
+    [[ -n "$1" ]] || return 0
+    for d in /proc/[0-9]*; do
+        [[ "$(readlink "$d/ns/pid" 2>/dev/null)" == "$1" ]] && out+="${d#/proc/} "
+    done
+    echo "${out% }"
+}
 pidns=1
 [[ $MODE == sim ]] && pidns=0
+pidns=${VGPU_GPU_CHECK_PIDNS:-$pidns} # 1 forces pid namespaces (to try them over the simulator)
 put containers.pid_namespaces "$pidns"
 declare -A boxes=([A]=2g [B]=3g)
 for c in A B; do
@@ -211,12 +246,9 @@ print(" ".join(str(p["hostpid"]) for p in json.load(open(sys.argv[1]))["processe
     # the pids its processes report).
     bpid=$(eval echo "\$box_$c")
     if ((pidns)); then
-        init=$(awk -v p="$bpid" '$4 == p {print $1}' /proc/[0-9]*/stat 2>/dev/null | head -n1)
-        ns=$(readlink "/proc/$init/ns/pid" 2>/dev/null)
-        members=""
-        for d in /proc/[0-9]*; do
-            [[ "$(readlink "$d/ns/pid" 2>/dev/null)" == "$ns" ]] && members+="${d#/proc/} "
-        done
+        ns=$(container_ns "$bpid")
+        eval "ns_$c=\$ns"
+        members=$(ns_members "$ns")
     else
         members="$(sed -n 's/^pid=//p' "$WORK/grab$c.1.txt" "$WORK/grab$c.2.txt" | tr '\n' ' ')"
     fi
@@ -226,7 +258,8 @@ raw containers.truth env -u LD_PRELOAD "$GC" truth
 for c in A B; do
     bpid=$(eval echo "\$box_$c")
     if ((pidns)); then
-        kill "$bpid" 2>/dev/null
+        # SIGKILL of a namespace's init ends every process in it.
+        kill -9 $(ns_members "$(eval echo "\$ns_$c")") 2>/dev/null
     else
         pkill_pids=$(sed -n 's/^pid=//p' "$WORK/grab$c.1.txt" "$WORK/grab$c.2.txt")
         kill $pkill_pids 2>/dev/null

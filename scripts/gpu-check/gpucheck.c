@@ -489,7 +489,7 @@ static int elf_cb(struct dl_phdr_info *info, size_t size, void *data) {
     if (!dyn) return 0;
     const ElfW(Sym) *symtab = NULL;
     const char *strtab = NULL;
-    const uint32_t *gnu = NULL;
+    const uint32_t *gnu = NULL, *sysv = NULL;
     for (; dyn->d_tag != DT_NULL; dyn++) {
         /* glibc relocates these in place on x86-64; be safe where it does not. */
         ElfW(Addr) a = dyn->d_un.d_ptr;
@@ -497,8 +497,19 @@ static int elf_cb(struct dl_phdr_info *info, size_t size, void *data) {
         if (dyn->d_tag == DT_SYMTAB) symtab = (const ElfW(Sym) *)a;
         else if (dyn->d_tag == DT_STRTAB) strtab = (const char *)a;
         else if (dyn->d_tag == DT_GNU_HASH) gnu = (const uint32_t *)a;
+        else if (dyn->d_tag == DT_HASH) sysv = (const uint32_t *)a;
     }
-    if (!symtab || !strtab || !gnu) return 0;
+    if (!symtab || !strtab) return 0;
+    if (!gnu && sysv) {
+        /* SysV hash only: its chain count is the number of symbols; a plain scan will do. */
+        for (uint32_t i = 0; i < sysv[1]; i++)
+            if (symtab[i].st_value && !strcmp(q->name, strtab + symtab[i].st_name)) {
+                q->found = (void *)(info->dlpi_addr + symtab[i].st_value);
+                return 1;
+            }
+        return 0;
+    }
+    if (!gnu) return 0;
     uint32_t nbuckets = gnu[0], symoffset = gnu[1], bloom_size = gnu[2];
     const ElfW(Addr) *bloom = (const ElfW(Addr) *)&gnu[4];
     const uint32_t *buckets = (const uint32_t *)&bloom[bloom_size];

@@ -110,8 +110,9 @@ def check_memcap_vmm_host(r, mode):
 
 
 def check_ctx_refused(r, mode):
-    rc = r.i("ctxmod.64m.ctx_rc")
-    return verdict(rc == CUDA_ERROR_OUT_OF_MEMORY and r.i("ctxmod.64m.ctx_truth") == 0), {"ctx_rc_64m": rc}
+    rc, truth = r.i("ctxmod.64m.ctx_rc"), r.i("ctxmod.64m.ctx_truth")
+    return verdict(rc == CUDA_ERROR_OUT_OF_MEMORY and 0 <= truth <= r.i("ctxmod.64m.slice")), {
+        "ctx_rc_64m": rc, "truth_after_refusal": truth}
 
 
 def check_ctx_charged(r, mode):

@@ -117,6 +117,7 @@ class JudgeTest(unittest.TestCase):
 
     def test_context_and_module(self):
         self.assert_only_fails({"ctxmod.64m.ctx_rc": 0}, "ctx_refused")
+        self.assert_only_fails({"ctxmod.64m.ctx_truth": 500 * MIB}, "ctx_refused")
         self.assert_only_fails({"ctxmod.1g.ctx_used": 100 * MIB}, "ctx_charged")
         self.assert_only_fails({"ctxmod.tight.module_truth": 600 * MIB}, "module_tight")
 
