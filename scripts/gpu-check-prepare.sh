@@ -2,7 +2,8 @@
 # Builds everything scripts/gpu-check.sh needs on a lent GPU machine into one carried folder,
 # target/gpu-check/ (ignored by git; name it in the device tool's `carry`, docs/GPU-CHECK.md):
 #
-#   libvgpu.so        the shipped build (scripts/build-release.sh: glibc 2.17 floor)
+#   libvgpu.so        the shipped build (scripts/build-release.sh, rebuilt when stale: glibc
+#                     2.17 floor)
 #   vgpuctl           release build (finds libvgpu.so beside itself)
 #   gpucheck          the driver-API client (scripts/gpu-check/gpucheck.c; dlopen only)
 #   cudart_check      linked against the wheel's libcudart.so.12 (rpath $ORIGIN)
@@ -24,7 +25,8 @@ VENV="${VGPU_VENV:-$ROOT/.venv}"
 CC="${CC:-cc}"
 log() { echo "gpu-check-prepare: $*"; }
 
-[[ -f "$TARGET/release-glibc2.17/libvgpu.so" ]] || scripts/build-release.sh
+# Always (a no-op when up to date): a stale shipped build must never be carried.
+scripts/build-release.sh >/dev/null
 log "cargo build --release (vgpuctl, simulated GPU)"
 cargo build --release -q -p vgpuctl -p vgpu-sim-cuda -p vgpu-sim-nvml
 cudart=$(ls "$VENV"/lib/python3*/site-packages/nvidia/cuda_runtime/lib/libcudart.so.12 2>/dev/null | head -n1 || true)
