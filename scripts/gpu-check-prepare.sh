@@ -8,6 +8,7 @@
 #   gpucheck          the driver-API client (scripts/gpu-check/gpucheck.c; dlopen only)
 #   cudart_check      linked against the wheel's libcudart.so.12 (rpath $ORIGIN)
 #   libcudart.so.12   from the nvidia-cuda-runtime-cu12 wheel in .venv (scripts/setup-venv.sh)
+#   py/pynvml.py      nvidia-ml-py's pynvml from .venv (a real NVML client)
 #   sim/              the simulated libcuda.so.1 / libnvidia-ml.so.1 (only gpu-check.sh --sim
 #                     uses them)
 #   MANIFEST          commit, sizes and sha256 of the above
@@ -40,6 +41,9 @@ mkdir -p "$DEST.tmp/sim"
 cp "$TARGET/release-glibc2.17/libvgpu.so" "$TARGET/release/vgpuctl" "$DEST.tmp/"
 cp -L "$TARGET/release/sim/libcuda.so.1" "$TARGET/release/sim/libnvidia-ml.so.1" "$DEST.tmp/sim/"
 cp -L "$cudart" "$DEST.tmp/libcudart.so.12"
+# pynvml (nvidia-ml-py, one pure-Python file): a real third-party NVML client.
+mkdir -p "$DEST.tmp/py"
+cp "$(dirname "$(dirname "$cudart")")/../../pynvml.py" "$DEST.tmp/py/pynvml.py"
 CFLAGS=(-O2 -Wall -Wextra -Werror -std=gnu11)
 "$CC" "${CFLAGS[@]}" -Itests/c -Icuda-headers/include -o "$DEST.tmp/gpucheck" \
     scripts/gpu-check/gpucheck.c -ldl

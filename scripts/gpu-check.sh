@@ -124,6 +124,10 @@ holder=$!
 wait_for ready "$WORK/holder.txt"
 sed 's/^/smi.holder./' "$WORK/holder.txt" >>"$RAW"
 raw smi.view under smi 4g "" "$GC" nvmlview
+raw smi.pynvml under smi 4g "" env PYTHONPATH="$GC_DIR/py" python3 -c 'import pynvml
+pynvml.nvmlInit()
+m = pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0))
+print(f"nvml_total={m.total}\nnvml_used={m.used}")'
 if [[ $MODE == hardware ]]; then
     under smi 4g "" nvidia-smi --query-gpu=memory.total,memory.used --format=csv,noheader,nounits \
         2>>"$LOG" | head -n1 | awk -F', ' '{print "smi.nvidia_smi.total_mib=" $1 "\nsmi.nvidia_smi.used_mib=" $2}' >>"$RAW"

@@ -165,6 +165,12 @@ def check_smi_nvml(r, mode):
                                                         "container_used": held}
 
 
+def check_smi_pynvml(r, mode):
+    total, used, held = r.i("smi.pynvml.nvml_total"), r.i("smi.pynvml.nvml_used"), r.i("smi.holder.used")
+    return verdict(total == 4 << 30 and used == held), {"nvml_total": total, "nvml_used": used,
+                                                        "container_used": held}
+
+
 def check_nvidia_smi(r, mode):
     if mode == "sim":
         return "hardware-only", {}
@@ -301,6 +307,7 @@ CHECKS += [
     ("module_tight", check_module_tight),
     ("runtime", check_runtime),
     ("smi_nvml", check_smi_nvml),
+    ("smi_pynvml", check_smi_pynvml),
     ("nvidia_smi", check_nvidia_smi),
     ("smi_container", check_smi_container),
 ]

@@ -43,6 +43,7 @@ def passing_raw(mode="hardware"):
                "runtime.entry_launch_lib": "libvgpu.so", "runtime.kernel_values_right": 256})
     held = 1536 * MIB
     kv.update({"smi.holder.used": held, "smi.view.nvml_total": 4 << 30, "smi.view.nvml_used": held,
+               "smi.pynvml.nvml_total": 4 << 30, "smi.pynvml.nvml_used": held,
                "smi.nvidia_smi.total_mib": 4096, "smi.nvidia_smi.used_mib": 1536,
                "smi_container.available": 0})
     for label, share in (("plain", 0.97), ("c25", 0.26), ("c50", 0.49), ("c100", 0.96)):
@@ -128,6 +129,7 @@ class JudgeTest(unittest.TestCase):
 
     def test_smi(self):
         self.assert_only_fails({"smi.view.nvml_used": 0}, "smi_nvml")
+        self.assert_only_fails({"smi.pynvml.nvml_total": 80 << 30}, "smi_pynvml")
         self.assert_only_fails({"smi.nvidia_smi.total_mib": 143771}, "nvidia_smi")
 
     def test_smi_container_when_available(self):
