@@ -240,16 +240,19 @@ static CUmemAllocationProp vmm_prop(CUmemLocationType where) {
     return prop;
 }
 
-/* One 64 MiB piece (the driver's figure may round it) on `path`. */
-static CUresult alloc_piece(enum path p, struct piece *out) {
+/* One piece on `path`: `bytes` on the linear paths (alloc, managed, async, pool), else a
+ * fixed 64 MiB-sized one (the driver's figure may round it). */
+static int linear(enum path p) { return p == P_ALLOC || p == P_MANAGED || p == P_ASYNC || p == P_POOL; }
+
+static CUresult alloc_piece(enum path p, struct piece *out, size_t bytes) {
     memset(out, 0, sizeof *out);
     size_t pitch = 0;
     switch (p) {
-    case P_ALLOC: return API(cuMemAlloc_v2)(&out->ptr, 64 * MiB);
+    case P_ALLOC: return API(cuMemAlloc_v2)(&out->ptr, bytes);
     case P_PITCH: return API(cuMemAllocPitch_v2)(&out->ptr, &pitch, 8192, 8192, 4);
-    case P_MANAGED: return API(cuMemAllocManaged)(&out->ptr, 64 * MiB, CU_MEM_ATTACH_GLOBAL);
-    case P_ASYNC: return API(cuMemAllocAsync)(&out->ptr, 64 * MiB, NULL);
-    case P_POOL: return API(cuMemAllocFromPoolAsync)(&out->ptr, 64 * MiB, made_pool, NULL);
+    case P_MANAGED: return API(cuMemAllocManaged)(&out->ptr, bytes, CU_MEM_ATTACH_GLOBAL);
+    case P_ASYNC: return API(cuMemAllocAsync)(&out->ptr, bytes, NULL);
+    case P_POOL: return API(cuMemAllocFromPoolAsync)(&out->ptr, bytes, made_pool, NULL);
     case P_VMM: {
         CUmemAllocationProp prop = vmm_prop(CU_MEM_LOCATION_TYPE_DEVICE);
         size_t n = (64 * MiB + vmm_granularity - 1) / vmm_granularity * vmm_granularity;
@@ -316,27 +319,28 @@ static int memcap_main(unsigned long long slice) {
     for (int p = 0; p < P_COUNT; p++) {
         int n = 0;
         CUresult rc = CUDA_SUCCESS;
-        while (n < max_pieces && (rc = alloc_piece((enum path)p, &pieces[n])) == CUDA_SUCCESS) n++;
+        while (n < max_pieces && (rc = alloc_piece((enum path)p, &pieces[n], 64 * MiB)) == CUDA_SUCCESS) n++;
         if (p == P_ASYNC || p == P_POOL) API(cuStreamSynchronize)(NULL);
         size_t used_full = used_now(NULL);
         long long truth_full = truth_of(getpid());
-        /* To the byte on the plain path: what is left fits exactly, one byte more does not. */
-        if (p == P_ALLOC && rc == CUDA_ERROR_OUT_OF_MEMORY) {
+        /* To the byte on the linear paths: what is left fits exactly, one byte more does not. */
+        if (linear((enum path)p) && rc == CUDA_ERROR_OUT_OF_MEMORY) {
             size_t left = total - used_full;
             snprintf(key, sizeof key, "path.%s.left_before_exact", path_name[p]);
             kvu(key, left);
             CUresult erc = CUDA_SUCCESS;
             if (left > 0) {
-                erc = API(cuMemAlloc_v2)(&pieces[n].ptr, left);
+                erc = alloc_piece((enum path)p, &pieces[n], left);
                 if (erc == CUDA_SUCCESS) n++;
             }
             snprintf(key, sizeof key, "path.%s.exact_rc", path_name[p]);
             kvi(key, erc);
-            CUdeviceptr one = 0;
-            CUresult orc = API(cuMemAlloc_v2)(&one, 1);
-            if (orc == CUDA_SUCCESS) API(cuMemFree_v2)(one);
+            struct piece one;
+            CUresult orc = alloc_piece((enum path)p, &one, 1);
+            if (orc == CUDA_SUCCESS) free_piece((enum path)p, &one);
             snprintf(key, sizeof key, "path.%s.one_more_rc", path_name[p]);
             kvi(key, orc);
+            if (p == P_ASYNC || p == P_POOL) API(cuStreamSynchronize)(NULL);
             used_full = used_now(NULL);
             truth_full = truth_of(getpid());
         }

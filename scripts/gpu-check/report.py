@@ -14,6 +14,7 @@ import sys
 
 MIB = 1 << 20
 PIECE = 64 * MIB
+LINEAR = ("alloc", "managed", "async", "pool")  # any size: filled to the byte
 PATHS = ("alloc", "pitch", "managed", "async", "pool", "vmm_device", "array2d", "array3d", "mipmapped")
 # Largest single piece a path allocates (mipmapped: 4096x4096 float, 2 levels = 80 MiB); the
 # driver may round it up to its granularity (2 MiB).
@@ -95,7 +96,7 @@ def memcap_path(path):
                "truth_full": truth, "left_after_free": left_after}
         ok = (refusal == CUDA_ERROR_OUT_OF_MEMORY and 0 <= truth <= slice_b and used <= slice_b
               and slice_b - used < PIECE_MAX.get(path, PIECE + 2 * MIB) and left_after == 0)
-        if path == "alloc":
+        if path in LINEAR:
             # To the byte: what is left after the pieces fits exactly, one byte more does not.
             fig["exact_rc"], fig["one_more_rc"] = r.i(p + "exact_rc"), r.i(p + "one_more_rc")
             ok = ok and fig["exact_rc"] == 0 and fig["one_more_rc"] == CUDA_ERROR_OUT_OF_MEMORY

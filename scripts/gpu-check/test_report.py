@@ -23,12 +23,13 @@ def passing_raw(mode="hardware"):
     kv.update({"memcap.slice": SLICE, "memcap.meminfo_total": SLICE, "memcap.device_total_mem": SLICE,
                "memcap.exit": 0})
     for p in report.PATHS:
-        used = SLICE if p == "alloc" else SLICE - 30 * MIB
+        used = SLICE if p in report.LINEAR else SLICE - 30 * MIB
         kv.update({f"memcap.path.{p}.pieces": 27, f"memcap.path.{p}.refusal_rc": 2,
                    f"memcap.path.{p}.used_full": used, f"memcap.path.{p}.truth_full": used - MIB,
                    f"memcap.path.{p}.left_after_free": 0})
-    kv.update({"memcap.path.alloc.exact_rc": 0, "memcap.path.alloc.one_more_rc": 2,
-               "memcap.path.vmm_host.rc": 0, "memcap.path.vmm_host.charged": 0})
+    for p in report.LINEAR:
+        kv.update({f"memcap.path.{p}.exact_rc": 0, f"memcap.path.{p}.one_more_rc": 2})
+    kv.update({"memcap.path.vmm_host.rc": 0, "memcap.path.vmm_host.charged": 0})
     kv.update({"ctxmod.64m.slice": 64 * MIB, "ctxmod.64m.ctx_rc": 2, "ctxmod.64m.ctx_truth": 0})
     ctx = 500 * MIB
     for s, b in (("1g", 1 << 30), ("4g", 4 << 30)):
@@ -113,6 +114,11 @@ class JudgeTest(unittest.TestCase):
         self.assert_only_fails({"memcap.path.pool.used_full": SLICE // 2}, "memcap_pool")
         self.assert_only_fails({"memcap.path.alloc.one_more_rc": 0}, "memcap_alloc")
         self.assert_only_fails({"memcap.path.alloc.used_full": SLICE - 512}, "memcap_alloc")
+        self.assert_only_fails({"memcap.path.pool.exact_rc": 2}, "memcap_pool")
+        self.assert_only_fails({"memcap.path.managed.one_more_rc": 0}, "memcap_managed")
+        # Paths whose sizes the driver decides are judged within one piece, not to the byte.
+        kv = passing_raw()
+        self.assertEqual(kv["memcap.path.array2d.used_full"], str(SLICE - 30 * MIB))
         self.assert_only_fails({"memcap.device_total_mem": 80 << 30}, "memcap_meminfo")
         self.assert_only_fails({"memcap.path.vmm_host.charged": 64 * MIB}, "memcap_vmm_host")
 
