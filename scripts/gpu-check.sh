@@ -192,11 +192,13 @@ raw startup env CUDA_DEVICE_MEMORY_SHARED_CACHE="$WORK/startup.cache" CUDA_DEVIC
     "$GC" startup 64 "$LIB"
 
 # ---- two containers at once, each with its own pid namespace -------------------------------
-# Each runs two processes grabbing 64 MiB pieces until refused. The driver's own per-process
-# figures (NVML, read here without the library) must hold each container to its slice, and
-# the host pids in each container's region must be exactly NVML's pids of that namespace.
-# The simulator keys processes by the pid they see, so over it the containers share the
-# host's pid namespace (two_containers_pidns is hardware-only).
+# Each runs two processes that create their contexts, wait for each other, then grab 64 MiB
+# pieces until refused. The driver's own per-process figures (NVML, read here without the
+# library) must hold each container to its slice, and the host pids in each container's
+# region must be exactly NVML's pids of that namespace. Launcher: `vgpuctl run --container`
+# when this vgpuctl has it, else `unshare --pid --fork --mount-proc` under LD_PRELOAD. The
+# simulator keys processes by the pid they see (until issue 10's host-pid discovery), so over
+# it without --container the containers share the host's pid namespace.
 say "two containers"
 # container_ns PID: the pid namespace of PID's first descendant outside our own namespace.
 container_ns() {
@@ -221,32 +223,49 @@ ns_members() {
     done
     echo "${out% }"
 }
+launcher=plain
+[[ $MODE == hardware ]] && launcher=unshare
+"$VGPUCTL" run --help 2>&1 | grep -q -- '--container' && launcher=vgpuctl-container
+launcher=${VGPU_GPU_CHECK_LAUNCHER:-$launcher} # plain | unshare | vgpuctl-container
 pidns=1
-[[ $MODE == sim ]] && pidns=0
-pidns=${VGPU_GPU_CHECK_PIDNS:-$pidns} # 1 forces pid namespaces (to try them over the simulator)
+[[ $launcher == plain ]] && pidns=0
+put containers.launcher "$launcher"
 put containers.pid_namespaces "$pidns"
+# Inside each container (its stdout only reaches the host: no shared path is assumed): two
+# grabbers, their own start barrier, their lines, the region's host pids, then ready=1.
+inner="d=\$(mktemp -d)
+'$GC' grab 64m 90 \$d/go > \$d/1 & '$GC' grab 64m 90 \$d/go > \$d/2 &
+for f in \$d/1 \$d/2; do for i in \$(seq 600); do grep -q -e '^ctx=1' -e '^error=' \$f && break; sleep 0.1; done; done
+touch \$d/go
+for f in \$d/1 \$d/2; do for i in \$(seq 600); do grep -q -e '^ready=1' -e '^error=' \$f && break; sleep 0.1; done; done
+sed 's/^/p1./' \$d/1; sed 's/^/p2./' \$d/2
+'$VGPUCTL' inspect \"\$CUDA_DEVICE_MEMORY_SHARED_CACHE\" --json > \$d/region.json
+python3 -c 'import json,sys
+print(\"region_hostpids=\" + \" \".join(str(p[\"hostpid\"]) for p in json.load(open(sys.argv[1]))[\"processes\"]))' \$d/region.json
+echo ready=1
+wait"
 declare -A boxes=([A]=2g [B]=3g)
 for c in A B; do
-    script="'$GC' grab 64m 90 '$WORK/go' > '$WORK/grab$c.1.txt' & '$GC' grab 64m 90 '$WORK/go' > '$WORK/grab$c.2.txt' & wait"
-    if ((pidns)); then
-        under "box$c" "${boxes[$c]}" "" unshare --pid --fork --mount-proc --kill-child sh -c "$script" 2>>"$LOG" &
-    else
-        under "box$c" "${boxes[$c]}" "" setsid sh -c "$script" 2>>"$LOG" &
-    fi
+    case $launcher in
+    vgpuctl-container)
+        timeout -k 5 "$STEP_TIMEOUT" "$VGPUCTL" run --container --gpumem "${boxes[$c]}" -- sh -c "$inner" \
+            >"$WORK/box$c.txt" 2>>"$LOG" &
+        ;;
+    unshare)
+        under "box$c" "${boxes[$c]}" "" unshare --pid --fork --mount-proc --kill-child sh -c "$inner" \
+            >"$WORK/box$c.txt" 2>>"$LOG" &
+        ;;
+    *)
+        under "box$c" "${boxes[$c]}" "" setsid sh -c "$inner" >"$WORK/box$c.txt" 2>>"$LOG" &
+        ;;
+    esac
     eval "box_$c=\$!"
     put "containers.$c.slice_bytes" "$(bytes_of "${boxes[$c]}")"
 done
-grabs=("$WORK/grabA.1.txt" "$WORK/grabA.2.txt" "$WORK/grabB.1.txt" "$WORK/grabB.2.txt")
-wait_for ctx "${grabs[@]}"
-touch "$WORK/go"
-wait_for ready "${grabs[@]}"
+wait_for ready "$WORK/boxA.txt" "$WORK/boxB.txt"
 for c in A B; do
-    sed "s/^/containers.$c.p1./" "$WORK/grab$c.1.txt" >>"$RAW"
-    sed "s/^/containers.$c.p2./" "$WORK/grab$c.2.txt" >>"$RAW"
-    "$VGPUCTL" inspect "$WORK/box$c.cache" --json 2>>"$LOG" >"$WORK/inspect$c.json"
-    put "containers.$c.region_hostpids" "$(python3 -c 'import json,sys
-print(" ".join(str(p["hostpid"]) for p in json.load(open(sys.argv[1]))["processes"]))' "$WORK/inspect$c.json" 2>>"$LOG")"
-    # The container's host pids: every process in its pid namespace (or, over the simulator,
+    sed "s/^/containers.$c./" "$WORK/box$c.txt" >>"$RAW"
+    # The container's host pids: every process in its pid namespace (without namespaces,
     # the pids its processes report).
     bpid=$(eval echo "\$box_$c")
     if ((pidns)); then
@@ -254,7 +273,7 @@ print(" ".join(str(p["hostpid"]) for p in json.load(open(sys.argv[1]))["processe
         eval "ns_$c=\$ns"
         members=$(ns_members "$ns")
     else
-        members="$(sed -n 's/^pid=//p' "$WORK/grab$c.1.txt" "$WORK/grab$c.2.txt" | tr '\n' ' ')"
+        members="$(sed -n 's/^p[12]\.pid=//p' "$WORK/box$c.txt" | tr '\n' ' ')"
     fi
     put "containers.$c.ns_hostpids" "${members% }"
 done
@@ -265,8 +284,7 @@ for c in A B; do
         # SIGKILL of a namespace's init ends every process in it.
         kill -9 $(ns_members "$(eval echo "\$ns_$c")") 2>/dev/null
     else
-        pkill_pids=$(sed -n 's/^pid=//p' "$WORK/grab$c.1.txt" "$WORK/grab$c.2.txt")
-        kill $pkill_pids 2>/dev/null
+        kill $(sed -n 's/^p[12]\.pid=//p' "$WORK/box$c.txt") 2>/dev/null
     fi
     wait "$bpid" 2>/dev/null
 done

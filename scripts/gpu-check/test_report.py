@@ -96,6 +96,11 @@ class JudgeTest(unittest.TestCase):
         self.assertEqual({n for n, s in st.items() if s == "hardware-only"}, want)
         self.assertNotIn("fail", st.values())
 
+    def test_sim_with_pid_namespaces_judges_them(self):
+        kv = passing_raw("sim")
+        kv["containers.pid_namespaces"] = "1"
+        self.assertEqual(statuses(kv)["two_containers_pidns"], "pass")
+
     def assert_only_fails(self, change, *names):
         kv = passing_raw()
         for k, v in change.items():
