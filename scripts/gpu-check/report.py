@@ -141,6 +141,13 @@ def check_module_tight(r, mode):
     return verdict(ok), {"slice": slice_b, "module_rc": mod_rc, "truth": mod_truth}
 
 
+def check_runtime_loads(r, mode):
+    """The carried cudart_check starts, finds libcudart.so.12 by its rpath, and the runtime
+    talks to the driver (versions); over the simulator it then stops as documented."""
+    rv, dv = r.i("runtime.runtime_version"), r.i("runtime.driver_version")
+    return verdict(rv >= 12000 and dv >= rv), {"runtime_version": rv, "driver_version": dv}
+
+
 def check_runtime(r, mode):
     if mode == "sim":
         return "hardware-only", {}
@@ -308,6 +315,7 @@ CHECKS += [
     ("ctx_refused", check_ctx_refused),
     ("ctx_charged", check_ctx_charged),
     ("module_tight", check_module_tight),
+    ("runtime_loads", check_runtime_loads),
     ("runtime", check_runtime),
     ("smi_nvml", check_smi_nvml),
     ("smi_pynvml", check_smi_pynvml),

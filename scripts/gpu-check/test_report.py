@@ -38,7 +38,7 @@ def passing_raw(mode="hardware"):
                    f"ctxmod.{s}.module_used": ctx + 2 * MIB, f"ctxmod.{s}.module_truth": ctx + 2 * MIB})
     kv.update({"ctxmod.tight.slice": ctx + MIB, "ctxmod.tight.ctx_rc": 0, "ctxmod.tight.module_rc": 2,
                "ctxmod.tight.module_truth": ctx})
-    kv.update({"runtime.exit": 0, "runtime.slice": SLICE, "runtime.runtime_version": 12080,
+    kv.update({"runtime.exit": 0, "runtime.slice": SLICE, "runtime.runtime_version": 12080, "runtime.driver_version": 13000,
                "runtime.meminfo_total": SLICE, "runtime.malloc_pieces": 24, "runtime.malloc_refusal": 2,
                "runtime.free_when_full": 10 * MIB, "runtime.entry_module_load_lib": "libvgpu.so",
                "runtime.entry_launch_lib": "libvgpu.so", "runtime.kernel_values_right": 256})
@@ -135,6 +135,7 @@ class JudgeTest(unittest.TestCase):
 
     def test_runtime(self):
         self.assert_only_fails({"runtime.malloc_refusal": 1}, "runtime")
+        self.assert_only_fails({"runtime.driver_version": None}, "runtime_loads")
         self.assert_only_fails({"runtime.entry_launch_lib": "libcuda.so.1"}, "runtime")
         self.assert_only_fails({"runtime.kernel_values_right": 0}, "runtime")
 
