@@ -196,9 +196,9 @@ raw startup env CUDA_DEVICE_MEMORY_SHARED_CACHE="$WORK/startup.cache" CUDA_DEVIC
 # pieces until refused. The driver's own per-process figures (NVML, read here without the
 # library) must hold each container to its slice, and the host pids in each container's
 # region must be exactly NVML's pids of that namespace. Launcher: `vgpuctl run --container`
-# when this vgpuctl has it, else `unshare --pid --fork --mount-proc` under LD_PRELOAD. The
-# simulator keys processes by the pid they see (until issue 10's host-pid discovery), so over
-# it without --container the containers share the host's pid namespace.
+# when this vgpuctl has it, else `unshare --pid --fork --mount-proc` under LD_PRELOAD on a GPU
+# (the simulator refuses such a namespace: it cannot learn host pids there) or, over the
+# simulator, plain processes sharing the host's pid namespace.
 say "two containers"
 # container_ns PID: the pid namespace of PID's first descendant outside our own namespace.
 container_ns() {
