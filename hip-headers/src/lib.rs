@@ -1,0 +1,28 @@
+//! Our own declarations of the HIP runtime (`libamdhip64.so`) surface vgpu knows.
+//!
+//! - [`types`]: handle typedefs and the `#[repr(C)]` structs whose layout clients rely on
+//!   (both device-property layouts, `R0000` and `R0600`, tested against their known offsets).
+//! - [`errors`]: `hipError_t` values with their names and strings.
+//! - [`hip_api!`]: the one table of entry points, their symbol version node (`hip_4.2` ...
+//!   `hip_7.2`, placed as AMD's own linker map places them) and their signatures. Consumers
+//!   (the simulated library, later the interception) generate their exports from it.
+//! - [`PROCS`], [`NODES`], [`version_script`], [`resolve_proc`]: what the table implies for
+//!   the linker and for `hipGetProcAddress`.
+
+pub mod errors;
+mod hip_api;
+mod proc_address;
+pub mod types;
+
+pub use errors::{hip_error_name, hip_error_string};
+pub use proc_address::{
+    node_version, resolve_proc, version_script, ProcLookup, NODES, PROCS, PROC_COUNT,
+};
+
+/// Everything a table row's types refer to: `use hip_headers::prelude::*` where a consumer
+/// expands [`hip_api!`].
+pub mod prelude {
+    pub use crate::errors::*;
+    pub use crate::types::*;
+    pub use core::ffi::{c_char, c_int, c_uchar, c_uint, c_ulonglong, c_void};
+}

@@ -1,0 +1,311 @@
+/* A HIP runtime client linked the way ROCm programs are (-lamdhip64, versioned symbols),
+ * for the simulated libamdhip64. Our own declarations (no AMD header): the types it uses
+ * are opaque pointers, ints and the two device-property layouts, which it reads by the
+ * byte offsets the ABI fixes. Prints key=value lines; the last is ok=1.
+ *
+ *   hip_client props       both property layouts: sizes respected, fields at their offsets
+ *   hip_client procaddr    hipGetProcAddress version and flag rules
+ *   hip_client hold        one allocation of every kind, print ready=1, wait for stdin
+ *   hip_client timeline    streams, events, graphs and stub launches on the device timeline
+ *   hip_client errors      error names, last-error semantics
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef int hipError_t;
+typedef void *hipStream_t;
+typedef void *hipEvent_t;
+typedef void *hipGraph_t;
+typedef void *hipGraphExec_t;
+typedef void *hipMemPool_t;
+typedef void *hipArray_t;
+typedef struct { unsigned x, y, z; } dim3;
+typedef struct { size_t width, height, depth; } hipExtent;
+typedef struct { void *ptr; size_t pitch, xsize, ysize; } hipPitchedPtr;
+typedef struct { int x, y, z, w, f; } hipChannelFormatDesc;
+typedef struct {
+    int type, requestedHandleType;
+    struct { int type, id; } location;
+    void *win32HandleMetaData;
+    unsigned char compressionType, gpuDirectRDMACapable;
+    unsigned short usage;
+} hipMemAllocationProp;
+
+hipError_t hipGetDeviceCount(int *);
+hipError_t hipDeviceGetName(char *, int, int);
+hipError_t hipDeviceGetUuid(char *, int);
+hipError_t hipDeviceTotalMem(size_t *, int);
+hipError_t hipGetDeviceProperties(void *, int);
+hipError_t hipGetDevicePropertiesR0600(void *, int);
+hipError_t hipGetProcAddress(const char *, void **, int, uint64_t, int *);
+hipError_t hipMalloc(void **, size_t);
+hipError_t hipFree(void *);
+hipError_t hipExtMallocWithFlags(void **, size_t, unsigned);
+hipError_t hipMallocManaged(void **, size_t, unsigned);
+hipError_t hipMallocPitch(void **, size_t *, size_t, size_t);
+hipError_t hipMalloc3D(hipPitchedPtr *, hipExtent);
+hipError_t hipMallocArray(hipArray_t *, const hipChannelFormatDesc *, size_t, size_t, unsigned);
+hipError_t hipMallocAsync(void **, size_t, hipStream_t);
+hipError_t hipMemCreate(void **, size_t, const hipMemAllocationProp *, unsigned long long);
+hipError_t hipMemAddressReserve(void **, size_t, size_t, void *, unsigned long long);
+hipError_t hipMemMap(void *, size_t, size_t, void *, unsigned long long);
+hipError_t hipHostMalloc(void **, size_t, unsigned);
+hipError_t hipMemGetInfo(size_t *, size_t *);
+hipError_t hipMemcpy(void *, const void *, size_t, int);
+hipError_t hipMemset(void *, int, size_t);
+hipError_t hipStreamCreate(hipStream_t *);
+hipError_t hipStreamSynchronize(hipStream_t);
+hipError_t hipStreamQuery(hipStream_t);
+hipError_t hipEventCreate(hipEvent_t *);
+hipError_t hipEventRecord(hipEvent_t, hipStream_t);
+hipError_t hipEventSynchronize(hipEvent_t);
+hipError_t hipEventElapsedTime(float *, hipEvent_t, hipEvent_t);
+hipError_t hipStreamBeginCapture(hipStream_t, int);
+hipError_t hipStreamEndCapture(hipStream_t, hipGraph_t *);
+hipError_t hipGraphInstantiate(hipGraphExec_t *, hipGraph_t, void *, char *, size_t);
+hipError_t hipGraphLaunch(hipGraphExec_t, hipStream_t);
+hipError_t hipLaunchKernel(const void *, dim3, dim3, void **, size_t, hipStream_t);
+hipError_t hipDeviceSynchronize(void);
+hipError_t hipGetLastError(void);
+hipError_t hipPeekAtLastError(void);
+const char *hipGetErrorName(hipError_t);
+const char *hipGetErrorString(hipError_t);
+void **__hipRegisterFatBinary(const void *);
+void __hipRegisterFunction(void **, const void *, char *, const char *, unsigned, void *, void *,
+                           dim3 *, dim3 *, int *);
+hipError_t __hipPushCallConfiguration(dim3, dim3, size_t, hipStream_t);
+hipError_t __hipPopCallConfiguration(dim3 *, dim3 *, size_t *, hipStream_t *);
+
+static int failures;
+#define CHECK(call)                                                                     \
+    do {                                                                                \
+        hipError_t e_ = (call);                                                         \
+        if (e_ != 0) {                                                                  \
+            printf("fail=%s -> %d (%s)\n", #call, e_, hipGetErrorName(e_));             \
+            failures++;                                                                 \
+        }                                                                               \
+    } while (0)
+#define EXPECT(cond)                                                                    \
+    do {                                                                                \
+        if (!(cond)) {                                                                  \
+            printf("fail=%s (line %d)\n", #cond, __LINE__);                             \
+            failures++;                                                                 \
+        }                                                                               \
+    } while (0)
+
+static int64_t rd_i32(const unsigned char *p, size_t off) { int32_t v; memcpy(&v, p + off, 4); return v; }
+static uint64_t rd_u64(const unsigned char *p, size_t off) { uint64_t v; memcpy(&v, p + off, 8); return v; }
+
+static int props(void) {
+    enum { R0000 = 792, R0600 = 1472, PAD = 64 };
+    unsigned char a[R0000 + PAD], b[R0600 + PAD];
+    memset(a, 0xA5, sizeof a);
+    memset(b, 0x5A, sizeof b);
+    CHECK(hipGetDeviceProperties(a, 0));
+    CHECK(hipGetDevicePropertiesR0600(b, 0));
+    int canary_a = 1, canary_b = 1;
+    for (int i = 0; i < PAD; i++) {
+        canary_a &= a[R0000 + i] == 0xA5;
+        canary_b &= b[R0600 + i] == 0x5A;
+    }
+    printf("r0000.canary_intact=%d\nr0600.canary_intact=%d\n", canary_a, canary_b);
+    printf("r0000.name=%s\nr0000.total=%llu\nr0000.cus=%lld\nr0000.arch=%s\n", (char *)a,
+           (unsigned long long)rd_u64(a, 256), (long long)rd_i32(a, 336), (char *)a + 396);
+    printf("r0600.name=%s\nr0600.total=%llu\nr0600.cus=%lld\nr0600.arch=%s\n", (char *)b,
+           (unsigned long long)rd_u64(b, 288), (long long)rd_i32(b, 388), (char *)b + 1160);
+    printf("r0600.uuid=%.16s\n", (char *)b + 256);
+    char uuid[17] = {0};
+    CHECK(hipDeviceGetUuid(uuid, 0));
+    printf("uuid=%s\n", uuid);
+    size_t total = 0;
+    CHECK(hipDeviceTotalMem(&total, 0));
+    printf("total=%zu\n", total);
+    int n = 0;
+    CHECK(hipGetDeviceCount(&n));
+    printf("count=%d\n", n);
+    char name[64];
+    CHECK(hipDeviceGetName(name, sizeof name, 0));
+    printf("name=%s\n", name);
+    return 0;
+}
+
+static void show_proc(const char *label, const char *sym, int ver, uint64_t flags) {
+    void *p = NULL;
+    int status = -1;
+    hipError_t e = hipGetProcAddress(sym, &p, ver, flags, &status);
+    printf("%s.err=%d\n%s.status=%d\n%s.found=%d\n", label, e, label, status, label, p != NULL);
+    if (p) {
+        /* Which export: compare with the linked symbols. */
+        const char *which = p == (void *)hipGetDeviceProperties       ? "R0000"
+                            : p == (void *)hipGetDevicePropertiesR0600 ? "R0600"
+                            : p == (void *)hipLaunchKernel             ? "plain"
+                                                                       : "other";
+        printf("%s.which=%s\n", label, which);
+    }
+}
+
+static int procaddr(void) {
+    show_proc("props601", "hipGetDeviceProperties", 601, 0);
+    show_proc("props502", "hipGetDeviceProperties", 502, 0);
+    show_proc("r0600at502", "hipGetDevicePropertiesR0600", 502, 0);
+    show_proc("launch_dflt", "hipLaunchKernel", 700, 0);
+    show_proc("launch_spt", "hipLaunchKernel", 700, 2);
+    show_proc("missing", "hipNoSuchFunction", 700, 0);
+    show_proc("badflags", "hipMalloc", 700, 7);
+    return 0;
+}
+
+static void used(const char *label) {
+    size_t f = 0, t = 0;
+    CHECK(hipMemGetInfo(&f, &t));
+    printf("%s.used=%zu\n", label, t - f);
+}
+
+static int hold(void) {
+    const size_t MB = 1 << 20;
+    void *p;
+    used("start");
+    CHECK(hipMalloc(&p, 100 * MB + 1));
+    CHECK(hipExtMallocWithFlags(&p, 10 * MB, 1));
+    void *m;
+    CHECK(hipMallocManaged(&m, 20 * MB, 1));
+    memset(m, 7, 4096); /* managed memory is host-accessible */
+    size_t pitch = 0;
+    CHECK(hipMallocPitch(&p, &pitch, 1000, 1024));
+    printf("pitch=%zu\n", pitch);
+    hipPitchedPtr pp;
+    hipExtent ext = {1000, 100, 10};
+    CHECK(hipMalloc3D(&pp, ext));
+    printf("pitch3d=%zu\n", pp.pitch);
+    hipArray_t arr;
+    hipChannelFormatDesc desc = {32, 0, 0, 0, 2};
+    CHECK(hipMallocArray(&arr, &desc, 1024, 1024, 0));
+    CHECK(hipMallocAsync(&p, 30 * MB, 0));
+    hipMemAllocationProp prop;
+    memset(&prop, 0, sizeof prop);
+    prop.type = 1;
+    prop.location.type = 1; /* device */
+    prop.location.id = 0;
+    void *handle, *va;
+    CHECK(hipMemCreate(&handle, 64 * MB, &prop, 0));
+    CHECK(hipMemAddressReserve(&va, 64 * MB, 0, NULL, 0));
+    CHECK(hipMemMap(va, 64 * MB, 0, handle, 0));
+    char buf[16] = "hello vmm", back[16] = {0};
+    CHECK(hipMemcpy(va, buf, sizeof buf, 1));
+    CHECK(hipMemcpy(back, va, sizeof back, 2));
+    printf("vmm_roundtrip=%s\n", back);
+    used("device");
+    /* Host memory: never device memory. */
+    void *h;
+    CHECK(hipHostMalloc(&h, 256 * MB, 0));
+    prop.location.type = 0; /* not a device location */
+    void *hh;
+    CHECK(hipMemCreate(&hh, 32 * MB, &prop, 0));
+    used("after_host");
+    printf("ready=1\n");
+    fflush(stdout);
+    char line[16];
+    if (!fgets(line, sizeof line, stdin)) { /* stdin closed: done */
+    }
+    return 0;
+}
+
+/* A kernel "host stub" as hipcc emits it: it pops the <<<>>> configuration and calls
+ * hipLaunchKernel with its own address. */
+static void kernel_stub(void);
+static void kernel_stub(void) {
+    dim3 g, b;
+    size_t shm;
+    hipStream_t s;
+    CHECK(__hipPopCallConfiguration(&g, &b, &shm, &s));
+    CHECK(hipLaunchKernel((const void *)kernel_stub, g, b, NULL, shm, s));
+}
+
+static int timeline(void) {
+    static const char fake_fatbin[64] = "__CLANG_OFFLOAD_BUNDLE__";
+    void **mod = __hipRegisterFatBinary(fake_fatbin);
+    __hipRegisterFunction(mod, (const void *)kernel_stub, "kernel", "kernel", (unsigned)-1, NULL,
+                          NULL, NULL, NULL, NULL);
+    hipStream_t s;
+    hipEvent_t a, b;
+    CHECK(hipStreamCreate(&s));
+    CHECK(hipEventCreate(&a));
+    CHECK(hipEventCreate(&b));
+    CHECK(hipEventRecord(a, s));
+    dim3 grid = {4, 1, 1}, block = {64, 1, 1};
+    for (int i = 0; i < 5; i++) {
+        CHECK(__hipPushCallConfiguration(grid, block, 0, s));
+        kernel_stub(); /* kernel<<<grid, block, 0, s>>>() */
+    }
+    CHECK(hipEventRecord(b, s));
+    hipError_t q = hipStreamQuery(s);
+    printf("query_while_busy=%d\n", q);
+    CHECK(hipEventSynchronize(b));
+    float ms = 0;
+    CHECK(hipEventElapsedTime(&ms, a, b));
+    printf("five_kernels_ms=%.3f\n", ms);
+    /* A captured graph of three launches, replayed twice. */
+    hipGraph_t g;
+    hipGraphExec_t ge;
+    CHECK(hipStreamBeginCapture(s, 0));
+    for (int i = 0; i < 3; i++) {
+        CHECK(__hipPushCallConfiguration(grid, block, 0, s));
+        kernel_stub();
+    }
+    CHECK(hipStreamEndCapture(s, &g));
+    CHECK(hipGraphInstantiate(&ge, g, NULL, NULL, 0));
+    CHECK(hipEventRecord(a, s));
+    CHECK(hipGraphLaunch(ge, s));
+    CHECK(hipGraphLaunch(ge, s));
+    CHECK(hipEventRecord(b, s));
+    CHECK(hipStreamSynchronize(s));
+    CHECK(hipEventElapsedTime(&ms, a, b));
+    printf("two_graphs_ms=%.3f\n", ms);
+    /* An unregistered stub is not a kernel. */
+    hipError_t bad = hipLaunchKernel((const void *)timeline, grid, block, NULL, 0, s);
+    printf("unregistered=%d\n", bad);
+    CHECK(hipDeviceSynchronize());
+    return 0;
+}
+
+static int errors(void) {
+    printf("name2=%s\nstring2=%s\nname999=%s\n", hipGetErrorName(2), hipGetErrorString(2),
+           hipGetErrorName(999));
+    void *p;
+    hipError_t e = hipMalloc(&p, (size_t)1 << 62);
+    printf("huge=%d\n", e);
+    printf("peek=%d\n", hipPeekAtLastError());
+    printf("last=%d\n", hipGetLastError());
+    printf("last_again=%d\n", hipGetLastError());
+    int *dev = NULL;
+    CHECK(hipMalloc((void **)&dev, 64));
+    int v = 42, back = 0;
+    CHECK(hipMemcpy(dev, &v, 4, 1));
+    CHECK(hipMemcpy(&back, dev, 4, 2));
+    printf("roundtrip=%d\n", back);
+    e = hipMemcpy(&back, (char *)dev + 60, 8, 2);
+    printf("past_end=%d\n", e);
+    CHECK(hipFree(dev));
+    e = hipFree(dev);
+    printf("double_free=%d\n", e);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *what = argc > 1 ? argv[1] : "props";
+    int rc = !strcmp(what, "props")      ? props()
+             : !strcmp(what, "procaddr") ? procaddr()
+             : !strcmp(what, "hold")     ? hold()
+             : !strcmp(what, "timeline") ? timeline()
+             : !strcmp(what, "errors")   ? errors()
+                                         : 2;
+    if (rc == 2) {
+        fprintf(stderr, "unknown scenario %s\n", what);
+        return 2;
+    }
+    printf("failures=%d\n", failures);
+    printf("ok=%d\n", failures == 0);
+    return failures != 0;
+}
