@@ -6,12 +6,16 @@
 //! - [`hip_api!`]: the one table of entry points, their symbol version node (`hip_4.2` ...
 //!   `hip_7.2`, placed as AMD's own linker map places them) and their signatures. Consumers
 //!   (the simulated library, later the interception) generate their exports from it.
+//! - [`amd_smi_api!`], [`rocm_smi_api!`]: the SMI libraries' tables (same idea, no versions).
 //! - [`PROCS`], [`NODES`], [`version_script`], [`resolve_proc`]: what the table implies for
 //!   the linker and for `hipGetProcAddress`.
 
 pub mod errors;
 mod hip_api;
 mod proc_address;
+mod smi_api;
+pub use smi_api::{AMD_SMI_PROCS, ROCM_SMI_PROCS};
+pub mod smi_types;
 pub mod types;
 
 pub use errors::{hip_error_name, hip_error_string};
@@ -23,6 +27,7 @@ pub use proc_address::{
 /// expands [`hip_api!`].
 pub mod prelude {
     pub use crate::errors::*;
+    pub use crate::smi_types::*;
     pub use crate::types::*;
     pub use core::ffi::{c_char, c_int, c_uchar, c_uint, c_ulonglong, c_void};
 }

@@ -8,11 +8,14 @@
  *   hip_client hold        one allocation of every kind, print ready=1, wait for stdin
  *   hip_client timeline    streams, events, graphs and stub launches on the device timeline
  *   hip_client errors      error names, last-error semantics
+ *   hip_client busy N MS   hold 64 MiB, queue N kernels, wait MS ms, print ready=1, wait
+ *                          for stdin (the device is busy for N x VGPU_SIM_KERNEL_NS)
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef int hipError_t;
 typedef void *hipStream_t;
@@ -223,11 +226,10 @@ static void kernel_stub(void) {
     CHECK(hipLaunchKernel((const void *)kernel_stub, g, b, NULL, shm, s));
 }
 
+static void register_kernel(void);
+
 static int timeline(void) {
-    static const char fake_fatbin[64] = "__CLANG_OFFLOAD_BUNDLE__";
-    void **mod = __hipRegisterFatBinary(fake_fatbin);
-    __hipRegisterFunction(mod, (const void *)kernel_stub, "kernel", "kernel", (unsigned)-1, NULL,
-                          NULL, NULL, NULL, NULL);
+    register_kernel();
     hipStream_t s;
     hipEvent_t a, b;
     CHECK(hipStreamCreate(&s));
@@ -293,6 +295,37 @@ static int errors(void) {
     return 0;
 }
 
+static void register_kernel(void) {
+    static const char fake_fatbin[64] = "__CLANG_OFFLOAD_BUNDLE__";
+    static int done;
+    if (done++)
+        return;
+    void **mod = __hipRegisterFatBinary(fake_fatbin);
+    __hipRegisterFunction(mod, (const void *)kernel_stub, "kernel", "kernel", (unsigned)-1, NULL,
+                          NULL, NULL, NULL, NULL);
+}
+
+static int busy(int n, int wait_ms) {
+    register_kernel();
+    void *p;
+    CHECK(hipMalloc(&p, 64 << 20));
+    hipStream_t s;
+    CHECK(hipStreamCreate(&s));
+    dim3 grid = {1, 1, 1}, block = {64, 1, 1};
+    for (int i = 0; i < n; i++) {
+        CHECK(__hipPushCallConfiguration(grid, block, 0, s));
+        kernel_stub();
+    }
+    struct timespec ts = {wait_ms / 1000, (long)(wait_ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    printf("ready=1\n");
+    fflush(stdout);
+    char line[16];
+    if (!fgets(line, sizeof line, stdin)) {
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *what = argc > 1 ? argv[1] : "props";
     int rc = !strcmp(what, "props")      ? props()
@@ -300,6 +333,7 @@ int main(int argc, char **argv) {
              : !strcmp(what, "hold")     ? hold()
              : !strcmp(what, "timeline") ? timeline()
              : !strcmp(what, "errors")   ? errors()
+             : !strcmp(what, "busy")     ? busy(argc > 2 ? atoi(argv[2]) : 10, argc > 3 ? atoi(argv[3]) : 0)
                                          : 2;
     if (rc == 2) {
         fprintf(stderr, "unknown scenario %s\n", what);

@@ -10,7 +10,8 @@ pub struct AmdSpec {
     pub gcn_arch_name: &'static str,
     /// The deprecated numeric `gcnArch` (gfx942 -> 942).
     pub gcn_arch: i32,
-    /// The gfx target version `rsmi`/`amdsmi` report (gfx942 -> 90402).
+    /// The gfx target as hex digits, as amdsmi's `target_graphics_version` carries it
+    /// (gfx942 -> 0x942, printed back as `gfx942`).
     pub gfx_target_version: u32,
     /// The KFD "market name" the SMI tools print.
     pub market_name: &'static str,
@@ -24,7 +25,7 @@ pub const AMD_MODELS: &[AmdSpec] = &[
         key: "mi300x",
         gcn_arch_name: "gfx942:sramecc+:xnack-",
         gcn_arch: 942,
-        gfx_target_version: 90402,
+        gfx_target_version: 0x942,
         market_name: "AMD Instinct MI300X",
         wavefront: 64,
         xccs: 8,
@@ -33,7 +34,7 @@ pub const AMD_MODELS: &[AmdSpec] = &[
         key: "mi210",
         gcn_arch_name: "gfx90a:sramecc+:xnack-",
         gcn_arch: 910,
-        gfx_target_version: 90010,
+        gfx_target_version: 0x90A,
         market_name: "AMD Instinct MI210",
         wavefront: 64,
         xccs: 1,
@@ -47,6 +48,19 @@ pub fn amd_spec(model_key: &str) -> Option<&'static AmdSpec> {
 
 /// The model the AMD libraries create a machine with when `VGPU_SIM_MODEL` is unset.
 pub const DEFAULT_AMD_MODEL: &str = "mi300x";
+
+/// The machine configuration the AMD libraries create a state file with:
+/// [`SimConfig::from_env`](crate::config::SimConfig::from_env), but an MI300X unless
+/// `VGPU_SIM_MODEL` names another model.
+pub fn sim_config_from_env() -> (crate::config::SimConfig, Vec<String>) {
+    crate::config::SimConfig::from_lookup(|k| {
+        let v = std::env::var(k).ok();
+        if k == "VGPU_SIM_MODEL" && v.as_deref().is_none_or(str::is_empty) {
+            return Some(DEFAULT_AMD_MODEL.to_string());
+        }
+        v
+    })
+}
 
 /// The 64-bit unique id of a device (`rsmi_dev_unique_id_get`, the digits of ROCr's UUID),
 /// taken from the device's 16 identity bytes.

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, RwLock};
 use vgpu_sim_core::amd::{self, AmdSpec};
-use vgpu_sim_core::config::{Costs, SimConfig};
+use vgpu_sim_core::config::Costs;
 use vgpu_sim_core::handles::HandleTable;
 use vgpu_sim_core::state::{DeviceInfo, Guard, OpenError, SimState};
 use vgpu_sim_core::{clock, ids, procfs};
@@ -89,18 +89,6 @@ fn warn(lines: &[String]) {
     }
 }
 
-/// The machine configuration seen by the AMD libraries: as `SimConfig::from_env`, but a
-/// machine created by them is an MI300X unless `VGPU_SIM_MODEL` says otherwise.
-pub fn amd_config() -> (SimConfig, Vec<String>) {
-    SimConfig::from_lookup(|k| {
-        let v = std::env::var(k).ok();
-        if k == "VGPU_SIM_MODEL" && v.as_deref().is_none_or(str::is_empty) {
-            return Some(amd::DEFAULT_AMD_MODEL.to_string());
-        }
-        v
-    })
-}
-
 /// Which physical devices HIP sees: `ROCR_VISIBLE_DEVICES` (indices or ROCr UUIDs) first,
 /// then `HIP_VISIBLE_DEVICES` (or `CUDA_VISIBLE_DEVICES`) as indices among those.
 pub fn visible_devices(rocr: Option<&str>, hip: Option<&str>, rocr_uuids: &[String]) -> Vec<u32> {
@@ -122,7 +110,7 @@ fn build() -> Result<Runtime, hipError_t> {
     let (costs, w) = Costs::from_env();
     warn(&w);
     let path = vgpu_sim_core::default_state_path();
-    let (cfg, w) = amd_config();
+    let (cfg, w) = amd::sim_config_from_env();
     if !path.exists() {
         warn(&w);
     }
