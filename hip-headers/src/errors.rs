@@ -32,6 +32,7 @@ hip_errors! {
     hipErrorInvalidDevice = 101, "invalid device ordinal";
     hipErrorInvalidImage = 200, "device kernel image is invalid";
     hipErrorInvalidContext = 201, "invalid device context";
+    hipErrorNoBinaryForGpu = 209, "no kernel image is available for execution on the device";
     hipErrorFileNotFound = 301, "file not found";
     hipErrorInvalidHandle = 400, "invalid resource handle";
     hipErrorNotFound = 500, "named symbol not found";

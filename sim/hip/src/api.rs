@@ -2024,6 +2024,10 @@ fn stub_launch(stub: *const c_void, grid: dim3, block: dim3, stream: hipStream_t
     let ord = stream_ordinal(stream)?;
     // SAFETY: `fatbin` is a leaked `FatBin` registered by `__hipRegisterFatBinary`.
     let fb = unsafe { &*(fatbin as *const FatBin) };
+    // A program built for other GPUs has no code object for this one.
+    if !runs_on(&fb.targets, r.amd(ord)?.gcn_arch_name) {
+        return Err(hipErrorNoBinaryForGpu);
+    }
     let bit = 1u32 << (ord as u32 & 31);
     if fb.loaded.load(Acquire) & bit == 0 {
         r.activate(ord)?;
@@ -2154,7 +2158,24 @@ pub unsafe fn __hipRegisterFatBinary(data: *const c_void) -> *mut *mut c_void {
     if data.is_null() {
         return std::ptr::null_mut();
     }
+    // SAFETY: the compiler passes its fat binary wrapper {magic, version, binary, _}; the
+    // bundle it points at is static data of the program, read only within what its own
+    // header declares (bounded by `bundle_targets`).
+    let targets = unsafe {
+        let w = data as *const u32;
+        if w.read_unaligned() == HIP_FATBIN_MAGIC {
+            let bin = (data as *const *const u8).add(1).read_unaligned();
+            if bin.is_null() {
+                None
+            } else {
+                bundle_targets(|o, n| std::slice::from_raw_parts(bin.add(o), n).to_vec())
+            }
+        } else {
+            None
+        }
+    };
     let fb: &'static FatBin = Box::leak(Box::new(FatBin {
+        targets,
         loaded: std::sync::atomic::AtomicU32::new(0),
         live: std::sync::atomic::AtomicBool::new(true),
     }));

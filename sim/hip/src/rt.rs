@@ -350,10 +350,56 @@ pub static POOLS: HandleTable<Pool> = HandleTable::new(0x37);
 
 /// A fat binary registered by a hipcc-built program's constructor.
 pub struct FatBin {
+    /// The GPU processors (`gfx90a`, ...) its code objects are built for; `None` when the
+    /// image is not a clang offload bundle we can read (then any device runs it).
+    pub targets: Option<Vec<String>>,
     /// Devices (bit per ordinal) whose code object is loaded and charged: HIP loads a
     /// program's code objects on a device at the first launch there.
     pub loaded: AtomicU32,
     pub live: AtomicBool,
+}
+
+/// `__hipRegisterFatBinary`'s argument: `{u32 magic "HIPF", u32 version, binary, unused}`.
+pub const HIP_FATBIN_MAGIC: u32 = 0x4849_5046;
+const BUNDLE_MAGIC: &[u8; 24] = b"__CLANG_OFFLOAD_BUNDLE__";
+
+/// The device processors of a clang offload bundle (`hipv4-amdgcn-amd-amdhsa--gfx90a:xnack-`
+/// -> `gfx90a`); `read(offset, len)` gives bytes of the bundle. `None` when it is not one.
+pub fn bundle_targets(read: impl Fn(usize, usize) -> Vec<u8>) -> Option<Vec<String>> {
+    if read(0, 24) != BUNDLE_MAGIC {
+        return None;
+    }
+    let u64_at = |o: usize| -> u64 {
+        let b = read(o, 8);
+        u64::from_le_bytes(b.try_into().unwrap_or([0; 8]))
+    };
+    let n = u64_at(24);
+    if n == 0 || n > 256 {
+        return None;
+    }
+    let mut at = 32usize;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let id_len = u64_at(at + 16) as usize;
+        if id_len > 4096 {
+            return None;
+        }
+        let id = String::from_utf8(read(at + 24, id_len)).ok()?;
+        at += 24 + id_len;
+        if let Some((kind, target)) = id.split_once("--") {
+            if kind.contains("amdgcn") {
+                let proc_name = target.split(':').next().unwrap_or(target);
+                out.push(proc_name.to_string());
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Whether a bundle's targets include a device's ISA (`gfx942:sramecc+:xnack-` -> `gfx942`).
+pub fn runs_on(targets: &Option<Vec<String>>, gcn_arch_name: &str) -> bool {
+    let want = gcn_arch_name.split(':').next().unwrap_or(gcn_arch_name);
+    targets.as_ref().is_none_or(|t| t.iter().any(|p| p == want))
 }
 
 /// A `__global__` function registered with `__hipRegisterFunction`, keyed by its host stub.
@@ -551,6 +597,29 @@ pub fn fatbins_mut() -> MutexGuard<'static, Vec<&'static FatBin>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offload_bundle_targets() {
+        let mut b = Vec::new();
+        b.extend_from_slice(BUNDLE_MAGIC);
+        b.extend_from_slice(&2u64.to_le_bytes());
+        for id in [
+            "host-x86_64-unknown-linux",
+            "hipv4-amdgcn-amd-amdhsa--gfx90a:xnack-",
+        ] {
+            b.extend_from_slice(&4096u64.to_le_bytes());
+            b.extend_from_slice(&0u64.to_le_bytes());
+            b.extend_from_slice(&(id.len() as u64).to_le_bytes());
+            b.extend_from_slice(id.as_bytes());
+        }
+        let read = |o: usize, n: usize| b.get(o..o + n).map_or(vec![0; n], |s| s.to_vec());
+        let t = bundle_targets(read);
+        assert_eq!(t, Some(vec!["gfx90a".to_string()]));
+        assert!(runs_on(&t, "gfx90a:sramecc+:xnack-"));
+        assert!(!runs_on(&t, "gfx942:sramecc+:xnack-"));
+        assert!(runs_on(&None, "gfx942"));
+        assert_eq!(bundle_targets(|_, n| vec![0; n]), None);
+    }
 
     #[test]
     fn rocr_then_hip_visibility() {

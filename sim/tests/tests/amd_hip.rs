@@ -137,6 +137,12 @@ fn hip_linked_client_binds_versioned_symbols_and_reads_both_property_layouts() {
         assert_eq!(uuid.len(), 16);
         assert!(uuid.chars().all(|c| c.is_ascii_hexdigit()), "{uuid}");
         assert_eq!(kv.str("r0600.uuid"), uuid);
+        // The ground-truth report names the device by ROCr's UUID.
+        let st = env.status_json();
+        assert_eq!(
+            st.at("devices/0/uuid").and_then(|v| v.as_str()),
+            Some(format!("GPU-{uuid}").as_str())
+        );
     }
 }
 
