@@ -8,6 +8,7 @@
  *   hip_client hold        one allocation of every kind, print ready=1, wait for stdin
  *   hip_client timeline    streams, events, graphs and stub launches on the device timeline
  *   hip_client errors      error names, last-error semantics
+ *   hip_client module      modules and driver-style launches, hipDeviceReset
  *   hip_client busy N MS   hold 64 MiB, queue N kernels, wait MS ms, print ready=1, wait
  *                          for stdin (the device is busy for N x VGPU_SIM_KERNEL_NS)
  */
@@ -71,6 +72,22 @@ hipError_t hipGraphInstantiate(hipGraphExec_t *, hipGraph_t, void *, char *, siz
 hipError_t hipGraphLaunch(hipGraphExec_t, hipStream_t);
 hipError_t hipLaunchKernel(const void *, dim3, dim3, void **, size_t, hipStream_t);
 hipError_t hipDeviceSynchronize(void);
+hipError_t hipDeviceReset(void);
+typedef void *hipModule_t;
+typedef void *hipFunction_t;
+hipError_t hipModuleLoadData(hipModule_t *, const void *);
+hipError_t hipModuleUnload(hipModule_t);
+hipError_t hipModuleGetFunction(hipFunction_t *, hipModule_t, const char *);
+hipError_t hipModuleLaunchKernel(hipFunction_t, unsigned, unsigned, unsigned, unsigned, unsigned,
+                                 unsigned, unsigned, hipStream_t, void **, void **);
+hipError_t hipExtModuleLaunchKernel(hipFunction_t, unsigned, unsigned, unsigned, unsigned,
+                                    unsigned, unsigned, size_t, hipStream_t, void **, void **,
+                                    hipEvent_t, hipEvent_t, unsigned);
+hipError_t hipModuleLaunchCooperativeKernel(hipFunction_t, unsigned, unsigned, unsigned, unsigned,
+                                            unsigned, unsigned, unsigned, hipStream_t, void **);
+hipError_t hipExtLaunchKernel(const void *, dim3, dim3, void **, size_t, hipStream_t, hipEvent_t,
+                              hipEvent_t, int);
+hipError_t hipLaunchCooperativeKernel(const void *, dim3, dim3, void **, unsigned, hipStream_t);
 hipError_t hipGetLastError(void);
 hipError_t hipPeekAtLastError(void);
 const char *hipGetErrorName(hipError_t);
@@ -272,6 +289,53 @@ static int timeline(void) {
     return 0;
 }
 
+static int module(void) {
+    static const char image[] = ".amdgcn_target \"amdgcn-amd-amdhsa--gfx942\"\n"
+                                ".amdhsa_kernel saxpy\n.end_amdhsa_kernel\n";
+    used("start");
+    hipModule_t m;
+    CHECK(hipModuleLoadData(&m, image));
+    used("loaded");
+    hipFunction_t f, missing = NULL;
+    CHECK(hipModuleGetFunction(&f, m, "saxpy"));
+    printf("missing_function=%d\n", hipModuleGetFunction(&missing, m, "nope"));
+    hipStream_t s;
+    hipEvent_t a, b;
+    CHECK(hipStreamCreate(&s));
+    CHECK(hipEventCreate(&a));
+    CHECK(hipEventCreate(&b));
+    CHECK(hipModuleLaunchKernel(f, 2, 1, 1, 256, 1, 1, 0, s, NULL, NULL));
+    /* global work size 512 threads in groups of 256: 2 blocks; events around it */
+    CHECK(hipExtModuleLaunchKernel(f, 512, 1, 1, 256, 1, 1, 0, s, NULL, NULL, a, b, 0));
+    CHECK(hipModuleLaunchCooperativeKernel(f, 1, 1, 1, 64, 1, 1, 0, s, NULL));
+    printf("bad_block=%d\n", hipModuleLaunchKernel(f, 1, 1, 1, 2048, 1, 1, 0, s, NULL, NULL));
+    register_kernel();
+    dim3 grid = {3, 1, 1}, block = {64, 1, 1};
+    CHECK(hipExtLaunchKernel((const void *)kernel_stub, grid, block, NULL, 0, s, NULL, NULL, 0));
+    CHECK(hipLaunchCooperativeKernel((const void *)kernel_stub, grid, block, NULL, 0, s));
+    /* the per-thread default stream through hipGetProcAddress's flag 2 */
+    hipError_t (*launch_spt)(const void *, dim3, dim3, void **, size_t, hipStream_t) = NULL;
+    int st = -1;
+    CHECK(hipGetProcAddress("hipLaunchKernel", (void **)&launch_spt, 700, 2, &st));
+    if (launch_spt)
+        CHECK(launch_spt((const void *)kernel_stub, grid, block, NULL, 0, NULL));
+    CHECK(hipStreamSynchronize(s));
+    CHECK(hipDeviceSynchronize());
+    float ms = 0;
+    CHECK(hipEventElapsedTime(&ms, a, b));
+    printf("ext_module_ms=%.3f\n", ms);
+    CHECK(hipModuleUnload(m));
+    printf("unload_again=%d\n", hipModuleUnload(m));
+    used("unloaded");
+    void *p;
+    CHECK(hipMalloc(&p, 100 << 20));
+    used("allocated");
+    CHECK(hipDeviceReset());
+    used("after_reset"); /* hipMemGetInfo starts the device's context again */
+    printf("free_after_reset=%d\n", hipFree(p));
+    return 0;
+}
+
 static int errors(void) {
     printf("name2=%s\nstring2=%s\nname999=%s\n", hipGetErrorName(2), hipGetErrorString(2),
            hipGetErrorName(999));
@@ -333,6 +397,7 @@ int main(int argc, char **argv) {
              : !strcmp(what, "hold")     ? hold()
              : !strcmp(what, "timeline") ? timeline()
              : !strcmp(what, "errors")   ? errors()
+             : !strcmp(what, "module")   ? module()
              : !strcmp(what, "busy")     ? busy(argc > 2 ? atoi(argv[2]) : 10, argc > 3 ? atoi(argv[3]) : 0)
                                          : 2;
     if (rc == 2) {

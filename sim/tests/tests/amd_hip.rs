@@ -384,3 +384,57 @@ fn hip_python_sees_an_mi300x_and_allocates_until_failure() {
     let done = out.kv();
     assert_eq!(done.u64("free2"), kv.u64("free0"));
 }
+
+#[test]
+fn hip_modules_driver_style_launches_and_device_reset() {
+    let kernel_ns = 1_000_000u64;
+    let module = 2 * MIB;
+    let ctx = 300 * MIB;
+    let env = amd_env()
+        .var("VGPU_SIM_KERNEL_NS", kernel_ns.to_string())
+        .var("VGPU_SIM_MODULE_BYTES", module.to_string());
+    let kv = client_ok(&env, "libamdhip64.so.6", "module");
+    assert_eq!(kv.u64("start.used"), ctx);
+    assert_eq!(
+        kv.u64("loaded.used"),
+        ctx + module,
+        "hipModuleLoadData charges a module"
+    );
+    assert_eq!(
+        kv.i64("missing_function"),
+        500,
+        "a text image only knows its kernels"
+    );
+    assert_eq!(
+        kv.i64("bad_block"),
+        9,
+        "2048 threads: hipErrorInvalidConfiguration"
+    );
+    assert!(
+        kv.f64("ext_module_ms") >= 1.0,
+        "{}",
+        kv.f64("ext_module_ms")
+    );
+    assert_eq!(kv.i64("unload_again"), 400, "hipErrorInvalidHandle");
+    // The module is gone; the program's own code object (loaded at its first stub launch)
+    // stays.
+    assert_eq!(kv.u64("unloaded.used"), ctx + module);
+    assert_eq!(kv.u64("allocated.used"), ctx + module + 100 * MIB);
+    assert_eq!(
+        kv.u64("after_reset.used"),
+        ctx,
+        "hipDeviceReset frees everything"
+    );
+    assert_eq!(
+        kv.i64("free_after_reset"),
+        1,
+        "the reset freed that pointer"
+    );
+    // Module, ext-module, cooperative-module, ext, cooperative and _spt launches.
+    let st = env.status_json();
+    assert_eq!(st.at("devices/0/kernels").and_then(|v| v.as_u64()), Some(6));
+    assert_eq!(
+        st.at("devices/0/busy_ns").and_then(|v| v.as_u64()),
+        Some(6 * kernel_ns)
+    );
+}
