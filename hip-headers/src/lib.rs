@@ -7,6 +7,7 @@
 //!   `hip_7.2`, placed as AMD's own linker map places them) and their signatures. Consumers
 //!   (the simulated library, later the interception) generate their exports from it.
 //! - [`amd_smi_api!`], [`rocm_smi_api!`]: the SMI libraries' tables (same idea, no versions).
+//! - [`pfn`]: one function-pointer type per entry point of the three tables.
 //! - [`PROCS`], [`NODES`], [`version_script`], [`resolve_proc`]: what the table implies for
 //!   the linker and for `hipGetProcAddress`.
 
@@ -30,4 +31,27 @@ pub mod prelude {
     pub use crate::smi_types::*;
     pub use crate::types::*;
     pub use core::ffi::{c_char, c_int, c_uchar, c_uint, c_ulonglong, c_void};
+}
+
+/// One function-pointer type per HIP and SMI entry point, named after the symbol (what an
+/// interposer stores the real functions as).
+#[allow(non_camel_case_types)]
+pub mod pfn {
+    use crate::prelude::*;
+
+    macro_rules! hip_pfn_types {
+        ($( $name:ident = $node:literal [$kind:ident]
+            ( $( $arg:ident : $ty:ty ),* $(,)? ) -> $ret:ty; )*) => {
+            $( pub type $name = unsafe extern "C" fn($($ty),*) -> $ret; )*
+        };
+    }
+    crate::hip_api!(hip_pfn_types);
+
+    macro_rules! smi_pfn_types {
+        ($( $name:ident = [$kind:ident] ( $( $arg:ident : $ty:ty ),* $(,)? ) -> $ret:ty; )*) => {
+            $( pub type $name = unsafe extern "C" fn($($ty),*) -> $ret; )*
+        };
+    }
+    crate::amd_smi_api!(smi_pfn_types);
+    crate::rocm_smi_api!(smi_pfn_types);
 }

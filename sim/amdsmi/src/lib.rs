@@ -53,6 +53,7 @@ macro_rules! amdsmi_exports {
             #[no_mangle]
             #[allow(clippy::too_many_arguments, clippy::unused_unit)]
             pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+                // SAFETY: the export passes its C arguments through unchanged; the body has the same contract.
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
                     <Sim as AmdSmi>::$name($($arg),*)
                 }))
@@ -184,6 +185,7 @@ impl AmdSmi for Sim {
                 if unsafe { *count } < 1 {
                     return Err(AMDSMI_STATUS_INSUFFICIENT_SIZE);
                 }
+                // SAFETY: non-NULL handle array with room for `*count` (>= 1) entries, the caller's contract.
                 unsafe { (socket_handles as *mut *mut c_void).write(SOCKET as *mut c_void) };
             }
             out(count, 1)
@@ -228,6 +230,7 @@ impl AmdSmi for Sim {
                 // SAFETY: checked non-NULL; room for `*count` handles.
                 let cap = unsafe { *count };
                 for i in 0..n.min(cap) {
+                    // SAFETY: room for `*count` handles, the caller's contract.
                     unsafe {
                         (processor_handles as *mut *mut c_void)
                             .add(i as usize)
@@ -289,6 +292,7 @@ impl AmdSmi for Sim {
             let s = amd::amdsmi_uuid(&d.uuid, d.pci_device_id);
             // SAFETY: the caller gave `*len` bytes.
             let cap = unsafe { *len } as usize;
+            // SAFETY: `uuid` has `cap` bytes, the caller's contract.
             if !unsafe { put_str(uuid as *mut c_char, cap, &s) } {
                 return Err(AMDSMI_STATUS_INSUFFICIENT_SIZE);
             }

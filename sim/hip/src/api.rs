@@ -74,10 +74,12 @@ pub unsafe fn hipInit(flags: c_uint) -> hipError_t {
 }
 
 pub unsafe fn hipDriverGetVersion(v: *mut c_int) -> hipError_t {
+    // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
     code(unsafe { put(v, HIP_VERSION) })
 }
 
 pub unsafe fn hipRuntimeGetVersion(v: *mut c_int) -> hipError_t {
+    // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
     code(unsafe { put(v, HIP_VERSION) })
 }
 
@@ -97,6 +99,7 @@ pub unsafe fn hipDrvGetErrorName(e: hipError_t, p: *mut *const c_char) -> hipErr
     if !known_error(e) {
         return hipErrorInvalidValue;
     }
+    // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
     code(unsafe { put(p, hipGetErrorName(e)) })
 }
 
@@ -104,6 +107,7 @@ pub unsafe fn hipDrvGetErrorString(e: hipError_t, p: *mut *const c_char) -> hipE
     if !known_error(e) {
         return hipErrorInvalidValue;
     }
+    // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
     code(unsafe { put(p, hipGetErrorString(e)) })
 }
 
@@ -132,6 +136,7 @@ pub unsafe fn hipGetProcAddress(
             unsafe { status.write(s) };
         }
     };
+    // SAFETY: a C string argument of the API (NULL-checked).
     let Some(name) = (unsafe { cstr(symbol) }) else {
         return hipErrorInvalidValue;
     };
@@ -166,6 +171,7 @@ pub unsafe fn hipGetDeviceCount(count: *mut c_int) -> hipError_t {
         return hipErrorInvalidValue;
     }
     match rt() {
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         Ok(r) => code(unsafe { put(count, r.devs.len() as c_int) }),
         Err(e) => {
             // SAFETY: checked non-NULL.
@@ -182,6 +188,7 @@ pub unsafe fn hipGetDeviceCount(count: *mut c_int) -> hipError_t {
 pub unsafe fn hipGetDevice(device: *mut c_int) -> hipError_t {
     code((|| {
         rt()?;
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         unsafe { put(device, current_device()) }
     })())
 }
@@ -197,6 +204,7 @@ pub unsafe fn hipSetDevice(device: c_int) -> hipError_t {
 pub unsafe fn hipDeviceGet(device: *mut hipDevice_t, ordinal: c_int) -> hipError_t {
     code((|| {
         rt()?.dev(ordinal)?;
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         unsafe { put(device, ordinal) }
     })())
 }
@@ -205,6 +213,7 @@ pub unsafe fn hipDeviceGetName(name: *mut c_char, len: c_int, device: hipDevice_
     code((|| {
         let r = rt()?;
         let info = r.info(device)?;
+        // SAFETY: a name buffer argument of the API: `len` writable bytes are the caller's contract.
         unsafe { copy_name(name, len, &info.name) }
     })())
 }
@@ -217,6 +226,7 @@ pub unsafe fn hipDeviceGetUuid(uuid: *mut hipUUID, device: hipDevice_t) -> hipEr
         for (d, s) in u.bytes.iter_mut().zip(b) {
             *d = s as c_char;
         }
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         unsafe { put(uuid, u) }
     })())
 }
@@ -225,6 +235,7 @@ pub unsafe fn hipDeviceGetPCIBusId(bus_id: *mut c_char, len: c_int, device: c_in
     code((|| {
         let r = rt()?;
         let id = format!("{:04x}:{:02x}:00.0", 0, r.info(device)?.pci_bus);
+        // SAFETY: a name buffer argument of the API: `len` writable bytes are the caller's contract.
         unsafe { copy_name(bus_id, len, &id) }
     })())
 }
@@ -270,6 +281,7 @@ pub unsafe fn hipDeviceGetAttribute(
     code((|| {
         let r = rt()?;
         let v = attribute(r, a, device)?;
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         unsafe { put(pi, v) }
     })())
 }
@@ -284,6 +296,7 @@ pub unsafe fn hipDeviceComputeCapability(
         if major.is_null() || minor.is_null() {
             return Err(hipErrorInvalidValue);
         }
+        // SAFETY: out-pointer arguments of the C API: NULL-checked by `put`, their validity is the caller's contract.
         unsafe {
             put(major, i.cc_major as c_int)?;
             put(minor, i.cc_minor as c_int)
@@ -294,6 +307,7 @@ pub unsafe fn hipDeviceComputeCapability(
 pub unsafe fn hipDeviceTotalMem(bytes: *mut usize, device: hipDevice_t) -> hipError_t {
     code((|| {
         let i = rt()?.info(device)?;
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         unsafe { put(bytes, i.total_mem as usize) }
     })())
 }
@@ -414,6 +428,7 @@ fn props_r0000(r: &Runtime, device: c_int) -> Res<hipDeviceProp_tR0000> {
 }
 
 pub unsafe fn hipGetDeviceProperties(prop: *mut hipDeviceProp_tR0000, device: c_int) -> hipError_t {
+    // SAFETY: delegates to another entry point with this one's arguments and contract.
     unsafe { hipGetDevicePropertiesR0000(prop, device) }
 }
 
@@ -423,6 +438,7 @@ pub unsafe fn hipGetDevicePropertiesR0000(
 ) -> hipError_t {
     code((|| {
         let p = props_r0000(rt()?, device)?;
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         unsafe { put(prop, p) }
     })())
 }
@@ -433,6 +449,7 @@ pub unsafe fn hipGetDevicePropertiesR0600(
 ) -> hipError_t {
     code((|| {
         let p = props_r0600(rt()?, device)?;
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         unsafe { put(prop, p) }
     })())
 }
@@ -499,6 +516,7 @@ pub unsafe fn hipGetDeviceFlags(flags: *mut c_uint) -> hipError_t {
     code((|| {
         let r = rt()?;
         let f = r.dev(current_device())?.flags.load(Relaxed);
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         unsafe { put(flags, f) }
     })())
 }
@@ -591,6 +609,7 @@ fn plain_alloc(ptr: *mut *mut c_void, size: usize, k: u8) -> Res {
     }
     let span = align_up(size as u64, ALLOC_ALIGN)?;
     let base = dev_alloc(r, current_device(), k, size as u64, span, ALLOC_ALIGN, 0)?;
+    // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
     unsafe { put(ptr, base as *mut c_void) }
 }
 
@@ -638,6 +657,7 @@ pub unsafe fn hipMallocManaged(ptr: *mut *mut c_void, size: usize, flags: c_uint
         let ord = current_device();
         let inst = r.activate(ord)?;
         let d = r.dev(ord)?;
+        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
         let host = unsafe { anon_map(size)? };
         let span = align_up(size as u64, ALLOC_ALIGN)?;
         let q = AllocReq {
@@ -673,6 +693,7 @@ pub unsafe fn hipMallocManaged(ptr: *mut *mut c_void, size: usize, flags: c_uint
                 pool: 0,
             },
         );
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         unsafe { put(ptr, host as *mut c_void) }
     })())
 }
@@ -708,6 +729,7 @@ pub unsafe fn hipMallocPitch(
             ALLOC_ALIGN,
             0,
         )?;
+        // SAFETY: out-pointer arguments of the C API: NULL-checked by `put`, their validity is the caller's contract.
         unsafe {
             put(pitch, p as usize)?;
             put(ptr, base as *mut c_void)
@@ -725,6 +747,7 @@ pub unsafe fn hipMemAllocPitch(
     if !matches!(elem, 4 | 8 | 16) {
         return hipErrorInvalidValue;
     }
+    // SAFETY: delegates to another entry point with this one's arguments and contract.
     unsafe { hipMallocPitch(dptr, pitch, width, height) }
 }
 
@@ -744,6 +767,7 @@ pub unsafe fn hipMalloc3D(pitched_ptr: *mut hipPitchedPtr, extent: hipExtent) ->
             ALLOC_ALIGN,
             0,
         )?;
+        // SAFETY: out-pointer arguments of the C API: NULL-checked by `put`, their validity is the caller's contract.
         unsafe {
             put(
                 pitched_ptr,
@@ -801,6 +825,7 @@ pub unsafe fn hipMallocArray(
         )?;
         // The array handle is the allocation's base: opaque to the caller.
         lock(&r.mem).arrays.insert(base, base);
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         unsafe { put(array, base as hipArray_t) }
     })())
 }
@@ -845,6 +870,7 @@ pub unsafe fn hipMemGetInfo(free: *mut usize, total: *mut usize) -> hipError_t {
                 g.mem_info(phys)
             })?
             .ok_or(hipErrorInvalidDevice)?;
+        // SAFETY: out-pointer arguments of the C API: NULL-checked by `put`, their validity is the caller's contract.
         unsafe {
             put(free, tot.saturating_sub(used) as usize)?;
             put(total, tot as usize)
@@ -862,9 +888,11 @@ pub unsafe fn hipMemGetAddressRange(
         let m = lock(&r.mem);
         let (k, a) = m.find_alloc(dptr as u64).ok_or(hipErrorNotFound)?;
         if !base.is_null() {
+            // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
             unsafe { put(base, k as hipDeviceptr_t)? };
         }
         if !size.is_null() {
+            // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
             unsafe { put(size, a.bytes as usize)? };
         }
         Ok(())
@@ -910,6 +938,7 @@ fn pool_alloc(ptr: *mut *mut c_void, size: usize, pool: u64, ord: c_int) -> Res 
     }
     let span = align_up(size.max(1) as u64, ALLOC_ALIGN)?;
     let base = dev_alloc(r, ord, kind::ASYNC, size as u64, span, ALLOC_ALIGN, pool)?;
+    // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
     unsafe { put(ptr, base as *mut c_void) }
 }
 
@@ -951,11 +980,13 @@ pub unsafe fn hipFreeAsync(ptr: *mut c_void, stream: hipStream_t) -> hipError_t 
 pub unsafe fn hipDeviceGetDefaultMemPool(pool: *mut hipMemPool_t, device: c_int) -> hipError_t {
     code((|| {
         let h = default_pool(rt()?, device)?;
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         unsafe { put(pool, h as hipMemPool_t) }
     })())
 }
 
 pub unsafe fn hipDeviceGetMemPool(pool: *mut hipMemPool_t, device: c_int) -> hipError_t {
+    // SAFETY: delegates to another entry point with this one's arguments and contract.
     unsafe { hipDeviceGetDefaultMemPool(pool, device) }
 }
 
@@ -975,6 +1006,7 @@ pub unsafe fn hipMemPoolCreate(pool: *mut hipMemPool_t, props: *const c_void) ->
         let h = POOLS
             .create(|p| p.ordinal.store(loc.id as u32, Relaxed))
             .ok_or(hipErrorOutOfMemory)?;
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         unsafe { put(pool, h as hipMemPool_t) }
     })())
 }
@@ -1059,6 +1091,7 @@ pub unsafe fn hipMemCreate(
                 device,
             },
         );
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         unsafe { put(handle, base as hipMemGenericAllocationHandle_t) }
     })())
 }
@@ -1108,6 +1141,7 @@ pub unsafe fn hipMemAddressReserve(
         };
         let base = r.with_state(|g| g.alloc(&q))?.map_err(mem_err)?;
         lock(&r.mem).reserves.insert(base, size as u64);
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         unsafe { put(ptr, base as *mut c_void) }
     })())
 }
@@ -1208,6 +1242,7 @@ pub unsafe fn hipMemGetAllocationGranularity(
         if prop.is_null() {
             return Err(hipErrorInvalidValue);
         }
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         unsafe { put(g, VMM_GRANULARITY as usize) }
     })())
 }
@@ -1220,8 +1255,10 @@ fn host_alloc(ptr: *mut *mut c_void, size: usize) -> Res {
         return Err(hipErrorInvalidValue);
     }
     if size == 0 {
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         return unsafe { put(ptr, std::ptr::null_mut()) };
     }
+    // SAFETY: a fresh anonymous mapping; no existing memory is touched.
     let p = unsafe { anon_map(size)? };
     lock(&r.mem).hosts.insert(
         p as u64,
@@ -1230,6 +1267,7 @@ fn host_alloc(ptr: *mut *mut c_void, size: usize) -> Res {
             registered: false,
         },
     );
+    // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
     unsafe { put(ptr, p as *mut c_void) }
 }
 
@@ -1426,6 +1464,7 @@ pub unsafe fn hipMemcpy_spt(
     size: usize,
     k: hipMemcpyKind,
 ) -> hipError_t {
+    // SAFETY: delegates to another entry point with this one's arguments and contract.
     unsafe { hipMemcpy(dst, src, size, k) }
 }
 
@@ -1446,6 +1485,7 @@ pub unsafe fn hipMemcpyAsync_spt(
     k: hipMemcpyKind,
     s: hipStream_t,
 ) -> hipError_t {
+    // SAFETY: delegates to another entry point with this one's arguments and contract.
     unsafe { hipMemcpyAsync(dst, src, size, k, s) }
 }
 
@@ -1466,6 +1506,7 @@ pub unsafe fn hipMemset(dst: *mut c_void, value: c_int, size: usize) -> hipError
 }
 
 pub unsafe fn hipMemset_spt(dst: *mut c_void, value: c_int, size: usize) -> hipError_t {
+    // SAFETY: delegates to another entry point with this one's arguments and contract.
     unsafe { hipMemset(dst, value, size) }
 }
 
@@ -1484,6 +1525,7 @@ pub unsafe fn hipMemsetAsync_spt(
     size: usize,
     s: hipStream_t,
 ) -> hipError_t {
+    // SAFETY: delegates to another entry point with this one's arguments and contract.
     unsafe { hipMemsetAsync(dst, value, size, s) }
 }
 
@@ -1510,6 +1552,7 @@ fn stream_create(out: *mut hipStream_t, flags: c_uint) -> Res {
             s.flags.store(flags, Relaxed);
         })
         .ok_or(hipErrorOutOfMemory)?;
+    // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
     unsafe { put(out, h as hipStream_t) }
 }
 
@@ -1558,6 +1601,7 @@ pub unsafe fn hipStreamSynchronize(s: hipStream_t) -> hipError_t {
 }
 
 pub unsafe fn hipStreamSynchronize_spt(s: hipStream_t) -> hipError_t {
+    // SAFETY: delegates to another entry point with this one's arguments and contract.
     unsafe { hipStreamSynchronize(s) }
 }
 
@@ -1572,6 +1616,7 @@ pub unsafe fn hipStreamQuery(s: hipStream_t) -> hipError_t {
 }
 
 pub unsafe fn hipStreamQuery_spt(s: hipStream_t) -> hipError_t {
+    // SAFETY: delegates to another entry point with this one's arguments and contract.
     unsafe { hipStreamQuery(s) }
 }
 
@@ -1595,6 +1640,7 @@ pub unsafe fn hipStreamWaitEvent(s: hipStream_t, e: hipEvent_t, flags: c_uint) -
 }
 
 pub unsafe fn hipStreamWaitEvent_spt(s: hipStream_t, e: hipEvent_t, flags: c_uint) -> hipError_t {
+    // SAFETY: delegates to another entry point with this one's arguments and contract.
     unsafe { hipStreamWaitEvent(s, e, flags) }
 }
 
@@ -1611,6 +1657,7 @@ pub unsafe fn hipStreamGetFlags(s: hipStream_t, flags: *mut c_uint) -> hipError_
                 .flags
                 .load(Relaxed)
         };
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         unsafe { put(flags, f) }
     })())
 }
@@ -1623,6 +1670,7 @@ fn event_create(out: *mut hipEvent_t, flags: c_uint) -> Res {
     let h = EVENTS
         .create(|e| e.flags.store(flags, Relaxed))
         .ok_or(hipErrorOutOfMemory)?;
+    // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
     unsafe { put(out, h as hipEvent_t) }
 }
 
@@ -1656,6 +1704,7 @@ pub unsafe fn hipEventRecord(e: hipEvent_t, s: hipStream_t) -> hipError_t {
 }
 
 pub unsafe fn hipEventRecord_spt(e: hipEvent_t, s: hipStream_t) -> hipError_t {
+    // SAFETY: delegates to another entry point with this one's arguments and contract.
     unsafe { hipEventRecord(e, s) }
 }
 
@@ -1691,6 +1740,7 @@ pub unsafe fn hipEventElapsedTime(ms: *mut f32, start: hipEvent_t, stop: hipEven
         if t0.max(t1) > now() {
             return Err(hipErrorNotReady);
         }
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         unsafe { put(ms, (t1 as f64 - t0 as f64) as f32 / 1e6) }
     })())
 }
@@ -1730,6 +1780,7 @@ fn module_load(out: *mut hipModule_t, entries: Option<Vec<String>>) -> Res {
             *lock(&m.entries) = entries;
         })
         .ok_or(hipErrorOutOfMemory)?;
+    // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
     unsafe { put(out, h as hipModule_t) }
 }
 
@@ -1742,6 +1793,7 @@ fn text_entries(image: *const c_void) -> Option<Vec<String>> {
     if head == b"\x7fELF" || head.starts_with(b"__CL") {
         return None;
     }
+    // SAFETY: a non-ELF image is a NUL-terminated text image (the API's contract for text).
     let text = unsafe { std::ffi::CStr::from_ptr(image as *const c_char) }
         .to_str()
         .ok()?;
@@ -1755,6 +1807,7 @@ fn text_entries(image: *const c_void) -> Option<Vec<String>> {
 
 pub unsafe fn hipModuleLoad(module: *mut hipModule_t, fname: *const c_char) -> hipError_t {
     code((|| {
+        // SAFETY: a C string argument of the API (NULL-checked).
         let path = unsafe { cstr(fname) }.ok_or(hipErrorInvalidValue)?;
         if !std::path::Path::new(path).is_file() {
             return Err(hipErrorFileNotFound);
@@ -1779,6 +1832,7 @@ pub unsafe fn hipModuleLoadDataEx(
     _o: *mut hipJitOption,
     _v: *mut *mut c_void,
 ) -> hipError_t {
+    // SAFETY: delegates to another entry point with this one's arguments and contract.
     unsafe { hipModuleLoadData(module, image) }
 }
 
@@ -1803,6 +1857,7 @@ pub unsafe fn hipModuleGetFunction(
 ) -> hipError_t {
     code((|| {
         rt()?;
+        // SAFETY: a C string argument of the API (NULL-checked).
         let n = unsafe { cstr(name) }.ok_or(hipErrorInvalidValue)?;
         if function.is_null() {
             return Err(hipErrorInvalidValue);
@@ -1824,6 +1879,7 @@ pub unsafe fn hipModuleGetFunction(
                 h
             }
         };
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         unsafe { put(function, h as hipFunction_t) }
     })())
 }
@@ -1952,6 +2008,7 @@ pub unsafe fn hipExtModuleLaunchKernel(
             z: gz.div_ceil(lz),
         };
         if !start.is_null() {
+            // SAFETY: delegates to another entry point with this one's arguments and contract.
             unsafe { code_res(hipEventRecord(start, stream))? };
         }
         module_launch(
@@ -1965,6 +2022,7 @@ pub unsafe fn hipExtModuleLaunchKernel(
             stream,
         )?;
         if !stop.is_null() {
+            // SAFETY: delegates to another entry point with this one's arguments and contract.
             unsafe { code_res(hipEventRecord(stop, stream))? };
         }
         let _ = r;
@@ -2065,6 +2123,7 @@ pub unsafe fn hipLaunchKernel_spt(
     } else {
         stream
     };
+    // SAFETY: delegates to another entry point with this one's arguments and contract.
     unsafe { hipLaunchKernel(f, grid, block, args, shm, s) }
 }
 
@@ -2081,10 +2140,12 @@ pub unsafe fn hipExtLaunchKernel(
 ) -> hipError_t {
     code((|| {
         if !start.is_null() {
+            // SAFETY: delegates to another entry point with this one's arguments and contract.
             unsafe { code_res(hipEventRecord(start, stream))? };
         }
         stub_launch(f, grid, block, stream)?;
         if !stop.is_null() {
+            // SAFETY: delegates to another entry point with this one's arguments and contract.
             unsafe { code_res(hipEventRecord(stop, stream))? };
         }
         Ok(())
@@ -2115,6 +2176,7 @@ pub unsafe fn hipLaunchCooperativeKernel_spt(
     } else {
         stream
     };
+    // SAFETY: delegates to another entry point with this one's arguments and contract.
     unsafe { hipLaunchCooperativeKernel(f, grid, block, params, shm, s) }
 }
 
@@ -2143,6 +2205,7 @@ pub unsafe fn __hipPopCallConfiguration(
 ) -> hipError_t {
     code((|| {
         let c = pop_call_config().ok_or(hipErrorMissingConfiguration)?;
+        // SAFETY: out-pointer arguments of the C API: NULL-checked by `put`, their validity is the caller's contract.
         unsafe {
             put(grid, c.grid)?;
             put(block, c.block)?;
@@ -2207,6 +2270,7 @@ pub unsafe fn __hipRegisterFunction(
     {
         return;
     }
+    // SAFETY: a C string argument of the API (NULL-checked).
     let name = unsafe { cstr(device_name) }.unwrap_or("").to_string();
     HOST_FUNCS
         .write()
@@ -2286,6 +2350,7 @@ pub unsafe fn hipStreamEndCapture(s: hipStream_t, graph: *mut hipGraph_t) -> hip
         let h = GRAPHS
             .create(|g| *lock(&g.nodes) = nodes)
             .ok_or(hipErrorOutOfMemory)?;
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         unsafe { put(graph, h as hipGraph_t) }
     })())
 }
@@ -2311,6 +2376,7 @@ pub unsafe fn hipStreamIsCapturing(
         } else {
             HIP_STREAM_CAPTURE_STATUS_NONE
         };
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         unsafe { put(status, v) }
     })())
 }
@@ -2332,6 +2398,7 @@ pub unsafe fn hipGraphInstantiate(
         let h = EXECS
             .create(|e| *lock(&e.nodes) = nodes)
             .ok_or(hipErrorOutOfMemory)?;
+        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
         unsafe { put(exec, h as hipGraphExec_t) }
     })())
 }
@@ -2354,6 +2421,7 @@ pub unsafe fn hipGraphLaunch_spt(exec: hipGraphExec_t, stream: hipStream_t) -> h
     } else {
         stream
     };
+    // SAFETY: delegates to another entry point with this one's arguments and contract.
     unsafe { hipGraphLaunch(exec, s) }
 }
 

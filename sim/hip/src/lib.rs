@@ -80,6 +80,7 @@ macro_rules! hip_exports {
             #[no_mangle]
             #[allow(non_snake_case, clippy::too_many_arguments, clippy::unused_unit)]
             pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+                // SAFETY: the export passes its C arguments through unchanged; the body has the same contract.
                 let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
                     crate::api::$name($($arg),*)
                 })) {

@@ -21,6 +21,7 @@ macro_rules! rsmi_exports {
         $(
             #[no_mangle]
             pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+                // SAFETY: the export passes its C arguments through unchanged; the body has the same contract.
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
                     imp::$name($($arg),*)
                 }))
@@ -61,6 +62,7 @@ fn text(dst: *mut c_char, len: usize, s: &str) -> R {
     if dst.is_null() || len == 0 {
         return Err(RSMI_STATUS_INVALID_ARGS);
     }
+    // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
     if unsafe { put_str(dst, len, s) } {
         Ok(())
     } else {
