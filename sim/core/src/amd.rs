@@ -53,13 +53,32 @@ pub const DEFAULT_AMD_MODEL: &str = "mi300x";
 /// [`SimConfig::from_env`](crate::config::SimConfig::from_env), but an MI300X unless
 /// `VGPU_SIM_MODEL` names another model.
 pub fn sim_config_from_env() -> (crate::config::SimConfig, Vec<String>) {
-    crate::config::SimConfig::from_lookup(|k| {
-        let v = std::env::var(k).ok();
-        if k == "VGPU_SIM_MODEL" && v.as_deref().is_none_or(str::is_empty) {
-            return Some(DEFAULT_AMD_MODEL.to_string());
+    sim_config_from_lookup(|k| std::env::var(k).ok())
+}
+
+/// [`sim_config_from_env`] over any lookup: an unset, empty or unknown model is an MI300X.
+pub fn sim_config_from_lookup(
+    get: impl Fn(&str) -> Option<String>,
+) -> (crate::config::SimConfig, Vec<String>) {
+    let extra = std::cell::RefCell::new(Vec::new());
+    let (cfg, mut w) = crate::config::SimConfig::from_lookup(|k| {
+        let v = get(k);
+        if k != "VGPU_SIM_MODEL" {
+            return v;
         }
-        v
-    })
+        match v.as_deref().map(str::trim) {
+            None | Some("") => Some(DEFAULT_AMD_MODEL.to_string()),
+            Some(m) if crate::config::model(m).is_none() => {
+                extra.borrow_mut().push(format!(
+                    "VGPU_SIM_MODEL={m:?} is unknown; using {DEFAULT_AMD_MODEL}"
+                ));
+                Some(DEFAULT_AMD_MODEL.to_string())
+            }
+            Some(_) => v,
+        }
+    });
+    w.extend(extra.into_inner());
+    (cfg, w)
 }
 
 /// The 64-bit unique id of a device (`rsmi_dev_unique_id_get`, the digits of ROCr's UUID),
@@ -119,6 +138,32 @@ mod tests {
         assert!(amd_spec("h100").is_none());
         let m = model(DEFAULT_AMD_MODEL).unwrap();
         assert_eq!((m.sms, m.mem_bytes), (304, 192 << 30));
+    }
+
+    #[test]
+    fn amd_libraries_default_to_an_mi300x() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(a, _)| *a == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let (c, w) = sim_config_from_lookup(env(&[]));
+        assert_eq!((c.model.key, w.len()), ("mi300x", 0));
+        let (c, w) = sim_config_from_lookup(env(&[("VGPU_SIM_MODEL", "mi210")]));
+        assert_eq!((c.model.key, w.len()), ("mi210", 0));
+        let (c, w) = sim_config_from_lookup(env(&[("VGPU_SIM_MODEL", "h100")]));
+        assert_eq!(
+            (c.model.key, w.len()),
+            ("h100", 0),
+            "an explicit NVIDIA model is honoured"
+        );
+        let (c, w) = sim_config_from_lookup(env(&[("VGPU_SIM_MODEL", "mi999")]));
+        assert_eq!(c.model.key, "mi300x");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("using mi300x"), "{w:?}");
     }
 
     #[test]
