@@ -9,6 +9,8 @@
  *   hip_client timeline    streams, events, graphs and stub launches on the device timeline
  *   hip_client errors      error names, last-error semantics
  *   hip_client module      modules and driver-style launches, hipDeviceReset
+ *   hip_client alloc BYTES hipMalloc BYTES, print the result and the free memory, ready=1,
+ *                          wait for stdin
  *   hip_client busy N MS   hold 64 MiB, queue N kernels, wait MS ms, print ready=1, wait
  *                          for stdin (the device is busy for N x VGPU_SIM_KERNEL_NS)
  */
@@ -369,6 +371,21 @@ static void register_kernel(void) {
                           NULL, NULL, NULL, NULL);
 }
 
+static int alloc_hold(unsigned long long bytes) {
+    void *p = NULL;
+    hipError_t e = hipMalloc(&p, (size_t)bytes);
+    size_t f = 0, t = 0;
+    CHECK(hipMemGetInfo(&f, &t));
+    printf("alloc_err=%d\nfree=%zu\ntotal=%zu\nready=1\n", e, f, t);
+    fflush(stdout);
+    char line[16];
+    if (!fgets(line, sizeof line, stdin)) {
+    }
+    CHECK(hipMemGetInfo(&f, &t));
+    printf("free_at_end=%zu\n", f);
+    return 0;
+}
+
 static int busy(int n, int wait_ms) {
     register_kernel();
     void *p;
@@ -398,6 +415,7 @@ int main(int argc, char **argv) {
              : !strcmp(what, "timeline") ? timeline()
              : !strcmp(what, "errors")   ? errors()
              : !strcmp(what, "module")   ? module()
+             : !strcmp(what, "alloc")    ? alloc_hold(argc > 2 ? strtoull(argv[2], NULL, 0) : 0)
              : !strcmp(what, "busy")     ? busy(argc > 2 ? atoi(argv[2]) : 10, argc > 3 ? atoi(argv[3]) : 0)
                                          : 2;
     if (rc == 2) {

@@ -438,3 +438,36 @@ fn hip_modules_driver_style_launches_and_device_reset() {
         Some(6 * kernel_ns)
     );
 }
+
+/// One machine, several HIP processes: memory is shared (what one holds, the others do not
+/// get), and a killed holder's memory comes back.
+#[test]
+fn hip_processes_share_one_device_and_a_killed_one_is_reclaimed() {
+    let env = amd_env();
+    let ctx = 300 * MIB;
+    let big = 150 * GIB;
+    let spawn = |bytes: u64| {
+        let mut c = env.command(hip_client("libamdhip64.so.7"));
+        c.args(["alloc", &bytes.to_string()]);
+        let mut h = Child::spawn(&mut c, Duration::from_secs(120));
+        h.wait_for_kv("ready", "1", Duration::from_secs(60));
+        h
+    };
+    let mut a = spawn(big);
+    let ka = a.kv();
+    assert_eq!(ka.i64("alloc_err"), 0);
+    assert_eq!(ka.u64("free"), MI300X_TOTAL - ctx - big);
+    // B's 50 GiB do not fit next to A's 150 GiB (and two contexts).
+    let b = spawn(50 * GIB);
+    let kb = b.kv();
+    assert_eq!(kb.i64("alloc_err"), 2, "hipErrorOutOfMemory");
+    assert_eq!(kb.u64("free"), MI300X_TOTAL - 2 * ctx - big);
+    let st = env.status_json();
+    assert_eq!(st.at("processes").map(|p| p.items().len()), Some(2));
+    // kill -9 A: its memory is reclaimed by the next look (sweeps at most every 100 ms).
+    a.kill9();
+    std::thread::sleep(Duration::from_millis(150));
+    let out = b.finish();
+    out.assert_success("second process");
+    assert_eq!(out.kv().u64("free_at_end"), MI300X_TOTAL - ctx);
+}
