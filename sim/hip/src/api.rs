@@ -577,21 +577,26 @@ fn dev_alloc(
 
 /// Frees a local allocation of one of `kinds`; `None` when `ptr` is not one.
 fn dev_free(r: &Runtime, ptr: u64, kinds: &[u8]) -> Res {
+    let ordinal = match lock(&r.mem).allocs.get(&ptr) {
+        Some(a) if kinds.contains(&a.kind) => a.ordinal,
+        _ => return Err(hipErrorInvalidValue),
+    };
+    // Freeing waits for the device's work, as hipFree does (without holding the local lock).
+    if let Ok(d) = r.dev(ordinal as c_int) {
+        clock::sleep_until(d.last_end.load(Acquire));
+    }
     let mut m = lock(&r.mem);
+    // Another thread may have freed it meanwhile.
     let a = match m.allocs.get(&ptr) {
         Some(a) if kinds.contains(&a.kind) => *a,
         _ => return Err(hipErrorInvalidValue),
     };
-    // Freeing waits for the device's work, as hipFree does.
-    if let Ok(d) = r.dev(a.ordinal as c_int) {
-        clock::sleep_until(d.last_end.load(Acquire));
-    }
     m.allocs.remove(&ptr);
     m.shadows.remove(&a.shm_base);
     drop(m);
     r.with_state(|g| g.free(r.slot, a.shm_base, &[a.kind]))?;
     if let Some((h, len)) = a.host {
-        // SAFETY: our own mapping of managed memory.
+        // SAFETY: our own mapping of managed memory, no longer reachable from the tables.
         unsafe { libc::munmap(h as *mut c_void, len) };
     }
     Ok(())
@@ -1664,7 +1669,9 @@ pub unsafe fn hipStreamGetFlags(s: hipStream_t, flags: *mut c_uint) -> hipError_
 
 fn event_create(out: *mut hipEvent_t, flags: c_uint) -> Res {
     rt()?;
-    if out.is_null() || flags & !0x7 != 0 && flags & !0xF000_0007 != 0 {
+    // Blocking sync, disable timing, interprocess; disable system fence, release to
+    // device / system.
+    if out.is_null() || flags & !0xE000_0007 != 0 {
         return Err(hipErrorInvalidValue);
     }
     let h = EVENTS
