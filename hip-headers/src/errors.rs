@@ -33,10 +33,13 @@ hip_errors! {
     hipErrorInvalidImage = 200, "device kernel image is invalid";
     hipErrorInvalidContext = 201, "invalid device context";
     hipErrorNoBinaryForGpu = 209, "no kernel image is available for execution on the device";
+    hipErrorUnsupportedLimit = 215, "limit is not supported on this architecture";
     hipErrorFileNotFound = 301, "file not found";
     hipErrorInvalidHandle = 400, "invalid resource handle";
     hipErrorNotFound = 500, "named symbol not found";
     hipErrorNotReady = 600, "device not ready";
+    hipErrorPeerAccessAlreadyEnabled = 704, "peer access is already enabled";
+    hipErrorPeerAccessNotEnabled = 705, "peer access has not been enabled";
     hipErrorHostMemoryAlreadyRegistered = 712, "part or all of the requested memory range is already mapped";
     hipErrorHostMemoryNotRegistered = 713, "pointer does not correspond to a registered memory region";
     hipErrorLaunchFailure = 719, "unspecified launch failure";

@@ -48,6 +48,13 @@ macro_rules! hip_api {
             hipDeviceReset = "hip_4.2" [hook] () -> hipError_t;
             hipGetDeviceFlags = "hip_4.2" [pass] (flags: *mut c_uint) -> hipError_t;
             hipSetDeviceFlags = "hip_4.2" [pass] (flags: c_uint) -> hipError_t;
+            hipDeviceGetByPCIBusId = "hip_4.2" [pass] (device: *mut c_int, pci_bus_id: *const c_char) -> hipError_t;
+            hipDeviceGetLimit = "hip_4.2" [pass] (value: *mut usize, limit: hipLimit_t) -> hipError_t;
+            hipDeviceSetLimit = "hip_5.3" [pass] (limit: hipLimit_t, value: usize) -> hipError_t;
+            hipDeviceGetStreamPriorityRange = "hip_4.2" [pass] (least_priority: *mut c_int, greatest_priority: *mut c_int) -> hipError_t;
+            hipDeviceCanAccessPeer = "hip_4.2" [pass] (can_access: *mut c_int, device: c_int, peer_device: c_int) -> hipError_t;
+            hipDeviceEnablePeerAccess = "hip_4.2" [pass] (peer_device: c_int, flags: c_uint) -> hipError_t;
+            hipDeviceDisablePeerAccess = "hip_4.2" [pass] (peer_device: c_int) -> hipError_t;
 
             // ---- device memory -----------------------------------------------------------------
             hipMalloc = "hip_4.2" [hook] (ptr: *mut *mut c_void, size: usize) -> hipError_t;
@@ -61,6 +68,12 @@ macro_rules! hip_api {
             hipFree = "hip_4.2" [hook] (ptr: *mut c_void) -> hipError_t;
             hipMemGetInfo = "hip_4.2" [hook] (free: *mut usize, total: *mut usize) -> hipError_t;
             hipMemGetAddressRange = "hip_4.2" [pass] (base: *mut hipDeviceptr_t, size: *mut usize, dptr: hipDeviceptr_t) -> hipError_t;
+            hipPointerGetAttributes = "hip_4.2" [pass] (attributes: *mut hipPointerAttribute_t, ptr: *const c_void) -> hipError_t;
+            hipMemAdvise = "hip_4.2" [pass] (dev_ptr: *const c_void, count: usize, advice: hipMemoryAdvise, device: c_int) -> hipError_t;
+            hipMemPrefetchAsync = "hip_4.2" [pass] (dev_ptr: *const c_void, count: usize, device: c_int, stream: hipStream_t) -> hipError_t;
+            hipIpcGetMemHandle = "hip_4.2" [pass] (handle: *mut hipIpcMemHandle_t, dev_ptr: *mut c_void) -> hipError_t;
+            hipIpcOpenMemHandle = "hip_4.2" [hook] (dev_ptr: *mut *mut c_void, handle: hipIpcMemHandle_t, flags: c_uint) -> hipError_t;
+            hipIpcCloseMemHandle = "hip_4.2" [hook] (dev_ptr: *mut c_void) -> hipError_t;
 
             // ---- stream-ordered allocation and pools ----------------------------------------
             hipMallocAsync = "hip_5.1" [hook] (ptr: *mut *mut c_void, size: usize, stream: hipStream_t) -> hipError_t;
@@ -100,6 +113,8 @@ macro_rules! hip_api {
             hipMemcpyHtoD = "hip_4.2" [pass] (dst: hipDeviceptr_t, src: *const c_void, size: usize) -> hipError_t;
             hipMemcpyDtoH = "hip_4.2" [pass] (dst: *mut c_void, src: hipDeviceptr_t, size: usize) -> hipError_t;
             hipMemcpyDtoD = "hip_4.2" [pass] (dst: hipDeviceptr_t, src: hipDeviceptr_t, size: usize) -> hipError_t;
+            hipMemcpyPeer = "hip_4.2" [pass] (dst: *mut c_void, dst_device: c_int, src: *const c_void, src_device: c_int, size: usize) -> hipError_t;
+            hipMemcpyPeerAsync = "hip_4.2" [pass] (dst: *mut c_void, dst_device: c_int, src: *const c_void, src_device: c_int, size: usize, stream: hipStream_t) -> hipError_t;
             hipMemset = "hip_4.2" [pass] (dst: *mut c_void, value: c_int, size: usize) -> hipError_t;
             hipMemset_spt = "hip_5.2" [pass] (dst: *mut c_void, value: c_int, size: usize) -> hipError_t;
             hipMemsetAsync = "hip_4.2" [pass] (dst: *mut c_void, value: c_int, size: usize, stream: hipStream_t) -> hipError_t;
@@ -119,6 +134,10 @@ macro_rules! hip_api {
             hipStreamWaitEvent = "hip_4.2" [pass] (stream: hipStream_t, event: hipEvent_t, flags: c_uint) -> hipError_t;
             hipStreamWaitEvent_spt = "hip_5.2" [pass] (stream: hipStream_t, event: hipEvent_t, flags: c_uint) -> hipError_t;
             hipStreamGetFlags = "hip_4.2" [pass] (stream: hipStream_t, flags: *mut c_uint) -> hipError_t;
+            hipStreamGetPriority = "hip_4.2" [pass] (stream: hipStream_t, priority: *mut c_int) -> hipError_t;
+            hipGetStreamDeviceId = "hip_4.2" [pass] (stream: hipStream_t) -> hipDeviceOrdinal;
+            hipStreamAddCallback = "hip_4.2" [pass] (stream: hipStream_t, callback: hipStreamCallback_t, user_data: *mut c_void, flags: c_uint) -> hipError_t;
+            hipLaunchHostFunc = "hip_5.3" [pass] (stream: hipStream_t, func: hipHostFn_t, user_data: *mut c_void) -> hipError_t;
             hipEventCreate = "hip_4.2" [pass] (event: *mut hipEvent_t) -> hipError_t;
             hipEventCreateWithFlags = "hip_4.2" [pass] (event: *mut hipEvent_t, flags: c_uint) -> hipError_t;
             hipEventDestroy = "hip_4.2" [pass] (event: hipEvent_t) -> hipError_t;
@@ -134,6 +153,12 @@ macro_rules! hip_api {
             hipModuleLoadDataEx = "hip_4.2" [hook] (module: *mut hipModule_t, image: *const c_void, num_options: c_uint, options: *mut hipJitOption, option_values: *mut *mut c_void) -> hipError_t;
             hipModuleUnload = "hip_4.2" [hook] (module: hipModule_t) -> hipError_t;
             hipModuleGetFunction = "hip_4.2" [pass] (function: *mut hipFunction_t, module: hipModule_t, name: *const c_char) -> hipError_t;
+            hipModuleGetGlobal = "hip_4.2" [hook] (dptr: *mut hipDeviceptr_t, bytes: *mut usize, module: hipModule_t, name: *const c_char) -> hipError_t;
+            hipFuncGetAttribute = "hip_4.2" [pass] (value: *mut c_int, attrib: hipFunction_attribute, function: hipFunction_t) -> hipError_t;
+            hipOccupancyMaxActiveBlocksPerMultiprocessor = "hip_4.2" [pass] (num_blocks: *mut c_int, f: *const c_void, block_size: c_int, dyn_shared_mem: usize) -> hipError_t;
+            hipOccupancyMaxPotentialBlockSize = "hip_4.2" [pass] (grid_size: *mut c_int, block_size: *mut c_int, f: *const c_void, dyn_shared_mem: usize, block_size_limit: c_int) -> hipError_t;
+            hipCreateSurfaceObject = "hip_4.2" [pass] (surface: *mut hipSurfaceObject_t, res_desc: *const c_void) -> hipError_t;
+            hipDestroySurfaceObject = "hip_4.2" [pass] (surface: hipSurfaceObject_t) -> hipError_t;
 
             // ---- launches ----------------------------------------------------------------------
             hipModuleLaunchKernel = "hip_4.2" [gate] (f: hipFunction_t, grid_x: c_uint, grid_y: c_uint, grid_z: c_uint, block_x: c_uint, block_y: c_uint, block_z: c_uint, shared_mem_bytes: c_uint, stream: hipStream_t, kernel_params: *mut *mut c_void, extra: *mut *mut c_void) -> hipError_t;
@@ -157,11 +182,14 @@ macro_rules! hip_api {
             hipStreamBeginCapture = "hip_4.3" [pass] (stream: hipStream_t, mode: hipStreamCaptureMode) -> hipError_t;
             hipStreamEndCapture = "hip_4.3" [pass] (stream: hipStream_t, graph: *mut hipGraph_t) -> hipError_t;
             hipStreamIsCapturing = "hip_4.3" [pass] (stream: hipStream_t, status: *mut hipStreamCaptureStatus) -> hipError_t;
+            hipStreamGetCaptureInfo = "hip_4.5" [pass] (stream: hipStream_t, status: *mut hipStreamCaptureStatus, id: *mut c_ulonglong) -> hipError_t;
+            hipStreamGetCaptureInfo_v2 = "hip_4.5" [pass] (stream: hipStream_t, status: *mut hipStreamCaptureStatus, id: *mut c_ulonglong, graph: *mut hipGraph_t, dependencies: *mut hipGraphNode_const_ptr, num_dependencies: *mut usize) -> hipError_t;
             hipGraphInstantiate = "hip_4.3" [pass] (exec: *mut hipGraphExec_t, graph: hipGraph_t, error_node: *mut hipGraphNode_t, log_buffer: *mut c_char, buffer_size: usize) -> hipError_t;
             hipGraphLaunch = "hip_4.3" [gate] (exec: hipGraphExec_t, stream: hipStream_t) -> hipError_t;
             hipGraphLaunch_spt = "hip_5.3" [gate] (exec: hipGraphExec_t, stream: hipStream_t) -> hipError_t;
             hipGraphExecDestroy = "hip_4.3" [pass] (exec: hipGraphExec_t) -> hipError_t;
             hipGraphDestroy = "hip_4.3" [pass] (graph: hipGraph_t) -> hipError_t;
+            hipGraphDebugDotPrint = "hip_5.3" [pass] (graph: hipGraph_t, path: *const c_char, flags: c_uint) -> hipError_t;
         }
     };
 }

@@ -23,6 +23,46 @@ pub type hipStreamCaptureStatus = c_int;
 pub type hipJitOption = c_int;
 pub type hipMemAllocationGranularity_flags = c_int;
 pub type hipDriverProcAddressQueryResult = c_int;
+pub type hipLimit_t = c_int;
+pub type hipFunction_attribute = c_int;
+pub type hipMemoryAdvise = c_int;
+pub type hipSurfaceObject_t = u64;
+pub type hipGraphNode_const_ptr = *const hipGraphNode_t;
+/// `void (*)(void* userData)`.
+pub type hipHostFn_t = Option<unsafe extern "C" fn(*mut c_void)>;
+/// `void (*)(hipStream_t stream, hipError_t status, void* userData)`.
+pub type hipStreamCallback_t = Option<unsafe extern "C" fn(hipStream_t, hipError_t, *mut c_void)>;
+
+/// The device ordinal `hipGetStreamDeviceId` returns (an `int`, not an error code: a
+/// distinct type so the export wrapper does not take it for one).
+#[repr(transparent)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct hipDeviceOrdinal(pub c_int);
+
+/// `hipIpcMemHandle_t` / `hipIpcEventHandle_t`: 64 opaque bytes, passed by value.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct hipIpcMemHandle_t {
+    pub reserved: [c_char; 64],
+}
+
+/// `hipMemoryType` values `hipPointerGetAttributes` reports.
+pub const HIP_MEMORY_TYPE_UNREGISTERED: c_int = 0;
+pub const HIP_MEMORY_TYPE_HOST: c_int = 1;
+pub const HIP_MEMORY_TYPE_DEVICE: c_int = 2;
+pub const HIP_MEMORY_TYPE_MANAGED: c_int = 3;
+
+/// `hipPointerAttribute_t` (32 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct hipPointerAttribute_t {
+    pub type_: c_int,
+    pub device: c_int,
+    pub devicePointer: *mut c_void,
+    pub hostPointer: *mut c_void,
+    pub isManaged: c_int,
+    pub allocationFlags: c_uint,
+}
 
 /// The legacy default stream (`0`) and the per-thread default stream (`hipStreamPerThread`).
 pub const HIP_STREAM_LEGACY: usize = 0;
@@ -361,5 +401,7 @@ mod tests {
         assert_eq!(size_of::<hipMemAllocationProp>(), 32);
         assert_eq!(offset_of!(hipMemAllocationProp, location), 8);
         assert_eq!(size_of::<hipPitchedPtr>(), 32);
+        assert_eq!(size_of::<hipPointerAttribute_t>(), 32);
+        assert_eq!(size_of::<hipIpcMemHandle_t>(), 64);
     }
 }

@@ -11,6 +11,10 @@
  *   hip_client module      modules and driver-style launches, hipDeviceReset
  *   hip_client alloc BYTES hipMalloc BYTES, print the result and the free memory, ready=1,
  *                          wait for stdin
+ *   hip_client extras      limits, priorities, peers, pointer attributes, host callbacks,
+ *                          module globals, occupancy (VGPU_SIM_DEVICES >= 2)
+ *   hip_client ipc-export  hipMalloc 32 MiB, print its IPC handle (hex), ready=1, wait
+ *   hip_client ipc-import HEX  open the handle, copy through it, close it
  *   hip_client busy N MS   hold 64 MiB, queue N kernels, wait MS ms, print ready=1, wait
  *                          for stdin (the device is busy for N x VGPU_SIM_KERNEL_NS)
  */
@@ -67,6 +71,7 @@ hipError_t hipStreamQuery(hipStream_t);
 hipError_t hipEventCreate(hipEvent_t *);
 hipError_t hipEventRecord(hipEvent_t, hipStream_t);
 hipError_t hipEventSynchronize(hipEvent_t);
+hipError_t hipEventQuery(hipEvent_t);
 hipError_t hipEventElapsedTime(float *, hipEvent_t, hipEvent_t);
 hipError_t hipStreamBeginCapture(hipStream_t, int);
 hipError_t hipStreamEndCapture(hipStream_t, hipGraph_t *);
@@ -92,6 +97,29 @@ hipError_t hipExtLaunchKernel(const void *, dim3, dim3, void **, size_t, hipStre
 hipError_t hipLaunchCooperativeKernel(const void *, dim3, dim3, void **, unsigned, hipStream_t);
 hipError_t hipGetLastError(void);
 hipError_t hipPeekAtLastError(void);
+typedef struct { int type, device; void *devicePointer, *hostPointer; int isManaged; unsigned flags; } hipPointerAttribute_t;
+typedef struct { char reserved[64]; } hipIpcMemHandle_t;
+hipError_t hipDeviceGetLimit(size_t *, int);
+hipError_t hipDeviceSetLimit(int, size_t);
+hipError_t hipDeviceGetStreamPriorityRange(int *, int *);
+hipError_t hipStreamCreateWithPriority(hipStream_t *, unsigned, int);
+hipError_t hipStreamGetPriority(hipStream_t, int *);
+int hipGetStreamDeviceId(hipStream_t);
+hipError_t hipSetDevice(int);
+hipError_t hipDeviceCanAccessPeer(int *, int, int);
+hipError_t hipDeviceEnablePeerAccess(int, unsigned);
+hipError_t hipDeviceDisablePeerAccess(int);
+hipError_t hipMemcpyPeer(void *, int, const void *, int, size_t);
+hipError_t hipPointerGetAttributes(hipPointerAttribute_t *, const void *);
+hipError_t hipMemAdvise(const void *, size_t, int, int);
+hipError_t hipMemPrefetchAsync(const void *, size_t, int, hipStream_t);
+hipError_t hipStreamAddCallback(hipStream_t, void (*)(hipStream_t, hipError_t, void *), void *, unsigned);
+hipError_t hipLaunchHostFunc(hipStream_t, void (*)(void *), void *);
+hipError_t hipModuleGetGlobal(void **, size_t *, void *, const char *);
+hipError_t hipOccupancyMaxPotentialBlockSize(int *, int *, const void *, size_t, int);
+hipError_t hipIpcGetMemHandle(hipIpcMemHandle_t *, void *);
+hipError_t hipIpcOpenMemHandle(void **, hipIpcMemHandle_t, unsigned);
+hipError_t hipIpcCloseMemHandle(void *);
 const char *hipGetErrorName(hipError_t);
 const char *hipGetErrorString(hipError_t);
 void **__hipRegisterFatBinary(const void *);
@@ -338,6 +366,146 @@ static int module(void) {
     return 0;
 }
 
+static hipEvent_t cb_event;
+static int cb_saw_done = -1, hostfn_calls;
+static void on_stream(hipStream_t s, hipError_t status, void *user) {
+    (void)s;
+    /* Called after the work queued before it: the event recorded before it is complete. */
+    cb_saw_done = status == 0 && hipEventQuery(cb_event) == 0 && user == (void *)&cb_saw_done;
+}
+static void host_fn(void *user) { hostfn_calls += *(int *)user; }
+
+static int extras(void) {
+    size_t v = 0;
+    CHECK(hipDeviceGetLimit(&v, 2));
+    printf("heap_limit=%zu\n", v);
+    CHECK(hipDeviceSetLimit(2, 64 << 20));
+    CHECK(hipDeviceGetLimit(&v, 2));
+    printf("heap_limit_set=%zu\n", v);
+    printf("bad_limit=%d\n", hipDeviceGetLimit(&v, 77));
+    int least = 9, greatest = 9, prio = 9;
+    CHECK(hipDeviceGetStreamPriorityRange(&least, &greatest));
+    hipStream_t s;
+    CHECK(hipStreamCreateWithPriority(&s, 0, greatest));
+    CHECK(hipStreamGetPriority(s, &prio));
+    printf("priority_range=%d..%d\nstream_priority=%d\n", least, greatest, prio);
+    CHECK(hipSetDevice(1));
+    hipStream_t s1;
+    CHECK(hipStreamCreate(&s1));
+    printf("stream_device=%d\nstream1_device=%d\nbad_stream_device=%d\n", hipGetStreamDeviceId(s),
+           hipGetStreamDeviceId(s1), hipGetStreamDeviceId((hipStream_t)0x1234));
+    int can01 = -1, can00 = -1;
+    CHECK(hipDeviceCanAccessPeer(&can01, 0, 1));
+    CHECK(hipDeviceCanAccessPeer(&can00, 0, 0));
+    printf("can_access_01=%d\ncan_access_00=%d\n", can01, can00);
+    CHECK(hipDeviceEnablePeerAccess(0, 0));
+    printf("enable_again=%d\n", hipDeviceEnablePeerAccess(0, 0));
+    CHECK(hipDeviceDisablePeerAccess(0));
+    printf("disable_again=%d\n", hipDeviceDisablePeerAccess(0));
+    void *d1;
+    CHECK(hipMalloc(&d1, 4096)); /* on device 1 */
+    CHECK(hipSetDevice(0));
+    void *d0;
+    CHECK(hipMalloc(&d0, 4096));
+    int x = 1234, y = 0;
+    CHECK(hipMemcpy(d0, &x, 4, 1));
+    CHECK(hipMemcpyPeer(d1, 1, d0, 0, 4));
+    CHECK(hipMemcpy(&y, d1, 4, 2));
+    printf("peer_copy=%d\n", y);
+    hipPointerAttribute_t a;
+    CHECK(hipPointerGetAttributes(&a, d1));
+    printf("attr_dev.type=%d\nattr_dev.device=%d\n", a.type, a.device);
+    void *m;
+    CHECK(hipMallocManaged(&m, 1 << 20, 1));
+    CHECK(hipPointerGetAttributes(&a, (char *)m + 100));
+    printf("attr_managed.type=%d\nattr_managed.is_managed=%d\n", a.type, a.isManaged);
+    CHECK(hipMemAdvise(m, 1 << 20, 1, 0));
+    CHECK(hipMemPrefetchAsync(m, 1 << 20, 0, s));
+    printf("advise_device_memory=%d\n", hipMemAdvise(d0, 4096, 1, 0));
+    void *h;
+    CHECK(hipHostMalloc(&h, 4096, 0));
+    CHECK(hipPointerGetAttributes(&a, h));
+    printf("attr_host.type=%d\n", a.type);
+    int local = 0;
+    CHECK(hipPointerGetAttributes(&a, &local));
+    printf("attr_stack.type=%d\n", a.type);
+    /* host work after queued kernels */
+    register_kernel();
+    CHECK(hipEventCreate(&cb_event));
+    dim3 grid = {1, 1, 1}, block = {64, 1, 1};
+    CHECK(__hipPushCallConfiguration(grid, block, 0, s));
+    kernel_stub();
+    CHECK(hipEventRecord(cb_event, s));
+    CHECK(hipStreamAddCallback(s, on_stream, &cb_saw_done, 0));
+    int three = 3;
+    CHECK(hipLaunchHostFunc(s, host_fn, &three));
+    CHECK(hipStreamSynchronize(s));
+    printf("callback_after_work=%d\nhost_fn_calls=%d\n", cb_saw_done, hostfn_calls);
+    /* a module global: device memory that copies reach */
+    static const char image[] = ".amdhsa_kernel k\n";
+    hipModule_t mod;
+    CHECK(hipModuleLoadData(&mod, image));
+    void *g = NULL;
+    size_t gsize = 0;
+    CHECK(hipModuleGetGlobal(&g, &gsize, mod, "counter"));
+    void *g2 = NULL;
+    CHECK(hipModuleGetGlobal(&g2, NULL, mod, "counter"));
+    int in = 77, out = 0;
+    CHECK(hipMemcpy(g, &in, 4, 1));
+    CHECK(hipMemcpy(&out, g2, 4, 2));
+    printf("global_bytes=%zu\nglobal_same=%d\nglobal_roundtrip=%d\n", gsize, g == g2, out);
+    int gs = 0, bs = 0;
+    CHECK(hipOccupancyMaxPotentialBlockSize(&gs, &bs, (const void *)kernel_stub, 0, 256));
+    printf("occupancy_grid=%d\noccupancy_block=%d\n", gs, bs);
+    CHECK(hipModuleUnload(mod));
+    return 0;
+}
+
+static void hex_of(const hipIpcMemHandle_t *h, char out[129]) {
+    for (int i = 0; i < 64; i++)
+        sprintf(out + 2 * i, "%02x", (unsigned char)h->reserved[i]);
+}
+
+static int ipc_export(void) {
+    void *p;
+    CHECK(hipMalloc(&p, 32 << 20));
+    int v = 4242;
+    CHECK(hipMemcpy(p, &v, 4, 1));
+    hipIpcMemHandle_t h;
+    CHECK(hipIpcGetMemHandle(&h, p));
+    char hex[129];
+    hex_of(&h, hex);
+    printf("ptr=%p\nhandle=%s\nready=1\n", p, hex);
+    fflush(stdout);
+    char line[16];
+    if (!fgets(line, sizeof line, stdin)) {
+    }
+    return 0;
+}
+
+static int ipc_import(const char *hex) {
+    hipIpcMemHandle_t h;
+    memset(&h, 0, sizeof h);
+    for (int i = 0; i < 64 && hex[2 * i] && hex[2 * i + 1]; i++) {
+        unsigned b;
+        sscanf(hex + 2 * i, "%2x", &b);
+        h.reserved[i] = (char)b;
+    }
+    void *p = NULL;
+    CHECK(hipIpcOpenMemHandle(&p, h, 1));
+    printf("ptr=%p\n", p);
+    int w = 99, r = 0;
+    CHECK(hipMemcpy((char *)p + 1024, &w, 4, 1));
+    CHECK(hipMemcpy(&r, (char *)p + 1024, 4, 2));
+    printf("import_roundtrip=%d\n", r);
+    used("imported");
+    CHECK(hipIpcCloseMemHandle(p));
+    printf("close_again=%d\n", hipIpcCloseMemHandle(p));
+    h.reserved[0] ^= 1;
+    printf("bad_handle=%d\n", hipIpcOpenMemHandle(&p, h, 1));
+    return 0;
+}
+
 static int errors(void) {
     printf("name2=%s\nstring2=%s\nname999=%s\n", hipGetErrorName(2), hipGetErrorString(2),
            hipGetErrorName(999));
@@ -415,6 +583,9 @@ int main(int argc, char **argv) {
              : !strcmp(what, "timeline") ? timeline()
              : !strcmp(what, "errors")   ? errors()
              : !strcmp(what, "module")   ? module()
+             : !strcmp(what, "extras")   ? extras()
+             : !strcmp(what, "ipc-export") ? ipc_export()
+             : !strcmp(what, "ipc-import") ? ipc_import(argc > 2 ? argv[2] : "")
              : !strcmp(what, "alloc")    ? alloc_hold(argc > 2 ? strtoull(argv[2], NULL, 0) : 0)
              : !strcmp(what, "busy")     ? busy(argc > 2 ? atoi(argv[2]) : 10, argc > 3 ? atoi(argv[3]) : 0)
                                          : 2;

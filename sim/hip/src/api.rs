@@ -1544,7 +1544,11 @@ pub unsafe fn hipMemsetD32(dst: hipDeviceptr_t, value: c_int, count: usize) -> h
 
 // ---- streams and events -------------------------------------------------------------------------
 
-fn stream_create(out: *mut hipStream_t, flags: c_uint) -> Res {
+/// Stream priorities: 0 (lowest) to -1 (greatest), as HIP reports them.
+const PRIORITY_LEAST: c_int = 0;
+const PRIORITY_GREATEST: c_int = -1;
+
+fn stream_create(out: *mut hipStream_t, flags: c_uint, priority: c_int) -> Res {
     let r = rt()?;
     if out.is_null() || flags & !1 != 0 {
         return Err(hipErrorInvalidValue);
@@ -1555,6 +1559,8 @@ fn stream_create(out: *mut hipStream_t, flags: c_uint) -> Res {
         .create(|s| {
             s.ordinal.store(ord as u32, Relaxed);
             s.flags.store(flags, Relaxed);
+            s.priority
+                .store(priority.clamp(PRIORITY_GREATEST, PRIORITY_LEAST), Relaxed);
         })
         .ok_or(hipErrorOutOfMemory)?;
     // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
@@ -1562,19 +1568,19 @@ fn stream_create(out: *mut hipStream_t, flags: c_uint) -> Res {
 }
 
 pub unsafe fn hipStreamCreate(s: *mut hipStream_t) -> hipError_t {
-    code(stream_create(s, 0))
+    code(stream_create(s, 0, 0))
 }
 
 pub unsafe fn hipStreamCreateWithFlags(s: *mut hipStream_t, flags: c_uint) -> hipError_t {
-    code(stream_create(s, flags))
+    code(stream_create(s, flags, 0))
 }
 
 pub unsafe fn hipStreamCreateWithPriority(
     s: *mut hipStream_t,
     flags: c_uint,
-    _priority: c_int,
+    priority: c_int,
 ) -> hipError_t {
-    code(stream_create(s, flags))
+    code(stream_create(s, flags, priority))
 }
 
 pub unsafe fn hipStreamDestroy(s: hipStream_t) -> hipError_t {
@@ -1851,6 +1857,10 @@ pub unsafe fn hipModuleUnload(module: hipModule_t) -> hipError_t {
         clock::sleep_until(r.dev(ord)?.last_end.load(Acquire));
         for (_, f) in lock(&m.funcs).drain() {
             FUNCS.destroy(f);
+        }
+        let globals: Vec<u64> = lock(&m.globals).drain().map(|(_, a)| a).collect();
+        for g in globals {
+            let _ = dev_free(r, g, &[kind::GLOBAL]);
         }
         MODULES.destroy(module as u64);
         charge_module(r, ord, -1)
@@ -2449,5 +2459,608 @@ pub unsafe fn hipGraphDestroy(graph: hipGraph_t) -> hipError_t {
             return Err(hipErrorInvalidValue);
         }
         Ok(())
+    })())
+}
+
+// ---- devices: limits, peers, PCI ---------------------------------------------------------------
+
+pub unsafe fn hipDeviceGetByPCIBusId(device: *mut c_int, pci_bus_id: *const c_char) -> hipError_t {
+    code((|| {
+        let r = rt()?;
+        // SAFETY: a C string argument of the API (NULL-checked).
+        let id = unsafe { cstr(pci_bus_id) }.ok_or(hipErrorInvalidValue)?;
+        let (dom, bus, dev, func) =
+            vgpu_sim_core::ids::parse_pci_bus_id(id).ok_or(hipErrorInvalidValue)?;
+        let ord = (0..r.devs.len() as c_int)
+            .find(|&o| {
+                r.info(o).is_ok_and(|i| i.pci_bus == bus) && dom == 0 && dev == 0 && func == 0
+            })
+            .ok_or(hipErrorInvalidDevice)?;
+        // SAFETY: out-pointer argument of the C API: NULL-checked by `put`.
+        unsafe { put(device, ord) }
+    })())
+}
+
+pub unsafe fn hipDeviceGetLimit(value: *mut usize, limit: hipLimit_t) -> hipError_t {
+    code((|| {
+        let r = rt()?;
+        let v = *lock(&r.limits)
+            .get(limit as usize)
+            .ok_or(hipErrorUnsupportedLimit)?;
+        // SAFETY: out-pointer argument of the C API: NULL-checked by `put`.
+        unsafe { put(value, v) }
+    })())
+}
+
+pub unsafe fn hipDeviceSetLimit(limit: hipLimit_t, value: usize) -> hipError_t {
+    code((|| {
+        let r = rt()?;
+        let mut l = lock(&r.limits);
+        let slot = l.get_mut(limit as usize).ok_or(hipErrorUnsupportedLimit)?;
+        *slot = value;
+        Ok(())
+    })())
+}
+
+pub unsafe fn hipDeviceGetStreamPriorityRange(
+    least: *mut c_int,
+    greatest: *mut c_int,
+) -> hipError_t {
+    code((|| {
+        rt()?;
+        if !least.is_null() {
+            // SAFETY: optional out-pointer of the C API (NULL-checked).
+            unsafe { least.write(PRIORITY_LEAST) };
+        }
+        if !greatest.is_null() {
+            // SAFETY: as above.
+            unsafe { greatest.write(PRIORITY_GREATEST) };
+        }
+        Ok(())
+    })())
+}
+
+/// Every pair of distinct simulated devices can reach each other (XGMI on an MI300X node).
+pub unsafe fn hipDeviceCanAccessPeer(
+    can_access: *mut c_int,
+    device: c_int,
+    peer: c_int,
+) -> hipError_t {
+    code((|| {
+        let r = rt()?;
+        r.dev(device)?;
+        r.dev(peer)?;
+        // SAFETY: out-pointer argument of the C API: NULL-checked by `put`.
+        unsafe { put(can_access, (device != peer) as c_int) }
+    })())
+}
+
+pub unsafe fn hipDeviceEnablePeerAccess(peer: c_int, flags: c_uint) -> hipError_t {
+    code((|| {
+        let r = rt()?;
+        let cur = current_device();
+        r.dev(peer)?;
+        if flags != 0 || peer == cur {
+            return Err(hipErrorInvalidValue);
+        }
+        if !lock(&r.peers).insert((cur, peer)) {
+            return Err(hipErrorPeerAccessAlreadyEnabled);
+        }
+        Ok(())
+    })())
+}
+
+pub unsafe fn hipDeviceDisablePeerAccess(peer: c_int) -> hipError_t {
+    code((|| {
+        let r = rt()?;
+        r.dev(peer)?;
+        if !lock(&r.peers).remove(&(current_device(), peer)) {
+            return Err(hipErrorPeerAccessNotEnabled);
+        }
+        Ok(())
+    })())
+}
+
+// ---- pointers, advice, IPC ----------------------------------------------------------------------
+
+pub unsafe fn hipPointerGetAttributes(
+    attributes: *mut hipPointerAttribute_t,
+    ptr: *const c_void,
+) -> hipError_t {
+    code((|| {
+        let r = rt()?;
+        if attributes.is_null() {
+            return Err(hipErrorInvalidValue);
+        }
+        let addr = ptr as u64;
+        let m = lock(&r.mem);
+        let mut a = hipPointerAttribute_t {
+            type_: HIP_MEMORY_TYPE_UNREGISTERED,
+            device: -1,
+            devicePointer: std::ptr::null_mut(),
+            hostPointer: std::ptr::null_mut(),
+            isManaged: 0,
+            allocationFlags: 0,
+        };
+        if let Some((_, l)) = m.find_alloc(addr) {
+            a.device = l.ordinal as c_int;
+            a.devicePointer = ptr as *mut c_void;
+            if l.kind == kind::MANAGED {
+                a.type_ = HIP_MEMORY_TYPE_MANAGED;
+                a.isManaged = 1;
+                a.hostPointer = ptr as *mut c_void;
+            } else {
+                a.type_ = HIP_MEMORY_TYPE_DEVICE;
+            }
+        } else if m.find_host(addr).is_some() {
+            a.type_ = HIP_MEMORY_TYPE_HOST;
+            a.device = current_device();
+            a.hostPointer = ptr as *mut c_void;
+            a.devicePointer = ptr as *mut c_void;
+        } else if m.find_map(addr).is_some()
+            || m.ipc
+                .range(..=addr)
+                .next_back()
+                .is_some_and(|(&k, &s)| addr < k + s)
+        {
+            a.type_ = HIP_MEMORY_TYPE_DEVICE;
+            a.device = current_device();
+            a.devicePointer = ptr as *mut c_void;
+        }
+        // SAFETY: checked non-NULL; the caller's out-struct.
+        unsafe { attributes.write(a) };
+        Ok(())
+    })())
+}
+
+/// Advice and prefetch only apply to managed memory; the simulator validates and accepts
+/// them (no migration is modelled).
+fn check_managed(r: &Runtime, ptr: *const c_void, count: usize, device: c_int) -> Res {
+    // hipCpuDeviceId (-1) is a valid target.
+    if device != -1 {
+        r.dev(device)?;
+    }
+    let m = lock(&r.mem);
+    match m.find_alloc(ptr as u64) {
+        Some((k, a)) if a.kind == kind::MANAGED && ptr as u64 + count as u64 <= k + a.bytes => {
+            Ok(())
+        }
+        _ => Err(hipErrorInvalidValue),
+    }
+}
+
+pub unsafe fn hipMemAdvise(
+    ptr: *const c_void,
+    count: usize,
+    advice: hipMemoryAdvise,
+    device: c_int,
+) -> hipError_t {
+    code((|| {
+        let r = rt()?;
+        if !(1..=6).contains(&advice) && !(100..=103).contains(&advice) {
+            return Err(hipErrorInvalidValue);
+        }
+        check_managed(r, ptr, count, device)
+    })())
+}
+
+pub unsafe fn hipMemPrefetchAsync(
+    ptr: *const c_void,
+    count: usize,
+    device: c_int,
+    stream: hipStream_t,
+) -> hipError_t {
+    code((|| {
+        let r = rt()?;
+        stream_ordinal(stream)?;
+        check_managed(r, ptr, count, device)
+    })())
+}
+
+const IPC_MAGIC: &[u8; 8] = b"VGPUIPC\0";
+
+/// A handle names the exporter's allocation: magic, pid, slot, base, size.
+pub unsafe fn hipIpcGetMemHandle(
+    handle: *mut hipIpcMemHandle_t,
+    dev_ptr: *mut c_void,
+) -> hipError_t {
+    code((|| {
+        let r = rt()?;
+        if handle.is_null() {
+            return Err(hipErrorInvalidValue);
+        }
+        let m = lock(&r.mem);
+        let (k, a) = m.find_alloc(dev_ptr as u64).ok_or(hipErrorInvalidValue)?;
+        if k != dev_ptr as u64 || a.host.is_some() {
+            return Err(hipErrorInvalidValue);
+        }
+        let mut b = [0u8; 64];
+        b[..8].copy_from_slice(IPC_MAGIC);
+        b[8..12].copy_from_slice(&r.pid.to_le_bytes());
+        b[12..16].copy_from_slice(&r.slot.to_le_bytes());
+        b[16..24].copy_from_slice(&a.shm_base.to_le_bytes());
+        b[24..32].copy_from_slice(&a.bytes.to_le_bytes());
+        let mut h = hipIpcMemHandle_t { reserved: [0; 64] };
+        for (d, s) in h.reserved.iter_mut().zip(b) {
+            *d = s as c_char;
+        }
+        // SAFETY: checked non-NULL; the caller's out-struct.
+        unsafe { handle.write(h) };
+        Ok(())
+    })())
+}
+
+/// Opens another process's allocation: the same device address (one address space per
+/// machine), valid while the exporter holds it; not charged to the importer.
+pub unsafe fn hipIpcOpenMemHandle(
+    dev_ptr: *mut *mut c_void,
+    handle: hipIpcMemHandle_t,
+    _flags: c_uint,
+) -> hipError_t {
+    code((|| {
+        let r = rt()?;
+        let b: Vec<u8> = handle.reserved.iter().map(|&c| c as u8).collect();
+        if &b[..8] != IPC_MAGIC {
+            return Err(hipErrorInvalidValue);
+        }
+        let word = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
+        let quad = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
+        let (pid, slot, base, size) = (word(8), word(12), quad(16), quad(24));
+        if pid == r.pid {
+            return Err(hipErrorInvalidContext);
+        }
+        let live = r
+            .with_state(|g| g.lookup(slot, base))?
+            .is_some_and(|e| e.pid == pid && e.bytes == size);
+        if !live {
+            return Err(hipErrorInvalidHandle);
+        }
+        r.activate(current_device())?;
+        lock(&r.mem).ipc.insert(base, size);
+        // SAFETY: out-pointer argument of the C API: NULL-checked by `put`.
+        unsafe { put(dev_ptr, base as *mut c_void) }
+    })())
+}
+
+pub unsafe fn hipIpcCloseMemHandle(dev_ptr: *mut c_void) -> hipError_t {
+    code((|| {
+        let r = rt()?;
+        let mut m = lock(&r.mem);
+        if m.ipc.remove(&(dev_ptr as u64)).is_none() {
+            return Err(hipErrorInvalidValue);
+        }
+        m.shadows.remove(&(dev_ptr as u64));
+        Ok(())
+    })())
+}
+
+pub unsafe fn hipMemcpyPeer(
+    dst: *mut c_void,
+    dst_device: c_int,
+    src: *const c_void,
+    src_device: c_int,
+    size: usize,
+) -> hipError_t {
+    code((|| {
+        let r = rt()?;
+        r.dev(dst_device)?;
+        r.dev(src_device)?;
+        copy(dst as u64, src as u64, size, None)
+    })())
+}
+
+pub unsafe fn hipMemcpyPeerAsync(
+    dst: *mut c_void,
+    dst_device: c_int,
+    src: *const c_void,
+    src_device: c_int,
+    size: usize,
+    stream: hipStream_t,
+) -> hipError_t {
+    code((|| {
+        let r = rt()?;
+        r.dev(dst_device)?;
+        r.dev(src_device)?;
+        copy(dst as u64, src as u64, size, Some(stream))
+    })())
+}
+
+// ---- streams: priority, device, host callbacks ---------------------------------------------------
+
+pub unsafe fn hipStreamGetPriority(s: hipStream_t, priority: *mut c_int) -> hipError_t {
+    code((|| {
+        rt()?;
+        let h = s as usize;
+        let p = if h == HIP_STREAM_LEGACY || h == HIP_STREAM_PER_THREAD {
+            PRIORITY_LEAST
+        } else {
+            STREAMS
+                .get(h as u64)
+                .ok_or(hipErrorInvalidHandle)?
+                .priority
+                .load(Relaxed)
+        };
+        // SAFETY: out-pointer argument of the C API: NULL-checked by `put`.
+        unsafe { put(priority, p) }
+    })())
+}
+
+/// The stream's device, or -1 for an invalid stream.
+pub unsafe fn hipGetStreamDeviceId(s: hipStream_t) -> hipDeviceOrdinal {
+    hipDeviceOrdinal(rt().and_then(|_| stream_ordinal(s)).unwrap_or(-1))
+}
+
+/// Host work queued on a stream runs when the work before it has ended. The simulator runs
+/// it then on the calling thread (the call returns after it), which keeps stream order.
+fn host_work(stream: hipStream_t, f: impl FnOnce(hipError_t)) -> Res {
+    let r = rt()?;
+    stream_ordinal(stream)?;
+    clock::sleep_until(stream_end(r, stream)?);
+    f(hipSuccess);
+    Ok(())
+}
+
+pub unsafe fn hipStreamAddCallback(
+    stream: hipStream_t,
+    callback: hipStreamCallback_t,
+    user_data: *mut c_void,
+    flags: c_uint,
+) -> hipError_t {
+    code((|| {
+        let cb = callback.ok_or(hipErrorInvalidValue)?;
+        if flags != 0 {
+            return Err(hipErrorInvalidValue);
+        }
+        // SAFETY: the caller's callback with its own user data, as the API promises to call it.
+        host_work(stream, |status| unsafe { cb(stream, status, user_data) })
+    })())
+}
+
+pub unsafe fn hipLaunchHostFunc(
+    stream: hipStream_t,
+    func: hipHostFn_t,
+    user_data: *mut c_void,
+) -> hipError_t {
+    code((|| {
+        let f = func.ok_or(hipErrorInvalidValue)?;
+        // SAFETY: the caller's function with its own user data, as the API promises to call it.
+        host_work(stream, |_| unsafe { f(user_data) })
+    })())
+}
+
+// ---- modules: globals, attributes, occupancy ------------------------------------------------------
+
+pub unsafe fn hipModuleGetGlobal(
+    dptr: *mut hipDeviceptr_t,
+    bytes: *mut usize,
+    module: hipModule_t,
+    name: *const c_char,
+) -> hipError_t {
+    code((|| {
+        let r = rt()?;
+        // SAFETY: a C string argument of the API (NULL-checked).
+        let n = unsafe { cstr(name) }.ok_or(hipErrorInvalidValue)?;
+        let m = MODULES.get(module as u64).ok_or(hipErrorInvalidHandle)?;
+        const GLOBAL_BYTES: u64 = 256;
+        let mut g = lock(&m.globals);
+        let addr = match g.get(n) {
+            Some(&a) => a,
+            None => {
+                let ord = m.ordinal.load(Relaxed) as c_int;
+                let a = dev_alloc(
+                    r,
+                    ord,
+                    kind::GLOBAL,
+                    GLOBAL_BYTES,
+                    ALLOC_ALIGN,
+                    ALLOC_ALIGN,
+                    0,
+                )?;
+                g.insert(n.to_string(), a);
+                a
+            }
+        };
+        if !dptr.is_null() {
+            // SAFETY: optional out-pointer of the C API (NULL-checked).
+            unsafe { dptr.write(addr as hipDeviceptr_t) };
+        }
+        if !bytes.is_null() {
+            // SAFETY: as above.
+            unsafe { bytes.write(GLOBAL_BYTES as usize) };
+        }
+        Ok(())
+    })())
+}
+
+pub unsafe fn hipFuncGetAttribute(
+    value: *mut c_int,
+    attrib: hipFunction_attribute,
+    function: hipFunction_t,
+) -> hipError_t {
+    code((|| {
+        let r = rt()?;
+        FUNCS.get(function as u64).ok_or(hipErrorInvalidHandle)?;
+        let i = r.info(current_device())?;
+        let smem = i.smem_per_sm as c_int;
+        let isa = (i.cc_major * 10 + i.cc_minor) as c_int;
+        let v = match attrib {
+            0 => 1024,    // max threads per block
+            1..=3 => 0,   // static shared, const, local bytes
+            4 => 32,      // registers
+            5 | 6 => isa, // PTX / binary version: major * 10 + minor of the device
+            7 => 0,
+            8 => smem, // max dynamic shared bytes
+            9 => -1,   // preferred carveout
+            _ => return Err(hipErrorInvalidValue),
+        };
+        // SAFETY: out-pointer argument of the C API: NULL-checked by `put`.
+        unsafe { put(value, v) }
+    })())
+}
+
+fn registered(f: *const c_void) -> Res {
+    let map = HOST_FUNCS.read().unwrap_or_else(|e| e.into_inner());
+    map.contains_key(&(f as usize))
+        .then_some(())
+        .ok_or(hipErrorInvalidDeviceFunction)
+}
+
+/// Resident blocks per CU: limited by threads (the model's threads per CU) and 32 blocks.
+fn blocks_per_cu(threads_per_cu: u32, block: c_int) -> c_int {
+    ((threads_per_cu as c_int) / block.max(1)).clamp(0, 32)
+}
+
+pub unsafe fn hipOccupancyMaxActiveBlocksPerMultiprocessor(
+    num_blocks: *mut c_int,
+    f: *const c_void,
+    block_size: c_int,
+    _dyn_shared: usize,
+) -> hipError_t {
+    code((|| {
+        let r = rt()?;
+        registered(f)?;
+        if block_size <= 0 || block_size > 1024 {
+            return Err(hipErrorInvalidValue);
+        }
+        let i = r.info(current_device())?;
+        // SAFETY: out-pointer argument of the C API: NULL-checked by `put`.
+        unsafe { put(num_blocks, blocks_per_cu(i.threads_per_sm, block_size)) }
+    })())
+}
+
+pub unsafe fn hipOccupancyMaxPotentialBlockSize(
+    grid_size: *mut c_int,
+    block_size: *mut c_int,
+    f: *const c_void,
+    _dyn_shared: usize,
+    limit: c_int,
+) -> hipError_t {
+    code((|| {
+        let r = rt()?;
+        registered(f)?;
+        if grid_size.is_null() || block_size.is_null() {
+            return Err(hipErrorInvalidValue);
+        }
+        let i = r.info(current_device())?;
+        let b = if limit > 0 { limit.min(1024) } else { 1024 };
+        // SAFETY: both out-pointers checked non-NULL above.
+        unsafe {
+            block_size.write(b);
+            grid_size.write(i.sms as c_int * blocks_per_cu(i.threads_per_sm, b));
+        }
+        Ok(())
+    })())
+}
+
+pub unsafe fn hipCreateSurfaceObject(
+    surface: *mut hipSurfaceObject_t,
+    res_desc: *const c_void,
+) -> hipError_t {
+    code((|| {
+        let r = rt()?;
+        if surface.is_null() || res_desc.is_null() {
+            return Err(hipErrorInvalidValue);
+        }
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let h = NEXT.fetch_add(1, Relaxed);
+        lock(&r.mem).surfaces.insert(h);
+        // SAFETY: checked non-NULL; the caller's out-pointer.
+        unsafe { surface.write(h) };
+        Ok(())
+    })())
+}
+
+pub unsafe fn hipDestroySurfaceObject(surface: hipSurfaceObject_t) -> hipError_t {
+    code((|| {
+        let r = rt()?;
+        if !lock(&r.mem).surfaces.remove(&surface) {
+            return Err(hipErrorInvalidHandle);
+        }
+        Ok(())
+    })())
+}
+
+// ---- capture info, graph dump ----------------------------------------------------------------------
+
+fn capture_status(s: hipStream_t) -> Res<(c_int, u64)> {
+    let h = s as usize;
+    if h == HIP_STREAM_LEGACY || h == HIP_STREAM_PER_THREAD {
+        return Ok((HIP_STREAM_CAPTURE_STATUS_NONE, 0));
+    }
+    let st = STREAMS.get(h as u64).ok_or(hipErrorInvalidHandle)?;
+    Ok(if st.capturing.load(Acquire) {
+        (HIP_STREAM_CAPTURE_STATUS_ACTIVE, h as u64)
+    } else {
+        (HIP_STREAM_CAPTURE_STATUS_NONE, 0)
+    })
+}
+
+pub unsafe fn hipStreamGetCaptureInfo(
+    s: hipStream_t,
+    status: *mut hipStreamCaptureStatus,
+    id: *mut c_ulonglong,
+) -> hipError_t {
+    code((|| {
+        rt()?;
+        let (st, cid) = capture_status(s)?;
+        // SAFETY: out-pointer argument of the C API: NULL-checked by `put`.
+        unsafe { put(status, st)? };
+        if !id.is_null() {
+            // SAFETY: optional out-pointer (NULL-checked).
+            unsafe { id.write(cid) };
+        }
+        Ok(())
+    })())
+}
+
+pub unsafe fn hipStreamGetCaptureInfo_v2(
+    s: hipStream_t,
+    status: *mut hipStreamCaptureStatus,
+    id: *mut c_ulonglong,
+    graph: *mut hipGraph_t,
+    deps: *mut hipGraphNode_const_ptr,
+    num_deps: *mut usize,
+) -> hipError_t {
+    code((|| {
+        // SAFETY: same arguments and contract.
+        code_res(unsafe { hipStreamGetCaptureInfo(s, status, id) })?;
+        // The graph being built is not visible before hipStreamEndCapture; no dependencies.
+        // SAFETY: optional out-pointers (NULL-checked).
+        unsafe {
+            if !graph.is_null() {
+                graph.write(std::ptr::null_mut());
+            }
+            if !deps.is_null() {
+                deps.write(std::ptr::null());
+            }
+            if !num_deps.is_null() {
+                num_deps.write(0);
+            }
+        }
+        Ok(())
+    })())
+}
+
+/// Writes the graph as DOT: one node per kernel with its block count, in capture order.
+pub unsafe fn hipGraphDebugDotPrint(
+    graph: hipGraph_t,
+    path: *const c_char,
+    _flags: c_uint,
+) -> hipError_t {
+    code((|| {
+        rt()?;
+        let g = GRAPHS.get(graph as u64).ok_or(hipErrorInvalidValue)?;
+        // SAFETY: a C string argument of the API (NULL-checked).
+        let p = unsafe { cstr(path) }.ok_or(hipErrorInvalidValue)?;
+        let mut dot = String::from("digraph hipGraph {\n");
+        let nodes = lock(&g.nodes).clone();
+        for (i, n) in nodes.iter().enumerate() {
+            dot.push_str(&format!("  n{i} [label=\"kernel {} blocks\"];\n", n.blocks));
+            if i > 0 {
+                dot.push_str(&format!("  n{} -> n{i};\n", i - 1));
+            }
+        }
+        dot.push_str("}\n");
+        std::fs::write(p, dot).map_err(|_| hipErrorInvalidValue)
     })())
 }

@@ -35,6 +35,12 @@ impl OnPanic for hipError_t {
     }
 }
 
+impl OnPanic for hipDeviceOrdinal {
+    fn on_panic() -> Self {
+        hipDeviceOrdinal(-1)
+    }
+}
+
 impl OnPanic for () {
     fn on_panic() -> Self {}
 }

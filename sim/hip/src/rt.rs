@@ -50,7 +50,14 @@ pub struct Runtime {
     pub costs: Costs,
     pub devs: Vec<Dev>,
     pub mem: Mutex<LocalMem>,
+    /// `(device, peer)` pairs with peer access enabled.
+    pub peers: Mutex<std::collections::HashSet<(c_int, c_int)>>,
+    /// Stack size, printf FIFO size, malloc heap size (`hipDeviceGetLimit`).
+    pub limits: Mutex<[usize; 3]>,
 }
+
+/// HIP's default limits: stack 1 KiB per thread, printf FIFO and device heap.
+pub const DEFAULT_LIMITS: [usize; 3] = [1024, 1 << 20, 8 << 20];
 
 static RT: OnceLock<Result<Runtime, hipError_t>> = OnceLock::new();
 static FORKED: AtomicBool = AtomicBool::new(false);
@@ -182,6 +189,8 @@ fn build() -> Result<Runtime, hipError_t> {
             })
             .collect(),
         mem: Mutex::new(LocalMem::default()),
+        peers: Mutex::new(Default::default()),
+        limits: Mutex::new(DEFAULT_LIMITS),
     })
 }
 
@@ -303,6 +312,7 @@ pub struct Node {
 pub struct Stream {
     pub ordinal: AtomicU32,
     pub flags: AtomicU32,
+    pub priority: std::sync::atomic::AtomicI32,
     pub last_end: AtomicU64,
     /// Not before this time (event waits).
     pub wait_until: AtomicU64,
@@ -323,6 +333,8 @@ pub struct Module {
     /// Kernel names a text image declares (None: any name, for binary code objects).
     pub entries: Mutex<Option<Vec<String>>>,
     pub funcs: Mutex<HashMap<String, u64>>,
+    /// `hipModuleGetGlobal`: name -> device address of a 256-byte global.
+    pub globals: Mutex<HashMap<String, u64>>,
 }
 
 #[derive(Default)]
@@ -458,6 +470,10 @@ pub struct LocalMem {
     pub handles: HashMap<u64, VmmHandle>,
     /// Array handle -> shared-table base.
     pub arrays: HashMap<u64, u64>,
+    /// Another process's allocations opened with `hipIpcOpenMemHandle`: base -> size (not
+    /// charged here: the exporter pays for them).
+    pub ipc: BTreeMap<u64, u64>,
+    pub surfaces: std::collections::HashSet<u64>,
     /// Contents of device allocations up to [`SHADOW_MAX`] bytes, keyed by shared-table base.
     pub shadows: HashMap<u64, Vec<u8>>,
 }
@@ -520,6 +536,18 @@ impl LocalMem {
                 base: m.handle,
                 span,
                 off: m.offset + (addr - k),
+            });
+        }
+        if let Some((k, size)) = containing(&self.ipc, addr, |s| *s) {
+            if end > k + size {
+                return Err(hipErrorInvalidValue);
+            }
+            // The bytes are this process's own view: contents are not shared across
+            // processes.
+            return Ok(Loc::Shadow {
+                base: k,
+                span: size,
+                off: addr - k,
             });
         }
         if let Some((k, h)) = self.find_host(addr) {

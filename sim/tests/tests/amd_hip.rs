@@ -471,3 +471,76 @@ fn hip_processes_share_one_device_and_a_killed_one_is_reclaimed() {
     out.assert_success("second process");
     assert_eq!(out.kv().u64("free_at_end"), MI300X_TOTAL - ctx);
 }
+
+#[test]
+fn hip_limits_priorities_peers_pointer_attributes_callbacks_and_globals() {
+    let env = amd_env().var("VGPU_SIM_DEVICES", "2");
+    let kv = client_ok(&env, "libamdhip64.so.6", "extras");
+    assert_eq!(kv.u64("heap_limit"), 8 * MIB);
+    assert_eq!(kv.u64("heap_limit_set"), 64 * MIB);
+    assert_eq!(kv.i64("bad_limit"), 215, "hipErrorUnsupportedLimit");
+    assert_eq!(kv.str("priority_range"), "0..-1");
+    assert_eq!(kv.i64("stream_priority"), -1);
+    assert_eq!(kv.i64("stream_device"), 0);
+    assert_eq!(kv.i64("stream1_device"), 1);
+    assert_eq!(kv.i64("bad_stream_device"), -1);
+    assert_eq!(kv.i64("can_access_01"), 1);
+    assert_eq!(kv.i64("can_access_00"), 0);
+    assert_eq!(
+        kv.i64("enable_again"),
+        704,
+        "hipErrorPeerAccessAlreadyEnabled"
+    );
+    assert_eq!(kv.i64("disable_again"), 705, "hipErrorPeerAccessNotEnabled");
+    assert_eq!(kv.i64("peer_copy"), 1234);
+    // hipMemoryType: device 2, managed 3, host 1, unregistered 0.
+    assert_eq!(kv.i64("attr_dev.type"), 2);
+    assert_eq!(kv.i64("attr_dev.device"), 1);
+    assert_eq!(kv.i64("attr_managed.type"), 3);
+    assert_eq!(kv.i64("attr_managed.is_managed"), 1);
+    assert_eq!(
+        kv.i64("advise_device_memory"),
+        1,
+        "advice is for managed memory"
+    );
+    assert_eq!(kv.i64("attr_host.type"), 1);
+    assert_eq!(kv.i64("attr_stack.type"), 0);
+    assert_eq!(
+        kv.i64("callback_after_work"),
+        1,
+        "callbacks run after the queued work"
+    );
+    assert_eq!(kv.i64("host_fn_calls"), 3);
+    assert_eq!(kv.u64("global_bytes"), 256);
+    assert_eq!(kv.i64("global_same"), 1);
+    assert_eq!(kv.i64("global_roundtrip"), 77);
+    assert_eq!(kv.i64("occupancy_block"), 256);
+    assert_eq!(kv.i64("occupancy_grid"), 304 * (2048 / 256));
+}
+
+#[test]
+fn hip_ipc_handles_open_another_processes_memory_without_charging_it_twice() {
+    let env = amd_env();
+    let ctx = 300 * MIB;
+    let mut c = env.command(hip_client("libamdhip64.so.7"));
+    c.arg("ipc-export");
+    let mut exporter = Child::spawn(&mut c, Duration::from_secs(120));
+    exporter.wait_for_kv("ready", "1", Duration::from_secs(60));
+    let ek = exporter.kv();
+    let mut imp = env.command(hip_client("libamdhip64.so.7"));
+    imp.args(["ipc-import", ek.str("handle")]);
+    let out = run(&mut imp, Duration::from_secs(60));
+    out.assert_success("importer");
+    let kv = out.kv();
+    assert_eq!(
+        kv.str("ptr"),
+        ek.str("ptr"),
+        "one device address space per machine"
+    );
+    assert_eq!(kv.i64("import_roundtrip"), 99);
+    // Both contexts and the exporter's 32 MiB: the importer pays only for its context.
+    assert_eq!(kv.u64("imported.used"), 2 * ctx + 32 * MIB);
+    assert_eq!(kv.i64("close_again"), 1);
+    assert_eq!(kv.i64("bad_handle"), 1);
+    exporter.finish().assert_success("exporter");
+}
