@@ -124,6 +124,28 @@ impl View {
         g.processes(i)
     }
 
+    /// [`View::processes`] with the command name each process registered with (the state
+    /// file's record: right for processes in containers too).
+    pub fn processes_named(&self, i: u32) -> Vec<(ProcMem, String)> {
+        let procs = self.processes(i);
+        let Some(Ok(g)) = self.shm.as_ref().map(|s| s.lock()) else {
+            return Vec::new();
+        };
+        let snap = g.snapshot(clock::mono_ns());
+        procs
+            .into_iter()
+            .map(|p| {
+                let name = snap
+                    .procs
+                    .iter()
+                    .find(|s| s.slot == p.slot)
+                    .map(|s| s.comm.clone())
+                    .unwrap_or_default();
+                (p, name)
+            })
+            .collect()
+    }
+
     /// Busy ns of `pid` on device `i` during the last second.
     pub fn process_busy_ns(&self, i: u32, pid: u32) -> u64 {
         let Some(Ok(g)) = self.shm.as_ref().map(|s| s.lock()) else {
@@ -151,13 +173,6 @@ impl View {
         out.sort_by_key(|(p, _)| *p);
         out
     }
-}
-
-/// `/proc/<pid>/comm` of a process (empty when gone).
-pub fn process_name(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
 }
 
 /// Copies `s` NUL-terminated into `len` bytes at `dst`; `false` when it does not fit.

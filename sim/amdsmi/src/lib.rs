@@ -449,14 +449,14 @@ impl AmdSmi for Sim {
             if max.is_null() {
                 return Err(AMDSMI_STATUS_INVAL);
             }
-            let procs = v.processes(i);
+            let procs = v.processes_named(i);
             let n = procs.len() as u32;
             // SAFETY: checked non-NULL.
             let cap = if list.is_null() { 0 } else { unsafe { *max } };
-            for (k, p) in procs.iter().take(cap as usize).enumerate() {
+            for (k, (p, name)) in procs.iter().take(cap as usize).enumerate() {
                 // SAFETY: plain C struct, all-zero valid.
                 let mut e: amdsmi_proc_info_t = unsafe { std::mem::zeroed() };
-                fill(&mut e.name, &smi_view::process_name(p.pid));
+                fill(&mut e.name, name);
                 e.pid = p.pid;
                 e.mem = p.usage.total();
                 e.engine_usage.gfx = v.process_busy_ns(i, p.pid);

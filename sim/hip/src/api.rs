@@ -2676,7 +2676,7 @@ pub unsafe fn hipIpcGetMemHandle(
         }
         let mut b = [0u8; 64];
         b[..8].copy_from_slice(IPC_MAGIC);
-        b[8..12].copy_from_slice(&r.pid.to_le_bytes());
+        b[8..12].copy_from_slice(&r.machine_pid.to_le_bytes());
         b[12..16].copy_from_slice(&r.slot.to_le_bytes());
         b[16..24].copy_from_slice(&a.shm_base.to_le_bytes());
         b[24..32].copy_from_slice(&a.bytes.to_le_bytes());
@@ -2706,7 +2706,7 @@ pub unsafe fn hipIpcOpenMemHandle(
         let word = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or([0; 4]));
         let quad = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
         let (pid, slot, base, size) = (word(8), word(12), quad(16), quad(24));
-        if pid == r.pid {
+        if pid == r.machine_pid {
             return Err(hipErrorInvalidContext);
         }
         let live = r

@@ -47,6 +47,8 @@ pub struct Runtime {
     pub slot: u32,
     /// The process that initialised (a forked child is not it).
     pub pid: u32,
+    /// Its pid in the machine's pid namespace (what the state file and the SMI view know).
+    pub machine_pid: u32,
     pub costs: Costs,
     pub devs: Vec<Dev>,
     pub mem: Mutex<LocalMem>,
@@ -84,7 +86,7 @@ extern "C" fn at_exit() {
     if let Some(Ok(r)) = RT.get() {
         if std::process::id() == r.pid {
             if let Ok(mut g) = r.shm.lock() {
-                g.unregister(r.slot, r.pid);
+                g.unregister(r.slot, r.machine_pid);
             }
         }
     }
@@ -154,12 +156,13 @@ fn build() -> Result<Runtime, hipError_t> {
         return Err(hipErrorNoDevice);
     }
     let pid = std::process::id();
+    let me = shm.caller();
     let slot = {
         let mut g = shm.lock().map_err(|m| {
             eprintln!("{m}");
             hipErrorUnknown
         })?;
-        g.register_image(pid, procfs::self_start_time(), &procfs::self_comm())
+        g.register_image(me.pid, me.start_time, &procfs::self_comm())
             .map_err(|m| {
                 eprintln!("{m}");
                 hipErrorOutOfMemory
@@ -174,6 +177,7 @@ fn build() -> Result<Runtime, hipError_t> {
         shm,
         slot,
         pid,
+        machine_pid: me.pid,
         costs,
         devs: visible
             .into_iter()
