@@ -10,6 +10,11 @@ use vgpu_sim_core::amd::{self, AmdSpec};
 use vgpu_sim_core::clock;
 use vgpu_sim_core::state::{DeviceInfo, OpenError, ProcMem, SimState, SWEEP_INTERVAL_NS};
 
+/// The amdgpu kernel driver version both SMI libraries report.
+pub const DRIVER_VERSION: &str = "6.12.12";
+/// VRAM vendor both report.
+pub const VRAM_VENDOR: &str = "HYNIX";
+
 /// Where the kernel says whether amdgpu finished initialising.
 pub const AMDGPU_INITSTATE: &str = "/sys/module/amdgpu/initstate";
 

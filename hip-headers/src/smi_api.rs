@@ -140,11 +140,11 @@ macro_rules! amd_smi_api {
             amdsmi_set_gpu_event_notification_mask = [pass] (a0: *mut c_void, a1: u64) -> amdsmi_status_t;
             amdsmi_get_gpu_event_notification = [pass] (a0: i32, a1: *mut c_void, a2: *mut c_void) -> amdsmi_status_t;
             amdsmi_stop_gpu_event_notification = [pass] (a0: *mut c_void) -> amdsmi_status_t;
-            amdsmi_get_gpu_driver_info = [pass] (a0: *mut c_void, a1: *mut c_void) -> amdsmi_status_t;
+            amdsmi_get_gpu_driver_info = [pass] (processor_handle: *mut c_void, info: *mut c_void) -> amdsmi_status_t;
             amdsmi_get_gpu_asic_info = [pass] (processor_handle: *mut c_void, info: *mut c_void) -> amdsmi_status_t;
             amdsmi_get_gpu_kfd_info = [pass] (a0: *mut c_void, a1: *mut c_void) -> amdsmi_status_t;
-            amdsmi_get_gpu_vram_info = [hook] (a0: *mut c_void, a1: *mut c_void) -> amdsmi_status_t;
-            amdsmi_get_gpu_board_info = [pass] (a0: *mut c_void, a1: *mut c_void) -> amdsmi_status_t;
+            amdsmi_get_gpu_vram_info = [hook] (processor_handle: *mut c_void, info: *mut c_void) -> amdsmi_status_t;
+            amdsmi_get_gpu_board_info = [pass] (processor_handle: *mut c_void, info: *mut c_void) -> amdsmi_status_t;
             amdsmi_get_power_cap_info = [pass] (a0: *mut c_void, a1: u32, a2: *mut c_void) -> amdsmi_status_t;
             amdsmi_get_pcie_info = [pass] (a0: *mut c_void, a1: *mut c_void) -> amdsmi_status_t;
             amdsmi_get_gpu_xcd_counter = [pass] (a0: *mut c_void, a1: *mut c_void) -> amdsmi_status_t;

@@ -154,6 +154,40 @@ pub struct amdsmi_proc_info_t {
     pub reserved: [u32; 11],
 }
 
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct amdsmi_driver_info_t {
+    pub driver_version: [c_char; 256],
+    pub driver_date: [c_char; 256],
+    pub driver_name: [c_char; 256],
+}
+
+pub const AMDSMI_VRAM_TYPE_HBM3: u32 = 4;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct amdsmi_vram_info_t {
+    pub vram_type: u32,
+    pub vram_vendor: [c_char; 256],
+    /// MB.
+    pub vram_size: u64,
+    pub vram_bit_width: u32,
+    /// GB/s.
+    pub vram_max_bandwidth: u64,
+    pub reserved: [u64; 37],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct amdsmi_board_info_t {
+    pub model_number: [c_char; 256],
+    pub product_serial: [c_char; 256],
+    pub fru_id: [c_char; 256],
+    pub product_name: [c_char; 256],
+    pub manufacturer_name: [c_char; 256],
+    pub reserved: [u64; 64],
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +205,12 @@ mod tests {
         assert_eq!(offset_of!(amdsmi_asic_info_t, target_graphics_version), 800);
         assert_eq!(size_of::<amdsmi_enumeration_info_t>(), 272);
         assert_eq!(size_of::<amdsmi_proc_info_t>(), 704);
+        assert_eq!(size_of::<amdsmi_driver_info_t>(), 768);
+        assert_eq!(size_of::<amdsmi_vram_info_t>(), 584);
+        assert_eq!(offset_of!(amdsmi_vram_info_t, vram_size), 264);
+        assert_eq!(offset_of!(amdsmi_vram_info_t, vram_max_bandwidth), 280);
+        assert_eq!(size_of::<amdsmi_board_info_t>(), 1792);
+        assert_eq!(offset_of!(amdsmi_board_info_t, product_name), 768);
         assert_eq!(offset_of!(amdsmi_proc_info_t, mem), 264);
         assert_eq!(offset_of!(amdsmi_proc_info_t, engine_usage), 272);
         assert_eq!(offset_of!(amdsmi_proc_info_t, memory_usage), 336);

@@ -365,6 +365,62 @@ impl AmdSmi for Sim {
         })())
     }
 
+    unsafe fn amdsmi_get_gpu_driver_info(
+        processor_handle: *mut c_void,
+        info: *mut c_void,
+    ) -> amdsmi_status_t {
+        code((|| {
+            dev(processor_handle)?;
+            // SAFETY: a plain C struct for which all-zero bytes are valid.
+            let mut d: amdsmi_driver_info_t = unsafe { std::mem::zeroed() };
+            fill(&mut d.driver_version, smi_view::DRIVER_VERSION);
+            fill(&mut d.driver_date, "2025/06/01 00:00");
+            fill(&mut d.driver_name, "amdgpu");
+            out(info as *mut amdsmi_driver_info_t, d)
+        })())
+    }
+
+    unsafe fn amdsmi_get_gpu_vram_info(
+        processor_handle: *mut c_void,
+        info: *mut c_void,
+    ) -> amdsmi_status_t {
+        code((|| {
+            let (_, _, d) = dev(processor_handle)?;
+            // SAFETY: a plain C struct for which all-zero bytes are valid.
+            let mut v: amdsmi_vram_info_t = unsafe { std::mem::zeroed() };
+            v.vram_type = AMDSMI_VRAM_TYPE_HBM3;
+            fill(&mut v.vram_vendor, smi_view::VRAM_VENDOR);
+            v.vram_size = d.total_mem >> 20;
+            v.vram_bit_width = d.bus_width;
+            // Bus width x memory clock x 2 (DDR), in GB/s.
+            v.vram_max_bandwidth = d.bus_width as u64 * d.mem_clock_khz as u64 * 2 / 8 / 1_000_000;
+            out(info as *mut amdsmi_vram_info_t, v)
+        })())
+    }
+
+    unsafe fn amdsmi_get_gpu_board_info(
+        processor_handle: *mut c_void,
+        info: *mut c_void,
+    ) -> amdsmi_status_t {
+        code((|| {
+            let (v, i, d) = dev(processor_handle)?;
+            let spec = v.spec(i).ok_or(AMDSMI_STATUS_INVAL)?;
+            // SAFETY: a plain C struct for which all-zero bytes are valid.
+            let mut b: amdsmi_board_info_t = unsafe { std::mem::zeroed() };
+            fill(
+                &mut b.model_number,
+                &format!("102-{:04X}-SIM", d.pci_device_id),
+            );
+            fill(
+                &mut b.product_serial,
+                &format!("{:016X}", amd::unique_id(&d.uuid)),
+            );
+            fill(&mut b.product_name, spec.market_name);
+            fill(&mut b.manufacturer_name, "AMD");
+            out(info as *mut amdsmi_board_info_t, b)
+        })())
+    }
+
     unsafe fn amdsmi_get_gpu_memory_total(
         processor_handle: *mut c_void,
         mem_type: u32,

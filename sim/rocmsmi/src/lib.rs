@@ -121,7 +121,7 @@ mod imp {
         if component != 0 {
             return RSMI_STATUS_INVALID_ARGS;
         }
-        code(text(version, len as usize, "6.12.12"))
+        code(text(version, len as usize, smi_view::DRIVER_VERSION))
     }
 
     pub unsafe fn rsmi_status_string(
@@ -181,7 +181,7 @@ mod imp {
         name: *mut c_char,
         len: u32,
     ) -> rsmi_status_t {
-        code(dev(dv_ind).and_then(|_| text(name, len as usize, "hynix")))
+        code(dev(dv_ind).and_then(|_| text(name, len as usize, smi_view::VRAM_VENDOR)))
     }
 
     pub unsafe fn rsmi_dev_serial_number_get(
