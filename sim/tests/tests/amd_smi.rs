@@ -12,9 +12,9 @@ use std::process::Command;
 use std::time::Duration;
 
 const KERNEL_NS: u64 = 100_000_000;
-/// The busy holder queues this many kernels (5 s of device time) and waits 1.2 s before it
+/// The busy holder queues this many kernels (10 s of device time) and waits 1.2 s before it
 /// says ready, so the last second is fully busy while the clients look.
-const KERNELS: &str = "50";
+const KERNELS: &str = "100";
 const WARMUP_MS: &str = "1200";
 const HELD: u64 = 64 * MIB;
 const CTX: u64 = 300 * MIB;
