@@ -139,8 +139,8 @@ pub struct amdsmi_proc_memory_usage_t {
     pub reserved: [u32; 10],
 }
 
-/// `amdsmi_proc_info_t` of amdsmi 7.x (704 bytes; 6.x has 32-byte name fields and no
-/// `cu_occupancy`: a different struct).
+/// `amdsmi_proc_info_t` of amdsmi 6.4 / 7.x (704 bytes). amdsmi 6.2 has another struct
+/// (224 bytes: 32-byte name and container name, no `cu_occupancy`).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct amdsmi_proc_info_t {
