@@ -70,6 +70,9 @@ enum Known {
 /// A thread's current context as far as libvgpu knows it, and that context's placement.
 #[derive(Debug, Clone, Copy)]
 struct Current {
+    /// `epoch` when the cache may answer without the driver (`known == Yes` and looked
+    /// up), else `u64::MAX` (`CONTEXT_EPOCH` never gets there): the fast path's one test.
+    fast: u64,
     ctx: u64,
     known: Known,
     /// `CONTEXT_EPOCH` when `ordinal`/`device` were looked up (`u64::MAX`: not yet).
@@ -80,8 +83,18 @@ struct Current {
 
 thread_local! {
     static CURRENT: Cell<Current> = const {
-        Cell::new(Current { ctx: 0, known: Known::No, epoch: u64::MAX, ordinal: -1, device: 0 })
+        Cell::new(Current { fast: u64::MAX, ctx: 0, known: Known::No, epoch: u64::MAX, ordinal: -1, device: 0 })
     };
+}
+
+/// Stores `cur`, deriving its `fast` field.
+fn keep(c: &Cell<Current>, mut cur: Current) {
+    cur.fast = if cur.known == Known::Yes {
+        cur.epoch
+    } else {
+        u64::MAX
+    };
+    c.set(cur)
 }
 
 pub(crate) fn contexts_changed() {
@@ -98,7 +111,7 @@ pub(crate) fn current_is(ctx: CUcontext) {
         }
         cur.ctx = ctx;
         cur.known = if ctx == 0 { Known::AskOnce } else { Known::Yes };
-        c.set(cur)
+        keep(c, cur)
     });
 }
 
@@ -107,7 +120,7 @@ pub(crate) fn current_unknown() {
     CURRENT.with(|c| {
         let mut cur = c.get();
         cur.known = Known::AskOnce;
-        c.set(cur)
+        keep(c, cur)
     });
 }
 
@@ -122,19 +135,24 @@ fn ask_current() -> Option<u64> {
 /// then forwards and the driver reports its own error).
 ///
 /// A thread whose context was set through our hooks is answered from its thread-local
-/// cache: no driver call, no lock, two loads (the cache and the context epoch).
+/// cache: no driver call, no lock, the context epoch and three fields of the cache.
 #[inline]
 pub fn current_placement() -> Option<Placement> {
     let epoch = CONTEXT_EPOCH.load(Ordering::Acquire);
-    let cur = CURRENT.with(Cell::get);
-    if cur.known == Known::Yes && cur.epoch == epoch {
-        return (cur.ctx != 0).then_some(Placement {
+    let hit = CURRENT.with(|c| {
+        // SAFETY: this thread's own cell; nothing else borrows it during this read (the
+        // field reads avoid copying the whole cache on the fast path).
+        let cur = unsafe { &*c.as_ptr() };
+        (cur.fast == epoch).then_some(Placement {
             ctx: cur.ctx,
             ordinal: cur.ordinal,
             device: cur.device,
-        });
+        })
+    });
+    match hit {
+        Some(place) => (place.ctx != 0).then_some(place),
+        None => current_placement_slow(CURRENT.with(Cell::get), epoch),
     }
-    current_placement_slow(cur, epoch)
 }
 
 #[cold]
@@ -154,7 +172,7 @@ fn current_placement_slow(mut cur: Current, epoch: u64) -> Option<Placement> {
         }
     }
     if cur.ctx == 0 {
-        CURRENT.with(|c| c.set(cur));
+        CURRENT.with(|c| keep(c, cur));
         return None;
     }
     if cur.epoch != epoch {
@@ -168,7 +186,7 @@ fn current_placement_slow(mut cur: Current, epoch: u64) -> Option<Placement> {
         cur.ordinal = ordinal;
         cur.epoch = epoch;
     }
-    CURRENT.with(|c| c.set(cur));
+    CURRENT.with(|c| keep(c, cur));
     Some(Placement {
         ctx: cur.ctx,
         ordinal: cur.ordinal,
