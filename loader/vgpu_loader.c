@@ -24,6 +24,7 @@
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <elf.h>
+#include <fcntl.h>
 #include <link.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -216,6 +217,54 @@ static int write_all(int fd, const unsigned char *p, size_t len) {
     return 0;
 }
 
+/* Where the embedded core lies in this file: its path and file offset, found from the
+ * segment that holds it. */
+struct own_file {
+    const char *path;
+    off_t offset;
+};
+
+static int find_own_file(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    struct own_file *own = data;
+    uintptr_t at = (uintptr_t)vgpu_core_start;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && at >= start && at < start + ph->p_filesz) {
+            own->path = info->dlpi_name;
+            own->offset = (off_t)(ph->p_offset + (at - start));
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Copies the core into `fd`: in the kernel from this library's own file when it can be
+ * opened (no page faults on the embedded copy), else from memory. */
+static int copy_core(int fd, const unsigned char *core, size_t len) {
+    struct own_file own = {NULL, 0};
+    dl_iterate_phdr(find_own_file, &own);
+    if (own.path && own.path[0] == '/') {
+        int self = (int)syscall(SYS_open, own.path, O_RDONLY | O_CLOEXEC);
+        if (self >= 0) {
+            off_t off = own.offset;
+            size_t left = len;
+            while (left > 0) {
+                long n = syscall(SYS_sendfile, fd, self, &off, left);
+                if (n <= 0) break;
+                left -= (size_t)n;
+            }
+            sys_close(self);
+            if (left == 0) return 0;
+            /* Partial: start over from memory. */
+            if (syscall(SYS_ftruncate, fd, 0) != 0 || syscall(SYS_lseek, fd, 0, SEEK_SET) != 0)
+                return -1;
+        }
+    }
+    return write_all(fd, core, len);
+}
+
 /* The core as a file dlopen() can map: a memfd (no file system needed), else a temporary file
  * (kernels before 3.17, or memfd refused by a seccomp profile) unlinked once mapped. */
 static void *open_core(dlopen_fn dlopen_, dlerror_fn dlerror_, const char **why) {
@@ -225,7 +274,7 @@ static void *open_core(dlopen_fn dlopen_, dlerror_fn dlerror_, const char **why)
     void *h = NULL;
     int fd = (int)syscall(SYS_memfd_create, "libvgpu-core.so", 1 /* MFD_CLOEXEC */);
     if (fd >= 0) {
-        if (write_all(fd, core, len) == 0) {
+        if (copy_core(fd, core, len) == 0) {
             snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
             h = dlopen_(path, RTLD_NOW | RTLD_LOCAL);
             if (!h && dlerror_) *why = dlerror_();
