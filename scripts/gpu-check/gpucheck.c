@@ -7,7 +7,7 @@
  * Usage: gpucheck SCENARIO [ARGS]; prints `key=value` lines on stdout.
  *   memcap SLICE             every allocation path filled until refused, against the slice
  *   ctxmod SLICE             context + module memory charged (or refused) in this slice
- *   spin NS SECONDS          a PTX kernel spinning NS ns (1 thread), launched and synchronised
+ *   spin NS SECONDS          a PTX kernel spinning NS ns (1 thread), launched in a loop, two in flight
  *                            in a loop for SECONDS: launches per second
  *   overhead N               ns per cuLaunchKernel and per cuMemAlloc+cuMemFree pair, through
  *                            libvgpu's hook and through the driver's own pointer, one process
