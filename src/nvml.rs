@@ -8,7 +8,7 @@
 
 use std::ffi::{c_char, c_uint, c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Once;
+use std::sync::OnceLock;
 
 use cuda_headers::bindings::*;
 use cuda_headers::pfn;
@@ -16,15 +16,22 @@ use cuda_headers::pfn;
 /// Our NVML hooks and the real NVML's functions, generated from `cuda_headers::nvml_api!`
 /// the same way `driver` is generated from the driver table.
 macro_rules! define_nvml_surface {
-    ($( $name:ident = [$hook:ident] ( $( $arg:ident : $ty:ty ),* $(,)? ); )*) => {
+    ($( $name:ident = [$hook:ident $sim:ident] ( $( $arg:ident : $ty:ty ),* $(,)? ); )*) => {
         #[allow(non_camel_case_types, dead_code)]
         #[derive(Clone, Copy)]
         #[repr(usize)]
         enum NvmlFn { $( $name ),* }
 
-        const NVML_SYMBOLS: &[&str] = &[ $( stringify!($name) ),* ];
+        /// Every symbol of the table, NUL-terminated, in table order.
+        const NVML_SYMBOLS: &[&CStr] = &[ $(
+            match CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes()) {
+                Ok(c) => c,
+                Err(_) => panic!("symbol names have no NUL"),
+            }
+        ),* ];
 
-        /// The real NVML's entry points, in table order (0 = not resolved).
+        /// The real NVML's entry points, in table order: 0 = not looked up yet,
+        /// [`ABSENT`] = the library (or this symbol) is not there.
         static REAL_NVML: [AtomicUsize; NVML_SYMBOLS.len()] =
             [const { AtomicUsize::new(0) }; NVML_SYMBOLS.len()];
 
@@ -41,8 +48,7 @@ macro_rules! define_nvml_surface {
             $(
                 #[inline]
                 pub fn $name() -> Option<pfn::$name> {
-                    super::resolve_real_nvml();
-                    let p = REAL_NVML[NvmlFn::$name as usize].load(Ordering::Acquire);
+                    let p = super::real_nvml(NvmlFn::$name as usize);
                     // SAFETY: slots only ever hold the real NVML's function of this row.
                     (p != 0).then(|| unsafe { std::mem::transmute::<usize, pfn::$name>(p) })
                 }
@@ -65,22 +71,42 @@ macro_rules! define_nvml_surface {
 }
 cuda_headers::nvml_api!(define_nvml_surface);
 
-/// Resolves the real NVML's functions once (from the already loaded library if any).
-fn resolve_real_nvml() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let Some(handle) = crate::preload::open_library(c"libnvidia-ml.so.1") else {
-            return;
-        };
-        for (slot, name) in REAL_NVML.iter().zip(NVML_SYMBOLS) {
-            let Ok(cname) = std::ffi::CString::new(*name) else {
-                continue;
-            };
-            // SAFETY: handle from dlopen, NUL-terminated name.
-            let p = unsafe { crate::preload::real_dlsym(handle, &cname) };
-            slot.store(p as usize, Ordering::Release);
-        }
+/// A looked-up symbol that is not there.
+const ABSENT: usize = 1;
+
+/// The real NVML library's handle (opened once: the already loaded library if any).
+fn real_nvml_handle() -> Option<*mut c_void> {
+    static HANDLE: OnceLock<usize> = OnceLock::new();
+    let h = *HANDLE.get_or_init(|| {
+        crate::preload::open_library(c"libnvidia-ml.so.1").map_or(0, |h| h as usize)
     });
+    (h != 0).then_some(h as *mut c_void)
+}
+
+/// The real function of table row `i` (0: absent). Looked up on first use, one row at a
+/// time: the table holds every NVML entry point, most of which a process never calls.
+fn real_nvml(i: usize) -> usize {
+    let slot = &REAL_NVML[i];
+    let p = slot.load(Ordering::Acquire);
+    if p != 0 {
+        return if p == ABSENT { 0 } else { p };
+    }
+    let found = real_nvml_handle()
+        // SAFETY: handle from dlopen, NUL-terminated name.
+        .map(|h| unsafe { crate::preload::real_dlsym(h, NVML_SYMBOLS[i]) } as usize)
+        .unwrap_or(0);
+    slot.store(if found == 0 { ABSENT } else { found }, Ordering::Release);
+    found
+}
+
+/// The real NVML's function for a symbol outside the table (e.g. its private
+/// `nvmlInternalGetExportTable`), or null.
+pub fn real_nvml_symbol(name: &CStr) -> *mut c_void {
+    match real_nvml_handle() {
+        // SAFETY: handle from dlopen, NUL-terminated name.
+        Some(h) => unsafe { crate::preload::real_dlsym(h, name) },
+        None => std::ptr::null_mut(),
+    }
 }
 
 /// Our NVML hook for an exact symbol, if we hook it.
@@ -88,7 +114,7 @@ pub fn hook_by_symbol(symbol: &[u8]) -> Option<*const c_void> {
     NVML_SYMBOLS
         .iter()
         .zip(NVML_HOOKS.0.iter())
-        .find(|(n, h)| !h.is_null() && n.as_bytes() == symbol)
+        .find(|(n, h)| !h.is_null() && n.to_bytes() == symbol)
         .map(|(_, &h)| h)
 }
 
