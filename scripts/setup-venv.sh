@@ -8,6 +8,7 @@
 #   nvidia-cuda-runtime-cu12  the real libcudart.so.12, and cuda.h (used only at test time as
 #                          an ABI cross-check; never copied into the repository)
 #   nvidia-nvml-dev-cu12   nvml.h (same purpose)
+#   gpustat, nvitop        NVML monitoring tools (run in a container by tests/nvidia_tools.rs)
 #
 # Versions match a CUDA 12.8 driver (R570), which is what the simulator reports.
 set -euo pipefail
@@ -21,6 +22,11 @@ PINS=(
     "cuda-bindings==12.8.0"
     "nvidia-cuda-runtime-cu12==12.8.90"
     "nvidia-nvml-dev-cu12==12.8.90"
+    "gpustat==1.1.1"
+    "nvitop==1.7.2"
+    "psutil==7.2.2"
+    "blessed==1.52.0"
+    "wcwidth==0.9.4"
 )
 STAMP="$VENV/.vgpu-pins"
 WANT="$(printf '%s\n' "${PINS[@]}")"
