@@ -145,6 +145,12 @@ unsafe fn serve(slot: usize, a: [usize; 6]) -> nvmlReturn_t {
         SLOT_GRAPHICS_PROCESS_LIST | SLOT_MPS_PROCESS_LIST => unsafe {
             no_processes(a[0] as nvmlDevice_t, a[1] as *mut c_uint)
         },
+        SLOT_HOST_MAX_PCIE_GEN => unsafe {
+            crate::nvml::nvmlDeviceGetMaxPcieLinkGeneration(
+                a[0] as nvmlDevice_t,
+                a[1] as *mut c_uint,
+            )
+        },
         SLOT_PROCESS_LIST => unsafe {
             process_list(a[0] as nvmlDevice_t, a[1] as *mut c_uint, a[2] as *mut u8)
         },
@@ -160,6 +166,9 @@ const SLOT_LOG: usize = 26;
 /// `fn(device, *mut count, entries, ...)`: the running processes nvidia-smi shows.
 const SLOT_PROCESS_LIST: usize = 213;
 
+/// `fn(device, *mut c_uint, 1)`: the host side's maximum PCIe generation (`-q`'s "Host Max";
+/// the simulated host matches the board).
+const SLOT_HOST_MAX_PCIE_GEN: usize = 230;
 /// `fn(device, *mut count, entries, ...)`: graphics processes (none on the simulator).
 const SLOT_GRAPHICS_PROCESS_LIST: usize = 214;
 /// `fn(device, *mut count, entries, ...)`: MPS processes (none on the simulator).
