@@ -7,7 +7,14 @@
 //! - Running compute processes (unversioned: 16-byte v1 entries; `_v2`/`_v3`: 24-byte):
 //!   only this container's processes (matched by host pid with the region's slots), each
 //!   with the memory the container ledger charges it, so the list adds up to "used".
-//!   Other tenants of the GPU are not shown to the container.
+//!   Other tenants of the GPU are not shown to the container. Pids stay the host pids NVML
+//!   reports (as with a real driver in a container: the numbers are not the container's
+//!   own `getpid()`), so every client in the container agrees on them.
+//! - nvidia-smi lists processes through NVML's private table, not the calls above:
+//!   `nvmlInternalGetExportTable` hands out a copy of that table whose process-list slots
+//!   apply the same filter (and whose handle-by-index slot follows `CUDA_VISIBLE_DEVICES`),
+//!   for driver branches whose slot layout is known; any other table passes through
+//!   untouched (then nvidia-smi shows the whole GPU's processes, and says so once on stderr).
 //! - Device count, handles by index and indices follow `CUDA_VISIBLE_DEVICES` when it is
 //!   set (NVML itself ignores it): NVML index i is CUDA ordinal i, so `nvidia-smi` and the
 //!   application agree on "GPU 0". Utilization is the driver's (a property of the device).
