@@ -16,8 +16,12 @@
 #[allow(dead_code)]
 #[path = "../../src/config.rs"]
 mod config;
+mod exporter;
 mod inspect;
+mod install;
+mod node;
 mod smi;
+mod top;
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
@@ -58,12 +62,15 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             })
         }
+        Some("top") => top::main(&node::strings(&args[1..])).map(|()| ExitCode::SUCCESS),
+        Some("exporter") => exporter::main(&node::strings(&args[1..])).map(|()| ExitCode::SUCCESS),
+        Some("install") => install::main(&node::strings(&args[1..])).map(|()| ExitCode::SUCCESS),
         Some("smi") => smi::smi().map(|s| {
             print!("{s}");
             ExitCode::SUCCESS
         }),
         Some("-h") | Some("--help") | Some("help") => {
-            println!("{USAGE}");
+            println!("{USAGE}\n{}", node::USAGE);
             Ok(ExitCode::SUCCESS)
         }
         _ => Err(USAGE.to_string()),
