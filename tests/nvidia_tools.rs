@@ -527,3 +527,46 @@ fn strip_ansi(s: &str) -> String {
     }
     out
 }
+
+/// A driver branch whose private-table layout libvgpu does not know: the table passes
+/// through untouched (nvidia-smi works and lists the whole GPU's processes), and libvgpu
+/// says so once; the public NVML view is still the container's.
+#[test]
+fn an_unknown_driver_branchs_private_table_passes_through_untouched() {
+    let Some(tools) = testkit::require_nvidia_tools("unknown_driver_branch") else {
+        return;
+    };
+    testkit::require_sim();
+    let sim = machine().var("VGPU_SIM_DRIVER_VERSION", "550.54.15");
+    let outsider = holder(&sim, false, 512 * MIB);
+    let inside = holder(&sim, true, GIB);
+    let mut c = sim.command(&tools.nvidia_smi);
+    in_slice(c.args(["--query-compute-apps=pid", "--format=csv,noheader"]));
+    let out = run(&mut c, Duration::from_secs(60));
+    out.assert_success("nvidia-smi --query-compute-apps");
+    let mut pids: Vec<u32> = out
+        .stdout
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    pids.sort_unstable();
+    let mut want = vec![outsider.pid(), inside.pid()];
+    want.sort_unstable();
+    assert_eq!(pids, want, "the whole GPU's processes: {}", out.describe());
+    let notes: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("passes through unchanged"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{}", out.stderr);
+    assert!(notes[0].contains("550.54.15"), "{}", notes[0]);
+    let mut c = sim.command(&tools.nvidia_smi);
+    in_slice(c.args(["--query-gpu=memory.total", "--format=csv,noheader"]));
+    let out = run(&mut c, Duration::from_secs(60));
+    assert_eq!(
+        out.stdout.trim(),
+        format!("{SLICE_MIB} MiB"),
+        "{}",
+        out.describe()
+    );
+}
