@@ -570,3 +570,40 @@ fn an_unknown_driver_branchs_private_table_passes_through_untouched() {
         out.describe()
     );
 }
+
+/// On a two-GPU machine, a container given the second GPU (`CUDA_VISIBLE_DEVICES=1`) sees it
+/// as nvidia-smi's GPU 0, as CUDA does: nvidia-smi finds devices through NVML's private
+/// table (handle by index), which follows the container's device map like the public call.
+#[test]
+fn nvidia_smi_in_a_slice_of_the_second_gpu_shows_it_as_gpu_0() {
+    let Some(tools) = testkit::require_nvidia_tools("second_gpu") else {
+        return;
+    };
+    testkit::require_sim();
+    let sim = card(&tools).var("VGPU_SIM_DEVICES", "2");
+    let bare = nvidia_smi(&sim, &tools, false, &["-L"]);
+    assert_eq!(bare.stdout.lines().count(), 2, "{}", bare.stdout);
+    let s = sim.status_json();
+    let uuids: Vec<String> = s
+        .get("devices")
+        .unwrap()
+        .items()
+        .iter()
+        .map(|d| d.get("uuid").unwrap().as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(uuids.len(), 2);
+    let mut c = sim.command(&tools.nvidia_smi);
+    in_slice(c.args([
+        "--query-gpu=index,uuid,memory.total",
+        "--format=csv,noheader",
+    ]))
+    .env("CUDA_VISIBLE_DEVICES", "1");
+    let out = run(&mut c, Duration::from_secs(60));
+    out.assert_success("nvidia-smi in a slice of GPU 1");
+    assert_eq!(
+        out.stdout.trim(),
+        format!("0, {}, {SLICE_MIB} MiB", uuids[1]),
+        "{}",
+        out.describe()
+    );
+}
