@@ -239,14 +239,14 @@ pub mod export_table {
     /// The largest table we copy (words beyond are never touched).
     pub const MAX_TABLE_BYTES: usize = 64 * 1024;
 
-    /// The slots libvgpu wraps, in this order: handle by NVML index
-    /// (`fn(index, *mut nvmlDevice_t, 0x22)`), then the process lists (compute, graphics,
-    /// MPS). Known for these driver branches; `None` for every other branch: the table then
-    /// passes through untouched.
-    pub fn wrapped_slots(driver_version: &str) -> Option<[usize; 4]> {
+    /// The process-list slots (compute, graphics, MPS) of a driver branch whose layout is
+    /// known; `None` for every other branch: the table then passes through untouched.
+    /// (nvidia-smi also finds devices through the table, slot 81, but takes the handles it
+    /// uses from the public `nvmlDeviceGetHandleByIndex`, which libvgpu maps already.)
+    pub fn process_list_slots(driver_version: &str) -> Option<[usize; 3]> {
         let branch = driver_version.split('.').next()?;
         match branch {
-            "535" | "580" => Some([81, 213, 214, 215]),
+            "535" | "580" => Some([213, 214, 215]),
             _ => None,
         }
     }
@@ -351,10 +351,10 @@ pub mod export_table {
 
         #[test]
         fn only_known_branches_and_sane_sizes_are_wrapped() {
-            assert_eq!(wrapped_slots("535.261.03"), Some([81, 213, 214, 215]));
-            assert_eq!(wrapped_slots("550.54.15"), None);
-            assert_eq!(wrapped_slots(""), None);
-            let slots = [81, 213, 214, 215];
+            assert_eq!(process_list_slots("535.261.03"), Some([213, 214, 215]));
+            assert_eq!(process_list_slots("550.54.15"), None);
+            assert_eq!(process_list_slots(""), None);
+            let slots = [213, 214, 215];
             assert!(table_fits(216 * 8, &slots));
             assert!(!table_fits(215 * 8, &slots));
             assert!(!table_fits(216 * 8 + 3, &slots));

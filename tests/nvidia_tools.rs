@@ -572,8 +572,8 @@ fn an_unknown_driver_branchs_private_table_passes_through_untouched() {
 }
 
 /// On a two-GPU machine, a container given the second GPU (`CUDA_VISIBLE_DEVICES=1`) sees it
-/// as nvidia-smi's GPU 0, as CUDA does: nvidia-smi finds devices through NVML's private
-/// table (handle by index), which follows the container's device map like the public call.
+/// as nvidia-smi's GPU 0, as CUDA does (nvidia-smi asks the private table's slot 81 too, but
+/// shows the devices the public, mapped, calls give it).
 #[test]
 fn nvidia_smi_in_a_slice_of_the_second_gpu_shows_it_as_gpu_0() {
     let Some(tools) = testkit::require_nvidia_tools("second_gpu") else {

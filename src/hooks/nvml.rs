@@ -12,8 +12,7 @@
 //!   own `getpid()`), so every client in the container agrees on them.
 //! - nvidia-smi lists processes through NVML's private table, not the calls above:
 //!   `nvmlInternalGetExportTable` hands out a copy of that table whose process-list slots
-//!   apply the same filter (and whose handle-by-index slot follows `CUDA_VISIBLE_DEVICES`),
-//!   for driver branches whose slot layout is known; any other table passes through
+//!   apply the same filter, for driver branches whose slot layout is known; any other table passes through
 //!   untouched (then nvidia-smi shows the whole GPU's processes, and says so once on stderr).
 //! - Device count, handles by index and indices follow `CUDA_VISIBLE_DEVICES` when it is
 //!   set (NVML itself ignores it): NVML index i is CUDA ordinal i, so `nvidia-smi` and the
@@ -299,10 +298,9 @@ fn container_slot_of(region: &shm_layout::Region, host_pid: u32) -> Option<&shm_
 /// `nvmlInternalGetExportTable` (not a table row: NVML's private entry point). The real
 /// table is returned untouched unless all of these hold: the GUID is the one nvidia-smi
 /// asks for, this process is in a container (a region exists), the driver branch is one
-/// whose slots are known ([`export_table::wrapped_slots`]), the table's size word covers
-/// them, and those slots point into the same library as this function. Then the caller
-/// gets a copy of the table whose handle-by-index slot follows `CUDA_VISIBLE_DEVICES` (as
-/// `nvmlDeviceGetHandleByIndex` does) and whose process-list slots filter the real answer
+/// whose process-list slots are known ([`export_table::process_list_slots`]), the table's
+/// size word covers them, and those slots point into the same library as this function.
+/// Then the caller gets a copy of the table whose process-list slots filter the real answer
 /// down to the container's processes (as the public process lists do).
 pub unsafe fn nvmlInternalGetExportTable(
     table: *mut *const c_void,
@@ -332,8 +330,8 @@ pub unsafe fn nvmlInternalGetExportTable(
     rc
 }
 
-/// The real functions behind our slots (handle by index, then compute, graphics, MPS lists).
-static ORIGINAL_SLOTS: [AtomicUsize; 4] = [const { AtomicUsize::new(0) }; 4];
+/// The real process-list functions behind our three slots (compute, graphics, MPS).
+static ORIGINAL_SLOTS: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
 
 /// Our copy of the table: (the real table's address, the copy).
 static WRAPPED: OnceLock<Option<(usize, Box<[usize]>)>> = OnceLock::new();
@@ -363,7 +361,7 @@ unsafe fn build_wrapped(
     let version = unsafe { CStr::from_ptr(buf.as_ptr()) }
         .to_string_lossy()
         .into_owned();
-    let Some(slots) = export_table::wrapped_slots(&version) else {
+    let Some(slots) = export_table::process_list_slots(&version) else {
         crate::vlog!(
             crate::log::INFO,
             "NVML's private table of driver {version} passes through unchanged (its layout \
@@ -380,11 +378,10 @@ unsafe fn build_wrapped(
     let mut copy: Box<[usize]> =
         unsafe { std::slice::from_raw_parts(real_table as *const usize, size / 8) }.into();
     let library = object_base(real_fn)?;
-    let wrappers: [usize; 4] = [
-        handle_by_index_slot as SlotFn as usize,
+    let wrappers: [usize; 3] = [
+        process_list_slot::<0> as SlotFn as usize,
         process_list_slot::<1> as SlotFn as usize,
         process_list_slot::<2> as SlotFn as usize,
-        process_list_slot::<3> as SlotFn as usize,
     ];
     for (k, &slot) in slots.iter().enumerate() {
         let original = copy[slot];
@@ -398,8 +395,8 @@ unsafe fn build_wrapped(
     }
     crate::vlog!(
         crate::log::DEBUG,
-        "NVML's private table (driver {version}): slots {slots:?} show this container's \
-         devices and processes"
+        "NVML's private table (driver {version}): process-list slots {slots:?} show this \
+         container's processes"
     );
     Some((real_table as usize, copy))
 }
@@ -414,26 +411,6 @@ fn object_base(addr: *mut c_void) -> Option<usize> {
 }
 
 type SlotFn = unsafe extern "C" fn(usize, usize, usize, usize, usize, usize) -> nvmlReturn_t;
-
-/// Wrapper of the handle-by-index slot: `fn(index, *mut nvmlDevice_t, 0x22, ...)`, the
-/// container's NVML index mapped to the machine's like `nvmlDeviceGetHandleByIndex`.
-unsafe extern "C" fn handle_by_index_slot(
-    a0: usize,
-    a1: usize,
-    a2: usize,
-    a3: usize,
-    a4: usize,
-    a5: usize,
-) -> nvmlReturn_t {
-    let original = ORIGINAL_SLOTS[0].load(Ordering::Acquire);
-    // SAFETY: installed before the table was handed out; the real slot function.
-    let f: SlotFn = unsafe { std::mem::transmute::<usize, SlotFn>(original) };
-    let index = crate::ffi::guard(Err(()), || nvml_index_of(a0 as c_uint));
-    match index {
-        Ok(i) => unsafe { f(i as usize, a1, a2, a3, a4, a5) },
-        Err(()) => NVML_ERROR_INVALID_ARGUMENT,
-    }
-}
 
 /// Wrapper of process-list slot `K`: `fn(device, *mut count, entries, ...)`. The six
 /// integer-register arguments go to the real function unchanged; after a successful answer
