@@ -1208,3 +1208,27 @@ pub unsafe fn nvmlDeviceGetFieldValues(
         Ok(())
     })())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::valid_driver_version;
+
+    #[test]
+    fn driver_versions_are_two_or_three_decimal_fields() {
+        for ok in ["535.261.03", "570.124.06", "580.65", "1.2.3"] {
+            assert!(valid_driver_version(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "535",
+            "535.x",
+            "535..03",
+            "535.261.03.1",
+            "v535.1",
+            " 535.1",
+            "5.".repeat(20).as_str(),
+        ] {
+            assert!(!valid_driver_version(bad), "{bad:?}");
+        }
+    }
+}
