@@ -24,7 +24,7 @@ pub enum CorePolicy {
     Disable,
 }
 
-/// One configuration problem, reported once on stderr.
+/// One configuration problem, reported once on stderr (the log writer adds `vgpu[pid]: `).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigIssue {
     pub variable: String,
@@ -36,7 +36,7 @@ impl std::fmt::Display for ConfigIssue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "vgpu: invalid {}={:?}: {}",
+            "invalid {}={:?}: {}",
             self.variable, self.value, self.consequence
         )
     }
@@ -388,6 +388,10 @@ mod tests {
         assert_eq!(c.core_policy, CorePolicy::Force);
         assert_eq!(c.issues.len(), 3);
         let line = c.issues[0].to_string();
+        assert!(
+            line.starts_with("invalid "),
+            "one prefix, the log's: {line}"
+        );
         assert!(line.contains("CUDA_DEVICE_MEMORY_LIMIT_0") && line.contains("lots"));
         let g = cfg(&[("CUDA_DEVICE_MEMORY_LIMIT", "x")]);
         assert_eq!(g.memory_limit[5], Some(0));

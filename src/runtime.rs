@@ -101,10 +101,12 @@ impl Runtime {
             crate::throttle::open_gate(region);
             region.start_reaper();
             crate::shared_region::release_slot_at_exit();
-            Pool::Shared(SharedPool {
+            let shared = SharedPool {
                 region,
                 refused: config.memory_limit.map(|l| l == Some(0)),
-            })
+            };
+            shared.publish_refusals();
+            Pool::Shared(shared)
         };
         let memory_capped = (0..MAX_DEVICES).any(|d| pool.limit(d).is_some());
         register_fork_handlers();

@@ -620,6 +620,25 @@ fn memory_kind(bucket: usize) -> MemoryKind {
     }
 }
 
+impl SharedPool {
+    /// Marks in the region the devices this process refuses every allocation on (a
+    /// malformed limit, fail closed), so `vgpuctl inspect` and readers show a 0-byte cap
+    /// rather than "no cap".
+    pub fn publish_refusals(&self) {
+        for (i, _) in self.refused.iter().enumerate().filter(|(_, &r)| r) {
+            if let Some(state) = self
+                .region
+                .region_device(i)
+                .and_then(|d| self.region.region().device(d).ok())
+            {
+                state
+                    .flags
+                    .fetch_or(shm_layout::DEVICE_MEMORY_REFUSED, Ordering::AcqRel);
+            }
+        }
+    }
+}
+
 impl CapacityPool for SharedPool {
     fn try_reserve(&self, device: usize, bytes: u64) -> bool {
         if self.refused.get(device).copied().unwrap_or(true) {
@@ -673,7 +692,12 @@ impl CapacityPool for SharedPool {
 
     fn on_usage(&self, device: usize, bucket: usize, delta: i64) {
         if let Some((slot, dev)) = self.target(device) {
-            self.region.region().v1.procs[slot].adjust_usage(dev, memory_kind(bucket), delta);
+            let r = self.region.region();
+            r.v1.procs[slot].adjust_usage(dev, memory_kind(bucket), delta);
+            if delta > 0 {
+                // The driver granted it: now it may count as the container's peak.
+                r.note_peak(dev);
+            }
         }
     }
 

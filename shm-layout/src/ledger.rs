@@ -157,11 +157,8 @@ impl Region {
         let outcome = match result {
             Ok(prev) => {
                 owner.reserved[dev].fetch_add(bytes, Ordering::SeqCst);
-                let total = prev + bytes;
-                device
-                    .peak_reserved_bytes
-                    .fetch_max(total, Ordering::Relaxed);
-                Ok(total)
+                // No peak yet: the driver may still refuse the allocation (see note_peak).
+                Ok(prev + bytes)
             }
             Err(reserved) => {
                 device.reserve_failures.fetch_add(1, Ordering::Relaxed);
@@ -174,6 +171,15 @@ impl Region {
         };
         op_end(owner);
         outcome
+    }
+
+    /// Raises device `dev`'s high-water mark to the current total. Called once the driver has
+    /// granted what was reserved, so a reservation the driver refused never counts as a peak.
+    pub fn note_peak(&self, dev: usize) {
+        if let Some(device) = self.ext.devices.get(dev) {
+            let now = device.reserved_bytes.load(Ordering::Acquire);
+            device.peak_reserved_bytes.fetch_max(now, Ordering::Relaxed);
+        }
     }
 
     /// Charges `bytes` without checking the limit: for memory the driver has already taken

@@ -653,6 +653,7 @@ mod tests {
                     index: 0,
                     uuid: "GPU-12345678-1234-1234-1234-123456789abc".into(),
                     limit: 1 << 30,
+                    refused: false,
                     sm_limit: 30,
                     used: 0,
                     peak: 0,

@@ -30,6 +30,8 @@ pub struct Device {
     pub uuid: String,
     /// Container memory cap in bytes, 0 = none.
     pub limit: u64,
+    /// A process refuses every allocation (malformed limit): a 0-byte cap, not "no cap".
+    pub refused: bool,
     /// Compute cap in percent, 0 = none.
     pub sm_limit: u64,
     /// Bytes the container's ledger holds on the device.
@@ -71,7 +73,16 @@ fn alive(pid: i32, start_time: u64) -> bool {
 
 /// Maps `path` read-only, checks it is a vgpu region and reads a [`Snapshot`].
 pub fn read(path: &str) -> Result<Snapshot, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!(
+            "{path}: no shared region there. A container's region is made by its first CUDA \
+             process, at $CUDA_DEVICE_MEMORY_SHARED_CACHE (default /tmp/cudevshr.cache): run \
+             `vgpuctl inspect` inside the container (e.g. `vgpuctl run -- sh -c '<job> & \
+             vgpuctl inspect'`), or give the path; `vgpuctl run --container` prints its \
+             region's host path"
+        ),
+        _ => format!("{path}: {e}"),
+    })?;
     use std::os::unix::fs::FileExt;
     use std::os::unix::io::AsRawFd;
     let len = file.metadata().map_err(|e| e.to_string())?.len();
@@ -108,6 +119,8 @@ pub fn read(path: &str) -> Result<Snapshot, String> {
                 index: d,
                 uuid: r.uuid_str(d).unwrap_or_default(),
                 limit: state.limit_bytes.load(Ordering::Acquire),
+                refused: state.flags.load(Ordering::Acquire) & shm_layout::DEVICE_MEMORY_REFUSED
+                    != 0,
                 sm_limit: state.sm_limit.load(Ordering::Acquire),
                 used: state.reserved_bytes.load(Ordering::Acquire),
                 peak: state.peak_reserved_bytes.load(Ordering::Acquire),
@@ -172,11 +185,12 @@ pub fn inspect(path: &str, json: bool) -> Result<String, String> {
         for (i, d) in devices.iter().enumerate() {
             let _ = write!(
                 out,
-                "{}{{\"index\":{},\"uuid\":{:?},\"limit_bytes\":{},\"sm_limit\":{},\"used_bytes\":{},\"peak_bytes\":{}}}",
+                "{}{{\"index\":{},\"uuid\":{:?},\"limit_bytes\":{},\"memory_refused\":{},\"sm_limit\":{},\"used_bytes\":{},\"peak_bytes\":{}}}",
                 if i > 0 { "," } else { "" },
                 d.index,
                 d.uuid,
                 d.limit,
+                d.refused,
                 d.sm_limit,
                 d.used,
                 d.peak
@@ -219,7 +233,9 @@ pub fn inspect(path: &str, json: bool) -> Result<String, String> {
             "dev", "uuid", "limit MiB", "used MiB", "peak MiB", "cores"
         );
         for d in &devices {
-            let limit = if d.limit == 0 {
+            let limit = if d.refused {
+                "0 (refused)".to_string()
+            } else if d.limit == 0 {
                 "-".to_string()
             } else {
                 format!("{:.1}", mib(d.limit))
