@@ -229,12 +229,35 @@ unsafe fn process_list(device: nvmlDevice_t, count: *mut c_uint, entries: *mut u
     NVML_SUCCESS
 }
 
-/// What the driver names a process: its executable's path, else its `comm`.
+/// What the driver names a process (by its machine pid): its executable's path, else its
+/// `comm`. Read from the machine's procfs: a container's own `/proc` does not show machine
+/// pids (the driver knows every process, whatever namespace asks).
 pub fn process_name(pid: u32) -> String {
-    std::fs::read_link(format!("/proc/{pid}/exe"))
+    let proc = machine_procfs();
+    std::fs::read_link(proc.join(format!("{pid}/exe")))
         .map(|p| p.to_string_lossy().into_owned())
         .or_else(|_| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|s| s.trim().to_string())
+            std::fs::read_to_string(proc.join(format!("{pid}/comm"))).map(|s| s.trim().to_string())
         })
         .unwrap_or_default()
+}
+
+/// The procfs of the machine's pid namespace: the one a container sees at
+/// `VGPU_SIM_HOST_PROC` (its `self` has more than one `NSpid`: it is an outer namespace's),
+/// else `/proc`.
+fn machine_procfs() -> std::path::PathBuf {
+    static PROC: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    PROC.get_or_init(|| {
+        let host = vgpu_sim_core::procfs::host_proc_path();
+        let outer = std::fs::read_to_string(host.join("self/status"))
+            .ok()
+            .and_then(|s| vgpu_sim_core::procfs::parse_nspid(&s))
+            .is_some_and(|v| v.len() >= 2);
+        if outer {
+            host
+        } else {
+            std::path::PathBuf::from("/proc")
+        }
+    })
+    .clone()
 }
