@@ -607,3 +607,301 @@ fn nvidia_smi_in_a_slice_of_the_second_gpu_shows_it_as_gpu_0() {
         out.describe()
     );
 }
+
+// ---- in a container (`vgpuctl run --container`: pid + mount namespaces, /etc/ld.so.preload) --
+
+fn vgpuctl(sim: &SimEnv) -> Command {
+    let mut c = sim.command(testkit::target_profile_dir().join("vgpuctl"));
+    // vgpuctl finds the simulator next to itself; its private files go to the test's dir.
+    c.env_remove("LD_LIBRARY_PATH")
+        .env_remove("CUDA_DEVICE_MEMORY_SHARED_CACHE")
+        .env("TMPDIR", sim.dir());
+    c
+}
+
+/// Whether containers can be made here (root, or unprivileged user namespaces); under CI
+/// they must.
+fn containers_possible(sim: &SimEnv) -> bool {
+    let out =
+        testkit::run_default(vgpuctl(sim).args(["run", "--container", "--sim", "--", "true"]));
+    if out.status.success() {
+        return true;
+    }
+    assert!(
+        !testkit::in_ci() && out.stderr.contains("needs root"),
+        "vgpuctl run --container fails: {}",
+        out.describe()
+    );
+    eprintln!("SKIP: no containers here: {}", out.stderr);
+    false
+}
+
+fn mkfifo(p: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: mkfifo on a NUL-terminated path.
+    assert_eq!(
+        unsafe { libc::mkfifo(c.as_ptr(), 0o666) },
+        0,
+        "mkfifo {p:?}"
+    );
+}
+
+/// Opens a FIFO for writing once its reader (a process in the container) has it open.
+fn open_writer(p: &std::path::Path, timeout: Duration) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(p)
+        {
+            Ok(f) => return f,
+            Err(e)
+                if e.raw_os_error() == Some(libc::ENXIO)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("no reader opened {p:?}: {e}"),
+        }
+    }
+}
+
+fn wait_for_file(p: &std::path::Path, timeout: Duration, run: &mut Child) -> String {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(p) {
+            if s.contains("done") {
+                return s;
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            run.kill9();
+            panic!(
+                "{p:?} not written in {timeout:?}; container said: {:?}",
+                run.lines_seen()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A container with a 3000 MiB slice in which one process holds 1 GiB while nvidia-smi's
+/// views, pynvml, gpustat, nvitop and nvtop (tmux) run in it; another tenant outside holds
+/// 512 MiB. Everything the container shows: the slice, its usage to the MiB (what its
+/// holder's cuMemGetInfo and its region say), its one process with the host pid NVML
+/// reports and the same figure in every client.
+#[test]
+fn in_a_container_nvidia_smi_and_the_nvml_clients_show_the_slice() {
+    let Some(tools) = testkit::require_nvidia_tools("in_a_container") else {
+        return;
+    };
+    testkit::require_sim();
+    let sim = card(&tools);
+    if !containers_possible(&sim) {
+        return;
+    }
+    let py = testkit::require_venv("in_a_container");
+    let tmux = testkit::require_program("in_a_container (nvtop)", "tmux");
+    let outsider = holder(&sim, false, 512 * MIB);
+
+    let d = sim.dir().join("ctr");
+    std::fs::create_dir_all(&d).unwrap();
+    let fifo = d.join("hold");
+    mkfifo(&fifo);
+    let smi = tools.nvidia_smi.display().to_string();
+    let mut script = format!(
+        "set -u; D={d}; SMI={smi}; \
+         {client} alloc-hold {GIB} 120 < $D/hold > $D/holder.out 2>&1 & \
+         while ! grep -q ready=1 $D/holder.out; do sleep 0.02; done; \
+         echo \"$CUDA_DEVICE_MEMORY_SHARED_CACHE\" > $D/region; \
+         $SMI > $D/table.txt 2>&1; \
+         $SMI -q > $D/q.txt 2>&1; \
+         $SMI -L > $D/l.txt 2>&1; \
+         $SMI --query-gpu=name,uuid,memory.total,memory.used,memory.free,utilization.gpu \
+              --format=csv > $D/gpu.csv 2>&1; \
+         $SMI --query-compute-apps=pid,used_memory --format=csv > $D/apps.csv 2>&1; ",
+        d = d.display(),
+        client = client(Style::Linked).display(),
+    );
+    if let Some(py) = &py {
+        let bin = py.parent().unwrap().display().to_string();
+        script += &format!(
+            "{py} -c 'import pynvml as n\n\
+             n.nvmlInit(); h = n.nvmlDeviceGetHandleByIndex(0); m = n.nvmlDeviceGetMemoryInfo(h)\n\
+             print(\"mem\", m.total >> 20, m.used >> 20)\n\
+             for p in n.nvmlDeviceGetComputeRunningProcesses(h): print(\"proc\", p.pid, p.usedGpuMemory >> 20)' \
+               > $D/pynvml.txt 2>&1; \
+             {bin}/gpustat --json > $D/gpustat.json 2>$D/gpustat.err; \
+             {bin}/nvitop -1 > $D/nvitop.txt 2>&1; ",
+            py = py.display()
+        );
+    }
+    if let Some(tmux) = &tmux {
+        script += &format!(
+            "T=\"{tmux} -S $D/tmux.sock\"; \
+             TERM=xterm-256color $T new-session -d -x 160 -y 40 {nvtop}; \
+             for i in $(seq 150); do $T capture-pane -p > $D/nvtop.txt; \
+               grep -q 'MEM\\[' $D/nvtop.txt && break; sleep 0.2; done; \
+             $T kill-server; ",
+            tmux = tmux.display(),
+            nvtop = tools.nvtop.display()
+        );
+    }
+    script += "echo done > $D/done; wait";
+    let mut c = vgpuctl(&sim);
+    c.args([
+        "run",
+        "--container",
+        "--sim",
+        "--gpumem",
+        &format!("{SLICE_MIB}m"),
+        "--",
+        "sh",
+        "-c",
+    ])
+    .arg(&script);
+    let mut run_child = Child::spawn(&mut c, Duration::from_secs(240));
+    let hold = open_writer(&fifo, Duration::from_secs(60));
+    wait_for_file(&d.join("done"), Duration::from_secs(180), &mut run_child);
+    let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap_or_default();
+
+    // Ground truth while the container's holder still holds: the simulator's, by host pid.
+    let (_, _, procs) = ground_truth(&sim);
+    let inside: Vec<(u32, u64)> = procs
+        .iter()
+        .copied()
+        .filter(|p| p.0 != outsider.pid())
+        .collect();
+    assert_eq!(
+        inside.len(),
+        1,
+        "one process of the container on the GPU: {procs:?}"
+    );
+    let (host_pid, inside_bytes) = inside[0];
+    let holder_out = testkit::Kv::parse(&read("holder.out"));
+    assert_ne!(
+        holder_out.u64("pid"),
+        host_pid as u64,
+        "the container has its own pids"
+    );
+    let used = mib(inside_bytes);
+    assert_eq!(
+        SLICE_MIB * MIB - holder_out.u64("free"),
+        inside_bytes,
+        "cuMemGetInfo inside"
+    );
+    drop(hold);
+    let end = run_child.finish();
+    assert!(end.status.success(), "container: {}", end.describe());
+
+    let gpu = read("gpu.csv");
+    assert_eq!(
+        csv_rows(&gpu)[0][2..],
+        [
+            format!("{SLICE_MIB} MiB"),
+            format!("{used} MiB"),
+            format!("{} MiB", SLICE_MIB - used),
+            "0 %".to_string()
+        ],
+        "{gpu}"
+    );
+    let apps = read("apps.csv");
+    assert_eq!(
+        csv_rows(&apps),
+        vec![vec![host_pid.to_string(), format!("{used} MiB")]],
+        "{apps}"
+    );
+    let table = read("table.txt");
+    assert_eq!(table_memory(&table), (used, SLICE_MIB), "{table}");
+    let rows = table_processes(&table);
+    assert_eq!(rows.len(), 1, "{table}");
+    assert_eq!((rows[0].0, rows[0].2), (host_pid, used), "{table}");
+    assert!(
+        rows[0].1.contains("cap_linked"),
+        "the driver's name of it: {table}"
+    );
+    let q = read("q.txt");
+    assert_eq!(
+        q_value(&q, "FB Memory Usage", "Total"),
+        format!("{SLICE_MIB} MiB")
+    );
+    assert_eq!(mib_field(q_value(&q, "FB Memory Usage", "Used")), used);
+    assert_eq!(
+        mib_field(q_value(&q, "FB Memory Usage", "Free")),
+        SLICE_MIB - used
+    );
+    assert_eq!(q_processes(&q), vec![(host_pid, used)], "{q}");
+    assert!(read("l.txt").starts_with("GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-"));
+    // Kept for docs/NVIDIA_SMI.md: VGPU_KEEP_SMI_OUTPUT=<dir> copies what nvidia-smi printed.
+    if let Some(keep) = std::env::var_os("VGPU_KEEP_SMI_OUTPUT") {
+        for f in [
+            "table.txt",
+            "q.txt",
+            "gpu.csv",
+            "apps.csv",
+            "l.txt",
+            "nvtop.txt",
+            "nvitop.txt",
+        ] {
+            let _ = std::fs::copy(d.join(f), std::path::Path::new(&keep).join(f));
+        }
+    }
+
+    if py.is_some() {
+        let pynvml = read("pynvml.txt");
+        assert_eq!(
+            pynvml.lines().collect::<Vec<_>>(),
+            vec![
+                format!("mem {SLICE_MIB} {used}"),
+                format!("proc {host_pid} {used}")
+            ],
+            "pynvml agrees with nvidia-smi: {pynvml}"
+        );
+        let g = read("gpustat.json");
+        let j = testkit::Json::parse(&g).unwrap_or_else(|e| panic!("gpustat JSON ({e}): {g}"));
+        let gpu = &j.get("gpus").unwrap().items()[0];
+        let n = |k: &str| gpu.get(k).and_then(|v| v.as_u64()).expect(k);
+        assert_eq!(
+            (n("memory.total"), n("memory.used")),
+            (SLICE_MIB, used),
+            "{g}"
+        );
+        // gpustat looks processes up in the container's /proc, where the host pid NVML
+        // reports does not exist: it leaves them out (as with a real driver).
+        assert!(gpu.get("processes").unwrap().items().is_empty(), "{g}");
+        let nvitop = strip_ansi(&read("nvitop.txt"));
+        assert!(
+            nvitop.contains(&format!("{used}MiB / {SLICE_MIB}MiB")),
+            "{nvitop}"
+        );
+        let row: Vec<&str> = nvitop
+            .lines()
+            .filter(|l| l.split_whitespace().nth(2) == Some(&host_pid.to_string()))
+            .collect();
+        assert_eq!(row.len(), 1, "{nvitop}");
+        assert!(row[0].contains(&format!("{used}MiB")), "{nvitop}");
+    }
+    if tmux.is_some() {
+        let screen = read("nvtop.txt");
+        let want = format!(
+            "{:.3}Gi/{:.3}Gi]",
+            used as f64 / 1024.0,
+            SLICE_MIB as f64 / 1024.0
+        );
+        assert!(
+            screen.contains(&want),
+            "nvtop memory bar ({want}):\n{screen}"
+        );
+        let row: Vec<Vec<&str>> = screen
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .filter(|f| f.first() == Some(&host_pid.to_string().as_str()))
+            .collect();
+        assert_eq!(row.len(), 1, "nvtop's one process: {screen}");
+        assert!(row[0].contains(&format!("{used}MiB").as_str()), "{screen}");
+    }
+    drop(outsider);
+}
