@@ -716,7 +716,7 @@ fn in_a_container_nvidia_smi_and_the_nvml_clients_show_the_slice() {
         "set -u; D={d}; SMI={smi}; \
          {client} alloc-hold {GIB} 120 < $D/hold > $D/holder.out 2>&1 & \
          while ! grep -q ready=1 $D/holder.out; do sleep 0.02; done; \
-         echo \"$CUDA_DEVICE_MEMORY_SHARED_CACHE\" > $D/region; \
+         {vgpuctl} inspect \"$CUDA_DEVICE_MEMORY_SHARED_CACHE\" --json > $D/inspect.json; \
          $SMI > $D/table.txt 2>&1; \
          $SMI -q > $D/q.txt 2>&1; \
          $SMI -L > $D/l.txt 2>&1; \
@@ -725,6 +725,7 @@ fn in_a_container_nvidia_smi_and_the_nvml_clients_show_the_slice() {
          $SMI --query-compute-apps=pid,used_memory --format=csv > $D/apps.csv 2>&1; ",
         d = d.display(),
         client = client(Style::Linked).display(),
+        vgpuctl = testkit::target_profile_dir().join("vgpuctl").display(),
     );
     if let Some(py) = &py {
         let bin = py.parent().unwrap().display().to_string();
@@ -793,6 +794,9 @@ fn in_a_container_nvidia_smi_and_the_nvml_clients_show_the_slice() {
         inside_bytes,
         "cuMemGetInfo inside"
     );
+    let region = testkit::Json::parse(&read("inspect.json")).expect("vgpuctl inspect --json");
+    let region_used = region.at("devices/0/used_bytes").and_then(|v| v.as_u64());
+    assert_eq!(region_used, Some(inside_bytes), "the region: {region:?}");
     drop(hold);
     let end = run_child.finish();
     assert!(end.status.success(), "container: {}", end.describe());
