@@ -104,8 +104,8 @@ fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-chmod 755 "$work" # apt's download sandbox user must be able to write here
-(cd "$work" && retry timeout 600 apt-get download -q "${PACKAGES[@]}")
+# Root downloads into its own temporary directory (apt's _apt sandbox user could not write it).
+(cd "$work" && retry timeout 600 apt-get download -q -o APT::Sandbox::User=root "${PACKAGES[@]}")
 stage="$DEST.tmp.$$"
 rm -rf "$stage"
 mkdir -p "$stage"
