@@ -105,7 +105,11 @@ fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 # Root downloads into its own temporary directory (apt's _apt sandbox user could not write it).
-(cd "$work" && retry timeout 600 apt-get download -q -o APT::Sandbox::User=root "${PACKAGES[@]}")
+sandbox=()
+if [[ $EUID -eq 0 ]]; then
+    sandbox=(-o APT::Sandbox::User=root)
+fi
+(cd "$work" && retry timeout 600 apt-get download -q "${sandbox[@]}" "${PACKAGES[@]}")
 stage="$DEST.tmp.$$"
 rm -rf "$stage"
 mkdir -p "$stage"
