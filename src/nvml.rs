@@ -258,16 +258,14 @@ pub mod export_table {
             && size_bytes.is_multiple_of(std::mem::size_of::<usize>())
     }
 
-    /// What the container shows of one listed process: `None` hides it, `Some((used,
-    /// name))` keeps it with the container's figure and, when known, its name.
-    pub type Decision = Option<(u64, Option<String>)>;
-
-    /// Filters `count` entries of `entries` in place: kept entries move to the front (in
-    /// order) with their used bytes (and name, when given) replaced. Returns the new count.
+    /// Filters `count` entries of `entries` in place: `used(pid)` is `None` for a process
+    /// the container does not see, else the bytes to show for it. Kept entries move to the
+    /// front, in order, with their used bytes replaced (pid, ids and the driver's name stay).
+    /// Returns the new count.
     pub fn filter_entries(
         entries: &mut [u8],
         count: usize,
-        mut decide: impl FnMut(u32) -> Decision,
+        mut used: impl FnMut(u32) -> Option<u64>,
     ) -> usize {
         let count = count.min(entries.len() / PROCESS_ENTRY_SIZE);
         let mut kept = 0;
@@ -278,20 +276,14 @@ pub mod export_table {
                     .try_into()
                     .unwrap_or_default(),
             );
-            let Some((used, name)) = decide(pid) else {
+            let Some(bytes) = used(pid) else {
                 continue;
             };
             let to = kept * PROCESS_ENTRY_SIZE;
             if to != at {
                 entries.copy_within(at..at + PROCESS_ENTRY_SIZE, to);
             }
-            entries[to + USED_OFFSET..to + USED_OFFSET + 8].copy_from_slice(&used.to_ne_bytes());
-            if let Some(name) = name {
-                let field = &mut entries[to + NAME_OFFSET..to + PROCESS_ENTRY_SIZE];
-                let n = name.len().min(field.len() - 1);
-                field.fill(0);
-                field[..n].copy_from_slice(&name.as_bytes()[..n]);
-            }
+            entries[to + USED_OFFSET..to + USED_OFFSET + 8].copy_from_slice(&bytes.to_ne_bytes());
             kept += 1;
         }
         kept
@@ -329,14 +321,19 @@ pub mod export_table {
             entry(&mut buf, 2, 300, 7, "/bin/x");
             entry(&mut buf, 3, 400, 8, "/bin/y");
             let n = filter_entries(&mut buf, 4, |pid| match pid {
-                200 => Some((1024, Some("/usr/bin/python3".into()))),
-                400 => Some((2048, None)),
+                200 => Some(1024),
+                400 => Some(2048),
                 _ => None,
             });
             assert_eq!(n, 2);
             assert_eq!(
                 read(&buf, 0),
-                (200, 1024, u32::MAX, "/usr/bin/python3".into())
+                (
+                    200,
+                    1024,
+                    u32::MAX,
+                    "/usr/bin/python3.11-with-a-long-name".into()
+                )
             );
             assert_eq!(read(&buf, 1), (400, 2048, u32::MAX, "/bin/y".into()));
         }
@@ -345,7 +342,7 @@ pub mod export_table {
         fn count_beyond_the_buffer_is_clamped() {
             let mut buf = vec![0u8; PROCESS_ENTRY_SIZE];
             entry(&mut buf, 0, 7, 1, "a");
-            assert_eq!(filter_entries(&mut buf, 1000, |_| Some((9, None))), 1);
+            assert_eq!(filter_entries(&mut buf, 1000, |_| Some(9)), 1);
             assert_eq!(read(&buf, 0).1, 9);
         }
 

@@ -12,18 +12,20 @@
 //!   own `getpid()`), so every client in the container agrees on them.
 //! - nvidia-smi lists processes through NVML's private table, not the calls above:
 //!   `nvmlInternalGetExportTable` hands out a copy of that table whose process-list slots
-//!   apply the same filter, for driver branches whose slot layout is known; any other table passes through
-//!   untouched (then nvidia-smi shows the whole GPU's processes, and says so once on stderr).
+//!   apply the same filter, for driver branches whose slot layout is known; any other table
+//!   passes through untouched (then nvidia-smi shows the whole GPU's processes, and libvgpu
+//!   says so once on stderr). The copy is taken once per process: the real table is static.
 //! - Device count, handles by index and indices follow `CUDA_VISIBLE_DEVICES` when it is
 //!   set (NVML itself ignores it): NVML index i is CUDA ordinal i, so `nvidia-smi` and the
 //!   application agree on "GPU 0". Utilization is the driver's (a property of the device).
 
-use std::ffi::{c_char, c_uint, CStr};
-use std::sync::atomic::Ordering;
+use std::ffi::{c_char, c_uint, c_void, CStr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use cuda_headers::bindings::*;
 
-use crate::nvml::real;
+use crate::nvml::{export_table, real};
 use crate::shared_region::SharedRegion;
 
 /// The real NVML function, or return `NVML_ERROR_UNINITIALIZED` (no NVML library).
@@ -282,11 +284,6 @@ pub unsafe fn nvmlDeviceGetComputeRunningProcesses_v3(
 
 // ---- nvidia-smi's private table ---------------------------------------------------------------
 
-use crate::nvml::export_table;
-use std::ffi::c_void;
-use std::sync::atomic::AtomicUsize;
-use std::sync::OnceLock;
-
 /// The container's region slot of a process NVML lists by its host pid.
 fn container_slot_of(region: &shm_layout::Region, host_pid: u32) -> Option<&shm_layout::ProcSlot> {
     region.v1.procs.iter().find(|p| {
@@ -374,9 +371,10 @@ unsafe fn build_wrapped(
     if !export_table::table_fits(size, &slots) {
         return None;
     }
+    let words = size / std::mem::size_of::<usize>();
     // SAFETY: the table holds `size` bytes, checked to be a whole number of words.
     let mut copy: Box<[usize]> =
-        unsafe { std::slice::from_raw_parts(real_table as *const usize, size / 8) }.into();
+        unsafe { std::slice::from_raw_parts(real_table as *const usize, words) }.into();
     let library = object_base(real_fn)?;
     let wrappers: [usize; 3] = [
         process_list_slot::<0> as SlotFn as usize,
@@ -457,8 +455,7 @@ unsafe extern "C" fn process_list_slot<const K: usize>(
             )
         };
         let kept = export_table::filter_entries(entries, n as usize, |pid| {
-            let slot = container_slot_of(region, pid)?;
-            Some((slot.load_usage(dev).1, None))
+            container_slot_of(region, pid).map(|slot| slot.load_usage(dev).1)
         });
         // SAFETY: the caller's count.
         unsafe { *count = kept as c_uint };
