@@ -119,6 +119,7 @@ pub unsafe extern "C" fn nvmlInternalGetExportTable(
     table: *mut *const c_void,
     guid: *const c_void,
 ) -> nvmlReturn_t {
+    // SAFETY: the caller's arguments under the same contract.
     crate::ffi::guard(NVML_ERROR_UNKNOWN, || unsafe {
         crate::hooks::nvml::nvmlInternalGetExportTable(table, guid)
     })

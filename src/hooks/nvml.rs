@@ -320,6 +320,7 @@ pub unsafe fn nvmlInternalGetExportTable(
     if asked != export_table::GUID || real_table.is_null() {
         return rc;
     }
+    // SAFETY: the real function's table on success; `real` is that function.
     if let Some(ours) = unsafe { wrapped_table(real_table, real) } {
         // SAFETY: checked non-null above.
         unsafe { *table = ours };
@@ -334,7 +335,11 @@ static ORIGINAL_SLOTS: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
 static WRAPPED: OnceLock<Option<(usize, Box<[usize]>)>> = OnceLock::new();
 
 /// Our copy of `real_table` with the process-list slots wrapped, or `None` (pass through).
+///
+/// # Safety
+/// `real_table`: the table the real `nvmlInternalGetExportTable` (`real_fn`) just returned.
 unsafe fn wrapped_table(real_table: *const c_void, real_fn: *mut c_void) -> Option<*const c_void> {
+    // SAFETY: as this function's caller: the real NVML's table and export-table function.
     let wrapped = WRAPPED.get_or_init(|| unsafe { build_wrapped(real_table, real_fn) });
     match wrapped {
         Some((addr, copy)) if *addr == real_table as usize => Some(copy.as_ptr() as *const c_void),
@@ -342,6 +347,8 @@ unsafe fn wrapped_table(real_table: *const c_void, real_fn: *mut c_void) -> Opti
     }
 }
 
+/// # Safety
+/// As [`wrapped_table`]; word 0 of the table is its size in bytes (checked before use).
 unsafe fn build_wrapped(
     real_table: *const c_void,
     real_fn: *mut c_void,
@@ -431,6 +438,7 @@ unsafe extern "C" fn process_list_slot<const K: usize>(
     } else {
         unsafe { *count }
     };
+    // SAFETY: the real slot function with the caller's own register arguments.
     let rc = unsafe { f(a0, a1, a2, a3, a4, a5) };
     if rc != NVML_SUCCESS || count.is_null() || a2 == 0 {
         return rc;

@@ -32,6 +32,7 @@ unsafe extern "C" fn slot<const N: usize>(
     a4: usize,
     a5: usize,
 ) -> nvmlReturn_t {
+    // SAFETY: the caller's arguments, interpreted only by the slot's established contract.
     match std::panic::catch_unwind(|| unsafe { dispatch(N, [a0, a1, a2, a3, a4, a5]) }) {
         Ok(r) => r,
         Err(_) => NVML_ERROR_UNKNOWN,
@@ -128,7 +129,10 @@ pub unsafe fn get_export_table(table_out: *mut *const c_void, guid: *const c_voi
     NVML_SUCCESS
 }
 
+/// # Safety
+/// As [`serve`].
 unsafe fn dispatch(slot: usize, a: [usize; 6]) -> nvmlReturn_t {
+    // SAFETY: as `serve`'s contract: the arguments of that slot's call.
     let rc = unsafe { serve(slot, a) };
     if crate::nvml::tracing() {
         eprintln!("vgpu-sim nvml: internal slot {slot} args {a:x?} -> {rc}");
@@ -136,7 +140,12 @@ unsafe fn dispatch(slot: usize, a: [usize; 6]) -> nvmlReturn_t {
     rc
 }
 
+/// # Safety
+/// `a` holds the register arguments of a call through slot `slot`; only the slots with an
+/// established contract (the constants below) read them, as that contract says.
 unsafe fn serve(slot: usize, a: [usize; 6]) -> nvmlReturn_t {
+    // SAFETY (every arm): the arguments are what the slot's contract says they are; the
+    // functions called check pointers for null and handles against the simulator's tables.
     match slot {
         SLOT_HANDLE_BY_INDEX if a[2] == 0x22 => unsafe {
             crate::nvml::nvmlDeviceGetHandleByIndex_v2(a[0] as c_uint, a[1] as *mut nvmlDevice_t)
@@ -174,6 +183,8 @@ const SLOT_GRAPHICS_PROCESS_LIST: usize = 214;
 /// `fn(device, *mut count, entries, ...)`: MPS processes (none on the simulator).
 const SLOT_MPS_PROCESS_LIST: usize = 215;
 
+/// # Safety
+/// `count`: null or writable.
 unsafe fn no_processes(device: nvmlDevice_t, count: *mut c_uint) -> nvmlReturn_t {
     if let Err(e) = crate::nvml::process_rows(device) {
         return e;
@@ -192,6 +203,9 @@ unsafe fn no_processes(device: nvmlDevice_t, count: *mut c_uint) -> nvmlReturn_t
 pub const PROCESS_ENTRY_SIZE: usize = 4128;
 const PROCESS_NAME_OFFSET: usize = 32;
 
+/// # Safety
+/// `count`: null or the room of `entries` (in entries), writable; `entries`: that many
+/// writable entries of [`PROCESS_ENTRY_SIZE`] bytes.
 unsafe fn process_list(device: nvmlDevice_t, count: *mut c_uint, entries: *mut u8) -> nvmlReturn_t {
     if count.is_null() {
         return NVML_ERROR_INVALID_ARGUMENT;
@@ -208,6 +222,7 @@ unsafe fn process_list(device: nvmlDevice_t, count: *mut c_uint, entries: *mut u
             rows.len()
         );
     }
+    // SAFETY: the caller's count, checked non-null above.
     unsafe { *count = rows.len() as c_uint };
     if rows.len() > room || (entries.is_null() && !rows.is_empty()) {
         return NVML_ERROR_INSUFFICIENT_SIZE;

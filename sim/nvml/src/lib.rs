@@ -59,6 +59,7 @@ pub unsafe extern "C" fn nvmlInternalGetExportTable(
     table: *mut *const c_void,
     guid: *const c_void,
 ) -> nvmlReturn_t {
+    // SAFETY: the caller's arguments under the same contract.
     match std::panic::catch_unwind(|| unsafe { internal::get_export_table(table, guid) }) {
         Ok(r) => r,
         Err(_) => NVML_ERROR_UNKNOWN,
