@@ -96,6 +96,11 @@ pub struct ExtHeader {
     pub(crate) _reserved: [AtomicU64; 11],
 }
 
+/// `DeviceExt::flags`: a process of the container has a malformed memory limit for this
+/// device and refuses every allocation on it (fail closed), while `limit_bytes` stays 0 as
+/// HAMi's layout knows it. Readers show it as a 0-byte cap, not as "no cap".
+pub const DEVICE_MEMORY_REFUSED: u64 = 1;
+
 /// Container-wide state of one device (256 bytes): four cache lines.
 #[repr(C, align(64))]
 pub struct DeviceExt {
@@ -110,7 +115,9 @@ pub struct DeviceExt {
     pub refill_rate: AtomicU64,
     /// Token-bucket capacity (burst), tokens.
     pub bucket_capacity: AtomicI64,
-    pub(crate) _reserved0: [AtomicU64; 2],
+    /// [`DEVICE_MEMORY_REFUSED`] and later bits, set by any process (atomic or).
+    pub flags: AtomicU64,
+    pub(crate) _reserved0: [AtomicU64; 1],
     /// Compute throttle: the container's latest calibrated device time per launch (ns), the
     /// starting estimate of a process that has not measured its own yet; 0 = none yet.
     pub cost_hint_ns: AtomicI64,

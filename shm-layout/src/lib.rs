@@ -26,7 +26,7 @@ use core::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 pub use ext::{
     ext_flags, slot_state, DeviceExt, ExtBlock, ExtHeader, RobustLockArea, SlotExt,
-    PTHREAD_MUTEX_BYTES,
+    DEVICE_MEMORY_REFUSED, PTHREAD_MUTEX_BYTES,
 };
 pub use ledger::{
     owner_is_alive, owner_token, parse_proc_stat, AuditBusy, ProcStat, ReclaimReport, ReserveError,

@@ -270,6 +270,7 @@ fn build(region: &Region) -> [usize; 4] {
             let token = owner_token(999, 1);
             let doomed = region.claim_slot(token, 999, 9, 0).unwrap();
             region.try_reserve(doomed, 0, 12345).unwrap();
+            region.note_peak(0);
             region.v1.procs[doomed].store_usage(
                 0,
                 &SlotUsage {
@@ -294,6 +295,7 @@ fn build(region: &Region) -> [usize; 4] {
             };
             if parts.total() > 0 {
                 region.try_reserve(slot, dev, parts.total()).unwrap();
+                region.note_peak(dev);
             }
             v1.store_usage(dev, &parts);
             v1.device_util[dev].sm_util.store(sm_util[dev], Relaxed);

@@ -146,7 +146,19 @@ fn reserve_respects_limit_and_release_restores() {
             requested: 401
         })
     );
+    // A reservation counts as the peak only once granted (note_peak): one the driver then
+    // refuses and gives back never does.
+    region.note_peak(0);
+    assert_eq!(
+        region.device(0).unwrap().peak_reserved_bytes.load(Relaxed),
+        600
+    );
     assert_eq!(region.try_reserve(slot, 0, 400), Ok(1000));
+    assert_eq!(
+        region.device(0).unwrap().peak_reserved_bytes.load(Relaxed),
+        600
+    );
+    region.note_peak(0);
     assert_eq!(region.release(slot, 0, 300), 300);
     assert_eq!(total(&region, 0), 700);
     // Releasing more than the slot holds returns only what it holds.

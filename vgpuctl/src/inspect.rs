@@ -1,6 +1,8 @@
 //! `vgpuctl inspect PATH [--json]`: what a container's shared region holds — devices,
 //! limits, and every process slot with its usage by kind and whether its owner still runs.
 //! Reads the file like HAMi's monitor does (mapped read-only, lock-free).
+//!
+//! [`read`] is the one region reader of vgpuctl: `top` and `exporter` use it too.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -21,21 +23,44 @@ impl Drop for Mapping {
     }
 }
 
-struct Device {
-    index: usize,
-    uuid: String,
-    limit: u64,
-    sm_limit: u64,
-    used: u64,
-    peak: u64,
+/// One registered device of a region.
+#[derive(Clone, Debug)]
+pub struct Device {
+    pub index: usize,
+    pub uuid: String,
+    /// Container memory cap in bytes, 0 = none.
+    pub limit: u64,
+    /// A process refuses every allocation (malformed limit): a 0-byte cap, not "no cap".
+    pub refused: bool,
+    /// Compute cap in percent, 0 = none.
+    pub sm_limit: u64,
+    /// Bytes the container's ledger holds on the device.
+    pub used: u64,
+    pub peak: u64,
 }
 
-struct Process {
-    slot: usize,
-    pid: i32,
-    hostpid: i32,
-    alive: bool,
-    usage: Vec<(usize, shm_layout::SlotUsage, u64)>,
+/// One process slot (status != 0) of a region.
+#[derive(Clone, Debug)]
+pub struct Process {
+    pub slot: usize,
+    pub pid: i32,
+    pub hostpid: i32,
+    /// Its owner still runs (pid and start time match); a stale slot waits for the reaper.
+    pub alive: bool,
+    /// Per registered device: (device index, usage, sm_util percent).
+    pub usage: Vec<(usize, shm_layout::SlotUsage, u64)>,
+}
+
+/// Everything a reader needs from one region, read at one moment.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub recent_kernel: i32,
+    pub utilization_switch: i32,
+    pub priority: i32,
+    /// Unix seconds of the container's latest kernel launch, 0 = none yet.
+    pub last_kernel_time: u64,
+    pub devices: Vec<Device>,
+    pub processes: Vec<Process>,
 }
 
 fn alive(pid: i32, start_time: u64) -> bool {
@@ -46,8 +71,18 @@ fn alive(pid: i32, start_time: u64) -> bool {
     }
 }
 
-pub fn inspect(path: &str, json: bool) -> Result<String, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+/// Maps `path` read-only, checks it is a vgpu region and reads a [`Snapshot`].
+pub fn read(path: &str) -> Result<Snapshot, String> {
+    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!(
+            "{path}: no shared region there. A container's region is made by its first CUDA \
+             process, at $CUDA_DEVICE_MEMORY_SHARED_CACHE (default /tmp/cudevshr.cache): run \
+             `vgpuctl inspect` inside the container (e.g. `vgpuctl run -- sh -c '<job> & \
+             vgpuctl inspect'`), or give the path; `vgpuctl run --container` prints its \
+             region's host path"
+        ),
+        _ => format!("{path}: {e}"),
+    })?;
     use std::os::unix::fs::FileExt;
     use std::os::unix::io::AsRawFd;
     let len = file.metadata().map_err(|e| e.to_string())?.len();
@@ -84,6 +119,8 @@ pub fn inspect(path: &str, json: bool) -> Result<String, String> {
                 index: d,
                 uuid: r.uuid_str(d).unwrap_or_default(),
                 limit: state.limit_bytes.load(Ordering::Acquire),
+                refused: state.flags.load(Ordering::Acquire) & shm_layout::DEVICE_MEMORY_REFUSED
+                    != 0,
                 sm_limit: state.sm_limit.load(Ordering::Acquire),
                 used: state.reserved_bytes.load(Ordering::Acquire),
                 peak: state.peak_reserved_bytes.load(Ordering::Acquire),
@@ -98,11 +135,16 @@ pub fn inspect(path: &str, json: bool) -> Result<String, String> {
                 return None;
             }
             let pid = slot.ext.pid.load(Ordering::Acquire);
+            let hostpid = slot.v1.hostpid.load(Ordering::Acquire);
+            let start = slot.ext.start_time.load(Ordering::Acquire);
             Some(Process {
                 slot: i,
                 pid,
-                hostpid: slot.v1.hostpid.load(Ordering::Acquire),
-                alive: alive(pid, slot.ext.start_time.load(Ordering::Acquire)),
+                hostpid,
+                // Inside the container `pid` names the process; on the host (top, exporter)
+                // `hostpid` does. The start time is the same in every pid namespace.
+                alive: alive(pid, start)
+                    || (hostpid > 0 && hostpid != pid && alive(hostpid, start)),
                 usage: devices
                     .iter()
                     .map(|d| {
@@ -114,12 +156,25 @@ pub fn inspect(path: &str, json: bool) -> Result<String, String> {
         })
         .collect();
     let h = &r.v1;
-    let (recent, switch, prio, last) = (
-        h.recent_kernel.load(Ordering::Acquire),
-        h.utilization_switch.load(Ordering::Acquire),
-        h.priority.load(Ordering::Acquire),
-        h.last_kernel_time.load(Ordering::Acquire),
-    );
+    Ok(Snapshot {
+        recent_kernel: h.recent_kernel.load(Ordering::Acquire),
+        utilization_switch: h.utilization_switch.load(Ordering::Acquire),
+        priority: h.priority.load(Ordering::Acquire),
+        last_kernel_time: h.last_kernel_time.load(Ordering::Acquire),
+        devices,
+        processes,
+    })
+}
+
+pub fn inspect(path: &str, json: bool) -> Result<String, String> {
+    let Snapshot {
+        recent_kernel: recent,
+        utilization_switch: switch,
+        priority: prio,
+        last_kernel_time: last,
+        devices,
+        processes,
+    } = read(path)?;
 
     let mut out = String::new();
     if json {
@@ -130,11 +185,12 @@ pub fn inspect(path: &str, json: bool) -> Result<String, String> {
         for (i, d) in devices.iter().enumerate() {
             let _ = write!(
                 out,
-                "{}{{\"index\":{},\"uuid\":{:?},\"limit_bytes\":{},\"sm_limit\":{},\"used_bytes\":{},\"peak_bytes\":{}}}",
+                "{}{{\"index\":{},\"uuid\":{:?},\"limit_bytes\":{},\"memory_refused\":{},\"sm_limit\":{},\"used_bytes\":{},\"peak_bytes\":{}}}",
                 if i > 0 { "," } else { "" },
                 d.index,
                 d.uuid,
                 d.limit,
+                d.refused,
                 d.sm_limit,
                 d.used,
                 d.peak
@@ -177,7 +233,9 @@ pub fn inspect(path: &str, json: bool) -> Result<String, String> {
             "dev", "uuid", "limit MiB", "used MiB", "peak MiB", "cores"
         );
         for d in &devices {
-            let limit = if d.limit == 0 {
+            let limit = if d.refused {
+                "0 (refused)".to_string()
+            } else if d.limit == 0 {
                 "-".to_string()
             } else {
                 format!("{:.1}", mib(d.limit))

@@ -39,7 +39,17 @@ pub fn smi() -> Result<String, String> {
     // SAFETY: loading NVML.
     let lib = unsafe { libc::dlopen(c"libnvidia-ml.so.1".as_ptr(), libc::RTLD_NOW) };
     if lib.is_null() {
-        return Err("cannot load libnvidia-ml.so.1".into());
+        let sim = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("sim")))
+            .unwrap_or_default();
+        return Err(format!(
+            "cannot load libnvidia-ml.so.1: no NVIDIA driver here. For a container's view over \
+             the simulated GPU run it in one: `vgpuctl run -- vgpuctl smi` (or `vgpuctl run \
+             -- sh -c '<job> & vgpuctl smi'`); for the whole simulated machine: \
+             LD_LIBRARY_PATH={} vgpuctl smi",
+            sim.display()
+        ));
     }
     let mut out = String::new();
     // SAFETY: plain NVML calls with valid buffers.
@@ -115,6 +125,39 @@ pub fn smi() -> Result<String, String> {
         );
         for (gpu, pid, used) in rows {
             let _ = writeln!(out, "{gpu:<4} {pid:>8} {:>11}MiB", used >> 20);
+        }
+    }
+    Ok(out)
+}
+
+/// The UUIDs of the machine's devices through the real NVML (for `vgpuctl run --device`).
+pub fn device_uuids() -> Result<Vec<String>, String> {
+    // SAFETY: loading NVML.
+    let lib = unsafe { libc::dlopen(c"libnvidia-ml.so.1".as_ptr(), libc::RTLD_NOW) };
+    if lib.is_null() {
+        return Err("cannot load libnvidia-ml.so.1 to list the machine's GPUs".into());
+    }
+    let mut out = Vec::new();
+    // SAFETY: plain NVML calls with valid buffers.
+    unsafe {
+        check(
+            sym::<pfn::nvmlInit_v2>(lib, c"nvmlInit_v2")?(),
+            "nvmlInit_v2",
+        )?;
+        let mut count: c_uint = 0;
+        check(
+            sym::<pfn::nvmlDeviceGetCount_v2>(lib, c"nvmlDeviceGetCount_v2")?(&mut count),
+            "device count",
+        )?;
+        let by_index =
+            sym::<pfn::nvmlDeviceGetHandleByIndex_v2>(lib, c"nvmlDeviceGetHandleByIndex_v2")?;
+        let uuid = sym::<pfn::nvmlDeviceGetUUID>(lib, c"nvmlDeviceGetUUID")?;
+        for i in 0..count {
+            let mut dev: nvmlDevice_t = std::ptr::null_mut();
+            check(by_index(i, &mut dev), "handle")?;
+            let mut u = [0 as c_char; 96];
+            check(uuid(dev, u.as_mut_ptr(), 96), "uuid")?;
+            out.push(text(&u));
         }
     }
     Ok(out)

@@ -67,7 +67,9 @@ struct Header {
     alloc_len: u64,
     generation: u64,
     spec: SpecRaw,
-    _reserved: [u64; 32],
+    /// The machine's pid namespace (nsfs inode): the pids of the process table are in it.
+    machine_pidns: u64,
+    _reserved: [u64; 31],
 }
 
 #[repr(C)]
@@ -267,6 +269,8 @@ pub struct SimState {
     ptr: *mut Region,
     path: PathBuf,
     devices: Vec<DeviceInfo>,
+    /// The calling process as the machine knows it (host pid).
+    caller: procfs::Caller,
     /// Liveness test used by sweeps (replaceable in tests).
     pub liveness: fn(u32, u64) -> bool,
 }
@@ -315,12 +319,22 @@ impl SimState {
         let res = map_and_check(fd, path);
         unsafe { libc::close(fd) };
         let ptr = res?;
-        // SAFETY: mapped and checked; the spec and device ids never change after creation.
-        let devices = unsafe { read_devices(ptr) };
+        // SAFETY: mapped and checked; the spec, device ids and namespace never change after
+        // creation.
+        let (devices, machine_pidns) = unsafe { (read_devices(ptr), (*ptr).header.machine_pidns) };
+        let caller = match procfs::identify(machine_pidns) {
+            Ok(c) => c,
+            Err(m) => {
+                // SAFETY: unmapping our own mapping; nothing refers to it.
+                unsafe { libc::munmap(ptr as *mut libc::c_void, STATE_SIZE) };
+                return Err(OpenError::Io(m));
+            }
+        };
         Ok(SimState {
             ptr,
             path: path.to_path_buf(),
             devices,
+            caller,
             liveness: procfs::is_alive,
         })
     }
@@ -328,6 +342,11 @@ impl SimState {
     /// Path of the file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The calling process in the machine's pid namespace (what NVML reports as its pid).
+    pub fn caller(&self) -> procfs::Caller {
+        self.caller
     }
 
     /// The devices of this machine (fixed when the file was created).
@@ -467,6 +486,7 @@ fn map_and_check(fd: libc::c_int, path: &Path) -> Result<*mut Region, OpenError>
 }
 
 fn create_file(path: &Path, cfg: &SimConfig) -> Result<(), OpenError> {
+    let machine_pidns = procfs::machine_pidns_for_new_state().map_err(OpenError::Io)?;
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -521,7 +541,7 @@ fn create_file(path: &Path, cfg: &SimConfig) -> Result<(), OpenError> {
             cleanup(fd);
             return Err(e);
         }
-        init_region(p as *mut Region, cfg);
+        init_region(p as *mut Region, cfg, machine_pidns);
         libc::munmap(p, STATE_SIZE);
         libc::close(fd);
         let rc = libc::link(ctmp.as_ptr(), cfinal.as_ptr());
@@ -538,7 +558,7 @@ fn create_file(path: &Path, cfg: &SimConfig) -> Result<(), OpenError> {
 }
 
 /// Initialises a zero-filled region.
-unsafe fn init_region(r: *mut Region, cfg: &SimConfig) {
+unsafe fn init_region(r: *mut Region, cfg: &SimConfig, machine_pidns: u64) {
     let h = &mut (*r).header;
     h.magic = MAGIC;
     h.version = VERSION;
@@ -552,6 +572,7 @@ unsafe fn init_region(r: *mut Region, cfg: &SimConfig) {
     libc::pthread_mutexattr_destroy(&mut attr);
     h.ndev = cfg.devices.min(MAX_DEVICES as u32);
     h.creator_pid = std::process::id();
+    h.machine_pidns = machine_pidns;
     h.created_real_ns = crate::clock::real_ns();
     let m = cfg.model;
     let s = &mut h.spec;

@@ -34,8 +34,10 @@ pub struct Primary {
 pub struct Runtime {
     pub shm: SimState,
     pub slot: u32,
-    /// The process that initialised (a forked child is not it).
+    /// The process that initialised, by `getpid()` (a forked child is not it).
     pub pid: u32,
+    /// Its pid in the machine's pid namespace: how the state file and NVML know it.
+    pub machine_pid: u32,
     /// CUDA ordinal -> physical device index.
     pub visible: Vec<u32>,
     pub costs: Costs,
@@ -80,7 +82,7 @@ extern "C" fn at_exit() {
     if let Some(Ok(r)) = RT.get() {
         if std::process::id() == r.pid {
             if let Ok(mut g) = r.shm.lock() {
-                g.unregister(r.slot, r.pid);
+                g.unregister(r.slot, r.machine_pid);
             }
         }
     }
@@ -113,13 +115,14 @@ fn build() -> Result<Runtime, CUresult> {
         return Err(CUDA_ERROR_NO_DEVICE);
     }
     let pid = std::process::id();
+    let me = shm.caller();
     let slot = {
         let mut g = shm.lock().map_err(|m| {
             eprintln!("{m}");
             CUDA_ERROR_UNKNOWN
         })?;
         let slot = g
-            .register_image(pid, procfs::self_start_time(), &procfs::self_comm())
+            .register_image(me.pid, me.start_time, &procfs::self_comm())
             .map_err(|m| {
                 eprintln!("{m}");
                 CUDA_ERROR_OUT_OF_MEMORY
@@ -157,6 +160,7 @@ fn build() -> Result<Runtime, CUresult> {
         shm,
         slot,
         pid,
+        machine_pid: me.pid,
         visible,
         costs,
         primaries: (0..n).map(|_| Mutex::new(Primary::default())).collect(),

@@ -73,6 +73,9 @@ fn arg(args: &[String], name: &str, default: u64) -> u64 {
 }
 
 fn main() {
+    // Like a C program: `vgpu-demo | head` ends quietly on a closed pipe instead of panicking.
+    // SAFETY: restoring a default signal disposition before anything else runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     if let Err(e) = run() {
         eprintln!("vgpu-demo: {e}");
         std::process::exit(1);
@@ -128,7 +131,7 @@ fn run() -> Result<(), String> {
             d.sym::<pfn::cuCtxSetCurrent>(c"cuCtxSetCurrent")?(ctx),
         )?;
         let mem_info = d.sym::<pfn::cuMemGetInfo_v2>(c"cuMemGetInfo_v2")?;
-        let show = |label: &str| {
+        let show = |label: &str| -> (u64, u64) {
             let (mut free, mut total) = (0usize, 0usize);
             let rc = mem_info(&mut free, &mut total);
             if rc == CUDA_SUCCESS {
@@ -138,8 +141,21 @@ fn run() -> Result<(), String> {
                     mib(total as u64)
                 );
             }
+            (free as u64, total as u64)
         };
-        show("after context creation");
+        let (free0, total0) = show("after context creation");
+        if total0 > free0 {
+            println!(
+                "  ({} in use before this process allocated anything: its context (the driver \
+                 keeps device memory for every context, 300 MiB on the simulated GPU, \
+                 VGPU_SIM_CONTEXT_BYTES, a few hundred MiB on real GPUs, and libvgpu charges it \
+                 to the slice) and what the container's other processes hold; {} of {} are \
+                 left for data.)",
+                mib(total0 - free0),
+                mib(free0),
+                mib(total0)
+            );
+        }
 
         let alloc = d.sym::<pfn::cuMemAlloc_v2>(c"cuMemAlloc_v2")?;
         let free = d.sym::<pfn::cuMemFree_v2>(c"cuMemFree_v2")?;
@@ -170,6 +186,7 @@ fn run() -> Result<(), String> {
 
         let mut module: CUmodule = std::ptr::null_mut();
         let image = b"vgpu-demo kernel image\0";
+        let (before_module, _) = mem_free_quiet(mem_info);
         check(
             &d,
             "cuModuleLoadData",
@@ -178,6 +195,14 @@ fn run() -> Result<(), String> {
                 image.as_ptr().cast(),
             ),
         )?;
+        let (after_module, _) = mem_free_quiet(mem_info);
+        if before_module > after_module {
+            println!(
+                "loaded a module: {} of device memory for its code (2 MiB on the simulated GPU, \
+                 VGPU_SIM_MODULE_BYTES), charged to the slice until it is unloaded",
+                mib(before_module - after_module)
+            );
+        }
         let mut func: CUfunction = std::ptr::null_mut();
         check(
             &d,
@@ -220,6 +245,20 @@ fn run() -> Result<(), String> {
             check(&d, "cuMemFree", free(p))?;
         }
         show("after freeing everything");
+        println!("  (the context and the module stay charged until the process ends)");
     }
     Ok(())
+}
+
+/// `(free, total)` from `cuMemGetInfo`, printing nothing (zeros on failure).
+///
+/// # Safety
+/// `mem_info` is the driver's `cuMemGetInfo_v2` with a current context.
+unsafe fn mem_free_quiet(mem_info: pfn::cuMemGetInfo_v2) -> (u64, u64) {
+    let (mut free, mut total) = (0usize, 0usize);
+    if mem_info(&mut free, &mut total) == CUDA_SUCCESS {
+        (free as u64, total as u64)
+    } else {
+        (0, 0)
+    }
 }

@@ -1,0 +1,455 @@
+//! `vgpuctl run --container`: CMD in new pid and mount namespaces, laid out as HAMi's device
+//! plugin lays out a container (its `Allocate` response; docs/CONTAINERS.md):
+//!
+//! | container path | host side | mode |
+//! |---|---|---|
+//! | `/usr/local/vgpu` | `<run dir>/container` (the per-container directory, holds the region) | rw |
+//! | `/usr/local/vgpu/libvgpu.so` | the library | ro |
+//! | `/etc/ld.so.preload` | `<run dir>/ld.so.preload`, naming the library | ro |
+//! | `/tmp/vgpulock` | `/tmp/vgpulock` | rw |
+//!
+//! plus the plugin's environment (`NVIDIA_VISIBLE_DEVICES` with UUIDs,
+//! `CUDA_DEVICE_MEMORY_LIMIT_<i>`, `CUDA_DEVICE_SM_LIMIT`,
+//! `CUDA_DEVICE_MEMORY_SHARED_CACHE=/usr/local/vgpu/<uuid>.cache`) and no `LD_PRELOAD`.
+//! Over the simulated GPU, the stand-ins for what the NVIDIA container runtime does: the
+//! simulated driver's directory in `LD_LIBRARY_PATH`, `CUDA_VISIBLE_DEVICES` for `--device`,
+//! and the machine's `/proc` at `/usr/local/vgpu/host-proc` so the simulator learns host
+//! pids as the kernel driver does (sim/README.md).
+//!
+//! Process tree: vgpuctl (machine namespaces; forwards signals, removes the run directory)
+//! -> init, pid 1 of the new pid namespace (makes the mount namespace, forwards signals,
+//! reaps orphans) -> CMD, pid 2. As root only pid and mount namespaces are new; otherwise a
+//! user namespace (the caller's uid and gid mapped to themselves) comes first, where the
+//! kernel allows it.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::run::{install_forwarding, reset_signals, set_child, wait_for};
+
+/// Where HAMi's device plugin puts the library and the per-container directory.
+pub const VGPU_DIR: &str = "/usr/local/vgpu";
+/// Where the machine's procfs is visible inside (the simulator's host-pid source).
+pub const HOST_PROC: &str = "/usr/local/vgpu/host-proc";
+/// Exit code when the container cannot be set up (as `docker run`).
+const SETUP_FAILED: i32 = 125;
+
+/// What the container gets.
+pub struct Spec {
+    pub lib: PathBuf,
+    /// The simulated driver's directory, when running over it.
+    pub sim_dir: Option<PathBuf>,
+    pub gpumem: Option<String>,
+    pub gpucores: Option<u32>,
+    /// The container's devices, in container order.
+    pub uuids: Vec<String>,
+    /// Whether `--device` chose them (then `CUDA_VISIBLE_DEVICES` says so too).
+    pub restrict_devices: bool,
+    pub command: Vec<OsString>,
+}
+
+/// A random (version 4) UUID, as HAMi names a container's region.
+fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    // SAFETY: getrandom into a buffer of the given length.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n != b.len() as isize {
+        let t = vgpu_sim_core::clock::real_ns() ^ u64::from(std::process::id()) << 32;
+        b[..8].copy_from_slice(&t.to_le_bytes());
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// The container's environment: vgpuctl's, without the library contract of the host (a
+/// container gets the plugin's), plus the plugin's.
+pub fn environment(spec: &Spec, region: &str) -> Vec<(OsString, OsString)> {
+    let ours = |k: &OsStr| {
+        let k = k.to_string_lossy();
+        k == "LD_PRELOAD"
+            || k == "NVIDIA_VISIBLE_DEVICES"
+            || k == "CUDA_VISIBLE_DEVICES"
+            || k == "CUDA_DEVICE_MEMORY_SHARED_CACHE"
+            || k.starts_with("CUDA_DEVICE_MEMORY_LIMIT")
+            || k.starts_with("CUDA_DEVICE_SM_LIMIT")
+    };
+    let mut env: Vec<(OsString, OsString)> =
+        std::env::vars_os().filter(|(k, _)| !ours(k)).collect();
+    let mut set = |k: &str, v: OsString| {
+        env.retain(|(e, _)| e != k);
+        env.push((k.into(), v));
+    };
+    set("NVIDIA_VISIBLE_DEVICES", spec.uuids.join(",").into());
+    if spec.restrict_devices {
+        set("CUDA_VISIBLE_DEVICES", spec.uuids.join(",").into());
+    }
+    if let Some(m) = &spec.gpumem {
+        for i in 0..spec.uuids.len() {
+            set(&format!("CUDA_DEVICE_MEMORY_LIMIT_{i}"), m.into());
+        }
+    }
+    if let Some(c) = spec.gpucores {
+        set("CUDA_DEVICE_SM_LIMIT", c.to_string().into());
+    }
+    set("CUDA_DEVICE_MEMORY_SHARED_CACHE", region.into());
+    if let Some(sim) = &spec.sim_dir {
+        let mut p = OsString::from(sim.as_os_str());
+        if let Some(old) = std::env::var_os("LD_LIBRARY_PATH").filter(|o| !o.is_empty()) {
+            p.push(":");
+            p.push(old);
+        }
+        set("LD_LIBRARY_PATH", p);
+        set("VGPU_SIM_HOST_PROC", HOST_PROC.into());
+    }
+    env
+}
+
+fn os_err(what: &str) -> String {
+    format!("{what}: {}", std::io::Error::last_os_error())
+}
+
+fn cstr(p: &Path) -> Result<CString, String> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| format!("{}: NUL in path", p.display()))
+}
+
+fn write_file(path: &str, data: &str) -> Result<(), String> {
+    std::fs::write(path, data).map_err(|e| format!("write {path}: {e}"))
+}
+
+/// Enters a new user namespace (as the caller's own uid and gid) and a pid namespace whose
+/// first process will be our next child. As root only the pid namespace.
+fn enter_namespaces() -> Result<(), String> {
+    // SAFETY: plain id queries.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    if uid == 0 {
+        // SAFETY: unshare with constant flags.
+        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+            return Err(os_err("cannot create a pid namespace (unshare)"));
+        }
+        return Ok(());
+    }
+    // SAFETY: unshare with constant flags (we are single-threaded).
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWPID) } != 0 {
+        return Err(format!(
+            "{}: --container needs root, or unprivileged user namespaces, which this kernel \
+             refuses to uid {uid} (see /proc/sys/user/max_user_namespaces, \
+             kernel.unprivileged_userns_clone, kernel.apparmor_restrict_unprivileged_userns); \
+             run it as root",
+            os_err("cannot create a user namespace")
+        ));
+    }
+    write_file("/proc/self/setgroups", "deny")?;
+    write_file("/proc/self/uid_map", &format!("{uid} {uid} 1\n"))?;
+    write_file("/proc/self/gid_map", &format!("{gid} {gid} 1\n"))?;
+    Ok(())
+}
+
+fn mount(
+    src: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: libc::c_ulong,
+    data: Option<&str>,
+) -> Result<(), String> {
+    let src_c = src.map(cstr).transpose()?;
+    let target_c = cstr(target)?;
+    let fs_c = fstype.map(|f| CString::new(f).unwrap_or_default());
+    let data_c = data.map(|d| CString::new(d).unwrap_or_default());
+    let ptr = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
+    // SAFETY: NUL-terminated strings or NULL, as mount(2) takes them.
+    let rc = unsafe {
+        libc::mount(
+            ptr(&src_c),
+            target_c.as_ptr(),
+            ptr(&fs_c),
+            flags,
+            ptr(&data_c).cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(os_err(&format!(
+            "mount {} on {} ({})",
+            src.map_or("-".into(), |s| s.display().to_string()),
+            target.display(),
+            fstype.unwrap_or("bind")
+        )));
+    }
+    Ok(())
+}
+
+/// Bind-mounts `src` on `target` read-only. The remount keeps the flags the kernel locks on
+/// mounts seen from a user namespace (nosuid, nodev, noexec, atime).
+fn bind_ro(src: &Path, target: &Path) -> Result<(), String> {
+    mount(Some(src), target, None, libc::MS_BIND, None)?;
+    // SAFETY: statvfs is plain data; all-zero is a valid value.
+    let mut sv: libc::statvfs = unsafe { std::mem::zeroed() };
+    let t = cstr(target)?;
+    // SAFETY: a NUL-terminated path and a valid out-pointer.
+    if unsafe { libc::statvfs(t.as_ptr(), &mut sv) } != 0 {
+        return Err(os_err(&format!("statvfs {}", target.display())));
+    }
+    let mut keep = 0;
+    for (st, ms) in [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ] {
+        if sv.f_flag & st != 0 {
+            keep |= ms;
+        }
+    }
+    mount(
+        None,
+        target,
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | keep,
+        None,
+    )
+}
+
+/// Makes sure `path` exists to be mounted on. A missing one is created in an overlay of its
+/// parent (upper layer on a tmpfs of this mount namespace), so the machine's filesystem is
+/// never written.
+fn ensure_mountpoint(path: &Path, dir: bool, staging: &Path, n: &mut u32) -> Result<(), String> {
+    if path.symlink_metadata().is_ok() {
+        return Ok(());
+    }
+    let parent = path
+        .parent()
+        .ok_or_else(|| format!("{}: no parent", path.display()))?;
+    ensure_mountpoint(parent, true, staging, n)?;
+    if *n == 0 {
+        mount(
+            Some(Path::new("tmpfs")),
+            staging,
+            Some("tmpfs"),
+            0,
+            Some("mode=0755"),
+        )?;
+    }
+    *n += 1;
+    let upper = staging.join(format!("{n}/upper"));
+    let work = staging.join(format!("{n}/work"));
+    for d in [&upper, &work] {
+        std::fs::create_dir_all(d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        parent.display(),
+        upper.display(),
+        work.display()
+    );
+    mount(
+        Some(Path::new("overlay")),
+        parent,
+        Some("overlay"),
+        0,
+        Some(&opts),
+    )
+    .map_err(|e| format!("{e} (to create {} in the container)", path.display()))?;
+    let made = if dir {
+        std::fs::create_dir(path)
+    } else {
+        std::fs::File::create(path).map(drop)
+    };
+    made.map_err(|e| format!("create {}: {e}", path.display()))
+}
+
+/// The mounts of the container (in its new mount namespace, by its init).
+fn lay_out(spec: &Spec, run_dir: &Path) -> Result<(), String> {
+    // SAFETY: unshare with a constant flag.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return Err(os_err("cannot create a mount namespace (unshare)"));
+    }
+    // Nothing mounted here may propagate back to the machine.
+    mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_REC | libc::MS_PRIVATE,
+        None,
+    )?;
+    let staging = run_dir.join("overlay");
+    let mut n = 0;
+    let vgpu = Path::new(VGPU_DIR);
+    let preload = Path::new("/etc/ld.so.preload");
+    ensure_mountpoint(vgpu, true, &staging, &mut n)?;
+    ensure_mountpoint(preload, false, &staging, &mut n)?;
+    if spec.sim_dir.is_some() {
+        // The machine's procfs, while /proc is still the outer one (inside a container
+        // already, the machine's is the one that container was given). It goes into the
+        // per-container directory, which carries it to /usr/local/vgpu/host-proc.
+        let machine_proc = std::env::var_os("VGPU_SIM_HOST_PROC")
+            .map(PathBuf::from)
+            .filter(|p| p.join("self/status").exists())
+            .unwrap_or_else(|| PathBuf::from("/proc"));
+        mount(
+            Some(&machine_proc),
+            &run_dir.join("container/host-proc"),
+            None,
+            libc::MS_BIND | libc::MS_REC,
+            None,
+        )?;
+    }
+    mount(
+        Some(&run_dir.join("container")),
+        vgpu,
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )?;
+    bind_ro(&spec.lib, &vgpu.join("libvgpu.so"))?;
+    bind_ro(&run_dir.join("ld.so.preload"), preload)?;
+    mount(
+        Some(Path::new("proc")),
+        Path::new("/proc"),
+        Some("proc"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        None,
+    )
+}
+
+/// Init of the container (pid 1): lays it out, runs CMD as pid 2, forwards signals to it,
+/// reaps every orphan, exits with CMD's status. Never returns.
+fn init(spec: &Spec, run_dir: &Path, env: &[(OsString, OsString)]) -> ! {
+    // SAFETY: prctl with constant arguments: the container dies with vgpuctl.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    if let Err(e) = lay_out(spec, run_dir) {
+        eprintln!("vgpuctl: cannot set up the container: {e}");
+        // SAFETY: ending the child without running the parent's atexit handlers.
+        unsafe { libc::_exit(SETUP_FAILED) };
+    }
+    let mut cmd = Command::new(&spec.command[0]);
+    cmd.args(&spec.command[1..])
+        .env_clear()
+        .envs(env.iter().cloned());
+    // SAFETY: only signal(2) between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            reset_signals();
+            Ok(())
+        });
+    }
+    let code = match cmd.spawn() {
+        Ok(child) => {
+            set_child(child.id() as libc::pid_t);
+            wait_for(child.id() as libc::pid_t, true)
+        }
+        Err(e) => {
+            eprintln!("vgpuctl: cannot run {:?}: {e}", spec.command[0]);
+            127
+        }
+    };
+    // SAFETY: as above.
+    unsafe { libc::_exit(i32::from(code)) }
+}
+
+/// Runs the container; `run_dir` (created here, removed by the caller) holds what it mounts.
+pub fn run(spec: &Spec, run_dir: &Path) -> Result<u8, String> {
+    let mk = |p: &Path, mode: u32| -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(p).map_err(|e| format!("mkdir {}: {e}", p.display()))?;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("chmod {}: {e}", p.display()))
+    };
+    mk(run_dir, 0o755)?;
+    let container = run_dir.join("container");
+    // Like the plugin's per-container directory: every user of the container writes there.
+    mk(&container, 0o777)?;
+    mk(&run_dir.join("overlay"), 0o755)?;
+    std::fs::File::create(container.join("libvgpu.so"))
+        .map_err(|e| format!("create {}: {e}", container.join("libvgpu.so").display()))?;
+    if spec.sim_dir.is_some() {
+        mk(&container.join("host-proc"), 0o555)?;
+    }
+    std::fs::write(
+        run_dir.join("ld.so.preload"),
+        format!("{VGPU_DIR}/libvgpu.so\n"),
+    )
+    .map_err(|e| format!("write {}: {e}", run_dir.join("ld.so.preload").display()))?;
+    // The plugin's lock directory, shared by every container of the node.
+    let _ = mk(Path::new("/tmp/vgpulock"), 0o777);
+    let uuid = random_uuid();
+    let region = format!("{VGPU_DIR}/{uuid}.cache");
+    eprintln!(
+        "vgpuctl: container region {} ({region} inside)",
+        container.join(format!("{uuid}.cache")).display()
+    );
+    let env = environment(spec, &region);
+
+    install_forwarding();
+    enter_namespaces()?;
+    // SAFETY: fork of a single-threaded process; the child only runs `init`.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(os_err("fork"));
+    }
+    if pid == 0 {
+        init(spec, run_dir, &env);
+    }
+    set_child(pid);
+    Ok(wait_for(pid, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_are_version_4_and_distinct() {
+        let a = random_uuid();
+        let b = random_uuid();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+        assert!("89ab".contains(&a[19..20]), "{a}");
+    }
+
+    #[test]
+    fn environment_is_the_plugins() {
+        let spec = Spec {
+            lib: "/x/libvgpu.so".into(),
+            sim_dir: None,
+            gpumem: Some("2000m".into()),
+            gpucores: Some(30),
+            uuids: vec!["GPU-a".into(), "GPU-b".into()],
+            restrict_devices: false,
+            command: vec!["sh".into()],
+        };
+        let env = environment(&spec, "/usr/local/vgpu/u.cache");
+        let get = |k: &str| {
+            env.iter()
+                .find(|(e, _)| e == k)
+                .map(|(_, v)| v.to_string_lossy().into_owned())
+        };
+        assert_eq!(
+            get("NVIDIA_VISIBLE_DEVICES").as_deref(),
+            Some("GPU-a,GPU-b")
+        );
+        assert_eq!(get("CUDA_DEVICE_MEMORY_LIMIT_0").as_deref(), Some("2000m"));
+        assert_eq!(get("CUDA_DEVICE_MEMORY_LIMIT_1").as_deref(), Some("2000m"));
+        assert_eq!(get("CUDA_DEVICE_MEMORY_LIMIT"), None);
+        assert_eq!(get("CUDA_DEVICE_SM_LIMIT").as_deref(), Some("30"));
+        assert_eq!(
+            get("CUDA_DEVICE_MEMORY_SHARED_CACHE").as_deref(),
+            Some("/usr/local/vgpu/u.cache")
+        );
+        assert_eq!(get("LD_PRELOAD"), None);
+        assert_eq!(get("CUDA_VISIBLE_DEVICES"), None);
+    }
+}
