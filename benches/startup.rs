@@ -13,7 +13,9 @@
 //!
 //! Variants: the bare simulated driver; libvgpu's shipped build
 //! (`target/release-glibc2.17/libvgpu.so`, else the plain cargo build of this profile,
-//! said so); HAMi-core's `libvgpu.so` when `VGPU_BENCH_HAMI_CORE` names it.
+//! said so) and, beside it, its core (`libvgpu-core.so`, which the shipped loader copies into
+//! a memfd at the first GPU call) preloaded directly; HAMi-core's `libvgpu.so` when
+//! `VGPU_BENCH_HAMI_CORE` names it.
 //! `VGPU_STARTUP_PROCS` (default `64,256`), `VGPU_STARTUP_ROUNDS` (default 3).
 
 use std::path::{Path, PathBuf};
@@ -139,8 +141,14 @@ fn main() {
             )
         }
     };
+    let core = ours.1.with_file_name("libvgpu-core.so");
     let mut variants: Vec<(String, Option<PathBuf>)> =
-        vec![("bare driver".into(), None), (ours.0, Some(ours.1))];
+        vec![("bare driver".into(), None), (ours.0, Some(ours.1.clone()))];
+    // The shipped build is a loader that copies its embedded core into a memfd at the first
+    // GPU call; the core preloaded directly shows what that copy costs.
+    if core.exists() {
+        variants.push(("libvgpu core preloaded directly".into(), Some(core)));
+    }
     match std::env::var_os("VGPU_BENCH_HAMI_CORE").map(PathBuf::from) {
         Some(p) if p.exists() => variants.push(("HAMi-core libvgpu.so".into(), Some(p))),
         Some(p) => println!("note: VGPU_BENCH_HAMI_CORE={} does not exist", p.display()),
