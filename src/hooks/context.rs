@@ -46,6 +46,10 @@ pub const DEFAULT_MODULE_BYTES: u64 = 2 << 20;
 static CONTEXT_BYTES_SEEN: [AtomicU64; MAX_DEVICES] =
     [const { AtomicU64::new(u64::MAX) }; MAX_DEVICES];
 
+/// Longest a first context waits for the estimates of its container's processes starting
+/// with it to shrink to the measured size (see `create_charged`).
+const BURST_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Serialises creation + measurement so two concurrent context/module loads never both
 /// claim the same overhead.
 static MEASURE: Mutex<()> = Mutex::new(());
@@ -130,8 +134,28 @@ fn create_charged(
     else {
         return create().0;
     };
-    let container = container_context_bytes(device);
-    let estimate = estimate_from(device, kind, container);
+    let deadline = std::time::Instant::now() + BURST_WAIT;
+    let (mut reservation, container, estimate) = loop {
+        let container = container_context_bytes(device);
+        let estimate = estimate_from(device, kind, container);
+        let e = match rt.ledger.reserve(device, estimate, kind) {
+            Ok(r) => break (r, container, estimate),
+            Err(e) => e,
+        };
+        // Processes of a container starting together all reserve the default estimate
+        // before the first of them has measured a context: a slice that can hold a
+        // context waits (bounded) for their estimates to shrink to the measured size.
+        let in_burst = kind == AllocKind::Context
+            && container.is_none()
+            && CONTEXT_BYTES_SEEN[device].load(Ordering::Relaxed) == u64::MAX
+            && e.limit >= estimate
+            && std::time::Instant::now() < deadline;
+        if !in_burst {
+            super::log_refusal("context/module (estimated before creation)", e);
+            return CUDA_ERROR_OUT_OF_MEMORY;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
     // Start-up at scale: a process whose container already measured a context on this
     // device, that has not opened NVML yet and whose host pid procfs tells, is charged
     // that figure without opening NVML (a library load and the driver's NVML
@@ -140,13 +164,6 @@ fn create_charged(
         && container.is_some()
         && !rt.nvml_opened()
         && record_host_pid(crate::hostpid::discover_cheaply()).is_some();
-    let mut reservation = match rt.ledger.reserve(device, estimate, kind) {
-        Ok(r) => r,
-        Err(e) => {
-            super::log_refusal("context/module (estimated before creation)", e);
-            return CUDA_ERROR_OUT_OF_MEMORY;
-        }
-    };
     let (rc, handle) = create();
     if rc != CUDA_SUCCESS {
         return rc;
