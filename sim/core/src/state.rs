@@ -6,11 +6,11 @@
 //! place (losers of the race open the winner's file). A file with the wrong magic, version,
 //! size or layout is refused with one clear message; callers then behave as "no device".
 
-use crate::alloc::{self, kind, AllocEntry, Table, TableError};
+use crate::alloc::{self, find_row, kind, AllocEntry, Table, TableError};
 use crate::config::{SimConfig, MAX_DEVICES};
 use crate::ids;
 use crate::procfs;
-use crate::timeline::{self, Interval, Ring};
+use crate::timeline::{self, Interval, Ring, RingView};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -631,6 +631,16 @@ pub struct ProcSnap {
     pub devices: Vec<(u32, ProcUsage, [u64; 10], u64)>,
 }
 
+/// The allocation table over a region's storage.
+fn region_table(r: &mut Region) -> Table<'_> {
+    Table::new(&mut r.allocs, &mut r.header.alloc_len)
+}
+
+/// The busy-interval ring of a device, read-only.
+fn dev_ring(d: &DevState) -> RingView<'_> {
+    RingView::new(&d.ring, d.ring_head, d.ring_len)
+}
+
 /// The locked state. Dropping it unlocks.
 pub struct Guard<'a> {
     st: &'a SimState,
@@ -645,15 +655,33 @@ impl Drop for Guard<'_> {
 }
 
 impl Guard<'_> {
-    #[allow(clippy::mut_from_ref)]
-    fn reg(&self) -> &mut Region {
-        // SAFETY: exclusive access under the machine-wide lock; Guard is not Sync/Send-shared.
+    /// The locked region, read-only. Shared borrows of the guard only ever make shared
+    /// references, so any number of them may coexist.
+    fn reg(&self) -> &Region {
+        // SAFETY: `r` is our live mapping of the whole region (it outlives `'a`); we hold the
+        // machine-wide lock, so no other process or thread writes it while this guard lives,
+        // and no `&mut Region` can exist while `self` is borrowed shared (see `reg_mut`).
+        unsafe { &*self.r }
+    }
+
+    /// The locked region, writable. Taking `&mut self` makes it the only reference to the
+    /// region derived from this guard for as long as it lives.
+    fn reg_mut(&mut self) -> &mut Region {
+        // SAFETY: as for `reg`, the lock excludes every other writer; the exclusive borrow of
+        // the guard excludes every other reference made through it, so this one is unique.
         unsafe { &mut *self.r }
     }
 
-    fn table(&self) -> Table<'_> {
+    /// The allocation table, writable.
+    fn table(&mut self) -> Table<'_> {
+        region_table(self.reg_mut())
+    }
+
+    /// The live allocation rows, sorted by base (the stored length clamped to the storage
+    /// the same way [`Table::new`] clamps it, without writing it back).
+    fn rows(&self) -> &[AllocEntry] {
         let r = self.reg();
-        Table::new(&mut r.allocs, &mut r.header.alloc_len)
+        &r.allocs[..(r.header.alloc_len as usize).min(r.allocs.len())]
     }
 
     fn ndev(&self) -> u32 {
@@ -670,8 +698,8 @@ impl Guard<'_> {
 
     /// Recomputes derived counters from the allocation table after a crash under the lock.
     fn repair(&mut self) {
-        let r = self.reg();
-        self.table().repair();
+        let r = self.reg_mut();
+        region_table(r).repair();
         for p in r.procs.iter_mut() {
             for u in p.usage.iter_mut() {
                 u.data_bytes = 0;
@@ -697,7 +725,7 @@ impl Guard<'_> {
 
     /// Registers (or finds) the calling process; returns its slot.
     pub fn register(&mut self, pid: u32, start_time: u64, comm: &str) -> Result<u32, String> {
-        let r = self.reg();
+        let r = self.reg_mut();
         let mut free = None;
         let mut stale = Vec::new();
         for (i, p) in r.procs.iter().enumerate() {
@@ -725,7 +753,7 @@ impl Guard<'_> {
         }
         let s =
             free.ok_or_else(|| format!("vgpu-sim: all {MAX_PROCS} process slots are in use"))?;
-        let r = self.reg();
+        let r = self.reg_mut();
         let p = &mut r.procs[s as usize];
         p.pid = pid;
         p.start_time = start_time;
@@ -770,9 +798,8 @@ impl Guard<'_> {
         if slot as usize >= MAX_PROCS {
             return;
         }
-        let r = self.reg();
-        let mut table = self.table();
-        table.remove_where(|e| e.slot as u32 == slot, |_| {});
+        let r = self.reg_mut();
+        region_table(r).remove_where(|e| e.slot as u32 == slot, |_| {});
         let p = &mut r.procs[slot as usize];
         if p.status == 1 {
             for (d, u) in p.usage.iter().enumerate() {
@@ -789,7 +816,8 @@ impl Guard<'_> {
     /// "as the driver does at teardown". Runs at most once per `min_interval_ns` (0: always).
     /// Returns the number of processes dropped.
     pub fn sweep(&mut self, now: u64, min_interval_ns: u64) -> usize {
-        let r = self.reg();
+        let alive = self.st.liveness;
+        let r = self.reg_mut();
         if min_interval_ns > 0
             && r.header.last_sweep_ns != 0
             && now.saturating_sub(r.header.last_sweep_ns) < min_interval_ns
@@ -797,7 +825,6 @@ impl Guard<'_> {
             return 0;
         }
         r.header.last_sweep_ns = now;
-        let alive = self.st.liveness;
         let dead: Vec<u32> = r
             .procs
             .iter()
@@ -844,7 +871,7 @@ impl Guard<'_> {
         }
         let add = ctx_bytes.max(0) as u64 + module_bytes.max(0) as u64;
         self.check_capacity(dev, add)?;
-        let r = self.reg();
+        let r = self.reg_mut();
         let u = &mut r.procs[slot as usize].usage[dev as usize];
         let apply = |v: u64, d: i64| {
             if d >= 0 {
@@ -876,7 +903,7 @@ impl Guard<'_> {
         } else {
             alloc::va_range(q.dev)
         };
-        let r = self.reg();
+        let r = self.reg_mut();
         let pid = r.procs[q.slot as usize].pid;
         let e = AllocEntry {
             base: 0,
@@ -890,7 +917,7 @@ impl Guard<'_> {
             dev: q.dev as u8,
             kind: q.kind,
         };
-        let mut t = self.table();
+        let mut t = region_table(r);
         let placed = match q.fixed {
             Some(a)
                 if a >= lo
@@ -912,7 +939,7 @@ impl Guard<'_> {
     }
 
     fn uncharge(&mut self, e: &AllocEntry) {
-        let r = self.reg();
+        let r = self.reg_mut();
         if (e.slot as usize) < MAX_PROCS && (e.dev as usize) < MAX_DEVICES {
             let u = &mut r.procs[e.slot as usize].usage[e.dev as usize];
             u.data_bytes = u.data_bytes.saturating_sub(e.charged);
@@ -931,14 +958,14 @@ impl Guard<'_> {
         }
         t.remove(i);
         self.uncharge(&e);
-        self.reg().header.generation += 1;
+        self.reg_mut().header.generation += 1;
         Some(e)
     }
 
     /// The allocation of `slot` that starts at `base`.
     pub fn lookup(&self, slot: u32, base: u64) -> Option<AllocEntry> {
-        let t = self.table();
-        let e = t.rows()[t.find(base)?];
+        let rows = self.rows();
+        let e = rows[find_row(rows, base)?];
         (e.slot as u32 == slot).then_some(e)
     }
 
@@ -954,7 +981,7 @@ impl Guard<'_> {
             bytes += e.charged;
             self.uncharge(e);
         }
-        self.reg().header.generation += 1;
+        self.reg_mut().header.generation += 1;
         bytes
     }
 
@@ -972,7 +999,7 @@ impl Guard<'_> {
         if !self.dev_ok(dev) || !self.slot_ok(slot) {
             return now;
         }
-        let r = self.reg();
+        let r = self.reg_mut();
         let pid = r.procs[slot as usize].pid;
         let d = &mut r.devs[dev as usize];
         let (start, end) = timeline::schedule(now, d.busy_until, not_before, cost);
@@ -1025,9 +1052,8 @@ impl Guard<'_> {
         if !self.dev_ok(dev) {
             return 0;
         }
-        let d = &mut self.reg().devs[dev as usize];
-        let ring = Ring::new(&mut d.ring, &mut d.ring_head, &mut d.ring_len);
-        timeline::utilization(&ring, now, window, |_| true)
+        let ring = dev_ring(&self.reg().devs[dev as usize]);
+        timeline::utilization(ring, now, window, |_| true)
     }
 
     /// Busy ns per pid on `dev` within `[t0, now)`, for pids that ran anything there.
@@ -1035,8 +1061,7 @@ impl Guard<'_> {
         if !self.dev_ok(dev) {
             return Vec::new();
         }
-        let d = &mut self.reg().devs[dev as usize];
-        let ring = Ring::new(&mut d.ring, &mut d.ring_head, &mut d.ring_len);
+        let ring = dev_ring(&self.reg().devs[dev as usize]);
         let mut out: Vec<(u32, u64)> = Vec::new();
         for iv in ring.newest_first() {
             if iv.end <= t0 {
@@ -1073,7 +1098,7 @@ impl Guard<'_> {
                 }
             })
             .collect();
-        let rows = self.table().rows().to_vec();
+        let rows = self.rows();
         let procs = r
             .procs
             .iter()
