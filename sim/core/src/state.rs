@@ -14,7 +14,7 @@ use crate::timeline::{self, Interval, Ring, RingView};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::ptr::addr_of_mut;
+use std::ptr::{addr_of, addr_of_mut};
 
 /// File magic ("VGPUSIM\0" little-endian).
 pub const MAGIC: u64 = u64::from_le_bytes(*b"VGPUSIM\0");
@@ -209,6 +209,7 @@ pub enum MemError {
 pub fn default_state_path() -> PathBuf {
     match std::env::var_os("VGPU_SIM_STATE") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
+        // SAFETY: getuid takes no arguments, cannot fail and touches no memory of ours.
         _ => PathBuf::from(format!("/dev/shm/vgpu-sim-{}.state", unsafe {
             libc::getuid()
         })),
@@ -245,8 +246,11 @@ pub struct SimState {
     pub liveness: fn(u32, u64) -> bool,
 }
 
-// SAFETY: the region is only mutated under the process-shared mutex.
+// SAFETY: the region is only mutated under the process-shared mutex (through a `Guard`),
+// and what is read without it (devices, namespace) is fixed at creation; the other fields
+// are owned values.
 unsafe impl Send for SimState {}
+// SAFETY: as for `Send`: shared `&SimState` only reads immutable data or takes the lock.
 unsafe impl Sync for SimState {}
 
 impl Drop for SimState {
@@ -287,6 +291,7 @@ impl SimState {
             )));
         }
         let res = map_and_check(fd, path);
+        // SAFETY: `fd` is the descriptor opened above, closed once; the mapping outlives it.
         unsafe { libc::close(fd) };
         let ptr = res?;
         // SAFETY: mapped and checked; the spec, device ids and namespace never change after
@@ -328,6 +333,8 @@ impl SimState {
     pub fn lock(&self) -> Result<Guard<'_>, String> {
         // SAFETY: the mutex lives in the mapped region and was initialised by the creator.
         let m = unsafe { addr_of_mut!((*self.ptr).header.mutex) };
+        // SAFETY: `m` points at the initialised process-shared mutex of our live mapping; no
+        // reference to the region exists here, the pthread call is its only accessor.
         let rc = unsafe { libc::pthread_mutex_lock(m) };
         let mut g = Guard {
             st: self,
@@ -336,6 +343,8 @@ impl SimState {
         match rc {
             0 => Ok(g),
             libc::EOWNERDEAD => {
+                // SAFETY: we own the robust mutex (EOWNERDEAD hands it to us); marking it
+                // consistent is the documented recovery, before any reference is made.
                 unsafe { libc::pthread_mutex_consistent(m) };
                 g.repair();
                 Ok(g)
@@ -352,21 +361,32 @@ impl SimState {
     }
 }
 
+/// The devices described by a mapped region.
+///
+/// # Safety
+/// `ptr` must point at a mapped, checked region (see `map_and_check`).
 unsafe fn read_devices(ptr: *const Region) -> Vec<DeviceInfo> {
-    let h = &(*ptr).header;
-    let s = &h.spec;
+    // SAFETY: the caller passes a live checked mapping. Only fields written once before
+    // `init_done` and never again are read (spec, device count, and per device its uuid, bus
+    // and total), each through a place expression, so no reference covers the fields other
+    // processes update (mutex, counters) and nothing races.
+    let (s, ndev) = unsafe { (&(*ptr).header.spec, (*ptr).header.ndev) };
     let key = read_str(&s.key);
-    (0..h.ndev.min(MAX_DEVICES as u32))
+    (0..ndev.min(MAX_DEVICES as u32))
         .map(|i| {
-            let d = &(*ptr).devs[i as usize];
+            // SAFETY: as above; `i` < MAX_DEVICES indexes the fixed-size array in bounds.
+            let (uuid, pci_bus, total) = unsafe {
+                let d = addr_of!((*ptr).devs[i as usize]);
+                ((*d).uuid, (*d).pci_bus, (*d).total)
+            };
             DeviceInfo {
                 index: i,
                 name: read_str(&s.name),
                 model_key: key.clone(),
-                total_mem: d.total,
-                uuid: d.uuid,
-                uuid_str: ids::format_uuid(&d.uuid),
-                pci_bus: d.pci_bus,
+                total_mem: total,
+                uuid,
+                uuid_str: ids::format_uuid(&uuid),
+                pci_bus,
                 pci_bus_id: ids::pci_bus_id(i),
                 pci_bus_id_legacy: ids::pci_bus_id_legacy(i),
                 sms: s.sms,
@@ -395,7 +415,9 @@ fn map_and_check(fd: libc::c_int, path: &Path) -> Result<*mut Region, OpenError>
             path.display()
         ))
     };
+    // SAFETY: `stat` is plain C data for which all-zero bytes are a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a writable `stat`; fstat on a bad fd only returns an error.
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
         return Err(OpenError::Io(format!(
             "cannot stat {}: {}",
@@ -431,6 +453,9 @@ fn map_and_check(fd: libc::c_int, path: &Path) -> Result<*mut Region, OpenError>
         )));
     }
     let r = p as *mut Region;
+    // SAFETY: the mapping is STATE_SIZE bytes, page-aligned, so a `Header` lies at its start.
+    // Reading it without the lock: the checked fields (magic, version, size, layout, init_done,
+    // ndev) are written only by the creator before it publishes the file with `link`.
     let h = unsafe { &(*r).header };
     let why = if h.magic != MAGIC {
         Some("bad magic".to_string())
@@ -449,6 +474,7 @@ fn map_and_check(fd: libc::c_int, path: &Path) -> Result<*mut Region, OpenError>
         None
     };
     if let Some(w) = why {
+        // SAFETY: unmapping the mapping made above; `h` is not used after this.
         unsafe { libc::munmap(p, STATE_SIZE) };
         return Err(mismatch(&w));
     }
@@ -479,6 +505,9 @@ fn create_file(path: &Path, cfg: &SimConfig) -> Result<(), OpenError> {
             errno_str()
         ))
     };
+    // SAFETY: plain syscalls on NUL-terminated paths and on the descriptor opened here; the
+    // new file is private to us (O_EXCL, a unique temporary name) until `link` publishes it,
+    // so `init_region` is the only accessor of the fresh, zero-filled, STATE_SIZE mapping.
     unsafe {
         let fd = libc::open(
             ctmp.as_ptr(),
@@ -528,18 +557,29 @@ fn create_file(path: &Path, cfg: &SimConfig) -> Result<(), OpenError> {
 }
 
 /// Initialises a zero-filled region.
+///
+/// # Safety
+/// `r` must point at a writable, zero-filled mapping of STATE_SIZE bytes that no other
+/// process or thread can reach yet.
 unsafe fn init_region(r: *mut Region, cfg: &SimConfig, machine_pidns: u64) {
-    let h = &mut (*r).header;
+    // SAFETY: the caller's contract: the region is ours alone, so one `&mut` to its header
+    // (and below, disjoint `&mut`s to its devices) is unique.
+    let h = unsafe { &mut (*r).header };
     h.magic = MAGIC;
     h.version = VERSION;
     h.total_size = STATE_SIZE as u64;
     h.layout = layout_signature();
-    let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
-    libc::pthread_mutexattr_init(&mut attr);
-    libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
-    libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
-    libc::pthread_mutex_init(addr_of_mut!(h.mutex), &attr);
-    libc::pthread_mutexattr_destroy(&mut attr);
+    // SAFETY: a zeroed attribute object is then initialised by pthread_mutexattr_init before
+    // use; the mutex lies in our private mapping and is initialised exactly once, before
+    // the file is published.
+    unsafe {
+        let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+        libc::pthread_mutexattr_init(&mut attr);
+        libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
+        libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
+        libc::pthread_mutex_init(addr_of_mut!(h.mutex), &attr);
+        libc::pthread_mutexattr_destroy(&mut attr);
+    }
     h.ndev = cfg.devices.min(MAX_DEVICES as u32);
     h.creator_pid = std::process::id();
     h.machine_pidns = machine_pidns;
@@ -563,13 +603,15 @@ unsafe fn init_region(r: *mut Region, cfg: &SimConfig, machine_pidns: u64) {
     s.pci_subsystem_id = m.pci_subsystem_id;
     s.power_w = m.power_w;
     for i in 0..h.ndev {
-        let d = &mut (*r).devs[i as usize];
+        // SAFETY: as above; `devs` is disjoint from the header `h` borrows, `i` < MAX_DEVICES.
+        let d = unsafe { &mut (*r).devs[i as usize] };
         d.uuid = ids::uuid_bytes(m.key, i);
         d.pci_bus = ids::pci_bus(i);
         d.total = cfg.mem_bytes;
     }
     std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-    (*r).header.init_done = 1;
+    // SAFETY: as above; `h` is no longer used, so this write aliases no live reference.
+    unsafe { (*r).header.init_done = 1 };
 }
 
 /// A request for [`Guard::alloc`].
@@ -1367,9 +1409,11 @@ mod tests {
         if pid == 0 {
             let g = st.lock().unwrap();
             std::mem::forget(g);
+            // SAFETY: ends the forked child at once, running no destructors of the parent's.
             unsafe { libc::_exit(0) };
         }
         let mut status = 0;
+        // SAFETY: waits for our own child; `status` is a writable c_int.
         unsafe { libc::waitpid(pid, &mut status, 0) };
         let g = st.lock().expect("lock recovered from a dead owner");
         drop(g);
