@@ -138,34 +138,6 @@ pub unsafe fn cuLaunchKernel(
     )
 }
 
-pub unsafe fn cuLaunchKernel_ptsz(
-    f: CUfunction,
-    grid_dim_x: c_uint,
-    grid_dim_y: c_uint,
-    grid_dim_z: c_uint,
-    block_dim_x: c_uint,
-    block_dim_y: c_uint,
-    block_dim_z: c_uint,
-    shared_mem_bytes: c_uint,
-    h_stream: CUstream,
-    kernel_params: *mut *mut c_void,
-    extra: *mut *mut c_void,
-) -> CUresult {
-    cuLaunchKernel(
-        f,
-        grid_dim_x,
-        grid_dim_y,
-        grid_dim_z,
-        block_dim_x,
-        block_dim_y,
-        block_dim_z,
-        shared_mem_bytes,
-        h_stream,
-        kernel_params,
-        extra,
-    )
-}
-
 pub unsafe fn cuLaunchKernelEx(
     config: *const CUlaunchConfig,
     f: CUfunction,
@@ -205,15 +177,6 @@ pub unsafe fn cuLaunchKernelEx(
     )
 }
 
-pub unsafe fn cuLaunchKernelEx_ptsz(
-    config: *const CUlaunchConfig,
-    f: CUfunction,
-    kernel_params: *mut *mut c_void,
-    extra: *mut *mut c_void,
-) -> CUresult {
-    cuLaunchKernelEx(config, f, kernel_params, extra)
-}
-
 pub unsafe fn cuLaunchCooperativeKernel(
     f: CUfunction,
     grid_dim_x: c_uint,
@@ -237,32 +200,6 @@ pub unsafe fn cuLaunchCooperativeKernel(
         shared_mem_bytes,
         h_stream,
         true,
-    )
-}
-
-pub unsafe fn cuLaunchCooperativeKernel_ptsz(
-    f: CUfunction,
-    grid_dim_x: c_uint,
-    grid_dim_y: c_uint,
-    grid_dim_z: c_uint,
-    block_dim_x: c_uint,
-    block_dim_y: c_uint,
-    block_dim_z: c_uint,
-    shared_mem_bytes: c_uint,
-    h_stream: CUstream,
-    kernel_params: *mut *mut c_void,
-) -> CUresult {
-    cuLaunchCooperativeKernel(
-        f,
-        grid_dim_x,
-        grid_dim_y,
-        grid_dim_z,
-        block_dim_x,
-        block_dim_y,
-        block_dim_z,
-        shared_mem_bytes,
-        h_stream,
-        kernel_params,
     )
 }
 
@@ -342,14 +279,6 @@ pub unsafe fn cuLaunchHostFunc(
     })())
 }
 
-pub unsafe fn cuLaunchHostFunc_ptsz(
-    h_stream: CUstream,
-    func: CUhostFn,
-    user_data: *mut c_void,
-) -> CUresult {
-    cuLaunchHostFunc(h_stream, func, user_data)
-}
-
 // ---- streams ------------------------------------------------------------------------------
 
 unsafe fn stream_create(ph: *mut CUstream, flags: c_uint, priority: c_int) -> Res {
@@ -420,10 +349,6 @@ pub unsafe fn cuStreamSynchronize(h_stream: CUstream) -> CUresult {
     })())
 }
 
-pub unsafe fn cuStreamSynchronize_ptsz(h_stream: CUstream) -> CUresult {
-    cuStreamSynchronize(h_stream)
-}
-
 pub unsafe fn cuStreamQuery(h_stream: CUstream) -> CUresult {
     code((|| {
         rt()?;
@@ -434,10 +359,6 @@ pub unsafe fn cuStreamQuery(h_stream: CUstream) -> CUresult {
         }
         Ok(())
     })())
-}
-
-pub unsafe fn cuStreamQuery_ptsz(h_stream: CUstream) -> CUresult {
-    cuStreamQuery(h_stream)
 }
 
 pub unsafe fn cuStreamWaitEvent(h_stream: CUstream, h_event: CUevent, _flags: c_uint) -> CUresult {
@@ -457,14 +378,6 @@ pub unsafe fn cuStreamWaitEvent(h_stream: CUstream, h_event: CUevent, _flags: c_
     })())
 }
 
-pub unsafe fn cuStreamWaitEvent_ptsz(
-    h_stream: CUstream,
-    h_event: CUevent,
-    flags: c_uint,
-) -> CUresult {
-    cuStreamWaitEvent(h_stream, h_event, flags)
-}
-
 pub unsafe fn cuStreamGetPriority(h_stream: CUstream, priority: *mut c_int) -> CUresult {
     code((|| {
         rt()?;
@@ -479,10 +392,6 @@ pub unsafe fn cuStreamGetPriority(h_stream: CUstream, priority: *mut c_int) -> C
     })())
 }
 
-pub unsafe fn cuStreamGetPriority_ptsz(h_stream: CUstream, priority: *mut c_int) -> CUresult {
-    cuStreamGetPriority(h_stream, priority)
-}
-
 pub unsafe fn cuStreamGetFlags(h_stream: CUstream, flags: *mut c_uint) -> CUresult {
     code((|| {
         rt()?;
@@ -495,10 +404,6 @@ pub unsafe fn cuStreamGetFlags(h_stream: CUstream, flags: *mut c_uint) -> CUresu
         };
         put(flags, v)
     })())
-}
-
-pub unsafe fn cuStreamGetFlags_ptsz(h_stream: CUstream, flags: *mut c_uint) -> CUresult {
-    cuStreamGetFlags(h_stream, flags)
 }
 
 pub unsafe fn cuStreamBeginCapture_v2(h_stream: CUstream, mode: CUstreamCaptureMode) -> CUresult {
@@ -516,13 +421,6 @@ pub unsafe fn cuStreamBeginCapture_v2(h_stream: CUstream, mode: CUstreamCaptureM
         s.capturing.store(true, Release);
         Ok(())
     })())
-}
-
-pub unsafe fn cuStreamBeginCapture_v2_ptsz(
-    h_stream: CUstream,
-    mode: CUstreamCaptureMode,
-) -> CUresult {
-    cuStreamBeginCapture_v2(h_stream, mode)
 }
 
 pub unsafe fn cuStreamEndCapture(h_stream: CUstream, ph_graph: *mut CUgraph) -> CUresult {
@@ -544,10 +442,6 @@ pub unsafe fn cuStreamEndCapture(h_stream: CUstream, ph_graph: *mut CUgraph) -> 
             .ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
         put(ph_graph, g as CUgraph)
     })())
-}
-
-pub unsafe fn cuStreamEndCapture_ptsz(h_stream: CUstream, ph_graph: *mut CUgraph) -> CUresult {
-    cuStreamEndCapture(h_stream, ph_graph)
 }
 
 // ---- events ------------------------------------------------------------------------------
@@ -585,10 +479,6 @@ pub unsafe fn cuEventRecord(h_event: CUevent, h_stream: CUstream) -> CUresult {
         e.time.store(end.max(clock::mono_ns()), Release);
         Ok(())
     })())
-}
-
-pub unsafe fn cuEventRecord_ptsz(h_event: CUevent, h_stream: CUstream) -> CUresult {
-    cuEventRecord(h_event, h_stream)
 }
 
 pub unsafe fn cuEventQuery(h_event: CUevent) -> CUresult {
@@ -860,8 +750,4 @@ fn code_to_res(c: CUresult) -> Res {
     } else {
         Err(c)
     }
-}
-
-pub unsafe fn cuGraphLaunch_ptsz(h_graph_exec: CUgraphExec, h_stream: CUstream) -> CUresult {
-    cuGraphLaunch(h_graph_exec, h_stream)
 }

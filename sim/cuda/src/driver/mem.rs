@@ -571,9 +571,6 @@ unsafe fn set(dst: CUdeviceptr, pattern: &[u8], count: usize, stream: Option<CUs
 pub unsafe fn cuMemcpy(dst: CUdeviceptr, src: CUdeviceptr, byte_count: usize) -> CUresult {
     code(copy(Side::Any(dst), Side::Any(src), byte_count, true, None))
 }
-pub unsafe fn cuMemcpy_ptds(dst: CUdeviceptr, src: CUdeviceptr, byte_count: usize) -> CUresult {
-    cuMemcpy(dst, src, byte_count)
-}
 pub unsafe fn cuMemcpyAsync(
     dst: CUdeviceptr,
     src: CUdeviceptr,
@@ -588,14 +585,6 @@ pub unsafe fn cuMemcpyAsync(
         Some(h_stream),
     ))
 }
-pub unsafe fn cuMemcpyAsync_ptsz(
-    dst: CUdeviceptr,
-    src: CUdeviceptr,
-    byte_count: usize,
-    h_stream: CUstream,
-) -> CUresult {
-    cuMemcpyAsync(dst, src, byte_count, h_stream)
-}
 pub unsafe fn cuMemcpyHtoD_v2(
     dst_device: CUdeviceptr,
     src_host: *const c_void,
@@ -608,13 +597,6 @@ pub unsafe fn cuMemcpyHtoD_v2(
         true,
         None,
     ))
-}
-pub unsafe fn cuMemcpyHtoD_v2_ptds(
-    dst_device: CUdeviceptr,
-    src_host: *const c_void,
-    byte_count: usize,
-) -> CUresult {
-    cuMemcpyHtoD_v2(dst_device, src_host, byte_count)
 }
 pub unsafe fn cuMemcpyDtoH_v2(
     dst_host: *mut c_void,
@@ -629,13 +611,6 @@ pub unsafe fn cuMemcpyDtoH_v2(
         None,
     ))
 }
-pub unsafe fn cuMemcpyDtoH_v2_ptds(
-    dst_host: *mut c_void,
-    src_device: CUdeviceptr,
-    byte_count: usize,
-) -> CUresult {
-    cuMemcpyDtoH_v2(dst_host, src_device, byte_count)
-}
 pub unsafe fn cuMemcpyDtoD_v2(
     dst_device: CUdeviceptr,
     src_device: CUdeviceptr,
@@ -648,13 +623,6 @@ pub unsafe fn cuMemcpyDtoD_v2(
         false,
         None,
     ))
-}
-pub unsafe fn cuMemcpyDtoD_v2_ptds(
-    dst_device: CUdeviceptr,
-    src_device: CUdeviceptr,
-    byte_count: usize,
-) -> CUresult {
-    cuMemcpyDtoD_v2(dst_device, src_device, byte_count)
 }
 pub unsafe fn cuMemcpyHtoDAsync_v2(
     dst_device: CUdeviceptr,
@@ -670,14 +638,6 @@ pub unsafe fn cuMemcpyHtoDAsync_v2(
         Some(h_stream),
     ))
 }
-pub unsafe fn cuMemcpyHtoDAsync_v2_ptsz(
-    dst_device: CUdeviceptr,
-    src_host: *const c_void,
-    byte_count: usize,
-    h_stream: CUstream,
-) -> CUresult {
-    cuMemcpyHtoDAsync_v2(dst_device, src_host, byte_count, h_stream)
-}
 pub unsafe fn cuMemcpyDtoHAsync_v2(
     dst_host: *mut c_void,
     src_device: CUdeviceptr,
@@ -691,14 +651,6 @@ pub unsafe fn cuMemcpyDtoHAsync_v2(
         false,
         Some(h_stream),
     ))
-}
-pub unsafe fn cuMemcpyDtoHAsync_v2_ptsz(
-    dst_host: *mut c_void,
-    src_device: CUdeviceptr,
-    byte_count: usize,
-    h_stream: CUstream,
-) -> CUresult {
-    cuMemcpyDtoHAsync_v2(dst_host, src_device, byte_count, h_stream)
 }
 pub unsafe fn cuMemcpyDtoDAsync_v2(
     dst_device: CUdeviceptr,
@@ -714,25 +666,11 @@ pub unsafe fn cuMemcpyDtoDAsync_v2(
         Some(h_stream),
     ))
 }
-pub unsafe fn cuMemcpyDtoDAsync_v2_ptsz(
-    dst_device: CUdeviceptr,
-    src_device: CUdeviceptr,
-    byte_count: usize,
-    h_stream: CUstream,
-) -> CUresult {
-    cuMemcpyDtoDAsync_v2(dst_device, src_device, byte_count, h_stream)
-}
 pub unsafe fn cuMemsetD8_v2(dst_device: CUdeviceptr, uc: c_uchar, n: usize) -> CUresult {
     code(set(dst_device, &[uc], n, None))
 }
-pub unsafe fn cuMemsetD8_v2_ptds(dst_device: CUdeviceptr, uc: c_uchar, n: usize) -> CUresult {
-    cuMemsetD8_v2(dst_device, uc, n)
-}
 pub unsafe fn cuMemsetD32_v2(dst_device: CUdeviceptr, ui: c_uint, n: usize) -> CUresult {
     code(set(dst_device, &ui.to_ne_bytes(), n, None))
-}
-pub unsafe fn cuMemsetD32_v2_ptds(dst_device: CUdeviceptr, ui: c_uint, n: usize) -> CUresult {
-    cuMemsetD32_v2(dst_device, ui, n)
 }
 pub unsafe fn cuMemsetD8Async(
     dst_device: CUdeviceptr,
@@ -742,14 +680,6 @@ pub unsafe fn cuMemsetD8Async(
 ) -> CUresult {
     code(set(dst_device, &[uc], n, Some(h_stream)))
 }
-pub unsafe fn cuMemsetD8Async_ptsz(
-    dst_device: CUdeviceptr,
-    uc: c_uchar,
-    n: usize,
-    h_stream: CUstream,
-) -> CUresult {
-    cuMemsetD8Async(dst_device, uc, n, h_stream)
-}
 pub unsafe fn cuMemsetD32Async(
     dst_device: CUdeviceptr,
     ui: c_uint,
@@ -757,14 +687,6 @@ pub unsafe fn cuMemsetD32Async(
     h_stream: CUstream,
 ) -> CUresult {
     code(set(dst_device, &ui.to_ne_bytes(), n, Some(h_stream)))
-}
-pub unsafe fn cuMemsetD32Async_ptsz(
-    dst_device: CUdeviceptr,
-    ui: c_uint,
-    n: usize,
-    h_stream: CUstream,
-) -> CUresult {
-    cuMemsetD32Async(dst_device, ui, n, h_stream)
 }
 
 // ---- arrays --------------------------------------------------------------------------------
@@ -1172,13 +1094,6 @@ pub unsafe fn cuMemAllocAsync(
 ) -> CUresult {
     code(pool_alloc(dptr, bytesize, 0, h_stream))
 }
-pub unsafe fn cuMemAllocAsync_ptsz(
-    dptr: *mut CUdeviceptr,
-    bytesize: usize,
-    h_stream: CUstream,
-) -> CUresult {
-    cuMemAllocAsync(dptr, bytesize, h_stream)
-}
 pub unsafe fn cuMemAllocFromPoolAsync(
     dptr: *mut CUdeviceptr,
     bytesize: usize,
@@ -1194,14 +1109,6 @@ pub unsafe fn cuMemAllocFromPoolAsync(
     }
     code(pool_alloc(dptr, bytesize, pool as u64, h_stream))
 }
-pub unsafe fn cuMemAllocFromPoolAsync_ptsz(
-    dptr: *mut CUdeviceptr,
-    bytesize: usize,
-    pool: CUmemoryPool,
-    h_stream: CUstream,
-) -> CUresult {
-    cuMemAllocFromPoolAsync(dptr, bytesize, pool, h_stream)
-}
 pub unsafe fn cuMemFreeAsync(dptr: CUdeviceptr, h_stream: CUstream) -> CUresult {
     code((|| {
         let r = rt()?;
@@ -1209,9 +1116,6 @@ pub unsafe fn cuMemFreeAsync(dptr: CUdeviceptr, h_stream: CUstream) -> CUresult 
         stream_obj(h_stream)?;
         free_local(r, dptr, &[kind::ASYNC, kind::ALLOC, kind::PITCH])
     })())
-}
-pub unsafe fn cuMemFreeAsync_ptsz(dptr: CUdeviceptr, h_stream: CUstream) -> CUresult {
-    cuMemFreeAsync(dptr, h_stream)
 }
 
 // ---- virtual memory management -----------------------------------------------------------

@@ -1,15 +1,18 @@
 //! Hand-written implementations of every driver entry point, one `pub unsafe fn` per row of
-//! `cuda_driver_api!` with the row's name and signature. The exports in `lib.rs` call these.
+//! `cuda_driver_api!` with the row's name and signature; the per-thread-default-stream twins
+//! are generated from their base rows (`ptds.rs`). The exports in `lib.rs` call these.
 
 #![allow(non_snake_case, clippy::too_many_arguments, clippy::missing_safety_doc)]
 
 mod ctx;
 mod exec;
 mod mem;
+mod ptds;
 
 pub use ctx::*;
 pub use exec::*;
 pub use mem::*;
+pub use ptds::*;
 
 use crate::rt::{self, code, rt, Res};
 use cuda_headers::prelude::*;
