@@ -8,6 +8,9 @@
 #   nvidia-cuda-runtime-cu12  the real libcudart.so.12, and cuda.h (used only at test time as
 #                          an ABI cross-check; never copied into the repository)
 #   nvidia-nvml-dev-cu12   nvml.h (same purpose)
+#   hip-python             AMD's HIP bindings (dlopen libamdhip64.so, dlsym by name): the
+#                          simulated AMD GPU's HIP client (ROCm 7.0.2 build)
+#   amdsmi                 AMD SMI's Python package (ctypes over libamd_smi.so; 7.x layouts)
 #
 # Versions match a CUDA 12.8 driver (R570), which is what the simulator reports.
 set -euo pipefail
@@ -21,6 +24,8 @@ PINS=(
     "cuda-bindings==12.8.0"
     "nvidia-cuda-runtime-cu12==12.8.90"
     "nvidia-nvml-dev-cu12==12.8.90"
+    "hip-python==7.0.2.555.40"
+    "amdsmi==7.0.2"
 )
 STAMP="$VENV/.vgpu-pins"
 WANT="$(printf '%s\n' "${PINS[@]}")"

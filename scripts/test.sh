@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command.
 #   1. scripts/setup-venv.sh      (.venv with NVIDIA's Python clients, libcudart, headers)
+#      scripts/setup-amd-clients.sh (.amd-clients: Debian's rocm-smi)
 #   2. cargo build --workspace    (the simulated libcuda/libnvidia-ml and vgpu-sim must exist
 #                                  before the process-level tests start)
 #   3. cargo nextest run --workspace   (or cargo test --workspace without nextest)
@@ -21,6 +22,15 @@ if ! scripts/setup-venv.sh; then
         exit 1
     fi
     echo "test.sh: warning: no venv; the Python-client tests will be skipped" >&2
+fi
+
+echo "== setup-amd-clients"
+if ! scripts/setup-amd-clients.sh; then
+    if ci; then
+        echo "test.sh: scripts/setup-amd-clients.sh failed (required under CI)" >&2
+        exit 1
+    fi
+    echo "test.sh: warning: no rocm-smi; its tests will be skipped" >&2
 fi
 
 if [[ "${VGPU_CHECK_BINDINGS:-0}" == "1" ]]; then

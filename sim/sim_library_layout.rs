@@ -1,4 +1,4 @@
-//! Shared by the build scripts of `sim/cuda` and `sim/nvml` (included with `#[path]`): sets
+//! Shared by the build scripts of the simulated libraries (included with `#[path]`): sets
 //! the library's soname and lays out `target/<profile>/sim/` with the names real clients
 //! load (`<soname>` and the unversioned name) as links to the file cargo writes.
 
@@ -30,4 +30,19 @@ pub fn lay_out(soname: &str, cargo_file: &str) {
     let unversioned = soname.rsplit_once('.').map_or(soname, |(base, _)| base);
     link(&target, &sim.join(soname));
     link(&target, &sim.join(unversioned));
+}
+
+/// More names for the same library in `target/<profile>/sim/` (e.g. older sonames clients
+/// were linked against: `libamdhip64.so.5` on Debian, `.so.6` on ROCm 6).
+#[allow(dead_code)]
+pub fn extra_names(cargo_file: &str, names: &[&str]) {
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    let Some(profile_dir) = out.ancestors().nth(3) else {
+        return;
+    };
+    let sim = profile_dir.join("sim");
+    let target = format!("../{cargo_file}");
+    for n in names {
+        link(&target, &sim.join(n));
+    }
 }

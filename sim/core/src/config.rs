@@ -109,6 +109,45 @@ pub const MODELS: &[ModelSpec] = &[
         pci_subsystem_id: 0x16CA,
         power_w: 72,
     },
+    // AMD Instinct models (the simulated libamdhip64 / SMI libraries; `crate::amd` holds
+    // their AMD-only facts). `sms` are compute units, `cc_*` what HIP reports as
+    // major/minor (gfx942 -> 9.4), `smem_per_sm` the LDS size.
+    ModelSpec {
+        key: "mi300x",
+        name: "AMD Instinct MI300X",
+        sms: 304,
+        threads_per_sm: 2048,
+        cc_major: 9,
+        cc_minor: 4,
+        mem_bytes: 196_608 * MIB,
+        clock_khz: 2_100_000,
+        mem_clock_khz: 1_300_000,
+        bus_width: 8192,
+        l2_bytes: 4_194_304,
+        smem_per_sm: 65_536,
+        smem_optin: 65_536,
+        pci_device_id: 0x74A1,
+        pci_subsystem_id: 0x74A1,
+        power_w: 750,
+    },
+    ModelSpec {
+        key: "mi210",
+        name: "AMD Instinct MI210",
+        sms: 104,
+        threads_per_sm: 2048,
+        cc_major: 9,
+        cc_minor: 0,
+        mem_bytes: 65_536 * MIB,
+        clock_khz: 1_700_000,
+        mem_clock_khz: 1_600_000,
+        bus_width: 4096,
+        l2_bytes: 8_388_608,
+        smem_per_sm: 65_536,
+        smem_optin: 65_536,
+        pci_device_id: 0x740F,
+        pci_subsystem_id: 0x0C34,
+        power_w: 300,
+    },
 ];
 
 /// Looks a model up by key (case-insensitive; `h100-80gb` and `h100-sxm` are aliases of `h100`).

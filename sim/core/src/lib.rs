@@ -1,5 +1,6 @@
 //! The simulated GPU's machine-wide state and its pure logic.
 //!
+//! - [`amd`]: AMD-only model facts and device identities (ROCr, HIP, SMI forms).
 //! - [`config`]: device models, env parsing (`VGPU_SIM_*`), per-process costs.
 //! - [`ids`]: UUIDs, PCI bus ids, `CUDA_VISIBLE_DEVICES`.
 //! - [`image`]: kernel names declared by PTX module images.
@@ -11,6 +12,7 @@
 //! - [`report`]: the ground-truth report (`vgpu-sim status`, `vgpuctl sim`).
 
 pub mod alloc;
+pub mod amd;
 pub mod clock;
 pub mod config;
 pub mod handles;

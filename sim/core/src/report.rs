@@ -34,6 +34,15 @@ fn mib(b: u64) -> String {
 }
 
 /// Text table of a snapshot.
+/// The UUID as the device's own tools print it: ROCr's `GPU-<16 hex>` for AMD models,
+/// nvidia-smi's form otherwise.
+fn shown_uuid(info: &crate::state::DeviceInfo) -> String {
+    match crate::amd::amd_spec(&info.model_key) {
+        Some(_) => crate::amd::rocr_uuid(&info.uuid),
+        None => info.uuid_str.clone(),
+    }
+}
+
 pub fn render_text(s: &Snapshot) -> String {
     let mut o = String::new();
     let _ = writeln!(
@@ -55,7 +64,7 @@ pub fn render_text(s: &Snapshot) -> String {
             "{:<4} {:<24} {:<40} {:<17} {:>10} {:>10} {:>4}% {:>12.6} {:>9}",
             d.info.index,
             d.info.name,
-            d.info.uuid_str,
+            shown_uuid(&d.info),
             d.info.pci_bus_id,
             mib(d.used),
             mib(d.info.total_mem),
@@ -158,7 +167,7 @@ pub fn render_json(s: &Snapshot) -> String {
             "{{\"index\":{},\"name\":{},\"uuid\":{},\"pci_bus_id\":{},\"total_bytes\":{},\"used_bytes\":{},\"free_bytes\":{},\"busy_ns\":{},\"kernels\":{},\"utilization_1s\":{}}}",
             d.info.index,
             json_str(&d.info.name),
-            json_str(&d.info.uuid_str),
+            json_str(&shown_uuid(&d.info)),
             json_str(&d.info.pci_bus_id),
             d.info.total_mem,
             d.used,
