@@ -96,7 +96,10 @@ unsafe fn put<T>(p: *mut T, v: T) -> R {
     if p.is_null() {
         return Err(NVML_ERROR_INVALID_ARGUMENT);
     }
-    p.write(v);
+    // SAFETY: `p` is checked non-NULL above; the caller's contract (`p` is a C out-pointer
+    // argument) makes a non-NULL one valid for a write of `T`. `write` drops no old value, which
+    // may be uninitialised.
+    unsafe { p.write(v) };
     Ok(())
 }
 
@@ -108,8 +111,12 @@ unsafe fn put_str(buf: *mut c_char, len: c_uint, s: &str) -> R {
     if (len as usize) < s.len() + 1 {
         return Err(NVML_ERROR_INSUFFICIENT_SIZE);
     }
-    std::ptr::copy_nonoverlapping(s.as_ptr() as *const c_char, buf, s.len());
-    *buf.add(s.len()) = 0;
+    // SAFETY: `buf` is non-NULL (checked) and `len` bytes long by the caller's contract; `len` >
+    // `s.len()` (checked), so these bytes and the NUL after them fit. The source is our own string
+    // and cannot overlap the caller's buffer.
+    unsafe { std::ptr::copy_nonoverlapping(s.as_ptr() as *const c_char, buf, s.len()) };
+    // SAFETY: `s.len()` < `len`: the NUL lands inside the caller's buffer (see above).
+    unsafe { *buf.add(s.len()) = 0 };
     Ok(())
 }
 
@@ -124,11 +131,15 @@ fn fill_chars(dst: &mut [c_char], s: &str) {
 // ---- init ------------------------------------------------------------------------------
 
 pub unsafe fn nvmlInit() -> nvmlReturn_t {
-    nvmlInitWithFlags(0)
+    // SAFETY: `nvmlInitWithFlags` requires only what our own caller guarantees: the pointer
+    // arguments are passed on unchanged, valid as the C API specifies.
+    unsafe { nvmlInitWithFlags(0) }
 }
 
 pub unsafe fn nvmlInit_v2() -> nvmlReturn_t {
-    nvmlInitWithFlags(0)
+    // SAFETY: `nvmlInitWithFlags` requires only what our own caller guarantees: the pointer
+    // arguments are passed on unchanged, valid as the C API specifies.
+    unsafe { nvmlInitWithFlags(0) }
 }
 
 pub unsafe fn nvmlInitWithFlags(_flags: c_uint) -> nvmlReturn_t {
@@ -152,36 +163,50 @@ pub unsafe fn nvmlShutdown() -> nvmlReturn_t {
 pub unsafe fn nvmlSystemGetDriverVersion(version: *mut c_char, length: c_uint) -> nvmlReturn_t {
     code((|| {
         st()?;
-        put_str(version, length, DRIVER_VERSION)
+        // SAFETY: `version` is an output buffer argument of the C API with its length: `put_str`
+        // rejects NULL and writes at most that many bytes.
+        unsafe { put_str(version, length, DRIVER_VERSION) }
     })())
 }
 
 pub unsafe fn nvmlSystemGetNVMLVersion(version: *mut c_char, length: c_uint) -> nvmlReturn_t {
     code((|| {
         st()?;
-        put_str(version, length, NVML_VERSION)
+        // SAFETY: `version` is an output buffer argument of the C API with its length: `put_str`
+        // rejects NULL and writes at most that many bytes.
+        unsafe { put_str(version, length, NVML_VERSION) }
     })())
 }
 
 pub unsafe fn nvmlSystemGetCudaDriverVersion(cuda_driver_version: *mut c_int) -> nvmlReturn_t {
     code((|| {
         st()?;
-        put(cuda_driver_version, CUDA_DRIVER_VERSION)
+        // SAFETY: `cuda_driver_version` is an out-pointer argument of the C API: `put` rejects
+        // NULL, and a non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(cuda_driver_version, CUDA_DRIVER_VERSION) }
     })())
 }
 
 pub unsafe fn nvmlSystemGetCudaDriverVersion_v2(cuda_driver_version: *mut c_int) -> nvmlReturn_t {
-    nvmlSystemGetCudaDriverVersion(cuda_driver_version)
+    // SAFETY: the versioned alias passes its arguments on unchanged to the same entry point, whose
+    // contract is this one's.
+    unsafe { nvmlSystemGetCudaDriverVersion(cuda_driver_version) }
 }
 
 // ---- devices -----------------------------------------------------------------------------
 
 pub unsafe fn nvmlDeviceGetCount(device_count: *mut c_uint) -> nvmlReturn_t {
-    code((|| put(device_count, devices()?.len() as c_uint))())
+    // SAFETY: `device_count` is an out-pointer argument of the C API: `put` rejects NULL, and a
+    // non-NULL one is valid for a write by the caller's contract.
+    code((|| unsafe {
+        put(device_count, devices()?.len() as c_uint)
+    })())
 }
 
 pub unsafe fn nvmlDeviceGetCount_v2(device_count: *mut c_uint) -> nvmlReturn_t {
-    nvmlDeviceGetCount(device_count)
+    // SAFETY: `nvmlDeviceGetCount` requires only what our own caller guarantees: the pointer
+    // arguments are passed on unchanged, valid as the C API specifies.
+    unsafe { nvmlDeviceGetCount(device_count) }
 }
 
 pub unsafe fn nvmlDeviceGetHandleByIndex(index: c_uint, device: *mut nvmlDevice_t) -> nvmlReturn_t {
@@ -190,7 +215,9 @@ pub unsafe fn nvmlDeviceGetHandleByIndex(index: c_uint, device: *mut nvmlDevice_
         if device.is_null() || index as usize >= n {
             return Err(NVML_ERROR_INVALID_ARGUMENT);
         }
-        put(device, handle_of(index as usize))
+        // SAFETY: `device` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(device, handle_of(index as usize)) }
     })())
 }
 
@@ -198,7 +225,9 @@ pub unsafe fn nvmlDeviceGetHandleByIndex_v2(
     index: c_uint,
     device: *mut nvmlDevice_t,
 ) -> nvmlReturn_t {
-    nvmlDeviceGetHandleByIndex(index, device)
+    // SAFETY: `nvmlDeviceGetHandleByIndex` requires only what our own caller guarantees: the
+    // pointer arguments are passed on unchanged, valid as the C API specifies.
+    unsafe { nvmlDeviceGetHandleByIndex(index, device) }
 }
 
 pub unsafe fn nvmlDeviceGetHandleByUUID(
@@ -210,12 +239,16 @@ pub unsafe fn nvmlDeviceGetHandleByUUID(
         if uuid.is_null() || device.is_null() {
             return Err(NVML_ERROR_INVALID_ARGUMENT);
         }
-        let want = std::ffi::CStr::from_ptr(uuid).to_string_lossy();
+        // SAFETY: `uuid` is a C-string argument of the API, checked non-NULL above; its NUL
+        // termination is the caller's contract.
+        let want = unsafe { std::ffi::CStr::from_ptr(uuid) }.to_string_lossy();
         let i = devs
             .iter()
             .position(|d| d.uuid_str.eq_ignore_ascii_case(want.trim()))
             .ok_or(NVML_ERROR_NOT_FOUND)?;
-        put(device, handle_of(i))
+        // SAFETY: `device` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(device, handle_of(i)) }
     })())
 }
 
@@ -228,14 +261,18 @@ pub unsafe fn nvmlDeviceGetHandleByPciBusId(
         if pci_bus_id.is_null() || device.is_null() {
             return Err(NVML_ERROR_INVALID_ARGUMENT);
         }
-        let s = std::ffi::CStr::from_ptr(pci_bus_id).to_string_lossy();
+        // SAFETY: `pci_bus_id` is a C-string argument of the API, checked non-NULL above; its NUL
+        // termination is the caller's contract.
+        let s = unsafe { std::ffi::CStr::from_ptr(pci_bus_id) }.to_string_lossy();
         let (dom, bus, d, f) =
             vgpu_sim_core::ids::parse_pci_bus_id(&s).ok_or(NVML_ERROR_INVALID_ARGUMENT)?;
         let i = devs
             .iter()
             .position(|x| dom == 0 && d == 0 && f == 0 && x.pci_bus == bus)
             .ok_or(NVML_ERROR_NOT_FOUND)?;
-        put(device, handle_of(i))
+        // SAFETY: `device` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(device, handle_of(i)) }
     })())
 }
 
@@ -243,7 +280,9 @@ pub unsafe fn nvmlDeviceGetHandleByPciBusId_v2(
     pci_bus_id: *const c_char,
     device: *mut nvmlDevice_t,
 ) -> nvmlReturn_t {
-    nvmlDeviceGetHandleByPciBusId(pci_bus_id, device)
+    // SAFETY: the versioned alias passes its arguments on unchanged to the same entry point, whose
+    // contract is this one's.
+    unsafe { nvmlDeviceGetHandleByPciBusId(pci_bus_id, device) }
 }
 
 pub unsafe fn nvmlDeviceGetName(
@@ -251,7 +290,9 @@ pub unsafe fn nvmlDeviceGetName(
     name: *mut c_char,
     length: c_uint,
 ) -> nvmlReturn_t {
-    code((|| put_str(name, length, &dev(device)?.1.name))())
+    // SAFETY: `name` is an output buffer argument of the C API with its length: `put_str` rejects
+    // NULL and writes at most that many bytes.
+    code((|| unsafe { put_str(name, length, &dev(device)?.1.name) })())
 }
 
 pub unsafe fn nvmlDeviceGetUUID(
@@ -259,18 +300,26 @@ pub unsafe fn nvmlDeviceGetUUID(
     uuid: *mut c_char,
     length: c_uint,
 ) -> nvmlReturn_t {
-    code((|| put_str(uuid, length, &dev(device)?.1.uuid_str))())
+    // SAFETY: `uuid` is an output buffer argument of the C API with its length: `put_str` rejects
+    // NULL and writes at most that many bytes.
+    code((|| unsafe {
+        put_str(uuid, length, &dev(device)?.1.uuid_str)
+    })())
 }
 
 pub unsafe fn nvmlDeviceGetIndex(device: nvmlDevice_t, index: *mut c_uint) -> nvmlReturn_t {
-    code((|| put(index, dev(device)?.1.index))())
+    // SAFETY: `index` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+    // one is valid for a write by the caller's contract.
+    code((|| unsafe { put(index, dev(device)?.1.index) })())
 }
 
 pub unsafe fn nvmlDeviceGetMinorNumber(
     device: nvmlDevice_t,
     minor_number: *mut c_uint,
 ) -> nvmlReturn_t {
-    code((|| put(minor_number, dev(device)?.1.index))())
+    // SAFETY: `minor_number` is an out-pointer argument of the C API: `put` rejects NULL, and a
+    // non-NULL one is valid for a write by the caller's contract.
+    code((|| unsafe { put(minor_number, dev(device)?.1.index) })())
 }
 
 pub unsafe fn nvmlDeviceGetPciInfo(device: nvmlDevice_t, pci: *mut nvmlPciInfo_t) -> nvmlReturn_t {
@@ -284,7 +333,9 @@ pub unsafe fn nvmlDeviceGetPciInfo(device: nvmlDevice_t, pci: *mut nvmlPciInfo_t
         p.device = 0;
         p.pciDeviceId = (d.pci_device_id << 16) | 0x10DE;
         p.pciSubSystemId = (d.pci_subsystem_id << 16) | 0x10DE;
-        put(pci, p)
+        // SAFETY: `pci` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+        // one is valid for a write by the caller's contract.
+        unsafe { put(pci, p) }
     })())
 }
 
@@ -292,14 +343,18 @@ pub unsafe fn nvmlDeviceGetPciInfo_v2(
     device: nvmlDevice_t,
     pci: *mut nvmlPciInfo_t,
 ) -> nvmlReturn_t {
-    nvmlDeviceGetPciInfo(device, pci)
+    // SAFETY: `nvmlDeviceGetPciInfo` requires only what our own caller guarantees: the pointer
+    // arguments are passed on unchanged, valid as the C API specifies.
+    unsafe { nvmlDeviceGetPciInfo(device, pci) }
 }
 
 pub unsafe fn nvmlDeviceGetPciInfo_v3(
     device: nvmlDevice_t,
     pci: *mut nvmlPciInfo_t,
 ) -> nvmlReturn_t {
-    nvmlDeviceGetPciInfo(device, pci)
+    // SAFETY: `nvmlDeviceGetPciInfo` requires only what our own caller guarantees: the pointer
+    // arguments are passed on unchanged, valid as the C API specifies.
+    unsafe { nvmlDeviceGetPciInfo(device, pci) }
 }
 
 /// `(used, total)` after a rate-limited liveness sweep.
@@ -321,14 +376,18 @@ pub unsafe fn nvmlDeviceGetMemoryInfo(
             return Err(NVML_ERROR_INVALID_ARGUMENT);
         }
         let (used, total) = mem_of(s, d)?;
-        put(
-            memory,
-            nvmlMemory_t {
-                total,
-                free: total.saturating_sub(used),
-                used,
-            },
-        )
+        // SAFETY: `?` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+        // one is valid for a write by the caller's contract.
+        unsafe {
+            put(
+                memory,
+                nvmlMemory_t {
+                    total,
+                    free: total.saturating_sub(used),
+                    used,
+                },
+            )
+        }
     })())
 }
 
@@ -345,21 +404,27 @@ pub unsafe fn nvmlDeviceGetMemoryInfo_v2(
         if memory.is_null() {
             return Err(NVML_ERROR_INVALID_ARGUMENT);
         }
-        if (*memory).version != nvmlMemory_v2 {
+        // SAFETY: `memory` is checked non-NULL above and points at an nvmlMemory_v2_t by the C
+        // API's contract; only its `version` field is read (a place read, no copy of the struct).
+        if unsafe { (*memory).version } != nvmlMemory_v2 {
             return Err(NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
         }
         let (used, total) = mem_of(s, d)?;
         let used = used.min(total - RESERVED_BYTES);
-        put(
-            memory,
-            nvmlMemory_v2_t {
-                version: nvmlMemory_v2,
-                total,
-                reserved: RESERVED_BYTES,
-                free: total - RESERVED_BYTES - used,
-                used,
-            },
-        )
+        // SAFETY: `?` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+        // one is valid for a write by the caller's contract.
+        unsafe {
+            put(
+                memory,
+                nvmlMemory_v2_t {
+                    version: nvmlMemory_v2,
+                    total,
+                    reserved: RESERVED_BYTES,
+                    free: total - RESERVED_BYTES - used,
+                    used,
+                },
+            )
+        }
     })())
 }
 
@@ -383,15 +448,23 @@ unsafe fn process_list(
     .collect();
     let n = rows.len() as c_uint;
     if n == 0 {
-        *count = 0;
+        // SAFETY: `count` is an out-pointer argument, checked non-NULL above; by the C API's
+        // contract a non-NULL one is valid for this write.
+        unsafe { *count = 0 };
         return Ok(());
     }
-    if infos_null || *count < n {
-        *count = n;
+    // SAFETY: `count` is an in/out count argument, checked non-NULL above; readable and writable by
+    // the C API's contract.
+    if infos_null || unsafe { *count } < n {
+        // SAFETY: `count` is an out-pointer argument, checked non-NULL above; by the C API's
+        // contract a non-NULL one is valid for this write.
+        unsafe { *count = n };
         return Err(NVML_ERROR_INSUFFICIENT_SIZE);
     }
     write(&rows);
-    *count = n;
+    // SAFETY: `count` is an out-pointer argument, checked non-NULL above; by the C API's contract a
+    // non-NULL one is valid for this write.
+    unsafe { *count = n };
     Ok(())
 }
 
@@ -400,14 +473,18 @@ pub unsafe fn nvmlDeviceGetComputeRunningProcesses(
     info_count: *mut c_uint,
     infos: *mut nvmlProcessInfo_v1_t,
 ) -> nvmlReturn_t {
-    code(process_list(device, info_count, infos.is_null(), |rows| {
-        for (i, &(pid, used)) in rows.iter().enumerate() {
-            infos.add(i).write(nvmlProcessInfo_v1_t {
-                pid,
-                usedGpuMemory: used,
-            });
-        }
-    }))
+    // SAFETY: `process_list` requires only what our own caller guarantees: the pointer arguments
+    // are passed on unchanged, valid as the C API specifies.
+    code(unsafe {
+        process_list(device, info_count, infos.is_null(), |rows| {
+            for (i, &(pid, used)) in rows.iter().enumerate() {
+                infos.add(i).write(nvmlProcessInfo_v1_t {
+                    pid,
+                    usedGpuMemory: used,
+                });
+            }
+        })
+    })
 }
 
 fn v2_rows(infos: *mut nvmlProcessInfo_v2_t) -> impl FnOnce(&[(u32, u64)]) {
@@ -431,12 +508,9 @@ pub unsafe fn nvmlDeviceGetComputeRunningProcesses_v2(
     info_count: *mut c_uint,
     infos: *mut nvmlProcessInfo_v2_t,
 ) -> nvmlReturn_t {
-    code(process_list(
-        device,
-        info_count,
-        infos.is_null(),
-        v2_rows(infos),
-    ))
+    // SAFETY: `process_list` requires only what our own caller guarantees: the pointer arguments
+    // are passed on unchanged, valid as the C API specifies.
+    code(unsafe { process_list(device, info_count, infos.is_null(), v2_rows(infos)) })
 }
 
 pub unsafe fn nvmlDeviceGetComputeRunningProcesses_v3(
@@ -444,14 +518,18 @@ pub unsafe fn nvmlDeviceGetComputeRunningProcesses_v3(
     info_count: *mut c_uint,
     infos: *mut nvmlProcessInfo_v2_t,
 ) -> nvmlReturn_t {
-    nvmlDeviceGetComputeRunningProcesses_v2(device, info_count, infos)
+    // SAFETY: the versioned alias passes its arguments on unchanged to the same entry point, whose
+    // contract is this one's.
+    unsafe { nvmlDeviceGetComputeRunningProcesses_v2(device, info_count, infos) }
 }
 
 /// No graphics processes run on the simulated device.
 unsafe fn no_graphics(device: nvmlDevice_t, info_count: *mut c_uint) -> nvmlReturn_t {
     code((|| {
         dev(device)?;
-        put(info_count, 0)
+        // SAFETY: `info_count` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(info_count, 0) }
     })())
 }
 
@@ -460,7 +538,9 @@ pub unsafe fn nvmlDeviceGetGraphicsRunningProcesses(
     info_count: *mut c_uint,
     _infos: *mut nvmlProcessInfo_v1_t,
 ) -> nvmlReturn_t {
-    no_graphics(device, info_count)
+    // SAFETY: `no_graphics` requires only what our own caller guarantees: the pointer arguments are
+    // passed on unchanged, valid as the C API specifies.
+    unsafe { no_graphics(device, info_count) }
 }
 
 pub unsafe fn nvmlDeviceGetGraphicsRunningProcesses_v2(
@@ -468,7 +548,9 @@ pub unsafe fn nvmlDeviceGetGraphicsRunningProcesses_v2(
     info_count: *mut c_uint,
     _infos: *mut nvmlProcessInfo_v2_t,
 ) -> nvmlReturn_t {
-    no_graphics(device, info_count)
+    // SAFETY: `no_graphics` requires only what our own caller guarantees: the pointer arguments are
+    // passed on unchanged, valid as the C API specifies.
+    unsafe { no_graphics(device, info_count) }
 }
 
 pub unsafe fn nvmlDeviceGetGraphicsRunningProcesses_v3(
@@ -476,7 +558,9 @@ pub unsafe fn nvmlDeviceGetGraphicsRunningProcesses_v3(
     info_count: *mut c_uint,
     _infos: *mut nvmlProcessInfo_v2_t,
 ) -> nvmlReturn_t {
-    no_graphics(device, info_count)
+    // SAFETY: `no_graphics` requires only what our own caller guarantees: the pointer arguments are
+    // passed on unchanged, valid as the C API specifies.
+    unsafe { no_graphics(device, info_count) }
 }
 
 const UTIL_WINDOW_NS: u64 = 1_000_000_000;
@@ -497,13 +581,17 @@ pub unsafe fn nvmlDeviceGetUtilizationRates(
             return Err(NVML_ERROR_INVALID_ARGUMENT);
         }
         let gpu = gpu_util(s, d)?;
-        put(
-            utilization,
-            nvmlUtilization_t {
-                gpu,
-                memory: gpu * 2 / 5,
-            },
-        )
+        // SAFETY: `?` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+        // one is valid for a write by the caller's contract.
+        unsafe {
+            put(
+                utilization,
+                nvmlUtilization_t {
+                    gpu,
+                    memory: gpu * 2 / 5,
+                },
+            )
+        }
     })())
 }
 
@@ -524,7 +612,9 @@ pub unsafe fn nvmlDeviceGetProcessUtilization(
         let now_mono = clock::mono_ns();
         let now_real_us = clock::real_ns() / 1000;
         if last_seen_time_stamp >= now_real_us {
-            *process_samples_count = 0;
+            // SAFETY: `process_samples_count` is an out-pointer argument, checked non-NULL above;
+            // by the C API's contract a non-NULL one is valid for this write.
+            unsafe { *process_samples_count = 0 };
             return Err(NVML_ERROR_NOT_FOUND);
         }
         let window_ns = if last_seen_time_stamp == 0 {
@@ -536,25 +626,37 @@ pub unsafe fn nvmlDeviceGetProcessUtilization(
         let busy = with(s, |g| g.process_busy(d.index, t0, now_mono))?;
         let n = busy.len() as c_uint;
         if n == 0 {
-            *process_samples_count = 0;
+            // SAFETY: `process_samples_count` is an out-pointer argument, checked non-NULL above;
+            // by the C API's contract a non-NULL one is valid for this write.
+            unsafe { *process_samples_count = 0 };
             return Err(NVML_ERROR_NOT_FOUND);
         }
-        if utilization.is_null() || *process_samples_count < n {
-            *process_samples_count = n;
+        // SAFETY: `process_samples_count` is an in/out count argument, checked non-NULL above;
+        // readable and writable by the C API's contract.
+        if utilization.is_null() || unsafe { *process_samples_count } < n {
+            // SAFETY: `process_samples_count` is an out-pointer argument, checked non-NULL above;
+            // by the C API's contract a non-NULL one is valid for this write.
+            unsafe { *process_samples_count = n };
             return Err(NVML_ERROR_INSUFFICIENT_SIZE);
         }
         for (i, &(pid, b)) in busy.iter().enumerate() {
             let sm = vgpu_sim_core::timeline::percent(b, window_ns);
-            utilization.add(i).write(nvmlProcessUtilizationSample_t {
-                pid,
-                timeStamp: now_real_us,
-                smUtil: sm,
-                memUtil: sm * 2 / 5,
-                encUtil: 0,
-                decUtil: 0,
-            });
+            // SAFETY: `utilization` is non-NULL (checked) and holds `*process_samples_count` >= `n`
+            // entries (checked above, by the caller's contract); `i` < `n`.
+            unsafe {
+                utilization.add(i).write(nvmlProcessUtilizationSample_t {
+                    pid,
+                    timeStamp: now_real_us,
+                    smUtil: sm,
+                    memUtil: sm * 2 / 5,
+                    encUtil: 0,
+                    decUtil: 0,
+                })
+            };
         }
-        *process_samples_count = n;
+        // SAFETY: `process_samples_count` is an out-pointer argument, checked non-NULL above; by
+        // the C API's contract a non-NULL one is valid for this write.
+        unsafe { *process_samples_count = n };
         Ok(())
     })())
 }
@@ -569,8 +671,12 @@ pub unsafe fn nvmlDeviceGetCudaComputeCapability(
         if major.is_null() || minor.is_null() {
             return Err(NVML_ERROR_INVALID_ARGUMENT);
         }
-        put(major, d.cc_major as c_int)?;
-        put(minor, d.cc_minor as c_int)
+        // SAFETY: `major` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(major, d.cc_major as c_int) }?;
+        // SAFETY: `minor` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(minor, d.cc_minor as c_int) }
     })())
 }
 
@@ -580,7 +686,9 @@ pub unsafe fn nvmlDeviceGetMultiGpuBoard(
 ) -> nvmlReturn_t {
     code((|| {
         dev(device)?;
-        put(multi_gpu_bool, 0)
+        // SAFETY: `multi_gpu_bool` is an out-pointer argument of the C API: `put` rejects NULL, and
+        // a non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(multi_gpu_bool, 0) }
     })())
 }
 
@@ -594,7 +702,9 @@ pub unsafe fn nvmlDeviceGetTemperature(
         if sensor_type != 0 || temp.is_null() {
             return Err(NVML_ERROR_INVALID_ARGUMENT);
         }
-        put(temp, 33 + gpu_util(s, d)? * 2 / 5)
+        // SAFETY: `temp` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(temp, 33 + gpu_util(s, d)? * 2 / 5) }
     })())
 }
 
@@ -606,27 +716,35 @@ pub unsafe fn nvmlDeviceGetPowerUsage(device: nvmlDevice_t, power: *mut c_uint) 
             return Err(NVML_ERROR_INVALID_ARGUMENT);
         }
         let u = gpu_util(s, d)?;
-        put(power, d.power_w * (100 + 8 * u))
+        // SAFETY: `power` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(power, d.power_w * (100 + 8 * u)) }
     })())
 }
 
 pub unsafe fn nvmlDeviceGetFanSpeed(device: nvmlDevice_t, speed: *mut c_uint) -> nvmlReturn_t {
     code((|| {
         dev(device)?;
-        put(speed, 30)
+        // SAFETY: `speed` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(speed, 30) }
     })())
 }
 
 pub unsafe fn nvmlDeviceGetPersistenceMode(device: nvmlDevice_t, mode: *mut c_int) -> nvmlReturn_t {
     code((|| {
         dev(device)?;
-        put(mode, 1)
+        // SAFETY: `mode` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(mode, 1) }
     })())
 }
 
 pub unsafe fn nvmlDeviceGetComputeMode(device: nvmlDevice_t, mode: *mut c_int) -> nvmlReturn_t {
     code((|| {
         dev(device)?;
-        put(mode, 0)
+        // SAFETY: `mode` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(mode, 0) }
     })())
 }
