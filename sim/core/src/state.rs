@@ -51,8 +51,11 @@ struct SpecRaw {
     _pad: u32,
 }
 
+/// The start of the file: identification, written once by the creator before it publishes
+/// the file, and the machine-wide lock. While the file is shared, no reference ever covers
+/// this part (every locker writes the mutex): it is read and locked through raw places.
 #[repr(C)]
-struct Header {
+struct Prefix {
     magic: u64,
     version: u32,
     init_done: u32,
@@ -60,6 +63,11 @@ struct Header {
     layout: u64,
     mutex: libc::pthread_mutex_t,
     _mutex_pad: [u8; 24],
+}
+
+/// The rest of the header (right after [`Prefix`], no padding between: see `Region`).
+#[repr(C)]
+struct Header {
     ndev: u32,
     creator_pid: u32,
     created_real_ns: u64,
@@ -120,13 +128,29 @@ struct ProcSlot {
     usage: [ProcUsage; MAX_DEVICES],
 }
 
+/// Everything the lock guards: what a [`Guard`] hands out references to.
 #[repr(C)]
-struct Region {
+struct Body {
     header: Header,
     devs: [DevState; MAX_DEVICES],
     procs: [ProcSlot; MAX_PROCS],
     allocs: [AllocEntry; MAX_ALLOCS],
 }
+
+/// The whole file. The split into prefix and body changes no offset: the prefix's size is a
+/// multiple of the body's alignment, so the body follows it without padding (checked here).
+#[repr(C)]
+struct Region {
+    prefix: Prefix,
+    body: Body,
+}
+
+const _: () = assert!(
+    std::mem::offset_of!(Region, body) == std::mem::size_of::<Prefix>()
+        && std::mem::size_of::<Prefix>().is_multiple_of(std::mem::align_of::<Body>())
+        && std::mem::size_of::<Region>()
+            == std::mem::size_of::<Prefix>() + std::mem::size_of::<Body>()
+);
 
 /// Size of the state file.
 pub const STATE_SIZE: usize = std::mem::size_of::<Region>();
@@ -134,7 +158,8 @@ pub const STATE_SIZE: usize = std::mem::size_of::<Region>();
 fn layout_signature() -> u64 {
     use std::mem::size_of;
     let parts = [
-        size_of::<Header>(),
+        // the header as one part (prefix and rest), as before the split
+        size_of::<Prefix>() + size_of::<Header>(),
         size_of::<DevState>(),
         size_of::<ProcSlot>(),
         size_of::<AllocEntry>(),
@@ -296,7 +321,8 @@ impl SimState {
         let ptr = res?;
         // SAFETY: mapped and checked; the spec, device ids and namespace never change after
         // creation.
-        let (devices, machine_pidns) = unsafe { (read_devices(ptr), (*ptr).header.machine_pidns) };
+        let (devices, machine_pidns) =
+            unsafe { (read_devices(ptr), (*ptr).body.header.machine_pidns) };
         let caller = match procfs::identify(machine_pidns) {
             Ok(c) => c,
             Err(m) => {
@@ -332,7 +358,7 @@ impl SimState {
     /// Takes the machine-wide lock. A lock whose holder died is recovered and the state repaired.
     pub fn lock(&self) -> Result<Guard<'_>, String> {
         // SAFETY: the mutex lives in the mapped region and was initialised by the creator.
-        let m = unsafe { addr_of_mut!((*self.ptr).header.mutex) };
+        let m = unsafe { addr_of_mut!((*self.ptr).prefix.mutex) };
         // SAFETY: `m` points at the initialised process-shared mutex of our live mapping; no
         // reference to the region exists here, the pthread call is its only accessor.
         let rc = unsafe { libc::pthread_mutex_lock(m) };
@@ -370,13 +396,13 @@ unsafe fn read_devices(ptr: *const Region) -> Vec<DeviceInfo> {
     // `init_done` and never again are read (spec, device count, and per device its uuid, bus
     // and total), each through a place expression, so no reference covers the fields other
     // processes update (mutex, counters) and nothing races.
-    let (s, ndev) = unsafe { (&(*ptr).header.spec, (*ptr).header.ndev) };
+    let (s, ndev) = unsafe { (&(*ptr).body.header.spec, (*ptr).body.header.ndev) };
     let key = read_str(&s.key);
     (0..ndev.min(MAX_DEVICES as u32))
         .map(|i| {
             // SAFETY: as above; `i` < MAX_DEVICES indexes the fixed-size array in bounds.
             let (uuid, pci_bus, total) = unsafe {
-                let d = addr_of!((*ptr).devs[i as usize]);
+                let d = addr_of!((*ptr).body.devs[i as usize]);
                 ((*d).uuid, (*d).pci_bus, (*d).total)
             };
             DeviceInfo {
@@ -407,6 +433,16 @@ unsafe fn read_devices(ptr: *const Region) -> Vec<DeviceInfo> {
         .collect()
 }
 
+/// The identification fields of a mapped file, copied out for checking.
+struct Ident {
+    magic: u64,
+    version: u32,
+    init_done: u32,
+    total_size: u64,
+    layout: u64,
+    ndev: u32,
+}
+
 fn map_and_check(fd: libc::c_int, path: &Path) -> Result<*mut Region, OpenError> {
     let mismatch = |why: &str| {
         OpenError::Mismatch(format!(
@@ -425,7 +461,7 @@ fn map_and_check(fd: libc::c_int, path: &Path) -> Result<*mut Region, OpenError>
             errno_str()
         )));
     }
-    if (st.st_size as u64) < std::mem::size_of::<Header>() as u64 {
+    if (st.st_size as u64) < std::mem::size_of::<Prefix>() as u64 {
         return Err(mismatch(&format!("{} bytes, too small", st.st_size)));
     }
     if st.st_size as u64 != STATE_SIZE as u64 {
@@ -453,10 +489,21 @@ fn map_and_check(fd: libc::c_int, path: &Path) -> Result<*mut Region, OpenError>
         )));
     }
     let r = p as *mut Region;
-    // SAFETY: the mapping is STATE_SIZE bytes, page-aligned, so a `Header` lies at its start.
-    // Reading it without the lock: the checked fields (magic, version, size, layout, init_done,
-    // ndev) are written only by the creator before it publishes the file with `link`.
-    let h = unsafe { &(*r).header };
+    // SAFETY: the mapping is STATE_SIZE bytes, page-aligned, so a `Region` lies at its start.
+    // Read without the lock, field by field through places (no reference covers the mutex
+    // or the counters other processes update): the fields checked are written only by the
+    // creator, before it publishes the file with `link`.
+    let h = unsafe {
+        let p = addr_of!((*r).prefix);
+        Ident {
+            magic: (*p).magic,
+            version: (*p).version,
+            init_done: (*p).init_done,
+            total_size: (*p).total_size,
+            layout: (*p).layout,
+            ndev: (*r).body.header.ndev,
+        }
+    };
     let why = if h.magic != MAGIC {
         Some("bad magic".to_string())
     } else if h.version != VERSION {
@@ -562,13 +609,13 @@ fn create_file(path: &Path, cfg: &SimConfig) -> Result<(), OpenError> {
 /// `r` must point at a writable, zero-filled mapping of STATE_SIZE bytes that no other
 /// process or thread can reach yet.
 unsafe fn init_region(r: *mut Region, cfg: &SimConfig, machine_pidns: u64) {
-    // SAFETY: the caller's contract: the region is ours alone, so one `&mut` to its header
-    // (and below, disjoint `&mut`s to its devices) is unique.
-    let h = unsafe { &mut (*r).header };
-    h.magic = MAGIC;
-    h.version = VERSION;
-    h.total_size = STATE_SIZE as u64;
-    h.layout = layout_signature();
+    // SAFETY: the caller's contract: the region is ours alone, so these `&mut`s to its
+    // prefix and header (and below, to its devices: disjoint fields) are unique.
+    let (pre, h) = unsafe { (&mut (*r).prefix, &mut (*r).body.header) };
+    pre.magic = MAGIC;
+    pre.version = VERSION;
+    pre.total_size = STATE_SIZE as u64;
+    pre.layout = layout_signature();
     // SAFETY: a zeroed attribute object is then initialised by pthread_mutexattr_init before
     // use; the mutex lies in our private mapping and is initialised exactly once, before
     // the file is published.
@@ -577,7 +624,7 @@ unsafe fn init_region(r: *mut Region, cfg: &SimConfig, machine_pidns: u64) {
         libc::pthread_mutexattr_init(&mut attr);
         libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
         libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
-        libc::pthread_mutex_init(addr_of_mut!(h.mutex), &attr);
+        libc::pthread_mutex_init(addr_of_mut!(pre.mutex), &attr);
         libc::pthread_mutexattr_destroy(&mut attr);
     }
     h.ndev = cfg.devices.min(MAX_DEVICES as u32);
@@ -604,14 +651,14 @@ unsafe fn init_region(r: *mut Region, cfg: &SimConfig, machine_pidns: u64) {
     s.power_w = m.power_w;
     for i in 0..h.ndev {
         // SAFETY: as above; `devs` is disjoint from the header `h` borrows, `i` < MAX_DEVICES.
-        let d = unsafe { &mut (*r).devs[i as usize] };
+        let d = unsafe { &mut (*r).body.devs[i as usize] };
         d.uuid = ids::uuid_bytes(m.key, i);
         d.pci_bus = ids::pci_bus(i);
         d.total = cfg.mem_bytes;
     }
     std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-    // SAFETY: as above; `h` is no longer used, so this write aliases no live reference.
-    unsafe { (*r).header.init_done = 1 };
+    // SAFETY: as above; `pre` is no longer used, so this write aliases no live reference.
+    unsafe { (*r).prefix.init_done = 1 };
 }
 
 /// A request for [`Guard::alloc`].
@@ -674,7 +721,7 @@ pub struct ProcSnap {
 }
 
 /// The allocation table over a region's storage.
-fn region_table(r: &mut Region) -> Table<'_> {
+fn region_table(r: &mut Body) -> Table<'_> {
     Table::new(&mut r.allocs, &mut r.header.alloc_len)
 }
 
@@ -692,26 +739,29 @@ pub struct Guard<'a> {
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
         // SAFETY: we hold the lock.
-        unsafe { libc::pthread_mutex_unlock(addr_of_mut!((*self.r).header.mutex)) };
+        unsafe { libc::pthread_mutex_unlock(addr_of_mut!((*self.r).prefix.mutex)) };
     }
 }
 
 impl Guard<'_> {
-    /// The locked region, read-only. Shared borrows of the guard only ever make shared
+    /// The locked state, read-only. Shared borrows of the guard only ever make shared
     /// references, so any number of them may coexist.
-    fn reg(&self) -> &Region {
-        // SAFETY: `r` is our live mapping of the whole region (it outlives `'a`); we hold the
-        // machine-wide lock, so no other process or thread writes it while this guard lives,
-        // and no `&mut Region` can exist while `self` is borrowed shared (see `reg_mut`).
-        unsafe { &*self.r }
+    fn reg(&self) -> &Body {
+        // SAFETY: `r` is our live mapping of the whole region (it outlives the guard). We hold
+        // the machine-wide lock, so no other process or thread writes the body while this
+        // guard lives; no `&mut Body` can exist while `self` is borrowed shared (see
+        // `reg_mut`); and the reference covers the body only, not the prefix's mutex, which
+        // other lockers do write meanwhile.
+        unsafe { &(*self.r).body }
     }
 
-    /// The locked region, writable. Taking `&mut self` makes it the only reference to the
-    /// region derived from this guard for as long as it lives.
-    fn reg_mut(&mut self) -> &mut Region {
-        // SAFETY: as for `reg`, the lock excludes every other writer; the exclusive borrow of
-        // the guard excludes every other reference made through it, so this one is unique.
-        unsafe { &mut *self.r }
+    /// The locked state, writable. Taking `&mut self` makes it the only reference to the
+    /// body derived from this guard for as long as it lives.
+    fn reg_mut(&mut self) -> &mut Body {
+        // SAFETY: as for `reg`: the lock excludes every other writer of the body, the mutex
+        // lies outside it, and the exclusive borrow of the guard excludes every other
+        // reference made through it, so this one is unique.
+        unsafe { &mut (*self.r).body }
     }
 
     /// The allocation table, writable.
@@ -1176,7 +1226,9 @@ impl Guard<'_> {
             .collect();
         Snapshot {
             path: self.st.path.clone(),
-            version: r.header.version,
+            // SAFETY: a place read of a prefix field written once before the file was
+            // published (and checked equal to VERSION when it was opened).
+            version: unsafe { (*self.r).prefix.version },
             creator_pid: r.header.creator_pid,
             devices,
             procs,
