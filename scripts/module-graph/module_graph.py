@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """The module dependency graph of a Rust crate's source tree, and its cycles.
 
-Usage: module_graph.py [--depth N] [--fail-on-cycles] [--edges] [SRC_DIR]
+Usage: module_graph.py [--depth N] [--fail-on-cycles] [--edges] [--no-tests] [SRC_DIR]
 
 SRC_DIR (default: src) holds the crate root (lib.rs, else main.rs). Every module file
 (`a.rs`, `a/mod.rs`, `a/b.rs`, ...) is a module `a`, `a::b`; its edges are the modules its
 code names through paths: `crate::a::b::Item`, `super::x`, `self::x`, a child module's name
 (`child::f()`), and `#[macro_export]` macros (`crate::vlog!` is an edge to the module that
 defines `vlog`). Comments and string literals are ignored. A path points at the longest
-module prefix it names. With --depth N, modules are collapsed to their first N path segments
+module prefix it names. --no-tests leaves out inline `#[cfg(test)]` modules. With --depth N, modules are collapsed to their first N path segments
 (depth 1: the top-level modules) and edges inside one collapsed module are dropped.
 
 Prints the nodes, the edges (with the first file:line that makes each), and the strongly
@@ -194,11 +194,38 @@ def read(path):
         return f.read()
 
 
-def build_graph(src):
+CFG_TEST_MOD_RE = re.compile(r"#\[cfg\(test\)\]\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+[A-Za-z_][A-Za-z0-9_]*\s*\{")
+
+
+def without_test_modules(text):
+    """The text with the bodies of inline `#[cfg(test)] mod x { ... }` blanked (lines kept)."""
+    out, last = [], 0
+    for m in CFG_TEST_MOD_RE.finditer(text):
+        if m.start() < last:
+            continue
+        depth, j = 0, m.end() - 1
+        while j < len(text):
+            if text[j] == "{":
+                depth += 1
+            elif text[j] == "}":
+                depth -= 1
+                if depth == 0:
+                    break
+            j += 1
+        out.append(text[last:m.start()])
+        out.append("\n" * text.count("\n", m.start(), j + 1))
+        last = j + 1
+    out.append(text[last:])
+    return "".join(out)
+
+
+def build_graph(src, tests=True):
     modules = module_files(src)
     if ROOT not in modules:
         raise SystemExit(f"module_graph: no lib.rs or main.rs under {src}")
     texts = {m: strip_comments_and_strings(read(f)) for m, f in modules.items()}
+    if not tests:
+        texts = {m: without_test_modules(t) for m, t in texts.items()}
     macros = {}
     for m, t in texts.items():
         for name in MACRO_EXPORT_RE.findall(t):
@@ -285,8 +312,8 @@ def sccs(nodes, adj):
     return sorted(out, key=lambda c: (-len(c), c))
 
 
-def analyse(src, depth):
-    modules, raw = build_graph(src)
+def analyse(src, depth, tests=True):
+    modules, raw = build_graph(src, tests)
     nodes = sorted({collapse(m, depth) for m in modules})
     edges = {}
     for (a, b), where in sorted(raw.items()):
@@ -310,11 +337,12 @@ def main(argv=None):
     ap.add_argument("--depth", type=int, default=1, help="collapse module paths to N segments (default 1)")
     ap.add_argument("--fail-on-cycles", action="store_true", help="exit 1 when the graph has a cycle")
     ap.add_argument("--edges", action="store_true", help="also print each edge with the first line making it")
+    ap.add_argument("--no-tests", action="store_true", help="ignore inline #[cfg(test)] modules")
     a = ap.parse_args(argv)
     if a.depth < 1 or not os.path.isdir(a.src):
         print(f"module_graph: bad arguments (src {a.src!r}, depth {a.depth})", file=sys.stderr)
         return 2
-    nodes, edges, comps = analyse(a.src, a.depth)
+    nodes, edges, comps = analyse(a.src, a.depth, tests=not a.no_tests)
     print(f"module graph of {a.src} (depth {a.depth}): {len(nodes)} modules, {len(edges)} edges")
     for n in nodes:
         outs = sorted(short(b) for (x, b) in edges if x == n)

@@ -127,6 +127,22 @@ class ModuleGraphTest(unittest.TestCase):
         self.assertIn(("e", "d"), edges)
         self.assertEqual(comps, [["crate::a", "crate::b"]])
 
+    def test_test_modules_can_be_left_out(self):
+        write(self.src, {"e.rs": """
+            pub fn f() {}
+            #[cfg(test)]
+            mod tests {
+                use crate::a::g;
+                #[test] fn t() { crate::b::f(); }
+            }
+        """})
+        _, edges, _ = module_graph.analyse(self.src, 1)
+        names = {(module_graph.short(a), module_graph.short(b)) for a, b in edges}
+        self.assertTrue({("e", "a"), ("e", "b")} <= names)
+        _, edges, _ = module_graph.analyse(self.src, 1, tests=False)
+        names = {(module_graph.short(a), module_graph.short(b)) for a, b in edges}
+        self.assertFalse({("e", "a"), ("e", "b")} & names)
+
     def test_bad_input(self):
         rc, _ = run([os.path.join(self.tmp.name, "missing")])
         self.assertEqual(rc, 2)
