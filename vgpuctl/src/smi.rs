@@ -14,6 +14,10 @@ fn sym<T: Copy>(lib: *mut c_void, name: &CStr) -> Result<T, String> {
     if p.is_null() {
         return Err(format!("libnvidia-ml.so.1 has no {name:?}"));
     }
+    const { assert!(std::mem::size_of::<T>() == std::mem::size_of::<*mut c_void>()) };
+    // SAFETY: `p` is a non-NULL symbol address and T is pointer-sized (checked above), so
+    // the copy reads exactly `p`. That T is the C signature of `name` is this private
+    // helper's contract with its callers, each of which names the `pfn::` type of `name`.
     Ok(unsafe { std::mem::transmute_copy::<*mut c_void, T>(&p) })
 }
 

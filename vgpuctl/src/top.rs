@@ -373,8 +373,9 @@ impl Drop for Terminal {
 
 /// (columns, rows) of the terminal on stdout.
 fn size() -> (usize, usize) {
-    // SAFETY: TIOCGWINSZ fills a winsize we own.
+    // SAFETY: `winsize` is plain C data; all-zero bytes are a valid value.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer, which is ours and writable.
     let ok = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) } == 0;
     if ok && ws.ws_col > 0 && ws.ws_row > 0 {
         (ws.ws_col as usize, ws.ws_row as usize)

@@ -489,6 +489,7 @@ pub struct VmmHandle {
 
 // SAFETY: the only pointer inside (win32HandleMetaData) is never dereferenced.
 unsafe impl Send for VmmHandle {}
+// SAFETY: as for `Send`: the pointer is plain data here, never dereferenced.
 unsafe impl Sync for VmmHandle {}
 
 #[derive(Debug, Clone, Copy)]
@@ -590,9 +591,14 @@ impl LocalMem {
     }
 
     /// Reads `dst.len()` bytes from a location.
+    ///
+    /// # Safety
+    /// A `Loc::Host` location must be valid for the bytes accessed.
     pub unsafe fn read(&self, loc: Loc, dst: &mut [u8]) {
         match loc {
-            Loc::Host(p) => std::ptr::copy(p, dst.as_mut_ptr(), dst.len()),
+            // SAFETY: a `Loc::Host` pointer is one the caller of this unsafe fn vouches for, valid
+            // for the bytes asked for (`dst.len()`); `ptr::copy` allows overlap.
+            Loc::Host(p) => unsafe { std::ptr::copy(p, dst.as_mut_ptr(), dst.len()) },
             Loc::Shadow { base, off, .. } => match self.shadows.get(&base) {
                 Some(v) => {
                     let o = off as usize;
@@ -615,9 +621,14 @@ impl LocalMem {
     }
 
     /// Writes bytes to a location.
+    ///
+    /// # Safety
+    /// A `Loc::Host` location must be valid for the bytes accessed.
     pub unsafe fn write(&mut self, loc: Loc, src: &[u8]) {
         match loc {
-            Loc::Host(p) => std::ptr::copy(src.as_ptr(), p, src.len()),
+            // SAFETY: a `Loc::Host` pointer is one the caller of this unsafe fn vouches for, valid
+            // for the bytes asked for (`src.len()`); `ptr::copy` allows overlap.
+            Loc::Host(p) => unsafe { std::ptr::copy(src.as_ptr(), p, src.len()) },
             Loc::Shadow { base, span, off } => {
                 if let Some(v) = self.shadow_mut(base, span) {
                     let o = off as usize;
@@ -630,6 +641,9 @@ impl LocalMem {
     }
 
     /// Fills `count` elements of `pattern` (1 or 4 bytes) at a location.
+    ///
+    /// # Safety
+    /// A `Loc::Host` location must be valid for the bytes accessed.
     pub unsafe fn fill(&mut self, loc: Loc, pattern: &[u8], count: usize) {
         let total = count * pattern.len();
         let apply = |dst: &mut [u8]| {
@@ -642,7 +656,9 @@ impl LocalMem {
             }
         };
         match loc {
-            Loc::Host(p) => apply(std::slice::from_raw_parts_mut(p, total)),
+            // SAFETY: a `Loc::Host` pointer is one the caller of this unsafe fn vouches for, valid
+            // for the `total` bytes filled.
+            Loc::Host(p) => apply(unsafe { std::slice::from_raw_parts_mut(p, total) }),
             Loc::Shadow { base, span, off } => {
                 if pattern.iter().all(|&b| b == 0) && !self.shadows.contains_key(&base) {
                     return; // already reads as zeros

@@ -35,6 +35,10 @@ impl Driver {
         if p.is_null() {
             return Err(format!("libcuda.so.1 has no {name:?}"));
         }
+        const { assert!(std::mem::size_of::<T>() == std::mem::size_of::<*mut c_void>()) };
+        // SAFETY: `p` is a non-NULL symbol address and T is pointer-sized (checked above), so
+        // the copy reads exactly `p`. That T is the C signature of `name` is this private
+        // helper's contract with its callers, each of which names the `pfn::` type of `name`.
         Ok(unsafe { std::mem::transmute_copy::<*mut c_void, T>(&p) })
     }
 }
@@ -46,6 +50,7 @@ fn err_name(d: &Driver, rc: CUresult) -> String {
     let mut s: *const c_char = std::ptr::null();
     // SAFETY: valid out-pointer; the driver returns a static string.
     if unsafe { f(rc, &mut s) } == CUDA_SUCCESS && !s.is_null() {
+        // SAFETY: on success the driver stored a non-NULL (checked) static NUL-terminated name.
         format!("{} ({rc})", unsafe { CStr::from_ptr(s) }.to_string_lossy())
     } else {
         rc.to_string()
@@ -256,7 +261,8 @@ fn run() -> Result<(), String> {
 /// `mem_info` is the driver's `cuMemGetInfo_v2` with a current context.
 unsafe fn mem_free_quiet(mem_info: pfn::cuMemGetInfo_v2) -> (u64, u64) {
     let (mut free, mut total) = (0usize, 0usize);
-    if mem_info(&mut free, &mut total) == CUDA_SUCCESS {
+    // SAFETY: the caller's contract (a real `cuMemGetInfo_v2`); both out-pointers are ours.
+    if unsafe { mem_info(&mut free, &mut total) } == CUDA_SUCCESS {
         (free as u64, total as u64)
     } else {
         (0, 0)
