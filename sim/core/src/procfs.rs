@@ -234,10 +234,12 @@ pub fn is_alive(pid: u32, start_time: u64) -> bool {
             machine_proc().join(pid.to_string()).exists()
         }
         None => {
-            // Unreadable for another reason than absence (e.g. hidepid): trust kill(pid, 0).
+            // Unreadable for another reason than absence (e.g. hidepid, which also hides the
+            // directory of another user's process): trust kill(pid, 0), for which EPERM means
+            // that the process exists and is not ours to signal.
             // SAFETY: signal 0 only checks for existence.
             let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
-            rc == 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
+            rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
         }
     }
 }
