@@ -62,46 +62,32 @@ struct Options {
     node: String,
 }
 
-fn parse(args: &[String]) -> Result<Options, String> {
-    let mut listen = DEFAULT_LISTEN.to_string();
-    let mut pods_dir = PathBuf::from(DEFAULT_PODS_DIR);
-    let mut legacy = false;
-    let mut once = false;
-    let common = node::parse_common(args, |opt, rest| {
-        let value = || {
-            rest.first()
-                .cloned()
-                .ok_or_else(|| format!("{opt} needs a value\n{USAGE}"))
-        };
-        match opt {
-            "--listen" => {
-                listen = value()?;
-                Ok(1)
-            }
-            "--pods-dir" => {
-                pods_dir = PathBuf::from(value()?);
-                Ok(1)
-            }
-            "--legacy-metrics" => {
-                legacy = true;
-                Ok(0)
-            }
-            "--once" => {
-                once = true;
-                Ok(0)
-            }
-            _ => Err(format!("unknown option {opt:?}\n{USAGE}")),
-        }
-    })?;
-    Ok(Options {
+/// The options, or `None` for `--help`.
+fn parse(args: &[String]) -> Result<Option<Options>, String> {
+    let (mut listen, mut pods_dir) = (None, None);
+    let (mut legacy, mut once) = (false, false);
+    let Some(common) = node::parse_options(
+        args,
+        USAGE,
+        &mut [
+            node::Opt::Value("--listen", &mut listen),
+            node::Opt::Value("--pods-dir", &mut pods_dir),
+            node::Opt::Flag("--legacy-metrics", &mut legacy),
+            node::Opt::Flag("--once", &mut once),
+        ],
+    )?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Options {
         common,
-        listen,
-        pods_dir,
+        listen: listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
+        pods_dir: PathBuf::from(pods_dir.as_deref().unwrap_or(DEFAULT_PODS_DIR)),
         legacy,
         once,
         nvml: None,
         node: String::new(),
-    })
+    }))
 }
 
 /// Pod UID -> (namespace, pod name), from the kubelet's `<namespace>_<pod>_<uid>` log
@@ -647,7 +633,10 @@ fn serve_one(
 }
 
 pub fn main(args: &[String]) -> Result<(), String> {
-    let mut o = parse(args)?;
+    let Some(mut o) = parse(args)? else {
+        println!("{USAGE}");
+        return Ok(());
+    };
     match Nvml::load() {
         Ok(n) => o.nvml = Some(n),
         Err(e) => eprintln!("vgpuctl exporter: no host GPU metrics: {e}"),

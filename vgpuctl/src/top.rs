@@ -468,17 +468,18 @@ fn live(o: &node::Common) -> Result<(), String> {
 
 pub fn main(args: &[String]) -> Result<(), String> {
     let (mut once, mut as_json) = (false, false);
-    let common = node::parse_common(args, |opt, _| match opt {
-        "--once" => {
-            once = true;
-            Ok(0)
-        }
-        "--json" => {
-            as_json = true;
-            Ok(0)
-        }
-        _ => Err(format!("unknown option {opt:?}\n{USAGE}")),
-    })?;
+    let Some(common) = node::parse_options(
+        args,
+        USAGE,
+        &mut [
+            node::Opt::Flag("--once", &mut once),
+            node::Opt::Flag("--json", &mut as_json),
+        ],
+    )?
+    else {
+        println!("{USAGE}");
+        return Ok(());
+    };
     if as_json || once {
         let slices = node::scan(&common.hook, &common.files);
         let mut rs = rows(&slices);
