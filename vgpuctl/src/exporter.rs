@@ -36,7 +36,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::node::{self, DeviceRow, Slice};
 
@@ -499,13 +499,6 @@ pub fn render(
     out
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn scrape(o: &Options) -> String {
     let mut text = o
         .nvml
@@ -516,7 +509,7 @@ fn scrape(o: &Options) -> String {
         &slices,
         &pod_names(&o.pods_dir),
         o.legacy,
-        now_secs(),
+        node::now_secs(),
     ));
     text
 }

@@ -29,6 +29,14 @@ pub fn strings(args: &[std::ffi::OsString]) -> Vec<String> {
         .collect()
 }
 
+/// Unix seconds now (0 before 1970), the clock of a region's `last_kernel_time`.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// HAMi's default hook path (`global.gpuHookPath` in its Helm values, `HOOK_PATH`).
 pub const DEFAULT_HOOK_PATH: &str = "/usr/local";
 

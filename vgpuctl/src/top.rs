@@ -12,7 +12,7 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use shm_layout::RECENT_KERNEL_HOLD;
 
@@ -293,13 +293,6 @@ pub fn json(rows: &[Row]) -> String {
     out
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 // ---- the live terminal --------------------------------------------------------------
 
 static QUIT: AtomicBool = AtomicBool::new(false);
@@ -396,7 +389,7 @@ fn frame(o: &node::Common, key: SortKey, reverse: bool) -> String {
         key.label(),
         if reverse { " (reversed)" } else { "" }
     )];
-    lines.extend(table(&rs, now_secs()));
+    lines.extend(table(&rs, node::now_secs()));
     let mut out = String::from("\x1b[H");
     for l in lines.iter().take(height.saturating_sub(1).max(1)) {
         let cut: String = l.chars().take(cols).collect();
@@ -487,7 +480,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         if as_json {
             print!("{}", json(&rs));
         } else {
-            for l in table(&rs, now_secs()) {
+            for l in table(&rs, node::now_secs()) {
                 println!("{l}");
             }
         }
