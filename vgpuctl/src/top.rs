@@ -304,13 +304,32 @@ extern "C" fn on_signal(_: libc::c_int) {
 extern "C" fn on_winch(_: libc::c_int) {}
 
 /// The terminal in non-canonical, no-echo mode and on the alternate screen; restored on drop
-/// (also after `q`, Ctrl-C, SIGTERM or SIGHUP, which end the loop instead of the process).
+/// (also after `q`, Ctrl-C, SIGINT, SIGTERM, SIGHUP or SIGQUIT, which end the loop instead of
+/// the process).
 struct Terminal {
     saved: Option<libc::termios>,
 }
 
 impl Terminal {
     fn enter() -> Terminal {
+        // The handlers first: a signal between the mode change and them would end the
+        // process with the terminal left raw.
+        for (sig, handler) in [
+            (libc::SIGINT, on_signal as extern "C" fn(libc::c_int)),
+            (libc::SIGTERM, on_signal),
+            (libc::SIGHUP, on_signal),
+            (libc::SIGQUIT, on_signal),
+            (libc::SIGWINCH, on_winch),
+        ] {
+            // SAFETY: installing an async-signal-safe handler (an atomic store or nothing);
+            // no SA_RESTART, so a signal interrupts poll() and the loop sees it at once.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = handler as usize;
+                libc::sigemptyset(&mut sa.sa_mask);
+                libc::sigaction(sig, &sa, std::ptr::null_mut());
+            }
+        }
         // SAFETY: isatty/tcgetattr/tcsetattr on fd 0 with a termios we own.
         let saved = unsafe {
             if libc::isatty(0) == 1 {
@@ -330,21 +349,6 @@ impl Terminal {
                 None
             }
         };
-        for (sig, handler) in [
-            (libc::SIGINT, on_signal as extern "C" fn(libc::c_int)),
-            (libc::SIGTERM, on_signal),
-            (libc::SIGHUP, on_signal),
-            (libc::SIGWINCH, on_winch),
-        ] {
-            // SAFETY: installing an async-signal-safe handler (an atomic store or nothing);
-            // no SA_RESTART, so a signal interrupts poll() and the loop sees it at once.
-            unsafe {
-                let mut sa: libc::sigaction = std::mem::zeroed();
-                sa.sa_sigaction = handler as usize;
-                libc::sigemptyset(&mut sa.sa_mask);
-                libc::sigaction(sig, &sa, std::ptr::null_mut());
-            }
-        }
         let mut out = std::io::stdout();
         let _ = out.write_all(b"\x1b[?1049h\x1b[?25l");
         let _ = out.flush();
@@ -366,8 +370,9 @@ impl Drop for Terminal {
 
 /// (columns, rows) of the terminal on stdout.
 fn size() -> (usize, usize) {
-    // SAFETY: TIOCGWINSZ fills a winsize we own.
+    // SAFETY: winsize is plain integers; all-zero is a valid value.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ fills the winsize we pass, which we own.
     let ok = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) } == 0;
     if ok && ws.ws_col > 0 && ws.ws_row > 0 {
         (ws.ws_col as usize, ws.ws_row as usize)
