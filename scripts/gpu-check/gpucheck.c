@@ -7,7 +7,7 @@
  * Usage: gpucheck SCENARIO [ARGS]; prints `key=value` lines on stdout.
  *   memcap SLICE             every allocation path filled until refused, against the slice
  *   ctxmod SLICE             context + module memory charged (or refused) in this slice
- *   spin NS SECONDS          a PTX kernel spinning NS ns (1 thread), launched and synchronised
+ *   spin NS SECONDS          a PTX kernel spinning NS ns (1 thread), launched in a loop, two in flight
  *                            in a loop for SECONDS: launches per second
  *   overhead N               ns per cuLaunchKernel and per cuMemAlloc+cuMemFree pair, through
  *                            libvgpu's hook and through the driver's own pointer, one process
@@ -445,24 +445,39 @@ static int spin_main(unsigned long long ns, double seconds) {
     setup_ctx();
     CUfunction f = load_spin();
     void *args[] = {&ns};
+    /* Two kernels in flight (an event after each): the next one is queued while the GPU runs
+     * the current one, so a launching thread descheduled for a moment (a loaded machine) does
+     * not leave the GPU idle and the uncapped run measures the GPU, not the CPU. Under a cap
+     * the throttle still decides when each launch may go. */
+    CUevent ev[2];
+    CK(API(cuEventCreate)(&ev[0], 0));
+    CK(API(cuEventCreate)(&ev[1], 0));
     /* Warm-up: a second of launches (the throttle calibrates its cost estimate). */
-    unsigned long long t = now_ns(), end = t + 1000000000ull;
-    while (now_ns() < end) {
-        CK(API(cuLaunchKernel)(f, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL));
+    unsigned long long n = 0, t = now_ns(), end = t + 1000000000ull;
+    for (int warm = 1; warm >= 0; warm--) {
+        unsigned long long t0 = now_ns();
+        if (!warm) {
+            n = 0;
+            end = t0 + (unsigned long long)(seconds * 1e9);
+        }
+        unsigned long long i = 0;
+        while (now_ns() < end) {
+            if (i >= 2) CK(API(cuEventSynchronize)(ev[i % 2]));
+            CK(API(cuLaunchKernel)(f, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL));
+            CK(API(cuEventRecord)(ev[i % 2], NULL));
+            i++;
+        }
         CK(API(cuCtxSynchronize)());
+        if (warm) continue;
+        n = i;
+        double el = (double)(now_ns() - t0) / 1e9;
+        kvu("launches", n);
+        kvf("seconds", el);
+        kvf("per_s", (double)n / el);
+        kvf("busy_share", (double)n * (double)ns / 1e9 / el);
     }
-    unsigned long long n = 0, t0 = now_ns();
-    end = t0 + (unsigned long long)(seconds * 1e9);
-    while (now_ns() < end) {
-        CK(API(cuLaunchKernel)(f, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL));
-        CK(API(cuCtxSynchronize)());
-        n++;
-    }
-    double el = (double)(now_ns() - t0) / 1e9;
-    kvu("launches", n);
-    kvf("seconds", el);
-    kvf("per_s", (double)n / el);
-    kvf("busy_share", (double)n * (double)ns / 1e9 / el);
+    CK(API(cuEventDestroy_v2)(ev[0]));
+    CK(API(cuEventDestroy_v2)(ev[1]));
     return 0;
 }
 
