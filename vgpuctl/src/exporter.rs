@@ -189,35 +189,29 @@ struct Nvml {
 
 impl Nvml {
     fn load() -> Result<Nvml, String> {
-        use std::ffi::{c_void, CStr};
+        use crate::smi::sym;
         // SAFETY: loading NVML; the handle is never closed (kept for the process lifetime).
         let lib = unsafe { libc::dlopen(c"libnvidia-ml.so.1".as_ptr(), libc::RTLD_NOW) };
         if lib.is_null() {
             return Err("cannot load libnvidia-ml.so.1".into());
         }
-        fn sym<T: Copy>(lib: *mut c_void, name: &CStr) -> Result<T, String> {
-            // SAFETY: dlsym on a live handle.
-            let p = unsafe { libc::dlsym(lib, name.as_ptr()) };
-            if p.is_null() {
-                return Err(format!("libnvidia-ml.so.1 has no {name:?}"));
+        // SAFETY: `lib` is the handle just opened; each type is its name's `pfn` type, and
+        // nvmlInit_v2 takes no arguments.
+        unsafe {
+            let init: cuda_headers::pfn::nvmlInit_v2 = sym(lib, c"nvmlInit_v2")?;
+            let rc = init();
+            if rc != cuda_headers::bindings::NVML_SUCCESS {
+                return Err(format!("nvmlInit_v2 failed ({rc})"));
             }
-            // SAFETY: T is the function pointer type of `name` (cuda-headers' table).
-            Ok(unsafe { std::mem::transmute_copy::<*mut c_void, T>(&p) })
+            Ok(Nvml {
+                count: sym(lib, c"nvmlDeviceGetCount_v2")?,
+                by_index: sym(lib, c"nvmlDeviceGetHandleByIndex_v2")?,
+                uuid: sym(lib, c"nvmlDeviceGetUUID")?,
+                name: sym(lib, c"nvmlDeviceGetName")?,
+                memory: sym(lib, c"nvmlDeviceGetMemoryInfo")?,
+                util: sym(lib, c"nvmlDeviceGetUtilizationRates")?,
+            })
         }
-        let init: cuda_headers::pfn::nvmlInit_v2 = sym(lib, c"nvmlInit_v2")?;
-        // SAFETY: nvmlInit_v2 takes no arguments.
-        let rc = unsafe { init() };
-        if rc != cuda_headers::bindings::NVML_SUCCESS {
-            return Err(format!("nvmlInit_v2 failed ({rc})"));
-        }
-        Ok(Nvml {
-            count: sym(lib, c"nvmlDeviceGetCount_v2")?,
-            by_index: sym(lib, c"nvmlDeviceGetHandleByIndex_v2")?,
-            uuid: sym(lib, c"nvmlDeviceGetUUID")?,
-            name: sym(lib, c"nvmlDeviceGetName")?,
-            memory: sym(lib, c"nvmlDeviceGetMemoryInfo")?,
-            util: sym(lib, c"nvmlDeviceGetUtilizationRates")?,
-        })
     }
 
     /// Every GPU that answers (a device that fails one query is left out, as HAMi does).
