@@ -6,7 +6,7 @@
 //! | `/usr/local/vgpu` | `<run dir>/container` (the per-container directory, holds the region) | rw |
 //! | `/usr/local/vgpu/libvgpu.so` | the library | ro |
 //! | `/etc/ld.so.preload` | `<run dir>/ld.so.preload`, naming the library | ro |
-//! | `/tmp/vgpulock` | `/tmp/vgpulock` | rw |
+//! | `/tmp/vgpulock` | `/tmp/vgpulock` (no mount: the container keeps the machine's `/tmp`) | rw |
 //!
 //! plus the plugin's environment (`NVIDIA_VISIBLE_DEVICES` with UUIDs,
 //! `CUDA_DEVICE_MEMORY_LIMIT_<i>`, `CUDA_DEVICE_SM_LIMIT`,
