@@ -11,6 +11,7 @@
 #   hip-python             AMD's HIP bindings (dlopen libamdhip64.so, dlsym by name): the
 #                          simulated AMD GPU's HIP client (ROCm 7.0.2 build)
 #   amdsmi                 AMD SMI's Python package (ctypes over libamd_smi.so; 7.x layouts)
+#   gpustat, nvitop        NVML monitoring tools (run in a container by tests/nvidia_tools.rs)
 #
 # Versions match a CUDA 12.8 driver (R570), which is what the simulator reports.
 set -euo pipefail
@@ -26,6 +27,11 @@ PINS=(
     "nvidia-nvml-dev-cu12==12.8.90"
     "hip-python==7.0.2.555.40"
     "amdsmi==7.0.2"
+    "gpustat==1.1.1"
+    "nvitop==1.7.2"
+    "psutil==7.2.2"
+    "blessed==1.52.0"
+    "wcwidth==0.9.4"
 )
 STAMP="$VENV/.vgpu-pins"
 WANT="$(printf '%s\n' "${PINS[@]}")"

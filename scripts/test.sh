@@ -2,6 +2,7 @@
 # The project's one test command.
 #   1. scripts/setup-venv.sh      (.venv with NVIDIA's Python clients, libcudart, headers)
 #      scripts/setup-amd-clients.sh (.amd-clients: Debian's rocm-smi)
+#      scripts/setup-nvidia-tools.sh  (NVIDIA's nvidia-smi and nvtop, unpacked from Debian)
 #   2. cargo build --workspace    (the simulated libcuda/libnvidia-ml and vgpu-sim must exist
 #                                  before the process-level tests start)
 #   3. cargo nextest run --workspace   (or cargo test --workspace without nextest)
@@ -31,6 +32,15 @@ if ! scripts/setup-amd-clients.sh; then
         exit 1
     fi
     echo "test.sh: warning: no rocm-smi; its tests will be skipped" >&2
+fi
+
+echo "== setup-nvidia-tools"
+if ! scripts/setup-nvidia-tools.sh; then
+    if ci; then
+        echo "test.sh: scripts/setup-nvidia-tools.sh failed (required under CI)" >&2
+        exit 1
+    fi
+    echo "test.sh: warning: no nvidia-smi/nvtop; tests/nvidia_tools.rs will be skipped" >&2
 fi
 
 if [[ "${VGPU_CHECK_BINDINGS:-0}" == "1" ]]; then

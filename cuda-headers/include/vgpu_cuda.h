@@ -439,6 +439,25 @@ typedef struct nvmlPciInfo_st {
     char busId[32];
 } nvmlPciInfo_t;
 
+/* BAR1 aperture, bytes. */
+typedef struct nvmlBAR1Memory_st {
+    unsigned long long bar1Total;
+    unsigned long long bar1Free;
+    unsigned long long bar1Used;
+} nvmlBAR1Memory_t;
+
+/* One field of nvmlDeviceGetFieldValues. `value` is NVML's 8-byte union (double, int, unsigned
+ * int, unsigned long long, ...), declared here as its widest integer member. */
+typedef struct nvmlFieldValue_st {
+    unsigned int fieldId;
+    unsigned int scopeId;
+    long long timestamp;
+    long long latencyUsec;
+    unsigned int valueType;
+    nvmlReturn_t nvmlReturn;
+    unsigned long long value;
+} nvmlFieldValue_t;
+
 typedef struct nvmlUtilization_st {
     unsigned int gpu;
     unsigned int memory;

@@ -894,6 +894,65 @@ const _: () = {
 pub type nvmlPciInfo_t = nvmlPciInfo_st;
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
+pub struct nvmlBAR1Memory_st {
+    pub bar1Total: ::core::ffi::c_ulonglong,
+    pub bar1Free: ::core::ffi::c_ulonglong,
+    pub bar1Used: ::core::ffi::c_ulonglong,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of nvmlBAR1Memory_st"][::core::mem::size_of::<nvmlBAR1Memory_st>() - 24usize];
+    ["Alignment of nvmlBAR1Memory_st"][::core::mem::align_of::<nvmlBAR1Memory_st>() - 8usize];
+    ["Offset of field: nvmlBAR1Memory_st::bar1Total"]
+        [::core::mem::offset_of!(nvmlBAR1Memory_st, bar1Total) - 0usize];
+    ["Offset of field: nvmlBAR1Memory_st::bar1Free"]
+        [::core::mem::offset_of!(nvmlBAR1Memory_st, bar1Free) - 8usize];
+    ["Offset of field: nvmlBAR1Memory_st::bar1Used"]
+        [::core::mem::offset_of!(nvmlBAR1Memory_st, bar1Used) - 16usize];
+};
+pub type nvmlBAR1Memory_t = nvmlBAR1Memory_st;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct nvmlFieldValue_st {
+    pub fieldId: ::core::ffi::c_uint,
+    pub scopeId: ::core::ffi::c_uint,
+    pub timestamp: ::core::ffi::c_longlong,
+    pub latencyUsec: ::core::ffi::c_longlong,
+    pub valueType: ::core::ffi::c_uint,
+    pub nvmlReturn: nvmlReturn_t,
+    pub value: ::core::ffi::c_ulonglong,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of nvmlFieldValue_st"][::core::mem::size_of::<nvmlFieldValue_st>() - 40usize];
+    ["Alignment of nvmlFieldValue_st"][::core::mem::align_of::<nvmlFieldValue_st>() - 8usize];
+    ["Offset of field: nvmlFieldValue_st::fieldId"]
+        [::core::mem::offset_of!(nvmlFieldValue_st, fieldId) - 0usize];
+    ["Offset of field: nvmlFieldValue_st::scopeId"]
+        [::core::mem::offset_of!(nvmlFieldValue_st, scopeId) - 4usize];
+    ["Offset of field: nvmlFieldValue_st::timestamp"]
+        [::core::mem::offset_of!(nvmlFieldValue_st, timestamp) - 8usize];
+    ["Offset of field: nvmlFieldValue_st::latencyUsec"]
+        [::core::mem::offset_of!(nvmlFieldValue_st, latencyUsec) - 16usize];
+    ["Offset of field: nvmlFieldValue_st::valueType"]
+        [::core::mem::offset_of!(nvmlFieldValue_st, valueType) - 24usize];
+    ["Offset of field: nvmlFieldValue_st::nvmlReturn"]
+        [::core::mem::offset_of!(nvmlFieldValue_st, nvmlReturn) - 28usize];
+    ["Offset of field: nvmlFieldValue_st::value"]
+        [::core::mem::offset_of!(nvmlFieldValue_st, value) - 32usize];
+};
+impl Default for nvmlFieldValue_st {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+pub type nvmlFieldValue_t = nvmlFieldValue_st;
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
 pub struct nvmlUtilization_st {
     pub gpu: ::core::ffi::c_uint,
     pub memory: ::core::ffi::c_uint,

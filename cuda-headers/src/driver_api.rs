@@ -55,9 +55,9 @@ macro_rules! cuda_driver_api {
             cuCtxCreate_v3 = "cuCtxCreate" @ 11040 [dflt hook] (pctx: *mut CUcontext, params_array: *mut c_void, num_params: c_int, flags: c_uint, dev: CUdevice);
             cuCtxCreate_v4 = "cuCtxCreate" @ 12050 [dflt hook] (pctx: *mut CUcontext, ctx_create_params: *mut c_void, flags: c_uint, dev: CUdevice);
             cuCtxDestroy_v2 = "cuCtxDestroy" @ 4000 [dflt hook] (ctx: CUcontext);
-            cuCtxPushCurrent_v2 = "cuCtxPushCurrent" @ 4000 [dflt pass] (ctx: CUcontext);
-            cuCtxPopCurrent_v2 = "cuCtxPopCurrent" @ 4000 [dflt pass] (pctx: *mut CUcontext);
-            cuCtxSetCurrent = "cuCtxSetCurrent" @ 4000 [dflt pass] (ctx: CUcontext);
+            cuCtxPushCurrent_v2 = "cuCtxPushCurrent" @ 4000 [dflt hook] (ctx: CUcontext);
+            cuCtxPopCurrent_v2 = "cuCtxPopCurrent" @ 4000 [dflt hook] (pctx: *mut CUcontext);
+            cuCtxSetCurrent = "cuCtxSetCurrent" @ 4000 [dflt hook] (ctx: CUcontext);
             cuCtxGetCurrent = "cuCtxGetCurrent" @ 4000 [dflt pass] (pctx: *mut CUcontext);
             cuCtxGetDevice = "cuCtxGetDevice" @ 2000 [dflt pass] (device: *mut CUdevice);
             cuCtxGetFlags = "cuCtxGetFlags" @ 7000 [dflt pass] (flags: *mut c_uint);

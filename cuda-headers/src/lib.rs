@@ -10,7 +10,7 @@
 pub mod bindings;
 mod driver_api;
 mod errors;
-mod nvml_api;
+pub mod nvml_api;
 mod proc_address;
 
 pub use errors::{cu_error_name, cu_error_string, nvml_error_string};
@@ -22,7 +22,8 @@ pub use proc_address::{
 /// where a consumer expands [`cuda_driver_api!`] or [`nvml_api!`].
 pub mod prelude {
     pub use crate::bindings::*;
-    pub use core::ffi::{c_char, c_int, c_uchar, c_uint, c_ulonglong, c_void};
+    pub use crate::nvml_api::abi::*;
+    pub use core::ffi::{c_char, c_int, c_uchar, c_uint, c_ulong, c_ulonglong, c_void};
 }
 
 /// One function-pointer type per driver and NVML entry point, named after the symbol.
@@ -39,7 +40,7 @@ pub mod pfn {
     crate::cuda_driver_api!(driver_pfn_types);
 
     macro_rules! nvml_pfn_types {
-        ($( $name:ident = [$hook:ident] ( $( $arg:ident : $ty:ty ),* $(,)? ); )*) => {
+        ($( $name:ident = [$hook:ident $sim:ident] ( $( $arg:ident : $ty:ty ),* $(,)? ); )*) => {
             $( pub type $name = unsafe extern "C" fn($($ty),*) -> nvmlReturn_t; )*
         };
     }
@@ -47,4 +48,8 @@ pub mod pfn {
 
     /// `nvmlErrorString` is the one NVML function that returns a string, not a code.
     pub type nvmlErrorString = unsafe extern "C" fn(result: nvmlReturn_t) -> *const c_char;
+
+    /// `nvmlInternalGetExportTable(&table, &guid)`: NVML's private tables (nvidia-smi's).
+    pub type nvmlInternalGetExportTable =
+        unsafe extern "C" fn(table: *mut *const c_void, guid: *const c_void) -> nvmlReturn_t;
 }

@@ -7,17 +7,25 @@
 //! - Running compute processes (unversioned: 16-byte v1 entries; `_v2`/`_v3`: 24-byte):
 //!   only this container's processes (matched by host pid with the region's slots), each
 //!   with the memory the container ledger charges it, so the list adds up to "used".
-//!   Other tenants of the GPU are not shown to the container.
+//!   Other tenants of the GPU are not shown to the container. Pids stay the host pids NVML
+//!   reports (as with a real driver in a container: the numbers are not the container's
+//!   own `getpid()`), so every client in the container agrees on them.
+//! - nvidia-smi lists processes through NVML's private table, not the calls above:
+//!   `nvmlInternalGetExportTable` hands out a copy of that table whose process-list slots
+//!   apply the same filter, for driver branches whose slot layout is known; any other table
+//!   passes through untouched (then nvidia-smi shows the whole GPU's processes, and libvgpu
+//!   says so once on stderr). The copy is taken once per process: the real table is static.
 //! - Device count, handles by index and indices follow `CUDA_VISIBLE_DEVICES` when it is
 //!   set (NVML itself ignores it): NVML index i is CUDA ordinal i, so `nvidia-smi` and the
 //!   application agree on "GPU 0". Utilization is the driver's (a property of the device).
 
-use std::ffi::{c_char, c_uint, CStr};
-use std::sync::atomic::Ordering;
+use std::ffi::{c_char, c_uint, c_void, CStr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use cuda_headers::bindings::*;
 
-use crate::nvml::real;
+use crate::nvml::{export_table, real};
 use crate::shared_region::SharedRegion;
 
 /// The real NVML function, or return `NVML_ERROR_UNINITIALIZED` (no NVML library).
@@ -225,12 +233,7 @@ unsafe fn container_processes<T: ProcessEntry>(
     let region = SharedRegion::get().map(|s| s.region());
     let mut mine: Vec<T> = Vec::new();
     for entry in &all[..(n as usize).min(MAX_LISTED)] {
-        let slot = region.and_then(|r| {
-            r.v1.procs.iter().find(|p| {
-                p.status.load(Ordering::Acquire) != 0
-                    && p.hostpid.load(Ordering::Acquire) as u32 == entry.pid()
-            })
-        });
+        let slot = region.and_then(|r| container_slot_of(r, entry.pid()));
         if let Some(slot) = slot {
             let mut e = *entry;
             e.set_used(slot.load_usage(dev).1);
@@ -277,4 +280,193 @@ pub unsafe fn nvmlDeviceGetComputeRunningProcesses_v3(
 ) -> nvmlReturn_t {
     let f = real_or_uninitialized!(nvmlDeviceGetComputeRunningProcesses_v3);
     unsafe { container_processes(device, count, infos, f) }
+}
+
+// ---- nvidia-smi's private table ---------------------------------------------------------------
+
+/// The container's region slot of a process NVML lists by its host pid.
+fn container_slot_of(region: &shm_layout::Region, host_pid: u32) -> Option<&shm_layout::ProcSlot> {
+    region.v1.procs.iter().find(|p| {
+        p.status.load(Ordering::Acquire) != 0
+            && p.hostpid.load(Ordering::Acquire) as u32 == host_pid
+    })
+}
+
+/// `nvmlInternalGetExportTable` (not a table row: NVML's private entry point). The real
+/// table is returned untouched unless all of these hold: the GUID is the one nvidia-smi
+/// asks for, this process is in a container (a region exists), the driver branch is one
+/// whose process-list slots are known ([`export_table::process_list_slots`]), the table's
+/// size word covers them, and those slots point into the same library as this function.
+/// Then the caller gets a copy of the table whose process-list slots filter the real answer
+/// down to the container's processes (as the public process lists do).
+pub unsafe fn nvmlInternalGetExportTable(
+    table: *mut *const c_void,
+    guid: *const c_void,
+) -> nvmlReturn_t {
+    let real = crate::nvml::real_nvml_symbol(c"nvmlInternalGetExportTable");
+    if real.is_null() {
+        return NVML_ERROR_UNINITIALIZED;
+    }
+    // SAFETY: the real NVML's function of that name.
+    let f: cuda_headers::pfn::nvmlInternalGetExportTable = unsafe { std::mem::transmute(real) };
+    let rc = unsafe { f(table, guid) };
+    if rc != NVML_SUCCESS || table.is_null() || guid.is_null() {
+        return rc;
+    }
+    // SAFETY: the caller passed a 16-byte GUID (the real function just read it).
+    let asked = unsafe { std::ptr::read_unaligned(guid as *const [u8; 16]) };
+    // SAFETY: filled by the real function on success.
+    let real_table = unsafe { *table };
+    if asked != export_table::GUID || real_table.is_null() {
+        return rc;
+    }
+    // SAFETY: the real function's table on success; `real` is that function.
+    if let Some(ours) = unsafe { wrapped_table(real_table, real) } {
+        // SAFETY: checked non-null above.
+        unsafe { *table = ours };
+    }
+    rc
+}
+
+/// The real process-list functions behind our three slots (compute, graphics, MPS).
+static ORIGINAL_SLOTS: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
+
+/// Our copy of the table: (the real table's address, the copy).
+static WRAPPED: OnceLock<Option<(usize, Box<[usize]>)>> = OnceLock::new();
+
+/// Our copy of `real_table` with the process-list slots wrapped, or `None` (pass through).
+///
+/// # Safety
+/// `real_table`: the table the real `nvmlInternalGetExportTable` (`real_fn`) just returned.
+unsafe fn wrapped_table(real_table: *const c_void, real_fn: *mut c_void) -> Option<*const c_void> {
+    // SAFETY: as this function's caller: the real NVML's table and export-table function.
+    let wrapped = WRAPPED.get_or_init(|| unsafe { build_wrapped(real_table, real_fn) });
+    match wrapped {
+        Some((addr, copy)) if *addr == real_table as usize => Some(copy.as_ptr() as *const c_void),
+        _ => None,
+    }
+}
+
+/// # Safety
+/// As [`wrapped_table`]; word 0 of the table is its size in bytes (checked before use).
+unsafe fn build_wrapped(
+    real_table: *const c_void,
+    real_fn: *mut c_void,
+) -> Option<(usize, Box<[usize]>)> {
+    let _ = crate::runtime::rt();
+    SharedRegion::get()?;
+    let mut buf = [0 as c_char; 96];
+    let get_version = real::nvmlSystemGetDriverVersion()?;
+    // SAFETY: buffer and its length.
+    if unsafe { get_version(buf.as_mut_ptr(), buf.len() as c_uint) } != NVML_SUCCESS {
+        return None;
+    }
+    // SAFETY: NVML NUL-terminates within the buffer.
+    let version = unsafe { CStr::from_ptr(buf.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
+    let Some(slots) = export_table::process_list_slots(&version) else {
+        crate::vlog!(
+            crate::log::INFO,
+            "NVML's private table of driver {version} passes through unchanged (its layout \
+             is not known): nvidia-smi's process list is the whole GPU's"
+        );
+        return None;
+    };
+    // SAFETY: word 0 of the table is its size in bytes (NVML's private contract).
+    let size = unsafe { *(real_table as *const usize) };
+    if !export_table::table_fits(size, &slots) {
+        return None;
+    }
+    let words = size / std::mem::size_of::<usize>();
+    // SAFETY: the table holds `size` bytes, checked to be a whole number of words.
+    let mut copy: Box<[usize]> =
+        unsafe { std::slice::from_raw_parts(real_table as *const usize, words) }.into();
+    let library = object_base(real_fn)?;
+    let wrappers: [usize; 3] = [
+        process_list_slot::<0> as SlotFn as usize,
+        process_list_slot::<1> as SlotFn as usize,
+        process_list_slot::<2> as SlotFn as usize,
+    ];
+    for (k, &slot) in slots.iter().enumerate() {
+        let original = copy[slot];
+        if original == 0 || object_base(original as *mut c_void) != Some(library) {
+            return None;
+        }
+        ORIGINAL_SLOTS[k].store(original, Ordering::Release);
+    }
+    for (k, &slot) in slots.iter().enumerate() {
+        copy[slot] = wrappers[k];
+    }
+    crate::vlog!(
+        crate::log::DEBUG,
+        "NVML's private table (driver {version}): process-list slots {slots:?} show this \
+         container's processes"
+    );
+    Some((real_table as usize, copy))
+}
+
+/// The load address of the object holding `addr` (`dladdr`).
+fn object_base(addr: *mut c_void) -> Option<usize> {
+    // SAFETY: an all-zero Dl_info is a valid out-parameter.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only reads the loader's tables.
+    (unsafe { libc::dladdr(addr, &mut info) } != 0 && !info.dli_fbase.is_null())
+        .then_some(info.dli_fbase as usize)
+}
+
+type SlotFn = unsafe extern "C" fn(usize, usize, usize, usize, usize, usize) -> nvmlReturn_t;
+
+/// Wrapper of process-list slot `K`: `fn(device, *mut count, entries, ...)`. The six
+/// integer-register arguments go to the real function unchanged; after a successful answer
+/// the entries are filtered to this container's processes.
+unsafe extern "C" fn process_list_slot<const K: usize>(
+    a0: usize,
+    a1: usize,
+    a2: usize,
+    a3: usize,
+    a4: usize,
+    a5: usize,
+) -> nvmlReturn_t {
+    let original = ORIGINAL_SLOTS[K].load(Ordering::Acquire);
+    // SAFETY: installed before the table was handed out; the real slot function.
+    let f: SlotFn = unsafe { std::mem::transmute::<usize, SlotFn>(original) };
+    let count = a1 as *mut c_uint;
+    // SAFETY: the caller's count (room), when given.
+    let room = if count.is_null() {
+        0
+    } else {
+        unsafe { *count }
+    };
+    // SAFETY: the real slot function with the caller's own register arguments.
+    let rc = unsafe { f(a0, a1, a2, a3, a4, a5) };
+    if rc != NVML_SUCCESS || count.is_null() || a2 == 0 {
+        return rc;
+    }
+    crate::ffi::guard(rc, || {
+        // SAFETY: written by the real function on success.
+        let n = unsafe { *count };
+        if n > room {
+            return rc;
+        }
+        let Some((dev, _, _)) = container_view(a0 as nvmlDevice_t) else {
+            return rc;
+        };
+        let Some(region) = SharedRegion::get().map(|s| s.region()) else {
+            return rc;
+        };
+        // SAFETY: the caller's array holds `room` >= n entries of that size.
+        let entries = unsafe {
+            std::slice::from_raw_parts_mut(
+                a2 as *mut u8,
+                n as usize * export_table::PROCESS_ENTRY_SIZE,
+            )
+        };
+        let kept = export_table::filter_entries(entries, n as usize, |pid| {
+            container_slot_of(region, pid).map(|slot| slot.load_usage(dev).1)
+        });
+        // SAFETY: the caller's count.
+        unsafe { *count = kept as c_uint };
+        rc
+    })
 }

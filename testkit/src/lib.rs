@@ -437,6 +437,80 @@ pub fn require_venv_file(test: &str, what: &str, found: Option<PathBuf>) -> Opti
 }
 
 // ---------------------------------------------------------------------------------------
+// NVIDIA's own tools (scripts/setup-nvidia-tools.sh)
+// ---------------------------------------------------------------------------------------
+
+/// NVIDIA's `nvidia-smi` and `nvtop`, unpacked (never installed) from Debian's packages by
+/// `scripts/setup-nvidia-tools.sh`.
+#[derive(Debug, Clone)]
+pub struct NvidiaTools {
+    pub nvidia_smi: PathBuf,
+    pub nvtop: PathBuf,
+    /// The driver version this nvidia-smi belongs to (its package version without the
+    /// Debian revision, e.g. `535.261.03`): what the simulator must report for it.
+    pub driver_version: String,
+}
+
+/// Where the setup script unpacks the tools (`VGPU_NVIDIA_TOOLS` overrides).
+pub fn nvidia_tools_dir() -> PathBuf {
+    std::env::var_os("VGPU_NVIDIA_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/nvidia-tools"))
+}
+
+/// The unpacked tools, if the setup script has run.
+pub fn nvidia_tools() -> Option<NvidiaTools> {
+    let dir = nvidia_tools_dir();
+    let versions = std::fs::read_to_string(dir.join("VERSIONS")).ok()?;
+    let smi_version = versions
+        .lines()
+        .find_map(|l| l.strip_prefix("nvidia-smi="))?
+        .trim();
+    let driver_version = smi_version.split('-').next()?.to_string();
+    let tools = NvidiaTools {
+        nvidia_smi: dir.join("usr/lib/nvidia/current/nvidia-smi"),
+        nvtop: dir.join("usr/bin/nvtop"),
+        driver_version,
+    };
+    (tools.nvidia_smi.exists() && tools.nvtop.exists()).then_some(tools)
+}
+
+/// The tools for a test that needs them. Missing: under CI the test fails (a broken
+/// download is a failure, not a skip); elsewhere it prints a skip note and returns `None`.
+pub fn require_nvidia_tools(test: &str) -> Option<NvidiaTools> {
+    if let Some(t) = nvidia_tools() {
+        return Some(t);
+    }
+    let msg = format!(
+        "{test}: no nvidia-smi/nvtop in {} — run scripts/setup-nvidia-tools.sh",
+        nvidia_tools_dir().display()
+    );
+    if in_ci() {
+        panic!("{msg} (required under CI)");
+    }
+    eprintln!("SKIP {msg}");
+    None
+}
+
+/// A program on `PATH` (e.g. `tmux`), for a test that needs it; missing: as
+/// [`require_nvidia_tools`] (fails under CI, skip note elsewhere).
+pub fn require_program(test: &str, name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        let msg = format!("{test}: `{name}` is not installed");
+        if in_ci() {
+            panic!("{msg} (required under CI)");
+        }
+        eprintln!("SKIP {msg}");
+    }
+    found
+}
+
+// ---------------------------------------------------------------------------------------
 // running processes
 // ---------------------------------------------------------------------------------------
 

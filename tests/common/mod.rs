@@ -13,8 +13,12 @@ use testkit::{
 pub const MIB: u64 = 1 << 20;
 pub const GIB: u64 = 1 << 30;
 
+/// The library under test: the plain build, or `VGPU_TEST_LIBVGPU` (e.g. the shipped
+/// `target/release-glibc2.17/libvgpu.so`, to run the whole suite through the loader).
 pub fn libvgpu() -> PathBuf {
-    let p = target_profile_dir().join("libvgpu.so");
+    let p = std::env::var_os("VGPU_TEST_LIBVGPU")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_profile_dir().join("libvgpu.so"));
     assert!(
         p.exists(),
         "{} missing: build the workspace first",

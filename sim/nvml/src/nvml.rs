@@ -9,10 +9,61 @@ use vgpu_sim_core::config::SimConfig;
 use vgpu_sim_core::config::MAX_DEVICES;
 use vgpu_sim_core::state::{DeviceInfo, Guard, OpenError, SimState, SWEEP_INTERVAL_NS};
 
-/// Driver branch the simulator reports (CUDA 12.8 generation).
-pub const DRIVER_VERSION: &str = "570.124.06";
-pub const NVML_VERSION: &str = "12.570.124.06";
+/// Driver version the simulator reports by default (the R570 / CUDA 12.8 generation).
+pub const DEFAULT_DRIVER_VERSION: &str = "570.124.06";
 pub const CUDA_DRIVER_VERSION: c_int = 12080;
+
+/// The driver version this process reports: `VGPU_SIM_DRIVER_VERSION` (digits and dots, e.g.
+/// `535.261.03`, what a given nvidia-smi insists on) or [`DEFAULT_DRIVER_VERSION`]; a bad value
+/// prints one line and falls back to the default.
+pub fn driver_version() -> &'static str {
+    static VERSION: OnceLock<String> = OnceLock::new();
+    VERSION.get_or_init(|| match std::env::var("VGPU_SIM_DRIVER_VERSION") {
+        Ok(v) if valid_driver_version(&v) => v,
+        Ok(v) => {
+            eprintln!(
+                "vgpu-sim: VGPU_SIM_DRIVER_VERSION={v:?} is not a driver version like 535.261.03; \
+                 using {DEFAULT_DRIVER_VERSION}"
+            );
+            DEFAULT_DRIVER_VERSION.to_string()
+        }
+        Err(_) => DEFAULT_DRIVER_VERSION.to_string(),
+    })
+}
+
+/// `<major>.<minor>[.<patch>]`, decimal, at most 32 characters (NVML's buffers are 80).
+pub fn valid_driver_version(v: &str) -> bool {
+    let parts: Vec<&str> = v.split('.').collect();
+    v.len() <= 32
+        && (2..=3).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// NVML's own version: "12." followed by the driver version, as NVML 12 reports it.
+pub fn nvml_version() -> String {
+    format!("12.{}", driver_version())
+}
+
+/// Whether `VGPU_SIM_NVML_TRACE` asks for one stderr line per unsupported call.
+pub fn tracing() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("VGPU_SIM_NVML_TRACE").is_some_and(|v| v != "0"))
+}
+
+/// The body of every `stub` row: `NVML_ERROR_UNINITIALIZED` before `nvmlInit`, then
+/// `NVML_ERROR_NOT_SUPPORTED`. Touches none of the caller's arguments.
+pub fn unsupported(name: &str) -> nvmlReturn_t {
+    if tracing() {
+        eprintln!("vgpu-sim nvml: {name} -> not supported");
+    }
+    if *refs() == 0 {
+        NVML_ERROR_UNINITIALIZED
+    } else {
+        NVML_ERROR_NOT_SUPPORTED
+    }
+}
 
 type R<T = ()> = Result<T, nvmlReturn_t>;
 
@@ -152,14 +203,14 @@ pub unsafe fn nvmlShutdown() -> nvmlReturn_t {
 pub unsafe fn nvmlSystemGetDriverVersion(version: *mut c_char, length: c_uint) -> nvmlReturn_t {
     code((|| {
         st()?;
-        put_str(version, length, DRIVER_VERSION)
+        put_str(version, length, driver_version())
     })())
 }
 
 pub unsafe fn nvmlSystemGetNVMLVersion(version: *mut c_char, length: c_uint) -> nvmlReturn_t {
     code((|| {
         st()?;
-        put_str(version, length, NVML_VERSION)
+        put_str(version, length, &nvml_version())
     })())
 }
 
@@ -363,6 +414,19 @@ pub unsafe fn nvmlDeviceGetMemoryInfo_v2(
     })())
 }
 
+/// `(pid, used bytes)` of every process holding memory or a context on the device behind a
+/// handle (after a rate-limited liveness sweep).
+pub fn process_rows(device: nvmlDevice_t) -> R<Vec<(u32, u64)>> {
+    let (s, d) = dev(device)?;
+    Ok(with(s, |g| {
+        g.sweep(clock::mono_ns(), SWEEP_INTERVAL_NS);
+        g.processes(d.index)
+    })?
+    .into_iter()
+    .map(|p| (p.pid, p.usage.total()))
+    .collect())
+}
+
 /// The size-query protocol of the process lists: `(pid, used bytes)` rows written by `write`.
 unsafe fn process_list(
     device: nvmlDevice_t,
@@ -370,17 +434,11 @@ unsafe fn process_list(
     infos_null: bool,
     write: impl FnOnce(&[(u32, u64)]),
 ) -> R {
-    let (s, d) = dev(device)?;
     if count.is_null() {
+        dev(device)?;
         return Err(NVML_ERROR_INVALID_ARGUMENT);
     }
-    let rows: Vec<(u32, u64)> = with(s, |g| {
-        g.sweep(clock::mono_ns(), SWEEP_INTERVAL_NS);
-        g.processes(d.index)
-    })?
-    .into_iter()
-    .map(|p| (p.pid, p.usage.total()))
-    .collect();
+    let rows = process_rows(device)?;
     let n = rows.len() as c_uint;
     if n == 0 {
         *count = 0;
@@ -629,4 +687,548 @@ pub unsafe fn nvmlDeviceGetComputeMode(device: nvmlDevice_t, mode: *mut c_int) -
         dev(device)?;
         put(mode, 0)
     })())
+}
+
+// ---- events --------------------------------------------------------------------------------
+// The simulated device raises no events (no Xid, no clock changes): sets exist so clients that
+// create one (nvidia-smi does, for every view) work, and a wait times out after its timeout.
+
+/// Event sets a process may hold at once.
+const EVENT_SETS: usize = 64;
+static EVENT_SET_USED: [std::sync::atomic::AtomicBool; EVENT_SETS] =
+    [const { std::sync::atomic::AtomicBool::new(false) }; EVENT_SETS];
+static EVENT_SET_TAGS: [DevTag; EVENT_SETS] = [const { DevTag(0x45564e54) }; EVENT_SETS];
+
+fn event_set_index(set: nvmlEventSet_t) -> R<usize> {
+    let base = EVENT_SET_TAGS.as_ptr() as usize;
+    let p = set as usize;
+    let size = std::mem::size_of::<DevTag>();
+    if p < base || !(p - base).is_multiple_of(size) || (p - base) / size >= EVENT_SETS {
+        return Err(NVML_ERROR_INVALID_ARGUMENT);
+    }
+    let i = (p - base) / size;
+    if !EVENT_SET_USED[i].load(std::sync::atomic::Ordering::Acquire) {
+        return Err(NVML_ERROR_INVALID_ARGUMENT);
+    }
+    Ok(i)
+}
+
+pub unsafe fn nvmlEventSetCreate(set: *mut nvmlEventSet_t) -> nvmlReturn_t {
+    code((|| {
+        st()?;
+        let i = EVENT_SET_USED
+            .iter()
+            .position(|u| {
+                u.compare_exchange(
+                    false,
+                    true,
+                    std::sync::atomic::Ordering::AcqRel,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok()
+            })
+            .ok_or(NVML_ERROR_MEMORY)?;
+        put(set, &EVENT_SET_TAGS[i] as *const DevTag as nvmlEventSet_t)
+    })())
+}
+
+pub unsafe fn nvmlEventSetFree(set: nvmlEventSet_t) -> nvmlReturn_t {
+    code((|| {
+        st()?;
+        let i = event_set_index(set)?;
+        EVENT_SET_USED[i].store(false, std::sync::atomic::Ordering::Release);
+        Ok(())
+    })())
+}
+
+/// No event type is supported; registering for any is refused as NVML refuses unsupported ones.
+pub unsafe fn nvmlDeviceGetSupportedEventTypes(
+    device: nvmlDevice_t,
+    event_types: *mut c_ulonglong,
+) -> nvmlReturn_t {
+    code((|| {
+        dev(device)?;
+        put(event_types, 0)
+    })())
+}
+
+pub unsafe fn nvmlDeviceRegisterEvents(
+    device: nvmlDevice_t,
+    event_types: c_ulonglong,
+    set: nvmlEventSet_t,
+) -> nvmlReturn_t {
+    code((|| {
+        dev(device)?;
+        event_set_index(set)?;
+        if event_types != 0 {
+            return Err(NVML_ERROR_NOT_SUPPORTED);
+        }
+        Ok(())
+    })())
+}
+
+/// Nothing ever happens: sleeps the timeout (at most 10 s per call) and says so.
+pub unsafe fn nvmlEventSetWait_v2(
+    set: nvmlEventSet_t,
+    data: *mut nvmlEventData_t,
+    timeoutms: c_uint,
+) -> nvmlReturn_t {
+    code((|| {
+        st()?;
+        event_set_index(set)?;
+        if data.is_null() {
+            return Err(NVML_ERROR_INVALID_ARGUMENT);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(
+            timeoutms.min(10_000) as u64
+        ));
+        Err(NVML_ERROR_TIMEOUT)
+    })())
+}
+
+pub unsafe fn nvmlEventSetWait(
+    set: nvmlEventSet_t,
+    data: *mut nvmlEventData_t,
+    timeoutms: c_uint,
+) -> nvmlReturn_t {
+    nvmlEventSetWait_v2(set, data, timeoutms)
+}
+
+// ---- identity and board -------------------------------------------------------------------
+
+/// `NVML_BRAND_NVIDIA`: what data-centre boards of the Hopper/Ada generations report.
+const BRAND_NVIDIA: c_uint = 14;
+
+/// NVML's architecture code from the compute capability (`NVML_DEVICE_ARCH_*`).
+fn architecture(d: &DeviceInfo) -> c_uint {
+    match (d.cc_major, d.cc_minor) {
+        (9, _) => 9,           // Hopper
+        (8, m) if m >= 9 => 8, // Ada
+        (8, _) => 7,           // Ampere
+        (7, 5) => 6,           // Turing
+        (7, _) => 5,           // Volta
+        _ => 0xffff_ffff,      // unknown
+    }
+}
+
+pub unsafe fn nvmlDeviceGetBrand(device: nvmlDevice_t, kind: *mut nvmlBrandType_t) -> nvmlReturn_t {
+    code((|| {
+        dev(device)?;
+        put(kind, BRAND_NVIDIA)
+    })())
+}
+
+pub unsafe fn nvmlDeviceGetArchitecture(
+    device: nvmlDevice_t,
+    arch: *mut nvmlDeviceArchitecture_t,
+) -> nvmlReturn_t {
+    code((|| put(arch, architecture(dev(device)?.1)))())
+}
+
+/// A 13-digit board serial derived from the UUID (stable per device).
+fn serial_of(d: &DeviceInfo) -> String {
+    let n = u64::from_le_bytes(d.uuid[..8].try_into().unwrap_or_default());
+    format!("{:013}", n % 10_000_000_000_000)
+}
+
+pub unsafe fn nvmlDeviceGetSerial(
+    device: nvmlDevice_t,
+    serial: *mut c_char,
+    length: c_uint,
+) -> nvmlReturn_t {
+    code((|| put_str(serial, length, &serial_of(dev(device)?.1)))())
+}
+
+pub unsafe fn nvmlDeviceGetBoardId(device: nvmlDevice_t, board_id: *mut c_uint) -> nvmlReturn_t {
+    code((|| put(board_id, dev(device)?.1.pci_bus << 8))())
+}
+
+/// FP32 cores: 128 per SM on Hopper and Ada, 64 on Ampere GA100.
+pub unsafe fn nvmlDeviceGetNumGpuCores(
+    device: nvmlDevice_t,
+    num_cores: *mut c_uint,
+) -> nvmlReturn_t {
+    code((|| {
+        let d = dev(device)?.1;
+        let per_sm = if architecture(d) == 7 { 64 } else { 128 };
+        put(num_cores, d.sms * per_sm)
+    })())
+}
+
+pub unsafe fn nvmlDeviceGetMemoryBusWidth(
+    device: nvmlDevice_t,
+    bus_width: *mut c_uint,
+) -> nvmlReturn_t {
+    code((|| put(bus_width, dev(device)?.1.bus_width))())
+}
+
+/// No display engine on these boards.
+pub unsafe fn nvmlDeviceGetDisplayMode(
+    device: nvmlDevice_t,
+    display: *mut nvmlEnableState_t,
+) -> nvmlReturn_t {
+    code((|| {
+        dev(device)?;
+        put(display, 0)
+    })())
+}
+
+pub unsafe fn nvmlDeviceGetDisplayActive(
+    device: nvmlDevice_t,
+    is_active: *mut nvmlEnableState_t,
+) -> nvmlReturn_t {
+    nvmlDeviceGetDisplayMode(device, is_active)
+}
+
+/// Bare metal: `NVML_GPU_VIRTUALIZATION_MODE_NONE`.
+pub unsafe fn nvmlDeviceGetVirtualizationMode(
+    device: nvmlDevice_t,
+    p_virtual_mode: *mut nvmlGpuVirtualizationMode_t,
+) -> nvmlReturn_t {
+    code((|| {
+        dev(device)?;
+        put(p_virtual_mode, 0)
+    })())
+}
+
+/// MIG is off (current and pending), as on a board nobody partitioned.
+pub unsafe fn nvmlDeviceGetMigMode(
+    device: nvmlDevice_t,
+    current_mode: *mut c_uint,
+    pending_mode: *mut c_uint,
+) -> nvmlReturn_t {
+    code((|| {
+        dev(device)?;
+        put(current_mode, 0)?;
+        put(pending_mode, 0)
+    })())
+}
+
+/// Every handle the simulator gives out is a whole GPU.
+pub unsafe fn nvmlDeviceIsMigDeviceHandle(
+    device: nvmlDevice_t,
+    is_mig_device: *mut c_uint,
+) -> nvmlReturn_t {
+    code((|| {
+        dev(device)?;
+        put(is_mig_device, 0)
+    })())
+}
+
+/// ECC on (HBM boards ship with it on) and no error ever counted.
+pub unsafe fn nvmlDeviceGetEccMode(
+    device: nvmlDevice_t,
+    current: *mut nvmlEnableState_t,
+    pending: *mut nvmlEnableState_t,
+) -> nvmlReturn_t {
+    code((|| {
+        dev(device)?;
+        put(current, 1)?;
+        put(pending, 1)
+    })())
+}
+
+pub unsafe fn nvmlDeviceGetTotalEccErrors(
+    device: nvmlDevice_t,
+    error_type: nvmlMemoryErrorType_t,
+    counter_type: nvmlEccCounterType_t,
+    ecc_counts: *mut c_ulonglong,
+) -> nvmlReturn_t {
+    code((|| {
+        dev(device)?;
+        if error_type > 1 || counter_type > 1 {
+            return Err(NVML_ERROR_INVALID_ARGUMENT);
+        }
+        put(ecc_counts, 0)
+    })())
+}
+
+/// The BAR1 aperture: the device memory rounded up to a power of two (what these boards
+/// expose with resizable BAR), 1 MiB of it mapped by the driver.
+pub unsafe fn nvmlDeviceGetBAR1MemoryInfo(
+    device: nvmlDevice_t,
+    bar1_memory: *mut nvmlBAR1Memory_t,
+) -> nvmlReturn_t {
+    code((|| {
+        let d = dev(device)?.1;
+        let total = d.total_mem.next_power_of_two();
+        let used = 1 << 20;
+        put(
+            bar1_memory,
+            nvmlBAR1Memory_t {
+                bar1Total: total,
+                bar1Free: total - used,
+                bar1Used: used,
+            },
+        )
+    })())
+}
+
+// ---- PCIe ------------------------------------------------------------------------------------
+
+/// PCIe generation of the board: 5 on Hopper, 4 before.
+fn pcie_gen(d: &DeviceInfo) -> c_uint {
+    if d.cc_major >= 9 {
+        5
+    } else {
+        4
+    }
+}
+
+pub unsafe fn nvmlDeviceGetMaxPcieLinkGeneration(
+    device: nvmlDevice_t,
+    max_link_gen: *mut c_uint,
+) -> nvmlReturn_t {
+    code((|| put(max_link_gen, pcie_gen(dev(device)?.1)))())
+}
+
+pub unsafe fn nvmlDeviceGetGpuMaxPcieLinkGeneration(
+    device: nvmlDevice_t,
+    max_link_gen_device: *mut c_uint,
+) -> nvmlReturn_t {
+    nvmlDeviceGetMaxPcieLinkGeneration(device, max_link_gen_device)
+}
+
+pub unsafe fn nvmlDeviceGetCurrPcieLinkGeneration(
+    device: nvmlDevice_t,
+    curr_link_gen: *mut c_uint,
+) -> nvmlReturn_t {
+    nvmlDeviceGetMaxPcieLinkGeneration(device, curr_link_gen)
+}
+
+pub unsafe fn nvmlDeviceGetMaxPcieLinkWidth(
+    device: nvmlDevice_t,
+    max_link_width: *mut c_uint,
+) -> nvmlReturn_t {
+    code((|| {
+        dev(device)?;
+        put(max_link_width, 16)
+    })())
+}
+
+pub unsafe fn nvmlDeviceGetCurrPcieLinkWidth(
+    device: nvmlDevice_t,
+    curr_link_width: *mut c_uint,
+) -> nvmlReturn_t {
+    nvmlDeviceGetMaxPcieLinkWidth(device, curr_link_width)
+}
+
+// ---- clocks, performance, power ---------------------------------------------------------------
+
+const CLOCK_GRAPHICS: c_uint = 0;
+const CLOCK_SM: c_uint = 1;
+const CLOCK_MEM: c_uint = 2;
+
+/// Maximum clock of a domain in MHz (video and others: not simulated).
+fn max_clock_mhz(d: &DeviceInfo, kind: c_uint) -> R<c_uint> {
+    match kind {
+        CLOCK_GRAPHICS | CLOCK_SM => Ok(d.clock_khz / 1000),
+        CLOCK_MEM => Ok(d.mem_clock_khz / 1000),
+        _ => Err(NVML_ERROR_NOT_SUPPORTED),
+    }
+}
+
+/// The simulated board never lowers its clocks: current = maximum.
+pub unsafe fn nvmlDeviceGetClockInfo(
+    device: nvmlDevice_t,
+    kind: nvmlClockType_t,
+    clock: *mut c_uint,
+) -> nvmlReturn_t {
+    code((|| put(clock, max_clock_mhz(dev(device)?.1, kind)?))())
+}
+
+pub unsafe fn nvmlDeviceGetMaxClockInfo(
+    device: nvmlDevice_t,
+    kind: nvmlClockType_t,
+    clock: *mut c_uint,
+) -> nvmlReturn_t {
+    nvmlDeviceGetClockInfo(device, kind, clock)
+}
+
+/// Clock event reasons: `GpuIdle` (0x1) while the device ran nothing in the last second.
+pub unsafe fn nvmlDeviceGetCurrentClocksEventReasons(
+    device: nvmlDevice_t,
+    clocks_event_reasons: *mut c_ulonglong,
+) -> nvmlReturn_t {
+    code((|| {
+        let (s, d) = dev(device)?;
+        let idle = gpu_util(s, d)? == 0;
+        put(clocks_event_reasons, if idle { 0x1 } else { 0 })
+    })())
+}
+
+pub unsafe fn nvmlDeviceGetCurrentClocksThrottleReasons(
+    device: nvmlDevice_t,
+    clocks_throttle_reasons: *mut c_ulonglong,
+) -> nvmlReturn_t {
+    nvmlDeviceGetCurrentClocksEventReasons(device, clocks_throttle_reasons)
+}
+
+/// The reasons NVML defines up to display clock setting (0x1..0x100).
+pub unsafe fn nvmlDeviceGetSupportedClocksEventReasons(
+    device: nvmlDevice_t,
+    supported_clocks_event_reasons: *mut c_ulonglong,
+) -> nvmlReturn_t {
+    code((|| {
+        dev(device)?;
+        put(supported_clocks_event_reasons, 0x1ff)
+    })())
+}
+
+pub unsafe fn nvmlDeviceGetSupportedClocksThrottleReasons(
+    device: nvmlDevice_t,
+    supported_clocks_throttle_reasons: *mut c_ulonglong,
+) -> nvmlReturn_t {
+    nvmlDeviceGetSupportedClocksEventReasons(device, supported_clocks_throttle_reasons)
+}
+
+/// P0 (maximum performance) at all times, as these boards report under persistence mode.
+pub unsafe fn nvmlDeviceGetPerformanceState(
+    device: nvmlDevice_t,
+    p_state: *mut nvmlPstates_t,
+) -> nvmlReturn_t {
+    code((|| {
+        dev(device)?;
+        put(p_state, 0)
+    })())
+}
+
+pub unsafe fn nvmlDeviceGetPowerState(
+    device: nvmlDevice_t,
+    p_state: *mut nvmlPstates_t,
+) -> nvmlReturn_t {
+    nvmlDeviceGetPerformanceState(device, p_state)
+}
+
+/// Power limit in milliwatts: the model's board power (default = enforced = maximum).
+fn power_limit_mw(d: &DeviceInfo) -> c_uint {
+    d.power_w * 1000
+}
+
+pub unsafe fn nvmlDeviceGetPowerManagementLimit(
+    device: nvmlDevice_t,
+    limit: *mut c_uint,
+) -> nvmlReturn_t {
+    code((|| put(limit, power_limit_mw(dev(device)?.1)))())
+}
+
+pub unsafe fn nvmlDeviceGetEnforcedPowerLimit(
+    device: nvmlDevice_t,
+    limit: *mut c_uint,
+) -> nvmlReturn_t {
+    nvmlDeviceGetPowerManagementLimit(device, limit)
+}
+
+pub unsafe fn nvmlDeviceGetPowerManagementDefaultLimit(
+    device: nvmlDevice_t,
+    default_limit: *mut c_uint,
+) -> nvmlReturn_t {
+    nvmlDeviceGetPowerManagementLimit(device, default_limit)
+}
+
+/// Settable range: 30% of the board power up to the board power.
+pub unsafe fn nvmlDeviceGetPowerManagementLimitConstraints(
+    device: nvmlDevice_t,
+    min_limit: *mut c_uint,
+    max_limit: *mut c_uint,
+) -> nvmlReturn_t {
+    code((|| {
+        let max = power_limit_mw(dev(device)?.1);
+        put(min_limit, max / 10 * 3)?;
+        put(max_limit, max)
+    })())
+}
+
+/// The executable of a process, as the driver names it (empty: `NVML_ERROR_NOT_FOUND`).
+pub unsafe fn nvmlSystemGetProcessName(
+    pid: c_uint,
+    name: *mut c_char,
+    length: c_uint,
+) -> nvmlReturn_t {
+    code((|| {
+        st()?;
+        let n = crate::internal::process_name(pid);
+        if n.is_empty() {
+            return Err(NVML_ERROR_NOT_FOUND);
+        }
+        put_str(name, length, &n)
+    })())
+}
+
+// ---- field values -----------------------------------------------------------------------------
+
+const FI_DEV_POWER_INSTANT: c_uint = 186;
+const FI_DEV_POWER_MIN_LIMIT: c_uint = 187;
+const FI_DEV_POWER_MAX_LIMIT: c_uint = 188;
+const FI_DEV_POWER_DEFAULT_LIMIT: c_uint = 189;
+const FI_DEV_POWER_CURRENT_LIMIT: c_uint = 190;
+const FI_DEV_POWER_REQUESTED_LIMIT: c_uint = 192;
+/// `NVML_POWER_SCOPE_GPU`: the GPU's own power (module scope is not simulated).
+const POWER_SCOPE_GPU: c_uint = 0;
+const VALUE_TYPE_UNSIGNED_INT: c_uint = 1;
+
+/// The power fields (milliwatts, GPU scope); every other field answers NOT_SUPPORTED in its
+/// own `nvmlReturn`, as NVML does (the call itself succeeds).
+pub unsafe fn nvmlDeviceGetFieldValues(
+    device: nvmlDevice_t,
+    values_count: c_int,
+    values: *mut nvmlFieldValue_t,
+) -> nvmlReturn_t {
+    code((|| {
+        let (s, d) = dev(device)?;
+        if values.is_null() || values_count < 0 {
+            return Err(NVML_ERROR_INVALID_ARGUMENT);
+        }
+        let now_us = (clock::real_ns() / 1000) as i64;
+        let limit = power_limit_mw(d);
+        for i in 0..values_count as usize {
+            // SAFETY: the caller's array of `values_count` entries.
+            let v = &mut *values.add(i);
+            let value = match (v.fieldId, v.scopeId) {
+                (_, scope) if scope != POWER_SCOPE_GPU => None,
+                (FI_DEV_POWER_INSTANT, _) => Some(d.power_w * (100 + 8 * gpu_util(s, d)?)),
+                (FI_DEV_POWER_MIN_LIMIT, _) => Some(limit / 10 * 3),
+                (FI_DEV_POWER_MAX_LIMIT, _)
+                | (FI_DEV_POWER_DEFAULT_LIMIT, _)
+                | (FI_DEV_POWER_CURRENT_LIMIT, _)
+                | (FI_DEV_POWER_REQUESTED_LIMIT, _) => Some(limit),
+                _ => None,
+            };
+            v.timestamp = now_us;
+            v.latencyUsec = 0;
+            match value {
+                Some(x) => {
+                    v.valueType = VALUE_TYPE_UNSIGNED_INT;
+                    v.value = x as u64;
+                    v.nvmlReturn = NVML_SUCCESS;
+                }
+                None => v.nvmlReturn = NVML_ERROR_NOT_SUPPORTED,
+            }
+        }
+        Ok(())
+    })())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_driver_version;
+
+    #[test]
+    fn driver_versions_are_two_or_three_decimal_fields() {
+        for ok in ["535.261.03", "570.124.06", "580.65", "1.2.3"] {
+            assert!(valid_driver_version(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "535",
+            "535.x",
+            "535..03",
+            "535.261.03.1",
+            "v535.1",
+            " 535.1",
+            "5.".repeat(20).as_str(),
+        ] {
+            assert!(!valid_driver_version(bad), "{bad:?}");
+        }
+    }
 }
