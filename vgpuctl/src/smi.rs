@@ -8,16 +8,20 @@ use std::fmt::Write as _;
 use cuda_headers::bindings::*;
 use cuda_headers::pfn;
 
-fn sym<T: Copy>(lib: *mut c_void, name: &CStr) -> Result<T, String> {
-    // SAFETY: dlsym on a dlopen handle; T is the function type of `name`.
+/// `name` of the library `lib` (libnvidia-ml) as a `T`.
+///
+/// # Safety
+/// `lib` is a live `dlopen` handle and `T` is the function pointer type of `name` (from
+/// cuda-headers' `pfn` table): every call through a wrong `T` is undefined behaviour.
+pub unsafe fn sym<T: Copy>(lib: *mut c_void, name: &CStr) -> Result<T, String> {
+    const { assert!(std::mem::size_of::<T>() == std::mem::size_of::<*mut c_void>()) };
+    // SAFETY: dlsym on the caller's live handle, with a NUL-terminated name.
     let p = unsafe { libc::dlsym(lib, name.as_ptr()) };
     if p.is_null() {
         return Err(format!("libnvidia-ml.so.1 has no {name:?}"));
     }
-    const { assert!(std::mem::size_of::<T>() == std::mem::size_of::<*mut c_void>()) };
-    // SAFETY: `p` is a non-NULL symbol address and T is pointer-sized (checked above), so
-    // the copy reads exactly `p`. That T is the C signature of `name` is this private
-    // helper's contract with its callers, each of which names the `pfn::` type of `name`.
+    // SAFETY: T is the function pointer type of `name` (the caller's promise), and of a
+    // pointer's size (checked at compile time above).
     Ok(unsafe { std::mem::transmute_copy::<*mut c_void, T>(&p) })
 }
 
@@ -56,7 +60,8 @@ pub fn smi() -> Result<String, String> {
         ));
     }
     let mut out = String::new();
-    // SAFETY: plain NVML calls with valid buffers.
+    // SAFETY: `lib` is the handle just opened and each `sym` type is its name's `pfn` type;
+    // plain NVML calls with valid out-pointers and buffer lengths.
     unsafe {
         check(
             sym::<pfn::nvmlInit_v2>(lib, c"nvmlInit_v2")?(),
@@ -142,7 +147,8 @@ pub fn device_uuids() -> Result<Vec<String>, String> {
         return Err("cannot load libnvidia-ml.so.1 to list the machine's GPUs".into());
     }
     let mut out = Vec::new();
-    // SAFETY: plain NVML calls with valid buffers.
+    // SAFETY: `lib` is the handle just opened and each `sym` type is its name's `pfn` type;
+    // plain NVML calls with valid out-pointers and buffer lengths.
     unsafe {
         check(
             sym::<pfn::nvmlInit_v2>(lib, c"nvmlInit_v2")?(),
