@@ -2,7 +2,8 @@
 //!
 //! Every row gives: the exported symbol, the base name `cuGetProcAddress` is asked for, the
 //! CUDA version that introduced this variant (`cudaVersion` argument, e.g. 3020 = CUDA 3.2),
-//! whether it is the per-thread-default-stream variant (`ptds`, picked with flag 2) or not
+//! whether it is the per-thread-default-stream variant (`ptds`, picked with flag 2; its base
+//! row is the `dflt` variant of the same name at its version, [`crate::ptds_base`]) or not
 //! (`dflt`), whether libvgpu intercepts it with a hand-written hook (`hook`), with the launch
 //! gate only (`gate`: the compute cap's `before_launch`, then the real function; no body to
 //! write) or lets it through (`pass`), and the argument list. Every function returns
