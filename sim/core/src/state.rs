@@ -852,13 +852,13 @@ impl Guard<'_> {
                 .sum();
             r.devs[d].used = used;
         }
-        self.recompute_groups();
         r.header.generation += 1;
+        self.recompute_groups();
     }
 
     /// Group usage from the process table (after a repair).
-    fn recompute_groups(&self) {
-        let r = self.reg();
+    fn recompute_groups(&mut self) {
+        let r = self.reg_mut();
         let g = &mut r.groups;
         for slot in g.slots.iter_mut() {
             slot.used = [0; MAX_DEVICES];
@@ -881,8 +881,8 @@ impl Guard<'_> {
 
     /// What `slot` holds on `dev` changed by `delta` bytes: its group's figure follows,
     /// and the group's high-water mark with it.
-    fn group_delta(&self, slot: u32, dev: usize, delta: i64) {
-        let g = &mut self.reg().groups;
+    fn group_delta(&mut self, slot: u32, dev: usize, delta: i64) {
+        let g = &mut self.reg_mut().groups;
         let Some(&gi) = g.of_slot.get(slot as usize) else {
             return;
         };
@@ -905,7 +905,7 @@ impl Guard<'_> {
         if slot as usize >= MAX_PROCS || name.is_empty() {
             return false;
         }
-        let g = &mut self.reg().groups;
+        let g = &mut self.reg_mut().groups;
         let mut key = [0u8; GROUP_NAME_LEN + 1];
         copy_str(&mut key, name);
         let len = (g.len as usize).min(MAX_GROUPS);
@@ -1006,13 +1006,11 @@ impl Guard<'_> {
         let r = self.reg_mut();
         region_table(r).remove_where(|e| e.slot as u32 == slot, |_| {});
         let p = &mut r.procs[slot as usize];
+        let mut held = [0u64; MAX_DEVICES];
         if p.status == 1 {
             for (d, u) in p.usage.iter().enumerate() {
                 r.devs[d].used = r.devs[d].used.saturating_sub(u.total());
-            }
-            let held: Vec<u64> = p.usage.iter().map(ProcUsage::total).collect();
-            for (d, bytes) in held.into_iter().enumerate() {
-                self.group_delta(slot, d, -(bytes as i64));
+                held[d] = u.total();
             }
         }
         let p = &mut r.procs[slot as usize];
@@ -1020,6 +1018,9 @@ impl Guard<'_> {
         p.pid = 0;
         p.usage = [ProcUsage::default(); MAX_DEVICES];
         r.header.generation += 1;
+        for (d, bytes) in held.into_iter().enumerate() {
+            self.group_delta(slot, d, -(bytes as i64));
+        }
     }
 
     /// Drops processes that are gone (exited, zombie, or pid reused), freeing their memory
