@@ -82,6 +82,8 @@ impl Runtime {
         match driver {
             // SAFETY: h comes from dlopen.
             Some(h) => unsafe { crate::driver::resolve_real(h) },
+            // A HIP process on an AMD node has no CUDA driver, and needs none.
+            None if crate::hip::in_use() => {}
             None => crate::vlog!(
                 crate::log::WARN,
                 "libcuda.so.1 not found: every CUDA call will report CUDA_ERROR_NOT_INITIALIZED"
@@ -180,7 +182,12 @@ impl Runtime {
 /// from NVML (which shows the container's devices in container order), or stand-in names
 /// when NVML is unavailable (then only devices with a limit are registered).
 fn container_devices(config: &Config, nvml: Option<&NvmlProbe>) -> Vec<shm_layout::DeviceInit> {
-    let uuids = nvml.map(NvmlProbe::device_uuids).unwrap_or_default();
+    // A HIP process (its first hooked call was HIP's): its devices by ROCr UUID, the names
+    // ROCR_VISIBLE_DEVICES uses (the region keys devices by UUID); else NVML's.
+    let mut uuids = crate::hip::device_uuids();
+    if uuids.is_empty() {
+        uuids = nvml.map(NvmlProbe::device_uuids).unwrap_or_default();
+    }
     let count = if uuids.is_empty() {
         // No NVML: the devices this process can name — per-device variables, the entries
         // of CUDA_VISIBLE_DEVICES — and at least device 0.

@@ -29,7 +29,7 @@ fn charged(
     charged_on(what, place.device, place.ctx, bytes, kind, call)
 }
 
-fn charged_on(
+pub(crate) fn charged_on(
     what: &str,
     device: usize,
     owner: u64,
@@ -52,7 +52,7 @@ fn charged_on(
 }
 
 /// Credits `handle` around the driver's free `call`; restores the entry if it fails.
-fn credited(kind: AllocKind, handle: u64, call: impl FnOnce() -> CUresult) -> CUresult {
+pub(crate) fn credited(kind: AllocKind, handle: u64, call: impl FnOnce() -> CUresult) -> CUresult {
     let ledger = &rt().ledger;
     let taken = ledger.release(kind, handle);
     let rc = call();
@@ -464,7 +464,7 @@ pub unsafe fn cuGraphDestroy(graph: CUgraph) -> CUresult {
 
 /// The slice as the application sees it: the cap, or the card when the cap is larger and
 /// oversubscription is off.
-fn visible_total(limit: u64, physical_total: u64) -> u64 {
+pub(crate) fn visible_total(limit: u64, physical_total: u64) -> u64 {
     if rt().config.oversubscribe {
         limit
     } else {

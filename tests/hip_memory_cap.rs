@@ -1,0 +1,292 @@
+//! libvgpu's memory cap over HIP, through real processes on the simulated AMD GPU: a C
+//! client linked `-lamdhip64` (bound to the versioned names, `hipMalloc@hip_4.2`) under
+//! `LD_PRELOAD=libvgpu.so`, judged at the simulator's ground truth (`vgpu-sim status`, and
+//! the simulator's own `hipMemGetInfo` reached past libvgpu), and AMD's `hip-python`.
+//!
+//! The simulated card's implicit per-process context is set to 0 bytes here: libvgpu does
+//! not count the HIP context yet (docs/AMD.md).
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use testkit::{build_c_client, run_default, sim_lib_dir, Child, SimEnv};
+
+fn amd_machine(limit: &str) -> SimEnv {
+    let sim = SimEnv::new()
+        .var("VGPU_SIM_CONTEXT_BYTES", "0")
+        .var("VGPU_SIM_KERNEL_NS", "0");
+    let region = sim.dir().join("cudevshr.cache");
+    sim.var("CUDA_DEVICE_MEMORY_SHARED_CACHE", region)
+        .var("HIP_DEVICE_MEMORY_LIMIT", limit)
+}
+
+fn hip_cap_client() -> std::path::PathBuf {
+    testkit::require_sim();
+    build_c_client(
+        "hip_cap",
+        &[
+            format!("-L{}", sim_lib_dir().display()),
+            "-l:libamdhip64.so.7".to_string(),
+        ],
+    )
+}
+
+fn hip_command(sim: &SimEnv, args: &[&str]) -> Command {
+    let mut c = sim.command(hip_cap_client());
+    c.env("LD_PRELOAD", libvgpu()).args(args);
+    c
+}
+
+fn device_used(sim: &SimEnv) -> u64 {
+    sim.status_json()
+        .at("devices/0/used_bytes")
+        .and_then(|v| v.as_u64())
+        .expect("devices/0/used_bytes")
+}
+
+#[test]
+fn hip_malloc_is_capped_to_the_byte_and_every_query_reports_the_slice() {
+    // HAMi's amd-device-plugin form: one value, "<MiB>m".
+    let sim = amd_machine("1024m");
+    let mut c = hip_command(&sim, &["fill", &(100 * MIB).to_string()]);
+    let mut h = Child::spawn(&mut c, Duration::from_secs(120));
+    h.wait_for_kv("ready", "1", Duration::from_secs(60));
+    let kv = h.kv();
+    let why = h.lines_seen().join("\n");
+    for key in ["total", "device_total_mem", "props_total", "props600_total"] {
+        assert_eq!(kv.u64(key), GIB, "{key} is the slice\n{why}");
+    }
+    assert_eq!(kv.i64("props_past_end_intact"), 1, "{why}");
+    assert_eq!(kv.u64("free_start"), GIB, "{why}");
+    assert_eq!(kv.u64("chunks"), GIB / (100 * MIB), "{why}");
+    assert_eq!(kv.i64("chunk_refusal"), 2, "hipErrorOutOfMemory\n{why}");
+    assert_eq!(kv.i64("exact_rc"), 0, "the last free byte is usable\n{why}");
+    assert_eq!(kv.u64("free_when_full"), 0, "{why}");
+    assert_eq!(kv.i64("one_more_rc"), 2, "one byte over is refused\n{why}");
+    // Ground truth: the card holds exactly the slice, not a byte more.
+    assert_eq!(device_used(&sim), GIB, "{why}");
+    h.send_line("go");
+    let out = h.finish();
+    out.assert_success("hip_cap fill");
+    let kv = out.kv();
+    assert_eq!(kv.u64("free_after_release"), GIB, "{}", out.describe());
+    assert_eq!(kv.i64("realloc_rc"), 0, "{}", out.describe());
+    assert_eq!(device_used(&sim), 0);
+}
+
+#[test]
+fn every_hip_allocation_path_is_charged_as_the_card_charges_it_and_host_memory_is_not() {
+    let half = 512 * MIB;
+    let sim = amd_machine("1g");
+    let out = run_default(&mut hip_command(&sim, &["paths", &half.to_string()]));
+    out.assert_success("hip_cap paths");
+    let kv = out.kv();
+    let why = out.describe();
+    for path in [
+        "malloc", "managed", "extflags", "pitch", "3d", "async", "array", "vmm",
+    ] {
+        let k = |s: &str| format!("{path}.{s}");
+        assert_eq!(kv.i64(&k("over_rc")), 2, "{path}: over the cap\n{why}");
+        assert_eq!(
+            kv.u64(&k("card_after_over")),
+            0,
+            "{path}: refused before the card\n{why}"
+        );
+        assert_eq!(kv.i64(&k("rc")), 0, "{path}\n{why}");
+        assert_eq!(
+            kv.u64(&k("card")),
+            half,
+            "{path}: the card took half\n{why}"
+        );
+        assert_eq!(
+            kv.u64(&k("charged")),
+            kv.u64(&k("card")),
+            "{path}: charged what the card took\n{why}"
+        );
+        assert_eq!(kv.i64(&k("free_rc")), 0, "{path}\n{why}");
+        assert_eq!(kv.u64(&k("card_after_free")), 0, "{path}\n{why}");
+        assert_eq!(kv.u64(&k("after_free")), 0, "{path}: credited\n{why}");
+    }
+    assert_eq!(kv.u64("pitch.pitch"), 1024, "{why}");
+    assert_eq!(
+        kv.i64("host.rc"),
+        0,
+        "host memory over the slice is fine\n{why}"
+    );
+    assert_eq!(kv.u64("host.charged"), 0, "{why}");
+    assert_eq!(kv.u64("host.card"), 0, "{why}");
+}
+
+#[test]
+fn per_device_variable_and_cuda_name_are_honoured() {
+    // HIP_DEVICE_MEMORY_LIMIT_0 wins over the global value; CUDA_DEVICE_MEMORY_LIMIT wins
+    // over HIP's when both are set.
+    for (vars, want) in [
+        (&[("HIP_DEVICE_MEMORY_LIMIT_0", "300m")][..], 300 * MIB),
+        (&[("CUDA_DEVICE_MEMORY_LIMIT", "200m")][..], 200 * MIB),
+    ] {
+        let mut sim = amd_machine("1g");
+        for (k, v) in vars {
+            sim.set(k, v);
+        }
+        let out = run_default(
+            hip_command(&sim, &["fill", &(64 * MIB).to_string()])
+                .stdin(std::process::Stdio::null()),
+        );
+        out.assert_success("hip_cap fill");
+        let kv = out.kv();
+        assert_eq!(kv.u64("total"), want, "{vars:?}\n{}", out.describe());
+        assert_eq!(kv.u64("allocated"), want, "{vars:?}\n{}", out.describe());
+    }
+}
+
+#[test]
+fn two_hip_processes_share_one_slice_through_the_region() {
+    let sim = amd_machine("1g");
+    let mut c = hip_command(&sim, &["hold", &(700 * MIB).to_string()]);
+    let mut holder = Child::spawn(&mut c, Duration::from_secs(120));
+    holder.wait_for_kv("ready", "1", Duration::from_secs(60));
+    assert_eq!(holder.kv().i64("hold_rc"), 0);
+    let out = run_default(
+        hip_command(&sim, &["fill", &(100 * MIB).to_string()]).stdin(std::process::Stdio::null()),
+    );
+    out.assert_success("second process");
+    let kv = out.kv();
+    assert_eq!(kv.u64("free_start"), 324 * MIB, "{}", out.describe());
+    assert_eq!(kv.u64("allocated"), 324 * MIB, "{}", out.describe());
+    // The region (what `vgpuctl inspect` shows) keys the AMD device by its ROCr UUID and
+    // counts the holder's memory there.
+    let report = inspect(&sim);
+    let dev = report.at("devices/0").expect("a device in the region");
+    assert_eq!(
+        dev.at("uuid").and_then(|v| v.as_str()),
+        Some(holder.kv().str("uuid")),
+        "{report}"
+    );
+    assert_eq!(
+        dev.at("limit_bytes").and_then(|v| v.as_u64()),
+        Some(GIB),
+        "{report}"
+    );
+    assert_eq!(
+        dev.at("used_bytes").and_then(|v| v.as_u64()),
+        Some(700 * MIB),
+        "{report}"
+    );
+    holder.close_stdin();
+    holder.finish().assert_success("holder");
+}
+
+const HIP_PYTHON_FILL: &str = r#"
+from hip import hip
+OK = hip.hipError_t.hipSuccess
+def ck(r):
+    err, *rest = r if isinstance(r, tuple) else (r,)
+    assert err == OK, err
+    return rest[0] if len(rest) == 1 else rest
+props = hip.hipDeviceProp_t()
+ck(hip.hipGetDeviceProperties(props, 0))
+print("props_total=%d" % props.totalGlobalMem)
+free0, total = ck(hip.hipMemGetInfo())
+print("free0=%d" % free0)
+print("total=%d" % total)
+ptrs = []
+while True:
+    err, p = hip.hipMalloc(100 << 20)
+    if err != OK:
+        print("stop_err=%d" % int(err))
+        break
+    ptrs.append(p)
+print("chunks=%d" % len(ptrs))
+free1, _ = ck(hip.hipMemGetInfo())
+print("free1=%d" % free1)
+print("ready=1", flush=True)
+import sys
+sys.stdin.readline()
+for p in ptrs:
+    ck(hip.hipFree(p))
+print("free2=%d" % ck(hip.hipMemGetInfo())[0])
+print("ok=1")
+"#;
+
+/// hip-python loads `libamdhip64.so` with `dlopen` and finds each function with
+/// `dlsym(handle, ...)`: our `dlsym` answers those with the hooks.
+#[test]
+fn hip_python_allocates_until_the_slice_is_full() {
+    let Some(py) = testkit::require_venv("hip-python under libvgpu") else {
+        return;
+    };
+    let sim = amd_machine("1g");
+    let mut c = sim.command(&py);
+    c.args(["-c", HIP_PYTHON_FILL])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("LD_PRELOAD", libvgpu());
+    let mut h = Child::spawn(&mut c, Duration::from_secs(120));
+    h.wait_for_kv("ready", "1", Duration::from_secs(90));
+    let kv = h.kv();
+    let why = h.lines_seen().join("\n");
+    assert_eq!(kv.u64("props_total"), GIB, "{why}");
+    assert_eq!(kv.u64("total"), GIB, "{why}");
+    assert_eq!(kv.u64("free0"), GIB, "{why}");
+    assert_eq!(kv.u64("chunks"), GIB / (100 * MIB), "{why}");
+    assert_eq!(kv.i64("stop_err"), 2, "hipErrorOutOfMemory\n{why}");
+    assert_eq!(kv.u64("free1"), GIB % (100 * MIB), "{why}");
+    // Ground truth while held: the card has exactly the chunks.
+    assert_eq!(device_used(&sim), kv.u64("chunks") * 100 * MIB, "{why}");
+    h.close_stdin();
+    let out = h.finish();
+    out.assert_success("hip-python under libvgpu");
+    assert_eq!(out.kv().u64("free2"), GIB, "{}", out.describe());
+}
+
+/// `readelf --dyn-syms -W`: `name -> version` of every defined versioned export.
+fn versioned_exports(file: &std::path::Path) -> std::collections::HashMap<String, String> {
+    let out = run_default(Command::new("readelf").args(["--dyn-syms", "-W"]).arg(file));
+    out.assert_success("readelf");
+    out.stdout
+        .lines()
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            if cols.get(6) == Some(&"UND") {
+                return None;
+            }
+            let (name, ver) = cols.get(7)?.split_once('@')?;
+            Some((name.to_string(), ver.trim_start_matches('@').to_string()))
+        })
+        .collect()
+}
+
+/// Every HIP function libvgpu exports carries the node the real library defines it under
+/// (a binary linked against `hipMalloc@hip_4.2` binds to ours), and the CUDA/NVML exports
+/// stay unversioned.
+#[test]
+fn hip_exports_carry_the_real_librarys_version_nodes() {
+    testkit::require_sim();
+    let real = versioned_exports(&sim_lib_dir().join("libamdhip64.so"));
+    let ours = versioned_exports(&libvgpu());
+    let hip: Vec<_> = ours.keys().filter(|n| n.contains("hip")).collect();
+    assert!(hip.len() > 30, "our HIP exports: {hip:?}");
+    for name in hip {
+        assert_eq!(
+            ours.get(name),
+            real.get(name),
+            "{name}: our node vs the real library's"
+        );
+    }
+    for name in ["hipMalloc", "hipFree", "hipMemGetInfo", "hipLaunchKernel"] {
+        assert!(ours.contains_key(name), "{name} exported");
+    }
+    assert_eq!(
+        ours.get("hipGetDevicePropertiesR0600").map(String::as_str),
+        Some("hip_6.0")
+    );
+    assert!(
+        !ours
+            .keys()
+            .any(|n| n.starts_with("cu") || n.starts_with("nvml") || n == "dlsym"),
+        "CUDA/NVML exports are unversioned"
+    );
+}
