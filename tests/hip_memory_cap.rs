@@ -290,3 +290,32 @@ fn hip_exports_carry_the_real_librarys_version_nodes() {
         "CUDA/NVML exports are unversioned"
     );
 }
+
+#[test]
+fn hip_get_proc_address_answers_with_the_hook_of_a_hooked_row_only() {
+    let sim = amd_machine("1g");
+    let out = run_default(&mut hip_command(&sim, &["procaddr"]));
+    out.assert_success("hip_cap procaddr");
+    let kv = out.kv();
+    let why = out.describe();
+    assert_eq!(kv.i64("malloc.rc"), 0, "{why}");
+    assert_eq!(
+        kv.i64("malloc.status"),
+        0,
+        "HIP_GET_PROC_ADDRESS_SUCCESS\n{why}"
+    );
+    assert_eq!(kv.i64("malloc.is_hook"), 1, "{why}");
+    assert_eq!(kv.i64("malloc.is_sim"), 0, "{why}");
+    assert_eq!(
+        kv.i64("malloc.over_rc"),
+        2,
+        "capped through the pointer\n{why}"
+    );
+    assert_eq!(kv.i64("memcpy.rc"), 0, "{why}");
+    assert_eq!(
+        kv.i64("memcpy.is_sim"),
+        1,
+        "a pass row: the real function\n{why}"
+    );
+    assert_eq!(kv.i64("r0600.is_hook"), 1, "{why}");
+}

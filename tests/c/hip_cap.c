@@ -45,6 +45,8 @@ hipError_t hipHostMalloc(void **, size_t, unsigned);
 hipError_t hipHostFree(void *);
 hipError_t hipMemGetInfo(size_t *, size_t *);
 hipError_t hipDeviceGetUuid(char *, int);
+hipError_t hipGetProcAddress(const char *, void **, int, uint64_t, int *);
+hipError_t hipMemcpy(void *, const void *, size_t, int);
 hipError_t hipDeviceTotalMem(size_t *, int);
 hipError_t hipGetDeviceProperties(void *, int);
 hipError_t hipGetDevicePropertiesR0600(void *, int);
@@ -184,6 +186,30 @@ static int paths(size_t half) {
     return 0;
 }
 
+/* hipGetProcAddress hands out our hook for a hooked row (the same function the linker
+ * bound), the real library's function for a row we let through. */
+static int procaddr(void) {
+    void *sim = dlopen("libamdhip64.so.7", RTLD_NOW | RTLD_NOLOAD);
+    size_t f = 0, cap = 0;
+    hipMemGetInfo(&f, &cap);
+    void *fn = NULL;
+    int status = -1;
+    printf("malloc.rc=%d\n", hipGetProcAddress("hipMalloc", &fn, 600, 0, &status));
+    printf("malloc.status=%d\n", status);
+    printf("malloc.is_hook=%d\n", fn == (void *)hipMalloc);
+    printf("malloc.is_sim=%d\n", fn == dlvsym(sim, "hipMalloc", "hip_4.2"));
+    void *p = NULL;
+    hipError_t (*m)(void **, size_t) = (hipError_t(*)(void **, size_t))fn;
+    printf("malloc.over_rc=%d\n", m ? m(&p, cap + 512) : -1);
+    void *cp = NULL;
+    printf("memcpy.rc=%d\n", hipGetProcAddress("hipMemcpy", &cp, 600, 0, &status));
+    printf("memcpy.is_sim=%d\n", cp && cp == dlvsym(sim, "hipMemcpy", "hip_4.2"));
+    void *r6 = NULL;
+    hipGetProcAddress("hipGetDevicePropertiesR0600", &r6, 600, 0, &status);
+    printf("r0600.is_hook=%d\n", r6 == (void *)hipGetDevicePropertiesR0600);
+    return 0;
+}
+
 static int hold(size_t bytes) {
     void *p = NULL;
     char uuid[17] = {0};
@@ -203,6 +229,7 @@ int main(int argc, char **argv) {
     int rc = !strcmp(what, "fill")    ? fill(n)
              : !strcmp(what, "paths") ? paths(n)
              : !strcmp(what, "hold")  ? hold(n)
+             : !strcmp(what, "procaddr") ? procaddr()
                                       : 2;
     printf("ok=%d\n", rc == 0);
     return rc;
