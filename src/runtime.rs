@@ -78,7 +78,17 @@ impl Runtime {
         for issue in &config.issues {
             crate::log::write_line(format_args!("{issue}"));
         }
-        let driver = crate::preload::open_library(c"libcuda.so.1");
+        // A HIP process (its first hooked call was HIP's) only looks for a CUDA driver
+        // already loaded: loading one would initialise a second vendor's stack for nothing.
+        let driver = if crate::hip::in_use() {
+            // SAFETY: dlopen with a valid name; RTLD_NOLOAD only looks.
+            let h = unsafe {
+                libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD)
+            };
+            (!h.is_null()).then_some(h)
+        } else {
+            crate::preload::open_library(c"libcuda.so.1")
+        };
         match driver {
             // SAFETY: h comes from dlopen.
             Some(h) => unsafe { crate::driver::resolve_real(h) },
@@ -96,7 +106,7 @@ impl Runtime {
         } else {
             let region = SharedRegion::attach(
                 &config.shared_cache,
-                &container_devices(&config, nvml.get_or_init(NvmlProbe::open).as_ref()),
+                &container_devices(&config, || nvml.get_or_init(NvmlProbe::open).as_ref()),
                 config.task_priority,
             );
             // The gate must be right before the first launch, not one watcher tick later.
@@ -181,12 +191,15 @@ impl Runtime {
 /// The container's devices in container index order, with this process's limits: UUIDs
 /// from NVML (which shows the container's devices in container order), or stand-in names
 /// when NVML is unavailable (then only devices with a limit are registered).
-fn container_devices(config: &Config, nvml: Option<&NvmlProbe>) -> Vec<shm_layout::DeviceInit> {
+fn container_devices<'a>(
+    config: &Config,
+    nvml: impl FnOnce() -> Option<&'a NvmlProbe>,
+) -> Vec<shm_layout::DeviceInit> {
     // A HIP process (its first hooked call was HIP's): its devices by ROCr UUID, the names
     // ROCR_VISIBLE_DEVICES uses (the region keys devices by UUID); else NVML's.
     let mut uuids = crate::hip::device_uuids();
     if uuids.is_empty() {
-        uuids = nvml.map(NvmlProbe::device_uuids).unwrap_or_default();
+        uuids = nvml().map(NvmlProbe::device_uuids).unwrap_or_default();
     }
     let count = if uuids.is_empty() {
         // No NVML: the devices this process can name — per-device variables, the entries

@@ -319,3 +319,62 @@ fn hip_get_proc_address_answers_with_the_hook_of_a_hooked_row_only() {
     );
     assert_eq!(kv.i64("r0600.is_hook"), 1, "{why}");
 }
+
+/// 8 threads of one process and 16 processes of one container race at the cap: the card
+/// never holds more than the slice, and the slice is used to the chunk.
+#[test]
+fn threads_and_processes_racing_at_the_cap_never_pass_it() {
+    let chunk = 16 * MIB;
+    let sim = amd_machine("1g");
+    let mut c = hip_command(&sim, &["race", "8", &chunk.to_string()]);
+    let mut one = Child::spawn(&mut c, Duration::from_secs(120));
+    one.wait_for_kv("ready", "1", Duration::from_secs(60));
+    assert_eq!(one.kv().u64("got"), GIB, "8 threads fill the slice exactly");
+    assert_eq!(device_used(&sim), GIB);
+    one.close_stdin();
+    one.finish().assert_success("race 8");
+
+    let mut procs: Vec<Child> = (0..16)
+        .map(|_| {
+            let mut c = hip_command(&sim, &["race", "2", &chunk.to_string()]);
+            Child::spawn(&mut c, Duration::from_secs(120))
+        })
+        .collect();
+    let mut got = 0;
+    for p in &mut procs {
+        p.wait_for_kv("ready", "1", Duration::from_secs(90));
+        got += p.kv().u64("got");
+    }
+    assert_eq!(got, GIB, "16 processes share the slice exactly");
+    assert_eq!(device_used(&sim), GIB, "ground truth: never over");
+    for mut p in procs {
+        p.close_stdin();
+        p.finish().assert_success("race 2");
+    }
+    assert_eq!(device_used(&sim), 0);
+}
+
+/// A process killed with SIGKILL holding memory: its share comes back to the container
+/// within a second.
+#[test]
+fn a_killed_hip_process_is_reclaimed_within_one_second() {
+    let sim = amd_machine("1g");
+    let mut victim = Child::spawn(
+        &mut hip_command(&sim, &["hold", &(600 * MIB).to_string()]),
+        Duration::from_secs(90),
+    );
+    victim.wait_for_kv("ready", "1", Duration::from_secs(30));
+    let mut watcher = Child::spawn(
+        &mut hip_command(&sim, &["watch-free", "20", "30"]),
+        Duration::from_secs(60),
+    );
+    watcher.wait_for(Duration::from_secs(30), |l| {
+        l == format!("free={}", GIB - 600 * MIB)
+    });
+    let killed_at = std::time::Instant::now();
+    victim.kill9();
+    watcher.wait_for(Duration::from_secs(5), |l| l == format!("free={GIB}"));
+    let took = killed_at.elapsed();
+    assert!(took < Duration::from_secs(1), "reclaimed after {took:?}");
+    watcher.kill9();
+}

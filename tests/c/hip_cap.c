@@ -9,6 +9,9 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -210,6 +213,42 @@ static int procaddr(void) {
     return 0;
 }
 
+/* THREADS threads, each taking CHUNK-byte hipMallocs until refused; holds until stdin. */
+static size_t race_chunk;
+static void *race_thread(void *arg) {
+    size_t *got = arg;
+    void *p;
+    while (hipMalloc(&p, race_chunk) == 0) *got += race_chunk;
+    return NULL;
+}
+
+static int race(int threads, size_t chunk) {
+    pthread_t t[64];
+    size_t got[64] = {0};
+    race_chunk = chunk;
+    if (threads > 64) threads = 64;
+    for (int i = 0; i < threads; i++) pthread_create(&t[i], NULL, race_thread, &got[i]);
+    size_t total = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(t[i], NULL);
+        total += got[i];
+    }
+    printf("got=%zu\n", total);
+    wait_stdin();
+    return 0;
+}
+
+/* Prints hipMemGetInfo's free every PERIOD ms for SECONDS s (or until stdin closes). */
+static int watch_free(int period_ms, int seconds) {
+    printf("pid=%d\n", (int)getpid());
+    struct timespec d = {period_ms / 1000, (long)(period_ms % 1000) * 1000000L};
+    for (long i = 0; i < (long)seconds * 1000 / (period_ms ? period_ms : 1); i++) {
+        printf("free=%zu\n", free_now());
+        nanosleep(&d, NULL);
+    }
+    return 0;
+}
+
 static int hold(size_t bytes) {
     void *p = NULL;
     char uuid[17] = {0};
@@ -230,6 +269,8 @@ int main(int argc, char **argv) {
              : !strcmp(what, "paths") ? paths(n)
              : !strcmp(what, "hold")  ? hold(n)
              : !strcmp(what, "procaddr") ? procaddr()
+             : !strcmp(what, "race")  ? race((int)n, argc > 3 ? strtoull(argv[3], NULL, 0) : (64u << 20))
+             : !strcmp(what, "watch-free") ? watch_free((int)n, argc > 3 ? atoi(argv[3]) : 10)
                                       : 2;
     printf("ok=%d\n", rc == 0);
     return rc;
