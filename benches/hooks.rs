@@ -9,7 +9,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{ck, profile_dir, run_in_modes, Setup};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -34,8 +34,7 @@ fn hooks(c: &mut Criterion) {
     }
     g.finish();
 
-    let mut g = c.benchmark_group("cuMemAlloc_v2 + cuMemFree_v2 (1 MiB)");
-    for (label, alloc, free) in [
+    let alloc_free = [
         (
             "direct",
             sim.sym::<pfn::cuMemAlloc_v2>(c"cuMemAlloc_v2"),
@@ -46,16 +45,62 @@ fn hooks(c: &mut Criterion) {
             vgpu.sym::<pfn::cuMemAlloc_v2>(c"cuMemAlloc_v2"),
             vgpu.sym::<pfn::cuMemFree_v2>(c"cuMemFree_v2"),
         ),
-    ] {
-        g.bench_function(label, |b| {
-            b.iter(|| unsafe {
-                let mut p: CUdeviceptr = 0;
-                ck(alloc(&mut p, 1 << 20), "alloc");
-                ck(free(p), "free");
-            })
-        });
+    ];
+    let mut g = c.benchmark_group("cuMemAlloc_v2 + cuMemFree_v2 (1 MiB)");
+    for (label, alloc, free) in alloc_free {
+        g.bench_function(label, |b| b.iter(|| alloc_free_pair(alloc, free)));
     }
     g.finish();
+
+    // The same pair on N threads at once, each with the context current (set through
+    // libvgpu, as an application's call goes): time per pair on one thread while the
+    // others run theirs.
+    let set_current = vgpu.sym::<pfn::cuCtxSetCurrent>(c"cuCtxSetCurrent");
+    let ctx = setup.ctx;
+    for threads in [2usize, 8] {
+        let mut g = c.benchmark_group(format!(
+            "cuMemAlloc_v2 + cuMemFree_v2 (1 MiB), {threads} threads"
+        ));
+        for (label, alloc, free) in alloc_free {
+            g.bench_function(label, |b| {
+                b.iter_custom(|iters| {
+                    on_threads(threads, ctx as usize, set_current, iters, alloc, free)
+                })
+            });
+        }
+        g.finish();
+    }
+
+    // Interleaved: direct and hooked take turns in batches, so a load change on this shared
+    // machine hits both alike; medians of the per-batch means, and of their differences.
+    let setup_ref = &setup;
+    paired("cuLaunchKernel (no core cap)", 2000, || {
+        let setup = setup_ref;
+        let d = sim.sym::<pfn::cuLaunchKernel>(c"cuLaunchKernel");
+        let h = vgpu.sym::<pfn::cuLaunchKernel>(c"cuLaunchKernel");
+        (
+            Box::new(move || {
+                setup.launch(d);
+            }) as Box<dyn Fn() + '_>,
+            Box::new(move || {
+                setup.launch(h);
+            }) as Box<dyn Fn() + '_>,
+        )
+    });
+    paired("cuMemAlloc_v2 + cuMemFree_v2 (1 MiB)", 500, || {
+        let (_, da, df) = alloc_free[0];
+        let (_, ha, hf) = alloc_free[1];
+        (
+            Box::new(move || alloc_free_pair(da, df)) as Box<dyn Fn()>,
+            Box::new(move || alloc_free_pair(ha, hf)) as Box<dyn Fn()>,
+        )
+    });
+
+    for threads in [2usize, 8] {
+        let (_, da, df) = alloc_free[0];
+        let (_, ha, hf) = alloc_free[1];
+        paired_threads(threads, ctx as usize, set_current, (da, df), (ha, hf));
+    }
 
     let mut g = c.benchmark_group("cuMemGetInfo_v2");
     for (label, f) in [
@@ -105,6 +150,132 @@ fn hooks(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+fn alloc_free_pair(alloc: pfn::cuMemAlloc_v2, free: pfn::cuMemFree_v2) {
+    // SAFETY: valid out-pointer; freeing what was just allocated.
+    unsafe {
+        let mut p: CUdeviceptr = 0;
+        ck(alloc(&mut p, 1 << 20), "alloc");
+        ck(free(p), "free");
+    }
+}
+
+/// `iters` alloc+free pairs on each of `threads` threads started together; the slowest
+/// thread's time (criterion divides by `iters`: time per pair on one thread under load).
+fn on_threads(
+    threads: usize,
+    ctx: usize,
+    set_current: pfn::cuCtxSetCurrent,
+    iters: u64,
+    alloc: pfn::cuMemAlloc_v2,
+    free: pfn::cuMemFree_v2,
+) -> Duration {
+    let barrier = std::sync::Barrier::new(threads);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    // SAFETY: a live context handle.
+                    ck(unsafe { set_current(ctx as CUcontext) }, "set current");
+                    barrier.wait();
+                    let t0 = Instant::now();
+                    for _ in 0..iters {
+                        alloc_free_pair(alloc, free);
+                    }
+                    t0.elapsed()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap())
+            .max()
+            .unwrap()
+    })
+}
+
+/// [`paired`] for `threads` threads at once: rounds of [`on_threads`] alternating direct
+/// and hooked, per-pair time of the slowest thread, medians.
+fn paired_threads(
+    threads: usize,
+    ctx: usize,
+    set_current: pfn::cuCtxSetCurrent,
+    direct: (pfn::cuMemAlloc_v2, pfn::cuMemFree_v2),
+    hooked: (pfn::cuMemAlloc_v2, pfn::cuMemFree_v2),
+) {
+    let iters = 2000u64;
+    let rounds = 60;
+    let per_pair = |(a, f): (pfn::cuMemAlloc_v2, pfn::cuMemFree_v2)| {
+        on_threads(threads, ctx, set_current, iters, a, f).as_nanos() as f64 / iters as f64
+    };
+    per_pair(direct);
+    per_pair(hooked);
+    let (mut d, mut h, mut diff) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let (x, y) = if r % 2 == 0 {
+            let x = per_pair(direct);
+            (x, per_pair(hooked))
+        } else {
+            let y = per_pair(hooked);
+            (per_pair(direct), y)
+        };
+        d.push(x);
+        h.push(y);
+        diff.push(y - x);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let (md, mh, mdiff) = (median(&mut d), median(&mut h), median(&mut diff));
+    println!(
+        "paired cuMemAlloc_v2 + cuMemFree_v2 (1 MiB), {threads} threads: direct {md:.1} ns, hooked {mh:.1} ns, added {mdiff:+.1} ns per pair per thread (median of {rounds} interleaved rounds of {iters})"
+    );
+}
+
+/// Prints medians of direct and hooked batch means measured in alternation, and the median
+/// of the per-round differences.
+fn paired<'a>(
+    name: &str,
+    batch: u32,
+    make: impl FnOnce() -> (Box<dyn Fn() + 'a>, Box<dyn Fn() + 'a>),
+) {
+    let (direct, hooked) = make();
+    let rounds = 400;
+    let time = |f: &dyn Fn()| {
+        let t0 = Instant::now();
+        for _ in 0..batch {
+            f();
+        }
+        t0.elapsed().as_nanos() as f64 / f64::from(batch)
+    };
+    for _ in 0..20 {
+        time(&*direct);
+        time(&*hooked);
+    }
+    let (mut d, mut h, mut diff) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..rounds {
+        let (x, y) = if r % 2 == 0 {
+            let x = time(&*direct);
+            (x, time(&*hooked))
+        } else {
+            let y = time(&*hooked);
+            (time(&*direct), y)
+        };
+        d.push(x);
+        h.push(y);
+        diff.push(y - x);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let (md, mh, mdiff) = (median(&mut d), median(&mut h), median(&mut diff));
+    println!(
+        "paired {name}: direct {md:.2} ns, hooked {mh:.2} ns, added {mdiff:+.2} ns (median of {rounds} interleaved rounds of {batch})"
+    );
 }
 
 criterion_group! {

@@ -21,6 +21,8 @@ mod regen {
             .raw_line("#![allow(non_camel_case_types, non_snake_case)]")
             .raw_line("#![allow(non_upper_case_globals, dead_code)]")
             .raw_line("#![allow(clippy::all)]")
+            // bindgen's zeroing `Default` impls: generated, not ours to annotate.
+            .raw_line("#![allow(clippy::undocumented_unsafe_blocks)]")
             .allowlist_type("CU.*|cu.*|nvml.*|CUDA_.*")
             .allowlist_var("CU_.*|NVML_.*|nvml.*")
             .default_enum_style(bindgen::EnumVariation::Consts)

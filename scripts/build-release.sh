@@ -2,7 +2,8 @@
 # Builds the release libvgpu.so against an old glibc floor (default 2.17) with cargo-zigbuild,
 # and checks it (scripts/check-glibc-floor.sh). See docs/RELEASE.md.
 #
-#   scripts/build-release.sh            -> target/release-glibc2.17/libvgpu.so
+#   scripts/build-release.sh            -> target/release-glibc2.17/libvgpu.so (the loader,
+#                                          the core embedded) and libvgpu-core.so (the core)
 #
 # Idempotent. Needs only rustup's stable toolchain (the host target x86_64-unknown-linux-gnu;
 # no `rustup target add`), python3 with pip (venv module optional) and binutils. It installs
@@ -95,7 +96,26 @@ log "cargo zigbuild --release -p vgpu --lib --target $TRIPLE.$FLOOR (CARGO_TARGE
 
 BUILT="$ZIG_TARGET_DIR/$TRIPLE/release/libvgpu.so"
 [[ -f "$BUILT" ]] || { log "expected $BUILT after the build; not there"; exit 1; }
-cp "$BUILT" "$OUT_DIR/libvgpu.so.tmp.$$"
+"$ROOT/scripts/check-glibc-floor.sh" "$BUILT" "$FLOOR" >/dev/null || {
+    "$ROOT/scripts/check-glibc-floor.sh" "$BUILT" "$FLOOR"; exit 1; }
+cp "$BUILT" "$OUT_DIR/libvgpu-core.so.tmp.$$"
+mv -f "$OUT_DIR/libvgpu-core.so.tmp.$$" "$OUT_DIR/libvgpu-core.so"
+
+# --- the loader: the preloaded half, the core embedded (loader/vgpu_loader.c) --------------
+# Only libc.so.6 NEEDED, no constructor, lazy binding of its few libc calls: what every
+# process of the container pays. The core is loaded on the first CUDA/NVML call.
+LOADER_DIR="$ZIG_TARGET_DIR/loader"
+mkdir -p "$LOADER_DIR"
+"$ROOT/loader/gen-exports.sh" "$OUT_DIR/libvgpu-core.so" "$LOADER_DIR/exports.S"
+(
+    export ZIG_GLOBAL_CACHE_DIR="$ZIG_TARGET_DIR/zig-cache"
+    export ZIG_LOCAL_CACHE_DIR="$ZIG_TARGET_DIR/zig-cache"
+    "$ZIG" cc -target "x86_64-linux-gnu.$FLOOR" -shared -fPIC -O2 -fvisibility=hidden \
+        -fno-stack-protector -fno-sanitize=all -Wall -Werror \
+        -Wl,-soname,libvgpu.so -Wl,-z,lazy -Wl,--hash-style=both -Wl,--no-undefined-version \
+        -o "$LOADER_DIR/libvgpu.so" "$ROOT/loader/vgpu_loader.c" "$LOADER_DIR/exports.S"
+)
+cp "$LOADER_DIR/libvgpu.so" "$OUT_DIR/libvgpu.so.tmp.$$"
 mv -f "$OUT_DIR/libvgpu.so.tmp.$$" "$OUT_DIR/libvgpu.so"
 
 # --- check ---------------------------------------------------------------------------------

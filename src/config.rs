@@ -62,6 +62,11 @@ pub struct Config {
     pub control_disabled: bool,
     /// `CUDA_VISIBLE_DEVICES` as given (indices or UUIDs), if set.
     pub visible_devices: Option<String>,
+    /// `NVIDIA_VISIBLE_DEVICES` when it lists UUIDs (HAMi's device plugin: the allocated
+    /// GPUs, in the order of its `_<i>` limits): limit `_<i>` then belongs to the device
+    /// with the i-th UUID, whatever the driver's enumeration order or the application's
+    /// `CUDA_VISIBLE_DEVICES`. `None`: limits are indexed by NVML's device order.
+    pub limit_uuids: Option<Vec<String>>,
     /// Problems found while parsing, to be reported once.
     pub issues: Vec<ConfigIssue>,
 }
@@ -249,6 +254,13 @@ impl Config {
             log_level,
             control_disabled,
             visible_devices: get("CUDA_VISIBLE_DEVICES"),
+            limit_uuids: {
+                let (uuids, problem) = parse_limit_uuids(get("NVIDIA_VISIBLE_DEVICES").as_deref());
+                if let Some((value, consequence)) = problem {
+                    bad("NVIDIA_VISIBLE_DEVICES", &value, consequence);
+                }
+                uuids
+            },
             issues,
         }
     }
@@ -271,6 +283,94 @@ pub fn hip_alias(name: &str) -> Option<String> {
         .iter()
         .find(|p| name == **p || name.strip_prefix(**p).is_some_and(|r| r.starts_with('_')))
         .map(|_| name.replacen("CUDA_", "HIP_", 1))
+}
+
+/// `NVIDIA_VISIBLE_DEVICES` as the key of the per-device limits: its UUIDs when every
+/// entry is one (`GPU-...` / `MIG-...`), else `None` (unset, `all`, `none`, `void`,
+/// indices: limits follow NVML's device order). A list mixing UUIDs and indices is reported.
+pub fn parse_limit_uuids(
+    spec: Option<&str>,
+) -> (Option<Vec<String>>, Option<(String, &'static str)>) {
+    let Some(spec) = spec else {
+        return (None, None);
+    };
+    let entries: Vec<&str> = spec
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    let is_uuid = |e: &str| {
+        let upper = e.to_ascii_uppercase();
+        upper.starts_with("GPU-") || upper.starts_with("MIG-")
+    };
+    let uuids = entries.iter().filter(|e| is_uuid(e)).count();
+    if uuids == 0 {
+        return (None, None);
+    }
+    if uuids != entries.len() {
+        return (
+            None,
+            Some((
+                spec.to_string(),
+                "mixes UUIDs and other entries: per-device limits follow NVML's device order",
+            )),
+        );
+    }
+    (Some(entries.iter().map(|e| e.to_string()).collect()), None)
+}
+
+/// Whether two device UUIDs name the same device: the part after the `GPU-` / `MIG-`
+/// prefix, case-insensitively (CUDA reports a MIG instance's UUID bytes, which we print
+/// with a `GPU-` prefix).
+pub fn same_uuid(a: &str, b: &str) -> bool {
+    let body = |u: &str| {
+        let u = u.trim();
+        match u.get(..4) {
+            Some(p) if p.eq_ignore_ascii_case("GPU-") || p.eq_ignore_ascii_case("MIG-") => {
+                u[4..].to_string()
+            }
+            _ => u.to_string(),
+        }
+    };
+    body(a).eq_ignore_ascii_case(&body(b))
+}
+
+/// The container index (the `<i>` of `CUDA_DEVICE_MEMORY_LIMIT_<i>`) of the device with
+/// UUID `device`, given `NVIDIA_VISIBLE_DEVICES`'s UUIDs; `None` when it is not listed.
+pub fn limit_index_of(limit_uuids: &[String], device: &str) -> Option<usize> {
+    limit_uuids
+        .iter()
+        .position(|u| same_uuid(u, device))
+        .filter(|&i| i < MAX_DEVICES)
+}
+
+impl Config {
+    /// Whether any device of the container has a memory or core limit.
+    pub fn any_limit(&self) -> bool {
+        self.memory_limit.iter().any(Option::is_some) || self.sm_limit.iter().any(Option::is_some)
+    }
+
+    /// The one line to print when this process uses container device `index` (`None`: a
+    /// device `NVIDIA_VISIBLE_DEVICES` does not list) that has no limit while other devices
+    /// of the container have one; `None` when there is nothing to say.
+    pub fn unlimited_device_note(&self, index: Option<usize>, uuid: &str) -> Option<String> {
+        if !self.any_limit() || self.control_disabled {
+            return None;
+        }
+        match index {
+            Some(i) if self.memory_limit.get(i).copied().flatten().is_some()
+                || self.sm_limit.get(i).copied().flatten().is_some() =>
+            {
+                None
+            }
+            Some(i) => Some(format!(
+                "device {uuid} (CUDA_DEVICE_MEMORY_LIMIT_{i} / CUDA_DEVICE_SM_LIMIT_{i}) has no limit while other devices of this container have one: it is used uncapped"
+            )),
+            None => Some(format!(
+                "device {uuid} is not in NVIDIA_VISIBLE_DEVICES, so no CUDA_DEVICE_*_LIMIT_<i> applies to it while other devices of this container have one: it is used uncapped"
+            )),
+        }
+    }
 }
 
 /// One entry of `CUDA_VISIBLE_DEVICES`.
@@ -459,6 +559,67 @@ mod tests {
         assert!(!c.control_disabled);
         assert_eq!(c.shared_cache, "/x/y.cache");
         assert_eq!(cfg(&[]).shared_cache, DEFAULT_SHARED_CACHE);
+    }
+
+    #[test]
+    fn limits_follow_the_uuids_of_nvidia_visible_devices() {
+        let c = cfg(&[
+            ("NVIDIA_VISIBLE_DEVICES", "GPU-bbbb-2, GPU-aaaa-1"),
+            ("CUDA_DEVICE_MEMORY_LIMIT_0", "1g"),
+        ]);
+        let uuids = c.limit_uuids.clone().unwrap();
+        assert_eq!(uuids, vec!["GPU-bbbb-2", "GPU-aaaa-1"]);
+        // The driver's device "GPU-aaaa-1" is the second listed: limit _1.
+        assert_eq!(limit_index_of(&uuids, "GPU-aaaa-1"), Some(1));
+        assert_eq!(
+            limit_index_of(&uuids, "gpu-BBBB-2"),
+            Some(0),
+            "case-insensitive"
+        );
+        assert_eq!(limit_index_of(&uuids, "GPU-cccc-3"), None, "not listed");
+        assert!(c.unlimited_device_note(Some(0), "GPU-bbbb-2").is_none());
+        let note = c.unlimited_device_note(Some(1), "GPU-aaaa-1").unwrap();
+        assert!(note.contains("GPU-aaaa-1") && note.contains("_1"), "{note}");
+        assert!(!note.contains('\n'));
+        assert!(c
+            .unlimited_device_note(None, "GPU-cccc-3")
+            .unwrap()
+            .contains("not in NVIDIA_VISIBLE_DEVICES"));
+        // No limit anywhere: nothing to say.
+        let none = cfg(&[("NVIDIA_VISIBLE_DEVICES", "GPU-bbbb-2")]);
+        assert!(none.unlimited_device_note(Some(1), "GPU-x").is_none());
+        // A global limit covers every listed device.
+        let global = cfg(&[
+            ("NVIDIA_VISIBLE_DEVICES", "GPU-bbbb-2,GPU-aaaa-1"),
+            ("CUDA_DEVICE_MEMORY_LIMIT", "2g"),
+        ]);
+        assert!(global
+            .unlimited_device_note(Some(1), "GPU-aaaa-1")
+            .is_none());
+    }
+
+    #[test]
+    fn nvidia_visible_devices_without_uuids_keeps_index_order() {
+        for v in ["all", "none", "void", "0,1", ""] {
+            let c = cfg(&[("NVIDIA_VISIBLE_DEVICES", v)]);
+            assert_eq!(c.limit_uuids, None, "{v}");
+            assert!(c.issues.is_empty(), "{v}");
+        }
+        assert_eq!(cfg(&[]).limit_uuids, None);
+        let mixed = cfg(&[("NVIDIA_VISIBLE_DEVICES", "GPU-aaaa-1,1")]);
+        assert_eq!(mixed.limit_uuids, None);
+        assert_eq!(mixed.issues.len(), 1);
+        assert!(mixed.issues[0]
+            .to_string()
+            .contains("NVIDIA_VISIBLE_DEVICES"));
+        assert_eq!(
+            cfg(&[("NVIDIA_VISIBLE_DEVICES", "MIG-1234")]).limit_uuids,
+            Some(vec!["MIG-1234".to_string()])
+        );
+        assert!(
+            same_uuid("MIG-AbC", "GPU-abc"),
+            "CUDA prints a MIG UUID as GPU-"
+        );
     }
 
     #[test]

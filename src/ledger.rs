@@ -13,9 +13,12 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use crate::config::MAX_DEVICES;
+
+mod live;
+pub use live::LiveTable;
 
 /// What an allocation is, for accounting by kind (the monitor shows context, module and
 /// data sizes separately) and to keep handle spaces apart.
@@ -78,8 +81,25 @@ pub trait CapacityPool: Send + Sync {
     /// The device's limit in bytes, `None` when uncapped.
     fn limit(&self, device: usize) -> Option<u64>;
     /// This process's usage of `bucket` (0 data, 1 context, 2 module) changed by `delta`
-    /// bytes: for pools that publish per-process usage (the node monitor reads it).
-    fn on_usage(&self, _device: usize, _bucket: usize, _delta: i64) {}
+    /// bytes: for pools that publish per-process usage (the node monitor reads it). Returns
+    /// true when the pool recorded it, and [`CapacityPool::published_usage`] then answers
+    /// for the process: the ledger keeps no second count (one locked update fewer per
+    /// allocation and per free).
+    fn on_usage(&self, _device: usize, _bucket: usize, _delta: i64) -> bool {
+        false
+    }
+    /// Gives `bytes` of `bucket` back: [`CapacityPool::on_usage`] with `-bytes`, then
+    /// [`CapacityPool::release`]; a pool may do both in one step. Returns what `on_usage`
+    /// would.
+    fn release_with_usage(&self, device: usize, bucket: usize, bytes: u64) -> bool {
+        let published = self.on_usage(device, bucket, -(bytes.min(i64::MAX as u64) as i64));
+        self.release(device, bytes);
+        published
+    }
+    /// This process's usage of `device` as the pool published it, if it publishes usage.
+    fn published_usage(&self, _device: usize) -> Option<Usage> {
+        None
+    }
     /// Called in a `fork` child (async-signal context: atomics only). The child holds
     /// no device memory; whatever the parent charged stays the parent's.
     fn after_fork_child(&self) {}
@@ -192,7 +212,7 @@ pub type AllocationMap = HashMap<Key, Allocation, BuildHasherDefault<HandleHashe
 /// capacity pool that enforces the cap.
 pub struct MemoryLedger<P: CapacityPool> {
     pool: P,
-    live: Mutex<AllocationMap>,
+    live: LiveTable,
     usage: [[AtomicU64; 3]; MAX_DEVICES],
 }
 
@@ -217,10 +237,13 @@ impl<P: CapacityPool> Reservation<'_, P> {
             kind: this.kind,
             owner: this.owner,
         };
-        ledger.usage[alloc.device][alloc.kind.bucket()].fetch_add(alloc.bytes, Ordering::AcqRel);
-        ledger
+        if !ledger
             .pool
-            .on_usage(alloc.device, alloc.kind.bucket(), alloc.bytes as i64);
+            .on_usage(alloc.device, alloc.kind.bucket(), alloc.bytes as i64)
+        {
+            ledger.usage[alloc.device][alloc.kind.bucket()]
+                .fetch_add(alloc.bytes, Ordering::AcqRel);
+        }
         let previous = ledger.lock_live().insert((alloc.kind, handle), alloc);
         if let Some(old) = previous {
             // The driver handed out a handle we still thought live: it was freed behind
@@ -277,20 +300,20 @@ impl<P: CapacityPool> MemoryLedger<P> {
     pub fn new(pool: P) -> Self {
         MemoryLedger {
             pool,
-            live: Mutex::new(HashMap::default()),
+            live: LiveTable::default(),
             usage: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
         }
     }
 
-    fn lock_live(&self) -> MutexGuard<'_, AllocationMap> {
-        // A poisoned map is still a consistent map (every critical section is a single
-        // insert/remove): keep going rather than failing allocations forever.
-        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    /// The live map (lock-free on its fast path: see [`LiveTable`]).
+    fn lock_live(&self) -> &LiveTable {
+        &self.live
     }
 
-    /// The map's lock, for the `fork` handlers (held across `fork`, released in both).
+    /// The live map's overflow lock, for the `fork` handlers (held across `fork`, released
+    /// in both).
     pub fn live_mutex(&self) -> &Mutex<AllocationMap> {
-        &self.live
+        self.live.overflow_mutex()
     }
 
     /// Reserves `bytes` on `device` before the real allocation.
@@ -346,31 +369,28 @@ impl<P: CapacityPool> MemoryLedger<P> {
         if owner == 0 {
             return 0;
         }
-        let freed: Vec<Allocation> = {
-            let mut live = self.lock_live();
-            let keys: Vec<Key> = live
-                .iter()
-                .filter(|(_, a)| a.owner == owner)
-                .map(|(k, _)| *k)
-                .collect();
-            keys.iter().filter_map(|k| live.remove(k)).collect()
-        };
+        let freed = self.live.remove_owned_by(owner);
         freed.iter().for_each(|a| self.credit(*a));
         freed.iter().map(|a| a.bytes).sum()
     }
 
     fn credit(&self, alloc: Allocation) {
-        let bucket = &self.usage[alloc.device][alloc.kind.bucket()];
-        let _ = bucket.fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
-            Some(cur.saturating_sub(alloc.bytes))
-        });
-        self.pool
-            .on_usage(alloc.device, alloc.kind.bucket(), -(alloc.bytes as i64));
-        self.pool.release(alloc.device, alloc.bytes);
+        if !self
+            .pool
+            .release_with_usage(alloc.device, alloc.kind.bucket(), alloc.bytes)
+        {
+            let bucket = &self.usage[alloc.device][alloc.kind.bucket()];
+            let _ = bucket.fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                Some(cur.saturating_sub(alloc.bytes))
+            });
+        }
     }
 
     /// This process's usage of `device`, by kind.
     pub fn usage(&self, device: usize) -> Usage {
+        if let Some(published) = self.pool.published_usage(device) {
+            return published;
+        }
         let Some(u) = self.usage.get(device) else {
             return Usage::default();
         };
@@ -392,14 +412,14 @@ impl<P: CapacityPool> MemoryLedger<P> {
 
     /// Number of live charged handles.
     pub fn live_count(&self) -> usize {
-        self.lock_live().len()
+        self.live.len()
     }
 
     /// In a `fork` child, with the map already locked by the caller: the child holds no
     /// device memory, so every entry and usage figure is dropped, and the pool is told
     /// (the parent's charges stay the parent's).
     pub fn forget_all_locked(&self, map: &mut AllocationMap) {
-        map.clear();
+        self.live.clear_locked(map);
         for device in &self.usage {
             for bucket in device {
                 bucket.store(0, Ordering::Relaxed);

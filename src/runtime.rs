@@ -44,8 +44,14 @@ impl CapacityPool for Pool {
     fn limit(&self, device: usize) -> Option<u64> {
         pool_dispatch!(self, p => p.limit(device))
     }
-    fn on_usage(&self, device: usize, bucket: usize, delta: i64) {
+    fn on_usage(&self, device: usize, bucket: usize, delta: i64) -> bool {
         pool_dispatch!(self, p => p.on_usage(device, bucket, delta))
+    }
+    fn release_with_usage(&self, device: usize, bucket: usize, bytes: u64) -> bool {
+        pool_dispatch!(self, p => p.release_with_usage(device, bucket, bytes))
+    }
+    fn published_usage(&self, device: usize) -> Option<crate::ledger::Usage> {
+        pool_dispatch!(self, p => p.published_usage(device))
     }
     fn after_fork_child(&self) {
         pool_dispatch!(self, p => p.after_fork_child())
@@ -64,6 +70,9 @@ pub struct Runtime {
 }
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+
+/// `ordinal_map` entry of a device no container limit applies to (-1: not looked up yet).
+const NO_CONTAINER_DEVICE: i32 = -2;
 
 /// The runtime, initialising it on first use.
 pub fn rt() -> &'static Runtime {
@@ -142,19 +151,39 @@ impl Runtime {
         self.nvml.get_or_init(NvmlProbe::open).as_ref()
     }
 
-    /// The container device index for a CUDA ordinal (see `config::map_visible_devices`).
+    /// The container device index for a CUDA ordinal: the position of the device's UUID in
+    /// `NVIDIA_VISIBLE_DEVICES` when that lists UUIDs, else by `CUDA_VISIBLE_DEVICES` over
+    /// NVML's order (see `config::map_visible_devices`). `None`: no limit of the container
+    /// applies to the device (said once on stderr when other devices have one).
     pub fn container_index(&self, ordinal: CUdevice) -> Option<usize> {
         let slot = self.ordinal_map.get(usize::try_from(ordinal).ok()?)?;
-        let cached = slot.load(Ordering::Relaxed);
-        if cached >= 0 {
-            return Some(cached as usize);
+        match slot.load(Ordering::Relaxed) {
+            NO_CONTAINER_DEVICE => return None,
+            cached if cached >= 0 => return Some(cached as usize),
+            _ => {}
         }
-        let idx = self.compute_container_index(ordinal as usize)?;
-        slot.store(idx as i32, Ordering::Relaxed);
-        Some(idx)
+        let idx = self.compute_container_index(ordinal as usize);
+        let uuid = crate::hooks::device_uuid(ordinal).unwrap_or_else(|| format!("#{ordinal}"));
+        if let Some(note) = self.config.unlimited_device_note(idx, &uuid) {
+            crate::log::write_line(format_args!("{note}"));
+        }
+        slot.store(
+            idx.map_or(NO_CONTAINER_DEVICE, |i| i as i32),
+            Ordering::Relaxed,
+        );
+        idx
     }
 
     fn compute_container_index(&self, ordinal: usize) -> Option<usize> {
+        if let Some(uuids) = self.config.limit_uuids.as_deref() {
+            match crate::hooks::device_uuid(ordinal as CUdevice) {
+                Some(uuid) => return crate::config::limit_index_of(uuids, &uuid),
+                None => crate::vlog!(
+                    crate::log::ERROR,
+                    "cannot read the UUID of CUDA device {ordinal}: its limit follows NVML's device order"
+                ),
+            }
+        }
         let Some(spec) = self.config.visible_devices.as_deref() else {
             return Some(ordinal);
         };
@@ -200,6 +229,24 @@ fn container_devices<'a>(
     let mut uuids = crate::hip::device_uuids();
     if uuids.is_empty() {
         uuids = nvml().map(NvmlProbe::device_uuids).unwrap_or_default();
+    }
+    if let Some(listed) = config.limit_uuids.as_deref() {
+        // NVIDIA_VISIBLE_DEVICES order: limit i is the i-th UUID's (spelled as NVML spells
+        // it when NVML knows the device, so NVML's and CUDA's views find the same entry).
+        return listed
+            .iter()
+            .take(MAX_DEVICES)
+            .enumerate()
+            .map(|(i, u)| shm_layout::DeviceInit {
+                uuid: uuids
+                    .iter()
+                    .find(|n| crate::config::same_uuid(n, u))
+                    .cloned()
+                    .unwrap_or_else(|| u.clone()),
+                limit_bytes: config.memory_limit[i].unwrap_or(0),
+                sm_limit: config.sm_limit[i].map_or(0, u64::from),
+            })
+            .collect();
     }
     let count = if uuids.is_empty() {
         // No NVML: the devices this process can name — per-device variables, the entries

@@ -569,7 +569,10 @@ impl SharedRegion {
 
     /// In a `fork` child: claim a slot of its own (the parent's stays the parent's).
     fn ensure_own_slot(&'static self) {
-        if CHILD_NEEDS_SLOT.swap(false, Ordering::AcqRel) {
+        // A load first: the swap (a locked RMW) only in a fork child that needs its slot.
+        if CHILD_NEEDS_SLOT.load(Ordering::Acquire)
+            && CHILD_NEEDS_SLOT.swap(false, Ordering::AcqRel)
+        {
             self.slot.store(usize::MAX, Ordering::Release);
             self.claim_own_slot();
             self.start_reaper();
@@ -690,15 +693,38 @@ impl CapacityPool for SharedPool {
         (limit != 0).then_some(limit)
     }
 
-    fn on_usage(&self, device: usize, bucket: usize, delta: i64) {
-        if let Some((slot, dev)) = self.target(device) {
-            let r = self.region.region();
-            r.v1.procs[slot].adjust_usage(dev, memory_kind(bucket), delta);
-            if delta > 0 {
-                // The driver granted it: now it may count as the container's peak.
-                r.note_peak(dev);
-            }
+    fn on_usage(&self, device: usize, bucket: usize, delta: i64) -> bool {
+        let Some((slot, dev)) = self.target(device) else {
+            return false;
+        };
+        let r = self.region.region();
+        r.v1.procs[slot].adjust_usage(dev, memory_kind(bucket), delta);
+        if delta > 0 {
+            // The driver granted it: now it may count as the container's peak.
+            r.note_peak(dev);
         }
+        true
+    }
+
+    fn release_with_usage(&self, device: usize, bucket: usize, bytes: u64) -> bool {
+        let Some((slot, dev)) = self.target(device) else {
+            return false;
+        };
+        // One bracket for the monitor's figure and the capacity (shm-layout ledger.rs).
+        self.region
+            .region()
+            .release_with_usage(slot, dev, bytes, Some(memory_kind(bucket)));
+        true
+    }
+
+    fn published_usage(&self, device: usize) -> Option<crate::ledger::Usage> {
+        let (slot, dev) = self.target(device)?;
+        let (u, _) = self.region.region().v1.procs[slot].load_usage(dev);
+        Some(crate::ledger::Usage {
+            data: u.data_size,
+            context: u.context_size,
+            module: u.module_size,
+        })
     }
 
     fn after_fork_child(&self) {

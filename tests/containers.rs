@@ -18,18 +18,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use testkit::{run_default, target_profile_dir, Child, Json, SimEnv};
 
-fn vgpuctl(sim: &SimEnv) -> Command {
-    let mut c = sim.command(target_profile_dir().join("vgpuctl"));
-    // vgpuctl finds the simulator next to itself; its private files go to the test's dir.
-    c.env_remove("LD_LIBRARY_PATH")
-        .env_remove("CUDA_DEVICE_MEMORY_SHARED_CACHE")
-        .env("TMPDIR", sim.dir());
-    c
-}
-
 /// Whether containers can be made here (root, or unprivileged user namespaces).
 fn containers_possible(sim: &SimEnv) -> bool {
-    let out = run_default(vgpuctl(sim).args(["run", "--container", "--sim", "--", "true"]));
+    let out = run_default(vgpuctl_cmd(sim).args(["run", "--container", "--sim", "--", "true"]));
     if out.status.success() {
         return true;
     }
@@ -204,7 +195,7 @@ impl Container {
             d = d.display(),
             c = client.display()
         );
-        let mut c = vgpuctl(sim);
+        let mut c = vgpuctl_cmd(sim);
         c.args([
             "run",
             "--container",
@@ -447,7 +438,7 @@ fn inside_a_container_every_process_runs_under_the_library_and_only_cuda_ones_no
     );
     let host_preload = std::fs::read("/etc/ld.so.preload").ok();
     let out = run_default(
-        vgpuctl(&sim)
+        vgpuctl_cmd(&sim)
             .args([
                 "run",
                 "--container",
@@ -597,15 +588,6 @@ fn without_root_a_container_runs_in_a_user_namespace_or_is_refused_clearly() {
     assert_eq!(run_entries(sim.dir()), Vec::<String>::new(), "cleaned up");
 }
 
-fn run_entries(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("vgpuctl-run-"))
-        .collect()
-}
-
 #[test]
 fn busy_time_of_two_containers_with_coinciding_pids_is_kept_apart() {
     let sim = machine().var("VGPU_SIM_KERNEL_NS", "100000");
@@ -622,7 +604,7 @@ fn busy_time_of_two_containers_with_coinciding_pids_is_kept_apart() {
             c = client.display(),
             d = d.display()
         );
-        let mut c = vgpuctl(&sim);
+        let mut c = vgpuctl_cmd(&sim);
         c.args(["run", "--container", "--sim", "--", "sh", "-c"])
             .arg(script);
         Child::spawn(&mut c, Duration::from_secs(60))
@@ -681,7 +663,7 @@ fn a_container_inside_a_container_still_knows_its_processes_by_host_pid() {
         c = client(Style::Dlopen).display()
     );
     let out = run_default(
-        vgpuctl(&sim)
+        vgpuctl_cmd(&sim)
             .args([
                 "run",
                 "--container",

@@ -518,6 +518,100 @@ fn top_live_under_tmux_refreshes_sorts_and_quits() {
     }
 }
 
+/// Every way a live `top` ends puts the terminal back as it found it: the alternate screen
+/// left, the cursor shown, canonical mode, echo and terminal signals on again.
+#[test]
+fn top_restores_the_terminal_on_every_exit() {
+    testkit::require_sim();
+    if !require_tool("top_restores_the_terminal", "tmux") {
+        return;
+    }
+    let sim = SimEnv::new();
+    for (i, how) in ["q", "C-c", "TERM", "HUP", "INT", "QUIT"]
+        .iter()
+        .enumerate()
+    {
+        let tmux = Tmux {
+            socket: format!("vgpu-top-restore-{}-{i}", std::process::id()),
+        };
+        // After top: its exit status and the terminal's modes that top changes.
+        let cmd = format!(
+            "{} top --hook-path {}; echo top-exit=$?; \
+             echo modes: $(stty -a | tr -s ' ;' '\\n\\n' | grep -xE -- '-?(icanon|echo|isig|iexten|ixon|icrnl)'); \
+             sleep 60",
+            target_profile_dir().join("vgpuctl").display(),
+            sim.dir().display()
+        );
+        run(
+            tmux.cmd()
+                .args(["new-session", "-d", "-s", "top", "-x", "200", "-y", "30"])
+                .arg(cmd),
+            Duration::from_secs(10),
+        )
+        .assert_success("tmux new-session");
+        let flags = || {
+            run(
+                tmux.cmd().args([
+                    "display-message",
+                    "-p",
+                    "-t",
+                    "top",
+                    "#{alternate_on} #{cursor_flag} #{pane_pid}",
+                ]),
+                Duration::from_secs(10),
+            )
+            .stdout
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+        };
+        tmux.wait_for(Duration::from_secs(20), "top's header", |s| {
+            s.contains("vgpuctl top:")
+        });
+        let f = flags();
+        assert_eq!(
+            &f[..2],
+            ["1", "0"],
+            "{how}: top on the alternate screen, cursor hidden"
+        );
+        if how.len() == 1 || how.starts_with("C-") {
+            tmux.keys(how);
+        } else {
+            // The shell's child: top.
+            let shell: u32 = f[2].parse().unwrap();
+            let children =
+                std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap();
+            let top: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+            let sig = match *how {
+                "TERM" => libc::SIGTERM,
+                "HUP" => libc::SIGHUP,
+                "INT" => libc::SIGINT,
+                _ => libc::SIGQUIT,
+            };
+            // SAFETY: signalling a process of this test.
+            assert_eq!(unsafe { libc::kill(top, sig) }, 0);
+        }
+        let screen = tmux.wait_for(Duration::from_secs(10), "top's end", |s| {
+            s.contains("top-exit=") && s.contains("modes:")
+        });
+        let f = flags();
+        assert_eq!(
+            &f[..2],
+            ["0", "1"],
+            "{how}: main screen, cursor shown: {screen}"
+        );
+        let modes: Vec<&str> = screen
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("modes:"))
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        for m in ["icanon", "echo", "isig", "iexten", "ixon", "icrnl"] {
+            assert!(modes.contains(&m), "{how}: {m} restored: {screen}");
+        }
+    }
+}
+
 // ---- exporter + Prometheus --------------------------------------------------------------
 
 fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {

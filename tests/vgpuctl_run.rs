@@ -6,19 +6,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use testkit::{run_default, target_profile_dir, Child, SimEnv};
-
-fn vgpuctl(sim: &SimEnv) -> Command {
-    let mut c = sim.command(target_profile_dir().join("vgpuctl"));
-    c.env_remove("LD_LIBRARY_PATH")
-        .env_remove("CUDA_DEVICE_MEMORY_SHARED_CACHE")
-        .env("TMPDIR", sim.dir());
-    c
-}
+use testkit::{run_default, target_profile_dir, Child};
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -43,15 +34,6 @@ fn running(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-fn run_entries(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("vgpuctl-run-"))
-        .collect()
-}
-
 /// A command that makes the region (a CUDA client runs first), reports, and waits for a
 /// signal: on SIGTERM it writes a marker and exits 3.
 fn waiting_script(d: &Path) -> String {
@@ -67,7 +49,7 @@ fn waiting_script(d: &Path) -> String {
 
 fn sigterm_is_forwarded_and_everything_removed(container: bool) {
     let sim = machine();
-    let mut c = vgpuctl(&sim);
+    let mut c = vgpuctl_cmd(&sim);
     c.arg("run");
     if container {
         c.arg("--container");
@@ -123,7 +105,7 @@ fn sigterm_reaches_a_containers_command_and_its_directory_is_removed() {
 fn a_killed_vgpuctl_takes_its_command_along_and_the_next_run_removes_what_it_left() {
     testkit::require_sim();
     let sim = machine();
-    let mut c = vgpuctl(&sim);
+    let mut c = vgpuctl_cmd(&sim);
     c.args(["run", "--sim", "--gpumem", "1g", "--", "sh", "-c"])
         .arg(waiting_script(sim.dir()));
     let mut run = Child::spawn(&mut c, Duration::from_secs(60));
@@ -140,7 +122,7 @@ fn a_killed_vgpuctl_takes_its_command_along_and_the_next_run_removes_what_it_lef
         Path::new(&region).exists(),
         "left behind by the killed vgpuctl"
     );
-    let out = run_default(vgpuctl(&sim).args(["run", "--sim", "--", "true"]));
+    let out = run_default(vgpuctl_cmd(&sim).args(["run", "--sim", "--", "true"]));
     out.assert_success("the next run");
     assert!(!Path::new(&region).exists(), "stale region removed");
     assert!(
@@ -157,7 +139,7 @@ fn a_device_the_machine_lacks_is_refused_by_vgpuctl() {
     let sim = machine();
     let marker = sim.dir().join("ran");
     let out = run_default(
-        vgpuctl(&sim)
+        vgpuctl_cmd(&sim)
             .args(["run", "--sim", "--device", "5", "--", "touch"])
             .arg(&marker),
     );
@@ -171,7 +153,7 @@ fn a_device_the_machine_lacks_is_refused_by_vgpuctl() {
     assert!(!marker.exists(), "the command never ran");
     let two = machine().var("VGPU_SIM_DEVICES", "2");
     let out = run_default(
-        vgpuctl(&two)
+        vgpuctl_cmd(&two)
             .args(["run", "--sim", "--device", "1", "--", "sh", "-c"])
             .arg("echo cvd=$CUDA_VISIBLE_DEVICES"),
     );
@@ -182,10 +164,10 @@ fn a_device_the_machine_lacks_is_refused_by_vgpuctl() {
 #[test]
 fn help_and_version() {
     let sim = machine();
-    let out = run_default(vgpuctl(&sim).args(["run", "--help"]));
+    let out = run_default(vgpuctl_cmd(&sim).args(["run", "--help"]));
     out.assert_success("run --help");
     assert!(out.stdout.contains("--container") && out.stdout.contains("--gpumem"));
-    let out = run_default(vgpuctl(&sim).arg("--version"));
+    let out = run_default(vgpuctl_cmd(&sim).arg("--version"));
     out.assert_success("--version");
     assert_eq!(
         out.stdout.trim(),

@@ -82,6 +82,8 @@ pub struct Setup {
     pub sim: Lib,
     pub vgpu: Lib,
     pub func: CUfunction,
+    /// The primary context, current on the thread that made the setup.
+    pub ctx: CUcontext,
 }
 
 impl Setup {
@@ -93,13 +95,14 @@ impl Setup {
         );
         let vgpu = Lib::open(&dir.join("libvgpu.so"), libc::RTLD_NOW | libc::RTLD_LOCAL);
         // SAFETY: plain driver calls with valid out-pointers.
+        let mut ctx: CUcontext = std::ptr::null_mut();
         let func = unsafe {
             ck(sim.sym::<pfn::cuInit>(c"cuInit")(0), "cuInit");
-            let mut ctx: CUcontext = std::ptr::null_mut();
             let retain = vgpu.sym::<pfn::cuDevicePrimaryCtxRetain>(c"cuDevicePrimaryCtxRetain");
             ck(retain(&mut ctx, 0), "retain");
+            // Through libvgpu, as an application's call would go (its export interposes).
             ck(
-                sim.sym::<pfn::cuCtxSetCurrent>(c"cuCtxSetCurrent")(ctx),
+                vgpu.sym::<pfn::cuCtxSetCurrent>(c"cuCtxSetCurrent")(ctx),
                 "set current",
             );
             let mut module: CUmodule = std::ptr::null_mut();
@@ -110,7 +113,12 @@ impl Setup {
             ck(get(&mut func, module, c"k".as_ptr()), "function");
             func
         };
-        Setup { sim, vgpu, func }
+        Setup {
+            sim,
+            vgpu,
+            func,
+            ctx,
+        }
     }
 
     /// One 1x1x1 launch of the kernel through `f`.

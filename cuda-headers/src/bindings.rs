@@ -4,6 +4,7 @@
 #![allow(non_camel_case_types, non_snake_case)]
 #![allow(non_upper_case_globals, dead_code)]
 #![allow(clippy::all)]
+#![allow(clippy::undocumented_unsafe_blocks)]
 
 pub const CU_MEMHOSTALLOC_PORTABLE: u32 = 1;
 pub const CU_MEMHOSTALLOC_DEVICEMAP: u32 = 2;

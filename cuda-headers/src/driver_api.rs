@@ -2,7 +2,8 @@
 //!
 //! Every row gives: the exported symbol, the base name `cuGetProcAddress` is asked for, the
 //! CUDA version that introduced this variant (`cudaVersion` argument, e.g. 3020 = CUDA 3.2),
-//! whether it is the per-thread-default-stream variant (`ptds`, picked with flag 2) or not
+//! whether it is the per-thread-default-stream variant (`ptds`, picked with flag 2; its base
+//! row is the `dflt` variant of the same name at its version, [`crate::ptds_base`]) or not
 //! (`dflt`), whether libvgpu intercepts it with a hand-written hook (`hook`), with the launch
 //! gate only (`gate`: the compute cap's `before_launch`, then the real function; no body to
 //! write) or lets it through (`pass`), and the argument list. Every function returns
@@ -55,9 +56,9 @@ macro_rules! cuda_driver_api {
             cuCtxCreate_v3 = "cuCtxCreate" @ 11040 [dflt hook] (pctx: *mut CUcontext, params_array: *mut c_void, num_params: c_int, flags: c_uint, dev: CUdevice);
             cuCtxCreate_v4 = "cuCtxCreate" @ 12050 [dflt hook] (pctx: *mut CUcontext, ctx_create_params: *mut c_void, flags: c_uint, dev: CUdevice);
             cuCtxDestroy_v2 = "cuCtxDestroy" @ 4000 [dflt hook] (ctx: CUcontext);
-            cuCtxPushCurrent_v2 = "cuCtxPushCurrent" @ 4000 [dflt pass] (ctx: CUcontext);
-            cuCtxPopCurrent_v2 = "cuCtxPopCurrent" @ 4000 [dflt pass] (pctx: *mut CUcontext);
-            cuCtxSetCurrent = "cuCtxSetCurrent" @ 4000 [dflt pass] (ctx: CUcontext);
+            cuCtxPushCurrent_v2 = "cuCtxPushCurrent" @ 4000 [dflt hook] (ctx: CUcontext);
+            cuCtxPopCurrent_v2 = "cuCtxPopCurrent" @ 4000 [dflt hook] (pctx: *mut CUcontext);
+            cuCtxSetCurrent = "cuCtxSetCurrent" @ 4000 [dflt hook] (ctx: CUcontext);
             cuCtxGetCurrent = "cuCtxGetCurrent" @ 4000 [dflt pass] (pctx: *mut CUcontext);
             cuCtxGetDevice = "cuCtxGetDevice" @ 2000 [dflt pass] (device: *mut CUdevice);
             cuCtxGetFlags = "cuCtxGetFlags" @ 7000 [dflt pass] (flags: *mut c_uint);

@@ -4,15 +4,23 @@
 use crate::bindings::*;
 use core::ffi::CStr;
 
+/// A NUL-terminated literal as a `CStr`, checked at compile time (an interior NUL in a
+/// table text fails the build instead of needing an unchecked conversion).
+const fn nul_terminated(bytes: &'static [u8]) -> &'static CStr {
+    match CStr::from_bytes_with_nul(bytes) {
+        Ok(s) => s,
+        Err(_) => panic!("result-code text with an interior NUL"),
+    }
+}
+
 macro_rules! code_table {
     ($fn_name:ident, $ty:ty, $( $code:ident => $text:literal ),* $(,)?) => {
         /// `(name, description)` for a known code, `None` for an unknown one.
         pub fn $fn_name(code: $ty) -> Option<(&'static CStr, &'static CStr)> {
             match code {
                 $( $code => Some((
-                    // SAFETY: both literals are NUL-terminated with no interior NUL.
-                    unsafe { CStr::from_bytes_with_nul_unchecked(concat!(stringify!($code), "\0").as_bytes()) },
-                    unsafe { CStr::from_bytes_with_nul_unchecked(concat!($text, "\0").as_bytes()) },
+                    const { nul_terminated(concat!(stringify!($code), "\0").as_bytes()) },
+                    const { nul_terminated(concat!($text, "\0").as_bytes()) },
                 )), )*
                 _ => None,
             }

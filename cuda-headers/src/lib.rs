@@ -15,7 +15,7 @@ mod proc_address;
 
 pub use errors::{cu_error_name, cu_error_string, nvml_error_string};
 pub use proc_address::{
-    resolve_proc, DriverFn, ProcEntry, ProcLookup, DRIVER_PROCS, DRIVER_PROC_COUNT,
+    ptds_base, resolve_proc, DriverFn, ProcEntry, ProcLookup, DRIVER_PROCS, DRIVER_PROC_COUNT,
 };
 
 /// Everything a table row's argument types refer to: import with `use cuda_headers::prelude::*`

@@ -110,9 +110,88 @@ pub fn resolve_proc(symbol: &[u8], cuda_version: i32, flags: u64) -> ProcLookup 
     }
 }
 
+/// The row a per-thread-default-stream row (`ptds`) is the twin of: the default-stream
+/// variant of the same base name that `cuGetProcAddress` answers without flag 2 at the twin's
+/// own version (a ptds row names its base row by its base name and version). The twin takes
+/// the same arguments (consumers that forward to the base are type-checked by the compiler)
+/// and has the same hook kind (tested below). A `dflt` row is its own base.
+///
+/// `const`: consumers generate twins from it at compile time; a ptds row with no base row
+/// fails their build.
+pub const fn ptds_base(row: usize) -> usize {
+    let twin = &DRIVER_PROCS[row];
+    if !twin.per_thread {
+        return row;
+    }
+    let mut best = usize::MAX;
+    let mut j = 0;
+    while j < DRIVER_PROCS.len() {
+        let c = &DRIVER_PROCS[j];
+        if !c.per_thread
+            && str_eq(c.base, twin.base)
+            && c.since <= twin.since
+            && (best == usize::MAX || c.since > DRIVER_PROCS[best].since)
+        {
+            best = j;
+        }
+        j += 1;
+    }
+    if best == usize::MAX {
+        panic!("a ptds row of the driver table has no default-stream base row");
+    }
+    best
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_ptds_row_has_its_base_row() {
+        let mut twins = 0;
+        for (i, e) in DRIVER_PROCS.iter().enumerate() {
+            let b = &DRIVER_PROCS[ptds_base(i)];
+            if !e.per_thread {
+                assert_eq!(ptds_base(i), i, "{}", e.symbol);
+                continue;
+            }
+            twins += 1;
+            // the table's naming convention: the twin is the base symbol plus the suffix
+            let stem = e
+                .symbol
+                .strip_suffix("_ptsz")
+                .or_else(|| e.symbol.strip_suffix("_ptds"))
+                .unwrap_or_else(|| panic!("{}: a ptds row without _ptsz/_ptds", e.symbol));
+            assert_eq!(b.symbol, stem, "base of {}", e.symbol);
+            assert!(!b.per_thread && b.base == e.base && b.since <= e.since);
+            assert_eq!(
+                b.hooked, e.hooked,
+                "{}: hook kind differs from its base",
+                e.symbol
+            );
+            // and it is what cuGetProcAddress answers without flag 2 at the twin's version
+            assert_eq!(
+                resolve_proc(e.base.as_bytes(), e.since, 0),
+                ProcLookup::Found(ptds_base(i))
+            );
+        }
+        assert!(twins > 0);
+    }
 
     fn found(sym: &str, ver: i32, flags: u64) -> &'static str {
         match resolve_proc(sym.as_bytes(), ver, flags) {

@@ -3,7 +3,7 @@
 //! clocks and the robust mutex are the caller's.
 //!
 //! Invariant, for every device `d`, whenever no slot is between the two halves of an
-//! operation (`op_seq` even everywhere):
+//! operation (every live slot's seqlock and `op_seq` even):
 //! `devices[d].reserved_bytes == Σ slots[i].reserved[d]` over slots in CLAIMING/ACTIVE,
 //! and `reserved_bytes <= limit_bytes` when `limit_bytes != 0`.
 
@@ -82,6 +82,14 @@ pub fn owner_token(pid: i32, nonce: u32) -> u64 {
     (u64::from(pid as u32) << 32) | u64::from(nonce | 1)
 }
 
+/// `fetch_max` only when `value` is a new peak: the usual case (below the peak) is a plain
+/// load instead of a locked read-modify-write on every reservation.
+fn raise_peak(peak: &AtomicU64, value: u64) {
+    if value > peak.load(Ordering::Relaxed) {
+        peak.fetch_max(value, Ordering::Relaxed);
+    }
+}
+
 fn saturating_sub_atomic(word: &AtomicU64, amount: u64) -> u64 {
     match word.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
         Some(v.saturating_sub(amount))
@@ -110,27 +118,76 @@ fn backoff(round: u32) {
     }
 }
 
-/// Marks the start of a ledger operation (odd `op_seq`).
+/// Marks the start of a ledger operation: takes the slot's seqlock (odd), the one locked
+/// update per operation that also makes the slot's own counts the operation's alone (only
+/// the owner's threads write them, and they take the seqlock in turn).
 ///
-/// SeqCst pairs with the auditor's `AUDIT_FREEZE` store and `op_seq` loads (Dekker): either
-/// this operation sees the freeze and steps back, or the auditor sees the odd `op_seq` and
-/// waits for it. The wait is bounded, so a frozen flag left by a dead auditor only slows.
-fn op_begin(region: &Region, slot: &SlotExt) {
-    slot.op_seq.fetch_add(1, Ordering::SeqCst);
+/// SeqCst pairs with the auditor's `AUDIT_FREEZE` store and seqlock loads (Dekker): either
+/// this operation sees the freeze and steps back (seqlock even again), or the auditor sees
+/// the odd seqlock and waits for it. The wait is bounded, so a frozen flag left by a dead
+/// auditor only slows. (Before protocol 2 the mark was an odd `op_seq`; auditors and the
+/// reaper still honour that too.)
+fn op_begin(region: &Region, slot: usize) -> u64 {
+    let v1 = &region.v1.procs[slot];
+    let odd = v1.seq_write_begin();
     if !frozen(region) {
-        return;
+        return odd;
     }
-    slot.op_seq.fetch_add(1, Ordering::SeqCst);
+    v1.seq_write_end(odd);
     let mut round = 0;
     while frozen(region) && round < FREEZE_WAIT_SPINS + FREEZE_WAIT_YIELDS {
         backoff(round);
         round += 1;
     }
-    slot.op_seq.fetch_add(1, Ordering::SeqCst);
+    v1.seq_write_begin()
 }
 
-fn op_end(slot: &SlotExt) {
-    slot.op_seq.fetch_add(1, Ordering::SeqCst);
+fn op_end(region: &Region, slot: usize, odd: u64) {
+    region.v1.procs[slot].seq_write_end(odd);
+}
+
+/// Whether slot `index`'s owner is between the two halves of an operation (its seqlock, or
+/// a pre-protocol-2 writer's `op_seq`, is odd).
+fn mid_operation(region: &Region, index: usize) -> bool {
+    region.v1.procs[index].seqlock.load(Ordering::SeqCst) & 1 == 1
+        || region.ext.slots[index].op_seq.load(Ordering::SeqCst) & 1 == 1
+}
+
+/// What an auditor compares before and after reading a slot: both marks.
+fn op_marks(region: &Region, index: usize) -> (u64, u64) {
+    (
+        region.v1.procs[index].seqlock.load(Ordering::SeqCst),
+        region.ext.slots[index].op_seq.load(Ordering::SeqCst),
+    )
+}
+
+/// Takes `bytes` off a container total that includes them (the slot held them): one
+/// `fetch_sub`, no CAS loop. Should the total ever be below them (an audit raced a
+/// reaper), it is put back to 0 by what the subtraction passed: until then it reads huge
+/// and reservations are refused, the safe side.
+fn sub_total(total: &AtomicU64, bytes: u64) {
+    let prev = total.fetch_sub(bytes, Ordering::SeqCst);
+    if prev < bytes {
+        total.fetch_add(bytes - prev, Ordering::SeqCst);
+    }
+}
+
+/// Adds to a count only its owner writes, inside the owner's seqlock: a plain
+/// load and store, no locked read-modify-write.
+fn owner_add(word: &AtomicU64, bytes: u64) {
+    word.store(
+        word.load(Ordering::Relaxed).saturating_add(bytes),
+        Ordering::Release,
+    );
+}
+
+/// Subtracts up to `bytes` from an owner-only count (see [`owner_add`]); returns what was
+/// subtracted.
+fn owner_sub(word: &AtomicU64, bytes: u64) -> u64 {
+    let cur = word.load(Ordering::Relaxed);
+    let taken = cur.min(bytes);
+    word.store(cur - taken, Ordering::Release);
+    taken
 }
 
 impl Region {
@@ -138,14 +195,14 @@ impl Region {
     /// the container total against `limit_bytes`, then the slot's own count. Two processes
     /// racing for the last bytes cannot both win. Returns the new container total.
     ///
-    /// Lock-free; only the slot's owner calls it. On allocation failure, undo with
-    /// [`Region::release`].
+    /// Lock-free across processes (the slot's seqlock orders only the owner's own threads);
+    /// only the slot's owner calls it. On allocation failure, undo with [`Region::release`].
     pub fn try_reserve(&self, slot: usize, dev: usize, bytes: u64) -> Result<u64, ReserveError> {
         let (Some(owner), Some(device)) = (self.ext.slots.get(slot), self.ext.devices.get(dev))
         else {
             return Err(ReserveError::BadIndex);
         };
-        op_begin(self, owner);
+        let odd = op_begin(self, slot);
         let limit = device.limit_bytes.load(Ordering::Acquire);
         let result =
             device
@@ -156,7 +213,7 @@ impl Region {
                 });
         let outcome = match result {
             Ok(prev) => {
-                owner.reserved[dev].fetch_add(bytes, Ordering::SeqCst);
+                owner_add(&owner.reserved[dev], bytes);
                 // No peak yet: the driver may still refuse the allocation (see note_peak).
                 Ok(prev + bytes)
             }
@@ -169,7 +226,7 @@ impl Region {
                 })
             }
         };
-        op_end(owner);
+        op_end(self, slot, odd);
         outcome
     }
 
@@ -178,41 +235,55 @@ impl Region {
     pub fn note_peak(&self, dev: usize) {
         if let Some(device) = self.ext.devices.get(dev) {
             let now = device.reserved_bytes.load(Ordering::Acquire);
-            device.peak_reserved_bytes.fetch_max(now, Ordering::Relaxed);
+            raise_peak(&device.peak_reserved_bytes, now);
         }
     }
 
     /// Charges `bytes` without checking the limit: for memory the driver has already taken
     /// (a refused free restored, overhead measured after the fact). Same two halves and
-    /// `op_seq` bracketing as [`Region::try_reserve`]. Returns false on a bad index.
+    /// bracketing as [`Region::try_reserve`]. Returns false on a bad index.
     pub fn force_reserve(&self, slot: usize, dev: usize, bytes: u64) -> bool {
         let (Some(owner), Some(device)) = (self.ext.slots.get(slot), self.ext.devices.get(dev))
         else {
             return false;
         };
-        op_begin(self, owner);
+        let odd = op_begin(self, slot);
         let prev = device.reserved_bytes.fetch_add(bytes, Ordering::SeqCst);
-        owner.reserved[dev].fetch_add(bytes, Ordering::SeqCst);
-        device
-            .peak_reserved_bytes
-            .fetch_max(prev.saturating_add(bytes), Ordering::Relaxed);
-        op_end(owner);
+        owner_add(&owner.reserved[dev], bytes);
+        raise_peak(&device.peak_reserved_bytes, prev.saturating_add(bytes));
+        op_end(self, slot, odd);
         true
     }
 
     /// Returns up to `bytes` on device `dev` from slot `slot` to the container: the slot's
     /// count first, then the total, by the amount actually removed from the slot (so a
     /// double free can never push the total below the other slots' charges). Returns the
-    /// bytes released. Lock-free; only the slot's owner calls it.
+    /// bytes released. Lock-free across processes; only the slot's owner calls it.
     pub fn release(&self, slot: usize, dev: usize, bytes: u64) -> u64 {
+        self.release_with_usage(slot, dev, bytes, None)
+    }
+
+    /// [`Region::release`] and, in the same bracket, `used[dev]`'s `kind` part lowered by
+    /// `bytes` (what the node monitor reads): a free costs one bracket, not two.
+    pub fn release_with_usage(
+        &self,
+        slot: usize,
+        dev: usize,
+        bytes: u64,
+        kind: Option<crate::MemoryKind>,
+    ) -> u64 {
         let (Some(owner), Some(device)) = (self.ext.slots.get(slot), self.ext.devices.get(dev))
         else {
             return 0;
         };
-        op_begin(self, owner);
-        let released = saturating_sub_atomic(&owner.reserved[dev], bytes);
-        saturating_sub_atomic(&device.reserved_bytes, released);
-        op_end(owner);
+        let odd = op_begin(self, slot);
+        if let Some(kind) = kind {
+            let delta = i64::try_from(bytes).unwrap_or(i64::MAX);
+            self.v1.procs[slot].adjust_usage_locked(dev, kind, -delta);
+        }
+        let released = owner_sub(&owner.reserved[dev], bytes);
+        sub_total(&device.reserved_bytes, released);
+        op_end(self, slot, odd);
         released
     }
 
@@ -280,7 +351,7 @@ impl Region {
             .state
             .store(slot_state::TOMBSTONE, Ordering::SeqCst);
         let mut report = ReclaimReport::default();
-        let mid_operation = slot.ext.op_seq.load(Ordering::SeqCst) & 1 == 1;
+        let mid_operation = mid_operation(self, index);
         for dev in 0..MAX_DEVICES {
             let charged = slot.ext.reserved[dev].swap(0, Ordering::SeqCst);
             if mid_operation {
@@ -360,9 +431,9 @@ impl Region {
     }
 
     fn audit_frozen(&self) -> Result<[u64; MAX_DEVICES], AuditBusy> {
-        for (_, slot) in self.live_slots() {
+        for (index, _) in self.live_slots() {
             let mut round = 0;
-            while slot.op_seq.load(Ordering::SeqCst) & 1 == 1 {
+            while mid_operation(self, index) {
                 if round == AUDIT_QUIESCE_SPINS {
                     return Err(AuditBusy);
                 }
@@ -373,10 +444,10 @@ impl Region {
         let before: [u64; MAX_DEVICES] =
             core::array::from_fn(|d| self.ext.devices[d].reserved_bytes.load(Ordering::SeqCst));
         let mut sums = [0u64; MAX_DEVICES];
-        let mut seen: Vec<(usize, u64)> = Vec::new();
+        let mut seen: Vec<(usize, (u64, u64))> = Vec::new();
         for (index, slot) in self.live_slots() {
-            let seq = slot.op_seq.load(Ordering::SeqCst);
-            if seq & 1 == 1 {
+            let seq = op_marks(self, index);
+            if seq.0 & 1 == 1 || seq.1 & 1 == 1 {
                 return Err(AuditBusy);
             }
             for (sum, charged) in sums.iter_mut().zip(&slot.reserved) {
@@ -386,7 +457,7 @@ impl Region {
         }
         if seen
             .iter()
-            .any(|&(index, seq)| self.ext.slots[index].op_seq.load(Ordering::SeqCst) != seq)
+            .any(|&(index, seq)| op_marks(self, index) != seq)
         {
             return Err(AuditBusy);
         }

@@ -172,14 +172,17 @@ impl ProcSlot {
     /// Only threads of the owning process write a slot, so contention is between a few
     /// threads for a few nanoseconds. If the owner is killed while odd, the slot is dead and
     /// the reaper resets `seqlock` to 0 when it frees the slot.
-    fn seq_write_begin(&self) -> u64 {
+    ///
+    /// SeqCst: the ledger's operations (ledger.rs) use the odd seqlock as their "operation in
+    /// flight" mark, ordered against the auditor's freeze flag (Dekker).
+    pub(crate) fn seq_write_begin(&self) -> u64 {
         let mut spins = 0u32;
         loop {
             let seq = self.seqlock.load(Ordering::Relaxed);
             if seq & 1 == 0
                 && self
                     .seqlock
-                    .compare_exchange_weak(seq, seq + 1, Ordering::Acquire, Ordering::Relaxed)
+                    .compare_exchange_weak(seq, seq + 1, Ordering::SeqCst, Ordering::Relaxed)
                     .is_ok()
             {
                 return seq + 1;
@@ -193,7 +196,7 @@ impl ProcSlot {
         }
     }
 
-    fn seq_write_end(&self, odd: u64) {
+    pub(crate) fn seq_write_end(&self, odd: u64) {
         self.seqlock.store(odd + 1, Ordering::Release);
     }
 
@@ -216,8 +219,20 @@ impl ProcSlot {
     /// Adds `delta` (negative = frees) to one part of `used[dev]`, saturating at 0 and
     /// `u64::MAX`, then rewrites `total`. Returns the usage after the change.
     pub fn adjust_usage(&self, dev: usize, kind: MemoryKind, delta: i64) -> SlotUsage {
-        let mem = &self.used[dev];
         let odd = self.seq_write_begin();
+        let usage = self.adjust_usage_locked(dev, kind, delta);
+        self.seq_write_end(odd);
+        usage
+    }
+
+    /// [`ProcSlot::adjust_usage`] for a caller that holds the seqlock.
+    pub(crate) fn adjust_usage_locked(
+        &self,
+        dev: usize,
+        kind: MemoryKind,
+        delta: i64,
+    ) -> SlotUsage {
+        let mem = &self.used[dev];
         let part = match kind {
             MemoryKind::Context => &mem.context_size,
             MemoryKind::Module => &mem.module_size,
@@ -236,7 +251,6 @@ impl ProcSlot {
             data_size: mem.data_size.load(Ordering::Relaxed),
         };
         mem.total.store(usage.total(), Ordering::Relaxed);
-        self.seq_write_end(odd);
         usage
     }
 

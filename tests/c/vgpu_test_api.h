@@ -47,6 +47,8 @@ typedef CUmemGenericAllocationHandle vgpu_mem_handle;
     X(cuDevicePrimaryCtxGetState, "cuDevicePrimaryCtxGetState", (CUdevice d, unsigned int *flags, int *active)) \
     X(cuCtxSetCurrent, "cuCtxSetCurrent", (CUcontext c)) \
     X(cuCtxGetCurrent, "cuCtxGetCurrent", (CUcontext *c)) \
+    X(cuCtxPushCurrent_v2, "cuCtxPushCurrent", (CUcontext c)) \
+    X(cuCtxPopCurrent_v2, "cuCtxPopCurrent", (CUcontext *c)) \
     X(cuCtxGetDevice, "cuCtxGetDevice", (CUdevice *d)) \
     X(cuCtxSynchronize, "cuCtxSynchronize", (void)) \
     X(cuModuleLoadData, "cuModuleLoadData", (CUmodule *m, const void *image)) \

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use testkit::{
@@ -13,8 +13,12 @@ use testkit::{
 pub const MIB: u64 = 1 << 20;
 pub const GIB: u64 = 1 << 30;
 
+/// The library under test: the plain build, or `VGPU_TEST_LIBVGPU` (e.g. the shipped
+/// `target/release-glibc2.17/libvgpu.so`, to run the whole suite through the loader).
 pub fn libvgpu() -> PathBuf {
-    let p = target_profile_dir().join("libvgpu.so");
+    let p = std::env::var_os("VGPU_TEST_LIBVGPU")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_profile_dir().join("libvgpu.so"));
     assert!(
         p.exists(),
         "{} missing: build the workspace first",
@@ -48,6 +52,26 @@ pub fn machine() -> SimEnv {
         .var("VGPU_SIM_KERNEL_NS", "0");
     let region = sim.dir().join("cudevshr.cache");
     sim.var("CUDA_DEVICE_MEMORY_SHARED_CACHE", region)
+}
+
+/// `vgpuctl` as the launcher tests run it: it finds the simulator next to itself (no
+/// inherited `LD_LIBRARY_PATH` or region), and its private files go to the test's directory.
+pub fn vgpuctl_cmd(sim: &SimEnv) -> Command {
+    let mut c = sim.command(target_profile_dir().join("vgpuctl"));
+    c.env_remove("LD_LIBRARY_PATH")
+        .env_remove("CUDA_DEVICE_MEMORY_SHARED_CACHE")
+        .env("TMPDIR", sim.dir());
+    c
+}
+
+/// What `vgpuctl run` left in `dir` (its `$TMPDIR`): private regions and container directories.
+pub fn run_entries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("vgpuctl-run-"))
+        .collect()
 }
 
 /// The machine's shared-region path.

@@ -6,7 +6,7 @@
 //! | `/usr/local/vgpu` | `<run dir>/container` (the per-container directory, holds the region) | rw |
 //! | `/usr/local/vgpu/libvgpu.so` | the library | ro |
 //! | `/etc/ld.so.preload` | `<run dir>/ld.so.preload`, naming the library | ro |
-//! | `/tmp/vgpulock` | `/tmp/vgpulock` | rw |
+//! | `/tmp/vgpulock` | `/tmp/vgpulock` (no mount: the container keeps the machine's `/tmp`) | rw |
 //!
 //! plus the plugin's environment (`NVIDIA_VISIBLE_DEVICES` with UUIDs,
 //! `CUDA_DEVICE_MEMORY_LIMIT_<i>`, `CUDA_DEVICE_SM_LIMIT`,
@@ -359,14 +359,32 @@ fn init(spec: &Spec, run_dir: &Path, env: &[(OsString, OsString)]) -> ! {
     unsafe { libc::_exit(i32::from(code)) }
 }
 
+/// Creates directory `p` with `mode` (not masked by the umask). It must not exist yet: in a
+/// world-writable `$TMPDIR` an existing entry at a name we chose may be another user's (a
+/// symlink planted to make root chmod or fill a directory of its choosing), never ours.
+fn mkdir_new(p: &Path, mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .mode(mode)
+        .create(p)
+        .map_err(|e| format!("mkdir {}: {e}", p.display()))?;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("chmod {}: {e}", p.display()))
+}
+
+/// The plugin's lock directory, shared by every container of the node: created mode 0777
+/// when missing; an existing one (whoever made it, whatever it is) is left as it is — a
+/// chmod through a symlink at that fixed, world-writable name would open any directory of
+/// the machine to everyone when run as root.
+fn ensure_lock_dir(p: &Path) {
+    if p.symlink_metadata().is_err() {
+        let _ = mkdir_new(p, 0o777);
+    }
+}
+
 /// Runs the container; `run_dir` (created here, removed by the caller) holds what it mounts.
 pub fn run(spec: &Spec, run_dir: &Path) -> Result<u8, String> {
-    let mk = |p: &Path, mode: u32| -> Result<(), String> {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::create_dir_all(p).map_err(|e| format!("mkdir {}: {e}", p.display()))?;
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-            .map_err(|e| format!("chmod {}: {e}", p.display()))
-    };
+    let mk = mkdir_new;
     mk(run_dir, 0o755)?;
     let container = run_dir.join("container");
     // Like the plugin's per-container directory: every user of the container writes there.
@@ -382,8 +400,7 @@ pub fn run(spec: &Spec, run_dir: &Path) -> Result<u8, String> {
         format!("{VGPU_DIR}/libvgpu.so\n"),
     )
     .map_err(|e| format!("write {}: {e}", run_dir.join("ld.so.preload").display()))?;
-    // The plugin's lock directory, shared by every container of the node.
-    let _ = mk(Path::new("/tmp/vgpulock"), 0o777);
+    ensure_lock_dir(Path::new("/tmp/vgpulock"));
     let uuid = random_uuid();
     let region = format!("{VGPU_DIR}/{uuid}.cache");
     eprintln!(
@@ -409,6 +426,42 @@ pub fn run(spec: &Spec, run_dir: &Path) -> Result<u8, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn directories_are_never_reached_through_a_planted_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("vgpuctl-mkdir-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir(&base).unwrap();
+        let victim = base.join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let planted = base.join("planted");
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+
+        // The lock directory: a symlink there is left alone, its target not chmodded.
+        ensure_lock_dir(&planted);
+        assert_eq!(mode(&victim), 0o700);
+        // A run directory at a planted name is refused, the target untouched.
+        let e = mkdir_new(&planted, 0o755).unwrap_err();
+        assert!(e.contains("planted"), "{e}");
+        assert_eq!(mode(&victim), 0o700);
+        assert!(std::fs::read_dir(&victim).unwrap().next().is_none());
+
+        // Missing ones are made with the asked mode, whatever the umask.
+        let lock = base.join("lock");
+        ensure_lock_dir(&lock);
+        assert_eq!(mode(&lock), 0o777);
+        let run = base.join("run");
+        mkdir_new(&run, 0o755).unwrap();
+        assert_eq!(mode(&run), 0o755);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn uuids_are_version_4_and_distinct() {

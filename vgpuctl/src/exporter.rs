@@ -25,8 +25,9 @@
 //! not found there gets `pod=<uid>` and an empty namespace.
 //!
 //! The HTTP server is std::net: one request per connection, each on its own thread (at most
-//! [`MAX_CONNECTIONS`] at once; more are closed at once) with read and write timeouts, so a
-//! stuck client neither delays a scrape nor keeps a thread for long.
+//! [`MAX_CONNECTIONS`] at once; more are closed at once), and each connection has
+//! [`REQUEST_DEADLINE`] for all of it (head read and answer written), so a stuck or trickling
+//! client neither delays a scrape nor keeps a thread for long.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -35,7 +36,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::node::{self, DeviceRow, Slice};
 
@@ -61,46 +62,32 @@ struct Options {
     node: String,
 }
 
-fn parse(args: &[String]) -> Result<Options, String> {
-    let mut listen = DEFAULT_LISTEN.to_string();
-    let mut pods_dir = PathBuf::from(DEFAULT_PODS_DIR);
-    let mut legacy = false;
-    let mut once = false;
-    let common = node::parse_common(args, |opt, rest| {
-        let value = || {
-            rest.first()
-                .cloned()
-                .ok_or_else(|| format!("{opt} needs a value\n{USAGE}"))
-        };
-        match opt {
-            "--listen" => {
-                listen = value()?;
-                Ok(1)
-            }
-            "--pods-dir" => {
-                pods_dir = PathBuf::from(value()?);
-                Ok(1)
-            }
-            "--legacy-metrics" => {
-                legacy = true;
-                Ok(0)
-            }
-            "--once" => {
-                once = true;
-                Ok(0)
-            }
-            _ => Err(format!("unknown option {opt:?}\n{USAGE}")),
-        }
-    })?;
-    Ok(Options {
+/// The options, or `None` for `--help`.
+fn parse(args: &[String]) -> Result<Option<Options>, String> {
+    let (mut listen, mut pods_dir) = (None, None);
+    let (mut legacy, mut once) = (false, false);
+    let Some(common) = node::parse_options(
+        args,
+        USAGE,
+        &mut [
+            node::Opt::Value("--listen", &mut listen),
+            node::Opt::Value("--pods-dir", &mut pods_dir),
+            node::Opt::Flag("--legacy-metrics", &mut legacy),
+            node::Opt::Flag("--once", &mut once),
+        ],
+    )?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Options {
         common,
-        listen,
-        pods_dir,
+        listen: listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string()),
+        pods_dir: PathBuf::from(pods_dir.as_deref().unwrap_or(DEFAULT_PODS_DIR)),
         legacy,
         once,
         nvml: None,
         node: String::new(),
-    })
+    }))
 }
 
 /// Pod UID -> (namespace, pod name), from the kubelet's `<namespace>_<pod>_<uid>` log
@@ -202,35 +189,29 @@ struct Nvml {
 
 impl Nvml {
     fn load() -> Result<Nvml, String> {
-        use std::ffi::{c_void, CStr};
+        use crate::smi::sym;
         // SAFETY: loading NVML; the handle is never closed (kept for the process lifetime).
         let lib = unsafe { libc::dlopen(c"libnvidia-ml.so.1".as_ptr(), libc::RTLD_NOW) };
         if lib.is_null() {
             return Err("cannot load libnvidia-ml.so.1".into());
         }
-        fn sym<T: Copy>(lib: *mut c_void, name: &CStr) -> Result<T, String> {
-            // SAFETY: dlsym on a live handle.
-            let p = unsafe { libc::dlsym(lib, name.as_ptr()) };
-            if p.is_null() {
-                return Err(format!("libnvidia-ml.so.1 has no {name:?}"));
+        // SAFETY: `lib` is the handle just opened; each type is its name's `pfn` type, and
+        // nvmlInit_v2 takes no arguments.
+        unsafe {
+            let init: cuda_headers::pfn::nvmlInit_v2 = sym(lib, c"nvmlInit_v2")?;
+            let rc = init();
+            if rc != cuda_headers::bindings::NVML_SUCCESS {
+                return Err(format!("nvmlInit_v2 failed ({rc})"));
             }
-            // SAFETY: T is the function pointer type of `name` (cuda-headers' table).
-            Ok(unsafe { std::mem::transmute_copy::<*mut c_void, T>(&p) })
+            Ok(Nvml {
+                count: sym(lib, c"nvmlDeviceGetCount_v2")?,
+                by_index: sym(lib, c"nvmlDeviceGetHandleByIndex_v2")?,
+                uuid: sym(lib, c"nvmlDeviceGetUUID")?,
+                name: sym(lib, c"nvmlDeviceGetName")?,
+                memory: sym(lib, c"nvmlDeviceGetMemoryInfo")?,
+                util: sym(lib, c"nvmlDeviceGetUtilizationRates")?,
+            })
         }
-        let init: cuda_headers::pfn::nvmlInit_v2 = sym(lib, c"nvmlInit_v2")?;
-        // SAFETY: nvmlInit_v2 takes no arguments.
-        let rc = unsafe { init() };
-        if rc != cuda_headers::bindings::NVML_SUCCESS {
-            return Err(format!("nvmlInit_v2 failed ({rc})"));
-        }
-        Ok(Nvml {
-            count: sym(lib, c"nvmlDeviceGetCount_v2")?,
-            by_index: sym(lib, c"nvmlDeviceGetHandleByIndex_v2")?,
-            uuid: sym(lib, c"nvmlDeviceGetUUID")?,
-            name: sym(lib, c"nvmlDeviceGetName")?,
-            memory: sym(lib, c"nvmlDeviceGetMemoryInfo")?,
-            util: sym(lib, c"nvmlDeviceGetUtilizationRates")?,
-        })
     }
 
     /// Every GPU that answers (a device that fails one query is left out, as HAMi does).
@@ -512,13 +493,6 @@ pub fn render(
     out
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 fn scrape(o: &Options) -> String {
     let mut text = o
         .nvml
@@ -529,7 +503,7 @@ fn scrape(o: &Options) -> String {
         &slices,
         &pod_names(&o.pods_dir),
         o.legacy,
-        now_secs(),
+        node::now_secs(),
     ));
     text
 }
@@ -550,20 +524,90 @@ fn route(head: &str, metrics: impl FnOnce() -> String) -> (&'static str, String)
     }
 }
 
-fn serve_one(mut conn: TcpStream, o: &Options) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    conn.set_write_timeout(Some(Duration::from_secs(5)))?;
+/// How long one connection may take, all of it: its request head and our answer. Prometheus
+/// sends its head in one packet and reads at once; a client that trickles bytes (one every few
+/// seconds keeps a per-read timeout happy forever) would otherwise hold one of the
+/// [`MAX_CONNECTIONS`] threads for hours, and [`MAX_CONNECTIONS`] such clients every scrape.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+/// The largest request head read.
+const MAX_HEAD: usize = 16 * 1024;
+
+fn timed_out(what: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("{what} took too long"),
+    )
+}
+
+/// Time left until `deadline`, as a socket timeout (never zero: zero means none).
+fn left(deadline: Instant, what: &str) -> std::io::Result<Duration> {
+    let d = deadline.saturating_duration_since(Instant::now());
+    if d.is_zero() {
+        return Err(timed_out(what));
+    }
+    Ok(d)
+}
+
+/// Reads a request head (up to the blank line, or [`MAX_HEAD`] bytes, or the client's end)
+/// before `deadline`.
+fn read_head(conn: &mut TcpStream, deadline: Instant) -> std::io::Result<Vec<u8>> {
     let mut head = Vec::new();
     let mut buf = [0u8; 2048];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-        let n = conn.read(&mut buf)?;
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
+        conn.set_read_timeout(Some(left(deadline, "request")?))?;
+        let n = match conn.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(timed_out("request"))
+            }
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             break;
         }
         head.extend_from_slice(&buf[..n]);
     }
+    Ok(head)
+}
+
+/// Writes all of `data` before `deadline` (a client reading a byte at a time is cut off).
+fn write_before(conn: &mut TcpStream, mut data: &[u8], deadline: Instant) -> std::io::Result<()> {
+    while !data.is_empty() {
+        conn.set_write_timeout(Some(left(deadline, "answer")?))?;
+        match conn.write(data) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(timed_out("answer"))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Answers one connection within `limit`, all of it.
+fn serve_one(
+    mut conn: TcpStream,
+    limit: Duration,
+    metrics: impl FnOnce() -> String,
+) -> std::io::Result<()> {
+    let deadline = Instant::now() + limit;
+    let head = read_head(&mut conn, deadline)?;
     let head = String::from_utf8_lossy(&head);
-    let (status, body) = route(&head, || scrape(o));
+    let (status, body) = route(&head, metrics);
     let is_head = head.starts_with("HEAD ");
     let mut resp = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -572,12 +616,14 @@ fn serve_one(mut conn: TcpStream, o: &Options) -> std::io::Result<()> {
     if !is_head {
         resp.push_str(&body);
     }
-    conn.write_all(resp.as_bytes())?;
-    conn.flush()
+    write_before(&mut conn, resp.as_bytes(), deadline)
 }
 
 pub fn main(args: &[String]) -> Result<(), String> {
-    let mut o = parse(args)?;
+    let Some(mut o) = parse(args)? else {
+        println!("{USAGE}");
+        return Ok(());
+    };
     match Nvml::load() {
         Ok(n) => o.nvml = Some(n),
         Err(e) => eprintln!("vgpuctl exporter: no host GPU metrics: {e}"),
@@ -616,7 +662,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         let spawned = std::thread::Builder::new()
             .name("vgpu-exporter".into())
             .spawn(move || {
-                if let Err(e) = serve_one(c, &o) {
+                if let Err(e) = serve_one(c, REQUEST_DEADLINE, || scrape(&o)) {
                     eprintln!("vgpuctl exporter: request failed: {e}");
                 }
                 done.fetch_sub(1, Ordering::AcqRel);
@@ -769,6 +815,66 @@ mod tests {
             route("POST /metrics HTTP/1.1\r\n", || "m".into()).0,
             "405 Method Not Allowed"
         );
+    }
+
+    /// A connected pair: (our side, the client's).
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        (l.accept().unwrap().0, client)
+    }
+
+    #[test]
+    fn answers_a_request_and_closes() {
+        let (conn, mut client) = pair();
+        client
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        serve_one(conn, Duration::from_secs(5), || "m 1\n".into()).unwrap();
+        let mut got = String::new();
+        client.read_to_string(&mut got).unwrap();
+        assert!(got.starts_with("HTTP/1.1 200 OK\r\n"), "{got}");
+        assert!(got.contains("Content-Length: 4\r\n"), "{got}");
+        assert!(got.ends_with("\r\n\r\nm 1\n"), "{got}");
+    }
+
+    #[test]
+    fn a_trickling_client_is_cut_off_at_the_deadline() {
+        let (conn, mut client) = pair();
+        // One byte every 50 ms for 3 s, never the blank line: each read is quick, the whole is not.
+        let trickle = std::thread::spawn(move || {
+            for &b in
+                b"GET /metrics HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter()
+            {
+                if client.write_all(&[b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let t = Instant::now();
+        let e = serve_one(conn, Duration::from_millis(300), || unreachable!()).unwrap_err();
+        let took = t.elapsed();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+        assert!(took < Duration::from_secs(2), "held for {took:?}");
+        trickle.join().unwrap();
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_is_cut_off_at_the_deadline() {
+        let (conn, mut client) = pair();
+        client.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        // Far more than the socket buffers hold, and the client never reads.
+        let body = "x".repeat(32 << 20);
+        let t = Instant::now();
+        let e = serve_one(conn, Duration::from_millis(300), || body).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "held for {:?}",
+            t.elapsed()
+        );
+        drop(client);
     }
 
     #[test]

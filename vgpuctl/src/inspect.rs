@@ -1,6 +1,9 @@
 //! `vgpuctl inspect PATH [--json]`: what a container's shared region holds — devices,
 //! limits, and every process slot with its usage by kind and whether its owner still runs.
-//! Reads the file like HAMi's monitor does (mapped read-only, lock-free).
+//! Reads the file lock-free, as HAMi's monitor does, but into a private copy rather than
+//! through a shared mapping: the file belongs to the container, which may truncate it at
+//! any moment, and a load from a shared mapping past the file's new end is SIGBUS — a
+//! hostile container could kill the node's `top` or exporter.
 //!
 //! [`read`] is the one region reader of vgpuctl: `top` and `exporter` use it too.
 
@@ -84,7 +87,6 @@ pub fn read(path: &str) -> Result<Snapshot, String> {
         _ => format!("{path}: {e}"),
     })?;
     use std::os::unix::fs::FileExt;
-    use std::os::unix::io::AsRawFd;
     let len = file.metadata().map_err(|e| e.to_string())?.len();
     let mut v1 = [0u8; V1_PROBE_LEN];
     let mut ext = [0u8; EXT_PROBE_LEN];
@@ -94,14 +96,14 @@ pub fn read(path: &str) -> Result<Snapshot, String> {
     if status != RegionStatus::Valid {
         return Err(format!("{path}: not a vgpu shared region: {status:?}"));
     }
-    // SAFETY: read-only shared mapping of a file at least REGION_SIZE long.
+    // SAFETY: a fresh private anonymous mapping (page-aligned, zero-filled, ours alone).
     let ptr = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
             REGION_SIZE,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            file.as_raw_fd(),
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
             0,
         )
     };
@@ -109,7 +111,13 @@ pub fn read(path: &str) -> Result<Snapshot, String> {
         return Err(format!("{path}: mmap failed"));
     }
     let map = Mapping { ptr };
-    // SAFETY: mapped above; only loads are performed on it.
+    {
+        // SAFETY: REGION_SIZE writable bytes mapped above; no other reference to them yet.
+        let copy = unsafe { std::slice::from_raw_parts_mut(map.ptr.cast::<u8>(), REGION_SIZE) };
+        file.read_exact_at(copy, 0)
+            .map_err(|e| format!("{path}: changed while being read: {e}"))?;
+    }
+    // SAFETY: the copy above, REGION_SIZE bytes and page-aligned; only loads follow.
     let r = unsafe { Region::from_ptr(map.ptr.cast(), REGION_SIZE) }.map_err(|e| e.to_string())?;
 
     let devices: Vec<Device> = (0..MAX_DEVICES)
@@ -290,4 +298,70 @@ pub fn inspect(path: &str, json: bool) -> Result<String, String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileExt;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    fn region_bytes() -> Vec<u8> {
+        let r = Region::new_boxed();
+        let params = shm_layout::InitParams {
+            devices: vec![shm_layout::DeviceInit {
+                uuid: "GPU-aaaaaaaa-0000-0000-0000-000000000001".into(),
+                limit_bytes: 1 << 30,
+                sm_limit: 50,
+            }],
+            priority: shm_layout::DEFAULT_PRIORITY,
+            created_unix_ns: 1,
+            boot_id_hash: 0,
+        };
+        shm_layout::init(&r, &params).unwrap();
+        // SAFETY: a Region is REGION_SIZE bytes of plain integers (atomics), all initialized.
+        unsafe { std::slice::from_raw_parts((&*r as *const Region).cast::<u8>(), REGION_SIZE) }
+            .to_vec()
+    }
+
+    #[test]
+    fn a_region_truncated_while_it_is_read_is_an_error_not_a_crash() {
+        let path = std::env::temp_dir().join(format!("vgpuctl-trunc-{}.cache", std::process::id()));
+        let bytes = Arc::new(region_bytes());
+        std::fs::write(&path, &*bytes).unwrap();
+        let snap = read(path.to_str().unwrap()).unwrap();
+        assert_eq!(snap.devices.len(), 1);
+        assert_eq!(snap.devices[0].limit, 1 << 30);
+
+        // What a hostile container can do to its own region while the node's exporter reads
+        // it: cut it to nothing and write it back, over and over.
+        let stop = Arc::new(AtomicBool::new(false));
+        let cutter = {
+            let (path, bytes, stop) = (path.clone(), Arc::clone(&bytes), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    f.set_len(0).unwrap();
+                    // Back to full length with valid headers (the rest reads as zeros).
+                    f.set_len(REGION_SIZE as u64).unwrap();
+                    f.write_all_at(&bytes[..V1_PROBE_LEN], 0).unwrap();
+                    let ext = EXT_OFFSET..EXT_OFFSET + EXT_PROBE_LEN;
+                    f.write_all_at(&bytes[ext], EXT_OFFSET as u64).unwrap();
+                }
+            })
+        };
+        let mut refused = 0;
+        for _ in 0..10_000 {
+            if read(path.to_str().unwrap()).is_err() {
+                refused += 1;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        cutter.join().unwrap();
+        // Still here (no SIGBUS), and some reads saw the file cut.
+        assert!(refused > 0, "the file was never seen truncated");
+        assert!(read(path.to_str().unwrap()).is_ok());
+        std::fs::remove_file(&path).unwrap();
+    }
 }

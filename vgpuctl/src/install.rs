@@ -34,7 +34,7 @@ use std::io::Write as _;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::node::DEFAULT_HOOK_PATH;
+use crate::node;
 
 const USAGE: &str = "usage: vgpuctl install [--hook-path DIR] [--library PATH] [--hami-version V] [--glibc-floor X.Y]\n       vgpuctl install --uninstall [--hook-path DIR]";
 const BACKUP_DIR: &str = ".vgpuctl-backup";
@@ -52,45 +52,45 @@ struct Options {
     uninstall: bool,
 }
 
-fn parse(args: &[String]) -> Result<Options, String> {
-    let mut o = Options {
-        hook: PathBuf::from(DEFAULT_HOOK_PATH),
-        library: None,
-        hami_version: None,
-        floor: Version::parse(DEFAULT_GLIBC_FLOOR).expect("valid default"),
-        uninstall: false,
+/// The options, or `None` for `--help`.
+fn parse(args: &[String]) -> Result<Option<Options>, String> {
+    let (mut library, mut hami_version, mut floor) = (None, None, None);
+    let mut uninstall = false;
+    let Some(common) = node::parse_options(
+        args,
+        USAGE,
+        &mut [
+            node::Opt::Value("--library", &mut library),
+            node::Opt::Value("--hami-version", &mut hami_version),
+            node::Opt::Value("--glibc-floor", &mut floor),
+            node::Opt::Flag("--uninstall", &mut uninstall),
+        ],
+    )?
+    else {
+        return Ok(None);
     };
-    let mut i = 0;
-    while i < args.len() {
-        let a = args[i].as_str();
-        let mut value = || {
-            i += 1;
-            args.get(i)
-                .cloned()
-                .ok_or_else(|| format!("{a} needs a value\n{USAGE}"))
-        };
-        match a {
-            "--hook-path" => o.hook = PathBuf::from(value()?),
-            "--library" => o.library = Some(PathBuf::from(value()?)),
-            "--hami-version" => {
-                let v = value()?;
-                if v.is_empty() || v.contains('/') || v.starts_with('.') {
-                    return Err(format!(
-                        "--hami-version {v:?}: expected a version like v2.6.0"
-                    ));
-                }
-                o.hami_version = Some(v);
-            }
-            "--glibc-floor" => {
-                let v = value()?;
-                o.floor = Version::parse(&v)
-                    .ok_or_else(|| format!("--glibc-floor {v:?}: expected a version like 2.17"))?;
-            }
-            "--uninstall" => o.uninstall = true,
-            other => return Err(format!("unknown option {other:?}\n{USAGE}")),
-        }
-        i += 1;
+    if let Some(f) = common.files.first() {
+        return Err(format!("unexpected argument {f:?}\n{USAGE}"));
     }
+    if let Some(v) = &hami_version {
+        if v.is_empty() || v.contains('/') || v.starts_with('.') {
+            return Err(format!(
+                "--hami-version {v:?}: expected a version like v2.6.0"
+            ));
+        }
+    }
+    let floor = match floor {
+        Some(v) => Version::parse(&v)
+            .ok_or_else(|| format!("--glibc-floor {v:?}: expected a version like 2.17"))?,
+        None => Version::parse(DEFAULT_GLIBC_FLOOR).expect("valid default"),
+    };
+    let o = Options {
+        hook: common.hook,
+        library: library.map(PathBuf::from),
+        hami_version,
+        floor,
+        uninstall,
+    };
     if !o.hook.is_absolute() {
         // The path goes into ld.so.preload, which the container reads from its own root.
         return Err(format!(
@@ -98,7 +98,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             o.hook
         ));
     }
-    Ok(o)
+    Ok(Some(o))
 }
 
 // ---- glibc versions ---------------------------------------------------------------------
@@ -423,7 +423,10 @@ fn uninstall(o: &Options) -> Result<Vec<String>, String> {
 }
 
 pub fn main(args: &[String]) -> Result<(), String> {
-    let o = parse(args)?;
+    let Some(o) = parse(args)? else {
+        println!("{USAGE}");
+        return Ok(());
+    };
     let report = if o.uninstall {
         uninstall(&o)?
     } else {
@@ -474,11 +477,20 @@ mod tests {
 
     #[test]
     fn parses_options() {
-        let o = parse(&s(&["--hook-path", "/h", "--hami-version", "v2.6.0"])).unwrap();
+        let o = parse(&s(&["--hook-path", "/h", "--hami-version", "v2.6.0"]))
+            .unwrap()
+            .unwrap();
         assert_eq!(o.hook, PathBuf::from("/h"));
         assert_eq!(o.hami_version.as_deref(), Some("v2.6.0"));
         assert!(!o.uninstall);
-        assert!(parse(&s(&["--uninstall"])).unwrap().uninstall);
+        let o = parse(&s(&["--uninstall", "--glibc-floor=2.28"]))
+            .unwrap()
+            .unwrap();
+        assert!(o.uninstall);
+        assert_eq!(o.floor, Version::parse("2.28").unwrap());
+        assert_eq!(o.hook, PathBuf::from(node::DEFAULT_HOOK_PATH));
+        assert!(parse(&s(&["--help"])).unwrap().is_none());
+        assert!(parse(&s(&["stray"])).is_err());
         assert!(parse(&s(&["--hami-version", "../x"])).is_err());
         assert!(parse(&s(&["--glibc-floor", "two"])).is_err());
         assert!(parse(&s(&["--bogus"])).is_err());

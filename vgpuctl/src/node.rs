@@ -29,6 +29,14 @@ pub fn strings(args: &[std::ffi::OsString]) -> Vec<String> {
         .collect()
 }
 
+/// Unix seconds now (0 before 1970), the clock of a region's `last_kernel_time`.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// HAMi's default hook path (`global.gpuHookPath` in its Helm values, `HOOK_PATH`).
 pub const DEFAULT_HOOK_PATH: &str = "/usr/local";
 
@@ -161,41 +169,73 @@ pub fn scan(hook: &Path, files: &[PathBuf]) -> Vec<Slice> {
     out
 }
 
-/// Options shared by `top` and `exporter`: `--hook-path DIR` and region files.
+/// Options shared by `top`, `exporter` and `install`: `--hook-path DIR` and region files.
 #[derive(Debug, PartialEq)]
 pub struct Common {
     pub hook: PathBuf,
     pub files: Vec<PathBuf>,
 }
 
-/// Parses `args`; `known` is called for every other `--option` (with the rest of the
-/// arguments, returning how many values it consumed) and may reject it.
-pub fn parse_common(
+/// One option of a node command besides `--hook-path`.
+pub enum Opt<'a> {
+    /// `--name`: sets the flag.
+    Flag(&'static str, &'a mut bool),
+    /// `--name VALUE` or `--name=VALUE`.
+    Value(&'static str, &'a mut Option<String>),
+}
+
+/// Parses a node command's `args`: `--hook-path DIR`, the command's own `opts`, and region
+/// files (every other argument). `Ok(None)`: `-h`/`--help` was asked for. Errors end in `usage`.
+pub fn parse_options(
     args: &[String],
-    mut known: impl FnMut(&str, &[String]) -> Result<usize, String>,
-) -> Result<Common, String> {
-    let mut c = Common {
-        hook: PathBuf::from(DEFAULT_HOOK_PATH),
-        files: Vec::new(),
-    };
+    usage: &str,
+    opts: &mut [Opt<'_>],
+) -> Result<Option<Common>, String> {
+    let mut hook = None;
+    let mut files = Vec::new();
     let mut i = 0;
     while i < args.len() {
         let a = args[i].as_str();
-        if a == "--hook-path" {
-            let v = args.get(i + 1).ok_or("--hook-path needs a directory")?;
-            c.hook = PathBuf::from(v);
-            i += 2;
-        } else if let Some(v) = a.strip_prefix("--hook-path=") {
-            c.hook = PathBuf::from(v);
-            i += 1;
-        } else if a.starts_with('-') && a != "-" {
-            i += 1 + known(a, &args[i + 1..])?;
-        } else {
-            c.files.push(PathBuf::from(a));
-            i += 1;
+        i += 1;
+        if a == "-h" || a == "--help" {
+            return Ok(None);
+        }
+        if !a.starts_with('-') || a == "-" {
+            files.push(PathBuf::from(a));
+            continue;
+        }
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (a, None),
+        };
+        let take_value = |i: &mut usize| match &inline {
+            Some(v) => Ok(v.clone()),
+            None => {
+                let v = args
+                    .get(*i)
+                    .cloned()
+                    .ok_or_else(|| format!("{name} needs a value\n{usage}"))?;
+                *i += 1;
+                Ok::<String, String>(v)
+            }
+        };
+        if name == "--hook-path" {
+            hook = Some(PathBuf::from(take_value(&mut i)?));
+            continue;
+        }
+        match opts.iter_mut().find(|o| match o {
+            Opt::Flag(n, _) | Opt::Value(n, _) => *n == name,
+        }) {
+            Some(Opt::Flag(_, f)) if inline.is_none() => **f = true,
+            Some(Opt::Flag(..)) => return Err(format!("{name} takes no value\n{usage}")),
+            Some(Opt::Value(_, v)) => **v = Some(take_value(&mut i)?),
+            None => return Err(format!("unknown option {a:?}\n{usage}")),
         }
     }
-    Ok(c)
+    Ok(Some(Common {
+        hook: hook.unwrap_or_else(|| PathBuf::from(DEFAULT_HOOK_PATH)),
+        files,
+    }))
 }
 
 #[cfg(test)]
@@ -212,26 +252,78 @@ mod tests {
     }
 
     #[test]
-    fn parses_hook_path_files_and_delegates_the_rest() {
-        let args: Vec<String> = ["--hook-path", "/h", "a.cache", "--once", "b.cache"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let mut seen = Vec::new();
-        let c = parse_common(&args, |o, _| {
-            seen.push(o.to_string());
-            Ok(0)
-        })
+    fn parses_hook_path_flags_values_and_files() {
+        let args = |v: &[&str]| -> Vec<String> { v.iter().map(|s| s.to_string()).collect() };
+        let (mut once, mut listen) = (false, None);
+        let c = parse_options(
+            &args(&[
+                "--hook-path",
+                "/h",
+                "a.cache",
+                "--once",
+                "--listen=1.2.3.4:5",
+                "b.cache",
+            ]),
+            "U",
+            &mut [
+                Opt::Flag("--once", &mut once),
+                Opt::Value("--listen", &mut listen),
+            ],
+        )
+        .unwrap()
         .unwrap();
         assert_eq!(c.hook, PathBuf::from("/h"));
         assert_eq!(
             c.files,
             vec![PathBuf::from("a.cache"), PathBuf::from("b.cache")]
         );
-        assert_eq!(seen, vec!["--once"]);
-        let bad: Vec<String> = vec!["--frob".into()];
-        assert!(parse_common(&bad, |o, _| Err(format!("unknown {o}"))).is_err());
-        assert!(parse_common(&["--hook-path".to_string()], |_, _| Ok(0)).is_err());
+        assert!(once);
+        assert_eq!(listen.as_deref(), Some("1.2.3.4:5"));
+
+        let mut listen = None;
+        let c = parse_options(
+            &args(&["--hook-path=/k", "--listen", "x:1"]),
+            "U",
+            &mut [Opt::Value("--listen", &mut listen)],
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.hook, PathBuf::from("/k"));
+        assert!(c.files.is_empty());
+        assert_eq!(listen.as_deref(), Some("x:1"));
+        assert_eq!(
+            parse_options(&args(&[]), "U", &mut [])
+                .unwrap()
+                .unwrap()
+                .hook,
+            PathBuf::from(DEFAULT_HOOK_PATH)
+        );
+
+        // Help wins wherever it stands; everything else odd is an error that ends in usage.
+        assert_eq!(
+            parse_options(&args(&["x", "--help"]), "U", &mut []),
+            Ok(None)
+        );
+        assert_eq!(
+            parse_options(&args(&["-h", "--frob"]), "U", &mut []),
+            Ok(None)
+        );
+        let mut f = false;
+        for bad in [
+            &["--frob"][..],
+            &["--hook-path"],
+            &["--once=yes"],
+            &["--listen"],
+        ] {
+            let mut v = None;
+            let e = parse_options(
+                &args(bad),
+                "U",
+                &mut [Opt::Flag("--once", &mut f), Opt::Value("--listen", &mut v)],
+            )
+            .unwrap_err();
+            assert!(e.ends_with("\nU"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

@@ -8,12 +8,20 @@ use std::fmt::Write as _;
 use cuda_headers::bindings::*;
 use cuda_headers::pfn;
 
-fn sym<T: Copy>(lib: *mut c_void, name: &CStr) -> Result<T, String> {
-    // SAFETY: dlsym on a dlopen handle; T is the function type of `name`.
+/// `name` of the library `lib` (libnvidia-ml) as a `T`.
+///
+/// # Safety
+/// `lib` is a live `dlopen` handle and `T` is the function pointer type of `name` (from
+/// cuda-headers' `pfn` table): every call through a wrong `T` is undefined behaviour.
+pub unsafe fn sym<T: Copy>(lib: *mut c_void, name: &CStr) -> Result<T, String> {
+    const { assert!(std::mem::size_of::<T>() == std::mem::size_of::<*mut c_void>()) };
+    // SAFETY: dlsym on the caller's live handle, with a NUL-terminated name.
     let p = unsafe { libc::dlsym(lib, name.as_ptr()) };
     if p.is_null() {
         return Err(format!("libnvidia-ml.so.1 has no {name:?}"));
     }
+    // SAFETY: T is the function pointer type of `name` (the caller's promise), and of a
+    // pointer's size (checked at compile time above).
     Ok(unsafe { std::mem::transmute_copy::<*mut c_void, T>(&p) })
 }
 
@@ -52,7 +60,8 @@ pub fn smi() -> Result<String, String> {
         ));
     }
     let mut out = String::new();
-    // SAFETY: plain NVML calls with valid buffers.
+    // SAFETY: `lib` is the handle just opened and each `sym` type is its name's `pfn` type;
+    // plain NVML calls with valid out-pointers and buffer lengths.
     unsafe {
         check(
             sym::<pfn::nvmlInit_v2>(lib, c"nvmlInit_v2")?(),
@@ -138,7 +147,8 @@ pub fn device_uuids() -> Result<Vec<String>, String> {
         return Err("cannot load libnvidia-ml.so.1 to list the machine's GPUs".into());
     }
     let mut out = Vec::new();
-    // SAFETY: plain NVML calls with valid buffers.
+    // SAFETY: `lib` is the handle just opened and each `sym` type is its name's `pfn` type;
+    // plain NVML calls with valid out-pointers and buffer lengths.
     unsafe {
         check(
             sym::<pfn::nvmlInit_v2>(lib, c"nvmlInit_v2")?(),

@@ -12,7 +12,7 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use shm_layout::RECENT_KERNEL_HOLD;
 
@@ -293,13 +293,6 @@ pub fn json(rows: &[Row]) -> String {
     out
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 // ---- the live terminal --------------------------------------------------------------
 
 static QUIT: AtomicBool = AtomicBool::new(false);
@@ -311,13 +304,32 @@ extern "C" fn on_signal(_: libc::c_int) {
 extern "C" fn on_winch(_: libc::c_int) {}
 
 /// The terminal in non-canonical, no-echo mode and on the alternate screen; restored on drop
-/// (also after `q`, Ctrl-C, SIGTERM or SIGHUP, which end the loop instead of the process).
+/// (also after `q`, Ctrl-C, SIGINT, SIGTERM, SIGHUP or SIGQUIT, which end the loop instead of
+/// the process).
 struct Terminal {
     saved: Option<libc::termios>,
 }
 
 impl Terminal {
     fn enter() -> Terminal {
+        // The handlers first: a signal between the mode change and them would end the
+        // process with the terminal left raw.
+        for (sig, handler) in [
+            (libc::SIGINT, on_signal as extern "C" fn(libc::c_int)),
+            (libc::SIGTERM, on_signal),
+            (libc::SIGHUP, on_signal),
+            (libc::SIGQUIT, on_signal),
+            (libc::SIGWINCH, on_winch),
+        ] {
+            // SAFETY: installing an async-signal-safe handler (an atomic store or nothing);
+            // no SA_RESTART, so a signal interrupts poll() and the loop sees it at once.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = handler as usize;
+                libc::sigemptyset(&mut sa.sa_mask);
+                libc::sigaction(sig, &sa, std::ptr::null_mut());
+            }
+        }
         // SAFETY: isatty/tcgetattr/tcsetattr on fd 0 with a termios we own.
         let saved = unsafe {
             if libc::isatty(0) == 1 {
@@ -337,21 +349,6 @@ impl Terminal {
                 None
             }
         };
-        for (sig, handler) in [
-            (libc::SIGINT, on_signal as extern "C" fn(libc::c_int)),
-            (libc::SIGTERM, on_signal),
-            (libc::SIGHUP, on_signal),
-            (libc::SIGWINCH, on_winch),
-        ] {
-            // SAFETY: installing an async-signal-safe handler (an atomic store or nothing);
-            // no SA_RESTART, so a signal interrupts poll() and the loop sees it at once.
-            unsafe {
-                let mut sa: libc::sigaction = std::mem::zeroed();
-                sa.sa_sigaction = handler as usize;
-                libc::sigemptyset(&mut sa.sa_mask);
-                libc::sigaction(sig, &sa, std::ptr::null_mut());
-            }
-        }
         let mut out = std::io::stdout();
         let _ = out.write_all(b"\x1b[?1049h\x1b[?25l");
         let _ = out.flush();
@@ -373,8 +370,9 @@ impl Drop for Terminal {
 
 /// (columns, rows) of the terminal on stdout.
 fn size() -> (usize, usize) {
-    // SAFETY: TIOCGWINSZ fills a winsize we own.
+    // SAFETY: winsize is plain integers; all-zero is a valid value.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ fills the winsize we pass, which we own.
     let ok = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) } == 0;
     if ok && ws.ws_col > 0 && ws.ws_row > 0 {
         (ws.ws_col as usize, ws.ws_row as usize)
@@ -396,7 +394,7 @@ fn frame(o: &node::Common, key: SortKey, reverse: bool) -> String {
         key.label(),
         if reverse { " (reversed)" } else { "" }
     )];
-    lines.extend(table(&rs, now_secs()));
+    lines.extend(table(&rs, node::now_secs()));
     let mut out = String::from("\x1b[H");
     for l in lines.iter().take(height.saturating_sub(1).max(1)) {
         let cut: String = l.chars().take(cols).collect();
@@ -468,17 +466,18 @@ fn live(o: &node::Common) -> Result<(), String> {
 
 pub fn main(args: &[String]) -> Result<(), String> {
     let (mut once, mut as_json) = (false, false);
-    let common = node::parse_common(args, |opt, _| match opt {
-        "--once" => {
-            once = true;
-            Ok(0)
-        }
-        "--json" => {
-            as_json = true;
-            Ok(0)
-        }
-        _ => Err(format!("unknown option {opt:?}\n{USAGE}")),
-    })?;
+    let Some(common) = node::parse_options(
+        args,
+        USAGE,
+        &mut [
+            node::Opt::Flag("--once", &mut once),
+            node::Opt::Flag("--json", &mut as_json),
+        ],
+    )?
+    else {
+        println!("{USAGE}");
+        return Ok(());
+    };
     if as_json || once {
         let slices = node::scan(&common.hook, &common.files);
         let mut rs = rows(&slices);
@@ -486,7 +485,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         if as_json {
             print!("{}", json(&rs));
         } else {
-            for l in table(&rs, now_secs()) {
+            for l in table(&rs, node::now_secs()) {
                 println!("{l}");
             }
         }

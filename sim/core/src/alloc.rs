@@ -114,6 +114,12 @@ pub enum TableError {
     NoSpace,
 }
 
+/// Index of the row of `rows` (sorted by `base`) starting exactly at `base`.
+pub fn find_row(rows: &[AllocEntry], base: u64) -> Option<usize> {
+    let i = rows.partition_point(|e| e.base < base);
+    (i < rows.len() && rows[i].base == base).then_some(i)
+}
+
 /// A sorted allocation table over borrowed storage.
 pub struct Table<'a> {
     rows: &'a mut [AllocEntry],
@@ -153,8 +159,7 @@ impl<'a> Table<'a> {
 
     /// Index of the row starting exactly at `base`.
     pub fn find(&self, base: u64) -> Option<usize> {
-        let i = self.lower_bound(base);
-        (i < self.len() && self.rows[i].base == base).then_some(i)
+        find_row(self.rows(), base)
     }
 
     /// Index of the row whose range contains `addr`.

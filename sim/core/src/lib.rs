@@ -10,6 +10,7 @@
 //! - [`state`]: the shared state file (robust lock, processes, memory, timeline).
 //! - [`handles`]: lock-free-validated process-local handle tables.
 //! - [`report`]: the ground-truth report (`vgpu-sim status`, `vgpuctl sim`).
+//! - [`shadow`]: device-memory contents for copies (CUDA and HIP simulators).
 
 pub mod alloc;
 pub mod amd;
@@ -20,6 +21,7 @@ pub mod ids;
 pub mod image;
 pub mod procfs;
 pub mod report;
+pub mod shadow;
 pub mod state;
 pub mod timeline;
 

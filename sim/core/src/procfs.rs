@@ -33,6 +33,14 @@ pub fn parse_stat(content: &str) -> Option<StatInfo> {
     Some(StatInfo { state, start_time })
 }
 
+/// Reads a procfs text file. Not `read_to_string`: the command name in `stat` and `status`
+/// is whatever bytes the program was named with (`prctl(PR_SET_NAME)`, a file name in
+/// Latin-1), and such a process must not become unreadable — unidentifiable in a container,
+/// and of unknown start time, so a reuse of its pid would pass for it.
+fn read_proc(path: impl AsRef<std::path::Path>) -> std::io::Result<String> {
+    std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
 /// Whether a parsed stat means the process is gone (zombie or dead).
 pub fn is_dead_state(state: u8) -> bool {
     matches!(state, b'Z' | b'X' | b'x')
@@ -120,12 +128,12 @@ fn procfs_pidns(proc: &Path, first: u32) -> Option<u64> {
     }
     let mut pid = first;
     for _ in 0..64 {
-        let stat = std::fs::read_to_string(proc.join(format!("{pid}/stat"))).ok()?;
+        let stat = read_proc(proc.join(format!("{pid}/stat"))).ok()?;
         pid = parse_ppid(&stat)?;
         if pid <= 1 {
             return None;
         }
-        let depth = std::fs::read_to_string(proc.join(format!("{pid}/status")))
+        let depth = read_proc(proc.join(format!("{pid}/status")))
             .ok()
             .and_then(|s| parse_nspid(&s))
             .map_or(0, |v| v.len());
@@ -157,7 +165,7 @@ pub fn identify(machine_ns: u64) -> Result<Caller, String> {
              so it is refused (no device) rather than mistaken for another process; {HOW}"
         ))
     };
-    let Ok(status) = std::fs::read_to_string(proc.join("self/status")) else {
+    let Ok(status) = read_proc(proc.join("self/status")) else {
         return refuse(format!("there is no machine procfs at {}", proc.display()));
     };
     let Some(nspid) = parse_nspid(&status) else {
@@ -178,7 +186,7 @@ pub fn identify(machine_ns: u64) -> Result<Caller, String> {
             ));
         }
     }
-    let start_time = std::fs::read_to_string(proc.join(format!("{pid}/stat")))
+    let start_time = read_proc(proc.join(format!("{pid}/stat")))
         .ok()
         .and_then(|s| parse_stat(&s))
         .map(|s| s.start_time)
@@ -193,7 +201,7 @@ pub fn identify(machine_ns: u64) -> Result<Caller, String> {
 pub fn machine_pidns_for_new_state() -> Result<u64, String> {
     let own = own_pidns();
     let proc = host_proc_path();
-    let nspid = std::fs::read_to_string(proc.join("self/status"))
+    let nspid = read_proc(proc.join("self/status"))
         .ok()
         .and_then(|s| parse_nspid(&s));
     match nspid {
@@ -209,7 +217,7 @@ pub fn machine_pidns_for_new_state() -> Result<u64, String> {
 
 /// Reads the stat of machine pid `pid`. `None` when the process does not exist.
 pub fn read_stat(pid: u32) -> Option<StatInfo> {
-    let s = std::fs::read_to_string(machine_proc().join(format!("{pid}/stat"))).ok()?;
+    let s = read_proc(machine_proc().join(format!("{pid}/stat"))).ok()?;
     parse_stat(&s)
 }
 
@@ -226,17 +234,19 @@ pub fn is_alive(pid: u32, start_time: u64) -> bool {
             machine_proc().join(pid.to_string()).exists()
         }
         None => {
-            // Unreadable for another reason than absence (e.g. hidepid): trust kill(pid, 0).
+            // Unreadable for another reason than absence (e.g. hidepid, which also hides the
+            // directory of another user's process): trust kill(pid, 0), for which EPERM means
+            // that the process exists and is not ours to signal.
             // SAFETY: signal 0 only checks for existence.
             let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
-            rc == 0 && std::path::Path::new(&format!("/proc/{pid}")).exists()
+            rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
         }
     }
 }
 
 /// This process's start time (field 22 of `/proc/self/stat`), 0 when unreadable.
 pub fn self_start_time() -> u64 {
-    std::fs::read_to_string("/proc/self/stat")
+    read_proc("/proc/self/stat")
         .ok()
         .and_then(|s| parse_stat(&s))
         .map(|s| s.start_time)
@@ -245,7 +255,7 @@ pub fn self_start_time() -> u64 {
 
 /// This process's command name (`/proc/self/comm`), trimmed.
 pub fn self_comm() -> String {
-    std::fs::read_to_string("/proc/self/comm")
+    read_proc("/proc/self/comm")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
 }
@@ -285,6 +295,28 @@ mod tests {
         assert_eq!(me.pid, std::process::id());
         assert_eq!(me.start_time, self_start_time());
         assert_eq!(machine_pidns_for_new_state(), Ok(own_pidns()));
+    }
+
+    #[test]
+    fn a_process_with_a_non_utf8_name_is_read() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = std::env::temp_dir().join(format!("vgpu-procfs-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let exe = dir.join(std::ffi::OsStr::from_bytes(b"sl\xffep"));
+        std::fs::copy("/bin/sleep", &exe).unwrap();
+        let mut child = std::process::Command::new(&exe).arg("30").spawn().unwrap();
+        let pid = child.id();
+        // Its comm (in stat and status) is the file name, byte 0xff included.
+        let raw = std::fs::read(format!("/proc/{pid}/stat")).unwrap();
+        assert!(std::str::from_utf8(&raw).is_err());
+        let st = read_stat(pid).expect("stat of a non-UTF-8 name");
+        assert!(st.start_time > 0);
+        assert!(is_alive(pid, st.start_time));
+        // A reused pid (another start time) is told apart.
+        assert!(!is_alive(pid, st.start_time + 1));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

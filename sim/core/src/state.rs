@@ -6,15 +6,15 @@
 //! place (losers of the race open the winner's file). A file with the wrong magic, version,
 //! size or layout is refused with one clear message; callers then behave as "no device".
 
-use crate::alloc::{self, kind, AllocEntry, Table, TableError};
+use crate::alloc::{self, find_row, kind, AllocEntry, Table, TableError};
 use crate::config::{SimConfig, MAX_DEVICES};
 use crate::ids;
 use crate::procfs;
-use crate::timeline::{self, Interval, Ring};
+use crate::timeline::{self, Interval, Ring, RingView};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::ptr::addr_of_mut;
+use std::ptr::{addr_of, addr_of_mut};
 
 /// File magic ("VGPUSIM\0" little-endian).
 pub const MAGIC: u64 = u64::from_le_bytes(*b"VGPUSIM\0");
@@ -51,8 +51,11 @@ struct SpecRaw {
     _pad: u32,
 }
 
+/// The start of the file: identification, written once by the creator before it publishes
+/// the file, and the machine-wide lock. While the file is shared, no reference ever covers
+/// this part (every locker writes the mutex): it is read and locked through raw places.
 #[repr(C)]
-struct Header {
+struct Prefix {
     magic: u64,
     version: u32,
     init_done: u32,
@@ -60,6 +63,11 @@ struct Header {
     layout: u64,
     mutex: libc::pthread_mutex_t,
     _mutex_pad: [u8; 24],
+}
+
+/// The rest of the header (right after [`Prefix`], no padding between: see `Region`).
+#[repr(C)]
+struct Header {
     ndev: u32,
     creator_pid: u32,
     created_real_ns: u64,
@@ -120,13 +128,29 @@ struct ProcSlot {
     usage: [ProcUsage; MAX_DEVICES],
 }
 
+/// Everything the lock guards: what a [`Guard`] hands out references to.
 #[repr(C)]
-struct Region {
+struct Body {
     header: Header,
     devs: [DevState; MAX_DEVICES],
     procs: [ProcSlot; MAX_PROCS],
     allocs: [AllocEntry; MAX_ALLOCS],
 }
+
+/// The whole file. The split into prefix and body changes no offset: the prefix's size is a
+/// multiple of the body's alignment, so the body follows it without padding (checked here).
+#[repr(C)]
+struct Region {
+    prefix: Prefix,
+    body: Body,
+}
+
+const _: () = assert!(
+    std::mem::offset_of!(Region, body) == std::mem::size_of::<Prefix>()
+        && std::mem::size_of::<Prefix>().is_multiple_of(std::mem::align_of::<Body>())
+        && std::mem::size_of::<Region>()
+            == std::mem::size_of::<Prefix>() + std::mem::size_of::<Body>()
+);
 
 /// Size of the state file.
 pub const STATE_SIZE: usize = std::mem::size_of::<Region>();
@@ -134,7 +158,8 @@ pub const STATE_SIZE: usize = std::mem::size_of::<Region>();
 fn layout_signature() -> u64 {
     use std::mem::size_of;
     let parts = [
-        size_of::<Header>(),
+        // the header as one part (prefix and rest), as before the split
+        size_of::<Prefix>() + size_of::<Header>(),
         size_of::<DevState>(),
         size_of::<ProcSlot>(),
         size_of::<AllocEntry>(),
@@ -209,6 +234,7 @@ pub enum MemError {
 pub fn default_state_path() -> PathBuf {
     match std::env::var_os("VGPU_SIM_STATE") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
+        // SAFETY: getuid takes no arguments, cannot fail and touches no memory of ours.
         _ => PathBuf::from(format!("/dev/shm/vgpu-sim-{}.state", unsafe {
             libc::getuid()
         })),
@@ -245,8 +271,11 @@ pub struct SimState {
     pub liveness: fn(u32, u64) -> bool,
 }
 
-// SAFETY: the region is only mutated under the process-shared mutex.
+// SAFETY: the region is only mutated under the process-shared mutex (through a `Guard`),
+// and what is read without it (devices, namespace) is fixed at creation; the other fields
+// are owned values.
 unsafe impl Send for SimState {}
+// SAFETY: as for `Send`: shared `&SimState` only reads immutable data or takes the lock.
 unsafe impl Sync for SimState {}
 
 impl Drop for SimState {
@@ -287,11 +316,13 @@ impl SimState {
             )));
         }
         let res = map_and_check(fd, path);
+        // SAFETY: `fd` is the descriptor opened above, closed once; the mapping outlives it.
         unsafe { libc::close(fd) };
         let ptr = res?;
         // SAFETY: mapped and checked; the spec, device ids and namespace never change after
         // creation.
-        let (devices, machine_pidns) = unsafe { (read_devices(ptr), (*ptr).header.machine_pidns) };
+        let (devices, machine_pidns) =
+            unsafe { (read_devices(ptr), (*ptr).body.header.machine_pidns) };
         let caller = match procfs::identify(machine_pidns) {
             Ok(c) => c,
             Err(m) => {
@@ -327,7 +358,9 @@ impl SimState {
     /// Takes the machine-wide lock. A lock whose holder died is recovered and the state repaired.
     pub fn lock(&self) -> Result<Guard<'_>, String> {
         // SAFETY: the mutex lives in the mapped region and was initialised by the creator.
-        let m = unsafe { addr_of_mut!((*self.ptr).header.mutex) };
+        let m = unsafe { addr_of_mut!((*self.ptr).prefix.mutex) };
+        // SAFETY: `m` points at the initialised process-shared mutex of our live mapping; no
+        // reference to the region exists here, the pthread call is its only accessor.
         let rc = unsafe { libc::pthread_mutex_lock(m) };
         let mut g = Guard {
             st: self,
@@ -336,6 +369,8 @@ impl SimState {
         match rc {
             0 => Ok(g),
             libc::EOWNERDEAD => {
+                // SAFETY: we own the robust mutex (EOWNERDEAD hands it to us); marking it
+                // consistent is the documented recovery, before any reference is made.
                 unsafe { libc::pthread_mutex_consistent(m) };
                 g.repair();
                 Ok(g)
@@ -352,21 +387,32 @@ impl SimState {
     }
 }
 
+/// The devices described by a mapped region.
+///
+/// # Safety
+/// `ptr` must point at a mapped, checked region (see `map_and_check`).
 unsafe fn read_devices(ptr: *const Region) -> Vec<DeviceInfo> {
-    let h = &(*ptr).header;
-    let s = &h.spec;
+    // SAFETY: the caller passes a live checked mapping. Only fields written once before
+    // `init_done` and never again are read (spec, device count, and per device its uuid, bus
+    // and total), each through a place expression, so no reference covers the fields other
+    // processes update (mutex, counters) and nothing races.
+    let (s, ndev) = unsafe { (&(*ptr).body.header.spec, (*ptr).body.header.ndev) };
     let key = read_str(&s.key);
-    (0..h.ndev.min(MAX_DEVICES as u32))
+    (0..ndev.min(MAX_DEVICES as u32))
         .map(|i| {
-            let d = &(*ptr).devs[i as usize];
+            // SAFETY: as above; `i` < MAX_DEVICES indexes the fixed-size array in bounds.
+            let (uuid, pci_bus, total) = unsafe {
+                let d = addr_of!((*ptr).body.devs[i as usize]);
+                ((*d).uuid, (*d).pci_bus, (*d).total)
+            };
             DeviceInfo {
                 index: i,
                 name: read_str(&s.name),
                 model_key: key.clone(),
-                total_mem: d.total,
-                uuid: d.uuid,
-                uuid_str: ids::format_uuid(&d.uuid),
-                pci_bus: d.pci_bus,
+                total_mem: total,
+                uuid,
+                uuid_str: ids::format_uuid(&uuid),
+                pci_bus,
                 pci_bus_id: ids::pci_bus_id(i),
                 pci_bus_id_legacy: ids::pci_bus_id_legacy(i),
                 sms: s.sms,
@@ -387,6 +433,16 @@ unsafe fn read_devices(ptr: *const Region) -> Vec<DeviceInfo> {
         .collect()
 }
 
+/// The identification fields of a mapped file, copied out for checking.
+struct Ident {
+    magic: u64,
+    version: u32,
+    init_done: u32,
+    total_size: u64,
+    layout: u64,
+    ndev: u32,
+}
+
 fn map_and_check(fd: libc::c_int, path: &Path) -> Result<*mut Region, OpenError> {
     let mismatch = |why: &str| {
         OpenError::Mismatch(format!(
@@ -395,7 +451,9 @@ fn map_and_check(fd: libc::c_int, path: &Path) -> Result<*mut Region, OpenError>
             path.display()
         ))
     };
+    // SAFETY: `stat` is plain C data for which all-zero bytes are a valid value.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a writable `stat`; fstat on a bad fd only returns an error.
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
         return Err(OpenError::Io(format!(
             "cannot stat {}: {}",
@@ -403,7 +461,7 @@ fn map_and_check(fd: libc::c_int, path: &Path) -> Result<*mut Region, OpenError>
             errno_str()
         )));
     }
-    if (st.st_size as u64) < std::mem::size_of::<Header>() as u64 {
+    if (st.st_size as u64) < std::mem::size_of::<Prefix>() as u64 {
         return Err(mismatch(&format!("{} bytes, too small", st.st_size)));
     }
     if st.st_size as u64 != STATE_SIZE as u64 {
@@ -431,7 +489,21 @@ fn map_and_check(fd: libc::c_int, path: &Path) -> Result<*mut Region, OpenError>
         )));
     }
     let r = p as *mut Region;
-    let h = unsafe { &(*r).header };
+    // SAFETY: the mapping is STATE_SIZE bytes, page-aligned, so a `Region` lies at its start.
+    // Read without the lock, field by field through places (no reference covers the mutex
+    // or the counters other processes update): the fields checked are written only by the
+    // creator, before it publishes the file with `link`.
+    let h = unsafe {
+        let p = addr_of!((*r).prefix);
+        Ident {
+            magic: (*p).magic,
+            version: (*p).version,
+            init_done: (*p).init_done,
+            total_size: (*p).total_size,
+            layout: (*p).layout,
+            ndev: (*r).body.header.ndev,
+        }
+    };
     let why = if h.magic != MAGIC {
         Some("bad magic".to_string())
     } else if h.version != VERSION {
@@ -449,6 +521,7 @@ fn map_and_check(fd: libc::c_int, path: &Path) -> Result<*mut Region, OpenError>
         None
     };
     if let Some(w) = why {
+        // SAFETY: unmapping the mapping made above; `h` is not used after this.
         unsafe { libc::munmap(p, STATE_SIZE) };
         return Err(mismatch(&w));
     }
@@ -479,6 +552,9 @@ fn create_file(path: &Path, cfg: &SimConfig) -> Result<(), OpenError> {
             errno_str()
         ))
     };
+    // SAFETY: plain syscalls on NUL-terminated paths and on the descriptor opened here; the
+    // new file is private to us (O_EXCL, a unique temporary name) until `link` publishes it,
+    // so `init_region` is the only accessor of the fresh, zero-filled, STATE_SIZE mapping.
     unsafe {
         let fd = libc::open(
             ctmp.as_ptr(),
@@ -528,18 +604,29 @@ fn create_file(path: &Path, cfg: &SimConfig) -> Result<(), OpenError> {
 }
 
 /// Initialises a zero-filled region.
+///
+/// # Safety
+/// `r` must point at a writable, zero-filled mapping of STATE_SIZE bytes that no other
+/// process or thread can reach yet.
 unsafe fn init_region(r: *mut Region, cfg: &SimConfig, machine_pidns: u64) {
-    let h = &mut (*r).header;
-    h.magic = MAGIC;
-    h.version = VERSION;
-    h.total_size = STATE_SIZE as u64;
-    h.layout = layout_signature();
-    let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
-    libc::pthread_mutexattr_init(&mut attr);
-    libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
-    libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
-    libc::pthread_mutex_init(addr_of_mut!(h.mutex), &attr);
-    libc::pthread_mutexattr_destroy(&mut attr);
+    // SAFETY: the caller's contract: the region is ours alone, so these `&mut`s to its
+    // prefix and header (and below, to its devices: disjoint fields) are unique.
+    let (pre, h) = unsafe { (&mut (*r).prefix, &mut (*r).body.header) };
+    pre.magic = MAGIC;
+    pre.version = VERSION;
+    pre.total_size = STATE_SIZE as u64;
+    pre.layout = layout_signature();
+    // SAFETY: a zeroed attribute object is then initialised by pthread_mutexattr_init before
+    // use; the mutex lies in our private mapping and is initialised exactly once, before
+    // the file is published.
+    unsafe {
+        let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
+        libc::pthread_mutexattr_init(&mut attr);
+        libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
+        libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
+        libc::pthread_mutex_init(addr_of_mut!(pre.mutex), &attr);
+        libc::pthread_mutexattr_destroy(&mut attr);
+    }
     h.ndev = cfg.devices.min(MAX_DEVICES as u32);
     h.creator_pid = std::process::id();
     h.machine_pidns = machine_pidns;
@@ -563,13 +650,15 @@ unsafe fn init_region(r: *mut Region, cfg: &SimConfig, machine_pidns: u64) {
     s.pci_subsystem_id = m.pci_subsystem_id;
     s.power_w = m.power_w;
     for i in 0..h.ndev {
-        let d = &mut (*r).devs[i as usize];
+        // SAFETY: as above; `devs` is disjoint from the header `h` borrows, `i` < MAX_DEVICES.
+        let d = unsafe { &mut (*r).body.devs[i as usize] };
         d.uuid = ids::uuid_bytes(m.key, i);
         d.pci_bus = ids::pci_bus(i);
         d.total = cfg.mem_bytes;
     }
     std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-    (*r).header.init_done = 1;
+    // SAFETY: as above; `pre` is no longer used, so this write aliases no live reference.
+    unsafe { (*r).prefix.init_done = 1 };
 }
 
 /// A request for [`Guard::alloc`].
@@ -631,6 +720,16 @@ pub struct ProcSnap {
     pub devices: Vec<(u32, ProcUsage, [u64; 10], u64)>,
 }
 
+/// The allocation table over a region's storage.
+fn region_table(r: &mut Body) -> Table<'_> {
+    Table::new(&mut r.allocs, &mut r.header.alloc_len)
+}
+
+/// The busy-interval ring of a device, read-only.
+fn dev_ring(d: &DevState) -> RingView<'_> {
+    RingView::new(&d.ring, d.ring_head, d.ring_len)
+}
+
 /// The locked state. Dropping it unlocks.
 pub struct Guard<'a> {
     st: &'a SimState,
@@ -640,20 +739,41 @@ pub struct Guard<'a> {
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
         // SAFETY: we hold the lock.
-        unsafe { libc::pthread_mutex_unlock(addr_of_mut!((*self.r).header.mutex)) };
+        unsafe { libc::pthread_mutex_unlock(addr_of_mut!((*self.r).prefix.mutex)) };
     }
 }
 
 impl Guard<'_> {
-    #[allow(clippy::mut_from_ref)]
-    fn reg(&self) -> &mut Region {
-        // SAFETY: exclusive access under the machine-wide lock; Guard is not Sync/Send-shared.
-        unsafe { &mut *self.r }
+    /// The locked state, read-only. Shared borrows of the guard only ever make shared
+    /// references, so any number of them may coexist.
+    fn reg(&self) -> &Body {
+        // SAFETY: `r` is our live mapping of the whole region (it outlives the guard). We hold
+        // the machine-wide lock, so no other process or thread writes the body while this
+        // guard lives; no `&mut Body` can exist while `self` is borrowed shared (see
+        // `reg_mut`); and the reference covers the body only, not the prefix's mutex, which
+        // other lockers do write meanwhile.
+        unsafe { &(*self.r).body }
     }
 
-    fn table(&self) -> Table<'_> {
+    /// The locked state, writable. Taking `&mut self` makes it the only reference to the
+    /// body derived from this guard for as long as it lives.
+    fn reg_mut(&mut self) -> &mut Body {
+        // SAFETY: as for `reg`: the lock excludes every other writer of the body, the mutex
+        // lies outside it, and the exclusive borrow of the guard excludes every other
+        // reference made through it, so this one is unique.
+        unsafe { &mut (*self.r).body }
+    }
+
+    /// The allocation table, writable.
+    fn table(&mut self) -> Table<'_> {
+        region_table(self.reg_mut())
+    }
+
+    /// The live allocation rows, sorted by base (the stored length clamped to the storage
+    /// the same way [`Table::new`] clamps it, without writing it back).
+    fn rows(&self) -> &[AllocEntry] {
         let r = self.reg();
-        Table::new(&mut r.allocs, &mut r.header.alloc_len)
+        &r.allocs[..(r.header.alloc_len as usize).min(r.allocs.len())]
     }
 
     fn ndev(&self) -> u32 {
@@ -670,8 +790,8 @@ impl Guard<'_> {
 
     /// Recomputes derived counters from the allocation table after a crash under the lock.
     fn repair(&mut self) {
-        let r = self.reg();
-        self.table().repair();
+        let r = self.reg_mut();
+        region_table(r).repair();
         for p in r.procs.iter_mut() {
             for u in p.usage.iter_mut() {
                 u.data_bytes = 0;
@@ -697,7 +817,7 @@ impl Guard<'_> {
 
     /// Registers (or finds) the calling process; returns its slot.
     pub fn register(&mut self, pid: u32, start_time: u64, comm: &str) -> Result<u32, String> {
-        let r = self.reg();
+        let r = self.reg_mut();
         let mut free = None;
         let mut stale = Vec::new();
         for (i, p) in r.procs.iter().enumerate() {
@@ -725,7 +845,7 @@ impl Guard<'_> {
         }
         let s =
             free.ok_or_else(|| format!("vgpu-sim: all {MAX_PROCS} process slots are in use"))?;
-        let r = self.reg();
+        let r = self.reg_mut();
         let p = &mut r.procs[s as usize];
         p.pid = pid;
         p.start_time = start_time;
@@ -770,9 +890,8 @@ impl Guard<'_> {
         if slot as usize >= MAX_PROCS {
             return;
         }
-        let r = self.reg();
-        let mut table = self.table();
-        table.remove_where(|e| e.slot as u32 == slot, |_| {});
+        let r = self.reg_mut();
+        region_table(r).remove_where(|e| e.slot as u32 == slot, |_| {});
         let p = &mut r.procs[slot as usize];
         if p.status == 1 {
             for (d, u) in p.usage.iter().enumerate() {
@@ -789,7 +908,8 @@ impl Guard<'_> {
     /// "as the driver does at teardown". Runs at most once per `min_interval_ns` (0: always).
     /// Returns the number of processes dropped.
     pub fn sweep(&mut self, now: u64, min_interval_ns: u64) -> usize {
-        let r = self.reg();
+        let alive = self.st.liveness;
+        let r = self.reg_mut();
         if min_interval_ns > 0
             && r.header.last_sweep_ns != 0
             && now.saturating_sub(r.header.last_sweep_ns) < min_interval_ns
@@ -797,7 +917,6 @@ impl Guard<'_> {
             return 0;
         }
         r.header.last_sweep_ns = now;
-        let alive = self.st.liveness;
         let dead: Vec<u32> = r
             .procs
             .iter()
@@ -844,7 +963,7 @@ impl Guard<'_> {
         }
         let add = ctx_bytes.max(0) as u64 + module_bytes.max(0) as u64;
         self.check_capacity(dev, add)?;
-        let r = self.reg();
+        let r = self.reg_mut();
         let u = &mut r.procs[slot as usize].usage[dev as usize];
         let apply = |v: u64, d: i64| {
             if d >= 0 {
@@ -876,7 +995,7 @@ impl Guard<'_> {
         } else {
             alloc::va_range(q.dev)
         };
-        let r = self.reg();
+        let r = self.reg_mut();
         let pid = r.procs[q.slot as usize].pid;
         let e = AllocEntry {
             base: 0,
@@ -890,7 +1009,7 @@ impl Guard<'_> {
             dev: q.dev as u8,
             kind: q.kind,
         };
-        let mut t = self.table();
+        let mut t = region_table(r);
         let placed = match q.fixed {
             Some(a)
                 if a >= lo
@@ -912,7 +1031,7 @@ impl Guard<'_> {
     }
 
     fn uncharge(&mut self, e: &AllocEntry) {
-        let r = self.reg();
+        let r = self.reg_mut();
         if (e.slot as usize) < MAX_PROCS && (e.dev as usize) < MAX_DEVICES {
             let u = &mut r.procs[e.slot as usize].usage[e.dev as usize];
             u.data_bytes = u.data_bytes.saturating_sub(e.charged);
@@ -931,14 +1050,14 @@ impl Guard<'_> {
         }
         t.remove(i);
         self.uncharge(&e);
-        self.reg().header.generation += 1;
+        self.reg_mut().header.generation += 1;
         Some(e)
     }
 
     /// The allocation of `slot` that starts at `base`.
     pub fn lookup(&self, slot: u32, base: u64) -> Option<AllocEntry> {
-        let t = self.table();
-        let e = t.rows()[t.find(base)?];
+        let rows = self.rows();
+        let e = rows[find_row(rows, base)?];
         (e.slot as u32 == slot).then_some(e)
     }
 
@@ -954,7 +1073,7 @@ impl Guard<'_> {
             bytes += e.charged;
             self.uncharge(e);
         }
-        self.reg().header.generation += 1;
+        self.reg_mut().header.generation += 1;
         bytes
     }
 
@@ -972,7 +1091,7 @@ impl Guard<'_> {
         if !self.dev_ok(dev) || !self.slot_ok(slot) {
             return now;
         }
-        let r = self.reg();
+        let r = self.reg_mut();
         let pid = r.procs[slot as usize].pid;
         let d = &mut r.devs[dev as usize];
         let (start, end) = timeline::schedule(now, d.busy_until, not_before, cost);
@@ -1025,9 +1144,8 @@ impl Guard<'_> {
         if !self.dev_ok(dev) {
             return 0;
         }
-        let d = &mut self.reg().devs[dev as usize];
-        let ring = Ring::new(&mut d.ring, &mut d.ring_head, &mut d.ring_len);
-        timeline::utilization(&ring, now, window, |_| true)
+        let ring = dev_ring(&self.reg().devs[dev as usize]);
+        timeline::utilization(ring, now, window, |_| true)
     }
 
     /// Busy ns per pid on `dev` within `[t0, now)`, for pids that ran anything there.
@@ -1035,8 +1153,7 @@ impl Guard<'_> {
         if !self.dev_ok(dev) {
             return Vec::new();
         }
-        let d = &mut self.reg().devs[dev as usize];
-        let ring = Ring::new(&mut d.ring, &mut d.ring_head, &mut d.ring_len);
+        let ring = dev_ring(&self.reg().devs[dev as usize]);
         let mut out: Vec<(u32, u64)> = Vec::new();
         for iv in ring.newest_first() {
             if iv.end <= t0 {
@@ -1073,7 +1190,7 @@ impl Guard<'_> {
                 }
             })
             .collect();
-        let rows = self.table().rows().to_vec();
+        let rows = self.rows();
         let procs = r
             .procs
             .iter()
@@ -1109,7 +1226,9 @@ impl Guard<'_> {
             .collect();
         Snapshot {
             path: self.st.path.clone(),
-            version: r.header.version,
+            // SAFETY: a place read of a prefix field written once before the file was
+            // published (and checked equal to VERSION when it was opened).
+            version: unsafe { (*self.r).prefix.version },
             creator_pid: r.header.creator_pid,
             devices,
             procs,
@@ -1342,9 +1461,11 @@ mod tests {
         if pid == 0 {
             let g = st.lock().unwrap();
             std::mem::forget(g);
+            // SAFETY: ends the forked child at once, running no destructors of the parent's.
             unsafe { libc::_exit(0) };
         }
         let mut status = 0;
+        // SAFETY: waits for our own child; `status` is a writable c_int.
         unsafe { libc::waitpid(pid, &mut status, 0) };
         let g = st.lock().expect("lock recovered from a dead owner");
         drop(g);

@@ -69,16 +69,66 @@ impl<'a> Ring<'a> {
         }
     }
 
+    /// The ring read-only.
+    pub fn view(&self) -> RingView<'_> {
+        RingView {
+            buf: self.buf,
+            head: *self.head,
+            len: *self.len,
+        }
+    }
+
     /// Intervals from newest to oldest.
     pub fn newest_first(&self) -> impl Iterator<Item = Interval> + '_ {
-        let cap = self.buf.len();
-        let head = *self.head as usize;
-        (0..self.len()).map(move |k| self.buf[(head + cap - 1 - k) % cap])
+        self.view().newest_first()
     }
 
     /// Start of the oldest interval still held when the ring is full (older history is
     /// lost); `None` while nothing has been overwritten.
     pub fn coverage_start(&self) -> Option<u64> {
+        self.view().coverage_start()
+    }
+}
+
+/// A ring of intervals read through a shared borrow (queries need no write access).
+#[derive(Clone, Copy)]
+pub struct RingView<'a> {
+    buf: &'a [Interval],
+    head: u32,
+    len: u32,
+}
+
+impl<'a> RingView<'a> {
+    /// Reads storage laid out as [`Ring`] keeps it; out-of-range `head`/`len` are clamped
+    /// as [`Ring::new`] clamps them (here without writing them back).
+    pub fn new(buf: &'a [Interval], head: u32, len: u32) -> RingView<'a> {
+        let cap = buf.len() as u32;
+        RingView {
+            buf,
+            head: if head >= cap { 0 } else { head },
+            len: len.min(cap),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Intervals from newest to oldest.
+    pub fn newest_first(self) -> impl Iterator<Item = Interval> + 'a {
+        let cap = self.buf.len();
+        let head = self.head as usize;
+        let buf = self.buf;
+        (0..self.len()).map(move |k| buf[(head + cap - 1 - k) % cap])
+    }
+
+    /// Start of the oldest interval still held when the ring is full (older history is
+    /// lost); `None` while nothing has been overwritten.
+    pub fn coverage_start(self) -> Option<u64> {
         (self.len() == self.buf.len()).then(|| self.newest_first().last().map(|i| i.start))?
     }
 }
@@ -119,7 +169,7 @@ pub fn percent(busy: u64, window: u64) -> u32 {
 /// Utilization over the `window` ns before `now`: the window is shortened to what the ring
 /// still covers, so a full ring never reads as idle time.
 pub fn utilization(
-    ring: &Ring<'_>,
+    ring: RingView<'_>,
     now: u64,
     window: u64,
     filter: impl FnMut(&Interval) -> bool,
@@ -193,9 +243,9 @@ mod tests {
             busy_in_window(r.newest_first(), 600, now, |i| i.slot == 2),
             150
         );
-        assert_eq!(utilization(&r, now, 1000, |_| true), 60);
-        assert_eq!(utilization(&r, now, 500, |_| true), 70);
-        assert_eq!(utilization(&r, 5000, 1000, |_| true), 0);
+        assert_eq!(utilization(r.view(), now, 1000, |_| true), 60);
+        assert_eq!(utilization(r.view(), now, 500, |_| true), 70);
+        assert_eq!(utilization(r.view(), 5000, 1000, |_| true), 0);
         assert_eq!(percent(1, 3), 33);
         assert_eq!(percent(5, 0), 0);
         assert_eq!(percent(10, 5), 100);
@@ -210,6 +260,6 @@ mod tests {
         r.push(iv(800, 900, 2));
         r.push(iv(900, 1000, 1));
         // history before 800 is lost: the window is [800, 1000), fully busy
-        assert_eq!(utilization(&r, 1000, 1000, |_| true), 100);
+        assert_eq!(utilization(r.view(), 1000, 1000, |_| true), 100);
     }
 }

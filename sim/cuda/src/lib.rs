@@ -23,6 +23,8 @@ macro_rules! driver_exports {
             #[no_mangle]
             #[allow(non_snake_case, clippy::too_many_arguments)]
             pub unsafe extern "C" fn $name($($arg: $ty),*) -> CUresult {
+                // SAFETY: an export with the row's C signature: the C caller's contract is
+                // the body's, whose arguments are passed on unchanged.
                 match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
                     crate::driver::$name($($arg),*)
                 })) {

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use vgpu_sim_core::config::{Costs, SimConfig};
 use vgpu_sim_core::handles::HandleTable;
+pub use vgpu_sim_core::shadow::Loc;
+use vgpu_sim_core::shadow::{containing, Shadows};
 use vgpu_sim_core::state::{DeviceInfo, OpenError, SimState};
 use vgpu_sim_core::{clock, ids, procfs};
 
@@ -489,6 +491,7 @@ pub struct VmmHandle {
 
 // SAFETY: the only pointer inside (win32HandleMetaData) is never dereferenced.
 unsafe impl Send for VmmHandle {}
+// SAFETY: as for `Send`: the pointer is plain data here, never dereferenced.
 unsafe impl Sync for VmmHandle {}
 
 #[derive(Debug, Clone, Copy)]
@@ -508,28 +511,7 @@ pub struct LocalMem {
     pub handles: HashMap<u64, VmmHandle>,
     pub arrays: HashMap<u64, ArrayRec>,
     /// Contents of device allocations up to [`SHADOW_MAX`] bytes, keyed by shared-table base.
-    pub shadows: HashMap<u64, Vec<u8>>,
-}
-
-/// Largest allocation that gets real backing for copies.
-pub const SHADOW_MAX: u64 = 64 << 20;
-
-/// Where the bytes of a device range live.
-#[derive(Debug, Clone, Copy)]
-pub enum Loc {
-    /// Plain host memory (managed, pinned, registered, or a pageable pointer).
-    Host(*mut u8),
-    /// A shadow buffer: shared-table base, its span, offset into it.
-    Shadow { base: u64, span: u64, off: u64 },
-}
-
-fn containing<V: Copy>(
-    m: &BTreeMap<u64, V>,
-    addr: u64,
-    len: impl Fn(&V) -> u64,
-) -> Option<(u64, V)> {
-    let (&k, &v) = m.range(..=addr).next_back()?;
-    (addr - k < len(&v).max(1)).then_some((k, v))
+    pub shadows: Shadows,
 }
 
 impl LocalMem {
@@ -590,70 +572,29 @@ impl LocalMem {
     }
 
     /// Reads `dst.len()` bytes from a location.
+    ///
+    /// # Safety
+    /// A `Loc::Host` pointer must be valid for `dst.len()` bytes.
     pub unsafe fn read(&self, loc: Loc, dst: &mut [u8]) {
-        match loc {
-            Loc::Host(p) => std::ptr::copy(p, dst.as_mut_ptr(), dst.len()),
-            Loc::Shadow { base, off, .. } => match self.shadows.get(&base) {
-                Some(v) => {
-                    let o = off as usize;
-                    dst.copy_from_slice(&v[o..o + dst.len()]);
-                }
-                None => dst.fill(0),
-            },
-        }
-    }
-
-    fn shadow_mut(&mut self, base: u64, span: u64) -> Option<&mut Vec<u8>> {
-        if span == 0 || span > SHADOW_MAX {
-            return None;
-        }
-        Some(
-            self.shadows
-                .entry(base)
-                .or_insert_with(|| vec![0u8; span as usize]),
-        )
+        // SAFETY: the caller's promise, passed on.
+        unsafe { self.shadows.read(loc, dst) }
     }
 
     /// Writes bytes to a location.
+    ///
+    /// # Safety
+    /// A `Loc::Host` pointer must be valid for `src.len()` bytes.
     pub unsafe fn write(&mut self, loc: Loc, src: &[u8]) {
-        match loc {
-            Loc::Host(p) => std::ptr::copy(src.as_ptr(), p, src.len()),
-            Loc::Shadow { base, span, off } => {
-                if let Some(v) = self.shadow_mut(base, span) {
-                    let o = off as usize;
-                    if o + src.len() <= v.len() {
-                        v[o..o + src.len()].copy_from_slice(src);
-                    }
-                }
-            }
-        }
+        // SAFETY: the caller's promise, passed on.
+        unsafe { self.shadows.write(loc, src) }
     }
 
     /// Fills `count` elements of `pattern` (1 or 4 bytes) at a location.
+    ///
+    /// # Safety
+    /// A `Loc::Host` pointer must be valid for `count * pattern.len()` bytes.
     pub unsafe fn fill(&mut self, loc: Loc, pattern: &[u8], count: usize) {
-        let total = count * pattern.len();
-        let apply = |dst: &mut [u8]| {
-            if pattern.iter().all(|&b| b == pattern[0]) {
-                dst.fill(pattern[0]);
-            } else {
-                for ch in dst.chunks_exact_mut(pattern.len()) {
-                    ch.copy_from_slice(pattern);
-                }
-            }
-        };
-        match loc {
-            Loc::Host(p) => apply(std::slice::from_raw_parts_mut(p, total)),
-            Loc::Shadow { base, span, off } => {
-                if pattern.iter().all(|&b| b == 0) && !self.shadows.contains_key(&base) {
-                    return; // already reads as zeros
-                }
-                if let Some(v) = self.shadow_mut(base, span) {
-                    let o = off as usize;
-                    if o + total <= v.len() {
-                        apply(&mut v[o..o + total]);
-                    }
-                }
-            }
-        }
+        // SAFETY: the caller's promise, passed on.
+        unsafe { self.shadows.fill(loc, pattern, count) }
     }
 }

@@ -11,6 +11,8 @@ use std::sync::{Mutex, MutexGuard, OnceLock, RwLock};
 use vgpu_sim_core::amd::{self, AmdSpec};
 use vgpu_sim_core::config::Costs;
 use vgpu_sim_core::handles::HandleTable;
+use vgpu_sim_core::shadow::{containing, Shadows};
+pub use vgpu_sim_core::shadow::{Loc, SHADOW_MAX};
 use vgpu_sim_core::state::{DeviceInfo, Guard, OpenError, SimState};
 use vgpu_sim_core::{clock, ids, procfs};
 
@@ -479,26 +481,7 @@ pub struct LocalMem {
     pub ipc: BTreeMap<u64, u64>,
     pub surfaces: std::collections::HashSet<u64>,
     /// Contents of device allocations up to [`SHADOW_MAX`] bytes, keyed by shared-table base.
-    pub shadows: HashMap<u64, Vec<u8>>,
-}
-
-/// Largest allocation that gets real backing for copies.
-pub const SHADOW_MAX: u64 = 64 << 20;
-
-/// Where the bytes of a device-side range live.
-#[derive(Debug, Clone, Copy)]
-pub enum Loc {
-    Host(*mut u8),
-    Shadow { base: u64, span: u64, off: u64 },
-}
-
-fn containing<V: Copy>(
-    m: &BTreeMap<u64, V>,
-    addr: u64,
-    len: impl Fn(&V) -> u64,
-) -> Option<(u64, V)> {
-    let (&k, &v) = m.range(..=addr).next_back()?;
-    (addr - k < len(&v).max(1)).then_some((k, v))
+    pub shadows: Shadows,
 }
 
 impl LocalMem {
@@ -571,28 +554,8 @@ impl LocalMem {
     /// # Safety
     /// A `Loc::Host` pointer must be valid for `dst.len()` bytes.
     pub unsafe fn read(&self, loc: Loc, dst: &mut [u8]) {
-        match loc {
-            // SAFETY: the caller vouches for host pointers.
-            Loc::Host(p) => unsafe { std::ptr::copy(p, dst.as_mut_ptr(), dst.len()) },
-            Loc::Shadow { base, off, .. } => match self.shadows.get(&base) {
-                Some(v) => {
-                    let o = off as usize;
-                    dst.copy_from_slice(&v[o..o + dst.len()]);
-                }
-                None => dst.fill(0),
-            },
-        }
-    }
-
-    fn shadow_mut(&mut self, base: u64, span: u64) -> Option<&mut Vec<u8>> {
-        if span == 0 || span > SHADOW_MAX {
-            return None;
-        }
-        Some(
-            self.shadows
-                .entry(base)
-                .or_insert_with(|| vec![0u8; span as usize]),
-        )
+        // SAFETY: the caller's promise, passed on.
+        unsafe { self.shadows.read(loc, dst) }
     }
 
     /// Writes bytes to a location.
@@ -600,18 +563,8 @@ impl LocalMem {
     /// # Safety
     /// A `Loc::Host` pointer must be valid for `src.len()` bytes.
     pub unsafe fn write(&mut self, loc: Loc, src: &[u8]) {
-        match loc {
-            // SAFETY: the caller vouches for host pointers.
-            Loc::Host(p) => unsafe { std::ptr::copy(src.as_ptr(), p, src.len()) },
-            Loc::Shadow { base, span, off } => {
-                if let Some(v) = self.shadow_mut(base, span) {
-                    let o = off as usize;
-                    if o + src.len() <= v.len() {
-                        v[o..o + src.len()].copy_from_slice(src);
-                    }
-                }
-            }
-        }
+        // SAFETY: the caller's promise, passed on.
+        unsafe { self.shadows.write(loc, src) }
     }
 }
 

@@ -144,22 +144,27 @@ unsafe fn dispatch(slot: usize, a: [usize; 6]) -> nvmlReturn_t {
 /// `a` holds the register arguments of a call through slot `slot`; only the slots with an
 /// established contract (the constants below) read them, as that contract says.
 unsafe fn serve(slot: usize, a: [usize; 6]) -> nvmlReturn_t {
-    // SAFETY (every arm): the arguments are what the slot's contract says they are; the
-    // functions called check pointers for null and handles against the simulator's tables.
+    // Every arm: the arguments are what the slot's contract says they are (this fn's own
+    // contract); the functions called check pointers for null and handles against the
+    // simulator's tables.
     match slot {
+        // SAFETY: slot contract `fn(index, *mut nvmlDevice_t, 0x22)` (checked), as above.
         SLOT_HANDLE_BY_INDEX if a[2] == 0x22 => unsafe {
             crate::nvml::nvmlDeviceGetHandleByIndex_v2(a[0] as c_uint, a[1] as *mut nvmlDevice_t)
         },
         SLOT_LOG => NVML_SUCCESS,
+        // SAFETY: slot contract `fn(device, *mut count, entries, ...)`, as above.
         SLOT_GRAPHICS_PROCESS_LIST | SLOT_MPS_PROCESS_LIST => unsafe {
             no_processes(a[0] as nvmlDevice_t, a[1] as *mut c_uint)
         },
+        // SAFETY: slot contract `fn(device, *mut c_uint, 1)`, as above.
         SLOT_HOST_MAX_PCIE_GEN => unsafe {
             crate::nvml::nvmlDeviceGetMaxPcieLinkGeneration(
                 a[0] as nvmlDevice_t,
                 a[1] as *mut c_uint,
             )
         },
+        // SAFETY: slot contract `fn(device, *mut count, entries, ...)`, as above.
         SLOT_PROCESS_LIST => unsafe {
             process_list(a[0] as nvmlDevice_t, a[1] as *mut c_uint, a[2] as *mut u8)
         },

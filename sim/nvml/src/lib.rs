@@ -20,6 +20,8 @@ macro_rules! nvml_exports {
         #[no_mangle]
         #[allow(non_snake_case)]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> nvmlReturn_t {
+            // SAFETY: an export with the row's C signature: the C caller's contract is the
+            // body's, whose arguments are passed on unchanged.
             let rc = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| unsafe {
                 crate::nvml::$name($($arg),*)
             })) {

@@ -147,7 +147,10 @@ unsafe fn put<T>(p: *mut T, v: T) -> R {
     if p.is_null() {
         return Err(NVML_ERROR_INVALID_ARGUMENT);
     }
-    p.write(v);
+    // SAFETY: `p` is checked non-NULL above; the caller's contract (`p` is a C out-pointer
+    // argument) makes a non-NULL one valid for a write of `T`. `write` drops no old value, which
+    // may be uninitialised.
+    unsafe { p.write(v) };
     Ok(())
 }
 
@@ -159,8 +162,12 @@ unsafe fn put_str(buf: *mut c_char, len: c_uint, s: &str) -> R {
     if (len as usize) < s.len() + 1 {
         return Err(NVML_ERROR_INSUFFICIENT_SIZE);
     }
-    std::ptr::copy_nonoverlapping(s.as_ptr() as *const c_char, buf, s.len());
-    *buf.add(s.len()) = 0;
+    // SAFETY: `buf` is non-NULL (checked) and `len` bytes long by the caller's contract; `len` >
+    // `s.len()` (checked), so these bytes and the NUL after them fit. The source is our own string
+    // and cannot overlap the caller's buffer.
+    unsafe { std::ptr::copy_nonoverlapping(s.as_ptr() as *const c_char, buf, s.len()) };
+    // SAFETY: `s.len()` < `len`: the NUL lands inside the caller's buffer (see above).
+    unsafe { *buf.add(s.len()) = 0 };
     Ok(())
 }
 
@@ -175,11 +182,15 @@ fn fill_chars(dst: &mut [c_char], s: &str) {
 // ---- init ------------------------------------------------------------------------------
 
 pub unsafe fn nvmlInit() -> nvmlReturn_t {
-    nvmlInitWithFlags(0)
+    // SAFETY: `nvmlInitWithFlags` requires only what our own caller guarantees: the pointer
+    // arguments are passed on unchanged, valid as the C API specifies.
+    unsafe { nvmlInitWithFlags(0) }
 }
 
 pub unsafe fn nvmlInit_v2() -> nvmlReturn_t {
-    nvmlInitWithFlags(0)
+    // SAFETY: `nvmlInitWithFlags` requires only what our own caller guarantees: the pointer
+    // arguments are passed on unchanged, valid as the C API specifies.
+    unsafe { nvmlInitWithFlags(0) }
 }
 
 pub unsafe fn nvmlInitWithFlags(_flags: c_uint) -> nvmlReturn_t {
@@ -203,36 +214,50 @@ pub unsafe fn nvmlShutdown() -> nvmlReturn_t {
 pub unsafe fn nvmlSystemGetDriverVersion(version: *mut c_char, length: c_uint) -> nvmlReturn_t {
     code((|| {
         st()?;
-        put_str(version, length, driver_version())
+        // SAFETY: `version` is an output buffer argument of the C API with its length: `put_str`
+        // rejects NULL and writes at most that many bytes.
+        unsafe { put_str(version, length, driver_version()) }
     })())
 }
 
 pub unsafe fn nvmlSystemGetNVMLVersion(version: *mut c_char, length: c_uint) -> nvmlReturn_t {
     code((|| {
         st()?;
-        put_str(version, length, &nvml_version())
+        // SAFETY: `version` is an output buffer argument of the C API with its length: `put_str`
+        // rejects NULL and writes at most that many bytes.
+        unsafe { put_str(version, length, &nvml_version()) }
     })())
 }
 
 pub unsafe fn nvmlSystemGetCudaDriverVersion(cuda_driver_version: *mut c_int) -> nvmlReturn_t {
     code((|| {
         st()?;
-        put(cuda_driver_version, CUDA_DRIVER_VERSION)
+        // SAFETY: `cuda_driver_version` is an out-pointer argument of the C API: `put` rejects
+        // NULL, and a non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(cuda_driver_version, CUDA_DRIVER_VERSION) }
     })())
 }
 
 pub unsafe fn nvmlSystemGetCudaDriverVersion_v2(cuda_driver_version: *mut c_int) -> nvmlReturn_t {
-    nvmlSystemGetCudaDriverVersion(cuda_driver_version)
+    // SAFETY: the versioned alias passes its arguments on unchanged to the same entry point, whose
+    // contract is this one's.
+    unsafe { nvmlSystemGetCudaDriverVersion(cuda_driver_version) }
 }
 
 // ---- devices -----------------------------------------------------------------------------
 
 pub unsafe fn nvmlDeviceGetCount(device_count: *mut c_uint) -> nvmlReturn_t {
-    code((|| put(device_count, devices()?.len() as c_uint))())
+    // SAFETY: `device_count` is an out-pointer argument of the C API: `put` rejects NULL, and a
+    // non-NULL one is valid for a write by the caller's contract.
+    code((|| unsafe {
+        put(device_count, devices()?.len() as c_uint)
+    })())
 }
 
 pub unsafe fn nvmlDeviceGetCount_v2(device_count: *mut c_uint) -> nvmlReturn_t {
-    nvmlDeviceGetCount(device_count)
+    // SAFETY: `nvmlDeviceGetCount` requires only what our own caller guarantees: the pointer
+    // arguments are passed on unchanged, valid as the C API specifies.
+    unsafe { nvmlDeviceGetCount(device_count) }
 }
 
 pub unsafe fn nvmlDeviceGetHandleByIndex(index: c_uint, device: *mut nvmlDevice_t) -> nvmlReturn_t {
@@ -241,7 +266,9 @@ pub unsafe fn nvmlDeviceGetHandleByIndex(index: c_uint, device: *mut nvmlDevice_
         if device.is_null() || index as usize >= n {
             return Err(NVML_ERROR_INVALID_ARGUMENT);
         }
-        put(device, handle_of(index as usize))
+        // SAFETY: `device` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(device, handle_of(index as usize)) }
     })())
 }
 
@@ -249,7 +276,9 @@ pub unsafe fn nvmlDeviceGetHandleByIndex_v2(
     index: c_uint,
     device: *mut nvmlDevice_t,
 ) -> nvmlReturn_t {
-    nvmlDeviceGetHandleByIndex(index, device)
+    // SAFETY: `nvmlDeviceGetHandleByIndex` requires only what our own caller guarantees: the
+    // pointer arguments are passed on unchanged, valid as the C API specifies.
+    unsafe { nvmlDeviceGetHandleByIndex(index, device) }
 }
 
 pub unsafe fn nvmlDeviceGetHandleByUUID(
@@ -261,12 +290,16 @@ pub unsafe fn nvmlDeviceGetHandleByUUID(
         if uuid.is_null() || device.is_null() {
             return Err(NVML_ERROR_INVALID_ARGUMENT);
         }
-        let want = std::ffi::CStr::from_ptr(uuid).to_string_lossy();
+        // SAFETY: `uuid` is a C-string argument of the API, checked non-NULL above; its NUL
+        // termination is the caller's contract.
+        let want = unsafe { std::ffi::CStr::from_ptr(uuid) }.to_string_lossy();
         let i = devs
             .iter()
             .position(|d| d.uuid_str.eq_ignore_ascii_case(want.trim()))
             .ok_or(NVML_ERROR_NOT_FOUND)?;
-        put(device, handle_of(i))
+        // SAFETY: `device` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(device, handle_of(i)) }
     })())
 }
 
@@ -279,14 +312,18 @@ pub unsafe fn nvmlDeviceGetHandleByPciBusId(
         if pci_bus_id.is_null() || device.is_null() {
             return Err(NVML_ERROR_INVALID_ARGUMENT);
         }
-        let s = std::ffi::CStr::from_ptr(pci_bus_id).to_string_lossy();
+        // SAFETY: `pci_bus_id` is a C-string argument of the API, checked non-NULL above; its NUL
+        // termination is the caller's contract.
+        let s = unsafe { std::ffi::CStr::from_ptr(pci_bus_id) }.to_string_lossy();
         let (dom, bus, d, f) =
             vgpu_sim_core::ids::parse_pci_bus_id(&s).ok_or(NVML_ERROR_INVALID_ARGUMENT)?;
         let i = devs
             .iter()
             .position(|x| dom == 0 && d == 0 && f == 0 && x.pci_bus == bus)
             .ok_or(NVML_ERROR_NOT_FOUND)?;
-        put(device, handle_of(i))
+        // SAFETY: `device` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(device, handle_of(i)) }
     })())
 }
 
@@ -294,7 +331,9 @@ pub unsafe fn nvmlDeviceGetHandleByPciBusId_v2(
     pci_bus_id: *const c_char,
     device: *mut nvmlDevice_t,
 ) -> nvmlReturn_t {
-    nvmlDeviceGetHandleByPciBusId(pci_bus_id, device)
+    // SAFETY: the versioned alias passes its arguments on unchanged to the same entry point, whose
+    // contract is this one's.
+    unsafe { nvmlDeviceGetHandleByPciBusId(pci_bus_id, device) }
 }
 
 pub unsafe fn nvmlDeviceGetName(
@@ -302,7 +341,9 @@ pub unsafe fn nvmlDeviceGetName(
     name: *mut c_char,
     length: c_uint,
 ) -> nvmlReturn_t {
-    code((|| put_str(name, length, &dev(device)?.1.name))())
+    // SAFETY: `name` is an output buffer argument of the C API with its length: `put_str` rejects
+    // NULL and writes at most that many bytes.
+    code((|| unsafe { put_str(name, length, &dev(device)?.1.name) })())
 }
 
 pub unsafe fn nvmlDeviceGetUUID(
@@ -310,18 +351,26 @@ pub unsafe fn nvmlDeviceGetUUID(
     uuid: *mut c_char,
     length: c_uint,
 ) -> nvmlReturn_t {
-    code((|| put_str(uuid, length, &dev(device)?.1.uuid_str))())
+    // SAFETY: `uuid` is an output buffer argument of the C API with its length: `put_str` rejects
+    // NULL and writes at most that many bytes.
+    code((|| unsafe {
+        put_str(uuid, length, &dev(device)?.1.uuid_str)
+    })())
 }
 
 pub unsafe fn nvmlDeviceGetIndex(device: nvmlDevice_t, index: *mut c_uint) -> nvmlReturn_t {
-    code((|| put(index, dev(device)?.1.index))())
+    // SAFETY: `index` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+    // one is valid for a write by the caller's contract.
+    code((|| unsafe { put(index, dev(device)?.1.index) })())
 }
 
 pub unsafe fn nvmlDeviceGetMinorNumber(
     device: nvmlDevice_t,
     minor_number: *mut c_uint,
 ) -> nvmlReturn_t {
-    code((|| put(minor_number, dev(device)?.1.index))())
+    // SAFETY: `minor_number` is an out-pointer argument of the C API: `put` rejects NULL, and a
+    // non-NULL one is valid for a write by the caller's contract.
+    code((|| unsafe { put(minor_number, dev(device)?.1.index) })())
 }
 
 pub unsafe fn nvmlDeviceGetPciInfo(device: nvmlDevice_t, pci: *mut nvmlPciInfo_t) -> nvmlReturn_t {
@@ -335,7 +384,9 @@ pub unsafe fn nvmlDeviceGetPciInfo(device: nvmlDevice_t, pci: *mut nvmlPciInfo_t
         p.device = 0;
         p.pciDeviceId = (d.pci_device_id << 16) | 0x10DE;
         p.pciSubSystemId = (d.pci_subsystem_id << 16) | 0x10DE;
-        put(pci, p)
+        // SAFETY: `pci` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+        // one is valid for a write by the caller's contract.
+        unsafe { put(pci, p) }
     })())
 }
 
@@ -343,14 +394,18 @@ pub unsafe fn nvmlDeviceGetPciInfo_v2(
     device: nvmlDevice_t,
     pci: *mut nvmlPciInfo_t,
 ) -> nvmlReturn_t {
-    nvmlDeviceGetPciInfo(device, pci)
+    // SAFETY: `nvmlDeviceGetPciInfo` requires only what our own caller guarantees: the pointer
+    // arguments are passed on unchanged, valid as the C API specifies.
+    unsafe { nvmlDeviceGetPciInfo(device, pci) }
 }
 
 pub unsafe fn nvmlDeviceGetPciInfo_v3(
     device: nvmlDevice_t,
     pci: *mut nvmlPciInfo_t,
 ) -> nvmlReturn_t {
-    nvmlDeviceGetPciInfo(device, pci)
+    // SAFETY: `nvmlDeviceGetPciInfo` requires only what our own caller guarantees: the pointer
+    // arguments are passed on unchanged, valid as the C API specifies.
+    unsafe { nvmlDeviceGetPciInfo(device, pci) }
 }
 
 /// `(used, total)` after a rate-limited liveness sweep.
@@ -372,14 +427,18 @@ pub unsafe fn nvmlDeviceGetMemoryInfo(
             return Err(NVML_ERROR_INVALID_ARGUMENT);
         }
         let (used, total) = mem_of(s, d)?;
-        put(
-            memory,
-            nvmlMemory_t {
-                total,
-                free: total.saturating_sub(used),
-                used,
-            },
-        )
+        // SAFETY: `?` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+        // one is valid for a write by the caller's contract.
+        unsafe {
+            put(
+                memory,
+                nvmlMemory_t {
+                    total,
+                    free: total.saturating_sub(used),
+                    used,
+                },
+            )
+        }
     })())
 }
 
@@ -396,21 +455,27 @@ pub unsafe fn nvmlDeviceGetMemoryInfo_v2(
         if memory.is_null() {
             return Err(NVML_ERROR_INVALID_ARGUMENT);
         }
-        if (*memory).version != nvmlMemory_v2 {
+        // SAFETY: `memory` is checked non-NULL above and points at an nvmlMemory_v2_t by the C
+        // API's contract; only its `version` field is read (a place read, no copy of the struct).
+        if unsafe { (*memory).version } != nvmlMemory_v2 {
             return Err(NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
         }
         let (used, total) = mem_of(s, d)?;
         let used = used.min(total - RESERVED_BYTES);
-        put(
-            memory,
-            nvmlMemory_v2_t {
-                version: nvmlMemory_v2,
-                total,
-                reserved: RESERVED_BYTES,
-                free: total - RESERVED_BYTES - used,
-                used,
-            },
-        )
+        // SAFETY: `?` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+        // one is valid for a write by the caller's contract.
+        unsafe {
+            put(
+                memory,
+                nvmlMemory_v2_t {
+                    version: nvmlMemory_v2,
+                    total,
+                    reserved: RESERVED_BYTES,
+                    free: total - RESERVED_BYTES - used,
+                    used,
+                },
+            )
+        }
     })())
 }
 
@@ -441,15 +506,23 @@ unsafe fn process_list(
     let rows = process_rows(device)?;
     let n = rows.len() as c_uint;
     if n == 0 {
-        *count = 0;
+        // SAFETY: `count` is an out-pointer argument, checked non-NULL above; by the C API's
+        // contract a non-NULL one is valid for this write.
+        unsafe { *count = 0 };
         return Ok(());
     }
-    if infos_null || *count < n {
-        *count = n;
+    // SAFETY: `count` is an in/out count argument, checked non-NULL above; readable and writable by
+    // the C API's contract.
+    if infos_null || unsafe { *count } < n {
+        // SAFETY: `count` is an out-pointer argument, checked non-NULL above; by the C API's
+        // contract a non-NULL one is valid for this write.
+        unsafe { *count = n };
         return Err(NVML_ERROR_INSUFFICIENT_SIZE);
     }
     write(&rows);
-    *count = n;
+    // SAFETY: `count` is an out-pointer argument, checked non-NULL above; by the C API's contract a
+    // non-NULL one is valid for this write.
+    unsafe { *count = n };
     Ok(())
 }
 
@@ -458,14 +531,18 @@ pub unsafe fn nvmlDeviceGetComputeRunningProcesses(
     info_count: *mut c_uint,
     infos: *mut nvmlProcessInfo_v1_t,
 ) -> nvmlReturn_t {
-    code(process_list(device, info_count, infos.is_null(), |rows| {
-        for (i, &(pid, used)) in rows.iter().enumerate() {
-            infos.add(i).write(nvmlProcessInfo_v1_t {
-                pid,
-                usedGpuMemory: used,
-            });
-        }
-    }))
+    // SAFETY: `process_list` requires only what our own caller guarantees: the pointer arguments
+    // are passed on unchanged, valid as the C API specifies.
+    code(unsafe {
+        process_list(device, info_count, infos.is_null(), |rows| {
+            for (i, &(pid, used)) in rows.iter().enumerate() {
+                infos.add(i).write(nvmlProcessInfo_v1_t {
+                    pid,
+                    usedGpuMemory: used,
+                });
+            }
+        })
+    })
 }
 
 fn v2_rows(infos: *mut nvmlProcessInfo_v2_t) -> impl FnOnce(&[(u32, u64)]) {
@@ -489,12 +566,9 @@ pub unsafe fn nvmlDeviceGetComputeRunningProcesses_v2(
     info_count: *mut c_uint,
     infos: *mut nvmlProcessInfo_v2_t,
 ) -> nvmlReturn_t {
-    code(process_list(
-        device,
-        info_count,
-        infos.is_null(),
-        v2_rows(infos),
-    ))
+    // SAFETY: `process_list` requires only what our own caller guarantees: the pointer arguments
+    // are passed on unchanged, valid as the C API specifies.
+    code(unsafe { process_list(device, info_count, infos.is_null(), v2_rows(infos)) })
 }
 
 pub unsafe fn nvmlDeviceGetComputeRunningProcesses_v3(
@@ -502,14 +576,18 @@ pub unsafe fn nvmlDeviceGetComputeRunningProcesses_v3(
     info_count: *mut c_uint,
     infos: *mut nvmlProcessInfo_v2_t,
 ) -> nvmlReturn_t {
-    nvmlDeviceGetComputeRunningProcesses_v2(device, info_count, infos)
+    // SAFETY: the versioned alias passes its arguments on unchanged to the same entry point, whose
+    // contract is this one's.
+    unsafe { nvmlDeviceGetComputeRunningProcesses_v2(device, info_count, infos) }
 }
 
 /// No graphics processes run on the simulated device.
 unsafe fn no_graphics(device: nvmlDevice_t, info_count: *mut c_uint) -> nvmlReturn_t {
     code((|| {
         dev(device)?;
-        put(info_count, 0)
+        // SAFETY: `info_count` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(info_count, 0) }
     })())
 }
 
@@ -518,7 +596,9 @@ pub unsafe fn nvmlDeviceGetGraphicsRunningProcesses(
     info_count: *mut c_uint,
     _infos: *mut nvmlProcessInfo_v1_t,
 ) -> nvmlReturn_t {
-    no_graphics(device, info_count)
+    // SAFETY: `no_graphics` requires only what our own caller guarantees: the pointer arguments are
+    // passed on unchanged, valid as the C API specifies.
+    unsafe { no_graphics(device, info_count) }
 }
 
 pub unsafe fn nvmlDeviceGetGraphicsRunningProcesses_v2(
@@ -526,7 +606,9 @@ pub unsafe fn nvmlDeviceGetGraphicsRunningProcesses_v2(
     info_count: *mut c_uint,
     _infos: *mut nvmlProcessInfo_v2_t,
 ) -> nvmlReturn_t {
-    no_graphics(device, info_count)
+    // SAFETY: `no_graphics` requires only what our own caller guarantees: the pointer arguments are
+    // passed on unchanged, valid as the C API specifies.
+    unsafe { no_graphics(device, info_count) }
 }
 
 pub unsafe fn nvmlDeviceGetGraphicsRunningProcesses_v3(
@@ -534,7 +616,9 @@ pub unsafe fn nvmlDeviceGetGraphicsRunningProcesses_v3(
     info_count: *mut c_uint,
     _infos: *mut nvmlProcessInfo_v2_t,
 ) -> nvmlReturn_t {
-    no_graphics(device, info_count)
+    // SAFETY: `no_graphics` requires only what our own caller guarantees: the pointer arguments are
+    // passed on unchanged, valid as the C API specifies.
+    unsafe { no_graphics(device, info_count) }
 }
 
 const UTIL_WINDOW_NS: u64 = 1_000_000_000;
@@ -555,13 +639,17 @@ pub unsafe fn nvmlDeviceGetUtilizationRates(
             return Err(NVML_ERROR_INVALID_ARGUMENT);
         }
         let gpu = gpu_util(s, d)?;
-        put(
-            utilization,
-            nvmlUtilization_t {
-                gpu,
-                memory: gpu * 2 / 5,
-            },
-        )
+        // SAFETY: `?` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+        // one is valid for a write by the caller's contract.
+        unsafe {
+            put(
+                utilization,
+                nvmlUtilization_t {
+                    gpu,
+                    memory: gpu * 2 / 5,
+                },
+            )
+        }
     })())
 }
 
@@ -582,7 +670,9 @@ pub unsafe fn nvmlDeviceGetProcessUtilization(
         let now_mono = clock::mono_ns();
         let now_real_us = clock::real_ns() / 1000;
         if last_seen_time_stamp >= now_real_us {
-            *process_samples_count = 0;
+            // SAFETY: `process_samples_count` is an out-pointer argument, checked non-NULL above;
+            // by the C API's contract a non-NULL one is valid for this write.
+            unsafe { *process_samples_count = 0 };
             return Err(NVML_ERROR_NOT_FOUND);
         }
         let window_ns = if last_seen_time_stamp == 0 {
@@ -594,25 +684,37 @@ pub unsafe fn nvmlDeviceGetProcessUtilization(
         let busy = with(s, |g| g.process_busy(d.index, t0, now_mono))?;
         let n = busy.len() as c_uint;
         if n == 0 {
-            *process_samples_count = 0;
+            // SAFETY: `process_samples_count` is an out-pointer argument, checked non-NULL above;
+            // by the C API's contract a non-NULL one is valid for this write.
+            unsafe { *process_samples_count = 0 };
             return Err(NVML_ERROR_NOT_FOUND);
         }
-        if utilization.is_null() || *process_samples_count < n {
-            *process_samples_count = n;
+        // SAFETY: `process_samples_count` is an in/out count argument, checked non-NULL above;
+        // readable and writable by the C API's contract.
+        if utilization.is_null() || unsafe { *process_samples_count } < n {
+            // SAFETY: `process_samples_count` is an out-pointer argument, checked non-NULL above;
+            // by the C API's contract a non-NULL one is valid for this write.
+            unsafe { *process_samples_count = n };
             return Err(NVML_ERROR_INSUFFICIENT_SIZE);
         }
         for (i, &(pid, b)) in busy.iter().enumerate() {
             let sm = vgpu_sim_core::timeline::percent(b, window_ns);
-            utilization.add(i).write(nvmlProcessUtilizationSample_t {
-                pid,
-                timeStamp: now_real_us,
-                smUtil: sm,
-                memUtil: sm * 2 / 5,
-                encUtil: 0,
-                decUtil: 0,
-            });
+            // SAFETY: `utilization` is non-NULL (checked) and holds `*process_samples_count` >= `n`
+            // entries (checked above, by the caller's contract); `i` < `n`.
+            unsafe {
+                utilization.add(i).write(nvmlProcessUtilizationSample_t {
+                    pid,
+                    timeStamp: now_real_us,
+                    smUtil: sm,
+                    memUtil: sm * 2 / 5,
+                    encUtil: 0,
+                    decUtil: 0,
+                })
+            };
         }
-        *process_samples_count = n;
+        // SAFETY: `process_samples_count` is an out-pointer argument, checked non-NULL above; by
+        // the C API's contract a non-NULL one is valid for this write.
+        unsafe { *process_samples_count = n };
         Ok(())
     })())
 }
@@ -627,8 +729,12 @@ pub unsafe fn nvmlDeviceGetCudaComputeCapability(
         if major.is_null() || minor.is_null() {
             return Err(NVML_ERROR_INVALID_ARGUMENT);
         }
-        put(major, d.cc_major as c_int)?;
-        put(minor, d.cc_minor as c_int)
+        // SAFETY: `major` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(major, d.cc_major as c_int) }?;
+        // SAFETY: `minor` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(minor, d.cc_minor as c_int) }
     })())
 }
 
@@ -638,7 +744,9 @@ pub unsafe fn nvmlDeviceGetMultiGpuBoard(
 ) -> nvmlReturn_t {
     code((|| {
         dev(device)?;
-        put(multi_gpu_bool, 0)
+        // SAFETY: `multi_gpu_bool` is an out-pointer argument of the C API: `put` rejects NULL, and
+        // a non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(multi_gpu_bool, 0) }
     })())
 }
 
@@ -652,7 +760,9 @@ pub unsafe fn nvmlDeviceGetTemperature(
         if sensor_type != 0 || temp.is_null() {
             return Err(NVML_ERROR_INVALID_ARGUMENT);
         }
-        put(temp, 33 + gpu_util(s, d)? * 2 / 5)
+        // SAFETY: `temp` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(temp, 33 + gpu_util(s, d)? * 2 / 5) }
     })())
 }
 
@@ -664,28 +774,36 @@ pub unsafe fn nvmlDeviceGetPowerUsage(device: nvmlDevice_t, power: *mut c_uint) 
             return Err(NVML_ERROR_INVALID_ARGUMENT);
         }
         let u = gpu_util(s, d)?;
-        put(power, d.power_w * (100 + 8 * u))
+        // SAFETY: `power` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(power, d.power_w * (100 + 8 * u)) }
     })())
 }
 
 pub unsafe fn nvmlDeviceGetFanSpeed(device: nvmlDevice_t, speed: *mut c_uint) -> nvmlReturn_t {
     code((|| {
         dev(device)?;
-        put(speed, 30)
+        // SAFETY: `speed` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(speed, 30) }
     })())
 }
 
 pub unsafe fn nvmlDeviceGetPersistenceMode(device: nvmlDevice_t, mode: *mut c_int) -> nvmlReturn_t {
     code((|| {
         dev(device)?;
-        put(mode, 1)
+        // SAFETY: `mode` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(mode, 1) }
     })())
 }
 
 pub unsafe fn nvmlDeviceGetComputeMode(device: nvmlDevice_t, mode: *mut c_int) -> nvmlReturn_t {
     code((|| {
         dev(device)?;
-        put(mode, 0)
+        // SAFETY: `mode` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(mode, 0) }
     })())
 }
 
@@ -728,7 +846,9 @@ pub unsafe fn nvmlEventSetCreate(set: *mut nvmlEventSet_t) -> nvmlReturn_t {
                 .is_ok()
             })
             .ok_or(NVML_ERROR_MEMORY)?;
-        put(set, &EVENT_SET_TAGS[i] as *const DevTag as nvmlEventSet_t)
+        // SAFETY: `set` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+        // one is valid for a write by the caller's contract.
+        unsafe { put(set, &EVENT_SET_TAGS[i] as *const DevTag as nvmlEventSet_t) }
     })())
 }
 
@@ -748,7 +868,9 @@ pub unsafe fn nvmlDeviceGetSupportedEventTypes(
 ) -> nvmlReturn_t {
     code((|| {
         dev(device)?;
-        put(event_types, 0)
+        // SAFETY: `event_types` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(event_types, 0) }
     })())
 }
 
@@ -791,7 +913,9 @@ pub unsafe fn nvmlEventSetWait(
     data: *mut nvmlEventData_t,
     timeoutms: c_uint,
 ) -> nvmlReturn_t {
-    nvmlEventSetWait_v2(set, data, timeoutms)
+    // SAFETY: `nvmlEventSetWait_v2` requires only what our own caller guarantees: the pointer
+    // arguments are passed on unchanged, valid as the C API specifies.
+    unsafe { nvmlEventSetWait_v2(set, data, timeoutms) }
 }
 
 // ---- identity and board -------------------------------------------------------------------
@@ -814,7 +938,9 @@ fn architecture(d: &DeviceInfo) -> c_uint {
 pub unsafe fn nvmlDeviceGetBrand(device: nvmlDevice_t, kind: *mut nvmlBrandType_t) -> nvmlReturn_t {
     code((|| {
         dev(device)?;
-        put(kind, BRAND_NVIDIA)
+        // SAFETY: `kind` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(kind, BRAND_NVIDIA) }
     })())
 }
 
@@ -822,7 +948,9 @@ pub unsafe fn nvmlDeviceGetArchitecture(
     device: nvmlDevice_t,
     arch: *mut nvmlDeviceArchitecture_t,
 ) -> nvmlReturn_t {
-    code((|| put(arch, architecture(dev(device)?.1)))())
+    // SAFETY: `arch` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+    // one is valid for a write by the caller's contract.
+    code((|| unsafe { put(arch, architecture(dev(device)?.1)) })())
 }
 
 /// A 13-digit board serial derived from the UUID (stable per device).
@@ -836,11 +964,17 @@ pub unsafe fn nvmlDeviceGetSerial(
     serial: *mut c_char,
     length: c_uint,
 ) -> nvmlReturn_t {
-    code((|| put_str(serial, length, &serial_of(dev(device)?.1)))())
+    // SAFETY: `serial` is an output buffer argument of the C API with its length: `put_str` rejects
+    // NULL and writes at most that many bytes.
+    code((|| unsafe {
+        put_str(serial, length, &serial_of(dev(device)?.1))
+    })())
 }
 
 pub unsafe fn nvmlDeviceGetBoardId(device: nvmlDevice_t, board_id: *mut c_uint) -> nvmlReturn_t {
-    code((|| put(board_id, dev(device)?.1.pci_bus << 8))())
+    // SAFETY: `board_id` is an out-pointer argument of the C API: `put` rejects NULL, and a
+    // non-NULL one is valid for a write by the caller's contract.
+    code((|| unsafe { put(board_id, dev(device)?.1.pci_bus << 8) })())
 }
 
 /// FP32 cores: 128 per SM on Hopper and Ada, 64 on Ampere GA100.
@@ -851,7 +985,9 @@ pub unsafe fn nvmlDeviceGetNumGpuCores(
     code((|| {
         let d = dev(device)?.1;
         let per_sm = if architecture(d) == 7 { 64 } else { 128 };
-        put(num_cores, d.sms * per_sm)
+        // SAFETY: `num_cores` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(num_cores, d.sms * per_sm) }
     })())
 }
 
@@ -859,7 +995,9 @@ pub unsafe fn nvmlDeviceGetMemoryBusWidth(
     device: nvmlDevice_t,
     bus_width: *mut c_uint,
 ) -> nvmlReturn_t {
-    code((|| put(bus_width, dev(device)?.1.bus_width))())
+    // SAFETY: `bus_width` is an out-pointer argument of the C API: `put` rejects NULL, and a
+    // non-NULL one is valid for a write by the caller's contract.
+    code((|| unsafe { put(bus_width, dev(device)?.1.bus_width) })())
 }
 
 /// No display engine on these boards.
@@ -869,7 +1007,9 @@ pub unsafe fn nvmlDeviceGetDisplayMode(
 ) -> nvmlReturn_t {
     code((|| {
         dev(device)?;
-        put(display, 0)
+        // SAFETY: `display` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(display, 0) }
     })())
 }
 
@@ -877,7 +1017,9 @@ pub unsafe fn nvmlDeviceGetDisplayActive(
     device: nvmlDevice_t,
     is_active: *mut nvmlEnableState_t,
 ) -> nvmlReturn_t {
-    nvmlDeviceGetDisplayMode(device, is_active)
+    // SAFETY: `nvmlDeviceGetDisplayMode` requires only what our own caller guarantees: the pointer
+    // arguments are passed on unchanged, valid as the C API specifies.
+    unsafe { nvmlDeviceGetDisplayMode(device, is_active) }
 }
 
 /// Bare metal: `NVML_GPU_VIRTUALIZATION_MODE_NONE`.
@@ -887,7 +1029,9 @@ pub unsafe fn nvmlDeviceGetVirtualizationMode(
 ) -> nvmlReturn_t {
     code((|| {
         dev(device)?;
-        put(p_virtual_mode, 0)
+        // SAFETY: `p_virtual_mode` is an out-pointer argument of the C API: `put` rejects NULL, and
+        // a non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(p_virtual_mode, 0) }
     })())
 }
 
@@ -899,8 +1043,12 @@ pub unsafe fn nvmlDeviceGetMigMode(
 ) -> nvmlReturn_t {
     code((|| {
         dev(device)?;
-        put(current_mode, 0)?;
-        put(pending_mode, 0)
+        // SAFETY: `current_mode` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(current_mode, 0) }?;
+        // SAFETY: `pending_mode` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(pending_mode, 0) }
     })())
 }
 
@@ -911,7 +1059,9 @@ pub unsafe fn nvmlDeviceIsMigDeviceHandle(
 ) -> nvmlReturn_t {
     code((|| {
         dev(device)?;
-        put(is_mig_device, 0)
+        // SAFETY: `is_mig_device` is an out-pointer argument of the C API: `put` rejects NULL, and
+        // a non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(is_mig_device, 0) }
     })())
 }
 
@@ -923,8 +1073,12 @@ pub unsafe fn nvmlDeviceGetEccMode(
 ) -> nvmlReturn_t {
     code((|| {
         dev(device)?;
-        put(current, 1)?;
-        put(pending, 1)
+        // SAFETY: `current` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(current, 1) }?;
+        // SAFETY: `pending` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(pending, 1) }
     })())
 }
 
@@ -939,7 +1093,9 @@ pub unsafe fn nvmlDeviceGetTotalEccErrors(
         if error_type > 1 || counter_type > 1 {
             return Err(NVML_ERROR_INVALID_ARGUMENT);
         }
-        put(ecc_counts, 0)
+        // SAFETY: `ecc_counts` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(ecc_counts, 0) }
     })())
 }
 
@@ -953,14 +1109,18 @@ pub unsafe fn nvmlDeviceGetBAR1MemoryInfo(
         let d = dev(device)?.1;
         let total = d.total_mem.next_power_of_two();
         let used = 1 << 20;
-        put(
-            bar1_memory,
-            nvmlBAR1Memory_t {
-                bar1Total: total,
-                bar1Free: total - used,
-                bar1Used: used,
-            },
-        )
+        // SAFETY: `?` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+        // one is valid for a write by the caller's contract.
+        unsafe {
+            put(
+                bar1_memory,
+                nvmlBAR1Memory_t {
+                    bar1Total: total,
+                    bar1Free: total - used,
+                    bar1Used: used,
+                },
+            )
+        }
     })())
 }
 
@@ -979,21 +1139,27 @@ pub unsafe fn nvmlDeviceGetMaxPcieLinkGeneration(
     device: nvmlDevice_t,
     max_link_gen: *mut c_uint,
 ) -> nvmlReturn_t {
-    code((|| put(max_link_gen, pcie_gen(dev(device)?.1)))())
+    // SAFETY: `max_link_gen` is an out-pointer argument of the C API: `put` rejects NULL, and a
+    // non-NULL one is valid for a write by the caller's contract.
+    code((|| unsafe { put(max_link_gen, pcie_gen(dev(device)?.1)) })())
 }
 
 pub unsafe fn nvmlDeviceGetGpuMaxPcieLinkGeneration(
     device: nvmlDevice_t,
     max_link_gen_device: *mut c_uint,
 ) -> nvmlReturn_t {
-    nvmlDeviceGetMaxPcieLinkGeneration(device, max_link_gen_device)
+    // SAFETY: the versioned alias passes its arguments on unchanged to the same entry point, whose
+    // contract is this one's.
+    unsafe { nvmlDeviceGetMaxPcieLinkGeneration(device, max_link_gen_device) }
 }
 
 pub unsafe fn nvmlDeviceGetCurrPcieLinkGeneration(
     device: nvmlDevice_t,
     curr_link_gen: *mut c_uint,
 ) -> nvmlReturn_t {
-    nvmlDeviceGetMaxPcieLinkGeneration(device, curr_link_gen)
+    // SAFETY: the versioned alias passes its arguments on unchanged to the same entry point, whose
+    // contract is this one's.
+    unsafe { nvmlDeviceGetMaxPcieLinkGeneration(device, curr_link_gen) }
 }
 
 pub unsafe fn nvmlDeviceGetMaxPcieLinkWidth(
@@ -1002,7 +1168,9 @@ pub unsafe fn nvmlDeviceGetMaxPcieLinkWidth(
 ) -> nvmlReturn_t {
     code((|| {
         dev(device)?;
-        put(max_link_width, 16)
+        // SAFETY: `max_link_width` is an out-pointer argument of the C API: `put` rejects NULL, and
+        // a non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(max_link_width, 16) }
     })())
 }
 
@@ -1010,7 +1178,9 @@ pub unsafe fn nvmlDeviceGetCurrPcieLinkWidth(
     device: nvmlDevice_t,
     curr_link_width: *mut c_uint,
 ) -> nvmlReturn_t {
-    nvmlDeviceGetMaxPcieLinkWidth(device, curr_link_width)
+    // SAFETY: the versioned alias passes its arguments on unchanged to the same entry point, whose
+    // contract is this one's.
+    unsafe { nvmlDeviceGetMaxPcieLinkWidth(device, curr_link_width) }
 }
 
 // ---- clocks, performance, power ---------------------------------------------------------------
@@ -1034,7 +1204,11 @@ pub unsafe fn nvmlDeviceGetClockInfo(
     kind: nvmlClockType_t,
     clock: *mut c_uint,
 ) -> nvmlReturn_t {
-    code((|| put(clock, max_clock_mhz(dev(device)?.1, kind)?))())
+    // SAFETY: `clock` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+    // one is valid for a write by the caller's contract.
+    code((|| unsafe {
+        put(clock, max_clock_mhz(dev(device)?.1, kind)?)
+    })())
 }
 
 pub unsafe fn nvmlDeviceGetMaxClockInfo(
@@ -1042,7 +1216,9 @@ pub unsafe fn nvmlDeviceGetMaxClockInfo(
     kind: nvmlClockType_t,
     clock: *mut c_uint,
 ) -> nvmlReturn_t {
-    nvmlDeviceGetClockInfo(device, kind, clock)
+    // SAFETY: `nvmlDeviceGetClockInfo` requires only what our own caller guarantees: the pointer
+    // arguments are passed on unchanged, valid as the C API specifies.
+    unsafe { nvmlDeviceGetClockInfo(device, kind, clock) }
 }
 
 /// Clock event reasons: `GpuIdle` (0x1) while the device ran nothing in the last second.
@@ -1053,7 +1229,9 @@ pub unsafe fn nvmlDeviceGetCurrentClocksEventReasons(
     code((|| {
         let (s, d) = dev(device)?;
         let idle = gpu_util(s, d)? == 0;
-        put(clocks_event_reasons, if idle { 0x1 } else { 0 })
+        // SAFETY: `clocks_event_reasons` is an out-pointer argument of the C API: `put` rejects
+        // NULL, and a non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(clocks_event_reasons, if idle { 0x1 } else { 0 }) }
     })())
 }
 
@@ -1061,7 +1239,9 @@ pub unsafe fn nvmlDeviceGetCurrentClocksThrottleReasons(
     device: nvmlDevice_t,
     clocks_throttle_reasons: *mut c_ulonglong,
 ) -> nvmlReturn_t {
-    nvmlDeviceGetCurrentClocksEventReasons(device, clocks_throttle_reasons)
+    // SAFETY: the versioned alias passes its arguments on unchanged to the same entry point, whose
+    // contract is this one's.
+    unsafe { nvmlDeviceGetCurrentClocksEventReasons(device, clocks_throttle_reasons) }
 }
 
 /// The reasons NVML defines up to display clock setting (0x1..0x100).
@@ -1071,7 +1251,9 @@ pub unsafe fn nvmlDeviceGetSupportedClocksEventReasons(
 ) -> nvmlReturn_t {
     code((|| {
         dev(device)?;
-        put(supported_clocks_event_reasons, 0x1ff)
+        // SAFETY: `supported_clocks_event_reasons` is an out-pointer argument of the C API: `put`
+        // rejects NULL, and a non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(supported_clocks_event_reasons, 0x1ff) }
     })())
 }
 
@@ -1079,7 +1261,9 @@ pub unsafe fn nvmlDeviceGetSupportedClocksThrottleReasons(
     device: nvmlDevice_t,
     supported_clocks_throttle_reasons: *mut c_ulonglong,
 ) -> nvmlReturn_t {
-    nvmlDeviceGetSupportedClocksEventReasons(device, supported_clocks_throttle_reasons)
+    // SAFETY: the versioned alias passes its arguments on unchanged to the same entry point, whose
+    // contract is this one's.
+    unsafe { nvmlDeviceGetSupportedClocksEventReasons(device, supported_clocks_throttle_reasons) }
 }
 
 /// P0 (maximum performance) at all times, as these boards report under persistence mode.
@@ -1089,7 +1273,9 @@ pub unsafe fn nvmlDeviceGetPerformanceState(
 ) -> nvmlReturn_t {
     code((|| {
         dev(device)?;
-        put(p_state, 0)
+        // SAFETY: `p_state` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(p_state, 0) }
     })())
 }
 
@@ -1097,7 +1283,9 @@ pub unsafe fn nvmlDeviceGetPowerState(
     device: nvmlDevice_t,
     p_state: *mut nvmlPstates_t,
 ) -> nvmlReturn_t {
-    nvmlDeviceGetPerformanceState(device, p_state)
+    // SAFETY: the versioned alias passes its arguments on unchanged to the same entry point, whose
+    // contract is this one's.
+    unsafe { nvmlDeviceGetPerformanceState(device, p_state) }
 }
 
 /// Power limit in milliwatts: the model's board power (default = enforced = maximum).
@@ -1109,21 +1297,27 @@ pub unsafe fn nvmlDeviceGetPowerManagementLimit(
     device: nvmlDevice_t,
     limit: *mut c_uint,
 ) -> nvmlReturn_t {
-    code((|| put(limit, power_limit_mw(dev(device)?.1)))())
+    // SAFETY: `limit` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+    // one is valid for a write by the caller's contract.
+    code((|| unsafe { put(limit, power_limit_mw(dev(device)?.1)) })())
 }
 
 pub unsafe fn nvmlDeviceGetEnforcedPowerLimit(
     device: nvmlDevice_t,
     limit: *mut c_uint,
 ) -> nvmlReturn_t {
-    nvmlDeviceGetPowerManagementLimit(device, limit)
+    // SAFETY: the versioned alias passes its arguments on unchanged to the same entry point, whose
+    // contract is this one's.
+    unsafe { nvmlDeviceGetPowerManagementLimit(device, limit) }
 }
 
 pub unsafe fn nvmlDeviceGetPowerManagementDefaultLimit(
     device: nvmlDevice_t,
     default_limit: *mut c_uint,
 ) -> nvmlReturn_t {
-    nvmlDeviceGetPowerManagementLimit(device, default_limit)
+    // SAFETY: the versioned alias passes its arguments on unchanged to the same entry point, whose
+    // contract is this one's.
+    unsafe { nvmlDeviceGetPowerManagementLimit(device, default_limit) }
 }
 
 /// Settable range: 30% of the board power up to the board power.
@@ -1134,8 +1328,12 @@ pub unsafe fn nvmlDeviceGetPowerManagementLimitConstraints(
 ) -> nvmlReturn_t {
     code((|| {
         let max = power_limit_mw(dev(device)?.1);
-        put(min_limit, max / 10 * 3)?;
-        put(max_limit, max)
+        // SAFETY: `min_limit` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(min_limit, max / 10 * 3) }?;
+        // SAFETY: `max_limit` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(max_limit, max) }
     })())
 }
 
@@ -1151,7 +1349,9 @@ pub unsafe fn nvmlSystemGetProcessName(
         if n.is_empty() {
             return Err(NVML_ERROR_NOT_FOUND);
         }
-        put_str(name, length, &n)
+        // SAFETY: `name` is an output buffer argument of the C API with its length: `put_str`
+        // rejects NULL and writes at most that many bytes.
+        unsafe { put_str(name, length, &n) }
     })())
 }
 
@@ -1182,8 +1382,9 @@ pub unsafe fn nvmlDeviceGetFieldValues(
         let now_us = (clock::real_ns() / 1000) as i64;
         let limit = power_limit_mw(d);
         for i in 0..values_count as usize {
-            // SAFETY: the caller's array of `values_count` entries.
-            let v = &mut *values.add(i);
+            // SAFETY: `values` is non-NULL (checked) and the caller's array of `values_count`
+            // entries; `i` < `values_count`, and no other reference to entry `i` exists.
+            let v = unsafe { &mut *values.add(i) };
             let value = match (v.fieldId, v.scopeId) {
                 (_, scope) if scope != POWER_SCOPE_GPU => None,
                 (FI_DEV_POWER_INSTANT, _) => Some(d.power_w * (100 + 8 * gpu_util(s, d)?)),

@@ -29,23 +29,33 @@ impl Driver {
         Ok(Driver { handle })
     }
 
-    fn sym<T: Copy>(&self, name: &CStr) -> Result<T, String> {
-        // SAFETY: handle from dlopen; T is the function-pointer type of `name`.
+    /// The driver's `name` as a `T`.
+    ///
+    /// # Safety
+    /// `T` is the function pointer type of `name` (cuda-headers' `pfn` table): every call
+    /// through a wrong `T` is undefined behaviour.
+    unsafe fn sym<T: Copy>(&self, name: &CStr) -> Result<T, String> {
+        const { assert!(std::mem::size_of::<T>() == std::mem::size_of::<*mut c_void>()) };
+        // SAFETY: the handle from dlopen, never closed; a NUL-terminated name.
         let p = unsafe { libc::dlsym(self.handle, name.as_ptr()) };
         if p.is_null() {
             return Err(format!("libcuda.so.1 has no {name:?}"));
         }
+        // SAFETY: T is the function pointer type of `name` (the caller's promise), and of a
+        // pointer's size (checked at compile time above).
         Ok(unsafe { std::mem::transmute_copy::<*mut c_void, T>(&p) })
     }
 }
 
 fn err_name(d: &Driver, rc: CUresult) -> String {
-    let Ok(f) = d.sym::<pfn::cuGetErrorName>(c"cuGetErrorName") else {
+    // SAFETY: the pfn type of cuGetErrorName.
+    let Ok(f) = (unsafe { d.sym::<pfn::cuGetErrorName>(c"cuGetErrorName") }) else {
         return rc.to_string();
     };
     let mut s: *const c_char = std::ptr::null();
     // SAFETY: valid out-pointer; the driver returns a static string.
     if unsafe { f(rc, &mut s) } == CUDA_SUCCESS && !s.is_null() {
+        // SAFETY: non-NULL, and the driver's strings are NUL-terminated and static.
         format!("{} ({rc})", unsafe { CStr::from_ptr(s) }.to_string_lossy())
     } else {
         rc.to_string()
@@ -89,7 +99,8 @@ fn run() -> Result<(), String> {
     let hold = arg(&args, "--hold", 0);
     let max = arg(&args, "--max", u64::MAX >> 20) << 20;
     let d = Driver::open()?;
-    // SAFETY: every call below is a plain driver call with valid pointers.
+    // SAFETY: every `sym` type below is its name's `pfn` type, and every call a plain driver
+    // call with valid pointers.
     unsafe {
         check(&d, "cuInit", d.sym::<pfn::cuInit>(c"cuInit")?(0))?;
         let mut dev: CUdevice = 0;
@@ -256,7 +267,8 @@ fn run() -> Result<(), String> {
 /// `mem_info` is the driver's `cuMemGetInfo_v2` with a current context.
 unsafe fn mem_free_quiet(mem_info: pfn::cuMemGetInfo_v2) -> (u64, u64) {
     let (mut free, mut total) = (0usize, 0usize);
-    if mem_info(&mut free, &mut total) == CUDA_SUCCESS {
+    // SAFETY: the caller's contract (a real `cuMemGetInfo_v2`); both out-pointers are ours.
+    if unsafe { mem_info(&mut free, &mut total) } == CUDA_SUCCESS {
         (free as u64, total as u64)
     } else {
         (0, 0)

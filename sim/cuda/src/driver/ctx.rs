@@ -107,7 +107,9 @@ pub unsafe fn cuDevicePrimaryCtxRetain(pctx: *mut CUcontext, dev: CUdevice) -> C
             activate(r, c)?;
         }
         p.refs += 1;
-        put(pctx, p.handle as CUcontext)
+        // SAFETY: `pctx` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(pctx, p.handle as CUcontext) }
     })())
 }
 
@@ -130,7 +132,8 @@ pub unsafe fn cuDevicePrimaryCtxRelease(dev: CUdevice) -> CUresult {
 }
 
 pub unsafe fn cuDevicePrimaryCtxRelease_v2(dev: CUdevice) -> CUresult {
-    cuDevicePrimaryCtxRelease(dev)
+    // SAFETY: the call takes no pointer: it is `unsafe` only as every entry point is.
+    unsafe { cuDevicePrimaryCtxRelease(dev) }
 }
 
 pub unsafe fn cuDevicePrimaryCtxReset(dev: CUdevice) -> CUresult {
@@ -147,7 +150,8 @@ pub unsafe fn cuDevicePrimaryCtxReset(dev: CUdevice) -> CUresult {
 }
 
 pub unsafe fn cuDevicePrimaryCtxReset_v2(dev: CUdevice) -> CUresult {
-    cuDevicePrimaryCtxReset(dev)
+    // SAFETY: the call takes no pointer: it is `unsafe` only as every entry point is.
+    unsafe { cuDevicePrimaryCtxReset(dev) }
 }
 
 /// Valid context creation flags: scheduling (0..=4), map host (0x8), lmem resize (0x10),
@@ -182,8 +186,12 @@ pub unsafe fn cuDevicePrimaryCtxGetState(
         }
         r.phys(dev)?;
         let p = lock(&r.primaries[dev as usize]);
-        put(flags, p.flags)?;
-        put(active, (p.refs > 0) as c_int)
+        // SAFETY: `flags` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(flags, p.flags) }?;
+        // SAFETY: `active` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(active, (p.refs > 0) as c_int) }
     })())
 }
 
@@ -201,11 +209,15 @@ unsafe fn ctx_create(pctx: *mut CUcontext, flags: c_uint, dev: CUdevice) -> Res 
         return Err(e);
     }
     rt::push_ctx(h);
-    put(pctx, h as CUcontext)
+    // SAFETY: `pctx` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+    // one is valid for a write by the caller's contract.
+    unsafe { put(pctx, h as CUcontext) }
 }
 
 pub unsafe fn cuCtxCreate_v2(pctx: *mut CUcontext, flags: c_uint, dev: CUdevice) -> CUresult {
-    code(ctx_create(pctx, flags, dev))
+    // SAFETY: `ctx_create` requires only what our own caller guarantees: the pointer arguments are
+    // passed on unchanged, valid as the C API specifies.
+    code(unsafe { ctx_create(pctx, flags, dev) })
 }
 
 pub unsafe fn cuCtxCreate_v3(
@@ -218,7 +230,9 @@ pub unsafe fn cuCtxCreate_v3(
     if num_params < 0 || (num_params > 0 && params_array.is_null()) {
         return CUDA_ERROR_INVALID_VALUE;
     }
-    code(ctx_create(pctx, flags, dev))
+    // SAFETY: `ctx_create` requires only what our own caller guarantees: the pointer arguments are
+    // passed on unchanged, valid as the C API specifies.
+    code(unsafe { ctx_create(pctx, flags, dev) })
 }
 
 pub unsafe fn cuCtxCreate_v4(
@@ -227,7 +241,9 @@ pub unsafe fn cuCtxCreate_v4(
     flags: c_uint,
     dev: CUdevice,
 ) -> CUresult {
-    code(ctx_create(pctx, flags, dev))
+    // SAFETY: `ctx_create` requires only what our own caller guarantees: the pointer arguments are
+    // passed on unchanged, valid as the C API specifies.
+    code(unsafe { ctx_create(pctx, flags, dev) })
 }
 
 pub unsafe fn cuCtxDestroy_v2(ctx: CUcontext) -> CUresult {
@@ -266,7 +282,9 @@ pub unsafe fn cuCtxPopCurrent_v2(pctx: *mut CUcontext) -> CUresult {
         }
         let h = rt::pop_ctx();
         if !pctx.is_null() {
-            *pctx = h as CUcontext;
+            // SAFETY: `pctx` is an out-pointer argument, checked non-NULL above; by the C API's
+            // contract a non-NULL one is valid for this write.
+            unsafe { *pctx = h as CUcontext };
         }
         Ok(())
     })())
@@ -287,7 +305,9 @@ pub unsafe fn cuCtxSetCurrent(ctx: CUcontext) -> CUresult {
 pub unsafe fn cuCtxGetCurrent(pctx: *mut CUcontext) -> CUresult {
     code((|| {
         rt()?;
-        put(pctx, rt::current_handle() as CUcontext)
+        // SAFETY: `pctx` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(pctx, rt::current_handle() as CUcontext) }
     })())
 }
 
@@ -298,7 +318,9 @@ pub unsafe fn cuCtxGetDevice(device: *mut CUdevice) -> CUresult {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         let (_, c, _) = cur_ctx()?;
-        put(device, c.ordinal.load(Relaxed))
+        // SAFETY: `device` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(device, c.ordinal.load(Relaxed)) }
     })())
 }
 
@@ -309,7 +331,9 @@ pub unsafe fn cuCtxGetFlags(flags: *mut c_uint) -> CUresult {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         let (_, c, _) = cur_ctx()?;
-        put(flags, c.flags.load(Relaxed))
+        // SAFETY: `flags` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(flags, c.flags.load(Relaxed)) }
     })())
 }
 
@@ -324,7 +348,9 @@ pub unsafe fn cuCtxGetApiVersion(ctx: CUcontext, version: *mut c_uint) -> CUresu
         } else {
             ctx_obj(ctx as u64)?;
         }
-        put(version, 3020)
+        // SAFETY: `version` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(version, 3020) }
     })())
 }
 
@@ -345,10 +371,14 @@ pub unsafe fn cuCtxGetLimit(pvalue: *mut usize, limit: CUlimit) -> CUresult {
         }
         let (_, c, _) = cur_ctx()?;
         let l = lock(&c.limits);
-        put(
-            pvalue,
-            *l.get(limit as usize).ok_or(CUDA_ERROR_INVALID_VALUE)?,
-        )
+        // SAFETY: `?` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+        // one is valid for a write by the caller's contract.
+        unsafe {
+            put(
+                pvalue,
+                *l.get(limit as usize).ok_or(CUDA_ERROR_INVALID_VALUE)?,
+            )
+        }
     })())
 }
 
@@ -370,10 +400,14 @@ pub unsafe fn cuCtxGetStreamPriorityRange(
     code((|| {
         rt()?;
         if !least_priority.is_null() {
-            *least_priority = 0;
+            // SAFETY: `least_priority` is an out-pointer argument, checked non-NULL above; by the C
+            // API's contract a non-NULL one is valid for this write.
+            unsafe { *least_priority = 0 };
         }
         if !greatest_priority.is_null() {
-            *greatest_priority = -5;
+            // SAFETY: `greatest_priority` is an out-pointer argument, checked non-NULL above; by
+            // the C API's contract a non-NULL one is valid for this write.
+            unsafe { *greatest_priority = -5 };
         }
         Ok(())
     })())
@@ -383,11 +417,17 @@ pub unsafe fn cuCtxGetStreamPriorityRange(
 
 /// Kernel names of a module image (None: accept any name). PTX text is read up to its NUL
 /// as the driver would; binary images are not inspected.
+///
+/// # Safety
+/// `image` is non-NULL and points at a module image as `cuModuleLoadData` takes it.
 unsafe fn image_entries(image: *const c_void) -> Option<Vec<String>> {
     let p = image as *const u8;
     let mut prefix = [0u8; 4];
     for (i, b) in prefix.iter_mut().enumerate() {
-        *b = *p.add(i);
+        // SAFETY: `image` is non-NULL (the caller checks) and points at a module image: a binary
+        // one is at least 4 bytes, a PTX text is NUL-terminated, and the loop stops at the first
+        // NUL, so no byte past either is read.
+        *b = unsafe { *p.add(i) };
         if *b == 0 {
             break;
         }
@@ -397,7 +437,9 @@ unsafe fn image_entries(image: *const c_void) -> Option<Vec<String>> {
     {
         return None;
     }
-    let text = std::ffi::CStr::from_ptr(image as *const c_char).to_string_lossy();
+    // SAFETY: `image` is non-NULL (the caller checks) and its prefix says PTX, which the C
+    // API's contract makes a NUL-terminated text.
+    let text = unsafe { std::ffi::CStr::from_ptr(image as *const c_char) }.to_string_lossy();
     ptximage::ptx_entries(&text)
 }
 
@@ -432,7 +474,9 @@ unsafe fn module_load(module: *mut CUmodule, entries: Option<Vec<String>>) -> Re
     };
     c.module_bytes.fetch_add(mb, Relaxed);
     c.modules.fetch_add(1, Relaxed);
-    put(module, m as CUmodule)
+    // SAFETY: `module` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+    // one is valid for a write by the caller's contract.
+    unsafe { put(module, m as CUmodule) }
 }
 
 pub unsafe fn cuModuleLoad(module: *mut CUmodule, fname: *const c_char) -> CUresult {
@@ -442,14 +486,18 @@ pub unsafe fn cuModuleLoad(module: *mut CUmodule, fname: *const c_char) -> CUres
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         cur_ctx()?;
-        let path = std::ffi::CStr::from_ptr(fname)
+        // SAFETY: `fname` is a C-string argument of the API, checked non-NULL above; its NUL
+        // termination is the caller's contract.
+        let path = unsafe { std::ffi::CStr::from_ptr(fname) }
             .to_string_lossy()
             .into_owned();
         if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
             return Err(CUDA_ERROR_FILE_NOT_FOUND);
         }
         let bytes = std::fs::read(&path).map_err(|_| CUDA_ERROR_FILE_NOT_FOUND)?;
-        module_load(module, file_entries(&bytes))
+        // SAFETY: `module_load` requires only what our own caller guarantees: the pointer arguments
+        // are passed on unchanged, valid as the C API specifies.
+        unsafe { module_load(module, file_entries(&bytes)) }
     })())
 }
 
@@ -462,9 +510,13 @@ pub unsafe fn cuModuleLoadData(module: *mut CUmodule, image: *const c_void) -> C
         };
     }
     if module.is_null() || rt().is_err() || cur_ctx().is_err() {
-        return code(module_load(module, None));
+        // SAFETY: `module_load` requires only what our own caller guarantees: the pointer arguments
+        // are passed on unchanged, valid as the C API specifies.
+        return code(unsafe { module_load(module, None) });
     }
-    code(module_load(module, image_entries(image)))
+    // SAFETY: `module_load` requires only what our own caller guarantees: the pointer arguments are
+    // passed on unchanged, valid as the C API specifies.
+    code(unsafe { module_load(module, image_entries(image)) })
 }
 
 pub unsafe fn cuModuleLoadDataEx(
@@ -477,11 +529,15 @@ pub unsafe fn cuModuleLoadDataEx(
     if num_options > 0 && (options.is_null() || option_values.is_null()) {
         return CUDA_ERROR_INVALID_VALUE;
     }
-    cuModuleLoadData(module, image)
+    // SAFETY: `cuModuleLoadData` requires only what our own caller guarantees: the pointer
+    // arguments are passed on unchanged, valid as the C API specifies.
+    unsafe { cuModuleLoadData(module, image) }
 }
 
 pub unsafe fn cuModuleLoadFatBinary(module: *mut CUmodule, fat_cubin: *const c_void) -> CUresult {
-    cuModuleLoadData(module, fat_cubin)
+    // SAFETY: `cuModuleLoadData` requires only what our own caller guarantees: the pointer
+    // arguments are passed on unchanged, valid as the C API specifies.
+    unsafe { cuModuleLoadData(module, fat_cubin) }
 }
 
 pub unsafe fn cuModuleUnload(hmod: CUmodule) -> CUresult {
@@ -532,7 +588,9 @@ pub unsafe fn cuModuleGetFunction(
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         let m = module_obj(hmod)?;
-        let n = std::ffi::CStr::from_ptr(name)
+        // SAFETY: `name` is a C-string argument of the API, checked non-NULL above; its NUL
+        // termination is the caller's contract.
+        let n = unsafe { std::ffi::CStr::from_ptr(name) }
             .to_string_lossy()
             .into_owned();
         if lock(&m.entries).as_ref().is_some_and(|e| !e.contains(&n)) {
@@ -541,7 +599,9 @@ pub unsafe fn cuModuleGetFunction(
         let mut funcs = lock(&m.funcs);
         if let Some(&f) = funcs.get(&n) {
             if FUNCS.is_live(f) {
-                return put(hfunc, f as CUfunction);
+                // SAFETY: `hfunc` is an out-pointer argument of the C API: `put` rejects NULL, and
+                // a non-NULL one is valid for a write by the caller's contract.
+                return unsafe { put(hfunc, f as CUfunction) };
             }
         }
         let (ctx, inst) = (m.ctx.load(Relaxed), m.inst.load(Relaxed));
@@ -554,7 +614,9 @@ pub unsafe fn cuModuleGetFunction(
             })
             .ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
         funcs.insert(n, f);
-        put(hfunc, f as CUfunction)
+        // SAFETY: `hfunc` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(hfunc, f as CUfunction) }
     })())
 }
 
@@ -574,7 +636,9 @@ pub unsafe fn cuModuleGetGlobal_v2(
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         let m = module_obj(hmod)?;
-        let n = std::ffi::CStr::from_ptr(name)
+        // SAFETY: `name` is a C-string argument of the API, checked non-NULL above; its NUL
+        // termination is the caller's contract.
+        let n = unsafe { std::ffi::CStr::from_ptr(name) }
             .to_string_lossy()
             .into_owned();
         let mut g = lock(&m.globals);
@@ -599,10 +663,14 @@ pub unsafe fn cuModuleGetGlobal_v2(
             None => return Err(CUDA_ERROR_NOT_FOUND),
         };
         if !dptr.is_null() {
-            *dptr = g.0 + off;
+            // SAFETY: `dptr` is an out-pointer argument, checked non-NULL above; by the C API's
+            // contract a non-NULL one is valid for this write.
+            unsafe { *dptr = g.0 + off };
         }
         if !bytes.is_null() {
-            *bytes = GLOBAL_SIZE as usize;
+            // SAFETY: `bytes` is an out-pointer argument, checked non-NULL above; by the C API's
+            // contract a non-NULL one is valid for this write.
+            unsafe { *bytes = GLOBAL_SIZE as usize };
         }
         Ok(())
     })())
@@ -645,7 +713,9 @@ pub unsafe fn cuFuncGetAttribute(
             10..=19 => *attrs.get(&attrib).unwrap_or(&0),
             _ => return Err(CUDA_ERROR_INVALID_VALUE),
         };
-        put(pi, v)
+        // SAFETY: `pi` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+        // one is valid for a write by the caller's contract.
+        unsafe { put(pi, v) }
     })())
 }
 
@@ -705,6 +775,8 @@ pub unsafe fn cuOccupancyMaxActiveBlocksPerMultiprocessor(
         if dynamic_smem_size > 0 {
             n = n.min(info.smem_per_sm as u64 / dynamic_smem_size as u64);
         }
-        put(num_blocks, n as c_int)
+        // SAFETY: `num_blocks` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(num_blocks, n as c_int) }
     })())
 }

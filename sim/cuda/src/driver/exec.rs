@@ -124,46 +124,22 @@ pub unsafe fn cuLaunchKernel(
     _kernel_params: *mut *mut c_void,
     _extra: *mut *mut c_void,
 ) -> CUresult {
-    launch(
-        f,
-        grid_dim_x,
-        grid_dim_y,
-        grid_dim_z,
-        block_dim_x,
-        block_dim_y,
-        block_dim_z,
-        shared_mem_bytes,
-        h_stream,
-        false,
-    )
-}
-
-pub unsafe fn cuLaunchKernel_ptsz(
-    f: CUfunction,
-    grid_dim_x: c_uint,
-    grid_dim_y: c_uint,
-    grid_dim_z: c_uint,
-    block_dim_x: c_uint,
-    block_dim_y: c_uint,
-    block_dim_z: c_uint,
-    shared_mem_bytes: c_uint,
-    h_stream: CUstream,
-    kernel_params: *mut *mut c_void,
-    extra: *mut *mut c_void,
-) -> CUresult {
-    cuLaunchKernel(
-        f,
-        grid_dim_x,
-        grid_dim_y,
-        grid_dim_z,
-        block_dim_x,
-        block_dim_y,
-        block_dim_z,
-        shared_mem_bytes,
-        h_stream,
-        kernel_params,
-        extra,
-    )
+    // SAFETY: `launch` requires only what our own caller guarantees: the pointer arguments are
+    // passed on unchanged, valid as the C API specifies.
+    unsafe {
+        launch(
+            f,
+            grid_dim_x,
+            grid_dim_y,
+            grid_dim_z,
+            block_dim_x,
+            block_dim_y,
+            block_dim_z,
+            shared_mem_bytes,
+            h_stream,
+            false,
+        )
+    }
 }
 
 pub unsafe fn cuLaunchKernelEx(
@@ -179,39 +155,40 @@ pub unsafe fn cuLaunchKernelEx(
             CUDA_ERROR_INVALID_VALUE
         };
     }
-    let c = &*config;
+    // SAFETY: `config` is an input-struct argument, checked non-NULL above; by the C API's contract
+    // it points at an initialised struct that outlives this call.
+    let c = unsafe { &*config };
     if c.numAttrs > 0 && c.attrs.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
     }
     let mut cooperative = false;
     if c.numAttrs > 0 {
-        for a in std::slice::from_raw_parts(c.attrs, c.numAttrs as usize) {
-            if a.id == CU_LAUNCH_ATTRIBUTE_COOPERATIVE && a.value.cooperative != 0 {
+        // SAFETY: `attrs` is checked non-NULL above with `numAttrs` > 0; by the C API's contract it
+        // is an array of `numAttrs` initialised attributes that outlives this call.
+        for a in unsafe { std::slice::from_raw_parts(c.attrs, c.numAttrs as usize) } {
+            // SAFETY: read only when `id` says COOPERATIVE, the member the caller set; any
+            // initialised bytes are a valid `c_int` anyway.
+            if a.id == CU_LAUNCH_ATTRIBUTE_COOPERATIVE && unsafe { a.value.cooperative } != 0 {
                 cooperative = true;
             }
         }
     }
-    launch(
-        f,
-        c.gridDimX,
-        c.gridDimY,
-        c.gridDimZ,
-        c.blockDimX,
-        c.blockDimY,
-        c.blockDimZ,
-        c.sharedMemBytes,
-        c.hStream,
-        cooperative,
-    )
-}
-
-pub unsafe fn cuLaunchKernelEx_ptsz(
-    config: *const CUlaunchConfig,
-    f: CUfunction,
-    kernel_params: *mut *mut c_void,
-    extra: *mut *mut c_void,
-) -> CUresult {
-    cuLaunchKernelEx(config, f, kernel_params, extra)
+    // SAFETY: `launch` requires only what our own caller guarantees: the pointer arguments are
+    // passed on unchanged, valid as the C API specifies.
+    unsafe {
+        launch(
+            f,
+            c.gridDimX,
+            c.gridDimY,
+            c.gridDimZ,
+            c.blockDimX,
+            c.blockDimY,
+            c.blockDimZ,
+            c.sharedMemBytes,
+            c.hStream,
+            cooperative,
+        )
+    }
 }
 
 pub unsafe fn cuLaunchCooperativeKernel(
@@ -226,44 +203,22 @@ pub unsafe fn cuLaunchCooperativeKernel(
     h_stream: CUstream,
     _kernel_params: *mut *mut c_void,
 ) -> CUresult {
-    launch(
-        f,
-        grid_dim_x,
-        grid_dim_y,
-        grid_dim_z,
-        block_dim_x,
-        block_dim_y,
-        block_dim_z,
-        shared_mem_bytes,
-        h_stream,
-        true,
-    )
-}
-
-pub unsafe fn cuLaunchCooperativeKernel_ptsz(
-    f: CUfunction,
-    grid_dim_x: c_uint,
-    grid_dim_y: c_uint,
-    grid_dim_z: c_uint,
-    block_dim_x: c_uint,
-    block_dim_y: c_uint,
-    block_dim_z: c_uint,
-    shared_mem_bytes: c_uint,
-    h_stream: CUstream,
-    kernel_params: *mut *mut c_void,
-) -> CUresult {
-    cuLaunchCooperativeKernel(
-        f,
-        grid_dim_x,
-        grid_dim_y,
-        grid_dim_z,
-        block_dim_x,
-        block_dim_y,
-        block_dim_z,
-        shared_mem_bytes,
-        h_stream,
-        kernel_params,
-    )
+    // SAFETY: `launch` requires only what our own caller guarantees: the pointer arguments are
+    // passed on unchanged, valid as the C API specifies.
+    unsafe {
+        launch(
+            f,
+            grid_dim_x,
+            grid_dim_y,
+            grid_dim_z,
+            block_dim_x,
+            block_dim_y,
+            block_dim_z,
+            shared_mem_bytes,
+            h_stream,
+            true,
+        )
+    }
 }
 
 // ---- host functions ---------------------------------------------------------------------
@@ -288,7 +243,8 @@ fn host_queue() -> &'static Mutex<mpsc::Sender<HostJob>> {
                     clock::sleep_until(job.due);
                     let f = job.f;
                     let data = job.data;
-                    // SAFETY: the user's callback with the user's data, as cuLaunchHostFunc promises.
+                    // SAFETY: the user's callback with the user's data, as cuLaunchHostFunc
+                    // promises.
                     let _ = std::panic::catch_unwind(|| unsafe { f(data as *mut c_void) });
                     for c in job.counters {
                         c.fetch_sub(1, Release);
@@ -342,14 +298,6 @@ pub unsafe fn cuLaunchHostFunc(
     })())
 }
 
-pub unsafe fn cuLaunchHostFunc_ptsz(
-    h_stream: CUstream,
-    func: CUhostFn,
-    user_data: *mut c_void,
-) -> CUresult {
-    cuLaunchHostFunc(h_stream, func, user_data)
-}
-
 // ---- streams ------------------------------------------------------------------------------
 
 unsafe fn stream_create(ph: *mut CUstream, flags: c_uint, priority: c_int) -> Res {
@@ -371,11 +319,15 @@ unsafe fn stream_create(ph: *mut CUstream, flags: c_uint, priority: c_int) -> Re
             lock(&s.captured).clear();
         })
         .ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
-    put(ph, s as CUstream)
+    // SAFETY: `ph` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL one
+    // is valid for a write by the caller's contract.
+    unsafe { put(ph, s as CUstream) }
 }
 
 pub unsafe fn cuStreamCreate(ph_stream: *mut CUstream, flags: c_uint) -> CUresult {
-    code(stream_create(ph_stream, flags, 0))
+    // SAFETY: `stream_create` requires only what our own caller guarantees: the pointer arguments
+    // are passed on unchanged, valid as the C API specifies.
+    code(unsafe { stream_create(ph_stream, flags, 0) })
 }
 
 pub unsafe fn cuStreamCreateWithPriority(
@@ -383,7 +335,9 @@ pub unsafe fn cuStreamCreateWithPriority(
     flags: c_uint,
     priority: c_int,
 ) -> CUresult {
-    code(stream_create(ph_stream, flags, priority))
+    // SAFETY: `stream_create` requires only what our own caller guarantees: the pointer arguments
+    // are passed on unchanged, valid as the C API specifies.
+    code(unsafe { stream_create(ph_stream, flags, priority) })
 }
 
 pub unsafe fn cuStreamDestroy_v2(h_stream: CUstream) -> CUresult {
@@ -420,10 +374,6 @@ pub unsafe fn cuStreamSynchronize(h_stream: CUstream) -> CUresult {
     })())
 }
 
-pub unsafe fn cuStreamSynchronize_ptsz(h_stream: CUstream) -> CUresult {
-    cuStreamSynchronize(h_stream)
-}
-
 pub unsafe fn cuStreamQuery(h_stream: CUstream) -> CUresult {
     code((|| {
         rt()?;
@@ -434,10 +384,6 @@ pub unsafe fn cuStreamQuery(h_stream: CUstream) -> CUresult {
         }
         Ok(())
     })())
-}
-
-pub unsafe fn cuStreamQuery_ptsz(h_stream: CUstream) -> CUresult {
-    cuStreamQuery(h_stream)
 }
 
 pub unsafe fn cuStreamWaitEvent(h_stream: CUstream, h_event: CUevent, _flags: c_uint) -> CUresult {
@@ -457,14 +403,6 @@ pub unsafe fn cuStreamWaitEvent(h_stream: CUstream, h_event: CUevent, _flags: c_
     })())
 }
 
-pub unsafe fn cuStreamWaitEvent_ptsz(
-    h_stream: CUstream,
-    h_event: CUevent,
-    flags: c_uint,
-) -> CUresult {
-    cuStreamWaitEvent(h_stream, h_event, flags)
-}
-
 pub unsafe fn cuStreamGetPriority(h_stream: CUstream, priority: *mut c_int) -> CUresult {
     code((|| {
         rt()?;
@@ -475,12 +413,10 @@ pub unsafe fn cuStreamGetPriority(h_stream: CUstream, priority: *mut c_int) -> C
             Some(s) => s.priority.load(Relaxed),
             None => 0,
         };
-        put(priority, v)
+        // SAFETY: `priority` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(priority, v) }
     })())
-}
-
-pub unsafe fn cuStreamGetPriority_ptsz(h_stream: CUstream, priority: *mut c_int) -> CUresult {
-    cuStreamGetPriority(h_stream, priority)
 }
 
 pub unsafe fn cuStreamGetFlags(h_stream: CUstream, flags: *mut c_uint) -> CUresult {
@@ -493,12 +429,10 @@ pub unsafe fn cuStreamGetFlags(h_stream: CUstream, flags: *mut c_uint) -> CUresu
             Some(s) => s.flags.load(Relaxed),
             None => 0,
         };
-        put(flags, v)
+        // SAFETY: `flags` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(flags, v) }
     })())
-}
-
-pub unsafe fn cuStreamGetFlags_ptsz(h_stream: CUstream, flags: *mut c_uint) -> CUresult {
-    cuStreamGetFlags(h_stream, flags)
 }
 
 pub unsafe fn cuStreamBeginCapture_v2(h_stream: CUstream, mode: CUstreamCaptureMode) -> CUresult {
@@ -518,13 +452,6 @@ pub unsafe fn cuStreamBeginCapture_v2(h_stream: CUstream, mode: CUstreamCaptureM
     })())
 }
 
-pub unsafe fn cuStreamBeginCapture_v2_ptsz(
-    h_stream: CUstream,
-    mode: CUstreamCaptureMode,
-) -> CUresult {
-    cuStreamBeginCapture_v2(h_stream, mode)
-}
-
 pub unsafe fn cuStreamEndCapture(h_stream: CUstream, ph_graph: *mut CUgraph) -> CUresult {
     code((|| {
         rt()?;
@@ -542,12 +469,10 @@ pub unsafe fn cuStreamEndCapture(h_stream: CUstream, ph_graph: *mut CUgraph) -> 
         let g = GRAPHS
             .create(|g| *lock(&g.nodes) = nodes)
             .ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
-        put(ph_graph, g as CUgraph)
+        // SAFETY: `ph_graph` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(ph_graph, g as CUgraph) }
     })())
-}
-
-pub unsafe fn cuStreamEndCapture_ptsz(h_stream: CUstream, ph_graph: *mut CUgraph) -> CUresult {
-    cuStreamEndCapture(h_stream, ph_graph)
 }
 
 // ---- events ------------------------------------------------------------------------------
@@ -567,7 +492,9 @@ pub unsafe fn cuEventCreate(ph_event: *mut CUevent, flags: c_uint) -> CUresult {
                 e.time.store(0, Relaxed);
             })
             .ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
-        put(ph_event, e as CUevent)
+        // SAFETY: `ph_event` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(ph_event, e as CUevent) }
     })())
 }
 
@@ -585,10 +512,6 @@ pub unsafe fn cuEventRecord(h_event: CUevent, h_stream: CUstream) -> CUresult {
         e.time.store(end.max(clock::mono_ns()), Release);
         Ok(())
     })())
-}
-
-pub unsafe fn cuEventRecord_ptsz(h_event: CUevent, h_stream: CUstream) -> CUresult {
-    cuEventRecord(h_event, h_stream)
 }
 
 pub unsafe fn cuEventQuery(h_event: CUevent) -> CUresult {
@@ -639,10 +562,14 @@ pub unsafe fn cuEventElapsedTime(
         if clock::mono_ns() < ta.max(tb) {
             return Err(CUDA_ERROR_NOT_READY);
         }
-        put(
-            p_milliseconds,
-            ((tb as i128 - ta as i128) as f64 / 1e6) as f32,
-        )
+        // SAFETY: `?` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+        // one is valid for a write by the caller's contract.
+        unsafe {
+            put(
+                p_milliseconds,
+                ((tb as i128 - ta as i128) as f64 / 1e6) as f32,
+            )
+        }
     })())
 }
 
@@ -652,6 +579,7 @@ pub unsafe fn cuEventElapsedTime_v2(
     h_start: CUevent,
     h_end: CUevent,
 ) -> CUresult {
+    // SAFETY: the same arguments, passed on unchanged to the entry point with this contract.
     unsafe { cuEventElapsedTime(p_milliseconds, h_start, h_end) }
 }
 
@@ -679,7 +607,9 @@ pub unsafe fn cuGraphCreate(ph_graph: *mut CUgraph, flags: c_uint) -> CUresult {
                 lock(&g.allocs).clear();
             })
             .ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
-        put(ph_graph, g as CUgraph)
+        // SAFETY: `ph_graph` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(ph_graph, g as CUgraph) }
     })())
 }
 
@@ -718,7 +648,9 @@ pub unsafe fn cuGraphAddMemAllocNode(
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         let g = GRAPHS.get(h_graph as u64).ok_or(CUDA_ERROR_INVALID_VALUE)?;
-        let params = &mut *node_params;
+        // SAFETY: `node_params` is an input-struct argument, checked non-NULL above; by the C API's
+        // contract it points at an initialised struct that outlives this call.
+        let params = unsafe { &mut *node_params };
         if params.bytesize == 0 || params.poolProps.location.type_ != CU_MEM_LOCATION_TYPE_DEVICE {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
@@ -730,7 +662,9 @@ pub unsafe fn cuGraphAddMemAllocNode(
         )?;
         params.dptr = p;
         lock(&g.allocs).push(p);
-        put(ph_graph_node, rt::new_node_handle() as CUgraphNode)
+        // SAFETY: `ph_graph_node` is an out-pointer argument of the C API: `put` rejects NULL, and
+        // a non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(ph_graph_node, rt::new_node_handle() as CUgraphNode) }
     })())
 }
 
@@ -750,7 +684,9 @@ pub unsafe fn cuGraphAddMemFreeNode(
         GRAPHS.get(h_graph as u64).ok_or(CUDA_ERROR_INVALID_VALUE)?;
         // The freed memory returns to the graph's pool, which the driver keeps until the
         // graph is destroyed (or trimmed): nothing changes on the device here.
-        put(ph_graph_node, rt::new_node_handle() as CUgraphNode)
+        // SAFETY: `ph_graph_node` is an out-pointer argument of the C API: `put` rejects NULL, and
+        // a non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(ph_graph_node, rt::new_node_handle() as CUgraphNode) }
     })())
 }
 
@@ -770,7 +706,9 @@ pub unsafe fn cuGraphAddKernelNode_v2(
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         let g = GRAPHS.get(h_graph as u64).ok_or(CUDA_ERROR_INVALID_VALUE)?;
-        let p = &*node_params;
+        // SAFETY: `node_params` is an input-struct argument, checked non-NULL above; by the C API's
+        // contract it points at an initialised struct that outlives this call.
+        let p = unsafe { &*node_params };
         let func = if !p.func.is_null() {
             p.func as u64
         } else {
@@ -790,7 +728,9 @@ pub unsafe fn cuGraphAddKernelNode_v2(
         }
         let blocks = p.gridDimX as u64 * p.gridDimY as u64 * p.gridDimZ as u64;
         lock(&g.nodes).push(Node { func, blocks });
-        put(ph_graph_node, rt::new_node_handle() as CUgraphNode)
+        // SAFETY: `ph_graph_node` is an out-pointer argument of the C API: `put` rejects NULL, and
+        // a non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(ph_graph_node, rt::new_node_handle() as CUgraphNode) }
     })())
 }
 
@@ -809,7 +749,9 @@ pub unsafe fn cuGraphInstantiateWithFlags(
         let e = EXECS
             .create(|e| *lock(&e.nodes) = nodes)
             .ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
-        put(ph_graph_exec, e as CUgraphExec)
+        // SAFETY: `ph_graph_exec` is an out-pointer argument of the C API: `put` rejects NULL, and
+        // a non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(ph_graph_exec, e as CUgraphExec) }
     })())
 }
 
@@ -860,8 +802,4 @@ fn code_to_res(c: CUresult) -> Res {
     } else {
         Err(c)
     }
-}
-
-pub unsafe fn cuGraphLaunch_ptsz(h_graph_exec: CUgraphExec, h_stream: CUstream) -> CUresult {
-    cuGraphLaunch(h_graph_exec, h_stream)
 }

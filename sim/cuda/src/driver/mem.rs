@@ -168,8 +168,12 @@ pub unsafe fn cuMemGetInfo_v2(free: *mut usize, total: *mut usize) -> CUresult {
                 g.mem_info(dev)
             })?
             .ok_or(CUDA_ERROR_INVALID_DEVICE)?;
-        *free = tot.saturating_sub(used) as usize;
-        *total = tot as usize;
+        // SAFETY: `free` is an out-pointer argument, checked non-NULL above; by the C API's
+        // contract a non-NULL one is valid for this write.
+        unsafe { *free = tot.saturating_sub(used) as usize };
+        // SAFETY: `total` is an out-pointer argument, checked non-NULL above; by the C API's
+        // contract a non-NULL one is valid for this write.
+        unsafe { *total = tot as usize };
         Ok(())
     })())
 }
@@ -182,7 +186,9 @@ pub unsafe fn cuMemAlloc_v2(dptr: *mut CUdeviceptr, bytesize: usize) -> CUresult
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         let p = linear_alloc(r, kind::ALLOC, bytesize as u64, 0)?;
-        put(dptr, p)
+        // SAFETY: `dptr` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(dptr, p) }
     })())
 }
 
@@ -219,8 +225,12 @@ pub unsafe fn cuMemAllocPitch_v2(
             0,
             None,
         )?;
-        *p_pitch = pitch as usize;
-        put(dptr, p)
+        // SAFETY: `p_pitch` is an out-pointer argument, checked non-NULL above; by the C API's
+        // contract a non-NULL one is valid for this write.
+        unsafe { *p_pitch = pitch as usize };
+        // SAFETY: `dptr` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(dptr, p) }
     })())
 }
 
@@ -253,24 +263,32 @@ pub unsafe fn cuMemGetAddressRange_v2(
             return Err(CUDA_ERROR_NOT_FOUND);
         };
         if !pbase.is_null() {
-            *pbase = base;
+            // SAFETY: `pbase` is an out-pointer argument, checked non-NULL above; by the C API's
+            // contract a non-NULL one is valid for this write.
+            unsafe { *pbase = base };
         }
         if !psize.is_null() {
-            *psize = size as usize;
+            // SAFETY: `psize` is an out-pointer argument, checked non-NULL above; by the C API's
+            // contract a non-NULL one is valid for this write.
+            unsafe { *psize = size as usize };
         }
         Ok(())
     })())
 }
 
 unsafe fn anon_map(len: usize) -> Res<*mut u8> {
-    let p = libc::mmap(
-        std::ptr::null_mut(),
-        len,
-        libc::PROT_READ | libc::PROT_WRITE,
-        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-        -1,
-        0,
-    );
+    // SAFETY: an anonymous private mapping at an address the kernel picks: it touches no memory
+    // that exists yet.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
     if p == libc::MAP_FAILED {
         return Err(CUDA_ERROR_OUT_OF_MEMORY);
     }
@@ -292,7 +310,9 @@ pub unsafe fn cuMemAllocManaged(
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         let span = align_up(bytesize as u64, ALLOC_ALIGN).ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
-        let host = anon_map(bytesize)?;
+        // SAFETY: `anon_map` requires only what our own caller guarantees: the pointer arguments
+        // are passed on unchanged, valid as the C API specifies.
+        let host = unsafe { anon_map(bytesize) }?;
         let q = AllocReq {
             slot: r.slot,
             dev: c.dev.load(Relaxed),
@@ -309,7 +329,9 @@ pub unsafe fn cuMemAllocManaged(
         let base = match r.with_state(|g| g.alloc(&q))? {
             Ok(b) => b,
             Err(e) => {
-                libc::munmap(host as *mut libc::c_void, bytesize);
+                // SAFETY: `host` is the `bytesize`-byte mapping made just above by `anon_map`, not
+                // yet handed to anyone.
+                unsafe { libc::munmap(host as *mut libc::c_void, bytesize) };
                 return Err(mem_err(e));
             }
         };
@@ -327,7 +349,9 @@ pub unsafe fn cuMemAllocManaged(
                 pool: 0,
             },
         );
-        put(dptr, host as u64)
+        // SAFETY: `dptr` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(dptr, host as u64) }
     })())
 }
 
@@ -339,7 +363,9 @@ unsafe fn host_alloc(pp: *mut *mut c_void, bytesize: usize, flags: c_uint) -> Re
     if pp.is_null() || bytesize == 0 || flags & !0x7 != 0 {
         return Err(CUDA_ERROR_INVALID_VALUE);
     }
-    let p = anon_map(bytesize)?;
+    // SAFETY: `anon_map` requires only what our own caller guarantees: the pointer arguments are
+    // passed on unchanged, valid as the C API specifies.
+    let p = unsafe { anon_map(bytesize) }?;
     lock(&r.mem).hosts.insert(
         p as u64,
         HostRec {
@@ -348,15 +374,21 @@ unsafe fn host_alloc(pp: *mut *mut c_void, bytesize: usize, flags: c_uint) -> Re
             ctx: h,
         },
     );
-    put(pp, p as *mut c_void)
+    // SAFETY: `pp` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL one
+    // is valid for a write by the caller's contract.
+    unsafe { put(pp, p as *mut c_void) }
 }
 
 pub unsafe fn cuMemAllocHost_v2(pp: *mut *mut c_void, bytesize: usize) -> CUresult {
-    code(host_alloc(pp, bytesize, 0))
+    // SAFETY: `host_alloc` requires only what our own caller guarantees: the pointer arguments are
+    // passed on unchanged, valid as the C API specifies.
+    code(unsafe { host_alloc(pp, bytesize, 0) })
 }
 
 pub unsafe fn cuMemHostAlloc(pp: *mut *mut c_void, bytesize: usize, flags: c_uint) -> CUresult {
-    code(host_alloc(pp, bytesize, flags))
+    // SAFETY: `host_alloc` requires only what our own caller guarantees: the pointer arguments are
+    // passed on unchanged, valid as the C API specifies.
+    code(unsafe { host_alloc(pp, bytesize, flags) })
 }
 
 pub unsafe fn cuMemFreeHost(p: *mut c_void) -> CUresult {
@@ -367,7 +399,10 @@ pub unsafe fn cuMemFreeHost(p: *mut c_void) -> CUresult {
             Some(h) if !h.registered => {
                 let len = h.len;
                 mem.hosts.remove(&(p as u64));
-                libc::munmap(p, len);
+                // SAFETY: `p` is a mapping of `len` bytes that `host_alloc` made (the record just
+                // removed says so), not a range the application registered; the application gave it
+                // back, so nothing of ours refers to it.
+                unsafe { libc::munmap(p, len) };
                 Ok(())
             }
             _ => Err(CUDA_ERROR_INVALID_VALUE),
@@ -394,7 +429,9 @@ pub unsafe fn cuMemHostGetDevicePointer_v2(
         {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        put(pdptr, p as u64)
+        // SAFETY: `pdptr` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(pdptr, p as u64) }
     })())
 }
 
@@ -480,14 +517,31 @@ pub unsafe fn cuPointerGetAttribute(
                 return Err(CUDA_ERROR_INVALID_VALUE);
             };
         match attribute {
-            CU_POINTER_ATTRIBUTE_CONTEXT => *(data as *mut CUcontext) = ctx as CUcontext,
-            CU_POINTER_ATTRIBUTE_MEMORY_TYPE => *(data as *mut c_uint) = mtype,
-            CU_POINTER_ATTRIBUTE_DEVICE_POINTER => *(data as *mut CUdeviceptr) = ptr,
+            // SAFETY: `data` is checked non-NULL above and, by the C API's contract, points at
+            // storage of the type the requested attribute names, the type written here.
+            CU_POINTER_ATTRIBUTE_CONTEXT => unsafe { *(data as *mut CUcontext) = ctx as CUcontext },
+            // SAFETY: `data` is checked non-NULL above and, by the C API's contract, points at
+            // storage of the type the requested attribute names, the type written here.
+            CU_POINTER_ATTRIBUTE_MEMORY_TYPE => unsafe { *(data as *mut c_uint) = mtype },
+            // SAFETY: `data` is checked non-NULL above and, by the C API's contract, points at
+            // storage of the type the requested attribute names, the type written here.
+            CU_POINTER_ATTRIBUTE_DEVICE_POINTER => unsafe { *(data as *mut CUdeviceptr) = ptr },
             CU_POINTER_ATTRIBUTE_HOST_POINTER => {
-                *(data as *mut *mut c_void) = host.ok_or(CUDA_ERROR_INVALID_VALUE)? as *mut c_void
+                // SAFETY: `data` is checked non-NULL above and, by the C API's contract, points at
+                // storage of the type the requested attribute names, the type written here.
+                unsafe {
+                    *(data as *mut *mut c_void) =
+                        host.ok_or(CUDA_ERROR_INVALID_VALUE)? as *mut c_void
+                }
             }
-            CU_POINTER_ATTRIBUTE_IS_MANAGED => *(data as *mut c_uint) = managed as c_uint,
-            CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL => *(data as *mut c_int) = ordinal,
+            // SAFETY: `data` is checked non-NULL above and, by the C API's contract, points at
+            // storage of the type the requested attribute names, the type written here.
+            CU_POINTER_ATTRIBUTE_IS_MANAGED => unsafe {
+                *(data as *mut c_uint) = managed as c_uint
+            },
+            // SAFETY: `data` is checked non-NULL above and, by the C API's contract, points at
+            // storage of the type the requested attribute names, the type written here.
+            CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL => unsafe { *(data as *mut c_int) = ordinal },
             _ => return Err(CUDA_ERROR_INVALID_VALUE),
         }
         Ok(())
@@ -533,15 +587,27 @@ unsafe fn copy(dst: Side, src: Side, n: usize, sync: bool, stream: Option<CUstre
     let d = locate(r, &mem, dst, n as u64)?;
     let s = locate(r, &mem, src, n as u64)?;
     match (d, s) {
-        (Loc::Host(dp), Loc::Host(sp)) => std::ptr::copy(sp, dp, n),
-        (d @ Loc::Shadow { .. }, Loc::Host(sp)) => mem.write(d, std::slice::from_raw_parts(sp, n)),
+        // SAFETY: both sides are host pointers of the C call (`locate` rejects NULL ones), valid
+        // for `n` bytes by the API's contract; `ptr::copy` allows them to overlap.
+        (Loc::Host(dp), Loc::Host(sp)) => unsafe { std::ptr::copy(sp, dp, n) },
+        // SAFETY: `sp` is a host pointer of the C call (`locate` rejects NULL), valid for `n` bytes
+        // by the API's contract; the destination is a shadow `locate` checked to hold `n` bytes.
+        (d @ Loc::Shadow { .. }, Loc::Host(sp)) => unsafe {
+            mem.write(d, std::slice::from_raw_parts(sp, n))
+        },
         (Loc::Host(dp), s @ Loc::Shadow { .. }) => {
-            mem.read(s, std::slice::from_raw_parts_mut(dp, n))
+            // SAFETY: `dp` is a host pointer of the C call (`locate` rejects NULL), valid for `n`
+            // writable bytes by the API's contract and not aliased by our shadows; the source is a
+            // checked shadow.
+            unsafe { mem.read(s, std::slice::from_raw_parts_mut(dp, n)) }
         }
         (d, s) => {
             let mut tmp = vec![0u8; n];
-            mem.read(s, &mut tmp);
-            mem.write(d, &tmp);
+            // SAFETY: both sides are locations `locate` resolved for `n` bytes; host ones come from
+            // the C call, valid by the API's contract (this fn's own contract, passed on).
+            unsafe { mem.read(s, &mut tmp) };
+            // SAFETY: as above.
+            unsafe { mem.write(d, &tmp) };
         }
     }
     Ok(())
@@ -564,15 +630,16 @@ unsafe fn set(dst: CUdeviceptr, pattern: &[u8], count: usize, stream: Option<CUs
         .ok_or(CUDA_ERROR_INVALID_VALUE)?;
     let mut mem = lock(&r.mem);
     let loc = mem.resolve(dst, bytes as u64, false, r.shm.devices().len() as u32)?;
-    mem.fill(loc, pattern, count);
+    // SAFETY: `loc` was resolved by `locate` for the filled bytes; a host location comes from the C
+    // call, valid by the API's contract (this fn's own contract, passed on).
+    unsafe { mem.fill(loc, pattern, count) };
     Ok(())
 }
 
 pub unsafe fn cuMemcpy(dst: CUdeviceptr, src: CUdeviceptr, byte_count: usize) -> CUresult {
-    code(copy(Side::Any(dst), Side::Any(src), byte_count, true, None))
-}
-pub unsafe fn cuMemcpy_ptds(dst: CUdeviceptr, src: CUdeviceptr, byte_count: usize) -> CUresult {
-    cuMemcpy(dst, src, byte_count)
+    // SAFETY: `copy` requires only what our own caller guarantees: the pointer arguments are passed
+    // on unchanged, valid as the C API specifies.
+    code(unsafe { copy(Side::Any(dst), Side::Any(src), byte_count, true, None) })
 }
 pub unsafe fn cuMemcpyAsync(
     dst: CUdeviceptr,
@@ -580,81 +647,68 @@ pub unsafe fn cuMemcpyAsync(
     byte_count: usize,
     h_stream: CUstream,
 ) -> CUresult {
-    code(copy(
-        Side::Any(dst),
-        Side::Any(src),
-        byte_count,
-        false,
-        Some(h_stream),
-    ))
-}
-pub unsafe fn cuMemcpyAsync_ptsz(
-    dst: CUdeviceptr,
-    src: CUdeviceptr,
-    byte_count: usize,
-    h_stream: CUstream,
-) -> CUresult {
-    cuMemcpyAsync(dst, src, byte_count, h_stream)
+    // SAFETY: `copy` requires only what our own caller guarantees: the pointer arguments are passed
+    // on unchanged, valid as the C API specifies.
+    code(unsafe {
+        copy(
+            Side::Any(dst),
+            Side::Any(src),
+            byte_count,
+            false,
+            Some(h_stream),
+        )
+    })
 }
 pub unsafe fn cuMemcpyHtoD_v2(
     dst_device: CUdeviceptr,
     src_host: *const c_void,
     byte_count: usize,
 ) -> CUresult {
-    code(copy(
-        Side::Dev(dst_device),
-        Side::Host(src_host as *mut u8),
-        byte_count,
-        true,
-        None,
-    ))
-}
-pub unsafe fn cuMemcpyHtoD_v2_ptds(
-    dst_device: CUdeviceptr,
-    src_host: *const c_void,
-    byte_count: usize,
-) -> CUresult {
-    cuMemcpyHtoD_v2(dst_device, src_host, byte_count)
+    // SAFETY: `copy` requires only what our own caller guarantees: the pointer arguments are passed
+    // on unchanged, valid as the C API specifies.
+    code(unsafe {
+        copy(
+            Side::Dev(dst_device),
+            Side::Host(src_host as *mut u8),
+            byte_count,
+            true,
+            None,
+        )
+    })
 }
 pub unsafe fn cuMemcpyDtoH_v2(
     dst_host: *mut c_void,
     src_device: CUdeviceptr,
     byte_count: usize,
 ) -> CUresult {
-    code(copy(
-        Side::Host(dst_host as *mut u8),
-        Side::Dev(src_device),
-        byte_count,
-        true,
-        None,
-    ))
-}
-pub unsafe fn cuMemcpyDtoH_v2_ptds(
-    dst_host: *mut c_void,
-    src_device: CUdeviceptr,
-    byte_count: usize,
-) -> CUresult {
-    cuMemcpyDtoH_v2(dst_host, src_device, byte_count)
+    // SAFETY: `copy` requires only what our own caller guarantees: the pointer arguments are passed
+    // on unchanged, valid as the C API specifies.
+    code(unsafe {
+        copy(
+            Side::Host(dst_host as *mut u8),
+            Side::Dev(src_device),
+            byte_count,
+            true,
+            None,
+        )
+    })
 }
 pub unsafe fn cuMemcpyDtoD_v2(
     dst_device: CUdeviceptr,
     src_device: CUdeviceptr,
     byte_count: usize,
 ) -> CUresult {
-    code(copy(
-        Side::Dev(dst_device),
-        Side::Dev(src_device),
-        byte_count,
-        false,
-        None,
-    ))
-}
-pub unsafe fn cuMemcpyDtoD_v2_ptds(
-    dst_device: CUdeviceptr,
-    src_device: CUdeviceptr,
-    byte_count: usize,
-) -> CUresult {
-    cuMemcpyDtoD_v2(dst_device, src_device, byte_count)
+    // SAFETY: `copy` requires only what our own caller guarantees: the pointer arguments are passed
+    // on unchanged, valid as the C API specifies.
+    code(unsafe {
+        copy(
+            Side::Dev(dst_device),
+            Side::Dev(src_device),
+            byte_count,
+            false,
+            None,
+        )
+    })
 }
 pub unsafe fn cuMemcpyHtoDAsync_v2(
     dst_device: CUdeviceptr,
@@ -662,21 +716,17 @@ pub unsafe fn cuMemcpyHtoDAsync_v2(
     byte_count: usize,
     h_stream: CUstream,
 ) -> CUresult {
-    code(copy(
-        Side::Dev(dst_device),
-        Side::Host(src_host as *mut u8),
-        byte_count,
-        false,
-        Some(h_stream),
-    ))
-}
-pub unsafe fn cuMemcpyHtoDAsync_v2_ptsz(
-    dst_device: CUdeviceptr,
-    src_host: *const c_void,
-    byte_count: usize,
-    h_stream: CUstream,
-) -> CUresult {
-    cuMemcpyHtoDAsync_v2(dst_device, src_host, byte_count, h_stream)
+    // SAFETY: `copy` requires only what our own caller guarantees: the pointer arguments are passed
+    // on unchanged, valid as the C API specifies.
+    code(unsafe {
+        copy(
+            Side::Dev(dst_device),
+            Side::Host(src_host as *mut u8),
+            byte_count,
+            false,
+            Some(h_stream),
+        )
+    })
 }
 pub unsafe fn cuMemcpyDtoHAsync_v2(
     dst_host: *mut c_void,
@@ -684,21 +734,17 @@ pub unsafe fn cuMemcpyDtoHAsync_v2(
     byte_count: usize,
     h_stream: CUstream,
 ) -> CUresult {
-    code(copy(
-        Side::Host(dst_host as *mut u8),
-        Side::Dev(src_device),
-        byte_count,
-        false,
-        Some(h_stream),
-    ))
-}
-pub unsafe fn cuMemcpyDtoHAsync_v2_ptsz(
-    dst_host: *mut c_void,
-    src_device: CUdeviceptr,
-    byte_count: usize,
-    h_stream: CUstream,
-) -> CUresult {
-    cuMemcpyDtoHAsync_v2(dst_host, src_device, byte_count, h_stream)
+    // SAFETY: `copy` requires only what our own caller guarantees: the pointer arguments are passed
+    // on unchanged, valid as the C API specifies.
+    code(unsafe {
+        copy(
+            Side::Host(dst_host as *mut u8),
+            Side::Dev(src_device),
+            byte_count,
+            false,
+            Some(h_stream),
+        )
+    })
 }
 pub unsafe fn cuMemcpyDtoDAsync_v2(
     dst_device: CUdeviceptr,
@@ -706,33 +752,27 @@ pub unsafe fn cuMemcpyDtoDAsync_v2(
     byte_count: usize,
     h_stream: CUstream,
 ) -> CUresult {
-    code(copy(
-        Side::Dev(dst_device),
-        Side::Dev(src_device),
-        byte_count,
-        false,
-        Some(h_stream),
-    ))
-}
-pub unsafe fn cuMemcpyDtoDAsync_v2_ptsz(
-    dst_device: CUdeviceptr,
-    src_device: CUdeviceptr,
-    byte_count: usize,
-    h_stream: CUstream,
-) -> CUresult {
-    cuMemcpyDtoDAsync_v2(dst_device, src_device, byte_count, h_stream)
+    // SAFETY: `copy` requires only what our own caller guarantees: the pointer arguments are passed
+    // on unchanged, valid as the C API specifies.
+    code(unsafe {
+        copy(
+            Side::Dev(dst_device),
+            Side::Dev(src_device),
+            byte_count,
+            false,
+            Some(h_stream),
+        )
+    })
 }
 pub unsafe fn cuMemsetD8_v2(dst_device: CUdeviceptr, uc: c_uchar, n: usize) -> CUresult {
-    code(set(dst_device, &[uc], n, None))
-}
-pub unsafe fn cuMemsetD8_v2_ptds(dst_device: CUdeviceptr, uc: c_uchar, n: usize) -> CUresult {
-    cuMemsetD8_v2(dst_device, uc, n)
+    // SAFETY: `set` requires only what our own caller guarantees: the pointer arguments are passed
+    // on unchanged, valid as the C API specifies.
+    code(unsafe { set(dst_device, &[uc], n, None) })
 }
 pub unsafe fn cuMemsetD32_v2(dst_device: CUdeviceptr, ui: c_uint, n: usize) -> CUresult {
-    code(set(dst_device, &ui.to_ne_bytes(), n, None))
-}
-pub unsafe fn cuMemsetD32_v2_ptds(dst_device: CUdeviceptr, ui: c_uint, n: usize) -> CUresult {
-    cuMemsetD32_v2(dst_device, ui, n)
+    // SAFETY: `set` requires only what our own caller guarantees: the pointer arguments are passed
+    // on unchanged, valid as the C API specifies.
+    code(unsafe { set(dst_device, &ui.to_ne_bytes(), n, None) })
 }
 pub unsafe fn cuMemsetD8Async(
     dst_device: CUdeviceptr,
@@ -740,15 +780,9 @@ pub unsafe fn cuMemsetD8Async(
     n: usize,
     h_stream: CUstream,
 ) -> CUresult {
-    code(set(dst_device, &[uc], n, Some(h_stream)))
-}
-pub unsafe fn cuMemsetD8Async_ptsz(
-    dst_device: CUdeviceptr,
-    uc: c_uchar,
-    n: usize,
-    h_stream: CUstream,
-) -> CUresult {
-    cuMemsetD8Async(dst_device, uc, n, h_stream)
+    // SAFETY: `set` requires only what our own caller guarantees: the pointer arguments are passed
+    // on unchanged, valid as the C API specifies.
+    code(unsafe { set(dst_device, &[uc], n, Some(h_stream)) })
 }
 pub unsafe fn cuMemsetD32Async(
     dst_device: CUdeviceptr,
@@ -756,15 +790,9 @@ pub unsafe fn cuMemsetD32Async(
     n: usize,
     h_stream: CUstream,
 ) -> CUresult {
-    code(set(dst_device, &ui.to_ne_bytes(), n, Some(h_stream)))
-}
-pub unsafe fn cuMemsetD32Async_ptsz(
-    dst_device: CUdeviceptr,
-    ui: c_uint,
-    n: usize,
-    h_stream: CUstream,
-) -> CUresult {
-    cuMemsetD32Async(dst_device, ui, n, h_stream)
+    // SAFETY: `set` requires only what our own caller guarantees: the pointer arguments are passed
+    // on unchanged, valid as the C API specifies.
+    code(unsafe { set(dst_device, &ui.to_ne_bytes(), n, Some(h_stream)) })
 }
 
 // ---- arrays --------------------------------------------------------------------------------
@@ -874,6 +902,8 @@ pub unsafe fn cuArrayGetMemoryRequirements(
     array: CUarray,
     device: CUdevice,
 ) -> CUresult {
+    // SAFETY: `array_requirements` requires only what our own caller guarantees: the pointer
+    // argument is passed on unchanged, valid as the C API specifies.
     code(unsafe { array_requirements(memory_requirements, array as u64, false, device) })
 }
 
@@ -882,6 +912,8 @@ pub unsafe fn cuMipmappedArrayGetMemoryRequirements(
     mipmap: CUmipmappedArray,
     device: CUdevice,
 ) -> CUresult {
+    // SAFETY: `array_requirements` requires only what our own caller guarantees: the pointer
+    // argument is passed on unchanged, valid as the C API specifies.
     code(unsafe { array_requirements(memory_requirements, mipmap as u64, true, device) })
 }
 
@@ -895,10 +927,14 @@ pub unsafe fn cuArrayCreate_v2(
         if p_handle.is_null() || p_allocate_array.is_null() {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        let d = &*p_allocate_array;
+        // SAFETY: `p_allocate_array` is an input-struct argument, checked non-NULL above; by the C
+        // API's contract it points at an initialised struct that outlives this call.
+        let d = unsafe { &*p_allocate_array };
         let (w, h, dd, ch, fb) = array_desc(d.Width, d.Height, 0, d.Format, d.NumChannels)?;
         let raw = level_bytes(w, h, dd, ch, fb).ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
-        put(p_handle, create_array(r, raw, false)? as CUarray)
+        // SAFETY: `p_handle` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(p_handle, create_array(r, raw, false)? as CUarray) }
     })())
 }
 
@@ -912,10 +948,14 @@ pub unsafe fn cuArray3DCreate_v2(
         if p_handle.is_null() || p_allocate_array.is_null() {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        let d = &*p_allocate_array;
+        // SAFETY: `p_allocate_array` is an input-struct argument, checked non-NULL above; by the C
+        // API's contract it points at an initialised struct that outlives this call.
+        let d = unsafe { &*p_allocate_array };
         let (w, h, dd, ch, fb) = array_desc(d.Width, d.Height, d.Depth, d.Format, d.NumChannels)?;
         let raw = level_bytes(w, h, dd, ch, fb).ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
-        put(p_handle, create_array(r, raw, false)? as CUarray)
+        // SAFETY: `p_handle` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(p_handle, create_array(r, raw, false)? as CUarray) }
     })())
 }
 
@@ -934,7 +974,9 @@ pub unsafe fn cuMipmappedArrayCreate(
         if p_handle.is_null() || p_desc.is_null() || num_mipmap_levels == 0 {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        let d = &*p_desc;
+        // SAFETY: `p_desc` is an input-struct argument, checked non-NULL above; by the C API's
+        // contract it points at an initialised struct that outlives this call.
+        let d = unsafe { &*p_desc };
         let (w, h, dd, ch, fb) = array_desc(d.Width, d.Height, d.Depth, d.Format, d.NumChannels)?;
         let mut raw: u64 = 0;
         for l in 0..num_mipmap_levels.min(64) {
@@ -945,7 +987,9 @@ pub unsafe fn cuMipmappedArrayCreate(
                 .checked_add(level_bytes(lw, lh, ld, ch, fb).ok_or(CUDA_ERROR_OUT_OF_MEMORY)?)
                 .ok_or(CUDA_ERROR_OUT_OF_MEMORY)?;
         }
-        put(p_handle, create_array(r, raw, true)? as CUmipmappedArray)
+        // SAFETY: `p_handle` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(p_handle, create_array(r, raw, true)? as CUmipmappedArray) }
     })())
 }
 
@@ -992,7 +1036,9 @@ pub unsafe fn cuDeviceGetDefaultMemPool(pool_out: *mut CUmemoryPool, dev: CUdevi
         if pool_out.is_null() {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        put(pool_out, pools_of(r, dev)?.0 as CUmemoryPool)
+        // SAFETY: `pool_out` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(pool_out, pools_of(r, dev)?.0 as CUmemoryPool) }
     })())
 }
 
@@ -1002,7 +1048,9 @@ pub unsafe fn cuDeviceGetMemPool(pool: *mut CUmemoryPool, dev: CUdevice) -> CUre
         if pool.is_null() {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        put(pool, pools_of(r, dev)?.1 as CUmemoryPool)
+        // SAFETY: `pool` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(pool, pools_of(r, dev)?.1 as CUmemoryPool) }
     })())
 }
 
@@ -1028,7 +1076,9 @@ pub unsafe fn cuMemPoolCreate(
         if pool.is_null() || pool_props.is_null() {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        let p = &*pool_props;
+        // SAFETY: `pool_props` is an input-struct argument, checked non-NULL above; by the C API's
+        // contract it points at an initialised struct that outlives this call.
+        let p = unsafe { &*pool_props };
         if p.allocType != CU_MEM_ALLOCATION_TYPE_PINNED {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
@@ -1042,7 +1092,9 @@ pub unsafe fn cuMemPoolCreate(
         let ordinal = p.location.id;
         let dev = r.phys(ordinal)?;
         let h = new_pool(ordinal, dev, false)?;
-        put(pool, h as CUmemoryPool)
+        // SAFETY: `pool` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(pool, h as CUmemoryPool) }
     })())
 }
 
@@ -1086,11 +1138,20 @@ pub unsafe fn cuMemPoolSetAttribute(
         }
         match attr {
             1..=3 => {
-                p.reuse[attr as usize - 1].store((*(value as *const c_int) != 0) as u64, Relaxed)
+                // SAFETY: `value` is checked non-NULL above and, by the C API's contract, points at
+                // a value of the type the attribute names, the type read here.
+                p.reuse[attr as usize - 1]
+                    .store((unsafe { *(value as *const c_int) } != 0) as u64, Relaxed)
             }
-            CU_MEMPOOL_ATTR_RELEASE_THRESHOLD => p.threshold.store(*(value as *const u64), Relaxed),
+            // SAFETY: `value` is checked non-NULL above and, by the C API's contract, points at a
+            // value of the type the attribute names, the type read here.
+            CU_MEMPOOL_ATTR_RELEASE_THRESHOLD => p
+                .threshold
+                .store(unsafe { *(value as *const u64) }, Relaxed),
             CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH | CU_MEMPOOL_ATTR_USED_MEM_HIGH => {
-                if *(value as *const u64) != 0 {
+                // SAFETY: `value` is checked non-NULL above and, by the C API's contract, points at
+                // a value of the type the attribute names, the type read here.
+                if unsafe { *(value as *const u64) } != 0 {
                     return Err(CUDA_ERROR_INVALID_VALUE);
                 }
                 p.high.store(p.used.load(Relaxed), Relaxed);
@@ -1113,13 +1174,25 @@ pub unsafe fn cuMemPoolGetAttribute(
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         match attr {
-            1..=3 => *(value as *mut c_int) = p.reuse[attr as usize - 1].load(Relaxed) as c_int,
-            CU_MEMPOOL_ATTR_RELEASE_THRESHOLD => *(value as *mut u64) = p.threshold.load(Relaxed),
+            // SAFETY: `value` is checked non-NULL above and, by the C API's contract, points at
+            // storage of the type the attribute names, the type written here.
+            1..=3 => unsafe {
+                *(value as *mut c_int) = p.reuse[attr as usize - 1].load(Relaxed) as c_int
+            },
+            // SAFETY: `value` is checked non-NULL above and, by the C API's contract, points at
+            // storage of the type the attribute names, the type written here.
+            CU_MEMPOOL_ATTR_RELEASE_THRESHOLD => unsafe {
+                *(value as *mut u64) = p.threshold.load(Relaxed)
+            },
             CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT | CU_MEMPOOL_ATTR_USED_MEM_CURRENT => {
-                *(value as *mut u64) = p.used.load(Relaxed)
+                // SAFETY: `value` is checked non-NULL above and, by the C API's contract, points at
+                // storage of the type the attribute names, the type written here.
+                unsafe { *(value as *mut u64) = p.used.load(Relaxed) }
             }
             CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH | CU_MEMPOOL_ATTR_USED_MEM_HIGH => {
-                *(value as *mut u64) = p.high.load(Relaxed)
+                // SAFETY: `value` is checked non-NULL above and, by the C API's contract, points at
+                // storage of the type the attribute names, the type written here.
+                unsafe { *(value as *mut u64) = p.high.load(Relaxed) }
             }
             _ => return Err(CUDA_ERROR_INVALID_VALUE),
         }
@@ -1162,7 +1235,9 @@ unsafe fn pool_alloc(
     )?;
     let used = p.used.fetch_add(span, Relaxed) + span;
     p.high.fetch_max(used, Relaxed);
-    put(dptr, a)
+    // SAFETY: `dptr` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+    // one is valid for a write by the caller's contract.
+    unsafe { put(dptr, a) }
 }
 
 pub unsafe fn cuMemAllocAsync(
@@ -1170,14 +1245,9 @@ pub unsafe fn cuMemAllocAsync(
     bytesize: usize,
     h_stream: CUstream,
 ) -> CUresult {
-    code(pool_alloc(dptr, bytesize, 0, h_stream))
-}
-pub unsafe fn cuMemAllocAsync_ptsz(
-    dptr: *mut CUdeviceptr,
-    bytesize: usize,
-    h_stream: CUstream,
-) -> CUresult {
-    cuMemAllocAsync(dptr, bytesize, h_stream)
+    // SAFETY: `pool_alloc` requires only what our own caller guarantees: the pointer arguments are
+    // passed on unchanged, valid as the C API specifies.
+    code(unsafe { pool_alloc(dptr, bytesize, 0, h_stream) })
 }
 pub unsafe fn cuMemAllocFromPoolAsync(
     dptr: *mut CUdeviceptr,
@@ -1192,15 +1262,9 @@ pub unsafe fn cuMemAllocFromPoolAsync(
             CUDA_ERROR_INVALID_VALUE
         };
     }
-    code(pool_alloc(dptr, bytesize, pool as u64, h_stream))
-}
-pub unsafe fn cuMemAllocFromPoolAsync_ptsz(
-    dptr: *mut CUdeviceptr,
-    bytesize: usize,
-    pool: CUmemoryPool,
-    h_stream: CUstream,
-) -> CUresult {
-    cuMemAllocFromPoolAsync(dptr, bytesize, pool, h_stream)
+    // SAFETY: `pool_alloc` requires only what our own caller guarantees: the pointer arguments are
+    // passed on unchanged, valid as the C API specifies.
+    code(unsafe { pool_alloc(dptr, bytesize, pool as u64, h_stream) })
 }
 pub unsafe fn cuMemFreeAsync(dptr: CUdeviceptr, h_stream: CUstream) -> CUresult {
     code((|| {
@@ -1209,9 +1273,6 @@ pub unsafe fn cuMemFreeAsync(dptr: CUdeviceptr, h_stream: CUstream) -> CUresult 
         stream_obj(h_stream)?;
         free_local(r, dptr, &[kind::ASYNC, kind::ALLOC, kind::PITCH])
     })())
-}
-pub unsafe fn cuMemFreeAsync_ptsz(dptr: CUdeviceptr, h_stream: CUstream) -> CUresult {
-    cuMemFreeAsync(dptr, h_stream)
 }
 
 // ---- virtual memory management -----------------------------------------------------------
@@ -1231,7 +1292,9 @@ pub unsafe fn cuMemCreate(
         if size == 0 || !size.is_multiple_of(VMM_GRANULARITY) {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        let p = *prop;
+        // SAFETY: `prop` is an input-struct argument, checked non-NULL above; by the C API's
+        // contract it points at an initialised struct that outlives this call.
+        let p = unsafe { *prop };
         if p.type_ != CU_MEM_ALLOCATION_TYPE_PINNED {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
@@ -1266,7 +1329,9 @@ pub unsafe fn cuMemCreate(
                 prop: p,
             },
         );
-        put(handle, h)
+        // SAFETY: `handle` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(handle, h) }
     })())
 }
 
@@ -1337,7 +1402,9 @@ pub unsafe fn cuMemAddressReserve(
         };
         let base = r.with_state(|g| g.alloc(&q))?.map_err(mem_err)?;
         lock(&r.mem).reserves.insert(base, Reserve { size });
-        put(ptr, base)
+        // SAFETY: `ptr` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+        // one is valid for a write by the caller's contract.
+        unsafe { put(ptr, base) }
     })())
 }
 
@@ -1448,7 +1515,9 @@ pub unsafe fn cuMemSetAccess(
         if desc.is_null() || count == 0 || size == 0 {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        for d in std::slice::from_raw_parts(desc, count) {
+        // SAFETY: `desc` is checked non-NULL above with `count` > 0; by the C API's contract it is
+        // an array of `count` initialised descriptors.
+        for d in unsafe { std::slice::from_raw_parts(desc, count) } {
             if d.location.type_ != CU_MEM_LOCATION_TYPE_DEVICE {
                 return Err(CUDA_ERROR_INVALID_VALUE);
             }
@@ -1476,7 +1545,9 @@ pub unsafe fn cuMemGetAllocationGranularity(
         if granularity.is_null() || prop.is_null() {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        put(granularity, VMM_GRANULARITY as usize)
+        // SAFETY: `granularity` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(granularity, VMM_GRANULARITY as usize) }
     })())
 }
 
@@ -1491,7 +1562,9 @@ pub unsafe fn cuMemGetAllocationPropertiesFromHandle(
         }
         let mem = lock(&r.mem);
         let v = mem.handles.get(&handle).ok_or(CUDA_ERROR_INVALID_VALUE)?;
-        put(prop, v.prop)
+        // SAFETY: `prop` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(prop, v.prop) }
     })())
 }
 
@@ -1511,6 +1584,8 @@ pub unsafe fn cuMemRetainAllocationHandle(
             .get_mut(&m.handle)
             .ok_or(CUDA_ERROR_INVALID_VALUE)?;
         v.refs += 1;
-        put(handle, m.handle)
+        // SAFETY: `handle` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(handle, m.handle) }
     })())
 }

@@ -1,15 +1,18 @@
 //! Hand-written implementations of every driver entry point, one `pub unsafe fn` per row of
-//! `cuda_driver_api!` with the row's name and signature. The exports in `lib.rs` call these.
+//! `cuda_driver_api!` with the row's name and signature; the per-thread-default-stream twins
+//! are generated from their base rows (`ptds.rs`). The exports in `lib.rs` call these.
 
 #![allow(non_snake_case, clippy::too_many_arguments, clippy::missing_safety_doc)]
 
 mod ctx;
 mod exec;
 mod mem;
+mod ptds;
 
 pub use ctx::*;
 pub use exec::*;
 pub use mem::*;
+pub use ptds::*;
 
 use crate::rt::{self, code, rt, Res};
 use cuda_headers::prelude::*;
@@ -25,7 +28,10 @@ pub(crate) unsafe fn put<T>(p: *mut T, v: T) -> Res {
     if p.is_null() {
         return Err(CUDA_ERROR_INVALID_VALUE);
     }
-    p.write(v);
+    // SAFETY: `p` is checked non-NULL above; the caller's contract (`p` is a C out-pointer
+    // argument) makes a non-NULL one valid for a write of `T`. `write` drops no old value, which
+    // may be uninitialised.
+    unsafe { p.write(v) };
     Ok(())
 }
 
@@ -35,8 +41,12 @@ pub(crate) unsafe fn put_str(buf: *mut c_char, len: c_int, s: &str) -> Res {
         return Err(CUDA_ERROR_INVALID_VALUE);
     }
     let n = s.len().min(len as usize - 1);
-    std::ptr::copy_nonoverlapping(s.as_ptr() as *const c_char, buf, n);
-    *buf.add(n) = 0;
+    // SAFETY: `buf` is non-NULL (checked) and `len` bytes long by the caller's contract; `n` <
+    // `len`, so these `n` bytes and the NUL after them fit. The source is our own string and cannot
+    // overlap the caller's buffer.
+    unsafe { std::ptr::copy_nonoverlapping(s.as_ptr() as *const c_char, buf, n) };
+    // SAFETY: `n` < `len`: the NUL lands inside the caller's buffer (see above).
+    unsafe { *buf.add(n) = 0 };
     Ok(())
 }
 
@@ -50,7 +60,9 @@ pub unsafe fn cuInit(flags: c_uint) -> CUresult {
 }
 
 pub unsafe fn cuDriverGetVersion(driver_version: *mut c_int) -> CUresult {
-    code(put(driver_version, DRIVER_VERSION))
+    // SAFETY: `driver_version` is an out-pointer argument of the C API: `put` rejects NULL, and a
+    // non-NULL one is valid for a write by the caller's contract.
+    code(unsafe { put(driver_version, DRIVER_VERSION) })
 }
 
 pub unsafe fn cuGetErrorName(error: CUresult, p_str: *mut *const c_char) -> CUresult {
@@ -59,11 +71,15 @@ pub unsafe fn cuGetErrorName(error: CUresult, p_str: *mut *const c_char) -> CUre
     }
     match cuda_headers::cu_error_name(error) {
         Some(s) => {
-            *p_str = s.as_ptr();
+            // SAFETY: `p_str` is an out-pointer argument, checked non-NULL above; by the C API's
+            // contract a non-NULL one is valid for this write.
+            unsafe { *p_str = s.as_ptr() };
             CUDA_SUCCESS
         }
         None => {
-            *p_str = std::ptr::null();
+            // SAFETY: `p_str` is an out-pointer argument, checked non-NULL above; by the C API's
+            // contract a non-NULL one is valid for this write.
+            unsafe { *p_str = std::ptr::null() };
             CUDA_ERROR_INVALID_VALUE
         }
     }
@@ -75,11 +91,15 @@ pub unsafe fn cuGetErrorString(error: CUresult, p_str: *mut *const c_char) -> CU
     }
     match cuda_headers::cu_error_string(error) {
         Some(s) => {
-            *p_str = s.as_ptr();
+            // SAFETY: `p_str` is an out-pointer argument, checked non-NULL above; by the C API's
+            // contract a non-NULL one is valid for this write.
+            unsafe { *p_str = s.as_ptr() };
             CUDA_SUCCESS
         }
         None => {
-            *p_str = std::ptr::null();
+            // SAFETY: `p_str` is an out-pointer argument, checked non-NULL above; by the C API's
+            // contract a non-NULL one is valid for this write.
+            unsafe { *p_str = std::ptr::null() };
             CUDA_ERROR_INVALID_VALUE
         }
     }
@@ -93,7 +113,9 @@ pub unsafe fn cuGetExportTable(
     if pp_export_table.is_null() || table_id.is_null() {
         return CUDA_ERROR_INVALID_VALUE;
     }
-    *pp_export_table = std::ptr::null();
+    // SAFETY: `pp_export_table` is an out-pointer argument, checked non-NULL above; by the C API's
+    // contract a non-NULL one is valid for this write.
+    unsafe { *pp_export_table = std::ptr::null() };
     CUDA_ERROR_NOT_SUPPORTED
 }
 
@@ -105,19 +127,27 @@ unsafe fn get_proc(
     status: *mut CUdriverProcAddressQueryResult,
 ) -> CUresult {
     if !pfn.is_null() {
-        *pfn = std::ptr::null_mut();
+        // SAFETY: `pfn` is an out-pointer argument, checked non-NULL above; by the C API's contract
+        // a non-NULL one is valid for this write.
+        unsafe { *pfn = std::ptr::null_mut() };
     }
     if symbol.is_null() || pfn.is_null() || flags > 2 {
         return CUDA_ERROR_INVALID_VALUE;
     }
-    let name = std::ffi::CStr::from_ptr(symbol).to_bytes();
+    // SAFETY: `symbol` is a C-string argument of the API, checked non-NULL above; its NUL
+    // termination is the caller's contract.
+    let name = unsafe { std::ffi::CStr::from_ptr(symbol) }.to_bytes();
     let look = resolve_proc(name, cuda_version, flags);
     if !status.is_null() {
-        *status = look.status();
+        // SAFETY: `status` is an out-pointer argument, checked non-NULL above; by the C API's
+        // contract a non-NULL one is valid for this write.
+        unsafe { *status = look.status() };
     }
     match look {
         ProcLookup::Found(i) => {
-            *pfn = crate::proc_ptr(i);
+            // SAFETY: `pfn` is an out-pointer argument, checked non-NULL above; by the C API's
+            // contract a non-NULL one is valid for this write.
+            unsafe { *pfn = crate::proc_ptr(i) };
             CUDA_SUCCESS
         }
         _ => CUDA_ERROR_NOT_FOUND,
@@ -130,7 +160,9 @@ pub unsafe fn cuGetProcAddress(
     cuda_version: c_int,
     flags: u64,
 ) -> CUresult {
-    get_proc(symbol, pfn, cuda_version, flags, std::ptr::null_mut())
+    // SAFETY: `get_proc` requires only what our own caller guarantees: the pointer arguments are
+    // passed on unchanged, valid as the C API specifies.
+    unsafe { get_proc(symbol, pfn, cuda_version, flags, std::ptr::null_mut()) }
 }
 
 pub unsafe fn cuGetProcAddress_v2(
@@ -140,7 +172,9 @@ pub unsafe fn cuGetProcAddress_v2(
     flags: u64,
     symbol_status: *mut CUdriverProcAddressQueryResult,
 ) -> CUresult {
-    get_proc(symbol, pfn, cuda_version, flags, symbol_status)
+    // SAFETY: `get_proc` requires only what our own caller guarantees: the pointer arguments are
+    // passed on unchanged, valid as the C API specifies.
+    unsafe { get_proc(symbol, pfn, cuda_version, flags, symbol_status) }
 }
 
 // ---- devices ----------------------------------------------------------------------------
@@ -152,14 +186,18 @@ pub unsafe fn cuDeviceGet(device: *mut CUdevice, ordinal: c_int) -> CUresult {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         r.phys(ordinal)?;
-        put(device, ordinal)
+        // SAFETY: `device` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(device, ordinal) }
     })())
 }
 
 pub unsafe fn cuDeviceGetCount(count: *mut c_int) -> CUresult {
     code((|| {
         let r = rt()?;
-        put(count, r.visible.len() as c_int)
+        // SAFETY: `count` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(count, r.visible.len() as c_int) }
     })())
 }
 
@@ -169,7 +207,9 @@ pub unsafe fn cuDeviceGetName(name: *mut c_char, len: c_int, dev: CUdevice) -> C
         if name.is_null() || len <= 0 {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        put_str(name, len, &r.info(dev)?.name)
+        // SAFETY: `name` is an output buffer argument of the C API with its length: `put_str`
+        // rejects NULL and writes at most that many bytes.
+        unsafe { put_str(name, len, &r.info(dev)?.name) }
     })())
 }
 
@@ -184,12 +224,16 @@ pub unsafe fn cuDeviceGetUuid(uuid: *mut CUuuid, dev: CUdevice) -> CUresult {
         for (d, s) in u.bytes.iter_mut().zip(info.uuid.iter()) {
             *d = *s as c_char;
         }
-        put(uuid, u)
+        // SAFETY: `uuid` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(uuid, u) }
     })())
 }
 
 pub unsafe fn cuDeviceGetUuid_v2(uuid: *mut CUuuid, dev: CUdevice) -> CUresult {
-    cuDeviceGetUuid(uuid, dev)
+    // SAFETY: `cuDeviceGetUuid` requires only what our own caller guarantees: the pointer arguments
+    // are passed on unchanged, valid as the C API specifies.
+    unsafe { cuDeviceGetUuid(uuid, dev) }
 }
 
 pub unsafe fn cuDeviceTotalMem_v2(bytes: *mut usize, dev: CUdevice) -> CUresult {
@@ -198,7 +242,9 @@ pub unsafe fn cuDeviceTotalMem_v2(bytes: *mut usize, dev: CUdevice) -> CUresult 
         if bytes.is_null() {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        put(bytes, r.info(dev)?.total_mem as usize)
+        // SAFETY: `bytes` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(bytes, r.info(dev)?.total_mem as usize) }
     })())
 }
 
@@ -332,7 +378,9 @@ pub unsafe fn cuDeviceGetAttribute(
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         let info = r.info(dev)?;
-        put(pi, attribute(info, attrib).ok_or(CUDA_ERROR_INVALID_VALUE)?)
+        // SAFETY: `pi` is an out-pointer argument of the C API: `put` rejects NULL, and a non-NULL
+        // one is valid for a write by the caller's contract.
+        unsafe { put(pi, attribute(info, attrib).ok_or(CUDA_ERROR_INVALID_VALUE)?) }
     })())
 }
 
@@ -347,8 +395,12 @@ pub unsafe fn cuDeviceComputeCapability(
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
         let info = r.info(dev)?;
-        put(major, info.cc_major as c_int)?;
-        put(minor, info.cc_minor as c_int)
+        // SAFETY: `major` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(major, info.cc_major as c_int) }?;
+        // SAFETY: `minor` is an out-pointer argument of the C API: `put` rejects NULL, and a
+        // non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(minor, info.cc_minor as c_int) }
     })())
 }
 
@@ -358,7 +410,9 @@ pub unsafe fn cuDeviceGetPCIBusId(pci_bus_id: *mut c_char, len: c_int, dev: CUde
         if pci_bus_id.is_null() || len <= 0 {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        put_str(pci_bus_id, len, &r.info(dev)?.pci_bus_id_legacy)
+        // SAFETY: `pci_bus_id` is an output buffer argument of the C API with its length: `put_str`
+        // rejects NULL and writes at most that many bytes.
+        unsafe { put_str(pci_bus_id, len, &r.info(dev)?.pci_bus_id_legacy) }
     })())
 }
 
@@ -368,13 +422,17 @@ pub unsafe fn cuDeviceGetByPCIBusId(dev: *mut CUdevice, pci_bus_id: *const c_cha
         if dev.is_null() || pci_bus_id.is_null() {
             return Err(CUDA_ERROR_INVALID_VALUE);
         }
-        let s = std::ffi::CStr::from_ptr(pci_bus_id).to_string_lossy();
+        // SAFETY: `pci_bus_id` is a C-string argument of the API, checked non-NULL above; its NUL
+        // termination is the caller's contract.
+        let s = unsafe { std::ffi::CStr::from_ptr(pci_bus_id) }.to_string_lossy();
         let (dom, bus, d, f) =
             vgpu_sim_core::ids::parse_pci_bus_id(&s).ok_or(CUDA_ERROR_INVALID_VALUE)?;
         for (ord, &p) in r.visible.iter().enumerate() {
             let info = &r.shm.devices()[p as usize];
             if dom == 0 && d == 0 && f == 0 && bus == info.pci_bus {
-                return put(dev, ord as CUdevice);
+                // SAFETY: `dev` is an out-pointer argument of the C API: `put` rejects NULL, and a
+                // non-NULL one is valid for a write by the caller's contract.
+                return unsafe { put(dev, ord as CUdevice) };
             }
         }
         Err(CUDA_ERROR_INVALID_DEVICE)
@@ -393,6 +451,8 @@ pub unsafe fn cuDeviceCanAccessPeer(
         }
         r.phys(dev)?;
         r.phys(peer_dev)?;
-        put(can_access_peer, (dev != peer_dev) as c_int)
+        // SAFETY: `can_access_peer` is an out-pointer argument of the C API: `put` rejects NULL,
+        // and a non-NULL one is valid for a write by the caller's contract.
+        unsafe { put(can_access_peer, (dev != peer_dev) as c_int) }
     })())
 }
