@@ -1,8 +1,9 @@
-//! The HIP exports carry the real `libamdhip64.so`'s symbol version nodes (`hipMalloc@@hip_4.2`,
-//! bound by `.symver` in `src/hip/mod.rs`), so a binary linked against the versioned names
-//! reaches our hook. The nodes come from a version script generated here from the same table
-//! (`hip_headers::hip_api!`), listing the rows we export (`hook` and `gate`); the rest of our
-//! exports (`cu*`, `nvml*`, `dlsym`) stay unversioned, as in the real CUDA libraries.
+//! The HIP exports carry the real `libamdhip64.so`'s symbol version nodes (`hipMalloc@@hip_4.2`),
+//! so a binary linked against the versioned names reaches our hook. A version script generated
+//! here from the table (`hip_headers::hip_api!`) lists each row we export (`hook` and `gate`)
+//! under its node, which makes that node the symbol's default version (no `.symver` needed:
+//! one version per symbol). The rest of our exports (`cu*`, `nvml*`, `dlsym`) match no node
+//! and stay unversioned, as in the real CUDA libraries.
 
 macro_rules! exported_rows {
     ($( $name:ident = $node:literal [$kind:ident] ( $( $arg:ident : $ty:ty ),* $(,)? ) -> $ret:ty; )*) => {
@@ -26,6 +27,12 @@ fn main() {
             for s in syms {
                 script.push_str(&format!("    {s};\n"));
             }
+        }
+        if i == 0 {
+            // The Rust internals stay local. Not `local: *`: a linker that keeps only the
+            // last version script (zig's, in scripts/build-release.sh) would then hide the
+            // unversioned `cu*`/`nvml*`/`dlsym` exports, which only rustc's script names.
+            script.push_str("local:\n    _R*;\n    _ZN*;\n    __rust*;\n    rust_*;\n    __rdl_*;\n    __rg_*;\n");
         }
         script.push('}');
         if i > 0 {

@@ -191,6 +191,15 @@ static dlsym_fn real_dlsym(void) {
 
 static int fail_cuda(void) { return 3; /* CUDA_ERROR_NOT_INITIALIZED */ }
 static int fail_nvml(void) { return 1; /* NVML_ERROR_UNINITIALIZED */ }
+static void *fail_null(void) { return 0; /* __hipRegisterFatBinary: no handle */ }
+
+/* The fail-closed answer for an export: CUDA_ERROR_NOT_INITIALIZED is 3, and so is
+ * hipErrorNotInitialized; the HIP compiler ABI's __hip* calls return a pointer or nothing. */
+static void *fail_for(const char *name) {
+    if (strncmp(name, "nvml", 4) == 0) return (void *)fail_nvml;
+    if (strncmp(name, "__hip", 5) == 0) return (void *)fail_null;
+    return (void *)fail_cuda;
+}
 
 enum { CORE_ABSENT, CORE_LOADING, CORE_READY };
 static int core_state;
@@ -317,7 +326,7 @@ static void load_core(void) {
     const char *name = vgpu_export_names;
     for (int i = 0; *name; i++, name += strlen(name) + 1) {
         void *f = h ? dlsym_(h, name) : NULL;
-        if (!f) f = strncmp(name, "nvml", 4) == 0 ? (void *)fail_nvml : (void *)fail_cuda;
+        if (!f) f = fail_for(name);
         __atomic_store_n(&vgpu_slots[i], f, __ATOMIC_RELEASE);
     }
     if (h) __atomic_store_n(&core_dlsym, dlsym_(h, "dlsym"), __ATOMIC_RELEASE);
@@ -350,11 +359,13 @@ HIDDEN void *vgpu_loader_resolve(unsigned index) {
     }
     const char *name = vgpu_export_names;
     for (unsigned i = 0; i < index && *name; i++) name += strlen(name) + 1;
-    return strncmp(name, "nvml", 4) == 0 ? (void *)fail_nvml : (void *)fail_cuda;
+    return fail_for(name);
 }
 
 static int is_hooked(const char *name) {
-    if (!(name[0] == 'c' && name[1] == 'u') && strncmp(name, "nvml", 4) != 0) return 0;
+    if (!(name[0] == 'c' && name[1] == 'u') && strncmp(name, "nvml", 4) != 0 &&
+        strncmp(name, "hip", 3) != 0 && strncmp(name, "__hip", 5) != 0)
+        return 0;
     for (const char *n = vgpu_export_names; *n; n += strlen(n) + 1)
         if (strcmp(n, name) == 0) return 1;
     return 0;

@@ -378,3 +378,53 @@ fn a_killed_hip_process_is_reclaimed_within_one_second() {
     assert!(took < Duration::from_secs(1), "reclaimed after {took:?}");
     watcher.kill9();
 }
+
+/// The shipped file (loader + embedded core, scripts/build-release.sh): the same HIP exports
+/// under the same nodes, and the cap enforced through them.
+#[test]
+fn shipped_loader_caps_hip_through_its_versioned_exports() {
+    let mut dir = testkit::target_profile_dir();
+    dir.pop();
+    let lib = dir.join("release-glibc2.17").join("libvgpu.so");
+    if !lib.exists() {
+        assert!(
+            !testkit::in_ci(),
+            "{} missing: under CI scripts/build-release.sh runs before the tests",
+            lib.display()
+        );
+        eprintln!(
+            "SKIP: {} not built (scripts/build-release.sh)",
+            lib.display()
+        );
+        return;
+    }
+    let ours = versioned_exports(&lib);
+    let core = versioned_exports(&libvgpu());
+    let hip = |m: &std::collections::HashMap<String, String>| {
+        let mut v: Vec<(String, String)> = m
+            .iter()
+            .filter(|(n, _)| n.contains("hip"))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        hip(&ours),
+        hip(&core),
+        "the loader exports the core's HIP names and nodes"
+    );
+    let sim = amd_machine("1g");
+    let mut c = sim.command(hip_cap_client());
+    c.env("LD_PRELOAD", &lib)
+        .args(["fill", &(100 * MIB).to_string()])
+        .stdin(std::process::Stdio::null());
+    let out = run_default(&mut c);
+    out.assert_success("hip_cap fill under the shipped loader");
+    let kv = out.kv();
+    let why = out.describe();
+    assert_eq!(kv.u64("total"), GIB, "{why}");
+    assert_eq!(kv.u64("props600_total"), GIB, "{why}");
+    assert_eq!(kv.i64("one_more_rc"), 2, "{why}");
+    assert_eq!(kv.u64("allocated"), GIB, "{why}");
+}

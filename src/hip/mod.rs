@@ -3,9 +3,9 @@
 //!
 //! - an exported shim for every `hook` row (calling `crate::hip::hooks::<symbol>` inside
 //!   the panic guard) and every `gate` row (launches: forwarded; the compute cap's gate is
-//!   not wired to HIP yet, see docs/AMD.md), each bound to the row's symbol version node
-//!   (`hipMalloc@@hip_4.2`) like the real library's, so binaries linked against versioned
-//!   names reach the hook;
+//!   not wired to HIP yet, see docs/AMD.md), each exported under the row's symbol version
+//!   node (`hipMalloc@@hip_4.2`) like the real library's (the version script `build.rs`
+//!   generates assigns the nodes), so binaries linked against versioned names reach the hook;
 //! - `REAL`, one slot per row holding the real library's function (resolved on the first
 //!   HIP call with the real `dlsym` on the real library's handle), typed accessors
 //!   `real::<symbol>()`;
@@ -73,7 +73,22 @@ impl NoLibrary for () {
 macro_rules! define_hip_surface {
     ($( $name:ident = $node:literal [$kind:ident]
         ( $( $arg:ident : $ty:ty ),* $(,)? ) -> $ret:ty; )*) => {
-        $( define_hip_surface!(@export $kind $name ( $($arg : $ty),* ) -> $ret; $node); )*
+        /// The hook bodies behind the exports (inside the panic guard).
+        mod shims {
+            use super::*;
+            $( define_hip_surface!(@shim $kind $name ( $($arg : $ty),* ) -> $ret); )*
+        }
+
+        /// The exported symbols (defined in assembly below): what the dynamic linker binds
+        /// and what `dlsym`/`hipGetProcAddress` hand out.
+        mod exported {
+            #[allow(non_upper_case_globals, dead_code)]
+            extern "C" {
+                $( pub static $name: u8; )*
+            }
+        }
+
+        $( define_hip_surface!(@export $kind $name); )*
 
         pub static HOOKS: HookTable = HookTable([ $( define_hip_surface!(@ptr $kind $name) ),* ]);
 
@@ -95,34 +110,50 @@ macro_rules! define_hip_surface {
         #[repr(usize)]
         enum RowIndex { $( $name ),* }
     };
-    (@export hook $name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty; $node:literal) => {
-        /// Exported hook (see `crate::hip::hooks`).
+    (@shim hook $name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty) => {
+        /// Hook body (see `crate::hip::hooks`).
         ///
         /// # Safety
         /// The HIP runtime API contract of this entry point.
-        #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
             crate::ffi::guard(<$ret as OnPanic>::on_panic(), || unsafe { crate::hip::hooks::$name($($arg),*) })
         }
-        std::arch::global_asm!(concat!(".symver ", stringify!($name), ", ", stringify!($name), "@@", $node));
     };
-    (@export gate $name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty; $node:literal) => {
-        /// Exported launch: forwarded to the real library.
+    (@shim gate $name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty) => {
+        /// A launch: forwarded to the real library.
         ///
         /// # Safety
         /// The HIP runtime API contract of this entry point.
-        #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
             crate::ffi::guard(<$ret as OnPanic>::on_panic(), || {
                 let real = crate::hip::real_or_return!($name);
                 unsafe { real($($arg),*) }
             })
         }
-        std::arch::global_asm!(concat!(".symver ", stringify!($name), ", ", stringify!($name), "@@", $node));
     };
-    (@export pass $name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty; $node:literal) => {};
-    (@ptr hook $name:ident) => { $name as *const c_void };
-    (@ptr gate $name:ident) => { $name as *const c_void };
+    (@shim pass $name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty) => {};
+    // The export is a one-instruction stub jumping to the shim. Why not `#[no_mangle]` on
+    // the shim: rustc lists its exports in its own (unversioned) version script, which then
+    // wins over ours, and `.symver` on a Rust function fails when the function lands in
+    // another codegen unit than the directive. A symbol only our script names gets the
+    // node it is listed under (build.rs).
+    (@export hook $name:ident) => { define_hip_surface!(@stub $name); };
+    (@export gate $name:ident) => { define_hip_surface!(@stub $name); };
+    (@export pass $name:ident) => {};
+    (@stub $name:ident) => {
+        std::arch::global_asm!(
+            concat!(".globl ", stringify!($name)),
+            concat!(".type ", stringify!($name), ",@function"),
+            ".p2align 4",
+            concat!(stringify!($name), ":"),
+            "jmp {shim}",
+            concat!(".size ", stringify!($name), ", .-", stringify!($name)),
+            shim = sym shims::$name,
+        );
+    };
+    // The address of the exported symbol (never read through `exported`).
+    (@ptr hook $name:ident) => { &raw const exported::$name as *const c_void };
+    (@ptr gate $name:ident) => { &raw const exported::$name as *const c_void };
     (@ptr pass $name:ident) => { std::ptr::null() };
 }
 hip_headers::hip_api!(define_hip_surface);
