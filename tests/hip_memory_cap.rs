@@ -3,8 +3,8 @@
 //! `LD_PRELOAD=libvgpu.so`, judged at the simulator's ground truth (`vgpu-sim status`, and
 //! the simulator's own `hipMemGetInfo` reached past libvgpu), and AMD's `hip-python`.
 //!
-//! The simulated card's implicit per-process context is set to 0 bytes here: libvgpu does
-//! not count the HIP context yet (docs/AMD.md).
+//! The simulated card takes `CTX` bytes per process for the HIP runtime's implicit context
+//! (16 MiB where 16 processes race): libvgpu measures it through ROCm SMI and counts it.
 
 mod common;
 
@@ -14,9 +14,16 @@ use std::time::Duration;
 use common::*;
 use testkit::{build_c_client, run_default, sim_lib_dir, Child, SimEnv};
 
+/// The simulated runtime's context cost per process.
+const CTX: u64 = 300 * MIB;
+
 fn amd_machine(limit: &str) -> SimEnv {
+    amd_machine_ctx(limit, CTX)
+}
+
+fn amd_machine_ctx(limit: &str, ctx: u64) -> SimEnv {
     let sim = SimEnv::new()
-        .var("VGPU_SIM_CONTEXT_BYTES", "0")
+        .var("VGPU_SIM_CONTEXT_BYTES", ctx.to_string())
         .var("VGPU_SIM_KERNEL_NS", "0");
     let region = sim.dir().join("cudevshr.cache");
     sim.var("CUDA_DEVICE_MEMORY_SHARED_CACHE", region)
@@ -34,8 +41,26 @@ fn hip_cap_client() -> std::path::PathBuf {
     )
 }
 
+/// Runs `program` with `/sys/module/amdgpu/initstate` = `live` in a private mount namespace
+/// (ROCm SMI, which measures the runtime's context, needs the amdgpu driver loaded, like the
+/// real one): the way a container would provide it, never on the host. `unshare` and `sh`
+/// exec, so the child's pid is the program's.
+fn in_amdgpu_ns(sim: &SimEnv, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    const WITH_AMDGPU: &str =
+        "mount -t tmpfs vgpu-sysmodule /sys/module && mkdir -p /sys/module/amdgpu \
+                               && echo live > /sys/module/amdgpu/initstate && exec \"$@\"";
+    let mut c = sim.command("unshare");
+    c.args(["--mount", "--propagation", "private"]);
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        c.arg("--map-root-user");
+    }
+    c.args(["sh", "-c", WITH_AMDGPU, "sh"]).arg(program);
+    c
+}
+
 fn hip_command(sim: &SimEnv, args: &[&str]) -> Command {
-    let mut c = sim.command(hip_cap_client());
+    let mut c = in_amdgpu_ns(sim, hip_cap_client());
     c.env("LD_PRELOAD", libvgpu()).args(args);
     c
 }
@@ -60,19 +85,24 @@ fn hip_malloc_is_capped_to_the_byte_and_every_query_reports_the_slice() {
         assert_eq!(kv.u64(key), GIB, "{key} is the slice\n{why}");
     }
     assert_eq!(kv.i64("props_past_end_intact"), 1, "{why}");
-    assert_eq!(kv.u64("free_start"), GIB, "{why}");
-    assert_eq!(kv.u64("chunks"), GIB / (100 * MIB), "{why}");
+    assert_eq!(kv.u64("free_start"), GIB - CTX, "the context counts\n{why}");
+    assert_eq!(kv.u64("chunks"), (GIB - CTX) / (100 * MIB), "{why}");
     assert_eq!(kv.i64("chunk_refusal"), 2, "hipErrorOutOfMemory\n{why}");
     assert_eq!(kv.i64("exact_rc"), 0, "the last free byte is usable\n{why}");
     assert_eq!(kv.u64("free_when_full"), 0, "{why}");
     assert_eq!(kv.i64("one_more_rc"), 2, "one byte over is refused\n{why}");
-    // Ground truth: the card holds exactly the slice, not a byte more.
+    // Ground truth: the card holds exactly the slice (context included), not a byte more.
     assert_eq!(device_used(&sim), GIB, "{why}");
     h.send_line("go");
     let out = h.finish();
     out.assert_success("hip_cap fill");
     let kv = out.kv();
-    assert_eq!(kv.u64("free_after_release"), GIB, "{}", out.describe());
+    assert_eq!(
+        kv.u64("free_after_release"),
+        GIB - CTX,
+        "{}",
+        out.describe()
+    );
     assert_eq!(kv.i64("realloc_rc"), 0, "{}", out.describe());
     assert_eq!(device_used(&sim), 0);
 }
@@ -125,8 +155,8 @@ fn per_device_variable_and_cuda_name_are_honoured() {
     // HIP_DEVICE_MEMORY_LIMIT_0 wins over the global value; CUDA_DEVICE_MEMORY_LIMIT wins
     // over HIP's when both are set.
     for (vars, want) in [
-        (&[("HIP_DEVICE_MEMORY_LIMIT_0", "300m")][..], 300 * MIB),
-        (&[("CUDA_DEVICE_MEMORY_LIMIT", "200m")][..], 200 * MIB),
+        (&[("HIP_DEVICE_MEMORY_LIMIT_0", "620m")][..], 620 * MIB),
+        (&[("CUDA_DEVICE_MEMORY_LIMIT", "556m")][..], 556 * MIB),
     ] {
         let mut sim = amd_machine("1g");
         for (k, v) in vars {
@@ -139,14 +169,19 @@ fn per_device_variable_and_cuda_name_are_honoured() {
         out.assert_success("hip_cap fill");
         let kv = out.kv();
         assert_eq!(kv.u64("total"), want, "{vars:?}\n{}", out.describe());
-        assert_eq!(kv.u64("allocated"), want, "{vars:?}\n{}", out.describe());
+        assert_eq!(
+            kv.u64("allocated"),
+            want - CTX,
+            "{vars:?}\n{}",
+            out.describe()
+        );
     }
 }
 
 #[test]
 fn two_hip_processes_share_one_slice_through_the_region() {
     let sim = amd_machine("1g");
-    let mut c = hip_command(&sim, &["hold", &(700 * MIB).to_string()]);
+    let mut c = hip_command(&sim, &["hold", &(300 * MIB).to_string()]);
     let mut holder = Child::spawn(&mut c, Duration::from_secs(120));
     holder.wait_for_kv("ready", "1", Duration::from_secs(60));
     assert_eq!(holder.kv().i64("hold_rc"), 0);
@@ -155,8 +190,10 @@ fn two_hip_processes_share_one_slice_through_the_region() {
     );
     out.assert_success("second process");
     let kv = out.kv();
-    assert_eq!(kv.u64("free_start"), 324 * MIB, "{}", out.describe());
-    assert_eq!(kv.u64("allocated"), 324 * MIB, "{}", out.describe());
+    // The holder's 300 MiB and context, then this process's own context.
+    let left = GIB - 300 * MIB - 2 * CTX;
+    assert_eq!(kv.u64("free_start"), left, "{}", out.describe());
+    assert_eq!(kv.u64("allocated"), left, "{}", out.describe());
     // The region (what `vgpuctl inspect` shows) keys the AMD device by its ROCr UUID and
     // counts the holder's memory there.
     let report = inspect(&sim);
@@ -173,7 +210,7 @@ fn two_hip_processes_share_one_slice_through_the_region() {
     );
     assert_eq!(
         dev.at("used_bytes").and_then(|v| v.as_u64()),
-        Some(700 * MIB),
+        Some(300 * MIB + CTX),
         "{report}"
     );
     holder.close_stdin();
@@ -220,7 +257,7 @@ fn hip_python_allocates_until_the_slice_is_full() {
         return;
     };
     let sim = amd_machine("1g");
-    let mut c = sim.command(&py);
+    let mut c = in_amdgpu_ns(&sim, &py);
     c.args(["-c", HIP_PYTHON_FILL])
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("LD_PRELOAD", libvgpu());
@@ -230,16 +267,20 @@ fn hip_python_allocates_until_the_slice_is_full() {
     let why = h.lines_seen().join("\n");
     assert_eq!(kv.u64("props_total"), GIB, "{why}");
     assert_eq!(kv.u64("total"), GIB, "{why}");
-    assert_eq!(kv.u64("free0"), GIB, "{why}");
-    assert_eq!(kv.u64("chunks"), GIB / (100 * MIB), "{why}");
+    assert_eq!(kv.u64("free0"), GIB - CTX, "{why}");
+    assert_eq!(kv.u64("chunks"), (GIB - CTX) / (100 * MIB), "{why}");
     assert_eq!(kv.i64("stop_err"), 2, "hipErrorOutOfMemory\n{why}");
-    assert_eq!(kv.u64("free1"), GIB % (100 * MIB), "{why}");
-    // Ground truth while held: the card has exactly the chunks.
-    assert_eq!(device_used(&sim), kv.u64("chunks") * 100 * MIB, "{why}");
+    assert_eq!(kv.u64("free1"), (GIB - CTX) % (100 * MIB), "{why}");
+    // Ground truth while held: the context and the chunks.
+    assert_eq!(
+        device_used(&sim),
+        CTX + kv.u64("chunks") * 100 * MIB,
+        "{why}"
+    );
     h.close_stdin();
     let out = h.finish();
     out.assert_success("hip-python under libvgpu");
-    assert_eq!(out.kv().u64("free2"), GIB, "{}", out.describe());
+    assert_eq!(out.kv().u64("free2"), GIB - CTX, "{}", out.describe());
 }
 
 /// `readelf --dyn-syms -W`: `name -> version` of every defined versioned export.
@@ -325,11 +366,18 @@ fn hip_get_proc_address_answers_with_the_hook_of_a_hooked_row_only() {
 #[test]
 fn threads_and_processes_racing_at_the_cap_never_pass_it() {
     let chunk = 16 * MIB;
-    let sim = amd_machine("1g");
+    let ctx = 16 * MIB;
+    let sim = amd_machine_ctx("1g", ctx);
     let mut c = hip_command(&sim, &["race", "8", &chunk.to_string()]);
     let mut one = Child::spawn(&mut c, Duration::from_secs(120));
+    one.wait_for_kv("inited", "1", Duration::from_secs(60));
+    one.send_line("go");
     one.wait_for_kv("ready", "1", Duration::from_secs(60));
-    assert_eq!(one.kv().u64("got"), GIB, "8 threads fill the slice exactly");
+    assert_eq!(
+        one.kv().u64("got"),
+        GIB - ctx,
+        "8 threads fill the slice exactly"
+    );
     assert_eq!(device_used(&sim), GIB);
     one.close_stdin();
     one.finish().assert_success("race 8");
@@ -340,12 +388,19 @@ fn threads_and_processes_racing_at_the_cap_never_pass_it() {
             Child::spawn(&mut c, Duration::from_secs(120))
         })
         .collect();
+    // Every racer's runtime context exists (and is charged) before anyone allocates.
+    for p in &mut procs {
+        p.wait_for_kv("inited", "1", Duration::from_secs(90));
+    }
+    for p in &mut procs {
+        p.send_line("go");
+    }
     let mut got = 0;
     for p in &mut procs {
         p.wait_for_kv("ready", "1", Duration::from_secs(90));
         got += p.kv().u64("got");
     }
-    assert_eq!(got, GIB, "16 processes share the slice exactly");
+    assert_eq!(got, GIB - 16 * ctx, "16 processes share the slice exactly");
     assert_eq!(device_used(&sim), GIB, "ground truth: never over");
     for mut p in procs {
         p.close_stdin();
@@ -358,7 +413,8 @@ fn threads_and_processes_racing_at_the_cap_never_pass_it() {
 /// within a second.
 #[test]
 fn a_killed_hip_process_is_reclaimed_within_one_second() {
-    let sim = amd_machine("1g");
+    let ctx = 16 * MIB;
+    let sim = amd_machine_ctx("1g", ctx);
     let mut victim = Child::spawn(
         &mut hip_command(&sim, &["hold", &(600 * MIB).to_string()]),
         Duration::from_secs(90),
@@ -369,11 +425,13 @@ fn a_killed_hip_process_is_reclaimed_within_one_second() {
         Duration::from_secs(60),
     );
     watcher.wait_for(Duration::from_secs(30), |l| {
-        l == format!("free={}", GIB - 600 * MIB)
+        l == format!("free={}", GIB - 600 * MIB - 2 * ctx)
     });
     let killed_at = std::time::Instant::now();
     victim.kill9();
-    watcher.wait_for(Duration::from_secs(5), |l| l == format!("free={GIB}"));
+    watcher.wait_for(Duration::from_secs(5), |l| {
+        l == format!("free={}", GIB - ctx)
+    });
     let took = killed_at.elapsed();
     assert!(took < Duration::from_secs(1), "reclaimed after {took:?}");
     watcher.kill9();
@@ -415,7 +473,7 @@ fn shipped_loader_caps_hip_through_its_versioned_exports() {
         "the loader exports the core's HIP names and nodes"
     );
     let sim = amd_machine("1g");
-    let mut c = sim.command(hip_cap_client());
+    let mut c = in_amdgpu_ns(&sim, hip_cap_client());
     c.env("LD_PRELOAD", &lib)
         .args(["fill", &(100 * MIB).to_string()])
         .stdin(std::process::Stdio::null());
@@ -426,5 +484,5 @@ fn shipped_loader_caps_hip_through_its_versioned_exports() {
     assert_eq!(kv.u64("total"), GIB, "{why}");
     assert_eq!(kv.u64("props600_total"), GIB, "{why}");
     assert_eq!(kv.i64("one_more_rc"), 2, "{why}");
-    assert_eq!(kv.u64("allocated"), GIB, "{why}");
+    assert_eq!(kv.u64("allocated"), GIB - CTX, "{why}");
 }

@@ -60,6 +60,7 @@ fn hip_charged(
     else {
         return call().0;
     };
+    super::context::ensure_charged(ordinal, device);
     let real_rc = Cell::new(None);
     let rc = crate::hooks::charged_on(what, device, device_owner(ordinal), bytes, kind, || {
         let (rc, handle) = call();
@@ -94,6 +95,7 @@ fn hip_charged_sized(
     let Some((ordinal, device)) = current_device().filter(|_| !rt.config.control_disabled) else {
         return call().0;
     };
+    super::context::ensure_charged(ordinal, device);
     let mut reservation = match rt.ledger.reserve(device, estimate, AllocKind::Data) {
         Ok(r) => r.owned_by(device_owner(ordinal)),
         Err(e) => {
@@ -421,8 +423,9 @@ pub unsafe fn hipDeviceReset() -> hipError_t {
     let place = current_device();
     let rc = unsafe { real() };
     if rc == hipSuccess {
-        if let Some((ordinal, _)) = place {
+        if let Some((ordinal, device)) = place {
             rt().ledger.release_owned_by(device_owner(ordinal));
+            super::context::forget(ordinal, device);
         }
     }
     rc
@@ -507,13 +510,16 @@ fn slice_of(ordinal: c_int, physical_total: u64) -> Option<u64> {
 
 pub unsafe fn hipMemGetInfo(free: *mut usize, total: *mut usize) -> hipError_t {
     let real = real_or_return!(hipMemGetInfo);
+    let Some((ordinal, device)) = current_device() else {
+        return unsafe { real(free, total) };
+    };
+    if !rt().config.control_disabled {
+        super::context::ensure_charged(ordinal, device);
+    }
     let rc = unsafe { real(free, total) };
     if rc != hipSuccess || free.is_null() || total.is_null() {
         return rc;
     }
-    let Some((ordinal, device)) = current_device() else {
-        return rc;
-    };
     // SAFETY: the library filled both on success.
     unsafe {
         if let Some(slice) = slice_of(ordinal, *total as u64) {

@@ -17,6 +17,7 @@
 
 #![allow(non_snake_case)]
 
+pub mod context;
 pub mod hooks;
 
 use std::ffi::{c_void, CStr};
