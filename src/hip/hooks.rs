@@ -157,6 +157,7 @@ unsafe fn read_ptr(p: *mut *mut c_void) -> u64 {
 
 pub unsafe fn hipMalloc(ptr: *mut *mut c_void, size: usize) -> hipError_t {
     let real = real_or_return!(hipMalloc);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     hip_charged("hipMalloc", None, size as u64, AllocKind::Data, || unsafe {
         let rc = real(ptr, size);
         (rc, read_ptr(ptr))
@@ -174,6 +175,7 @@ pub unsafe fn hipExtMallocWithFlags(
         None,
         size as u64,
         AllocKind::Data,
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
         || unsafe {
             let rc = real(ptr, size, flags);
             (rc, read_ptr(ptr))
@@ -188,6 +190,7 @@ pub unsafe fn hipMallocManaged(ptr: *mut *mut c_void, size: usize, flags: c_uint
         None,
         size as u64,
         AllocKind::Data,
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
         || unsafe {
             let rc = real(ptr, size, flags);
             (rc, read_ptr(ptr))
@@ -206,10 +209,12 @@ pub unsafe fn hipMallocPitch(
     hip_charged_sized(
         "hipMallocPitch",
         estimate,
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
         || unsafe {
             let rc = real(ptr, pitch, width, height);
             (rc, read_ptr(ptr))
         },
+        // SAFETY: `read` checks for null; the library wrote `pitch` on success.
         || unsafe { read(pitch) as u64 }.saturating_mul(height.max(1) as u64),
     )
 }
@@ -226,10 +231,12 @@ pub unsafe fn hipMemAllocPitch(
     hip_charged_sized(
         "hipMemAllocPitch",
         estimate,
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
         || unsafe {
             let rc = real(dptr, pitch, width_in_bytes, height, element_size_bytes);
             (rc, read_ptr(dptr.cast()))
         },
+        // SAFETY: `read` checks for null; the library wrote `pitch` on success.
         || unsafe { read(pitch) as u64 }.saturating_mul(height.max(1) as u64),
     )
 }
@@ -240,6 +247,7 @@ pub unsafe fn hipMalloc3D(pitched: *mut hipPitchedPtr, extent: hipExtent) -> hip
     hip_charged_sized(
         "hipMalloc3D",
         (extent.width as u64).saturating_mul(rows),
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
         || unsafe {
             let rc = real(pitched, extent);
             let p = if pitched.is_null() {
@@ -263,8 +271,10 @@ pub unsafe fn hipMalloc3D(pitched: *mut hipPitchedPtr, extent: hipExtent) -> hip
 pub unsafe fn hipFree(ptr: *mut c_void) -> hipError_t {
     let real = real_or_return!(hipFree);
     if ptr.is_null() {
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
         return unsafe { real(ptr) };
     }
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     hip_credited(AllocKind::Data, ptr as u64, || unsafe { real(ptr) })
 }
 
@@ -281,6 +291,7 @@ pub unsafe fn hipMallocAsync(
         None,
         size as u64,
         AllocKind::Data,
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
         || unsafe {
             let rc = real(ptr, size, stream);
             (rc, read_ptr(ptr))
@@ -300,6 +311,7 @@ pub unsafe fn hipMallocFromPoolAsync(
         None,
         size as u64,
         AllocKind::Data,
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
         || unsafe {
             let rc = real(ptr, size, pool, stream);
             (rc, read_ptr(ptr))
@@ -310,8 +322,10 @@ pub unsafe fn hipMallocFromPoolAsync(
 pub unsafe fn hipFreeAsync(ptr: *mut c_void, stream: hipStream_t) -> hipError_t {
     let real = real_or_return!(hipFreeAsync);
     if ptr.is_null() {
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
         return unsafe { real(ptr, stream) };
     }
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     hip_credited(AllocKind::Data, ptr as u64, || unsafe { real(ptr, stream) })
 }
 
@@ -319,6 +333,7 @@ pub unsafe fn hipFreeAsync(ptr: *mut c_void, stream: hipStream_t) -> hipError_t 
 /// `hipFreeAsync` (see docs/AMD.md).
 pub unsafe fn hipMemPoolDestroy(pool: hipMemPool_t) -> hipError_t {
     let real = real_or_return!(hipMemPoolDestroy);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     unsafe { real(pool) }
 }
 
@@ -344,6 +359,7 @@ pub unsafe fn hipMallocArray(
 ) -> hipError_t {
     let real = real_or_return!(hipMallocArray);
     if desc.is_null() {
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
         return unsafe { real(array, desc, width, height, flags) };
     }
     // SAFETY: non-null, the caller's descriptor.
@@ -356,6 +372,7 @@ pub unsafe fn hipMallocArray(
 
 pub unsafe fn hipFreeArray(array: hipArray_t) -> hipError_t {
     let real = real_or_return!(hipFreeArray);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     hip_credited(AllocKind::Array, array as u64, || unsafe { real(array) })
 }
 
@@ -376,9 +393,11 @@ pub unsafe fn hipMemCreate(
             .filter(|&i| i < MAX_DEVICES)
             .map(|i| (l.id, i)),
         // Host-located (or invalid): never device memory, never charged.
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
         _ => return unsafe { real(handle, size, prop, flags) },
     };
     if place.is_none() {
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
         return unsafe { real(handle, size, prop, flags) };
     }
     hip_charged(
@@ -386,6 +405,7 @@ pub unsafe fn hipMemCreate(
         place,
         size as u64,
         AllocKind::Vmm,
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
         || unsafe {
             let rc = real(handle, size, prop, flags);
             (rc, read_ptr(handle.cast()))
@@ -395,6 +415,7 @@ pub unsafe fn hipMemCreate(
 
 pub unsafe fn hipMemRelease(handle: hipMemGenericAllocationHandle_t) -> hipError_t {
     let real = real_or_return!(hipMemRelease);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     hip_credited(AllocKind::Vmm, handle as u64, || unsafe { real(handle) })
 }
 
@@ -406,11 +427,13 @@ pub unsafe fn hipIpcOpenMemHandle(
     flags: c_uint,
 ) -> hipError_t {
     let real = real_or_return!(hipIpcOpenMemHandle);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     unsafe { real(dev_ptr, handle, flags) }
 }
 
 pub unsafe fn hipIpcCloseMemHandle(dev_ptr: *mut c_void) -> hipError_t {
     let real = real_or_return!(hipIpcCloseMemHandle);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     unsafe { real(dev_ptr) }
 }
 
@@ -421,6 +444,7 @@ pub unsafe fn hipIpcCloseMemHandle(dev_ptr: *mut c_void) -> hipError_t {
 pub unsafe fn hipDeviceReset() -> hipError_t {
     let real = real_or_return!(hipDeviceReset);
     let place = current_device();
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     let rc = unsafe { real() };
     if rc == hipSuccess {
         if let Some((ordinal, device)) = place {
@@ -435,11 +459,13 @@ pub unsafe fn hipDeviceReset() -> hipError_t {
 
 pub unsafe fn hipModuleLoad(module: *mut hipModule_t, fname: *const c_char) -> hipError_t {
     let real = real_or_return!(hipModuleLoad);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     unsafe { real(module, fname) }
 }
 
 pub unsafe fn hipModuleLoadData(module: *mut hipModule_t, image: *const c_void) -> hipError_t {
     let real = real_or_return!(hipModuleLoadData);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     unsafe { real(module, image) }
 }
 
@@ -451,11 +477,13 @@ pub unsafe fn hipModuleLoadDataEx(
     option_values: *mut *mut c_void,
 ) -> hipError_t {
     let real = real_or_return!(hipModuleLoadDataEx);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     unsafe { real(module, image, num_options, options, option_values) }
 }
 
 pub unsafe fn hipModuleUnload(module: hipModule_t) -> hipError_t {
     let real = real_or_return!(hipModuleUnload);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     unsafe { real(module) }
 }
 
@@ -466,16 +494,19 @@ pub unsafe fn hipModuleGetGlobal(
     name: *const c_char,
 ) -> hipError_t {
     let real = real_or_return!(hipModuleGetGlobal);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     unsafe { real(dptr, bytes, module, name) }
 }
 
 pub unsafe fn __hipRegisterFatBinary(data: *const c_void) -> *mut *mut c_void {
     let real = real_or_return!(__hipRegisterFatBinary);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     unsafe { real(data) }
 }
 
 pub unsafe fn __hipUnregisterFatBinary(modules: *mut *mut c_void) {
     let real = real_or_return!(__hipUnregisterFatBinary);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     unsafe { real(modules) }
 }
 
@@ -491,6 +522,7 @@ pub unsafe fn hipGetProcAddress(
     symbol_status: *mut hipDriverProcAddressQueryResult,
 ) -> hipError_t {
     let real = real_or_return!(hipGetProcAddress);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     let rc = unsafe { real(symbol, pfn, hip_version, flags, symbol_status) };
     if rc == hipSuccess && !pfn.is_null() {
         // SAFETY: filled by the library on success; non-null.
@@ -511,11 +543,13 @@ fn slice_of(ordinal: c_int, physical_total: u64) -> Option<u64> {
 pub unsafe fn hipMemGetInfo(free: *mut usize, total: *mut usize) -> hipError_t {
     let real = real_or_return!(hipMemGetInfo);
     let Some((ordinal, device)) = current_device() else {
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
         return unsafe { real(free, total) };
     };
     if !rt().config.control_disabled {
         super::context::ensure_charged(ordinal, device);
     }
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     let rc = unsafe { real(free, total) };
     if rc != hipSuccess || free.is_null() || total.is_null() {
         return rc;
@@ -534,6 +568,7 @@ pub unsafe fn hipMemGetInfo(free: *mut usize, total: *mut usize) -> hipError_t {
 
 pub unsafe fn hipDeviceTotalMem(bytes: *mut usize, device: hipDevice_t) -> hipError_t {
     let real = real_or_return!(hipDeviceTotalMem);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     let rc = unsafe { real(bytes, device) };
     if rc == hipSuccess && !bytes.is_null() {
         // SAFETY: filled by the library on success; non-null.
@@ -549,6 +584,7 @@ pub unsafe fn hipDeviceTotalMem(bytes: *mut usize, device: hipDevice_t) -> hipEr
 /// `hipGetDeviceProperties` is the R0000 layout (the name the pre-6.0 ABI binds to).
 pub unsafe fn hipGetDeviceProperties(prop: *mut hipDeviceProp_tR0000, device: c_int) -> hipError_t {
     let real = real_or_return!(hipGetDeviceProperties);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     let rc = unsafe { real(prop, device) };
     if rc == hipSuccess && !prop.is_null() {
         // SAFETY: the R0000 struct the library filled; only its own field is written.
@@ -562,6 +598,7 @@ pub unsafe fn hipGetDevicePropertiesR0000(
     device: c_int,
 ) -> hipError_t {
     let real = real_or_return!(hipGetDevicePropertiesR0000);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     let rc = unsafe { real(prop, device) };
     if rc == hipSuccess && !prop.is_null() {
         // SAFETY: the R0000 struct the library filled; only its own field is written.
@@ -575,6 +612,7 @@ pub unsafe fn hipGetDevicePropertiesR0600(
     device: c_int,
 ) -> hipError_t {
     let real = real_or_return!(hipGetDevicePropertiesR0600);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     let rc = unsafe { real(prop, device) };
     if rc == hipSuccess && !prop.is_null() {
         // SAFETY: the R0600 struct the library filled; only its own field is written.

@@ -117,6 +117,7 @@ macro_rules! define_hip_surface {
         /// # Safety
         /// The HIP runtime API contract of this entry point.
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+            // SAFETY: the caller's arguments, unchanged, to the hook body of this row (same contract).
             crate::ffi::guard(<$ret as OnPanic>::on_panic(), || unsafe { crate::hip::hooks::$name($($arg),*) })
         }
     };
@@ -128,6 +129,7 @@ macro_rules! define_hip_surface {
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
             crate::ffi::guard(<$ret as OnPanic>::on_panic(), || {
                 let real = crate::hip::real_or_return!($name);
+                // SAFETY: the caller's arguments, unchanged, to the real function of this row.
                 unsafe { real($($arg),*) }
             })
         }
