@@ -486,3 +486,71 @@ fn shipped_loader_caps_hip_through_its_versioned_exports() {
     assert_eq!(kv.i64("one_more_rc"), 2, "{why}");
     assert_eq!(kv.u64("allocated"), GIB - CTX, "{why}");
 }
+
+/// `tests/hip/vector_add.hip` built with Debian's hipcc (`.ci/run` installs it) for gfx90a,
+/// run on a simulated MI210: the compiler ABI (`__hipRegisterFatBinary`, `<<<>>>` through
+/// `hipLaunchKernel`) goes through our exports, and its buffers are capped.
+fn vector_add() -> Option<std::path::PathBuf> {
+    let Some(hipcc) = ["/usr/bin/hipcc", "/opt/rocm/bin/hipcc"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+    else {
+        assert!(!testkit::in_ci(), "hipcc not installed (required under CI)");
+        eprintln!("SKIP hipcc not installed (apt-get install hipcc libamdhip64-dev)");
+        return None;
+    };
+    let src = testkit::workspace_root().join("tests/hip/vector_add.hip");
+    let dir = testkit::target_profile_dir().join("vgpu-test-clients");
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("vector_add-gfx90a");
+    let mtime = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if mtime(&exe).is_none() || mtime(&exe) < mtime(&src) {
+        let tmp = dir.join(format!(".vector_add.{}", std::process::id()));
+        let out = testkit::run(
+            Command::new(hipcc)
+                .args(["--offload-arch=gfx90a", "-O1"])
+                .arg(&src)
+                .arg("-o")
+                .arg(&tmp),
+            Duration::from_secs(300),
+        );
+        out.assert_success("hipcc vector_add.hip");
+        // Another test process may have built it meanwhile: either copy is the same program.
+        let _ = std::fs::rename(&tmp, &exe);
+    }
+    Some(exe)
+}
+
+#[test]
+fn a_hipcc_built_program_runs_under_the_cap_and_is_refused_over_it() {
+    let Some(exe) = vector_add() else { return };
+    // Three 4 MiB buffers after the 300 MiB context: 312 MiB fit in 320, not in 310.
+    for (limit, fits) in [("320m", true), ("310m", false)] {
+        let mut sim = amd_machine(limit);
+        sim.set("VGPU_SIM_MODEL", "mi210");
+        let mut c = in_amdgpu_ns(&sim, &exe);
+        c.env("LD_PRELOAD", libvgpu());
+        let out = run_default(&mut c);
+        let kv = out.kv();
+        let why = out.describe();
+        if fits {
+            out.assert_success("vector_add under the cap");
+            assert_eq!(kv.i64("launched"), 6, "{why}");
+            assert_eq!(kv.i64("sync"), 0, "{why}");
+            assert_eq!(
+                kv.u64("used"),
+                CTX + 12 * MIB,
+                "our view: context + buffers\n{why}"
+            );
+            assert_eq!(kv.get("ok"), Some("1"), "{why}");
+        } else {
+            assert_eq!(
+                kv.get("malloc_failed"),
+                Some("1"),
+                "refused over the cap\n{why}"
+            );
+        }
+        assert_eq!(device_used(&sim), 0, "everything freed at exit");
+    }
+}
