@@ -54,13 +54,15 @@ fn hip_charged(
     call: impl FnOnce() -> (hipError_t, u64),
 ) -> hipError_t {
     let rt = rt();
-    let Some((ordinal, device)) = place
-        .or_else(current_device)
-        .filter(|_| !rt.config.control_disabled)
-    else {
+    let current = current_device();
+    let Some((ordinal, device)) = place.or(current).filter(|_| !rt.config.control_disabled) else {
         return call().0;
     };
-    super::context::ensure_charged(ordinal, device);
+    // The context is measured on the current device (the real hipMemGetInfo's); a VMM
+    // handle for another device waits for that device's own first use.
+    if current == Some((ordinal, device)) {
+        super::context::ensure_charged(ordinal, device);
+    }
     let real_rc = Cell::new(None);
     let rc = crate::hooks::charged_on(what, device, device_owner(ordinal), bytes, kind, || {
         let (rc, handle) = call();
