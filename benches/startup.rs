@@ -1,84 +1,234 @@
-//! Start-up at scale (DESIGN §6: 256 processes starting at once in one container add
-//! <= 20 ms each): 256 processes of one container start together; each reports the time
-//! from its `main()` to its first allocation done (cuInit, primary context, cuMemAlloc —
-//! under libvgpu that includes attaching the shared region and claiming a slot under the
-//! region's lock). The same run without libvgpu is the baseline. A report, not a test:
+//! Start-up at scale (DESIGN §6: 64 and 256 processes of one container starting at one
+//! instant, median barrier-to-done within x1.5 of the bare driver's in the same run).
 //!
-//!     cargo bench --bench startup            (VGPU_STARTUP_PROCS=N to change 256)
+//! Each wave: N processes of one container (one shared region, one simulated GPU) are
+//! started and wait, with nothing CUDA done yet, for one CLOCK_MONOTONIC instant (the
+//! barrier); then each does `cuInit`, a primary context, one 16 MiB `cuMemAlloc_v2` and its
+//! free, and reports the time from the barrier to done (`cap-barrier` in
+//! tests/c/cap_scenarios.h). Waves of the variants take turns, several rounds; the figure
+//! is the median over all processes of all rounds of a variant, and the ratio is to the
+//! bare driver's median in the same run. A report, not a test:
+//!
+//!     scripts/build-release.sh && cargo bench --bench startup
+//!
+//! Variants: the bare simulated driver; libvgpu's shipped build
+//! (`target/release-glibc2.17/libvgpu.so`, else the plain cargo build of this profile,
+//! said so) and, beside it, its core (`libvgpu-core.so`, which the shipped loader copies into
+//! a memfd at the first GPU call) preloaded directly; HAMi-core's `libvgpu.so` when
+//! `VGPU_BENCH_HAMI_CORE` names it.
+//! `VGPU_STARTUP_PROCS` (default `64,256`), `VGPU_STARTUP_ROUNDS` (default 3).
 
+use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::Instant;
+use std::time::Duration;
 
 use testkit::{build_c_client, link_libcuda, target_profile_dir, SimEnv};
+
+fn median(sorted: &[u64]) -> u64 {
+    sorted[sorted.len() / 2]
+}
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-fn wave(sim: &SimEnv, client: &std::path::Path, n: usize, preload: bool) -> (Vec<u64>, f64) {
-    let lib = target_profile_dir().join("libvgpu.so");
-    let start = Instant::now();
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+struct Wave {
+    /// Barrier-to-done of the processes that were waiting at the barrier.
+    ns: Vec<u64>,
+    /// Their phases: cuInit, primary context, allocation + free.
+    phases: [Vec<u64>; 3],
+    late: usize,
+    failed: usize,
+}
+
+fn wave(sim: &SimEnv, client: &Path, n: usize, preload: Option<&Path>, round: usize) -> Wave {
+    // A fresh container per wave: its first process creates the region, as in real life.
+    let region = sim
+        .dir()
+        .join(format!("region-{n}-{round}-{}.cache", monotonic_ns()));
+    // Time for all N to be started and waiting (spawning is serial here).
+    let barrier = monotonic_ns() + 300_000_000 + n as u64 * 8_000_000;
     let children: Vec<Child> = (0..n)
         .map(|_| {
             let mut c = sim.command(client);
-            c.arg("cap-startup")
+            c.arg("cap-barrier")
+                .arg(barrier.to_string())
+                .env("CUDA_DEVICE_MEMORY_SHARED_CACHE", &region)
+                .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null());
-            if preload {
-                c.env("LD_PRELOAD", &lib);
+            if let Some(lib) = preload {
+                c.env("LD_PRELOAD", lib);
             }
             c.spawn().expect("spawn")
         })
         .collect();
-    let mut us: Vec<u64> = children
-        .into_iter()
-        .filter_map(|c| {
-            let out = c.wait_with_output().ok()?;
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .find_map(|l| l.strip_prefix("first_call_us="))
-                .and_then(|v| v.parse().ok())
-        })
-        .collect();
-    us.sort_unstable();
-    (us, start.elapsed().as_secs_f64())
+    let mut w = Wave {
+        ns: Vec::new(),
+        phases: Default::default(),
+        late: 0,
+        failed: 0,
+    };
+    // A process that does not finish within the limit (a library that hangs) is killed
+    // and counted as failed.
+    let limit = std::time::Instant::now() + Duration::from_secs(30 + n as u64 / 8);
+    for mut c in children {
+        while c.try_wait().ok().flatten().is_none() && std::time::Instant::now() < limit {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if c.try_wait().ok().flatten().is_none() {
+            let _ = c.kill();
+        }
+        let out = c.wait_with_output().expect("wait");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let kv = testkit::Kv::parse(&text);
+        match (kv.get("late"), kv.get("barrier_to_done_ns")) {
+            (Some("1"), _) => w.late += 1,
+            (_, Some(v)) => {
+                w.ns.push(v.parse().unwrap_or(0));
+                for (i, k) in ["phase.init_ns", "phase.ctx_ns", "phase.alloc_ns"]
+                    .iter()
+                    .enumerate()
+                {
+                    w.phases[i].push(kv.get(k).and_then(|v| v.parse().ok()).unwrap_or(0));
+                }
+            }
+            _ => w.failed += 1,
+        }
+    }
+    let _ = std::fs::remove_file(&region);
+    w
 }
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let n: usize = std::env::var("VGPU_STARTUP_PROCS")
+    let sizes: Vec<usize> = std::env::var("VGPU_STARTUP_PROCS")
+        .unwrap_or_else(|_| "64,256".into())
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    let rounds: usize = std::env::var("VGPU_STARTUP_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
+        .unwrap_or(3);
     let client = build_c_client("cap_linked", &link_libcuda());
-    let sim = SimEnv::new()
-        .var("VGPU_SIM_CONTEXT_BYTES", "0")
-        .var("VGPU_SIM_KERNEL_NS", "0")
-        .var("CUDA_DEVICE_MEMORY_LIMIT", "40g");
-    let region = sim.dir().join("cudevshr.cache");
-    let sim = sim.var("CUDA_DEVICE_MEMORY_SHARED_CACHE", &region);
-    println!("{n} processes of one container starting at once; time from main() to first allocation done");
-    println!("| run | done | median | p95 | max | wall |");
-    println!("|---|---|---|---|---|---|");
-    for (label, preload) in [
-        ("without libvgpu", false),
-        ("with libvgpu", true),
-        ("without libvgpu (again)", false),
-        ("with libvgpu (again)", true),
-    ] {
-        let (us, wall) = wave(&sim, &client, n, preload);
-        if us.is_empty() {
-            println!("| {label} | 0 | - | - | - | {wall:.2} s |");
-            continue;
+    let profile = target_profile_dir();
+    let shipped = profile
+        .parent()
+        .map(|t| t.join("release-glibc2.17/libvgpu.so"))
+        .filter(|p| p.exists());
+    let ours: (String, PathBuf) = match shipped {
+        Some(p) => ("libvgpu (shipped build)".into(), p),
+        None => {
+            println!(
+                "note: no shipped build (scripts/build-release.sh); using the plain cargo build"
+            );
+            (
+                "libvgpu (plain cargo build)".into(),
+                profile.join("libvgpu.so"),
+            )
         }
+    };
+    let core = ours.1.with_file_name("libvgpu-core.so");
+    let mut variants: Vec<(String, Option<PathBuf>)> =
+        vec![("bare driver".into(), None), (ours.0, Some(ours.1.clone()))];
+    // The shipped build is a loader that copies its embedded core into a memfd at the first
+    // GPU call; the core preloaded directly shows what that copy costs.
+    if core.exists() {
+        variants.push(("libvgpu core preloaded directly".into(), Some(core)));
+    }
+    match std::env::var_os("VGPU_BENCH_HAMI_CORE").map(PathBuf::from) {
+        Some(p) if p.exists() => variants.push(("HAMi-core libvgpu.so".into(), Some(p))),
+        Some(p) => println!("note: VGPU_BENCH_HAMI_CORE={} does not exist", p.display()),
+        None => println!("note: VGPU_BENCH_HAMI_CORE not set: HAMi-core not measured"),
+    }
+    let sim = SimEnv::new()
+        .var("VGPU_SIM_CONTEXT_BYTES", "64m")
+        .var("VGPU_SIM_KERNEL_NS", "0")
+        .var("CUDA_DEVICE_MEMORY_LIMIT", "70g");
+    // The machine's state file exists before the first wave (a machine that is up).
+    let _ = sim
+        .command(&client)
+        .arg("info")
+        .stdout(Stdio::null())
+        .status();
+    for &n in &sizes {
         println!(
-            "| {label} | {} | {:.2} ms | {:.2} ms | {:.2} ms | {wall:.2} s |",
-            us.len(),
-            percentile(&us, 0.5) as f64 / 1e3,
-            percentile(&us, 0.95) as f64 / 1e3,
-            *us.last().unwrap() as f64 / 1e3
+            "\n{n} processes of one container at one barrier (cuInit, primary context, 16 MiB alloc + free), {rounds} rounds"
         );
+        println!(
+            "| variant | processes measured | late / failed | median | p90 | max | median / bare |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        let mut all: Vec<Vec<u64>> = vec![Vec::new(); variants.len()];
+        let mut phases: Vec<[Vec<u64>; 3]> = vec![Default::default(); variants.len()];
+        let mut late = vec![(0usize, 0usize); variants.len()];
+        for round in 0..rounds {
+            for (i, (_, lib)) in variants.iter().enumerate() {
+                let w = wave(&sim, &client, n, lib.as_deref(), round);
+                all[i].extend(w.ns);
+                for (p, v) in phases[i].iter_mut().zip(w.phases) {
+                    p.extend(v);
+                }
+                late[i].0 += w.late;
+                late[i].1 += w.failed;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        let bare = {
+            let mut v = all[0].clone();
+            v.sort_unstable();
+            (!v.is_empty()).then(|| median(&v))
+        };
+        for (i, (label, _)) in variants.iter().enumerate() {
+            let mut v = all[i].clone();
+            v.sort_unstable();
+            if v.is_empty() {
+                println!(
+                    "| {label} | 0 | {} / {} | - | - | - | - |",
+                    late[i].0, late[i].1
+                );
+                continue;
+            }
+            let m = median(&v);
+            println!(
+                "| {label} | {} | {} / {} | {:.2} ms | {:.2} ms | {:.2} ms | x{:.2} |",
+                v.len(),
+                late[i].0,
+                late[i].1,
+                m as f64 / 1e6,
+                percentile(&v, 0.9) as f64 / 1e6,
+                *v.last().unwrap() as f64 / 1e6,
+                bare.map_or(f64::NAN, |b| m as f64 / b as f64)
+            );
+        }
+        println!("\nmedians by phase (cuInit | primary context | 16 MiB alloc + free):");
+        for (i, (label, _)) in variants.iter().enumerate() {
+            let m: Vec<String> = phases[i]
+                .iter()
+                .map(|p| {
+                    let mut v = p.clone();
+                    v.sort_unstable();
+                    if v.is_empty() {
+                        "-".into()
+                    } else {
+                        format!("{:.2} ms", median(&v) as f64 / 1e6)
+                    }
+                })
+                .collect();
+            println!("- {label}: {}", m.join(" | "));
+        }
     }
 }

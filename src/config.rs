@@ -436,6 +436,28 @@ pub fn map_visible_devices(spec: Option<&str>, container_uuids: &[String]) -> Ve
     out
 }
 
+/// One warning line when some memory limit is under 1 MiB (not 0): almost always a
+/// missing suffix (`CUDA_DEVICE_MEMORY_LIMIT=3000` is 3000 bytes, not 3000 MiB). Such a
+/// slice is enforced as given: no context fits in it, so CUDA cannot be used at all.
+pub fn tiny_memory_limit_warning(config: &Config) -> Option<String> {
+    let tiny: Vec<String> = config
+        .memory_limit
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            l.filter(|&b| b > 0 && b < 1 << 20)
+                .map(|b| format!("{i}: {b}"))
+        })
+        .collect();
+    (!tiny.is_empty()).then(|| {
+        format!(
+            "memory limit under 1 MiB (device {}): values are bytes unless suffixed \
+             k/m/g; a missing 'm'? Enforced as given: no CUDA context fits in it",
+            tiny.join(", device ")
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
 
@@ -507,6 +529,31 @@ mod tests {
         assert_eq!(c.memory_limit[2], None);
         assert!(c.issues.is_empty());
         assert_eq!(cfg(&[]).memory_limit, [None; MAX_DEVICES]);
+    }
+
+    #[test]
+    fn a_limit_under_one_mib_gets_one_warning_line() {
+        let c = cfg(&[
+            ("CUDA_DEVICE_MEMORY_LIMIT_0", "3000"),
+            ("CUDA_DEVICE_MEMORY_LIMIT_1", "4m"),
+            ("CUDA_DEVICE_MEMORY_LIMIT_2", "1023k"),
+        ]);
+        let w = tiny_memory_limit_warning(&c).unwrap();
+        assert!(w.contains("device 0: 3000, device 2: 1047552"), "{w}");
+        assert!(!w.contains('\n'));
+        assert_eq!(
+            tiny_memory_limit_warning(&cfg(&[("CUDA_DEVICE_MEMORY_LIMIT", "1m")])),
+            None
+        );
+        assert_eq!(
+            tiny_memory_limit_warning(&cfg(&[("CUDA_DEVICE_MEMORY_LIMIT", "0")])),
+            None
+        );
+        // Fail-closed 0 (malformed) has its own line.
+        assert_eq!(
+            tiny_memory_limit_warning(&cfg(&[("CUDA_DEVICE_MEMORY_LIMIT", "x")])),
+            None
+        );
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! Protocol, per allocation path: [`MemoryLedger::reserve`] *before* the real call (fails
 //! when the cap would be passed: the hook returns out-of-memory without calling the driver),
 //! then [`Reservation::commit`] with the handle the driver returned, or drop the
-//! reservation (it rolls back) if the driver failed. Frees credit exactly what was charged;
-//! a free of something the ledger never saw is reported as `None` and the hook passes it
+//! reservation (it rolls back) if the driver failed. Frees credit exactly what was charged,
+//! and only once the driver's free has succeeded ([`MemoryLedger::begin_free`]): the driver
+//! never holds more than the slice, not even for the instant between its free and ours.
+//! A free of something the ledger never saw is reported as `None` and the hook passes it
 //! to the driver untouched.
 
 use std::collections::HashMap;
@@ -287,6 +289,51 @@ impl<P: CapacityPool> Drop for Reservation<'_, P> {
     }
 }
 
+/// An allocation whose free is in flight: out of the live map, still counted against the
+/// cap. Exactly one of [`PendingFree::freed`] (the driver freed it: credit now) or
+/// [`PendingFree::failed`] (the driver refused: the entry goes back) ends it; dropping it
+/// unresolved keeps the charge (the safe side: never credit what may still be held).
+#[must_use = "call freed() after the driver's free succeeded, or failed() if it did not"]
+pub struct PendingFree<'a, P: CapacityPool> {
+    ledger: &'a MemoryLedger<P>,
+    handle: u64,
+    alloc: Allocation,
+}
+
+impl<P: CapacityPool> PendingFree<'_, P> {
+    /// The driver has given the memory back: credit it.
+    pub fn freed(self) -> Allocation {
+        let this = std::mem::ManuallyDrop::new(self);
+        this.ledger.credit(this.alloc);
+        this.alloc
+    }
+
+    /// The driver refused the free: the allocation is still live, put its entry back.
+    pub fn failed(self) {
+        let this = std::mem::ManuallyDrop::new(self);
+        let previous = this
+            .ledger
+            .lock_live()
+            .insert((this.alloc.kind, this.handle), this.alloc);
+        if let Some(old) = previous {
+            this.ledger.credit(old);
+        }
+    }
+
+    pub fn allocation(&self) -> Allocation {
+        self.alloc
+    }
+}
+
+impl<P: CapacityPool> Drop for PendingFree<'_, P> {
+    fn drop(&mut self) {
+        // Unresolved (a panic between the halves): put the entry back, charge kept.
+        self.ledger
+            .lock_live()
+            .insert((self.alloc.kind, self.handle), self.alloc);
+    }
+}
+
 /// Why a reservation was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OverLimit {
@@ -356,11 +403,27 @@ impl<P: CapacityPool> MemoryLedger<P> {
         .commit(handle);
     }
 
-    /// Credits what `handle` was charged; `None` if the ledger never saw it.
+    /// Credits what `handle` was charged; `None` if the ledger never saw it. Only for
+    /// memory the driver has already given back (see [`MemoryLedger::begin_free`]).
     pub fn release(&self, kind: AllocKind, handle: u64) -> Option<Allocation> {
         let alloc = self.lock_live().remove(&(kind, handle))?;
         self.credit(alloc);
         Some(alloc)
+    }
+
+    /// First half of a free: takes `handle`'s entry out of the live map *without*
+    /// crediting it. The capacity stays counted until [`PendingFree::freed`] says the
+    /// driver's free succeeded: between the two the driver still holds the memory, and a
+    /// reservation made in that window by another thread or process must not be able to
+    /// use it. Taking the entry out first means an address the driver hands out again at
+    /// once can never be confused with the old one. `None`: the ledger never saw it.
+    pub fn begin_free(&self, kind: AllocKind, handle: u64) -> Option<PendingFree<'_, P>> {
+        let alloc = self.lock_live().remove(&(kind, handle))?;
+        Some(PendingFree {
+            ledger: self,
+            handle,
+            alloc,
+        })
     }
 
     /// Credits everything `owner` (a context) held, e.g. when the driver destroyed it.
@@ -529,6 +592,39 @@ mod tests {
         assert_eq!(l.release_owned_by(7), 532);
         assert_eq!(l.used(0), 10);
         assert_eq!(l.release_owned_by(0), 0);
+    }
+
+    #[test]
+    fn a_pending_free_keeps_the_charge_until_the_driver_freed() {
+        let l = ledger(Some(100));
+        l.reserve(0, 100, AllocKind::Data).unwrap().commit(1);
+        let pending = l.begin_free(AllocKind::Data, 1).unwrap();
+        assert_eq!(
+            l.live_count(),
+            0,
+            "out of the map: the address may be reused"
+        );
+        assert_eq!(l.used(0), 100, "still counted while the driver frees");
+        assert!(l.reserve(0, 1, AllocKind::Data).is_err());
+        assert_eq!(pending.freed().bytes, 100);
+        assert_eq!(l.used(0), 0);
+        assert_eq!(l.usage(0).data, 0);
+
+        l.reserve(0, 60, AllocKind::Data).unwrap().commit(2);
+        l.begin_free(AllocKind::Data, 2).unwrap().failed();
+        assert_eq!(l.used(0), 60, "a refused free keeps its charge");
+        assert_eq!(l.usage(0).data, 60);
+        assert_eq!(
+            l.release(AllocKind::Data, 2).unwrap().bytes,
+            60,
+            "and its entry"
+        );
+        assert!(l.begin_free(AllocKind::Data, 2).is_none(), "unknown");
+
+        l.reserve(0, 10, AllocKind::Data).unwrap().commit(3);
+        drop(l.begin_free(AllocKind::Data, 3).unwrap());
+        assert_eq!(l.used(0), 10, "unresolved: kept");
+        assert_eq!(l.live_count(), 1);
     }
 
     #[test]

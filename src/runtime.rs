@@ -87,6 +87,9 @@ impl Runtime {
         for issue in &config.issues {
             crate::log::write_line(format_args!("{issue}"));
         }
+        if let Some(warning) = crate::config::tiny_memory_limit_warning(&config) {
+            crate::log::write_line(format_args!("{warning}"));
+        }
         // A HIP process (its first hooked call was HIP's) only looks for a CUDA driver
         // already loaded: loading one would initialise a second vendor's stack for nothing.
         let driver = if crate::hip::in_use() {
@@ -113,9 +116,24 @@ impl Runtime {
         let pool = if config.control_disabled {
             Pool::Local(LocalPool::new([None; MAX_DEVICES]))
         } else {
+            // A container whose region already lists its devices needs no NVML to start.
             let region = SharedRegion::attach(
                 &config.shared_cache,
-                &container_devices(&config, || nvml.get_or_init(NvmlProbe::open).as_ref()),
+                |known| {
+                    // A HIP process (its first hooked call was HIP's): its devices by
+                    // ROCr UUID, the names ROCR_VISIBLE_DEVICES uses; else NVML's.
+                    let uuids = known.unwrap_or_else(|| {
+                        let hip = crate::hip::device_uuids();
+                        if !hip.is_empty() {
+                            return hip;
+                        }
+                        nvml.get_or_init(NvmlProbe::open)
+                            .as_ref()
+                            .map(NvmlProbe::device_uuids)
+                            .unwrap_or_default()
+                    });
+                    container_devices(&config, uuids)
+                },
                 config.task_priority,
             );
             // The gate must be right before the first launch, not one watcher tick later.
@@ -149,6 +167,12 @@ impl Runtime {
     /// The real NVML, opened on first need.
     pub fn nvml(&self) -> Option<&NvmlProbe> {
         self.nvml.get_or_init(NvmlProbe::open).as_ref()
+    }
+
+    /// Whether this process has opened NVML already (opening it costs a library load and
+    /// the driver's NVML initialisation).
+    pub fn nvml_opened(&self) -> bool {
+        self.nvml.get().is_some()
     }
 
     /// The container device index for a CUDA ordinal: the position of the device's UUID in
@@ -220,16 +244,7 @@ impl Runtime {
 /// The container's devices in container index order, with this process's limits: UUIDs
 /// from NVML (which shows the container's devices in container order), or stand-in names
 /// when NVML is unavailable (then only devices with a limit are registered).
-fn container_devices<'a>(
-    config: &Config,
-    nvml: impl FnOnce() -> Option<&'a NvmlProbe>,
-) -> Vec<shm_layout::DeviceInit> {
-    // A HIP process (its first hooked call was HIP's): its devices by ROCr UUID, the names
-    // ROCR_VISIBLE_DEVICES uses (the region keys devices by UUID); else NVML's.
-    let mut uuids = crate::hip::device_uuids();
-    if uuids.is_empty() {
-        uuids = nvml().map(NvmlProbe::device_uuids).unwrap_or_default();
-    }
+fn container_devices(config: &Config, uuids: Vec<String>) -> Vec<shm_layout::DeviceInit> {
     if let Some(listed) = config.limit_uuids.as_deref() {
         // NVIDIA_VISIBLE_DEVICES order: limit i is the i-th UUID's (spelled as NVML spells
         // it when NVML knows the device, so NVML's and CUDA's views find the same entry).

@@ -9,8 +9,10 @@
 //! reported once on stderr and the limits are still enforced, per process. Never `exit()`.
 //!
 //! Liveness: a slot belongs to (pid, start time). Every process with CUDA in use runs a
-//! reaper thread; each 250 ms one of them (CAS on `last_reap_ns`) frees the slots of dead
+//! watcher thread; each 250 ms one of them (CAS on `last_reap_ns`) frees the slots of dead
 //! processes and repairs totals. A failed reservation also reaps at once before refusing.
+//! The watcher's ticks run under a panic guard: a panic is logged once and the loop goes
+//! on after a backoff, so reaping and the core cap never die silently.
 
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
@@ -79,9 +81,14 @@ fn slot_owner_alive(pid: i32, start_time: u64) -> bool {
 }
 
 fn boot_hash() -> u64 {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map(|s| shm_layout::boot_id_hash(&s))
-        .unwrap_or(0)
+    // Read once: attaching needs it twice, and every process of a container starting at
+    // once pays for each read.
+    static HASH: OnceLock<u64> = OnceLock::new();
+    *HASH.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .map(|s| shm_layout::boot_id_hash(&s))
+            .unwrap_or(0)
+    })
 }
 
 /// Initialises the robust, process-shared mutex inside the region.
@@ -226,7 +233,10 @@ enum AttachFailure {
     Unusable(RegionStatus),
 }
 
-fn attach_file(path: &str, params: &InitParams) -> Result<&'static Region, AttachFailure> {
+fn attach_file(
+    path: &str,
+    params: &dyn Fn() -> InitParams,
+) -> Result<&'static Region, AttachFailure> {
     let cpath = CString::new(path).map_err(|_| AttachFailure::Io("path has a NUL byte".into()))?;
     // SAFETY: open/fchmod/flock on our own descriptor.
     let fd = unsafe {
@@ -276,7 +286,7 @@ fn attach_file(path: &str, params: &InitParams) -> Result<&'static Region, Attac
                 ))
             } else {
                 match map(fd.0) {
-                    Some(region) => match region.init_unpublished(params) {
+                    Some(region) => match region.init_unpublished(&params()) {
                         Ok(()) => {
                             init_robust_mutex(region);
                             region.publish();
@@ -309,30 +319,45 @@ impl SharedRegion {
         REGION.get()
     }
 
-    /// Attaches (once per process) and claims this process's slot. `devices` are the
-    /// container's devices in container index order.
-    pub fn attach(path: &str, devices: &[DeviceInit], priority: i32) -> &'static SharedRegion {
+    /// Attaches (once per process) and claims this process's slot. `devices(known)` gives
+    /// the container's devices in container index order; `known` is the UUID list the
+    /// container's region already holds (a container whose first process registered its
+    /// devices), `None` when there is none: then the devices must be found otherwise (NVML),
+    /// which a later process of the container is spared.
+    pub fn attach(
+        path: &str,
+        devices: impl Fn(Option<Vec<String>>) -> Vec<DeviceInit>,
+        priority: i32,
+    ) -> &'static SharedRegion {
         REGION.get_or_init(|| {
-            let params = InitParams {
-                devices: devices.to_vec(),
+            let fresh: std::cell::OnceCell<Vec<DeviceInit>> = std::cell::OnceCell::new();
+            let params = || InitParams {
+                devices: fresh.get_or_init(|| devices(None)).clone(),
                 priority,
                 created_unix_ns: crate::clock::unix_ns(),
                 boot_id_hash: boot_hash(),
             };
-            let (region, shared) = match attach_file(path, &params) {
+            let attached = attach_file(path, &params);
+            let (region, shared) = match attached {
                 Ok(r) => (r, true),
                 Err(AttachFailure::Io(e)) => {
                     crate::log::write_line(format_args!(
                         "cannot use the shared region {path:?} ({e}): limits are enforced per process, not container-wide"
                     ));
-                    (local_region(&params), false)
+                    (local_region(&params()), false)
                 }
                 Err(AttachFailure::Unusable(status)) => {
                     crate::log::write_line(format_args!(
                         "the shared region {path:?} is not one this library can share ({status:?}); it is left untouched and limits are enforced per process"
                     ));
-                    (local_region(&params), false)
+                    (local_region(&params()), false)
                 }
+            };
+            let known: Vec<String> = (0..MAX_DEVICES).map_while(|d| region.uuid_str(d)).collect();
+            let devices = match fresh.get() {
+                Some(d) => d.clone(),
+                None if !known.is_empty() => devices(Some(known)),
+                None => devices(None),
             };
             let me = SharedRegion {
                 region,
@@ -342,7 +367,7 @@ impl SharedRegion {
                 token: std::sync::atomic::AtomicU64::new(0),
                 dev_map: [const { AtomicUsize::new(NO_DEVICE) }; MAX_DEVICES],
             };
-            me.register_devices(devices);
+            me.register_devices(&devices);
             me.claim_own_slot();
             me
         })
@@ -536,6 +561,24 @@ impl SharedRegion {
         }
     }
 
+    /// What a context costs on container device `device`, as a process of the container
+    /// measured it; `None` before any did.
+    pub fn context_bytes_hint(&self, device: usize) -> Option<u64> {
+        let d = self.region.device(self.region_device(device)?).ok()?;
+        d.context_bytes_hint.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    /// Records a measured context cost for the container's later processes.
+    pub fn set_context_bytes_hint(&self, device: usize, bytes: u64) {
+        if let Some(d) = self
+            .region_device(device)
+            .and_then(|d| self.region.device(d).ok())
+        {
+            d.context_bytes_hint
+                .store(bytes.saturating_add(1), Ordering::Relaxed);
+        }
+    }
+
     /// Region device index of a container device index.
     pub fn region_device(&self, device: usize) -> Option<usize> {
         let d = self.dev_map.get(device)?.load(Ordering::Acquire);
@@ -549,22 +592,60 @@ impl SharedRegion {
         if REAPER_PID.swap(pid, Ordering::AcqRel) == pid {
             return;
         }
+        quiet_watcher_panics();
         let spawned = std::thread::Builder::new()
-            .name("vgpu-watcher".into())
+            .name(WATCHER_NAME.into())
             .stack_size(64 * 1024)
-            .spawn(move || loop {
-                if let Some(slot) = self.slot() {
-                    self.region.ext.slots[slot]
-                        .heartbeat_ns
-                        .store(crate::clock::mono_ns(), Ordering::Relaxed);
-                }
-                self.reap(false);
-                crate::throttle::watcher_tick(self);
-                std::thread::sleep(WATCH_PERIOD);
-            });
+            .spawn(move || self.watch());
         if spawned.is_err() {
             REAPER_PID.store(0, Ordering::Release);
         }
+    }
+
+    /// The watcher thread's life: one guarded tick per period, forever. A panicking tick
+    /// must not end reaping and the compute cap's controller for the rest of the process
+    /// (nobody would notice): it is caught, the first one is logged, and the loop starts
+    /// again after a backoff that doubles with each consecutive panic (50 ms .. 2 s) and
+    /// resets after a good tick. All the watcher's state lives in statics and the region,
+    /// so the next tick starts from a consistent state.
+    fn watch(&'static self) {
+        let mut consecutive = 0u32;
+        loop {
+            // AssertUnwindSafe: a tick leaves nothing half-done that the next one relies
+            // on (atomics in the region and in statics, each update complete on its own).
+            let tick = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                debug_inject_watcher_panic();
+                self.watcher_tick();
+            }));
+            match tick {
+                Ok(()) => {
+                    consecutive = 0;
+                    std::thread::sleep(WATCH_PERIOD);
+                }
+                Err(payload) => {
+                    consecutive = consecutive.saturating_add(1);
+                    let total = WATCHER_PANICS.fetch_add(1, Ordering::Relaxed) + 1;
+                    if total == 1 {
+                        crate::log::write_line(format_args!(
+                            "the watcher thread panicked ({}); restarting it (reaping and the \
+                             core cap continue); further panics are counted, not logged",
+                            panic_message(&*payload)
+                        ));
+                    }
+                    std::thread::sleep(watcher_backoff(consecutive));
+                }
+            }
+        }
+    }
+
+    fn watcher_tick(&'static self) {
+        if let Some(slot) = self.slot() {
+            self.region.ext.slots[slot]
+                .heartbeat_ns
+                .store(crate::clock::mono_ns(), Ordering::Relaxed);
+        }
+        self.reap(false);
+        crate::throttle::watcher_tick(self);
     }
 
     /// In a `fork` child: claim a slot of its own (the parent's stays the parent's).
@@ -579,6 +660,68 @@ impl SharedRegion {
         }
     }
 }
+
+const WATCHER_NAME: &str = "vgpu-watcher";
+/// Panics the watcher thread caught (over the process's life).
+static WATCHER_PANICS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many watcher panics were caught so far.
+pub fn watcher_panics() -> u64 {
+    WATCHER_PANICS.load(Ordering::Relaxed)
+}
+
+/// Pause before the watcher's next tick after `consecutive` panics in a row.
+pub fn watcher_backoff(consecutive: u32) -> Duration {
+    let ms = 50u64 << consecutive.saturating_sub(1).min(6);
+    Duration::from_millis(ms.min(2000))
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("no message")
+}
+
+/// The default panic hook would print every watcher panic to the host's stderr; the
+/// watcher logs the first one itself. Other threads' panics keep the previous hook.
+fn quiet_watcher_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if std::thread::current().name() != Some(WATCHER_NAME) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Test hook, in debug builds only (the shipped release build has no such code):
+/// `VGPU_DEBUG_WATCHER_PANICS=N` makes the watcher's first N ticks panic, so the tests can
+/// show the thread survives. Read once.
+#[cfg(debug_assertions)]
+fn debug_inject_watcher_panic() {
+    static LEFT: OnceLock<std::sync::atomic::AtomicU32> = OnceLock::new();
+    let left = LEFT.get_or_init(|| {
+        let n = std::env::var("VGPU_DEBUG_WATCHER_PANICS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        std::sync::atomic::AtomicU32::new(n)
+    });
+    if left
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        panic!("injected by VGPU_DEBUG_WATCHER_PANICS");
+    }
+}
+
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+fn debug_inject_watcher_panic() {}
 
 /// `pthread_atfork` child hook: the child is a new process and needs its own slot.
 pub fn after_fork_in_child() {
@@ -729,5 +872,24 @@ impl CapacityPool for SharedPool {
 
     fn after_fork_child(&self) {
         after_fork_in_child();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watcher_backoff_doubles_and_is_bounded() {
+        let ms: Vec<u128> = (1..=9).map(|k| watcher_backoff(k).as_millis()).collect();
+        assert_eq!(ms, [50, 100, 200, 400, 800, 1600, 2000, 2000, 2000]);
+    }
+
+    #[test]
+    fn panic_messages_of_both_payload_kinds() {
+        let a = std::panic::catch_unwind(|| panic!("plain")).unwrap_err();
+        assert_eq!(panic_message(&*a), "plain");
+        let b = std::panic::catch_unwind(|| panic!("{}", 7)).unwrap_err();
+        assert_eq!(panic_message(&*b), "7");
     }
 }

@@ -299,13 +299,13 @@ fn no_driver_present_every_hook_answers_not_initialized() {
 
 #[test]
 fn invalid_limit_fails_closed_with_one_clear_line() {
+    // Fail closed means nothing on the GPU at all: not even a context (even a free one).
     let sim = machine()
         .var("VGPU_SIM_CONTEXT_BYTES", "0")
         .var("CUDA_DEVICE_MEMORY_LIMIT", "lots");
-    let (out, kv) = run_scenario(&sim, Style::Linked, &["cap-fill", &MIB.to_string()]);
-    assert_eq!(kv.u64("chunks"), 0, "{}", out.describe());
-    assert_eq!(kv.i64("chunk_refusal"), 2, "{}", out.describe());
-    assert_eq!(kv.u64("total"), 0, "{}", out.describe());
+    let (out, kv) = run_scenario(&sim, Style::Linked, &["cap-ctx"]);
+    assert_eq!(kv.i64("primary_rc"), 2, "{}", out.describe());
+    assert_eq!(kv.i64("create_rc"), 2, "{}", out.describe());
     let lines: Vec<&str> = out
         .stderr
         .lines()

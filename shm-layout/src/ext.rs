@@ -129,7 +129,11 @@ pub struct DeviceExt {
     pub peak_reserved_bytes: AtomicU64,
     /// Reservations refused because they would pass `limit_bytes`.
     pub reserve_failures: AtomicU64,
-    pub(crate) _reserved1: [AtomicU64; 5],
+    /// The device memory a context costs on this device, as a process of the container
+    /// measured it (driver's figure), **plus one**; 0 = none measured yet. Where a new
+    /// process's context estimate starts (minor 1.2).
+    pub context_bytes_hint: AtomicU64,
+    pub(crate) _reserved1: [AtomicU64; 4],
     // Line 2: compute token bucket, hot on launch.
     /// Available tokens; may go negative (debt) when a launch is charged after the fact.
     pub tokens: AtomicI64,

@@ -1,28 +1,62 @@
 //! Contexts and modules: memory the driver takes with no allocation call.
 //!
-//! How it is measured: after a context is created (or a primary context first retained)
-//! or a module loaded, the driver's own per-process figure (NVML's used memory for this
-//! pid on that device) minus the data this ledger holds is the process's overhead; what
-//! exceeds the overhead already charged is charged to the new context or module. The
-//! ledger counts data from the moment it is reserved, so a concurrent allocation can only
-//! make the measurement smaller, never charge more than the driver took. If the overhead
-//! does not fit in the slice, the context or module is destroyed again and the call fails
-//! with `CUDA_ERROR_OUT_OF_MEMORY`: a slice is never exceeded, not even by the price of
-//! using the GPU at all. Without NVML nothing can be measured (logged once).
+//! Reserve before, measure after: before a context is created (or a primary context first
+//! retained) or a module loaded, an *estimate* of what the driver will take is reserved in
+//! the ledger — the size this process measured for its last context on that device, else
+//! [`DEFAULT_CONTEXT_BYTES`]; [`DEFAULT_MODULE_BYTES`] for a module. If the estimate does
+//! not fit in the slice the call fails with `CUDA_ERROR_OUT_OF_MEMORY` and the driver is
+//! never called, so whatever the slice size (3000 bytes, 1 MiB, 64 MiB, a fail-closed 0),
+//! a context that cannot fit never exists, not even for an instant.
+//!
+//! After the driver's call the reservation is corrected to the driver's own figure: NVML's
+//! used memory for this process's host pid on that device, minus the data the ledger holds,
+//! minus the overhead already charged. If the measured size does not fit, the context or
+//! module is destroyed again (driver first, then the credit) and the call fails with
+//! out-of-memory. When the figure cannot be had (no NVML, host pid unknown, or this process
+//! not in NVML's list) a conservative figure is charged, never nothing:
+//! [`UNMEASURED_CONTEXT_BYTES`] for a context (or the size measured for an earlier one on
+//! that device), [`DEFAULT_MODULE_BYTES`] for a module.
+//! Creation, measurement and correction are serialised per process, so two concurrent
+//! creations never both claim the same overhead.
 
 use std::ffi::{c_char, c_uint, c_void};
-use std::sync::atomic::Ordering;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use cuda_headers::bindings::*;
 
 use super::{contexts_changed, real_or_return};
+use crate::config::MAX_DEVICES;
 use crate::ledger::AllocKind;
 use crate::runtime::rt;
 
-/// Serialises measurements so two concurrent context/module loads never both claim the
-/// same overhead.
+/// Reserved before a context is created until this process has measured one on the
+/// device: CUDA 12 contexts on datacenter GPUs take a few hundred MiB (the simulator's
+/// default is 300 MiB), so a slice smaller than this can never hold a context.
+pub const DEFAULT_CONTEXT_BYTES: u64 = 256 << 20;
+/// Charged for a context whose size cannot be measured (no NVML, host pid unknown) when no
+/// context was measured on the device before: on the high side of what contexts cost, so
+/// an unmeasured context is over-charged rather than under-charged.
+pub const UNMEASURED_CONTEXT_BYTES: u64 = 512 << 20;
+/// Reserved before a module is loaded, and charged when it cannot be measured (the driver
+/// maps module code and data in 2 MiB pages).
+pub const DEFAULT_MODULE_BYTES: u64 = 2 << 20;
+
+/// The last measured context cost per container device (u64::MAX: none measured yet).
+static CONTEXT_BYTES_SEEN: [AtomicU64; MAX_DEVICES] =
+    [const { AtomicU64::new(u64::MAX) }; MAX_DEVICES];
+
+/// Longest a first context waits for the estimates of its container's processes starting
+/// with it to shrink to the measured size (see `create_charged`).
+const BURST_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Serialises creation + measurement so two concurrent context/module loads never both
+/// claim the same overhead.
 static MEASURE: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    MEASURE.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Key under which a primary context's overhead is charged (primary contexts are per
 /// device; their handle is stable while retained).
@@ -30,85 +64,228 @@ fn primary_key(device: usize) -> u64 {
     0xC0DE_0000_0000_0000 | device as u64
 }
 
-/// Measures and charges new overhead on `ordinal` to `(kind, key)`. Returns false when it
-/// does not fit in the slice (nothing charged then).
-fn charge_overhead(ordinal: CUdevice, kind: AllocKind, key: u64) -> bool {
-    let rt = rt();
-    if rt.config.control_disabled {
-        return true;
-    }
-    let Some(device) = rt.container_index(ordinal) else {
-        return true;
-    };
-    let _serial = MEASURE.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(measured) = measure_process_usage(ordinal, device) else {
-        return true;
-    };
-    let usage = rt.ledger.usage(device);
-    let overhead = measured.saturating_sub(usage.data);
-    let new = overhead.saturating_sub(usage.context + usage.module);
-    if new == 0 {
-        return true;
-    }
-    match rt.ledger.reserve(device, new, kind) {
-        Ok(r) => {
-            r.commit(key);
-            crate::vlog!(
-                crate::log::DEBUG,
-                "charged {new} bytes of {kind:?} overhead on device {device}"
-            );
-            true
-        }
-        Err(e) => {
-            super::log_refusal("context/module overhead", e);
-            false
-        }
+/// What a context costs on container device `device` as measured by another process of
+/// the container (the shared region's hint).
+fn container_context_bytes(device: usize) -> Option<u64> {
+    crate::shared_region::SharedRegion::get()?.context_bytes_hint(device)
+}
+
+/// What to reserve before creating a `kind` on container device `device`: what this
+/// process measured for a context there, else what the container measured, else the
+/// default.
+pub fn estimate(device: usize, kind: AllocKind) -> u64 {
+    estimate_from(device, kind, container_context_bytes(device))
+}
+
+fn estimate_from(device: usize, kind: AllocKind, container: Option<u64>) -> u64 {
+    match kind {
+        AllocKind::Context => match CONTEXT_BYTES_SEEN[device].load(Ordering::Relaxed) {
+            u64::MAX => container.unwrap_or(DEFAULT_CONTEXT_BYTES),
+            seen => seen,
+        },
+        _ => DEFAULT_MODULE_BYTES,
     }
 }
 
+/// What to charge for a `kind` on `device` that cannot be measured: the size measured for
+/// the last context there, else the conservative figure.
+pub fn unmeasured(device: usize, kind: AllocKind) -> u64 {
+    match kind {
+        AllocKind::Context => match CONTEXT_BYTES_SEEN[device].load(Ordering::Relaxed) {
+            u64::MAX => UNMEASURED_CONTEXT_BYTES,
+            seen => seen,
+        },
+        _ => DEFAULT_MODULE_BYTES,
+    }
+}
+
+/// What to charge once the driver's figure `measured` (this process's total on the device,
+/// `None` when it cannot be had) is known, given the ledger's `usage` before the new
+/// object: the overhead not charged yet, or `fallback` when nothing was measured.
+pub fn overhead_to_charge(
+    measured: Option<u64>,
+    usage: crate::ledger::Usage,
+    fallback: u64,
+) -> u64 {
+    match measured {
+        Some(total) => total
+            .saturating_sub(usage.data)
+            .saturating_sub(usage.context + usage.module),
+        None => fallback,
+    }
+}
+
+/// Creates a context or module (`create` returns the driver's result and the handle) with
+/// its memory charged to `(kind, key_of(handle))` on CUDA ordinal `ordinal`: reserve the
+/// estimate, create, measure (`measure(handle)`), correct; `undo(handle)` destroys it again
+/// when the measured size does not fit. Call holding [`serial`].
+fn create_charged(
+    ordinal: CUdevice,
+    kind: AllocKind,
+    create: impl FnOnce() -> (CUresult, u64),
+    key_of: impl FnOnce(u64) -> u64,
+    measure: impl FnOnce(u64, usize, u64) -> Option<u64>,
+    undo: impl FnOnce(u64),
+) -> CUresult {
+    let rt = rt();
+    let Some(device) = rt
+        .container_index(ordinal)
+        .filter(|_| !rt.config.control_disabled)
+    else {
+        return create().0;
+    };
+    let deadline = std::time::Instant::now() + BURST_WAIT;
+    let (mut reservation, container, estimate) = loop {
+        let container = container_context_bytes(device);
+        let estimate = estimate_from(device, kind, container);
+        let e = match rt.ledger.reserve(device, estimate, kind) {
+            Ok(r) => break (r, container, estimate),
+            Err(e) => e,
+        };
+        // Processes of a container starting together all reserve the default estimate
+        // before the first of them has measured a context: a slice that can hold a
+        // context waits (bounded) for their estimates to shrink to the measured size.
+        let in_burst = kind == AllocKind::Context
+            && container.is_none()
+            && CONTEXT_BYTES_SEEN[device].load(Ordering::Relaxed) == u64::MAX
+            && e.limit >= estimate
+            && std::time::Instant::now() < deadline;
+        if !in_burst {
+            super::log_refusal("context/module (estimated before creation)", e);
+            return CUDA_ERROR_OUT_OF_MEMORY;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    // Start-up at scale: a process whose container already measured a context on this
+    // device, that has not opened NVML yet and whose host pid procfs tells, is charged
+    // that figure without opening NVML (a library load and the driver's NVML
+    // initialisation per process).
+    let take_containers = kind == AllocKind::Context
+        && container.is_some()
+        && !rt.nvml_opened()
+        && record_host_pid(crate::hostpid::discover_cheaply()).is_some();
+    let (rc, handle) = create();
+    if rc != CUDA_SUCCESS {
+        return rc;
+    }
+    let fallback = match container.filter(|_| take_containers) {
+        Some(bytes) => bytes,
+        None => unmeasured(device, kind),
+    };
+    // What the driver may hold beyond the estimate until the measurement says otherwise.
+    let measured = if take_containers {
+        None
+    } else {
+        measure(handle, device, fallback.saturating_sub(estimate))
+    };
+    if measured.is_none() && !take_containers {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            crate::vlog!(
+                crate::log::WARN,
+                "context/module memory cannot be measured here: charging conservative \
+                 figures ({fallback} bytes for this {kind:?})"
+            )
+        });
+    }
+    let usage = rt.ledger.usage(device);
+    let bytes = overhead_to_charge(measured, usage, fallback);
+    if kind == AllocKind::Context && measured.is_some() {
+        CONTEXT_BYTES_SEEN[device].store(bytes, Ordering::Relaxed);
+        if let Some(region) = crate::shared_region::SharedRegion::get() {
+            region.set_context_bytes_hint(device, bytes);
+        }
+    }
+    if !reservation.resize(bytes) {
+        // The driver's destroy first, then the credit: never more than the slice held.
+        undo(handle);
+        drop(reservation);
+        crate::vlog!(
+            3,
+            "{kind:?} of {bytes} bytes does not fit in the slice on device {device}: undone"
+        );
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    crate::vlog!(
+        crate::log::DEBUG,
+        "charged {bytes} bytes of {kind:?} overhead on device {device} (estimate {estimate}, measured {measured:?})"
+    );
+    reservation.commit(key_of(handle));
+    rc
+}
+
 /// The driver's figure for this process on a device (NVML, by host pid), if it can be
-/// had. Needs a current context on that device (host pid discovery allocates a probe).
-fn measure_process_usage(ordinal: CUdevice, device: usize) -> Option<u64> {
+/// had: `None` without NVML, without a host pid, or when NVML does not list this process
+/// (then the pid is not the one NVML knows us by, and no figure is trusted).
+fn measure_process_usage(ordinal: CUdevice, device: usize, unaccounted: u64) -> Option<u64> {
     let rt = rt();
     if rt.nvml().is_none() {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
             crate::vlog!(
                 crate::log::WARN,
-                "NVML unavailable: context and module memory cannot be measured and is not counted"
+                "NVML unavailable: context and module memory cannot be measured; the \
+                 conservative figures are charged"
             )
         });
         return None;
     }
-    let host_pid = crate::hostpid::discover(ordinal, device)?;
-    if let Some(shared) = crate::shared_region::SharedRegion::get() {
-        shared.set_host_pid(host_pid);
-    }
+    let host_pid = record_host_pid(crate::hostpid::discover(ordinal, device, unaccounted))?;
     let usage = rt.nvml()?.process_usage(rt.nvml_index(ordinal)?)?;
-    Some(usage.get(&host_pid).copied().unwrap_or(0))
+    usage.get(&host_pid).copied()
 }
 
-/// After a context was created: charge it, or destroy it again if it does not fit.
-unsafe fn after_ctx_create(rc: CUresult, pctx: *mut CUcontext, dev: CUdevice) -> CUresult {
-    if rc != CUDA_SUCCESS || pctx.is_null() {
-        return rc;
+/// Publishes a discovered host pid in this process's slot (the monitor and the
+/// container's NVML process lists read it).
+fn record_host_pid(pid: Option<u32>) -> Option<u32> {
+    if let (Some(pid), Some(shared)) = (pid, crate::shared_region::SharedRegion::get()) {
+        shared.set_host_pid(pid);
     }
-    let ctx = unsafe { *pctx };
-    if charge_overhead(dev, AllocKind::Context, ctx as u64) {
-        return rc;
-    }
+    pid
+}
+
+fn destroy_context(ctx: u64) {
     if let Some(destroy) = crate::driver::real::cuCtxDestroy_v2() {
         // SAFETY: destroying the context the driver just created for us.
-        unsafe { destroy(ctx) };
+        unsafe { destroy(ctx as CUcontext) };
     }
     contexts_changed();
-    unsafe { *pctx = std::ptr::null_mut() };
-    CUDA_ERROR_OUT_OF_MEMORY
+}
+
+/// `cuCtxCreate*`: the new context is current on this thread (the probe, if any, uses it).
+unsafe fn ctx_create(
+    pctx: *mut CUcontext,
+    dev: CUdevice,
+    real: impl FnOnce() -> CUresult,
+) -> CUresult {
+    let _serial = serial();
+    let rc = create_charged(
+        dev,
+        AllocKind::Context,
+        || {
+            let rc = real();
+            let ctx = if rc == CUDA_SUCCESS && !pctx.is_null() {
+                // SAFETY: filled by the driver on success.
+                unsafe { *pctx as u64 }
+            } else {
+                0
+            };
+            (rc, ctx)
+        },
+        |ctx| ctx,
+        |_, device, unaccounted| measure_process_usage(dev, device, unaccounted),
+        destroy_context,
+    );
+    if rc == CUDA_ERROR_OUT_OF_MEMORY && !pctx.is_null() {
+        // SAFETY: caller's out-pointer.
+        unsafe { *pctx = std::ptr::null_mut() };
+    }
+    rc
 }
 
 pub unsafe fn cuCtxCreate_v2(pctx: *mut CUcontext, flags: c_uint, dev: CUdevice) -> CUresult {
     let real = real_or_return!(cuCtxCreate_v2);
-    unsafe { after_ctx_create(real(pctx, flags, dev), pctx, dev) }
+    unsafe { ctx_create(pctx, dev, || real(pctx, flags, dev)) }
 }
 
 pub unsafe fn cuCtxCreate_v3(
@@ -119,7 +296,7 @@ pub unsafe fn cuCtxCreate_v3(
     dev: CUdevice,
 ) -> CUresult {
     let real = real_or_return!(cuCtxCreate_v3);
-    unsafe { after_ctx_create(real(pctx, params, n, flags, dev), pctx, dev) }
+    unsafe { ctx_create(pctx, dev, || real(pctx, params, n, flags, dev)) }
 }
 
 pub unsafe fn cuCtxCreate_v4(
@@ -129,7 +306,7 @@ pub unsafe fn cuCtxCreate_v4(
     dev: CUdevice,
 ) -> CUresult {
     let real = real_or_return!(cuCtxCreate_v4);
-    unsafe { after_ctx_create(real(pctx, params, flags, dev), pctx, dev) }
+    unsafe { ctx_create(pctx, dev, || real(pctx, params, flags, dev)) }
 }
 
 pub unsafe fn cuCtxDestroy_v2(ctx: CUcontext) -> CUresult {
@@ -147,39 +324,68 @@ pub unsafe fn cuCtxDestroy_v2(ctx: CUcontext) -> CUresult {
 
 pub unsafe fn cuDevicePrimaryCtxRetain(pctx: *mut CUcontext, dev: CUdevice) -> CUresult {
     let real = real_or_return!(cuDevicePrimaryCtxRetain);
-    let rc = unsafe { real(pctx, dev) };
     let rt = rt();
-    let Some(device) = rt.container_index(dev).filter(|_| rc == CUDA_SUCCESS) else {
-        return rc;
+    let Some(device) = rt.container_index(dev) else {
+        return unsafe { real(pctx, dev) };
     };
-    if rt.primary_refs[device].fetch_add(1, Ordering::AcqRel) > 0 {
-        return rc;
-    }
-    // Measuring needs the context current on this thread (the host pid probe allocates).
-    let ctx = unsafe { *pctx };
-    let pushed = crate::driver::real::cuCtxPushCurrent_v2()
-        .is_some_and(|push| unsafe { push(ctx) } == CUDA_SUCCESS);
-    let fits = charge_overhead(dev, AllocKind::Context, primary_key(device));
-    if pushed {
-        if let Some(pop) = crate::driver::real::cuCtxPopCurrent_v2() {
-            let mut popped: CUcontext = std::ptr::null_mut();
-            // SAFETY: popping what we pushed.
-            unsafe { pop(&mut popped) };
+    let _serial = serial();
+    if rt.primary_refs[device].load(Ordering::Acquire) > 0 {
+        // A live primary context: already charged.
+        let rc = unsafe { real(pctx, dev) };
+        if rc == CUDA_SUCCESS {
+            rt.primary_refs[device].fetch_add(1, Ordering::AcqRel);
         }
-    }
-    if fits {
         return rc;
     }
-    // Does not fit: give the reference back (the driver frees the context at zero).
-    rt.primary_refs[device].fetch_sub(1, Ordering::AcqRel);
-    if let Some(release) = crate::driver::real::cuDevicePrimaryCtxRelease_v2()
-        .or(crate::driver::real::cuDevicePrimaryCtxRelease())
-    {
-        // SAFETY: releasing the reference just taken.
-        unsafe { release(dev) };
+    let release = || {
+        if let Some(release) = crate::driver::real::cuDevicePrimaryCtxRelease_v2()
+            .or(crate::driver::real::cuDevicePrimaryCtxRelease())
+        {
+            // SAFETY: giving back the reference just taken (the driver frees the context
+            // at zero).
+            unsafe { release(dev) };
+        }
+        contexts_changed();
+    };
+    let rc = create_charged(
+        dev,
+        AllocKind::Context,
+        || {
+            // SAFETY: the caller's out-pointer.
+            let rc = unsafe { real(pctx, dev) };
+            let ctx = if rc == CUDA_SUCCESS && !pctx.is_null() {
+                // SAFETY: filled by the driver on success.
+                unsafe { *pctx as u64 }
+            } else {
+                0
+            };
+            (rc, ctx)
+        },
+        |_| primary_key(device),
+        |ctx, device, unaccounted| {
+            // Measuring may need the context current on this thread (the NVML probe).
+            let pushed = crate::driver::real::cuCtxPushCurrent_v2()
+                // SAFETY: the context the driver just gave us.
+                .is_some_and(|push| unsafe { push(ctx as CUcontext) } == CUDA_SUCCESS);
+            let measured = measure_process_usage(dev, device, unaccounted);
+            if pushed {
+                if let Some(pop) = crate::driver::real::cuCtxPopCurrent_v2() {
+                    let mut popped: CUcontext = std::ptr::null_mut();
+                    // SAFETY: popping what we pushed.
+                    unsafe { pop(&mut popped) };
+                }
+            }
+            measured
+        },
+        |_| release(),
+    );
+    if rc == CUDA_SUCCESS {
+        rt.primary_refs[device].fetch_add(1, Ordering::AcqRel);
+    } else if rc == CUDA_ERROR_OUT_OF_MEMORY && !pctx.is_null() {
+        // SAFETY: caller's out-pointer.
+        unsafe { *pctx = std::ptr::null_mut() };
     }
-    contexts_changed();
-    CUDA_ERROR_OUT_OF_MEMORY
+    rc
 }
 
 /// The primary context went away (last release, or reset): credit its overhead and all
@@ -268,33 +474,49 @@ pub unsafe fn cuDevicePrimaryCtxReset_v2(dev: CUdevice) -> CUresult {
 
 // ---- modules ------------------------------------------------------------------------------
 
-unsafe fn after_module_load(rc: CUresult, module: *mut CUmodule) -> CUresult {
-    if rc != CUDA_SUCCESS || module.is_null() {
-        return rc;
-    }
-    let m = unsafe { *module };
+/// Loads a module (`real` fills `module`) with its memory charged to the current device.
+unsafe fn module_load(module: *mut CUmodule, real: impl FnOnce() -> CUresult) -> CUresult {
     let Some(place) = super::current_placement() else {
-        return rc;
+        return real();
     };
-    if charge_overhead(place.ordinal, AllocKind::Module, m as u64) {
-        return rc;
+    let _serial = serial();
+    let rc = create_charged(
+        place.ordinal,
+        AllocKind::Module,
+        || {
+            let rc = real();
+            let m = if rc == CUDA_SUCCESS && !module.is_null() {
+                // SAFETY: filled by the driver on success.
+                unsafe { *module as u64 }
+            } else {
+                0
+            };
+            (rc, m)
+        },
+        |m| m,
+        |_, device, unaccounted| measure_process_usage(place.ordinal, device, unaccounted),
+        |m| {
+            if let Some(unload) = crate::driver::real::cuModuleUnload() {
+                // SAFETY: unloading the module the driver just loaded for us.
+                unsafe { unload(m as CUmodule) };
+            }
+        },
+    );
+    if rc == CUDA_ERROR_OUT_OF_MEMORY && !module.is_null() {
+        // SAFETY: caller's out-pointer.
+        unsafe { *module = std::ptr::null_mut() };
     }
-    if let Some(unload) = crate::driver::real::cuModuleUnload() {
-        // SAFETY: unloading the module the driver just loaded for us.
-        unsafe { unload(m) };
-    }
-    unsafe { *module = std::ptr::null_mut() };
-    CUDA_ERROR_OUT_OF_MEMORY
+    rc
 }
 
 pub unsafe fn cuModuleLoad(module: *mut CUmodule, fname: *const c_char) -> CUresult {
     let real = real_or_return!(cuModuleLoad);
-    unsafe { after_module_load(real(module, fname), module) }
+    unsafe { module_load(module, || real(module, fname)) }
 }
 
 pub unsafe fn cuModuleLoadData(module: *mut CUmodule, image: *const c_void) -> CUresult {
     let real = real_or_return!(cuModuleLoadData);
-    unsafe { after_module_load(real(module, image), module) }
+    unsafe { module_load(module, || real(module, image)) }
 }
 
 pub unsafe fn cuModuleLoadDataEx(
@@ -305,12 +527,12 @@ pub unsafe fn cuModuleLoadDataEx(
     values: *mut *mut c_void,
 ) -> CUresult {
     let real = real_or_return!(cuModuleLoadDataEx);
-    unsafe { after_module_load(real(module, image, n, options, values), module) }
+    unsafe { module_load(module, || real(module, image, n, options, values)) }
 }
 
 pub unsafe fn cuModuleLoadFatBinary(module: *mut CUmodule, fat: *const c_void) -> CUresult {
     let real = real_or_return!(cuModuleLoadFatBinary);
-    unsafe { after_module_load(real(module, fat), module) }
+    unsafe { module_load(module, || real(module, fat)) }
 }
 
 pub unsafe fn cuModuleUnload(module: CUmodule) -> CUresult {
@@ -320,4 +542,47 @@ pub unsafe fn cuModuleUnload(module: CUmodule) -> CUresult {
         rt().ledger.release(AllocKind::Module, module as u64);
     }
     rc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::Usage;
+
+    #[test]
+    fn what_is_charged_after_creation() {
+        let none = Usage::default();
+        // Measured: the driver's figure beyond data and overhead already charged.
+        assert_eq!(
+            overhead_to_charge(Some(300 << 20), none, 256 << 20),
+            300 << 20
+        );
+        let held = Usage {
+            data: 10 << 20,
+            context: 300 << 20,
+            module: 0,
+        };
+        assert_eq!(overhead_to_charge(Some(312 << 20), held, 2 << 20), 2 << 20);
+        // Concurrent data not counted yet can only make the figure larger than true, and
+        // a figure below what is charged charges nothing more.
+        assert_eq!(overhead_to_charge(Some(5 << 20), held, 2 << 20), 0);
+        // Nothing measured: the conservative figure, never nothing.
+        assert_eq!(overhead_to_charge(None, held, 512 << 20), 512 << 20);
+    }
+
+    #[test]
+    fn estimates_learn_the_measured_context_cost() {
+        let dev = MAX_DEVICES - 1;
+        assert_eq!(estimate(dev, AllocKind::Context), DEFAULT_CONTEXT_BYTES);
+        assert_eq!(estimate(dev, AllocKind::Module), DEFAULT_MODULE_BYTES);
+        assert_eq!(
+            unmeasured(dev, AllocKind::Context),
+            UNMEASURED_CONTEXT_BYTES
+        );
+        assert_eq!(unmeasured(dev, AllocKind::Module), DEFAULT_MODULE_BYTES);
+        CONTEXT_BYTES_SEEN[dev].store(64 << 20, Ordering::Relaxed);
+        assert_eq!(estimate(dev, AllocKind::Context), 64 << 20);
+        assert_eq!(unmeasured(dev, AllocKind::Context), 64 << 20);
+        CONTEXT_BYTES_SEEN[dev].store(u64::MAX, Ordering::Relaxed);
+    }
 }

@@ -2,9 +2,10 @@
 //!
 //! Every allocation: find where it lands, reserve in the ledger (refuse with
 //! `CUDA_ERROR_OUT_OF_MEMORY` without calling the driver), call the driver, commit or roll
-//! back. Every free: take the entry out of the ledger first (so an address the driver
-//! reuses at once cannot be confused with the old one), call the driver, and put the entry
-//! back if the driver refused. Unknown pointers go to the driver untouched.
+//! back. Every free: take the entry out of the ledger's map first (so an address the driver
+//! reuses at once cannot be confused with the old one), call the driver, credit the
+//! capacity only once the driver's free succeeded, and put the entry back if the driver
+//! refused. Unknown pointers go to the driver untouched.
 
 use std::ffi::c_uint;
 
@@ -51,14 +52,19 @@ pub(crate) fn charged_on(
     rc
 }
 
-/// Credits `handle` around the driver's free `call`; restores the entry if it fails.
+/// Credits `handle` around the driver's free `call`: the entry leaves the live map before
+/// the call (an address the driver reuses at once is never confused with the old one), the
+/// capacity is credited only after the driver's free succeeded (until then the driver still
+/// holds the memory, and no other thread or process may reserve it), and the entry goes
+/// back if the driver refused.
 pub(crate) fn credited(kind: AllocKind, handle: u64, call: impl FnOnce() -> CUresult) -> CUresult {
-    let ledger = &rt().ledger;
-    let taken = ledger.release(kind, handle);
+    let pending = rt().ledger.begin_free(kind, handle);
     let rc = call();
-    if rc != CUDA_SUCCESS {
-        if let Some(a) = taken {
-            ledger.charge_measured(a.device, a.kind, handle, a.bytes);
+    if let Some(p) = pending {
+        if rc == CUDA_SUCCESS {
+            p.freed();
+        } else {
+            p.failed();
         }
     }
     rc
@@ -93,8 +99,9 @@ fn charged_sized(
     }
     if let Some(size) = actual(handle, place.ordinal) {
         if !reservation.resize(size) {
-            drop(reservation);
+            // The driver's free first, then the credit: never more than the slice held.
             undo(handle);
+            drop(reservation);
             return CUDA_ERROR_OUT_OF_MEMORY;
         }
     }

@@ -237,6 +237,13 @@ fn publish_sm_util(sr: &crate::shared_region::SharedRegion, map: &[Option<usize>
     for (i, dev) in map.iter().enumerate() {
         let Some(dev) = *dev else { continue };
         let since = st.util_published_us[i];
+        if since == 0 {
+            // The first figure one period after start (nothing has run yet): a process
+            // that starts does not open NVML for it among all the container's processes
+            // starting with it.
+            st.util_published_us[i] = now;
+            continue;
+        }
         if now.saturating_sub(since) < SM_UTIL_PERIOD_US {
             continue;
         }
@@ -245,11 +252,7 @@ fn publish_sm_util(sr: &crate::shared_region::SharedRegion, map: &[Option<usize>
             st.nvml[i] = nvml_handle(region, dev);
         }
         let Some(handle) = st.nvml[i] else { continue };
-        let from = if since == 0 {
-            now - SM_UTIL_PERIOD_US
-        } else {
-            since
-        };
+        let from = since;
         let Some(samples) = NvmlUtil(handle as cuda_headers::bindings::nvmlDevice_t).since(from)
         else {
             continue;

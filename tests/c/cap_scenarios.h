@@ -430,6 +430,161 @@ static int cap_churn(double seconds) {
     return 0;
 }
 
+/* Churn at the cap: every thread first takes chunks until refused, then repeatedly frees
+ * one chunk and allocates up to two, so the slice stays full while frees and allocations
+ * of all threads (and of all processes of the container) interleave. The ground truth
+ * (the simulator's high-water mark) must never pass the slice. With `wait`, prints
+ * `ready=1` after the context exists and waits for a line on stdin before churning. */
+struct churner {
+    CUcontext ctx;
+    size_t chunk;
+    unsigned long long deadline, allocs, refusals;
+    unsigned int seed;
+    int n;
+    CUdeviceptr held[1024];
+};
+
+static void *full_churn_thread(void *arg) {
+    struct churner *c = arg;
+    API(cuCtxSetCurrent)(c->ctx);
+    while (c->n < 1024 && API(cuMemAlloc_v2)(&c->held[c->n], c->chunk) == CUDA_SUCCESS) c->n++;
+    while (vgpu_now_ns(CLOCK_MONOTONIC) < c->deadline) {
+        if (c->n > 0) {
+            int i = rand_r(&c->seed) % c->n;
+            CK(API(cuMemFree_v2)(c->held[i]));
+            c->held[i] = c->held[--c->n];
+        }
+        for (int k = 0; k < 2 && c->n < 1024; k++) {
+            CUresult rc = API(cuMemAlloc_v2)(&c->held[c->n], c->chunk);
+            if (rc == CUDA_SUCCESS) {
+                c->n++;
+                c->allocs++;
+            } else if (rc == CUDA_ERROR_OUT_OF_MEMORY) {
+                c->refusals++;
+            } else {
+                fprintf(stderr, "cuMemAlloc_v2: %d\n", (int)rc);
+                exit(4);
+            }
+        }
+    }
+    for (int i = 0; i < c->n; i++) CK(API(cuMemFree_v2)(c->held[i]));
+    return NULL;
+}
+
+static int cap_churn_full(int threads, size_t chunk, double seconds, int wait) {
+    CUcontext ctx = setup_ctx(0);
+    if (wait) {
+        printf("ready=1\n");
+        fflush(stdout);
+        wait_stdin_line();
+    }
+    static struct churner cs[64];
+    pthread_t th[64];
+    if (threads > 64) threads = 64;
+    unsigned long long deadline = vgpu_now_ns(CLOCK_MONOTONIC) + (unsigned long long)(seconds * 1e9);
+    for (int i = 0; i < threads; i++) {
+        cs[i].ctx = ctx;
+        cs[i].chunk = chunk;
+        cs[i].deadline = deadline;
+        cs[i].seed = (unsigned int)getpid() * 131u + (unsigned int)i;
+        pthread_create(&th[i], NULL, full_churn_thread, &cs[i]);
+    }
+    unsigned long long allocs = 0, refusals = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(th[i], NULL);
+        allocs += cs[i].allocs;
+        refusals += cs[i].refusals;
+    }
+    kvu("churn_allocs", allocs);
+    kvu("churn_refusals", refusals);
+    return 0;
+}
+
+/* Contexts and modules at a slice: primary context (then a module in it), then a created
+ * context (then a module in it). Reports each result code; whatever fits is released at
+ * the end. `used.*` are the container's usage as cuMemGetInfo shows it. */
+typedef CUresult (*cap_ctx_create_fn)(CUcontext *, unsigned int, CUdevice);
+typedef CUresult (*cap_ctx_destroy_fn)(CUcontext);
+
+static void cap_ctx_module(const char *key) {
+    CUmodule m = NULL;
+    CUresult rc = API(cuModuleLoadData)(&m, VGPU_TEST_PTX);
+    kvi(key, rc);
+    if (rc == CUDA_SUCCESS) {
+        size_t t = 0;
+        char k[64];
+        snprintf(k, sizeof k, "%s.used", key);
+        kvu(k, used_now(&t));
+        CK(API(cuModuleUnload)(m));
+    }
+}
+
+static int cap_ctx(void) {
+    CUdevice dev;
+    CK(API(cuInit)(0));
+    CK(API(cuDeviceGet)(&dev, 0));
+    CUcontext p = NULL;
+    CUresult rc = API(cuDevicePrimaryCtxRetain)(&p, dev);
+    kvi("primary_rc", rc);
+    if (rc == CUDA_SUCCESS) {
+        CK(API(cuCtxSetCurrent)(p));
+        size_t t = 0;
+        kvu("primary.used", used_now(&t));
+        cap_ctx_module("primary.module_rc");
+        CK(API(cuCtxSetCurrent)(NULL));
+        CK(API(cuDevicePrimaryCtxRelease_v2)(dev));
+    } else {
+        kvi("primary_null", p == NULL);
+    }
+    cap_ctx_create_fn create = (cap_ctx_create_fn)client_dlsym("cuCtxCreate_v2");
+    cap_ctx_destroy_fn destroy = (cap_ctx_destroy_fn)client_dlsym("cuCtxDestroy_v2");
+    if (!create || !destroy) return 3;
+    CUcontext c = NULL;
+    rc = create(&c, 0, dev);
+    kvi("create_rc", rc);
+    if (rc == CUDA_SUCCESS) {
+        size_t t = 0;
+        kvu("create.used", used_now(&t));
+        cap_ctx_module("create.module_rc");
+        CK(destroy(c));
+    } else {
+        kvi("create_null", c == NULL);
+    }
+    return 0;
+}
+
+/* Start-up at one barrier: nothing CUDA before CLOCK_MONOTONIC reaches `t` (the same
+ * instant for every process of the wave), then cuInit, a primary context, one 16 MiB
+ * allocation and its free. Reports the time from the barrier to done, and whether the
+ * process arrived after the barrier (then its figure is not a barrier start). */
+static int cap_barrier(unsigned long long t) {
+    unsigned long long now = vgpu_now_ns(CLOCK_MONOTONIC);
+    kvi("late", now > t);
+    if (now < t) {
+        struct timespec ts = {.tv_sec = (time_t)(t / 1000000000ull), .tv_nsec = (long)(t % 1000000000ull)};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+        }
+    }
+    unsigned long long start = now > t ? now : t;
+    CUdevice dev;
+    CUcontext ctx;
+    CK(API(cuInit)(0));
+    unsigned long long inited = vgpu_now_ns(CLOCK_MONOTONIC);
+    CK(API(cuDeviceGet)(&dev, 0));
+    CK(API(cuDevicePrimaryCtxRetain)(&ctx, dev));
+    CK(API(cuCtxSetCurrent)(ctx));
+    unsigned long long ctx_done = vgpu_now_ns(CLOCK_MONOTONIC);
+    CUdeviceptr p;
+    CK(API(cuMemAlloc_v2)(&p, 16 * MiB));
+    CK(API(cuMemFree_v2)(p));
+    unsigned long long done = vgpu_now_ns(CLOCK_MONOTONIC);
+    kvu("barrier_to_done_ns", done - start);
+    kvu("phase.init_ns", inited - start);
+    kvu("phase.ctx_ns", ctx_done - inited);
+    kvu("phase.alloc_ns", done - ctx_done);
+    return 0;
+}
+
 /* Start-up cost: from main() to the first allocation done (cuInit, primary context,
  * cuMemAlloc: under libvgpu this includes attaching the region and claiming a slot). */
 static int cap_startup(unsigned long long t0) {
@@ -473,7 +628,11 @@ int main(int argc, char **argv) {
     else if (!strcmp(sc, "cap-fork") && argc >= 3) rc = cap_fork(atoi(argv[2]));
     else if (!strcmp(sc, "cap-grab") && argc >= 3) rc = cap_grab(parse_u64(argv[2]));
     else if (!strcmp(sc, "cap-churn") && argc >= 3) rc = cap_churn(atof(argv[2]));
+    else if (!strcmp(sc, "cap-churn-full") && argc >= 5)
+        rc = cap_churn_full(atoi(argv[2]), parse_u64(argv[3]), atof(argv[4]), argc > 5 && !strcmp(argv[5], "wait"));
+    else if (!strcmp(sc, "cap-ctx")) rc = cap_ctx();
     else if (!strcmp(sc, "cap-startup")) rc = cap_startup(t0);
+    else if (!strcmp(sc, "cap-barrier") && argc >= 3) rc = cap_barrier(parse_u64(argv[2]));
     else if (!strcmp(sc, "cap-exec")) rc = cap_exec(argv[0]);
     else {
         fprintf(stderr, "unknown cap scenario %s\n", sc);

@@ -74,6 +74,17 @@ pub fn render_text(s: &Snapshot) -> String {
         );
     }
     let _ = writeln!(o);
+    for g in &s.groups {
+        let per_dev = |v: &[u64]| v.iter().map(|b| mib(*b)).collect::<Vec<_>>().join("/");
+        let _ = writeln!(
+            o,
+            "group {:?}: {} processes, MiB now {} (by device), high-water {}",
+            g.name,
+            g.members,
+            per_dev(&g.used),
+            per_dev(&g.high_water)
+        );
+    }
     if s.procs.is_empty() {
         let _ = writeln!(o, "no processes");
         return o;
@@ -216,6 +227,21 @@ pub fn render_json(s: &Snapshot) -> String {
         }
         o.push_str("]}");
     }
+    o.push_str("],\"groups\":[");
+    for (i, g) in s.groups.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        let list = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+        let _ = write!(
+            o,
+            "{{\"name\":{},\"members\":{},\"used_bytes\":[{}],\"high_water_bytes\":[{}]}}",
+            json_str(&g.name),
+            g.members,
+            list(&g.used),
+            list(&g.high_water)
+        );
+    }
     o.push_str("]}");
     o
 }
@@ -241,6 +267,7 @@ mod tests {
             let s = g
                 .register(me, crate::procfs::self_start_time(), "tester \"q\"")
                 .unwrap();
+            assert!(g.set_group(s, "box-1"));
             g.charge(s, 0, 300 << 20, 0, 1, 0).unwrap();
             g.alloc(&AllocReq {
                 slot: s,
@@ -266,6 +293,13 @@ mod tests {
         assert!(json.contains("\"managed\":1048576"), "{json}");
         assert!(json.contains("\"context_bytes\":314572800"), "{json}");
         assert!(json.contains("tester \\\"q\\\""), "{json}");
+        assert!(
+            json.contains(
+                "\"groups\":[{\"name\":\"box-1\",\"members\":1,\"used_bytes\":[315621376],\"high_water_bytes\":[315621376]}]"
+            ),
+            "{json}"
+        );
+        assert!(text.contains("group \"box-1\": 1 processes"), "{text}");
         assert_eq!(json.matches('{').count(), json.matches('}').count());
         drop(st);
         std::fs::remove_file(&p).unwrap();

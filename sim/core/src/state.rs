@@ -135,6 +135,35 @@ struct Body {
     devs: [DevState; MAX_DEVICES],
     procs: [ProcSlot; MAX_PROCS],
     allocs: [AllocEntry; MAX_ALLOCS],
+    groups: Groups,
+}
+
+/// Process groups (e.g. the processes of one container), named by the `VGPU_SIM_GROUP`
+/// each process had at `cuInit`.
+pub const MAX_GROUPS: usize = 64;
+/// Longest group name kept (bytes, NUL excluded).
+pub const GROUP_NAME_LEN: usize = 119;
+
+/// Ground truth per group of processes: what all of them hold together on each device
+/// now, and the most they ever held at once (updated under the lock at every change, so
+/// no transient escapes it). Groups outlive their processes, so a test can read the
+/// high-water mark after everything exited.
+#[repr(C)]
+struct GroupSlot {
+    name: [u8; GROUP_NAME_LEN + 1],
+    /// Processes registered with this group so far.
+    members: u64,
+    used: [u64; MAX_DEVICES],
+    high_water: [u64; MAX_DEVICES],
+}
+
+#[repr(C)]
+struct Groups {
+    /// Group of each process slot: 0 none, else group index + 1.
+    of_slot: [u32; MAX_PROCS],
+    len: u32,
+    _pad: u32,
+    slots: [GroupSlot; MAX_GROUPS],
 }
 
 /// The whole file. The split into prefix and body changes no offset: the prefix's size is a
@@ -168,6 +197,7 @@ fn layout_signature() -> u64 {
         MAX_PROCS,
         MAX_ALLOCS,
         RING_LEN,
+        size_of::<Groups>(),
     ];
     parts.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &p| {
         (h ^ p as u64).wrapping_mul(0x100_0000_01b3)
@@ -699,6 +729,16 @@ pub struct Snapshot {
     pub devices: Vec<DevSnap>,
     pub procs: Vec<ProcSnap>,
     pub allocations: usize,
+    pub groups: Vec<GroupSnap>,
+}
+
+/// One group's ground truth, per device index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSnap {
+    pub name: String,
+    pub members: u64,
+    pub used: Vec<u64>,
+    pub high_water: Vec<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -813,6 +853,78 @@ impl Guard<'_> {
             r.devs[d].used = used;
         }
         r.header.generation += 1;
+        self.recompute_groups();
+    }
+
+    /// Group usage from the process table (after a repair).
+    fn recompute_groups(&mut self) {
+        let r = self.reg_mut();
+        let g = &mut r.groups;
+        for slot in g.slots.iter_mut() {
+            slot.used = [0; MAX_DEVICES];
+        }
+        for (i, p) in r.procs.iter().enumerate() {
+            let gi = g.of_slot[i] as usize;
+            if p.status != 1 || gi == 0 || gi > MAX_GROUPS {
+                continue;
+            }
+            for d in 0..MAX_DEVICES {
+                g.slots[gi - 1].used[d] += p.usage[d].total();
+            }
+        }
+        for slot in g.slots.iter_mut() {
+            for d in 0..MAX_DEVICES {
+                slot.high_water[d] = slot.high_water[d].max(slot.used[d]);
+            }
+        }
+    }
+
+    /// What `slot` holds on `dev` changed by `delta` bytes: its group's figure follows,
+    /// and the group's high-water mark with it.
+    fn group_delta(&mut self, slot: u32, dev: usize, delta: i64) {
+        let g = &mut self.reg_mut().groups;
+        let Some(&gi) = g.of_slot.get(slot as usize) else {
+            return;
+        };
+        if gi == 0 || gi as usize > MAX_GROUPS || dev >= MAX_DEVICES || delta == 0 {
+            return;
+        }
+        let e = &mut g.slots[gi as usize - 1];
+        e.used[dev] = if delta > 0 {
+            e.used[dev].saturating_add(delta as u64)
+        } else {
+            e.used[dev].saturating_sub(delta.unsigned_abs())
+        };
+        e.high_water[dev] = e.high_water[dev].max(e.used[dev]);
+    }
+
+    /// Puts process `slot` in the group `name` (created on first use). Call right after
+    /// registering, before the process holds anything. Returns false when the group table
+    /// is full (the process then belongs to no group).
+    pub fn set_group(&mut self, slot: u32, name: &str) -> bool {
+        if slot as usize >= MAX_PROCS || name.is_empty() {
+            return false;
+        }
+        let g = &mut self.reg_mut().groups;
+        let mut key = [0u8; GROUP_NAME_LEN + 1];
+        copy_str(&mut key, name);
+        let len = (g.len as usize).min(MAX_GROUPS);
+        let index = match g.slots[..len].iter().position(|e| e.name == key) {
+            Some(i) => i,
+            None if len < MAX_GROUPS => {
+                let e = &mut g.slots[len];
+                e.name = key;
+                e.members = 0;
+                e.used = [0; MAX_DEVICES];
+                e.high_water = [0; MAX_DEVICES];
+                g.len = len as u32 + 1;
+                len
+            }
+            None => return false,
+        };
+        g.slots[index].members += 1;
+        g.of_slot[slot as usize] = index as u32 + 1;
+        true
     }
 
     /// Registers (or finds) the calling process; returns its slot.
@@ -853,6 +965,7 @@ impl Guard<'_> {
         copy_str(&mut p.comm, comm);
         p.usage = [ProcUsage::default(); MAX_DEVICES];
         p.status = 1;
+        r.groups.of_slot[s as usize] = 0;
         r.header.generation += 1;
         Ok(s)
     }
@@ -893,15 +1006,21 @@ impl Guard<'_> {
         let r = self.reg_mut();
         region_table(r).remove_where(|e| e.slot as u32 == slot, |_| {});
         let p = &mut r.procs[slot as usize];
+        let mut held = [0u64; MAX_DEVICES];
         if p.status == 1 {
             for (d, u) in p.usage.iter().enumerate() {
                 r.devs[d].used = r.devs[d].used.saturating_sub(u.total());
+                held[d] = u.total();
             }
         }
+        let p = &mut r.procs[slot as usize];
         p.status = 0;
         p.pid = 0;
         p.usage = [ProcUsage::default(); MAX_DEVICES];
         r.header.generation += 1;
+        for (d, bytes) in held.into_iter().enumerate() {
+            self.group_delta(slot, d, -(bytes as i64));
+        }
     }
 
     /// Drops processes that are gone (exited, zombie, or pid reused), freeing their memory
@@ -981,6 +1100,7 @@ impl Guard<'_> {
         let d = &mut r.devs[dev as usize];
         d.used = (d.used + after).saturating_sub(before);
         r.header.generation += 1;
+        self.group_delta(slot, dev as usize, after as i64 - before as i64);
         Ok(())
     }
 
@@ -1027,6 +1147,7 @@ impl Guard<'_> {
         r.procs[q.slot as usize].usage[q.dev as usize].data_bytes += q.charged;
         r.devs[q.dev as usize].used += q.charged;
         r.header.generation += 1;
+        self.group_delta(q.slot, q.dev as usize, q.charged as i64);
         Ok(base)
     }
 
@@ -1034,9 +1155,12 @@ impl Guard<'_> {
         let r = self.reg_mut();
         if (e.slot as usize) < MAX_PROCS && (e.dev as usize) < MAX_DEVICES {
             let u = &mut r.procs[e.slot as usize].usage[e.dev as usize];
+            let before = u.data_bytes;
             u.data_bytes = u.data_bytes.saturating_sub(e.charged);
+            let freed = before - u.data_bytes;
             let d = &mut r.devs[e.dev as usize];
             d.used = d.used.saturating_sub(e.charged);
+            self.group_delta(e.slot as u32, e.dev as usize, -(freed as i64));
         }
     }
 
@@ -1224,6 +1348,16 @@ impl Guard<'_> {
                 }
             })
             .collect();
+        let ndev = (r.header.ndev as usize).min(MAX_DEVICES);
+        let groups = r.groups.slots[..(r.groups.len as usize).min(MAX_GROUPS)]
+            .iter()
+            .map(|g| GroupSnap {
+                name: read_str(&g.name),
+                members: g.members,
+                used: g.used[..ndev].to_vec(),
+                high_water: g.high_water[..ndev].to_vec(),
+            })
+            .collect();
         Snapshot {
             path: self.st.path.clone(),
             // SAFETY: a place read of a prefix field written once before the file was
@@ -1233,6 +1367,7 @@ impl Guard<'_> {
             devices,
             procs,
             allocations: r.header.alloc_len as usize,
+            groups,
         }
     }
 }
@@ -1334,6 +1469,56 @@ mod tests {
         assert_eq!(g.register(1002, 6, "b").unwrap(), b2);
         drop(g);
         drop(st2);
+        drop(st);
+        std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn groups_record_their_high_water_mark_at_every_change() {
+        let p = tmp_path("groups");
+        let mut st = SimState::open_or_create(&p, &cfg(2, 4 << 30)).unwrap();
+        st.liveness = fake_alive;
+        let mut g = st.lock().unwrap();
+        let a = g.register(4001, 1, "a").unwrap();
+        let b = g.register(4002, 1, "b").unwrap();
+        let c = g.register(4003, 1, "c").unwrap();
+        assert!(g.set_group(a, "box"));
+        assert!(g.set_group(b, "box"));
+        assert!(g.set_group(c, "other"));
+        g.charge(a, 0, 300 << 20, 0, 1, 0).unwrap();
+        let x = g.alloc(&req(a, 0, 100 << 20, 1)).unwrap();
+        let y = g.alloc(&req(b, 1, 50 << 20, 1)).unwrap();
+        g.alloc(&req(c, 0, 700 << 20, 1)).unwrap();
+        g.free(a, x, &[kind::ALLOC]).unwrap();
+        g.alloc(&req(b, 0, 20 << 20, 1)).unwrap();
+        let snap = g.snapshot(crate::clock::mono_ns());
+        let boxed = snap.groups.iter().find(|g| g.name == "box").unwrap();
+        assert_eq!(boxed.members, 2);
+        assert_eq!(boxed.used, vec![320 << 20, 50 << 20]);
+        assert_eq!(boxed.high_water, vec![400 << 20, 50 << 20]);
+        let other = snap.groups.iter().find(|g| g.name == "other").unwrap();
+        assert_eq!(other.high_water, vec![700 << 20, 0]);
+        // A dead member's memory leaves the group; the mark stays.
+        DEAD_PID.store(4002, Ordering::SeqCst);
+        g.sweep(crate::clock::mono_ns(), 0);
+        let _ = y;
+        let snap = g.snapshot(crate::clock::mono_ns());
+        let boxed = snap.groups.iter().find(|g| g.name == "box").unwrap();
+        assert_eq!(boxed.used, vec![300 << 20, 0]);
+        assert_eq!(boxed.high_water, vec![400 << 20, 50 << 20]);
+        // A repair recomputes usage and keeps the mark.
+        g.repair();
+        let snap = g.snapshot(crate::clock::mono_ns());
+        let boxed = snap.groups.iter().find(|g| g.name == "box").unwrap();
+        assert_eq!(boxed.used, vec![300 << 20, 0]);
+        assert_eq!(boxed.high_water, vec![400 << 20, 50 << 20]);
+        // The slot of a new process starts outside any group.
+        let d = g.register(4004, 1, "d").unwrap();
+        g.alloc(&req(d, 0, 1 << 20, 1)).unwrap();
+        let snap = g.snapshot(crate::clock::mono_ns());
+        assert_eq!(snap.groups.iter().map(|g| g.members).sum::<u64>(), 3);
+        DEAD_PID.store(0, Ordering::SeqCst);
+        drop(g);
         drop(st);
         std::fs::remove_file(&p).unwrap();
     }

@@ -123,11 +123,25 @@ fn build() -> Result<Runtime, CUresult> {
             eprintln!("{m}");
             CUDA_ERROR_UNKNOWN
         })?;
-        g.register_image(me.pid, me.start_time, &procfs::self_comm())
+        let slot = g
+            .register_image(me.pid, me.start_time, &procfs::self_comm())
             .map_err(|m| {
                 eprintln!("{m}");
                 CUDA_ERROR_OUT_OF_MEMORY
-            })?
+            })?;
+        // Ground truth per group of processes (e.g. one container): `vgpu-sim status`.
+        if let Some(group) = std::env::var("VGPU_SIM_GROUP")
+            .ok()
+            .filter(|g| !g.is_empty())
+        {
+            if !g.set_group(slot, &group) {
+                eprintln!(
+                    "vgpu-sim: the group table is full ({} groups): this process belongs to none",
+                    vgpu_sim_core::state::MAX_GROUPS
+                );
+            }
+        }
+        slot
     };
     let uuids: Vec<String> = shm.devices().iter().map(|d| d.uuid_str.clone()).collect();
     let cvd = std::env::var("CUDA_VISIBLE_DEVICES").ok();

@@ -1,0 +1,274 @@
+//! The slice is never passed at the driver, not even for an instant (issue 9): judged by
+//! the simulator's ground truth — the high-water mark of everything the container's
+//! processes held on the device at once, recorded by the simulated driver under its lock
+//! at every allocation, free, context and module change (`vgpu-sim status --json`,
+//! `groups`) — never by libvgpu's own ledger.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use testkit::{Child, Json, SimEnv};
+
+/// The container's processes all carry this group name to the simulator.
+const GROUP: &str = "container-under-test";
+
+fn group_of(sim: &SimEnv) -> Json {
+    let status = sim.status_json();
+    status
+        .get("groups")
+        .map(Json::items)
+        .unwrap_or(&[])
+        .iter()
+        .find(|g| g.get("name").and_then(Json::as_str) == Some(GROUP))
+        .cloned()
+        .unwrap_or_else(|| panic!("no group {GROUP:?} in the status: {status:?}"))
+}
+
+/// (high-water mark, bytes held now) of the container on device 0, at the driver.
+fn ground_truth(sim: &SimEnv) -> (u64, u64) {
+    let g = group_of(sim);
+    let hw = g.at("high_water_bytes/0").and_then(Json::as_u64);
+    let now = g.at("used_bytes/0").and_then(Json::as_u64);
+    (hw.expect("high_water_bytes/0"), now.expect("used_bytes/0"))
+}
+
+fn churn_machine(slice: u64) -> SimEnv {
+    machine()
+        .var("VGPU_SIM_GROUP", GROUP)
+        .var("CUDA_DEVICE_MEMORY_LIMIT", slice.to_string())
+}
+
+#[test]
+fn eight_threads_churning_at_the_cap_never_pass_the_slice_at_the_driver() {
+    let slice = 1000 * MIB;
+    let chunk = 2 * MIB;
+    let sim = churn_machine(slice);
+    let (out, kv) = run_scenario(
+        &sim,
+        Style::Linked,
+        &["cap-churn-full", "8", &chunk.to_string(), "2"],
+    );
+    let why = out.describe();
+    assert!(kv.u64("churn_allocs") > 100, "the threads churned\n{why}");
+    assert!(kv.u64("churn_refusals") > 0, "at the cap\n{why}");
+    let (high_water, now) = ground_truth(&sim);
+    assert!(
+        high_water <= slice,
+        "the driver held {high_water} bytes at once for a {slice}-byte slice\n{why}"
+    );
+    assert!(
+        high_water > slice - chunk,
+        "the slice was really filled (else the test proves nothing): {high_water}\n{why}"
+    );
+    assert_eq!(now, 0, "everything given back at exit");
+}
+
+#[test]
+fn sixteen_processes_churning_at_the_cap_never_pass_the_slice_at_the_driver() {
+    let slice = 3000 * MIB;
+    let chunk = 4 * MIB;
+    let sim = churn_machine(slice);
+    let mut children: Vec<Child> = (0..16)
+        .map(|_| {
+            let mut c = command(&sim, Style::Linked, true);
+            c.args(["cap-churn-full", "1", &chunk.to_string(), "2", "wait"]);
+            Child::spawn(&mut c, Duration::from_secs(120))
+        })
+        .collect();
+    for c in &mut children {
+        c.wait_for_kv("ready", "1", Duration::from_secs(60));
+    }
+    for c in &mut children {
+        c.send_line("go");
+    }
+    let (mut allocs, mut refusals) = (0, 0);
+    for c in children {
+        let out = c.finish();
+        out.assert_success("churner");
+        let kv = out.kv();
+        allocs += kv.u64("churn_allocs");
+        refusals += kv.u64("churn_refusals");
+    }
+    assert!(allocs > 100, "the processes churned: {allocs}");
+    assert!(refusals > 0, "at the cap");
+    let (high_water, now) = ground_truth(&sim);
+    assert!(
+        high_water <= slice,
+        "the driver held {high_water} bytes at once for a {slice}-byte slice"
+    );
+    assert!(
+        high_water > slice - chunk,
+        "the slice was really filled: {high_water}"
+    );
+    assert_eq!(now, 0, "everything given back at exit");
+}
+
+/// Bytes of a `CUDA_DEVICE_MEMORY_LIMIT` value as the tests below use them (a malformed
+/// value fails closed at 0).
+fn slice_bytes(value: &str) -> u64 {
+    match value.strip_suffix('m') {
+        Some(m) => m.parse::<u64>().unwrap() * MIB,
+        None => value.parse().unwrap_or(0),
+    }
+}
+
+/// Host pid discovery as each run gets it: procfs (what this machine allows), the NVML
+/// probe only, or none at all (debug-build test hook `VGPU_DEBUG_HOSTPID`).
+const DISCOVERY: [Option<&str>; 3] = [None, Some("probe"), Some("unknown")];
+
+/// Whether procfs tells this machine's processes their host pid (src/hostpid.rs: the
+/// initial pid namespace, or a child one whose `/proc` is the host's). Elsewhere (a CI
+/// container with its own `/proc`) the default discovery is the NVML probe.
+fn procfs_tells_host_pid() -> bool {
+    let ns = |p: &str| std::fs::read_link(p).map(|t| t.to_string_lossy().into_owned());
+    let init = "pid:[4026531836]";
+    if ns("/proc/self/ns/pid").is_ok_and(|t| t == init) {
+        return true;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let levels = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .map_or(0, |l| l.split_whitespace().count());
+    levels >= 2 && ns("/proc/1/ns/pid").is_ok_and(|t| t == init)
+}
+
+fn ctx_machine(context: &str, slice: &str, discovery: Option<&str>) -> SimEnv {
+    let mut sim = machine()
+        .var("VGPU_SIM_CONTEXT_BYTES", context)
+        .var("VGPU_SIM_GROUP", GROUP)
+        .var("CUDA_DEVICE_MEMORY_LIMIT", slice);
+    if let Some(d) = discovery {
+        sim.set("VGPU_DEBUG_HOSTPID", d);
+    }
+    sim
+}
+
+#[test]
+fn no_context_or_module_escapes_a_small_slice_whatever_the_host_pid_discovery() {
+    // Contexts cost 300 MiB at the driver: none of these slices can hold one.
+    for discovery in DISCOVERY {
+        for slice in ["3000", "1m", "4m", "8m", "12m", "64m", "lots"] {
+            for run in 0..3 {
+                let sim = ctx_machine("300m", slice, discovery);
+                let (out, kv) = run_scenario(&sim, Style::Linked, &["cap-ctx"]);
+                let why = format!(
+                    "slice {slice}, discovery {discovery:?}, run {run}\n{}",
+                    out.describe()
+                );
+                assert_eq!(kv.i64("primary_rc"), 2, "primary context refused: {why}");
+                assert_eq!(kv.i64("primary_null"), 1, "{why}");
+                assert_eq!(kv.i64("create_rc"), 2, "created context refused: {why}");
+                assert_eq!(kv.i64("create_null"), 1, "{why}");
+                let (high_water, _) = ground_truth(&sim);
+                assert!(high_water <= slice_bytes(slice), "{high_water} held: {why}");
+                assert_eq!(high_water, 0, "the driver was never asked: {why}");
+                let tiny = out
+                    .stderr
+                    .lines()
+                    .filter(|l| l.contains("under 1 MiB"))
+                    .count();
+                let expect = usize::from((1..MIB).contains(&slice_bytes(slice)));
+                assert_eq!(tiny, expect, "one warning line below 1 MiB: {why}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_context_that_fits_with_no_room_for_its_module() {
+    // 300 MiB contexts in a 301 MiB slice: the measured context fits, a module does not.
+    // When the context cannot be measured it is charged the conservative figure, which
+    // does not fit: the context is destroyed again (rolled back) and refused. (The NVML
+    // probe is not run here: in a slice with no room for its margin it falls in the
+    // documented first-context gap, docs/MEMORY_CAP.md.)
+    for discovery in [None, Some("unknown")] {
+        if discovery.is_none() && !procfs_tells_host_pid() {
+            eprintln!("procfs does not tell host pids here: only the unmeasured case runs");
+            continue;
+        }
+        let sim = ctx_machine("300m", "301m", discovery);
+        let (out, kv) = run_scenario(&sim, Style::Linked, &["cap-ctx"]);
+        let why = format!("discovery {discovery:?}\n{}", out.describe());
+        if discovery.is_some() && cfg!(debug_assertions) {
+            assert_eq!(kv.i64("primary_rc"), 2, "{why}");
+            assert_eq!(kv.i64("create_rc"), 2, "{why}");
+        } else {
+            assert_eq!(kv.i64("primary_rc"), 0, "{why}");
+            assert_eq!(kv.u64("primary.used"), 300 * MIB, "measured: {why}");
+            assert_eq!(kv.i64("primary.module_rc"), 2, "{why}");
+            assert_eq!(kv.i64("create_rc"), 0, "{why}");
+            assert_eq!(kv.u64("create.used"), 300 * MIB, "{why}");
+            assert_eq!(kv.i64("create.module_rc"), 2, "{why}");
+        }
+        let (high_water, now) = ground_truth(&sim);
+        assert!(high_water <= 301 * MIB, "{high_water} held: {why}");
+        assert_eq!(now, 0, "{why}");
+    }
+}
+
+#[test]
+fn contexts_and_modules_are_charged_whether_or_not_the_host_pid_is_known() {
+    for discovery in DISCOVERY {
+        let sim = ctx_machine("64m", "1g", discovery);
+        let (out, kv) = run_scenario(&sim, Style::Linked, &["cap-ctx"]);
+        let why = format!("discovery {discovery:?}\n{}", out.describe());
+        assert_eq!(kv.i64("primary_rc"), 0, "{why}");
+        assert_eq!(kv.i64("primary.module_rc"), 0, "{why}");
+        assert_eq!(kv.i64("create_rc"), 0, "{why}");
+        assert_eq!(kv.i64("create.module_rc"), 0, "{why}");
+        let ctx = if discovery == Some("unknown") && cfg!(debug_assertions) {
+            // Nothing can be measured: the documented conservative figures.
+            512 * MIB
+        } else {
+            64 * MIB
+        };
+        assert_eq!(kv.u64("primary.used"), ctx, "{why}");
+        assert_eq!(kv.u64("primary.module_rc.used"), ctx + 2 * MIB, "{why}");
+        assert_eq!(kv.u64("create.used"), ctx, "{why}");
+        assert_eq!(kv.u64("create.module_rc.used"), ctx + 2 * MIB, "{why}");
+        let (high_water, now) = ground_truth(&sim);
+        assert!(
+            (66 * MIB..=GIB).contains(&high_water),
+            "{high_water}: {why}"
+        );
+        assert_eq!(now, 0, "{why}");
+    }
+}
+
+#[test]
+fn a_later_process_is_charged_the_context_size_its_container_measured() {
+    // The first process of the container measures its context through NVML and leaves the
+    // figure in the region; a later one starts without opening NVML, charged that figure
+    // — exactly what the driver holds for it.
+    let sim = ctx_machine("64m", "1g", None);
+    let mut first = {
+        let mut c = command(&sim, Style::Linked, true);
+        c.args(["alloc-hold", &(10 * MIB).to_string(), "60"]);
+        Child::spawn(&mut c, Duration::from_secs(90))
+    };
+    first.wait_for_kv("ready", "1", Duration::from_secs(30));
+    let mut c = command(&sim, Style::Linked, true);
+    c.env("LIBCUDA_LOG_LEVEL", "4").arg("cap-ctx");
+    let out = testkit::run_default(&mut c);
+    out.assert_success("cap-ctx");
+    let kv = out.kv();
+    let why = out.describe();
+    let held = 64 * MIB + 10 * MIB;
+    assert_eq!(kv.u64("primary.used"), held + 64 * MIB, "{why}");
+    // Without procfs discovery the later process measures (the probe): exact as well.
+    if procfs_tells_host_pid() {
+        assert!(
+            out.stderr
+                .lines()
+                .any(|l| l.contains("Context overhead") && l.contains("measured None")),
+            "the primary context was charged the container's figure: {why}"
+        );
+    }
+    let (high_water, _) = ground_truth(&sim);
+    assert!(high_water <= GIB, "{why}");
+    first.close_stdin();
+    first.finish().assert_success("first");
+}

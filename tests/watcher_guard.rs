@@ -1,0 +1,67 @@
+//! The watcher thread (reaping, the core cap's controller) cannot die silently: a panic in
+//! one of its ticks is logged once and the thread goes on. The panic is injected with a
+//! hook that exists in debug builds only (`VGPU_DEBUG_WATCHER_PANICS`, src/shared_region.rs).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use testkit::Child;
+
+#[test]
+fn reaping_still_happens_after_the_watcher_panicked() {
+    if !cfg!(debug_assertions) {
+        eprintln!("skipped: the panic injection hook exists in debug builds only");
+        return;
+    }
+    let sim = machine()
+        .var("VGPU_SIM_CONTEXT_BYTES", "0")
+        .var("CUDA_DEVICE_MEMORY_LIMIT", "1g");
+    // The only survivor of the container: its watcher's first 5 ticks panic (then it backs
+    // off 50 + 100 + 200 + 400 + 800 ms before ticking normally).
+    let started = Instant::now();
+    let mut survivor = {
+        let mut c = command(&sim, Style::Linked, true);
+        c.env("VGPU_DEBUG_WATCHER_PANICS", "5")
+            .args(["watch-free", "20", "30"]);
+        Child::spawn(&mut c, Duration::from_secs(60))
+    };
+    survivor.wait_for(Duration::from_secs(30), |l| {
+        l.ends_with(&format!("free={GIB}"))
+    });
+    let mut victim = {
+        let mut c = command(&sim, Style::Linked, true);
+        c.args(["alloc-hold", &(600 * MIB).to_string(), "60"]);
+        Child::spawn(&mut c, Duration::from_secs(90))
+    };
+    victim.wait_for_kv("ready", "1", Duration::from_secs(30));
+    survivor.wait_for(Duration::from_secs(30), |l| {
+        l.ends_with(&format!("free={}", GIB - 600 * MIB))
+    });
+    // Past the injected panics and their backoff.
+    std::thread::sleep(Duration::from_millis(2500).saturating_sub(started.elapsed()));
+    let killed_at = Instant::now();
+    victim.kill9();
+    survivor.wait_for(Duration::from_secs(10), |l| {
+        l.ends_with(&format!("free={GIB}"))
+    });
+    let took = killed_at.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "the panicked watcher reclaimed the killed process's memory after {took:?}"
+    );
+    survivor.close_stdin();
+    let out = survivor.finish();
+    let panics: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("panicked"))
+        .collect();
+    assert_eq!(panics.len(), 1, "one line for five panics:\n{}", out.stderr);
+    assert!(
+        panics[0].contains("watcher thread") && panics[0].contains("VGPU_DEBUG_WATCHER_PANICS"),
+        "{}",
+        panics[0]
+    );
+}
