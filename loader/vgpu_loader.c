@@ -195,8 +195,13 @@ static void *fail_null(void) { return 0; /* __hipRegisterFatBinary: no handle */
 
 /* The fail-closed answer for an export: CUDA_ERROR_NOT_INITIALIZED is 3, and so is
  * hipErrorNotInitialized; the HIP compiler ABI's __hip* calls return a pointer or nothing. */
+static int fail_amdsmi(void) { return 32; /* AMDSMI_STATUS_NOT_INIT */ }
+static int fail_rsmi(void) { return 8; /* RSMI_STATUS_INIT_ERROR */ }
+
 static void *fail_for(const char *name) {
     if (strncmp(name, "nvml", 4) == 0) return (void *)fail_nvml;
+    if (strncmp(name, "amdsmi_", 7) == 0) return (void *)fail_amdsmi;
+    if (strncmp(name, "rsmi_", 5) == 0) return (void *)fail_rsmi;
     if (strncmp(name, "__hip", 5) == 0) return (void *)fail_null;
     return (void *)fail_cuda;
 }
@@ -364,7 +369,8 @@ HIDDEN void *vgpu_loader_resolve(unsigned index) {
 
 static int is_hooked(const char *name) {
     if (!(name[0] == 'c' && name[1] == 'u') && strncmp(name, "nvml", 4) != 0 &&
-        strncmp(name, "hip", 3) != 0 && strncmp(name, "__hip", 5) != 0)
+        strncmp(name, "hip", 3) != 0 && strncmp(name, "__hip", 5) != 0 &&
+        strncmp(name, "amdsmi_", 7) != 0 && strncmp(name, "rsmi_", 5) != 0)
         return 0;
     for (const char *n = vgpu_export_names; *n; n += strlen(n) + 1)
         if (strcmp(n, name) == 0) return 1;

@@ -15,6 +15,7 @@
 //! - policy, pure and unit-tested: `config` (the env contract), `ledger` (the memory cap),
 //!   `throttle` (the launch gate).
 
+pub mod amd_smi;
 pub mod clock;
 pub mod config;
 pub mod driver;

@@ -63,6 +63,8 @@ pub enum Family {
     Cuda,
     Nvml,
     Hip,
+    AmdSmi,
+    RocmSmi,
 }
 
 impl Family {
@@ -71,6 +73,8 @@ impl Family {
             Family::Cuda => b"libcuda.so",
             Family::Nvml => b"libnvidia-ml.so",
             Family::Hip => b"libamdhip64.so",
+            Family::AmdSmi => b"libamd_smi.so",
+            Family::RocmSmi => b"librocm_smi64.so",
         }
     }
 }
@@ -91,7 +95,9 @@ unsafe extern "C" fn decide(handle: *mut c_void, name: *const c_char) -> *mut c_
     if !(bytes.starts_with(b"cu")
         || bytes.starts_with(b"nvml")
         || bytes.starts_with(b"hip")
-        || bytes.starts_with(b"__hip"))
+        || bytes.starts_with(b"__hip")
+        || bytes.starts_with(b"amdsmi_")
+        || bytes.starts_with(b"rsmi_"))
     {
         return std::ptr::null_mut();
     }

@@ -554,3 +554,60 @@ fn a_hipcc_built_program_runs_under_the_cap_and_is_refused_over_it() {
         assert_eq!(device_used(&sim), 0, "everything freed at exit");
     }
 }
+
+const SMI_VIEW: &str = r#"
+import ctypes
+import amdsmi
+amdsmi.amdsmi_init()
+h = amdsmi.amdsmi_get_processor_handles()[0]
+VRAM = amdsmi.AmdSmiMemoryType.VRAM
+print("amdsmi.total=%d" % amdsmi.amdsmi_get_gpu_memory_total(h, VRAM))
+print("amdsmi.used=%d" % amdsmi.amdsmi_get_gpu_memory_usage(h, VRAM))
+v = amdsmi.amdsmi_get_gpu_vram_usage(h)
+print("amdsmi.vram_total_mb=%d" % v["vram_total"])
+print("amdsmi.vram_used_mb=%d" % v["vram_used"])
+amdsmi.amdsmi_shut_down()
+# ROCm SMI the way rocm-smi's Python front end binds it: CDLL + dlsym(handle).
+r = ctypes.CDLL("librocm_smi64.so.7")
+assert r.rsmi_init(ctypes.c_uint64(0)) == 0
+total, used = ctypes.c_uint64(), ctypes.c_uint64()
+assert r.rsmi_dev_memory_total_get(0, 0, ctypes.byref(total)) == 0
+assert r.rsmi_dev_memory_usage_get(0, 0, ctypes.byref(used)) == 0
+print("rsmi.total=%d" % total.value)
+print("rsmi.used=%d" % used.value)
+print("ok=1")
+"#;
+
+/// amdsmi (AMD's Python package) and ROCm SMI (bound by `dlsym(handle)`) inside the
+/// container show the slice and the container's usage, while a HIP process holds memory.
+#[test]
+fn smi_views_show_the_slice_and_the_containers_usage() {
+    let Some(py) = testkit::require_venv("amdsmi under libvgpu") else {
+        return;
+    };
+    let sim = amd_machine("1g");
+    let mut holder = Child::spawn(
+        &mut hip_command(&sim, &["hold", &(100 * MIB).to_string()]),
+        Duration::from_secs(90),
+    );
+    holder.wait_for_kv("ready", "1", Duration::from_secs(30));
+    let mut c = in_amdgpu_ns(&sim, &py);
+    c.args(["-c", SMI_VIEW])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("LD_PRELOAD", libvgpu());
+    let out = run_default(&mut c);
+    out.assert_success("SMI view script");
+    let kv = out.kv();
+    let why = out.describe();
+    let used = 100 * MIB + CTX;
+    // Ground truth: the card really holds what the view says the container uses.
+    assert_eq!(device_used(&sim), used, "{why}");
+    assert_eq!(kv.u64("amdsmi.total"), GIB, "{why}");
+    assert_eq!(kv.u64("amdsmi.used"), used, "{why}");
+    assert_eq!(kv.u64("amdsmi.vram_total_mb"), 1024, "{why}");
+    assert_eq!(kv.u64("amdsmi.vram_used_mb"), used >> 20, "{why}");
+    assert_eq!(kv.u64("rsmi.total"), GIB, "{why}");
+    assert_eq!(kv.u64("rsmi.used"), used, "{why}");
+    holder.close_stdin();
+    holder.finish().assert_success("holder");
+}

@@ -125,6 +125,8 @@ fn assert_exports_clean(lib: &Path) {
             !(name == "dlsym"
                 || name.starts_with("cu")
                 || name.starts_with("nvml")
+                || name.starts_with("amdsmi_")
+                || name.starts_with("rsmi_")
                 || is_hip_export(name))
         })
         .map(|(ty, name)| format!("{ty} {name}"))
