@@ -611,3 +611,77 @@ fn smi_views_show_the_slice_and_the_containers_usage() {
     holder.close_stdin();
     holder.finish().assert_success("holder");
 }
+
+/// Debian's rocm-smi 5.2.3 (scripts/setup-amd-clients.sh), unpacked beside the simulated
+/// `librocm_smi64.so.1` (the tool loads `../../lib/librocm_smi64.so.1` from its own path).
+fn rocm_smi_tool(sim: &SimEnv) -> Option<std::path::PathBuf> {
+    let src = testkit::workspace_root().join(".amd-clients/rocm-smi");
+    if !src.join("usr/libexec/rocm_smi/rocm_smi.py").exists() {
+        assert!(
+            !testkit::in_ci(),
+            "rocm-smi not unpacked in .amd-clients (required under CI)"
+        );
+        eprintln!("SKIP rocm-smi not unpacked in .amd-clients: run scripts/setup-amd-clients.sh");
+        return None;
+    }
+    let root = sim.dir().join("rocm-smi");
+    let tool = root.join("usr/libexec/rocm_smi");
+    std::fs::create_dir_all(&tool).unwrap();
+    std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+    for f in ["rocm_smi.py", "rsmiBindings.py"] {
+        std::fs::copy(src.join("usr/libexec/rocm_smi").join(f), tool.join(f)).unwrap();
+    }
+    std::os::unix::fs::symlink(
+        sim_lib_dir().join("librocm_smi64.so.1"),
+        root.join("usr/lib/librocm_smi64.so.1"),
+    )
+    .unwrap();
+    Some(tool.join("rocm_smi.py"))
+}
+
+/// The number after `label` on rocm-smi's `GPU[0]` line that has it.
+fn rocm_smi_field(out: &str, label: &str) -> u64 {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("GPU[0]") && l.contains(label))
+        .unwrap_or_else(|| panic!("no {label:?} in\n{out}"));
+    line.rsplit(':')
+        .next()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("bad {label:?} line {line:?}"))
+}
+
+#[test]
+fn rocm_smi_tool_shows_the_slice_and_the_containers_usage() {
+    let sim = amd_machine("1g");
+    let Some(tool) = rocm_smi_tool(&sim) else {
+        return;
+    };
+    let mut holder = Child::spawn(
+        &mut hip_command(&sim, &["hold", &(100 * MIB).to_string()]),
+        Duration::from_secs(90),
+    );
+    holder.wait_for_kv("ready", "1", Duration::from_secs(30));
+    let mut c = in_amdgpu_ns(&sim, "python3");
+    c.arg(&tool)
+        .args(["--showmeminfo", "vram"])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("LD_PRELOAD", libvgpu());
+    let out = run_default(&mut c);
+    out.assert_success("rocm-smi");
+    let text = format!("{}{}", out.stdout, out.stderr);
+    let used = 100 * MIB + CTX;
+    assert_eq!(device_used(&sim), used, "ground truth\n{text}");
+    assert_eq!(
+        rocm_smi_field(&text, "VRAM Total Memory (B)"),
+        GIB,
+        "{text}"
+    );
+    assert_eq!(
+        rocm_smi_field(&text, "VRAM Total Used Memory (B)"),
+        used,
+        "{text}"
+    );
+    holder.close_stdin();
+    holder.finish().assert_success("holder");
+}
