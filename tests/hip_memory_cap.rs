@@ -685,3 +685,54 @@ fn rocm_smi_tool_shows_the_slice_and_the_containers_usage() {
     holder.close_stdin();
     holder.finish().assert_success("holder");
 }
+
+/// rocm-smi's KFD process list inside a container shows the container's processes only: a
+/// HIP process of another container (another region, the same card) stays hidden.
+#[test]
+fn rocm_smi_tool_lists_only_the_containers_processes() {
+    let sim = amd_machine("1g");
+    let Some(tool) = rocm_smi_tool(&sim) else {
+        return;
+    };
+    let mut ours = Child::spawn(
+        &mut hip_command(&sim, &["hold", &(100 * MIB).to_string()]),
+        Duration::from_secs(90),
+    );
+    ours.wait_for_kv("ready", "1", Duration::from_secs(30));
+    let mut theirs = {
+        let mut c = hip_command(&sim, &["hold", &(50 * MIB).to_string()]);
+        c.env(
+            "CUDA_DEVICE_MEMORY_SHARED_CACHE",
+            sim.dir().join("other-container.cache"),
+        );
+        Child::spawn(&mut c, Duration::from_secs(90))
+    };
+    theirs.wait_for_kv("ready", "1", Duration::from_secs(30));
+    let listed = |preload: bool| {
+        let mut c = in_amdgpu_ns(&sim, "python3");
+        c.arg(&tool)
+            .arg("--showpids")
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        if preload {
+            c.env("LD_PRELOAD", libvgpu());
+        }
+        let out = run_default(&mut c);
+        out.assert_success("rocm-smi --showpids");
+        let text = format!("{}{}", out.stdout, out.stderr);
+        let has = |pid: u32| {
+            text.lines()
+                .any(|l| l.split_whitespace().next() == Some(pid.to_string().as_str()))
+        };
+        (has(ours.pid()), has(theirs.pid()), text)
+    };
+    // Without libvgpu the tool sees the whole card: both.
+    let (a, b, text) = listed(false);
+    assert!(a && b, "the card's view lists both\n{text}");
+    let (a, b, text) = listed(true);
+    assert!(a, "our container's process is listed\n{text}");
+    assert!(!b, "the other container's process is hidden\n{text}");
+    ours.close_stdin();
+    theirs.close_stdin();
+    ours.finish().assert_success("ours");
+    theirs.finish().assert_success("theirs");
+}

@@ -104,18 +104,99 @@ pub unsafe fn rsmi_dev_memory_usage_get(dv_ind: u32, mem_type: u32, used: *mut u
     rc
 }
 
+/// The pids of the container's live processes (host pids where known, as SMI names them);
+/// `None` when libvgpu has no region (control disabled): then SMI lists pass unfiltered.
+fn container_pids() -> Option<Vec<u32>> {
+    use std::sync::atomic::Ordering;
+    if rt().config.control_disabled {
+        return None;
+    }
+    let sr = crate::shared_region::SharedRegion::get()?;
+    let region = sr.region();
+    let high = (region.ext.header.slot_high_water.load(Ordering::Acquire) as usize)
+        .min(shm_layout::MAX_PROCS);
+    let mut pids = Vec::new();
+    for i in 0..high {
+        if region.ext.slots[i].state.load(Ordering::Acquire) != shm_layout::slot_state::ACTIVE {
+            continue;
+        }
+        let host = region.v1.procs[i].hostpid.load(Ordering::Relaxed);
+        let pid = if host > 0 {
+            host
+        } else {
+            region.ext.slots[i].pid.load(Ordering::Relaxed)
+        };
+        if pid > 0 {
+            pids.push(pid as u32);
+        }
+    }
+    Some(pids)
+}
+
+/// KFD's process list, only the container's processes (other containers' stay hidden, as
+/// NVML's process lists do under libvgpu).
 pub unsafe fn rsmi_compute_process_info_get(procs: *mut rsmi_process_info_t, n: *mut u32) -> u32 {
     let Some(real) = rocm::real::rsmi_compute_process_info_get() else {
         return RSMI_STATUS_INIT_ERROR;
     };
-    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-    unsafe { real(procs, n) }
+    let pids = match container_pids() {
+        Some(p) if !n.is_null() => p,
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        _ => return unsafe { real(procs, n) },
+    };
+    let mut all: Vec<rsmi_process_info_t> = Vec::new();
+    let mut count = 0u32;
+    for _ in 0..3 {
+        count = all.len() as u32;
+        let buf = if all.is_empty() {
+            std::ptr::null_mut()
+        } else {
+            all.as_mut_ptr()
+        };
+        // SAFETY: a buffer of `count` entries (or the count query).
+        let rc = unsafe { real(buf, &mut count) };
+        if buf.is_null() && rc == 0 {
+            all = vec![rsmi_process_info_t::default(); count as usize + 8];
+            continue;
+        }
+        if rc == RSMI_STATUS_INSUFFICIENT_SIZE {
+            all = vec![rsmi_process_info_t::default(); all.len() * 2 + 8];
+            continue;
+        }
+        if rc != 0 {
+            return rc;
+        }
+        break;
+    }
+    all.truncate(count as usize);
+    all.retain(|p| pids.contains(&p.process_id));
+    if procs.is_null() {
+        // SAFETY: checked non-null above.
+        unsafe { *n = all.len() as u32 };
+        return 0;
+    }
+    // SAFETY: checked non-null; the caller gave room for `*n` entries.
+    let cap = unsafe { *n } as usize;
+    for (i, p) in all.iter().take(cap).enumerate() {
+        // SAFETY: i < cap, inside the caller's array.
+        unsafe { procs.add(i).write(*p) };
+    }
+    // SAFETY: checked non-null.
+    unsafe { *n = all.len().min(cap) as u32 };
+    if all.len() > cap {
+        RSMI_STATUS_INSUFFICIENT_SIZE
+    } else {
+        0
+    }
 }
 
 pub unsafe fn rsmi_compute_process_info_by_pid_get(pid: u32, p: *mut rsmi_process_info_t) -> u32 {
     let Some(real) = rocm::real::rsmi_compute_process_info_by_pid_get() else {
         return RSMI_STATUS_INIT_ERROR;
     };
+    if container_pids().is_some_and(|pids| !pids.contains(&pid)) {
+        return RSMI_STATUS_NOT_FOUND;
+    }
     // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     unsafe { real(pid, p) }
 }
@@ -124,6 +205,9 @@ pub unsafe fn rsmi_compute_process_gpus_get(pid: u32, dv: *mut u32, n: *mut u32)
     let Some(real) = rocm::real::rsmi_compute_process_gpus_get() else {
         return RSMI_STATUS_INIT_ERROR;
     };
+    if container_pids().is_some_and(|pids| !pids.contains(&pid)) {
+        return RSMI_STATUS_NOT_FOUND;
+    }
     // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     unsafe { real(pid, dv, n) }
 }
