@@ -8,8 +8,9 @@
  * scripts/build-release.sh from the core's dynamic symbol table), each a jump through a slot.
  *
  * The core (the Rust libvgpu, built by cargo) is embedded in this file. The first call of any
- * export, or a `dlsym` of a name the core hooks, copies the core into a memfd and dlopen()s
- * it (RTLD_LOCAL), fills every slot with the core's function and jumps there. From then on
+ * export, or a `dlsym` of a name the core hooks, dlopen()s (RTLD_LOCAL) the container's cached
+ * copy of the core (cached_core: one file per container and uid, shared through the page
+ * cache), else a private memfd copy, fills every slot with the core's function and jumps there. From then on
  * an export costs one predicted indirect jump.
  *
  * dlopen/dlsym are not linked (at the glibc 2.17 floor they live in libdl.so.2, a second
