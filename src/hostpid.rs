@@ -2,7 +2,7 @@
 //! pid namespace; inside a container `getpid()` is another number. Without the host pid,
 //! the process's own NVML figures (context and module memory, utilization) cannot be found.
 //!
-//! Two methods, the cheap exact one first:
+//! Three methods, the cheap exact one first; none needs headroom in the slice but the last:
 //!
 //! 1. **procfs** (no driver call, no allocation, no headroom in the slice): a process in the
 //!    initial pid namespace (`readlink /proc/self/ns/pid` is `pid:[4026531836]`, a fixed
@@ -10,17 +10,22 @@
 //!    `/proc` is the host's (pid 1 there is in the initial namespace) finds its host pid as
 //!    the first `NSpid` entry of `/proc/self/status` (one pid per namespace level visible
 //!    to that procfs, outermost first).
-//! 2. **NVML signature probe**, only where procfs cannot tell (a container with its own
-//!    `/proc`): with a context current, list NVML's processes, allocate a probe of an
-//!    unusual size S (a multiple of 2 MiB, so the driver's figure moves by exactly S), list
-//!    again, free, list again. Our host pid is the one pid whose usage rose by exactly S and
-//!    then fell by exactly S. A concurrent process of another container would have to
-//!    allocate and free exactly S in the same microseconds to confuse it; then the
-//!    candidates are ambiguous and the probe is repeated with another S. The probe is
-//!    reserved in the ledger like any allocation (with the margin between a new context's
-//!    estimate and its conservative figure when the slice has room for it); when the slice
-//!    has no room for the probe, discovery is put off (retried at the next context or
-//!    module), and the caller charges its conservative figure meanwhile.
+//! 2. **The context's creation as the signature** ([`BeforeContext`]), where procfs cannot
+//!    tell (a container with its own `/proc`): NVML's process list before and after the
+//!    driver creates a context; the pids that appeared with it (rose, for a later context),
+//!    less those the region's other slots claim, are the candidates. One: found. Several:
+//!    the context is charged the largest rise (ours is among them) and the candidates are
+//!    narrowed lazily ([`retry_pending`], from the watcher thread and before the next
+//!    measurement): by other slots' claims, by leaving NVML's list, and by not following
+//!    this process's own allocations (known sizes, already charged).
+//! 3. **NVML signature probe**, the last resort, only when the slice has room for it: with a
+//!    context current, list NVML's processes, allocate a probe of an unusual size S (a
+//!    multiple of 2 MiB, so the driver's figure moves by exactly S), list again, free, list
+//!    again. Our host pid is the one pid whose usage rose by exactly S and then fell by
+//!    exactly S; ambiguous candidates make it repeat with another S. The probe is reserved in
+//!    the ledger like any allocation (with the margin between a new context's estimate and
+//!    its charge when the slice has room for it); when the slice has no room for the probe
+//!    it is not made (put off to the next context or module).
 //!
 //! Memory caps never depend on discovery: what cannot be measured is charged a documented
 //! conservative figure (see hooks/context.rs).
