@@ -113,6 +113,7 @@ mkdir -p "$LOADER_DIR"
     "$ZIG" cc -target "x86_64-linux-gnu.$FLOOR" -shared -fPIC -O2 -fvisibility=hidden \
         -fno-stack-protector -fno-sanitize=all -Wall -Werror \
         -Wl,-soname,libvgpu.so -Wl,-z,lazy -Wl,--hash-style=both -Wl,--no-undefined-version \
+        -Wl,--version-script="$LOADER_DIR/exports.map" \
         -o "$LOADER_DIR/libvgpu.so" "$ROOT/loader/vgpu_loader.c" "$LOADER_DIR/exports.S"
 )
 cp "$LOADER_DIR/libvgpu.so" "$OUT_DIR/libvgpu.so.tmp.$$"

@@ -267,8 +267,22 @@ impl Config {
 
     /// Reads the contract from the process environment.
     pub fn from_env() -> Config {
-        Config::from_lookup(|k| std::env::var(k).ok())
+        Config::from_lookup(|k| {
+            std::env::var(k)
+                .ok()
+                .or_else(|| hip_alias(k).and_then(|h| std::env::var(h).ok()))
+        })
     }
+}
+
+/// The AMD name of a per-device limit variable (`CUDA_DEVICE_MEMORY_LIMIT_1` ->
+/// `HIP_DEVICE_MEMORY_LIMIT_1`, what HAMi's amd-device-plugin sets), read when the CUDA
+/// name is unset: the CUDA name wins when both are set.
+pub fn hip_alias(name: &str) -> Option<String> {
+    ["CUDA_DEVICE_MEMORY_LIMIT", "CUDA_DEVICE_SM_LIMIT"]
+        .iter()
+        .find(|p| name == **p || name.strip_prefix(**p).is_some_and(|r| r.starts_with('_')))
+        .map(|_| name.replacen("CUDA_", "HIP_", 1))
 }
 
 /// `NVIDIA_VISIBLE_DEVICES` as the key of the per-device limits: its UUIDs when every
@@ -446,6 +460,26 @@ pub fn tiny_memory_limit_warning(config: &Config) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn hip_names_alias_the_limit_variables_only() {
+        use super::hip_alias;
+        assert_eq!(
+            hip_alias("CUDA_DEVICE_MEMORY_LIMIT").as_deref(),
+            Some("HIP_DEVICE_MEMORY_LIMIT")
+        );
+        assert_eq!(
+            hip_alias("CUDA_DEVICE_MEMORY_LIMIT_3").as_deref(),
+            Some("HIP_DEVICE_MEMORY_LIMIT_3")
+        );
+        assert_eq!(
+            hip_alias("CUDA_DEVICE_SM_LIMIT_0").as_deref(),
+            Some("HIP_DEVICE_SM_LIMIT_0")
+        );
+        assert_eq!(hip_alias("CUDA_DEVICE_MEMORY_SHARED_CACHE"), None);
+        assert_eq!(hip_alias("CUDA_VISIBLE_DEVICES"), None);
+    }
+
     use super::*;
     use std::collections::HashMap;
 

@@ -83,6 +83,12 @@ pub fn hook_by_symbol(symbol: &[u8]) -> Option<(Family, *const c_void)> {
     if symbol.starts_with(b"nvml") {
         return crate::nvml::hook_by_symbol(symbol).map(|p| (Family::Nvml, p));
     }
+    if symbol.starts_with(b"amdsmi_") || symbol.starts_with(b"rsmi_") {
+        return crate::amd_smi::hook_by_symbol(symbol);
+    }
+    if symbol.starts_with(b"hip") || symbol.starts_with(b"__hip") {
+        return crate::hip::hook_by_symbol(symbol).map(|p| (Family::Hip, p));
+    }
     DRIVER_PROCS
         .iter()
         .zip(HOOKS.0.iter())

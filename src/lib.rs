@@ -9,14 +9,18 @@
 //! - `driver`: exports, real-function slots and `cuGetProcAddress` answers, generated
 //!   from the one table in `cuda-headers`;
 //! - `hooks`: the few lines per entry point that call into the policy;
+//! - `hip`: the HIP runtime surface (exports, real slots, hook bodies), generated from
+//!   `hip-headers`' table, charging the same ledger (docs/AMD.md);
 //! - `runtime`: lazy, idempotent, fork-aware process state;
 //! - policy, pure and unit-tested: `config` (the env contract), `ledger` (the memory cap),
 //!   `throttle` (the launch gate).
 
+pub mod amd_smi;
 pub mod clock;
 pub mod config;
 pub mod driver;
 mod ffi;
+pub mod hip;
 pub mod hooks;
 pub mod hostpid;
 pub mod ledger;

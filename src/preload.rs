@@ -62,6 +62,9 @@ pub unsafe fn real_dlsym(handle: *mut c_void, name: &CStr) -> *mut c_void {
 pub enum Family {
     Cuda,
     Nvml,
+    Hip,
+    AmdSmi,
+    RocmSmi,
 }
 
 impl Family {
@@ -69,6 +72,9 @@ impl Family {
         match self {
             Family::Cuda => b"libcuda.so",
             Family::Nvml => b"libnvidia-ml.so",
+            Family::Hip => b"libamdhip64.so",
+            Family::AmdSmi => b"libamd_smi.so",
+            Family::RocmSmi => b"librocm_smi64.so",
         }
     }
 }
@@ -86,7 +92,13 @@ unsafe extern "C" fn decide(handle: *mut c_void, name: *const c_char) -> *mut c_
     // SAFETY: dlsym's contract: name is a NUL-terminated string.
     let name = unsafe { CStr::from_ptr(name) };
     let bytes = name.to_bytes();
-    if !(bytes.starts_with(b"cu") || bytes.starts_with(b"nvml")) {
+    if !(bytes.starts_with(b"cu")
+        || bytes.starts_with(b"nvml")
+        || bytes.starts_with(b"hip")
+        || bytes.starts_with(b"__hip")
+        || bytes.starts_with(b"amdsmi_")
+        || bytes.starts_with(b"rsmi_"))
+    {
         return std::ptr::null_mut();
     }
     let Some((family, hook)) = crate::driver::hook_by_symbol(bytes) else {

@@ -90,10 +90,22 @@ impl Runtime {
         if let Some(warning) = crate::config::tiny_memory_limit_warning(&config) {
             crate::log::write_line(format_args!("{warning}"));
         }
-        let driver = crate::preload::open_library(c"libcuda.so.1");
+        // A HIP process (its first hooked call was HIP's) only looks for a CUDA driver
+        // already loaded: loading one would initialise a second vendor's stack for nothing.
+        let driver = if crate::hip::in_use() {
+            // SAFETY: dlopen with a valid name; RTLD_NOLOAD only looks.
+            let h = unsafe {
+                libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD)
+            };
+            (!h.is_null()).then_some(h)
+        } else {
+            crate::preload::open_library(c"libcuda.so.1")
+        };
         match driver {
             // SAFETY: h comes from dlopen.
             Some(h) => unsafe { crate::driver::resolve_real(h) },
+            // A HIP process on an AMD node has no CUDA driver, and needs none.
+            None if crate::hip::in_use() => {}
             None => crate::vlog!(
                 crate::log::WARN,
                 "libcuda.so.1 not found: every CUDA call will report CUDA_ERROR_NOT_INITIALIZED"
@@ -108,7 +120,13 @@ impl Runtime {
             let region = SharedRegion::attach(
                 &config.shared_cache,
                 |known| {
+                    // A HIP process (its first hooked call was HIP's): its devices by
+                    // ROCr UUID, the names ROCR_VISIBLE_DEVICES uses; else NVML's.
                     let uuids = known.unwrap_or_else(|| {
+                        let hip = crate::hip::device_uuids();
+                        if !hip.is_empty() {
+                            return hip;
+                        }
                         nvml.get_or_init(NvmlProbe::open)
                             .as_ref()
                             .map(NvmlProbe::device_uuids)

@@ -30,7 +30,7 @@ fn charged(
     charged_on(what, place.device, place.ctx, bytes, kind, call)
 }
 
-fn charged_on(
+pub(crate) fn charged_on(
     what: &str,
     device: usize,
     owner: u64,
@@ -57,7 +57,7 @@ fn charged_on(
 /// capacity is credited only after the driver's free succeeded (until then the driver still
 /// holds the memory, and no other thread or process may reserve it), and the entry goes
 /// back if the driver refused.
-fn credited(kind: AllocKind, handle: u64, call: impl FnOnce() -> CUresult) -> CUresult {
+pub(crate) fn credited(kind: AllocKind, handle: u64, call: impl FnOnce() -> CUresult) -> CUresult {
     let pending = rt().ledger.begin_free(kind, handle);
     let rc = call();
     if let Some(p) = pending {
@@ -471,7 +471,7 @@ pub unsafe fn cuGraphDestroy(graph: CUgraph) -> CUresult {
 
 /// The slice as the application sees it: the cap, or the card when the cap is larger and
 /// oversubscription is off.
-fn visible_total(limit: u64, physical_total: u64) -> u64 {
+pub(crate) fn visible_total(limit: u64, physical_total: u64) -> u64 {
     if rt().config.oversubscribe {
         limit
     } else {

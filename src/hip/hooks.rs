@@ -1,0 +1,661 @@
+//! HIP hook bodies: the CUDA hooks' protocol (reserve -> call -> commit; take out -> free
+//! -> credit after the real free) through the same ledger and region, by way of
+//! [`hip_charged`]/[`hip_credited`], which adapt the CUDA helpers' status type to
+//! `hipError_t` (so the protocol exists once). Every hook returns a valid `hipError_t`: the
+//! library's own, `hipErrorOutOfMemory` for a refused allocation, or
+//! `hipErrorNotInitialized` when there is no HIP library.
+//!
+//! Where an allocation lands: the calling thread's current HIP device (`hipGetDevice`);
+//! the container device index is the HIP ordinal (the runtime already applied
+//! `ROCR_VISIBLE_DEVICES`/`HIP_VISIBLE_DEVICES`, so ordinal `i` is the container's `i`th
+//! device, which `HIP_DEVICE_MEMORY_LIMIT_<i>` names).
+
+#![allow(clippy::missing_safety_doc, clippy::too_many_arguments)]
+
+use std::cell::Cell;
+use std::ffi::{c_char, c_void};
+
+use cuda_headers::bindings::{CUresult, CUDA_ERROR_OUT_OF_MEMORY, CUDA_SUCCESS};
+use hip_headers::prelude::*;
+
+use super::real_or_return;
+use crate::config::MAX_DEVICES;
+use crate::ledger::AllocKind;
+use crate::runtime::rt;
+
+/// Owner key of allocations made on a HIP device (what `hipDeviceReset` releases): HIP has
+/// no context handle, and CUDA's owners are context addresses, which never look like this.
+fn device_owner(ordinal: c_int) -> u64 {
+    0xA3D0_0000_0000_0000 | ordinal as u32 as u64
+}
+
+/// The calling thread's HIP device: (ordinal, container index).
+fn current_device() -> Option<(c_int, usize)> {
+    let get = super::real::hipGetDevice()?;
+    let mut d: c_int = -1;
+    // SAFETY: valid out-pointer.
+    if unsafe { get(&mut d) } != hipSuccess {
+        return None;
+    }
+    usize::try_from(d)
+        .ok()
+        .filter(|&i| i < MAX_DEVICES)
+        .map(|i| (d, i))
+}
+
+/// Charges `bytes` of `kind` on `place` (or the current device) around `call`, which
+/// returns the library's result and, on success, the new handle. The CUDA helper runs the
+/// protocol; the library's own `hipError_t` goes back to the caller unchanged.
+fn hip_charged(
+    what: &str,
+    place: Option<(c_int, usize)>,
+    bytes: u64,
+    kind: AllocKind,
+    call: impl FnOnce() -> (hipError_t, u64),
+) -> hipError_t {
+    let rt = rt();
+    let current = current_device();
+    let Some((ordinal, device)) = place.or(current).filter(|_| !rt.config.control_disabled) else {
+        return call().0;
+    };
+    // The context is measured on the current device (the real hipMemGetInfo's); a VMM
+    // handle for another device waits for that device's own first use.
+    if current == Some((ordinal, device)) {
+        super::context::ensure_charged(ordinal, device);
+    }
+    let real_rc = Cell::new(None);
+    let rc = crate::hooks::charged_on(what, device, device_owner(ordinal), bytes, kind, || {
+        let (rc, handle) = call();
+        real_rc.set(Some(rc));
+        (as_cu(rc), handle)
+    });
+    real_rc.get().unwrap_or(from_cu(rc))
+}
+
+/// Credits `handle` around the library's free `call` (after the real free succeeded; put
+/// back if it failed).
+fn hip_credited(kind: AllocKind, handle: u64, call: impl FnOnce() -> hipError_t) -> hipError_t {
+    let real_rc = Cell::new(hipSuccess);
+    crate::hooks::credited(kind, handle, || {
+        let rc = call();
+        real_rc.set(rc);
+        as_cu(rc)
+    });
+    real_rc.get()
+}
+
+/// Like [`hip_charged`] for allocations whose size the library decides (pitch, 3D):
+/// reserves `estimate`, calls, then corrects the reservation to `actual(handle)`; a
+/// correction that does not fit frees the allocation and reports out-of-memory.
+fn hip_charged_sized(
+    what: &str,
+    estimate: u64,
+    call: impl FnOnce() -> (hipError_t, u64),
+    actual: impl FnOnce() -> u64,
+) -> hipError_t {
+    let rt = rt();
+    let Some((ordinal, device)) = current_device().filter(|_| !rt.config.control_disabled) else {
+        return call().0;
+    };
+    super::context::ensure_charged(ordinal, device);
+    let mut reservation = match rt.ledger.reserve(device, estimate, AllocKind::Data) {
+        Ok(r) => r.owned_by(device_owner(ordinal)),
+        Err(e) => {
+            crate::hooks::log_refusal(what, e);
+            return hipErrorOutOfMemory;
+        }
+    };
+    let (rc, handle) = call();
+    if rc != hipSuccess {
+        return rc;
+    }
+    if !reservation.resize(actual()) {
+        if let Some(free) = super::real::hipFree() {
+            // SAFETY: the pointer the library just returned.
+            unsafe { free(handle as *mut c_void) };
+        }
+        drop(reservation);
+        return hipErrorOutOfMemory;
+    }
+    reservation.commit(handle);
+    rc
+}
+
+fn as_cu(rc: hipError_t) -> CUresult {
+    if rc == hipSuccess {
+        CUDA_SUCCESS
+    } else {
+        cuda_headers::bindings::CUDA_ERROR_UNKNOWN
+    }
+}
+
+fn from_cu(rc: CUresult) -> hipError_t {
+    match rc {
+        CUDA_SUCCESS => hipSuccess,
+        CUDA_ERROR_OUT_OF_MEMORY => hipErrorOutOfMemory,
+        _ => hipErrorUnknown,
+    }
+}
+
+unsafe fn read<T: Copy + Default>(p: *const T) -> T {
+    if p.is_null() {
+        T::default()
+    } else {
+        // SAFETY: the library wrote it on success; non-null.
+        unsafe { *p }
+    }
+}
+
+unsafe fn read_ptr(p: *mut *mut c_void) -> u64 {
+    if p.is_null() {
+        0
+    } else {
+        // SAFETY: the library wrote it on success; non-null.
+        unsafe { *p as u64 }
+    }
+}
+
+// ---- linear device memory -------------------------------------------------------------
+
+pub unsafe fn hipMalloc(ptr: *mut *mut c_void, size: usize) -> hipError_t {
+    let real = real_or_return!(hipMalloc);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    hip_charged("hipMalloc", None, size as u64, AllocKind::Data, || unsafe {
+        let rc = real(ptr, size);
+        (rc, read_ptr(ptr))
+    })
+}
+
+pub unsafe fn hipExtMallocWithFlags(
+    ptr: *mut *mut c_void,
+    size: usize,
+    flags: c_uint,
+) -> hipError_t {
+    let real = real_or_return!(hipExtMallocWithFlags);
+    hip_charged(
+        "hipExtMallocWithFlags",
+        None,
+        size as u64,
+        AllocKind::Data,
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        || unsafe {
+            let rc = real(ptr, size, flags);
+            (rc, read_ptr(ptr))
+        },
+    )
+}
+
+pub unsafe fn hipMallocManaged(ptr: *mut *mut c_void, size: usize, flags: c_uint) -> hipError_t {
+    let real = real_or_return!(hipMallocManaged);
+    hip_charged(
+        "hipMallocManaged",
+        None,
+        size as u64,
+        AllocKind::Data,
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        || unsafe {
+            let rc = real(ptr, size, flags);
+            (rc, read_ptr(ptr))
+        },
+    )
+}
+
+pub unsafe fn hipMallocPitch(
+    ptr: *mut *mut c_void,
+    pitch: *mut usize,
+    width: usize,
+    height: usize,
+) -> hipError_t {
+    let real = real_or_return!(hipMallocPitch);
+    let estimate = (width as u64).saturating_mul(height.max(1) as u64);
+    hip_charged_sized(
+        "hipMallocPitch",
+        estimate,
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        || unsafe {
+            let rc = real(ptr, pitch, width, height);
+            (rc, read_ptr(ptr))
+        },
+        // SAFETY: `read` checks for null; the library wrote `pitch` on success.
+        || unsafe { read(pitch) as u64 }.saturating_mul(height.max(1) as u64),
+    )
+}
+
+pub unsafe fn hipMemAllocPitch(
+    dptr: *mut hipDeviceptr_t,
+    pitch: *mut usize,
+    width_in_bytes: usize,
+    height: usize,
+    element_size_bytes: c_uint,
+) -> hipError_t {
+    let real = real_or_return!(hipMemAllocPitch);
+    let estimate = (width_in_bytes as u64).saturating_mul(height.max(1) as u64);
+    hip_charged_sized(
+        "hipMemAllocPitch",
+        estimate,
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        || unsafe {
+            let rc = real(dptr, pitch, width_in_bytes, height, element_size_bytes);
+            (rc, read_ptr(dptr.cast()))
+        },
+        // SAFETY: `read` checks for null; the library wrote `pitch` on success.
+        || unsafe { read(pitch) as u64 }.saturating_mul(height.max(1) as u64),
+    )
+}
+
+pub unsafe fn hipMalloc3D(pitched: *mut hipPitchedPtr, extent: hipExtent) -> hipError_t {
+    let real = real_or_return!(hipMalloc3D);
+    let rows = (extent.height.max(1) as u64).saturating_mul(extent.depth.max(1) as u64);
+    hip_charged_sized(
+        "hipMalloc3D",
+        (extent.width as u64).saturating_mul(rows),
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        || unsafe {
+            let rc = real(pitched, extent);
+            let p = if pitched.is_null() {
+                0
+            } else {
+                (*pitched).ptr as u64
+            };
+            (rc, p)
+        },
+        || {
+            if pitched.is_null() {
+                0
+            } else {
+                // SAFETY: filled by the library on success.
+                (unsafe { (*pitched).pitch } as u64).saturating_mul(rows)
+            }
+        },
+    )
+}
+
+pub unsafe fn hipFree(ptr: *mut c_void) -> hipError_t {
+    let real = real_or_return!(hipFree);
+    if ptr.is_null() {
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        return unsafe { real(ptr) };
+    }
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    hip_credited(AllocKind::Data, ptr as u64, || unsafe { real(ptr) })
+}
+
+// ---- stream-ordered allocation ---------------------------------------------------------
+
+pub unsafe fn hipMallocAsync(
+    ptr: *mut *mut c_void,
+    size: usize,
+    stream: hipStream_t,
+) -> hipError_t {
+    let real = real_or_return!(hipMallocAsync);
+    hip_charged(
+        "hipMallocAsync",
+        None,
+        size as u64,
+        AllocKind::Data,
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        || unsafe {
+            let rc = real(ptr, size, stream);
+            (rc, read_ptr(ptr))
+        },
+    )
+}
+
+pub unsafe fn hipMallocFromPoolAsync(
+    ptr: *mut *mut c_void,
+    size: usize,
+    pool: hipMemPool_t,
+    stream: hipStream_t,
+) -> hipError_t {
+    let real = real_or_return!(hipMallocFromPoolAsync);
+    hip_charged(
+        "hipMallocFromPoolAsync",
+        None,
+        size as u64,
+        AllocKind::Data,
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        || unsafe {
+            let rc = real(ptr, size, pool, stream);
+            (rc, read_ptr(ptr))
+        },
+    )
+}
+
+pub unsafe fn hipFreeAsync(ptr: *mut c_void, stream: hipStream_t) -> hipError_t {
+    let real = real_or_return!(hipFreeAsync);
+    if ptr.is_null() {
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        return unsafe { real(ptr, stream) };
+    }
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    hip_credited(AllocKind::Data, ptr as u64, || unsafe { real(ptr, stream) })
+}
+
+/// Forwarded: allocations still live in a destroyed pool stay charged until their
+/// `hipFreeAsync` (see docs/AMD.md).
+pub unsafe fn hipMemPoolDestroy(pool: hipMemPool_t) -> hipError_t {
+    let real = real_or_return!(hipMemPoolDestroy);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    unsafe { real(pool) }
+}
+
+// ---- arrays ---------------------------------------------------------------------------
+
+/// The bytes of a `width` x `height` array of `desc` elements (what the elements take;
+/// the library may round up further, which is not seen: docs/AMD.md).
+pub fn array_element_bytes(desc: &hipChannelFormatDesc, width: usize, height: usize) -> u64 {
+    let elem: u64 = [desc.x, desc.y, desc.z, desc.w]
+        .iter()
+        .map(|&b| b.max(0) as u64 / 8)
+        .sum();
+    elem.saturating_mul(width as u64)
+        .saturating_mul(height.max(1) as u64)
+}
+
+pub unsafe fn hipMallocArray(
+    array: *mut hipArray_t,
+    desc: *const hipChannelFormatDesc,
+    width: usize,
+    height: usize,
+    flags: c_uint,
+) -> hipError_t {
+    let real = real_or_return!(hipMallocArray);
+    if desc.is_null() {
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        return unsafe { real(array, desc, width, height, flags) };
+    }
+    // SAFETY: non-null, the caller's descriptor.
+    let bytes = array_element_bytes(unsafe { &*desc }, width, height);
+    hip_charged("hipMallocArray", None, bytes, AllocKind::Array, || unsafe {
+        let rc = real(array, desc, width, height, flags);
+        (rc, read_ptr(array.cast()))
+    })
+}
+
+pub unsafe fn hipFreeArray(array: hipArray_t) -> hipError_t {
+    let real = real_or_return!(hipFreeArray);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    hip_credited(AllocKind::Array, array as u64, || unsafe { real(array) })
+}
+
+// ---- virtual memory management --------------------------------------------------------
+
+pub unsafe fn hipMemCreate(
+    handle: *mut hipMemGenericAllocationHandle_t,
+    size: usize,
+    prop: *const hipMemAllocationProp,
+    flags: c_ulonglong,
+) -> hipError_t {
+    let real = real_or_return!(hipMemCreate);
+    // SAFETY: the caller's property struct, read only when non-null.
+    let location = (!prop.is_null()).then(|| unsafe { (*prop).location });
+    let place = match location {
+        Some(l) if l.type_ == HIP_MEM_LOCATION_TYPE_DEVICE => usize::try_from(l.id)
+            .ok()
+            .filter(|&i| i < MAX_DEVICES)
+            .map(|i| (l.id, i)),
+        // Host-located (or invalid): never device memory, never charged.
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        _ => return unsafe { real(handle, size, prop, flags) },
+    };
+    if place.is_none() {
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        return unsafe { real(handle, size, prop, flags) };
+    }
+    hip_charged(
+        "hipMemCreate",
+        place,
+        size as u64,
+        AllocKind::Vmm,
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        || unsafe {
+            let rc = real(handle, size, prop, flags);
+            (rc, read_ptr(handle.cast()))
+        },
+    )
+}
+
+pub unsafe fn hipMemRelease(handle: hipMemGenericAllocationHandle_t) -> hipError_t {
+    let real = real_or_return!(hipMemRelease);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    hip_credited(AllocKind::Vmm, handle as u64, || unsafe { real(handle) })
+}
+
+// ---- IPC (imports are the exporter's memory: not charged again) ------------------------
+
+pub unsafe fn hipIpcOpenMemHandle(
+    dev_ptr: *mut *mut c_void,
+    handle: hipIpcMemHandle_t,
+    flags: c_uint,
+) -> hipError_t {
+    let real = real_or_return!(hipIpcOpenMemHandle);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    unsafe { real(dev_ptr, handle, flags) }
+}
+
+pub unsafe fn hipIpcCloseMemHandle(dev_ptr: *mut c_void) -> hipError_t {
+    let real = real_or_return!(hipIpcCloseMemHandle);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    unsafe { real(dev_ptr) }
+}
+
+// ---- device reset ---------------------------------------------------------------------
+
+/// The library frees everything the device held: its entries leave the ledger after the
+/// real reset succeeded.
+pub unsafe fn hipDeviceReset() -> hipError_t {
+    let real = real_or_return!(hipDeviceReset);
+    let place = current_device();
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    let rc = unsafe { real() };
+    if rc == hipSuccess {
+        if let Some((ordinal, device)) = place {
+            rt().ledger.release_owned_by(device_owner(ordinal));
+            super::context::forget(ordinal, device);
+        }
+    }
+    rc
+}
+
+// ---- modules (forwarded: module memory is not counted yet, docs/AMD.md) -------------------
+
+pub unsafe fn hipModuleLoad(module: *mut hipModule_t, fname: *const c_char) -> hipError_t {
+    let real = real_or_return!(hipModuleLoad);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    unsafe { real(module, fname) }
+}
+
+pub unsafe fn hipModuleLoadData(module: *mut hipModule_t, image: *const c_void) -> hipError_t {
+    let real = real_or_return!(hipModuleLoadData);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    unsafe { real(module, image) }
+}
+
+pub unsafe fn hipModuleLoadDataEx(
+    module: *mut hipModule_t,
+    image: *const c_void,
+    num_options: c_uint,
+    options: *mut hipJitOption,
+    option_values: *mut *mut c_void,
+) -> hipError_t {
+    let real = real_or_return!(hipModuleLoadDataEx);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    unsafe { real(module, image, num_options, options, option_values) }
+}
+
+pub unsafe fn hipModuleUnload(module: hipModule_t) -> hipError_t {
+    let real = real_or_return!(hipModuleUnload);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    unsafe { real(module) }
+}
+
+pub unsafe fn hipModuleGetGlobal(
+    dptr: *mut hipDeviceptr_t,
+    bytes: *mut usize,
+    module: hipModule_t,
+    name: *const c_char,
+) -> hipError_t {
+    let real = real_or_return!(hipModuleGetGlobal);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    unsafe { real(dptr, bytes, module, name) }
+}
+
+pub unsafe fn __hipRegisterFatBinary(data: *const c_void) -> *mut *mut c_void {
+    let real = real_or_return!(__hipRegisterFatBinary);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    unsafe { real(data) }
+}
+
+pub unsafe fn __hipUnregisterFatBinary(modules: *mut *mut c_void) {
+    let real = real_or_return!(__hipUnregisterFatBinary);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    unsafe { real(modules) }
+}
+
+// ---- entry points ---------------------------------------------------------------------
+
+/// The real answer, with our hook substituted for every row we hook (matched by the real
+/// function's address, so the variant the library chose is the one we hand back).
+pub unsafe fn hipGetProcAddress(
+    symbol: *const c_char,
+    pfn: *mut *mut c_void,
+    hip_version: c_int,
+    flags: u64,
+    symbol_status: *mut hipDriverProcAddressQueryResult,
+) -> hipError_t {
+    let real = real_or_return!(hipGetProcAddress);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    let rc = unsafe { real(symbol, pfn, hip_version, flags, symbol_status) };
+    if rc == hipSuccess && !pfn.is_null() {
+        // SAFETY: filled by the library on success; non-null.
+        unsafe { *pfn = super::substitute_proc(*pfn) };
+    }
+    rc
+}
+
+// ---- what the application sees --------------------------------------------------------
+
+/// The slice of HIP device `ordinal`, when it has a limit.
+fn slice_of(ordinal: c_int, physical_total: u64) -> Option<u64> {
+    let device = usize::try_from(ordinal).ok().filter(|&i| i < MAX_DEVICES)?;
+    let limit = rt().ledger.limit(device)?;
+    Some(crate::hooks::visible_total(limit, physical_total))
+}
+
+pub unsafe fn hipMemGetInfo(free: *mut usize, total: *mut usize) -> hipError_t {
+    let real = real_or_return!(hipMemGetInfo);
+    let Some((ordinal, device)) = current_device() else {
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        return unsafe { real(free, total) };
+    };
+    if !rt().config.control_disabled {
+        super::context::ensure_charged(ordinal, device);
+    }
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    let rc = unsafe { real(free, total) };
+    if rc != hipSuccess || free.is_null() || total.is_null() {
+        return rc;
+    }
+    // SAFETY: the library filled both on success.
+    unsafe {
+        if let Some(slice) = slice_of(ordinal, *total as u64) {
+            let slice_free = slice.saturating_sub(rt().ledger.used(device));
+            // Never more than the card really has free (other tenants), never below zero.
+            *free = slice_free.min(*free as u64) as usize;
+            *total = slice as usize;
+        }
+    }
+    rc
+}
+
+pub unsafe fn hipDeviceTotalMem(bytes: *mut usize, device: hipDevice_t) -> hipError_t {
+    let real = real_or_return!(hipDeviceTotalMem);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    let rc = unsafe { real(bytes, device) };
+    if rc == hipSuccess && !bytes.is_null() {
+        // SAFETY: filled by the library on success; non-null.
+        unsafe {
+            if let Some(slice) = slice_of(device, *bytes as u64) {
+                *bytes = slice as usize;
+            }
+        }
+    }
+    rc
+}
+
+/// `hipGetDeviceProperties` is the R0000 layout (the name the pre-6.0 ABI binds to).
+pub unsafe fn hipGetDeviceProperties(prop: *mut hipDeviceProp_tR0000, device: c_int) -> hipError_t {
+    let real = real_or_return!(hipGetDeviceProperties);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    let rc = unsafe { real(prop, device) };
+    if rc == hipSuccess && !prop.is_null() {
+        // SAFETY: the R0000 struct the library filled; only its own field is written.
+        unsafe { clamp_total(&mut (*prop).totalGlobalMem, device) };
+    }
+    rc
+}
+
+pub unsafe fn hipGetDevicePropertiesR0000(
+    prop: *mut hipDeviceProp_tR0000,
+    device: c_int,
+) -> hipError_t {
+    let real = real_or_return!(hipGetDevicePropertiesR0000);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    let rc = unsafe { real(prop, device) };
+    if rc == hipSuccess && !prop.is_null() {
+        // SAFETY: the R0000 struct the library filled; only its own field is written.
+        unsafe { clamp_total(&mut (*prop).totalGlobalMem, device) };
+    }
+    rc
+}
+
+pub unsafe fn hipGetDevicePropertiesR0600(
+    prop: *mut hipDeviceProp_tR0600,
+    device: c_int,
+) -> hipError_t {
+    let real = real_or_return!(hipGetDevicePropertiesR0600);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    let rc = unsafe { real(prop, device) };
+    if rc == hipSuccess && !prop.is_null() {
+        // SAFETY: the R0600 struct the library filled; only its own field is written.
+        unsafe { clamp_total(&mut (*prop).totalGlobalMem, device) };
+    }
+    rc
+}
+
+fn clamp_total(total: &mut usize, device: c_int) {
+    if let Some(slice) = slice_of(device, *total as u64) {
+        *total = slice as usize;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_adapter_keeps_success_and_oom() {
+        assert_eq!(from_cu(as_cu(hipSuccess)), hipSuccess);
+        assert_eq!(from_cu(CUDA_ERROR_OUT_OF_MEMORY), hipErrorOutOfMemory);
+        assert_ne!(as_cu(hipErrorOutOfMemory), CUDA_SUCCESS);
+    }
+
+    #[test]
+    fn array_bytes_count_every_channel() {
+        let d = hipChannelFormatDesc {
+            x: 32,
+            y: 32,
+            z: 0,
+            w: 0,
+            f: 2,
+        };
+        assert_eq!(array_element_bytes(&d, 100, 0), 800);
+        assert_eq!(array_element_bytes(&d, 100, 3), 2400);
+    }
+
+    #[test]
+    fn device_owners_are_distinct_per_ordinal() {
+        assert_ne!(device_owner(0), device_owner(1));
+        assert_eq!(device_owner(0) >> 48, 0xA3D0);
+    }
+}

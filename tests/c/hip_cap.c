@@ -1,0 +1,284 @@
+/* libvgpu's memory cap over HIP: a client linked the way ROCm programs are
+ * (-lamdhip64, so it binds to the versioned names hipMalloc@hip_4.2 ...), run under
+ * LD_PRELOAD=libvgpu.so. Prints key=value lines; "ready=1" then waits for a line on stdin
+ * (the test reads the simulator's ground truth meanwhile).
+ *
+ *   hip_cap fill CHUNK   fill the slice with CHUNK-byte hipMallocs, then to the byte
+ *   hip_cap paths HALF   every other allocation path: over the cap, HALF bytes, freed
+ *   hip_cap hold BYTES   hold BYTES of hipMalloc until stdin closes
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef int hipError_t;
+typedef void *hipStream_t;
+typedef void *hipArray_t;
+typedef struct { size_t width, height, depth; } hipExtent;
+typedef struct { void *ptr; size_t pitch, xsize, ysize; } hipPitchedPtr;
+typedef struct { int x, y, z, w, f; } hipChannelFormatDesc;
+typedef struct {
+    int type, requestedHandleType;
+    struct { int type, id; } location;
+    void *win32HandleMetaData;
+    unsigned char compressionType, gpuDirectRDMACapable;
+    unsigned short usage;
+} hipMemAllocationProp;
+
+hipError_t hipMalloc(void **, size_t);
+hipError_t hipFree(void *);
+hipError_t hipExtMallocWithFlags(void **, size_t, unsigned);
+hipError_t hipMallocManaged(void **, size_t, unsigned);
+hipError_t hipMallocPitch(void **, size_t *, size_t, size_t);
+hipError_t hipMalloc3D(hipPitchedPtr *, hipExtent);
+hipError_t hipMallocArray(hipArray_t *, const hipChannelFormatDesc *, size_t, size_t, unsigned);
+hipError_t hipFreeArray(hipArray_t);
+hipError_t hipMallocAsync(void **, size_t, hipStream_t);
+hipError_t hipFreeAsync(void *, hipStream_t);
+hipError_t hipStreamSynchronize(hipStream_t);
+hipError_t hipMemCreate(void **, size_t, const hipMemAllocationProp *, unsigned long long);
+hipError_t hipMemRelease(void *);
+hipError_t hipHostMalloc(void **, size_t, unsigned);
+hipError_t hipHostFree(void *);
+hipError_t hipMemGetInfo(size_t *, size_t *);
+hipError_t hipDeviceGetUuid(char *, int);
+hipError_t hipGetProcAddress(const char *, void **, int, uint64_t, int *);
+hipError_t hipMemcpy(void *, const void *, size_t, int);
+hipError_t hipDeviceTotalMem(size_t *, int);
+hipError_t hipGetDeviceProperties(void *, int);
+hipError_t hipGetDevicePropertiesR0600(void *, int);
+
+#define R0000_SIZE 792
+#define R0000_TOTAL 256
+#define R0600_SIZE 1472
+#define R0600_TOTAL 288
+#define CANARY 0xA5
+
+/* The simulator's own hipMemGetInfo, reached with dlvsym (which libvgpu does not
+ * redirect): the card's real free bytes, the ground truth the charges are judged by. */
+static hipError_t (*sim_meminfo)(size_t *, size_t *);
+static size_t card_free(void) {
+    if (!sim_meminfo) {
+        void *h = dlopen("libamdhip64.so.7", RTLD_NOW | RTLD_NOLOAD);
+        sim_meminfo = h ? (hipError_t(*)(size_t *, size_t *))dlvsym(h, "hipMemGetInfo", "hip_4.2") : NULL;
+        if (!sim_meminfo) { fprintf(stderr, "no simulator hipMemGetInfo\n"); exit(3); }
+    }
+    size_t f = 0, t = 0;
+    sim_meminfo(&f, &t);
+    return f;
+}
+
+static size_t free_now(void) {
+    size_t f = 0, t = 0;
+    hipMemGetInfo(&f, &t);
+    return f;
+}
+
+/* Both property layouts, each read at its own offset; bytes past the struct untouched. */
+static void props(void) {
+    static unsigned char a[R0000_SIZE + 256], b[R0600_SIZE + 256];
+    memset(a, CANARY, sizeof a);
+    memset(b, CANARY, sizeof b);
+    printf("props_rc=%d\n", hipGetDeviceProperties(a, 0));
+    printf("props600_rc=%d\n", hipGetDevicePropertiesR0600(b, 0));
+    size_t t0, t6;
+    memcpy(&t0, a + R0000_TOTAL, sizeof t0);
+    memcpy(&t6, b + R0600_TOTAL, sizeof t6);
+    int intact = 1;
+    for (size_t i = R0000_SIZE; i < sizeof a; i++) intact &= a[i] == CANARY;
+    for (size_t i = R0600_SIZE; i < sizeof b; i++) intact &= b[i] == CANARY;
+    printf("props_total=%zu\nprops600_total=%zu\nprops_past_end_intact=%d\n", t0, t6, intact);
+    size_t dt = 0;
+    hipDeviceTotalMem(&dt, 0);
+    printf("device_total_mem=%zu\n", dt);
+    size_t f = 0, t = 0;
+    printf("meminfo_rc=%d\n", hipMemGetInfo(&f, &t));
+    printf("total=%zu\nfree_start=%zu\n", t, f);
+}
+
+static void wait_stdin(void) {
+    printf("ready=1\n");
+    fflush(stdout);
+    char line[64];
+    if (!fgets(line, sizeof line, stdin)) { /* closed: go on */ }
+}
+
+static int fill(size_t chunk) {
+    props();
+    void *ptrs[4096];
+    int n = 0;
+    hipError_t rc = 0;
+    while (n < 4096 && (rc = hipMalloc(&ptrs[n], chunk)) == 0) n++;
+    printf("chunks=%d\nchunk_refusal=%d\n", n, rc);
+    size_t rest = free_now();
+    printf("free_after_chunks=%zu\n", rest);
+    void *exact = NULL, *over = NULL;
+    printf("exact_rc=%d\n", rest ? hipMalloc(&exact, rest) : 0);
+    printf("free_when_full=%zu\n", free_now());
+    printf("one_more_rc=%d\n", hipMalloc(&over, 1));
+    printf("allocated=%zu\n", (size_t)n * chunk + rest);
+    wait_stdin();
+    for (int i = 0; i < n; i++) hipFree(ptrs[i]);
+    if (exact) hipFree(exact);
+    printf("free_after_release=%zu\n", free_now());
+    void *again = NULL;
+    printf("realloc_rc=%d\n", hipMalloc(&again, chunk));
+    hipFree(again);
+    return 0;
+}
+
+/* One allocation path: over the cap refused; HALF taken (free drops by what it charged);
+ * freed (free back). */
+#define PATH(name, over_call, half_call, free_call)                                  \
+    do {                                                                             \
+        size_t before = free_now(), card = card_free();                              \
+        printf(name ".over_rc=%d\n", (over_call));                                   \
+        printf(name ".card_after_over=%zu\n", card - card_free());                   \
+        printf(name ".rc=%d\n", (half_call));                                        \
+        printf(name ".charged=%zu\n", before - free_now());                          \
+        printf(name ".card=%zu\n", card - card_free());                              \
+        printf(name ".free_rc=%d\n", (free_call));                                   \
+        printf(name ".after_free=%zu\n", before - free_now());                       \
+        printf(name ".card_after_free=%zu\n", card - card_free());                   \
+    } while (0)
+
+static int paths(size_t half) {
+    props();
+    size_t cap = 0, tmp;
+    hipMemGetInfo(&tmp, &cap);
+    void *p = NULL, *q = NULL;
+    size_t pitch = 0;
+    PATH("malloc", hipMalloc(&q, cap + 512), hipMalloc(&p, half), hipFree(p));
+    PATH("managed", hipMallocManaged(&q, cap + 512, 1), hipMallocManaged(&p, half, 1), hipFree(p));
+    PATH("extflags", hipExtMallocWithFlags(&q, cap + 512, 0), hipExtMallocWithFlags(&p, half, 0),
+         hipFree(p));
+    PATH("pitch", hipMallocPitch(&q, &pitch, 1024, cap / 1024 + 1),
+         hipMallocPitch(&p, &pitch, 1000, half / 1024), hipFree(p));
+    printf("pitch.pitch=%zu\n", pitch);
+    hipPitchedPtr pp = {0}, pq = {0};
+    hipExtent over3 = {1024, cap / 1024 / 2 + 1, 2}, half3 = {1000, half / 1024 / 4, 4};
+    PATH("3d", hipMalloc3D(&pq, over3), hipMalloc3D(&pp, half3), hipFree(pp.ptr));
+    PATH("async", hipMallocAsync(&q, cap + 512, NULL), hipMallocAsync(&p, half, NULL),
+         (hipFreeAsync(p, NULL) | hipStreamSynchronize(NULL)));
+    hipChannelFormatDesc f4 = {32, 0, 0, 0, 2};
+    hipArray_t arr = NULL, arr2 = NULL;
+    PATH("array", hipMallocArray(&arr2, &f4, 1024, cap / 4096 + 1024, 0),
+         hipMallocArray(&arr, &f4, 1024, half / 4096, 0), hipFreeArray(arr));
+    hipMemAllocationProp dev = {0}, host = {0};
+    dev.type = 1;
+    dev.location.type = 1; /* device */
+    host.type = 1;
+    host.location.type = 0; /* not device-located */
+    void *h = NULL, *h2 = NULL;
+    size_t vmm_over = (cap / (2u << 20) + 1) * (2u << 20);
+    PATH("vmm", hipMemCreate(&h2, vmm_over, &dev, 0), hipMemCreate(&h, half, &dev, 0),
+         hipMemRelease(h));
+    /* Host memory: never charged, however large. */
+    void *hp = NULL;
+    size_t before = free_now(), card = card_free();
+    printf("host.rc=%d\n", hipHostMalloc(&hp, cap + half, 0));
+    printf("host.charged=%zu\n", before - free_now());
+    printf("host.card=%zu\n", card - card_free());
+    hipHostFree(hp);
+    return 0;
+}
+
+/* hipGetProcAddress hands out our hook for a hooked row (the same function the linker
+ * bound), the real library's function for a row we let through. */
+static int procaddr(void) {
+    void *sim = dlopen("libamdhip64.so.7", RTLD_NOW | RTLD_NOLOAD);
+    size_t f = 0, cap = 0;
+    hipMemGetInfo(&f, &cap);
+    void *fn = NULL;
+    int status = -1;
+    printf("malloc.rc=%d\n", hipGetProcAddress("hipMalloc", &fn, 600, 0, &status));
+    printf("malloc.status=%d\n", status);
+    printf("malloc.is_hook=%d\n", fn == (void *)hipMalloc);
+    printf("malloc.is_sim=%d\n", fn == dlvsym(sim, "hipMalloc", "hip_4.2"));
+    void *p = NULL;
+    hipError_t (*m)(void **, size_t) = (hipError_t(*)(void **, size_t))fn;
+    printf("malloc.over_rc=%d\n", m ? m(&p, cap + 512) : -1);
+    void *cp = NULL;
+    printf("memcpy.rc=%d\n", hipGetProcAddress("hipMemcpy", &cp, 600, 0, &status));
+    printf("memcpy.is_sim=%d\n", cp && cp == dlvsym(sim, "hipMemcpy", "hip_4.2"));
+    void *r6 = NULL;
+    hipGetProcAddress("hipGetDevicePropertiesR0600", &r6, 600, 0, &status);
+    printf("r0600.is_hook=%d\n", r6 == (void *)hipGetDevicePropertiesR0600);
+    return 0;
+}
+
+/* THREADS threads, each taking CHUNK-byte hipMallocs until refused; holds until stdin. */
+static size_t race_chunk;
+static void *race_thread(void *arg) {
+    size_t *got = arg;
+    void *p;
+    while (hipMalloc(&p, race_chunk) == 0) *got += race_chunk;
+    return NULL;
+}
+
+static int race(int threads, size_t chunk) {
+    pthread_t t[64];
+    size_t got[64] = {0};
+    race_chunk = chunk;
+    if (threads > 64) threads = 64;
+    /* The runtime's context first (charged when it appears), then wait for "go": every
+     * racer's context exists before anyone allocates. */
+    free_now();
+    printf("inited=1\n");
+    fflush(stdout);
+    char line[16];
+    if (!fgets(line, sizeof line, stdin)) return 1;
+    for (int i = 0; i < threads; i++) pthread_create(&t[i], NULL, race_thread, &got[i]);
+    size_t total = 0;
+    for (int i = 0; i < threads; i++) {
+        pthread_join(t[i], NULL);
+        total += got[i];
+    }
+    printf("got=%zu\n", total);
+    wait_stdin();
+    return 0;
+}
+
+/* Prints hipMemGetInfo's free every PERIOD ms for SECONDS s (or until stdin closes). */
+static int watch_free(int period_ms, int seconds) {
+    printf("pid=%d\n", (int)getpid());
+    struct timespec d = {period_ms / 1000, (long)(period_ms % 1000) * 1000000L};
+    for (long i = 0; i < (long)seconds * 1000 / (period_ms ? period_ms : 1); i++) {
+        printf("free=%zu\n", free_now());
+        nanosleep(&d, NULL);
+    }
+    return 0;
+}
+
+static int hold(size_t bytes) {
+    void *p = NULL;
+    char uuid[17] = {0};
+    hipDeviceGetUuid(uuid, 0);
+    printf("uuid=GPU-%s\n", uuid);
+    printf("hold_rc=%d\n", hipMalloc(&p, bytes));
+    printf("free=%zu\n", free_now());
+    wait_stdin();
+    hipFree(p);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    const char *what = argc > 1 ? argv[1] : "fill";
+    size_t n = argc > 2 ? strtoull(argv[2], NULL, 0) : (100u << 20);
+    int rc = !strcmp(what, "fill")    ? fill(n)
+             : !strcmp(what, "paths") ? paths(n)
+             : !strcmp(what, "hold")  ? hold(n)
+             : !strcmp(what, "procaddr") ? procaddr()
+             : !strcmp(what, "race")  ? race((int)n, argc > 3 ? strtoull(argv[3], NULL, 0) : (64u << 20))
+             : !strcmp(what, "watch-free") ? watch_free((int)n, argc > 3 ? atoi(argv[3]) : 10)
+                                      : 2;
+    printf("ok=%d\n", rc == 0);
+    return rc;
+}

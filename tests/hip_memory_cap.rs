@@ -1,0 +1,738 @@
+//! libvgpu's memory cap over HIP, through real processes on the simulated AMD GPU: a C
+//! client linked `-lamdhip64` (bound to the versioned names, `hipMalloc@hip_4.2`) under
+//! `LD_PRELOAD=libvgpu.so`, judged at the simulator's ground truth (`vgpu-sim status`, and
+//! the simulator's own `hipMemGetInfo` reached past libvgpu), and AMD's `hip-python`.
+//!
+//! The simulated card takes `CTX` bytes per process for the HIP runtime's implicit context
+//! (16 MiB where 16 processes race): libvgpu measures it through ROCm SMI and counts it.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use testkit::{build_c_client, run_default, sim_lib_dir, Child, SimEnv};
+
+/// The simulated runtime's context cost per process.
+const CTX: u64 = 300 * MIB;
+
+fn amd_machine(limit: &str) -> SimEnv {
+    amd_machine_ctx(limit, CTX)
+}
+
+fn amd_machine_ctx(limit: &str, ctx: u64) -> SimEnv {
+    let sim = SimEnv::new()
+        .var("VGPU_SIM_CONTEXT_BYTES", ctx.to_string())
+        .var("VGPU_SIM_KERNEL_NS", "0");
+    let region = sim.dir().join("cudevshr.cache");
+    sim.var("CUDA_DEVICE_MEMORY_SHARED_CACHE", region)
+        .var("HIP_DEVICE_MEMORY_LIMIT", limit)
+}
+
+fn hip_cap_client() -> std::path::PathBuf {
+    testkit::require_sim();
+    build_c_client(
+        "hip_cap",
+        &[
+            format!("-L{}", sim_lib_dir().display()),
+            "-l:libamdhip64.so.7".to_string(),
+        ],
+    )
+}
+
+/// Runs `program` with `/sys/module/amdgpu/initstate` = `live` in a private mount namespace
+/// (ROCm SMI, which measures the runtime's context, needs the amdgpu driver loaded, like the
+/// real one): the way a container would provide it, never on the host. `unshare` and `sh`
+/// exec, so the child's pid is the program's.
+fn in_amdgpu_ns(sim: &SimEnv, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    const WITH_AMDGPU: &str =
+        "mount -t tmpfs vgpu-sysmodule /sys/module && mkdir -p /sys/module/amdgpu \
+                               && echo live > /sys/module/amdgpu/initstate && exec \"$@\"";
+    let mut c = sim.command("unshare");
+    c.args(["--mount", "--propagation", "private"]);
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        c.arg("--map-root-user");
+    }
+    c.args(["sh", "-c", WITH_AMDGPU, "sh"]).arg(program);
+    c
+}
+
+fn hip_command(sim: &SimEnv, args: &[&str]) -> Command {
+    let mut c = in_amdgpu_ns(sim, hip_cap_client());
+    c.env("LD_PRELOAD", libvgpu()).args(args);
+    c
+}
+
+fn device_used(sim: &SimEnv) -> u64 {
+    sim.status_json()
+        .at("devices/0/used_bytes")
+        .and_then(|v| v.as_u64())
+        .expect("devices/0/used_bytes")
+}
+
+#[test]
+fn hip_malloc_is_capped_to_the_byte_and_every_query_reports_the_slice() {
+    // HAMi's amd-device-plugin form: one value, "<MiB>m".
+    let sim = amd_machine("1024m");
+    let mut c = hip_command(&sim, &["fill", &(100 * MIB).to_string()]);
+    let mut h = Child::spawn(&mut c, Duration::from_secs(120));
+    h.wait_for_kv("ready", "1", Duration::from_secs(60));
+    let kv = h.kv();
+    let why = h.lines_seen().join("\n");
+    for key in ["total", "device_total_mem", "props_total", "props600_total"] {
+        assert_eq!(kv.u64(key), GIB, "{key} is the slice\n{why}");
+    }
+    assert_eq!(kv.i64("props_past_end_intact"), 1, "{why}");
+    assert_eq!(kv.u64("free_start"), GIB - CTX, "the context counts\n{why}");
+    assert_eq!(kv.u64("chunks"), (GIB - CTX) / (100 * MIB), "{why}");
+    assert_eq!(kv.i64("chunk_refusal"), 2, "hipErrorOutOfMemory\n{why}");
+    assert_eq!(kv.i64("exact_rc"), 0, "the last free byte is usable\n{why}");
+    assert_eq!(kv.u64("free_when_full"), 0, "{why}");
+    assert_eq!(kv.i64("one_more_rc"), 2, "one byte over is refused\n{why}");
+    // Ground truth: the card holds exactly the slice (context included), not a byte more.
+    assert_eq!(device_used(&sim), GIB, "{why}");
+    h.send_line("go");
+    let out = h.finish();
+    out.assert_success("hip_cap fill");
+    let kv = out.kv();
+    assert_eq!(
+        kv.u64("free_after_release"),
+        GIB - CTX,
+        "{}",
+        out.describe()
+    );
+    assert_eq!(kv.i64("realloc_rc"), 0, "{}", out.describe());
+    assert_eq!(device_used(&sim), 0);
+}
+
+#[test]
+fn every_hip_allocation_path_is_charged_as_the_card_charges_it_and_host_memory_is_not() {
+    let half = 512 * MIB;
+    let sim = amd_machine("1g");
+    let out = run_default(&mut hip_command(&sim, &["paths", &half.to_string()]));
+    out.assert_success("hip_cap paths");
+    let kv = out.kv();
+    let why = out.describe();
+    for path in [
+        "malloc", "managed", "extflags", "pitch", "3d", "async", "array", "vmm",
+    ] {
+        let k = |s: &str| format!("{path}.{s}");
+        assert_eq!(kv.i64(&k("over_rc")), 2, "{path}: over the cap\n{why}");
+        assert_eq!(
+            kv.u64(&k("card_after_over")),
+            0,
+            "{path}: refused before the card\n{why}"
+        );
+        assert_eq!(kv.i64(&k("rc")), 0, "{path}\n{why}");
+        assert_eq!(
+            kv.u64(&k("card")),
+            half,
+            "{path}: the card took half\n{why}"
+        );
+        assert_eq!(
+            kv.u64(&k("charged")),
+            kv.u64(&k("card")),
+            "{path}: charged what the card took\n{why}"
+        );
+        assert_eq!(kv.i64(&k("free_rc")), 0, "{path}\n{why}");
+        assert_eq!(kv.u64(&k("card_after_free")), 0, "{path}\n{why}");
+        assert_eq!(kv.u64(&k("after_free")), 0, "{path}: credited\n{why}");
+    }
+    assert_eq!(kv.u64("pitch.pitch"), 1024, "{why}");
+    assert_eq!(
+        kv.i64("host.rc"),
+        0,
+        "host memory over the slice is fine\n{why}"
+    );
+    assert_eq!(kv.u64("host.charged"), 0, "{why}");
+    assert_eq!(kv.u64("host.card"), 0, "{why}");
+}
+
+#[test]
+fn per_device_variable_and_cuda_name_are_honoured() {
+    // HIP_DEVICE_MEMORY_LIMIT_0 wins over the global value; CUDA_DEVICE_MEMORY_LIMIT wins
+    // over HIP's when both are set.
+    for (vars, want) in [
+        (&[("HIP_DEVICE_MEMORY_LIMIT_0", "620m")][..], 620 * MIB),
+        (&[("CUDA_DEVICE_MEMORY_LIMIT", "556m")][..], 556 * MIB),
+    ] {
+        let mut sim = amd_machine("1g");
+        for (k, v) in vars {
+            sim.set(k, v);
+        }
+        let out = run_default(
+            hip_command(&sim, &["fill", &(64 * MIB).to_string()])
+                .stdin(std::process::Stdio::null()),
+        );
+        out.assert_success("hip_cap fill");
+        let kv = out.kv();
+        assert_eq!(kv.u64("total"), want, "{vars:?}\n{}", out.describe());
+        assert_eq!(
+            kv.u64("allocated"),
+            want - CTX,
+            "{vars:?}\n{}",
+            out.describe()
+        );
+    }
+}
+
+#[test]
+fn two_hip_processes_share_one_slice_through_the_region() {
+    let sim = amd_machine("1g");
+    let mut c = hip_command(&sim, &["hold", &(300 * MIB).to_string()]);
+    let mut holder = Child::spawn(&mut c, Duration::from_secs(120));
+    holder.wait_for_kv("ready", "1", Duration::from_secs(60));
+    assert_eq!(holder.kv().i64("hold_rc"), 0);
+    let out = run_default(
+        hip_command(&sim, &["fill", &(100 * MIB).to_string()]).stdin(std::process::Stdio::null()),
+    );
+    out.assert_success("second process");
+    let kv = out.kv();
+    // The holder's 300 MiB and context, then this process's own context.
+    let left = GIB - 300 * MIB - 2 * CTX;
+    assert_eq!(kv.u64("free_start"), left, "{}", out.describe());
+    assert_eq!(kv.u64("allocated"), left, "{}", out.describe());
+    // The region (what `vgpuctl inspect` shows) keys the AMD device by its ROCr UUID and
+    // counts the holder's memory there.
+    let report = inspect(&sim);
+    let dev = report.at("devices/0").expect("a device in the region");
+    assert_eq!(
+        dev.at("uuid").and_then(|v| v.as_str()),
+        Some(holder.kv().str("uuid")),
+        "{report}"
+    );
+    assert_eq!(
+        dev.at("limit_bytes").and_then(|v| v.as_u64()),
+        Some(GIB),
+        "{report}"
+    );
+    assert_eq!(
+        dev.at("used_bytes").and_then(|v| v.as_u64()),
+        Some(300 * MIB + CTX),
+        "{report}"
+    );
+    holder.close_stdin();
+    holder.finish().assert_success("holder");
+}
+
+const HIP_PYTHON_FILL: &str = r#"
+from hip import hip
+OK = hip.hipError_t.hipSuccess
+def ck(r):
+    err, *rest = r if isinstance(r, tuple) else (r,)
+    assert err == OK, err
+    return rest[0] if len(rest) == 1 else rest
+props = hip.hipDeviceProp_t()
+ck(hip.hipGetDeviceProperties(props, 0))
+print("props_total=%d" % props.totalGlobalMem)
+free0, total = ck(hip.hipMemGetInfo())
+print("free0=%d" % free0)
+print("total=%d" % total)
+ptrs = []
+while True:
+    err, p = hip.hipMalloc(100 << 20)
+    if err != OK:
+        print("stop_err=%d" % int(err))
+        break
+    ptrs.append(p)
+print("chunks=%d" % len(ptrs))
+free1, _ = ck(hip.hipMemGetInfo())
+print("free1=%d" % free1)
+print("ready=1", flush=True)
+import sys
+sys.stdin.readline()
+for p in ptrs:
+    ck(hip.hipFree(p))
+print("free2=%d" % ck(hip.hipMemGetInfo())[0])
+print("ok=1")
+"#;
+
+/// hip-python loads `libamdhip64.so` with `dlopen` and finds each function with
+/// `dlsym(handle, ...)`: our `dlsym` answers those with the hooks.
+#[test]
+fn hip_python_allocates_until_the_slice_is_full() {
+    let Some(py) = testkit::require_venv("hip-python under libvgpu") else {
+        return;
+    };
+    let sim = amd_machine("1g");
+    let mut c = in_amdgpu_ns(&sim, &py);
+    c.args(["-c", HIP_PYTHON_FILL])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("LD_PRELOAD", libvgpu());
+    let mut h = Child::spawn(&mut c, Duration::from_secs(120));
+    h.wait_for_kv("ready", "1", Duration::from_secs(90));
+    let kv = h.kv();
+    let why = h.lines_seen().join("\n");
+    assert_eq!(kv.u64("props_total"), GIB, "{why}");
+    assert_eq!(kv.u64("total"), GIB, "{why}");
+    assert_eq!(kv.u64("free0"), GIB - CTX, "{why}");
+    assert_eq!(kv.u64("chunks"), (GIB - CTX) / (100 * MIB), "{why}");
+    assert_eq!(kv.i64("stop_err"), 2, "hipErrorOutOfMemory\n{why}");
+    assert_eq!(kv.u64("free1"), (GIB - CTX) % (100 * MIB), "{why}");
+    // Ground truth while held: the context and the chunks.
+    assert_eq!(
+        device_used(&sim),
+        CTX + kv.u64("chunks") * 100 * MIB,
+        "{why}"
+    );
+    h.close_stdin();
+    let out = h.finish();
+    out.assert_success("hip-python under libvgpu");
+    assert_eq!(out.kv().u64("free2"), GIB - CTX, "{}", out.describe());
+}
+
+/// `readelf --dyn-syms -W`: `name -> version` of every defined versioned export.
+fn versioned_exports(file: &std::path::Path) -> std::collections::HashMap<String, String> {
+    let out = run_default(Command::new("readelf").args(["--dyn-syms", "-W"]).arg(file));
+    out.assert_success("readelf");
+    out.stdout
+        .lines()
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            if cols.get(6) == Some(&"UND") {
+                return None;
+            }
+            let (name, ver) = cols.get(7)?.split_once('@')?;
+            Some((name.to_string(), ver.trim_start_matches('@').to_string()))
+        })
+        .collect()
+}
+
+/// Every HIP function libvgpu exports carries the node the real library defines it under
+/// (a binary linked against `hipMalloc@hip_4.2` binds to ours), and the CUDA/NVML exports
+/// stay unversioned.
+#[test]
+fn hip_exports_carry_the_real_librarys_version_nodes() {
+    testkit::require_sim();
+    let real = versioned_exports(&sim_lib_dir().join("libamdhip64.so"));
+    let ours = versioned_exports(&libvgpu());
+    let hip: Vec<_> = ours.keys().filter(|n| n.contains("hip")).collect();
+    assert!(hip.len() > 30, "our HIP exports: {hip:?}");
+    for name in hip {
+        assert_eq!(
+            ours.get(name),
+            real.get(name),
+            "{name}: our node vs the real library's"
+        );
+    }
+    for name in ["hipMalloc", "hipFree", "hipMemGetInfo", "hipLaunchKernel"] {
+        assert!(ours.contains_key(name), "{name} exported");
+    }
+    assert_eq!(
+        ours.get("hipGetDevicePropertiesR0600").map(String::as_str),
+        Some("hip_6.0")
+    );
+    assert!(
+        !ours
+            .keys()
+            .any(|n| n.starts_with("cu") || n.starts_with("nvml") || n == "dlsym"),
+        "CUDA/NVML exports are unversioned"
+    );
+}
+
+#[test]
+fn hip_get_proc_address_answers_with_the_hook_of_a_hooked_row_only() {
+    let sim = amd_machine("1g");
+    let out = run_default(&mut hip_command(&sim, &["procaddr"]));
+    out.assert_success("hip_cap procaddr");
+    let kv = out.kv();
+    let why = out.describe();
+    assert_eq!(kv.i64("malloc.rc"), 0, "{why}");
+    assert_eq!(
+        kv.i64("malloc.status"),
+        0,
+        "HIP_GET_PROC_ADDRESS_SUCCESS\n{why}"
+    );
+    assert_eq!(kv.i64("malloc.is_hook"), 1, "{why}");
+    assert_eq!(kv.i64("malloc.is_sim"), 0, "{why}");
+    assert_eq!(
+        kv.i64("malloc.over_rc"),
+        2,
+        "capped through the pointer\n{why}"
+    );
+    assert_eq!(kv.i64("memcpy.rc"), 0, "{why}");
+    assert_eq!(
+        kv.i64("memcpy.is_sim"),
+        1,
+        "a pass row: the real function\n{why}"
+    );
+    assert_eq!(kv.i64("r0600.is_hook"), 1, "{why}");
+}
+
+/// 8 threads of one process and 16 processes of one container race at the cap: the card
+/// never holds more than the slice, and the slice is used to the chunk.
+#[test]
+fn threads_and_processes_racing_at_the_cap_never_pass_it() {
+    let chunk = 16 * MIB;
+    let ctx = 16 * MIB;
+    let sim = amd_machine_ctx("1g", ctx);
+    let mut c = hip_command(&sim, &["race", "8", &chunk.to_string()]);
+    let mut one = Child::spawn(&mut c, Duration::from_secs(120));
+    one.wait_for_kv("inited", "1", Duration::from_secs(60));
+    one.send_line("go");
+    one.wait_for_kv("ready", "1", Duration::from_secs(60));
+    assert_eq!(
+        one.kv().u64("got"),
+        GIB - ctx,
+        "8 threads fill the slice exactly"
+    );
+    assert_eq!(device_used(&sim), GIB);
+    one.close_stdin();
+    one.finish().assert_success("race 8");
+
+    let mut procs: Vec<Child> = (0..16)
+        .map(|_| {
+            let mut c = hip_command(&sim, &["race", "2", &chunk.to_string()]);
+            Child::spawn(&mut c, Duration::from_secs(120))
+        })
+        .collect();
+    // Every racer's runtime context exists (and is charged) before anyone allocates.
+    for p in &mut procs {
+        p.wait_for_kv("inited", "1", Duration::from_secs(90));
+    }
+    for p in &mut procs {
+        p.send_line("go");
+    }
+    let mut got = 0;
+    for p in &mut procs {
+        p.wait_for_kv("ready", "1", Duration::from_secs(90));
+        got += p.kv().u64("got");
+    }
+    assert_eq!(got, GIB - 16 * ctx, "16 processes share the slice exactly");
+    assert_eq!(device_used(&sim), GIB, "ground truth: never over");
+    for mut p in procs {
+        p.close_stdin();
+        p.finish().assert_success("race 2");
+    }
+    assert_eq!(device_used(&sim), 0);
+}
+
+/// A process killed with SIGKILL holding memory: its share comes back to the container
+/// within a second.
+#[test]
+fn a_killed_hip_process_is_reclaimed_within_one_second() {
+    let ctx = 16 * MIB;
+    let sim = amd_machine_ctx("1g", ctx);
+    let mut victim = Child::spawn(
+        &mut hip_command(&sim, &["hold", &(600 * MIB).to_string()]),
+        Duration::from_secs(90),
+    );
+    victim.wait_for_kv("ready", "1", Duration::from_secs(30));
+    let mut watcher = Child::spawn(
+        &mut hip_command(&sim, &["watch-free", "20", "30"]),
+        Duration::from_secs(60),
+    );
+    watcher.wait_for(Duration::from_secs(30), |l| {
+        l == format!("free={}", GIB - 600 * MIB - 2 * ctx)
+    });
+    let killed_at = std::time::Instant::now();
+    victim.kill9();
+    watcher.wait_for(Duration::from_secs(5), |l| {
+        l == format!("free={}", GIB - ctx)
+    });
+    let took = killed_at.elapsed();
+    assert!(took < Duration::from_secs(1), "reclaimed after {took:?}");
+    watcher.kill9();
+}
+
+/// The shipped file (loader + embedded core, scripts/build-release.sh): the same HIP exports
+/// under the same nodes, and the cap enforced through them.
+#[test]
+fn shipped_loader_caps_hip_through_its_versioned_exports() {
+    let mut dir = testkit::target_profile_dir();
+    dir.pop();
+    let lib = dir.join("release-glibc2.17").join("libvgpu.so");
+    if !lib.exists() {
+        assert!(
+            !testkit::in_ci(),
+            "{} missing: under CI scripts/build-release.sh runs before the tests",
+            lib.display()
+        );
+        eprintln!(
+            "SKIP: {} not built (scripts/build-release.sh)",
+            lib.display()
+        );
+        return;
+    }
+    let ours = versioned_exports(&lib);
+    let core = versioned_exports(&libvgpu());
+    let hip = |m: &std::collections::HashMap<String, String>| {
+        let mut v: Vec<(String, String)> = m
+            .iter()
+            .filter(|(n, _)| n.contains("hip"))
+            .map(|(n, v)| (n.clone(), v.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        hip(&ours),
+        hip(&core),
+        "the loader exports the core's HIP names and nodes"
+    );
+    let sim = amd_machine("1g");
+    let mut c = in_amdgpu_ns(&sim, hip_cap_client());
+    c.env("LD_PRELOAD", &lib)
+        .args(["fill", &(100 * MIB).to_string()])
+        .stdin(std::process::Stdio::null());
+    let out = run_default(&mut c);
+    out.assert_success("hip_cap fill under the shipped loader");
+    let kv = out.kv();
+    let why = out.describe();
+    assert_eq!(kv.u64("total"), GIB, "{why}");
+    assert_eq!(kv.u64("props600_total"), GIB, "{why}");
+    assert_eq!(kv.i64("one_more_rc"), 2, "{why}");
+    assert_eq!(kv.u64("allocated"), GIB - CTX, "{why}");
+}
+
+/// `tests/hip/vector_add.hip` built with Debian's hipcc (`.ci/run` installs it) for gfx90a,
+/// run on a simulated MI210: the compiler ABI (`__hipRegisterFatBinary`, `<<<>>>` through
+/// `hipLaunchKernel`) goes through our exports, and its buffers are capped.
+fn vector_add() -> Option<std::path::PathBuf> {
+    let Some(hipcc) = ["/usr/bin/hipcc", "/opt/rocm/bin/hipcc"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+    else {
+        assert!(!testkit::in_ci(), "hipcc not installed (required under CI)");
+        eprintln!("SKIP hipcc not installed (apt-get install hipcc libamdhip64-dev)");
+        return None;
+    };
+    let src = testkit::workspace_root().join("tests/hip/vector_add.hip");
+    let dir = testkit::target_profile_dir().join("vgpu-test-clients");
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("vector_add-gfx90a");
+    let mtime = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if mtime(&exe).is_none() || mtime(&exe) < mtime(&src) {
+        let tmp = dir.join(format!(".vector_add.{}", std::process::id()));
+        let out = testkit::run(
+            Command::new(hipcc)
+                .args(["--offload-arch=gfx90a", "-O1"])
+                .arg(&src)
+                .arg("-o")
+                .arg(&tmp),
+            Duration::from_secs(300),
+        );
+        out.assert_success("hipcc vector_add.hip");
+        // Another test process may have built it meanwhile: either copy is the same program.
+        let _ = std::fs::rename(&tmp, &exe);
+    }
+    Some(exe)
+}
+
+#[test]
+fn a_hipcc_built_program_runs_under_the_cap_and_is_refused_over_it() {
+    let Some(exe) = vector_add() else { return };
+    // Three 4 MiB buffers after the 300 MiB context: 312 MiB fit in 320, not in 310.
+    for (limit, fits) in [("320m", true), ("310m", false)] {
+        let mut sim = amd_machine(limit);
+        sim.set("VGPU_SIM_MODEL", "mi210");
+        let mut c = in_amdgpu_ns(&sim, &exe);
+        c.env("LD_PRELOAD", libvgpu());
+        let out = run_default(&mut c);
+        let kv = out.kv();
+        let why = out.describe();
+        if fits {
+            out.assert_success("vector_add under the cap");
+            assert_eq!(kv.i64("launched"), 6, "{why}");
+            assert_eq!(kv.i64("sync"), 0, "{why}");
+            assert_eq!(
+                kv.u64("used"),
+                CTX + 12 * MIB,
+                "our view: context + buffers\n{why}"
+            );
+            assert_eq!(kv.get("ok"), Some("1"), "{why}");
+        } else {
+            assert_eq!(
+                kv.get("malloc_failed"),
+                Some("1"),
+                "refused over the cap\n{why}"
+            );
+        }
+        assert_eq!(device_used(&sim), 0, "everything freed at exit");
+    }
+}
+
+const SMI_VIEW: &str = r#"
+import ctypes
+import amdsmi
+amdsmi.amdsmi_init()
+h = amdsmi.amdsmi_get_processor_handles()[0]
+VRAM = amdsmi.AmdSmiMemoryType.VRAM
+print("amdsmi.total=%d" % amdsmi.amdsmi_get_gpu_memory_total(h, VRAM))
+print("amdsmi.used=%d" % amdsmi.amdsmi_get_gpu_memory_usage(h, VRAM))
+v = amdsmi.amdsmi_get_gpu_vram_usage(h)
+print("amdsmi.vram_total_mb=%d" % v["vram_total"])
+print("amdsmi.vram_used_mb=%d" % v["vram_used"])
+amdsmi.amdsmi_shut_down()
+# ROCm SMI the way rocm-smi's Python front end binds it: CDLL + dlsym(handle).
+r = ctypes.CDLL("librocm_smi64.so.7")
+assert r.rsmi_init(ctypes.c_uint64(0)) == 0
+total, used = ctypes.c_uint64(), ctypes.c_uint64()
+assert r.rsmi_dev_memory_total_get(0, 0, ctypes.byref(total)) == 0
+assert r.rsmi_dev_memory_usage_get(0, 0, ctypes.byref(used)) == 0
+print("rsmi.total=%d" % total.value)
+print("rsmi.used=%d" % used.value)
+print("ok=1")
+"#;
+
+/// amdsmi (AMD's Python package) and ROCm SMI (bound by `dlsym(handle)`) inside the
+/// container show the slice and the container's usage, while a HIP process holds memory.
+#[test]
+fn smi_views_show_the_slice_and_the_containers_usage() {
+    let Some(py) = testkit::require_venv("amdsmi under libvgpu") else {
+        return;
+    };
+    let sim = amd_machine("1g");
+    let mut holder = Child::spawn(
+        &mut hip_command(&sim, &["hold", &(100 * MIB).to_string()]),
+        Duration::from_secs(90),
+    );
+    holder.wait_for_kv("ready", "1", Duration::from_secs(30));
+    let mut c = in_amdgpu_ns(&sim, &py);
+    c.args(["-c", SMI_VIEW])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("LD_PRELOAD", libvgpu());
+    let out = run_default(&mut c);
+    out.assert_success("SMI view script");
+    let kv = out.kv();
+    let why = out.describe();
+    let used = 100 * MIB + CTX;
+    // Ground truth: the card really holds what the view says the container uses.
+    assert_eq!(device_used(&sim), used, "{why}");
+    assert_eq!(kv.u64("amdsmi.total"), GIB, "{why}");
+    assert_eq!(kv.u64("amdsmi.used"), used, "{why}");
+    assert_eq!(kv.u64("amdsmi.vram_total_mb"), 1024, "{why}");
+    assert_eq!(kv.u64("amdsmi.vram_used_mb"), used >> 20, "{why}");
+    assert_eq!(kv.u64("rsmi.total"), GIB, "{why}");
+    assert_eq!(kv.u64("rsmi.used"), used, "{why}");
+    holder.close_stdin();
+    holder.finish().assert_success("holder");
+}
+
+/// Debian's rocm-smi 5.2.3 (scripts/setup-amd-clients.sh), unpacked beside the simulated
+/// `librocm_smi64.so.1` (the tool loads `../../lib/librocm_smi64.so.1` from its own path).
+fn rocm_smi_tool(sim: &SimEnv) -> Option<std::path::PathBuf> {
+    let src = testkit::workspace_root().join(".amd-clients/rocm-smi");
+    if !src.join("usr/libexec/rocm_smi/rocm_smi.py").exists() {
+        assert!(
+            !testkit::in_ci(),
+            "rocm-smi not unpacked in .amd-clients (required under CI)"
+        );
+        eprintln!("SKIP rocm-smi not unpacked in .amd-clients: run scripts/setup-amd-clients.sh");
+        return None;
+    }
+    let root = sim.dir().join("rocm-smi");
+    let tool = root.join("usr/libexec/rocm_smi");
+    std::fs::create_dir_all(&tool).unwrap();
+    std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+    for f in ["rocm_smi.py", "rsmiBindings.py"] {
+        std::fs::copy(src.join("usr/libexec/rocm_smi").join(f), tool.join(f)).unwrap();
+    }
+    std::os::unix::fs::symlink(
+        sim_lib_dir().join("librocm_smi64.so.1"),
+        root.join("usr/lib/librocm_smi64.so.1"),
+    )
+    .unwrap();
+    Some(tool.join("rocm_smi.py"))
+}
+
+/// The number after `label` on rocm-smi's `GPU[0]` line that has it.
+fn rocm_smi_field(out: &str, label: &str) -> u64 {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("GPU[0]") && l.contains(label))
+        .unwrap_or_else(|| panic!("no {label:?} in\n{out}"));
+    line.rsplit(':')
+        .next()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("bad {label:?} line {line:?}"))
+}
+
+#[test]
+fn rocm_smi_tool_shows_the_slice_and_the_containers_usage() {
+    let sim = amd_machine("1g");
+    let Some(tool) = rocm_smi_tool(&sim) else {
+        return;
+    };
+    let mut holder = Child::spawn(
+        &mut hip_command(&sim, &["hold", &(100 * MIB).to_string()]),
+        Duration::from_secs(90),
+    );
+    holder.wait_for_kv("ready", "1", Duration::from_secs(30));
+    let mut c = in_amdgpu_ns(&sim, "python3");
+    c.arg(&tool)
+        .args(["--showmeminfo", "vram"])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("LD_PRELOAD", libvgpu());
+    let out = run_default(&mut c);
+    out.assert_success("rocm-smi");
+    let text = format!("{}{}", out.stdout, out.stderr);
+    let used = 100 * MIB + CTX;
+    assert_eq!(device_used(&sim), used, "ground truth\n{text}");
+    assert_eq!(
+        rocm_smi_field(&text, "VRAM Total Memory (B)"),
+        GIB,
+        "{text}"
+    );
+    assert_eq!(
+        rocm_smi_field(&text, "VRAM Total Used Memory (B)"),
+        used,
+        "{text}"
+    );
+    holder.close_stdin();
+    holder.finish().assert_success("holder");
+}
+
+/// rocm-smi's KFD process list inside a container shows the container's processes only: a
+/// HIP process of another container (another region, the same card) stays hidden.
+#[test]
+fn rocm_smi_tool_lists_only_the_containers_processes() {
+    let sim = amd_machine("1g");
+    let Some(tool) = rocm_smi_tool(&sim) else {
+        return;
+    };
+    let mut ours = Child::spawn(
+        &mut hip_command(&sim, &["hold", &(100 * MIB).to_string()]),
+        Duration::from_secs(90),
+    );
+    ours.wait_for_kv("ready", "1", Duration::from_secs(30));
+    let mut theirs = {
+        let mut c = hip_command(&sim, &["hold", &(50 * MIB).to_string()]);
+        c.env(
+            "CUDA_DEVICE_MEMORY_SHARED_CACHE",
+            sim.dir().join("other-container.cache"),
+        );
+        Child::spawn(&mut c, Duration::from_secs(90))
+    };
+    theirs.wait_for_kv("ready", "1", Duration::from_secs(30));
+    let listed = |preload: bool| {
+        let mut c = in_amdgpu_ns(&sim, "python3");
+        c.arg(&tool)
+            .arg("--showpids")
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        if preload {
+            c.env("LD_PRELOAD", libvgpu());
+        }
+        let out = run_default(&mut c);
+        out.assert_success("rocm-smi --showpids");
+        let text = format!("{}{}", out.stdout, out.stderr);
+        let has = |pid: u32| {
+            text.lines()
+                .any(|l| l.split_whitespace().next() == Some(pid.to_string().as_str()))
+        };
+        (has(ours.pid()), has(theirs.pid()), text)
+    };
+    // Without libvgpu the tool sees the whole card: both.
+    let (a, b, text) = listed(false);
+    assert!(a && b, "the card's view lists both\n{text}");
+    let (a, b, text) = listed(true);
+    assert!(a, "our container's process is listed\n{text}");
+    assert!(!b, "the other container's process is hidden\n{text}");
+    ours.close_stdin();
+    theirs.close_stdin();
+    ours.finish().assert_success("ours");
+    theirs.finish().assert_success("theirs");
+}
