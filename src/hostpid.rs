@@ -12,7 +12,7 @@
 //!    to that procfs, outermost first).
 //! 2. **The context's creation as the signature** ([`BeforeContext`]), where procfs cannot
 //!    tell (a container with its own `/proc`): NVML's process list before and after the
-//!    driver creates a context; the pids that appeared with it (rose, for a later context),
+//!    driver creates a context; the pids whose usage rose with it (ours always does),
 //!    less those the region's other slots claim, are the candidates. One: found. Several:
 //!    the context is charged the largest rise (ours is among them) and the candidates are
 //!    narrowed lazily ([`retry_pending`], from the watcher thread and before the next
@@ -245,9 +245,6 @@ pub fn discover(ordinal: CUdevice, device: usize, unaccounted: u64) -> Option<u3
 pub struct BeforeContext {
     index: u32,
     device: usize,
-    /// Whether this process held nothing on the device before (its first context): then
-    /// its pid is one that NVML did not list before.
-    first: bool,
     usage: HashMap<u32, u64>,
 }
 
@@ -275,22 +272,21 @@ static HAS_PENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 /// count as following it (the driver maps memory in pages up to 2 MiB).
 const FOLLOW_TOLERANCE: u64 = 2 << 20;
 
-/// The candidates of a creation signature: the pids whose NVML usage rose across it (for
-/// a first context on the device only pids NVML did not list before), less the pids other
-/// processes of the container already claim. (pid, usage after, rise).
+/// The candidates of a creation signature: the pids whose NVML usage rose across it
+/// (appearing in the list counts as rising from 0), less the pids other processes of the
+/// container already claim. Ours rose (the driver took the context's memory), so it is
+/// always among them. (pid, usage after, rise).
 pub fn signature_candidates(
     before: &HashMap<u32, u64>,
     after: &HashMap<u32, u64>,
-    first: bool,
     claimed_by_others: &[u32],
 ) -> Vec<(u32, u64, u64)> {
     let mut v: Vec<(u32, u64, u64)> = after
         .iter()
         .filter(|(pid, _)| !claimed_by_others.contains(pid))
-        .filter_map(|(&pid, &now)| match before.get(&pid) {
-            None => Some((pid, now, now)),
-            Some(_) if first => None,
-            Some(&was) => (now > was).then(|| (pid, now, now - was)),
+        .filter_map(|(&pid, &now)| {
+            let was = before.get(&pid).copied().unwrap_or(0);
+            (now > was).then(|| (pid, now, now - was))
         })
         .collect();
     v.sort_unstable();
@@ -353,7 +349,6 @@ impl BeforeContext {
         }
         let rt = rt();
         let index = rt.nvml_index(ordinal)?;
-        let first = rt.ledger.usage(device).total() == 0;
         let usage = rt.nvml()?.process_usage(index)?;
         if debug_forced_method() == Forced::SignatureSlow {
             std::thread::sleep(std::time::Duration::from_millis(500));
@@ -361,7 +356,6 @@ impl BeforeContext {
         Some(BeforeContext {
             index,
             device,
-            first,
             usage,
         })
     }
@@ -373,7 +367,7 @@ impl BeforeContext {
     pub fn after(self) -> Option<u64> {
         let after = rt().nvml()?.process_usage(self.index)?;
         let claimed = claimed_by_others();
-        let c = signature_candidates(&self.usage, &after, self.first, &claimed);
+        let c = signature_candidates(&self.usage, &after, &claimed);
         match c[..] {
             [] => None,
             [(pid, _, rise)] => {
@@ -538,21 +532,19 @@ mod tests {
     fn a_context_creation_signature_names_the_pids_that_appeared() {
         let before = map(&[(10, 500), (20, 300)]);
         let after = map(&[(10, 500), (20, 364), (30, 256), (40, 256)]);
-        // A first context: only pids NVML did not list before, less those claimed.
+        // Pids that appeared or rose, less those other slots claim.
         assert_eq!(
-            signature_candidates(&before, &after, true, &[]),
-            vec![(30, 256, 256), (40, 256, 256)]
+            signature_candidates(&before, &after, &[]),
+            vec![(20, 364, 64), (30, 256, 256), (40, 256, 256)]
         );
         assert_eq!(
-            signature_candidates(&before, &after, true, &[40]),
+            signature_candidates(&before, &after, &[20, 40]),
             vec![(30, 256, 256)]
         );
-        // A later context of a process already listed: any pid that rose.
-        assert_eq!(
-            signature_candidates(&before, &after, false, &[30, 40]),
-            vec![(20, 364, 64)]
-        );
-        assert_eq!(signature_candidates(&before, &before, true, &[]), vec![]);
+        // Nothing moved, or only down: no candidate.
+        assert_eq!(signature_candidates(&before, &before, &[]), vec![]);
+        let fell = map(&[(10, 400)]);
+        assert_eq!(signature_candidates(&before, &fell, &[]), vec![]);
     }
 
     fn pending(candidates: &[(u32, u64)], ledger: u64) -> Pending {
