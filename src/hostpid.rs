@@ -350,9 +350,6 @@ impl BeforeContext {
         let rt = rt();
         let index = rt.nvml_index(ordinal)?;
         let usage = rt.nvml()?.process_usage(index)?;
-        if debug_forced_method() == Forced::SignatureSlow {
-            std::thread::sleep(std::time::Duration::from_millis(500));
-        }
         Some(BeforeContext {
             index,
             device,
@@ -365,6 +362,9 @@ impl BeforeContext {
     /// (the largest rise among the candidates, ours among them) to charge, with the
     /// candidates kept for [`retry_pending`].
     pub fn after(self) -> Option<u64> {
+        if debug_forced_method() == Forced::SignatureSlow {
+            std::thread::sleep(std::time::Duration::from_millis(1000));
+        }
         let after = rt().nvml()?.process_usage(self.index)?;
         let claimed = claimed_by_others();
         let c = signature_candidates(&self.usage, &after, &claimed);
@@ -473,15 +473,15 @@ enum Forced {
     Unknown,
     /// The context-creation signature only (no procfs, no probe).
     Signature,
-    /// As `Signature`, with the creation window held open 500 ms so that the signatures
-    /// of processes starting together overlap (the ambiguous case, deterministically).
+    /// As `Signature`, with 1 s between the creation and the list after it, so that the
+    /// signatures of processes starting together overlap (the ambiguous case).
     SignatureSlow,
 }
 
 /// Test hook, in debug builds only (the shipped release build has no such code):
 /// `VGPU_DEBUG_HOSTPID=probe` skips the procfs method, `=signature` skips procfs and the
-/// probe (the context-creation signature alone; `=signature-slow` also holds its window
-/// open 500 ms), `=unknown` makes discovery fail, so the
+/// probe (the context-creation signature alone; `=signature-slow` also waits 1 s between
+/// the creation and the list after it), `=unknown` makes discovery fail, so the
 /// tests can show each method works and the cap holds whatever discovery does. Read once.
 #[cfg(debug_assertions)]
 fn debug_forced_method() -> Forced {

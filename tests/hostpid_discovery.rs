@@ -114,11 +114,21 @@ fn full_slice_container(sizes: &[u64], discovery: Option<&str>) {
         .var("VGPU_SIM_CONTEXT_BYTES", CONTEXT.to_string());
     if let Some(d) = discovery {
         sim.set("VGPU_DEBUG_HOSTPID", d);
+        // Debug lines say which way each process found its pid.
+        sim.set("LIBCUDA_LOG_LEVEL", "4");
     }
     if !containers_possible(&sim) {
         return;
     }
-    let slice: u64 = sizes.iter().map(|s| CONTEXT + s).sum();
+    let held: u64 = sizes.iter().map(|s| CONTEXT + s).sum();
+    // An ambiguous signature charges its context the largest rise among the candidates,
+    // which can include another process's allocation made in the same window (at most
+    // the largest size): the slice has room for that over-charge when ambiguity is forced.
+    let slack = match discovery {
+        Some("signature-slow") => sizes.len() as u64 * sizes.iter().max().unwrap(),
+        _ => 0,
+    };
+    let slice = held + slack;
     let dir = sim.dir().to_path_buf();
     let marker = dir.join("run.region");
     let client = client(Style::Dlopen);
@@ -189,12 +199,20 @@ fn full_slice_container(sizes: &[u64], discovery: Option<&str>) {
         // The pid the driver knows holds exactly this process's context and allocation
         // (the sizes differ, so no other process of the container matches).
         assert_eq!(driver, Some(CONTEXT + data), "the right host pid: {why}");
-        assert_eq!(
-            context, CONTEXT,
-            "the context charged its measured size: {why}"
+        assert!(
+            (CONTEXT..=CONTEXT + slack).contains(&context),
+            "the context charged its measured size (or the measured bound): {why}"
         );
         assert!(!seen.contains(&host), "two processes claim one pid: {why}");
         seen.push(host);
+    }
+    if discovery == Some("signature-slow") {
+        // The overlapping signatures were ambiguous, and narrowed lazily (the path under
+        // test; each process starts within the 1 s window of another).
+        let lazily = outputs()
+            .matches("narrowed lazily from its context")
+            .count();
+        assert!(lazily >= 1, "no ambiguous signature:\n{}", outputs());
     }
     let out = run.finish();
     out.assert_success("the container run");
@@ -204,7 +222,7 @@ fn full_slice_container(sizes: &[u64], discovery: Option<&str>) {
         "{hw} held for a {slice}-byte slice\n{}",
         outputs()
     );
-    assert_eq!(hw, slice, "every process held its share at once");
+    assert_eq!(hw, held, "every process held its share at once");
 }
 
 #[test]
