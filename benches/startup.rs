@@ -13,8 +13,8 @@
 //!
 //! Variants: the bare simulated driver; libvgpu's shipped build
 //! (`target/release-glibc2.17/libvgpu.so`, else the plain cargo build of this profile,
-//! said so) and, beside it, its core (`libvgpu-core.so`, which the shipped loader copies into
-//! a memfd at the first GPU call) preloaded directly; HAMi-core's `libvgpu.so` when
+//! said so), the same with its core cache off (`VGPU_CORE_CACHE_DIR=off`: a private memfd
+//! copy per process) and, beside them, its core (`libvgpu-core.so`) preloaded directly; HAMi-core's `libvgpu.so` when
 //! `VGPU_BENCH_HAMI_CORE` names it.
 //! `VGPU_STARTUP_PROCS` (default `64,256`), `VGPU_STARTUP_ROUNDS` (default 3).
 
@@ -42,6 +42,12 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+struct Variant {
+    label: String,
+    preload: Option<PathBuf>,
+    env: Vec<(String, String)>,
+}
+
 struct Wave {
     /// Barrier-to-done of the processes that were waiting at the barrier.
     ns: Vec<u64>,
@@ -51,7 +57,7 @@ struct Wave {
     failed: usize,
 }
 
-fn wave(sim: &SimEnv, client: &Path, n: usize, preload: Option<&Path>, round: usize) -> Wave {
+fn wave(sim: &SimEnv, client: &Path, n: usize, variant: &Variant, round: usize) -> Wave {
     // A fresh container per wave: its first process creates the region, as in real life.
     let region = sim
         .dir()
@@ -67,8 +73,11 @@ fn wave(sim: &SimEnv, client: &Path, n: usize, preload: Option<&Path>, round: us
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null());
-            if let Some(lib) = preload {
+            if let Some(lib) = &variant.preload {
                 c.env("LD_PRELOAD", lib);
+            }
+            for (k, v) in &variant.env {
+                c.env(k, v);
             }
             c.spawn().expect("spawn")
         })
@@ -142,15 +151,33 @@ fn main() {
         }
     };
     let core = ours.1.with_file_name("libvgpu-core.so");
-    let mut variants: Vec<(String, Option<PathBuf>)> =
-        vec![("bare driver".into(), None), (ours.0, Some(ours.1.clone()))];
-    // The shipped build is a loader that copies its embedded core into a memfd at the first
-    // GPU call; the core preloaded directly shows what that copy costs.
-    if core.exists() {
-        variants.push(("libvgpu core preloaded directly".into(), Some(core)));
+    let v = |label: &str, preload: Option<PathBuf>, env: &[(&str, &str)]| Variant {
+        label: label.into(),
+        preload,
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let shipped_build = core.exists();
+    let mut variants = vec![
+        v("bare driver", None, &[]),
+        v(&ours.0, Some(ours.1.clone()), &[]),
+    ];
+    // The shipped build is a loader that, at the first GPU call, maps the container's cached
+    // copy of its embedded core (one file in /dev/shm, written by the first process); with
+    // the cache off it copies the core into a private memfd, as before the cache. The core
+    // preloaded directly shows what the loader costs on top of the core.
+    if shipped_build {
+        variants.push(v(
+            "libvgpu shipped, core cache off (private memfd copy)",
+            Some(ours.1.clone()),
+            &[("VGPU_CORE_CACHE_DIR", "off")],
+        ));
+        variants.push(v("libvgpu core preloaded directly", Some(core), &[]));
     }
     match std::env::var_os("VGPU_BENCH_HAMI_CORE").map(PathBuf::from) {
-        Some(p) if p.exists() => variants.push(("HAMi-core libvgpu.so".into(), Some(p))),
+        Some(p) if p.exists() => variants.push(v("HAMi-core libvgpu.so", Some(p), &[])),
         Some(p) => println!("note: VGPU_BENCH_HAMI_CORE={} does not exist", p.display()),
         None => println!("note: VGPU_BENCH_HAMI_CORE not set: HAMi-core not measured"),
     }
@@ -176,8 +203,8 @@ fn main() {
         let mut phases: Vec<[Vec<u64>; 3]> = vec![Default::default(); variants.len()];
         let mut late = vec![(0usize, 0usize); variants.len()];
         for round in 0..rounds {
-            for (i, (_, lib)) in variants.iter().enumerate() {
-                let w = wave(&sim, &client, n, lib.as_deref(), round);
+            for (i, variant) in variants.iter().enumerate() {
+                let w = wave(&sim, &client, n, variant, round);
                 all[i].extend(w.ns);
                 for (p, v) in phases[i].iter_mut().zip(w.phases) {
                     p.extend(v);
@@ -192,7 +219,7 @@ fn main() {
             v.sort_unstable();
             (!v.is_empty()).then(|| median(&v))
         };
-        for (i, (label, _)) in variants.iter().enumerate() {
+        for (i, Variant { label, .. }) in variants.iter().enumerate() {
             let mut v = all[i].clone();
             v.sort_unstable();
             if v.is_empty() {
@@ -215,7 +242,7 @@ fn main() {
             );
         }
         println!("\nmedians by phase (cuInit | primary context | 16 MiB alloc + free):");
-        for (i, (label, _)) in variants.iter().enumerate() {
+        for (i, Variant { label, .. }) in variants.iter().enumerate() {
             let m: Vec<String> = phases[i]
                 .iter()
                 .map(|p| {

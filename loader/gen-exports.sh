@@ -77,6 +77,11 @@ ASM
     echo "vgpu_export_names:"
     for n in "${names[@]}"; do echo "  .asciz \"$n\""; done
     echo "  .byte 0"
+    # Names the core's machine-wide cached copy (vgpu_loader.c, cached_core).
+    echo ".globl vgpu_core_sha256"
+    echo ".hidden vgpu_core_sha256"
+    echo "vgpu_core_sha256:"
+    echo "  .asciz \"$(sha256sum "$core" | cut -d' ' -f1)\""
     echo ".p2align 4"
     echo ".globl vgpu_core_start"
     echo ".hidden vgpu_core_start"

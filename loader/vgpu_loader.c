@@ -8,8 +8,9 @@
  * scripts/build-release.sh from the core's dynamic symbol table), each a jump through a slot.
  *
  * The core (the Rust libvgpu, built by cargo) is embedded in this file. The first call of any
- * export, or a `dlsym` of a name the core hooks, copies the core into a memfd and dlopen()s
- * it (RTLD_LOCAL), fills every slot with the core's function and jumps there. From then on
+ * export, or a `dlsym` of a name the core hooks, dlopen()s (RTLD_LOCAL) the container's cached
+ * copy of the core (cached_core: one file per container and uid, shared through the page
+ * cache), else a private memfd copy, fills every slot with the core's function and jumps there. From then on
  * an export costs one predicted indirect jump.
  *
  * dlopen/dlsym are not linked (at the glibc 2.17 floor they live in libdl.so.2, a second
@@ -30,7 +31,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #define HIDDEN __attribute__((visibility("hidden")))
@@ -48,6 +51,7 @@ extern const char vgpu_export_names[] HIDDEN; /* "name\0name\0...\0\0", slot ord
 extern void *vgpu_slots[] HIDDEN;             /* one per name; 0 until the core is in */
 extern const unsigned char vgpu_core_start[] HIDDEN;
 extern const unsigned char vgpu_core_end[] HIDDEN;
+extern const char vgpu_core_sha256[] HIDDEN; /* the embedded core's digest, hex */
 
 typedef void *(*dlopen_fn)(const char *, int);
 typedef void *(*dlsym_fn)(void *, const char *);
@@ -279,13 +283,84 @@ static int copy_core(int fd, const unsigned char *core, size_t len) {
     return write_all(fd, core, len);
 }
 
-/* The core as a file dlopen() can map: a memfd (no file system needed), else a temporary file
- * (kernels before 3.17, or memfd refused by a seccomp profile) unlinked once mapped. */
+/* Whether an open cached core may be mapped: a regular file of the core's size, owned by
+ * this effective uid or root, writable by neither group nor others. Only someone who could
+ * already replace this process's code (root, or the uid itself) can have written it. */
+static int cached_core_trusted(int fd, size_t len, unsigned euid) {
+    struct stat st;
+    if (syscall(SYS_fstat, fd, &st) != 0) return 0;
+    if (!S_ISREG(st.st_mode)) return 0;
+    if (st.st_uid != euid && st.st_uid != 0) return 0;
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) return 0;
+    return st.st_size == (off_t)len;
+}
+
+/* The core as one file per container and uid, mapped from the page cache by every process
+ * (docs/RELEASE.md, "The cached core"): $VGPU_CORE_CACHE_DIR (default /dev/shm)
+ * /libvgpu-core-<sha256>-<euid>.so. A per-process copy costs each process the writing of
+ * ~700 KiB of fresh pages (and their freeing at exit), which at 64 processes starting at
+ * once was most of the loader's first-use time. The first process writes it under a
+ * temporary name, O_EXCL, and renames it into place, so a reader never sees a partial copy;
+ * it is opened O_NOFOLLOW and checked (cached_core_trusted) before it is mapped. Anything
+ * amiss: NULL, and the caller uses a private memfd copy. */
+static void *cached_core(dlopen_fn dlopen_, size_t len) {
+    const char *dir = secure_getenv("VGPU_CORE_CACHE_DIR");
+    if (!dir || !*dir) dir = "/dev/shm";
+    if (strcmp(dir, "off") == 0) return NULL;
+    unsigned euid = (unsigned)syscall(SYS_geteuid);
+    char path[4096], tmp[4200];
+    int n = snprintf(path, sizeof path, "%s/libvgpu-core-%s-%u.so", dir, vgpu_core_sha256, euid);
+    if (n <= 0 || (size_t)n >= sizeof path) return NULL;
+    int fd = (int)syscall(SYS_open, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0 && !cached_core_trusted(fd, len, euid)) {
+        sys_close(fd);
+        fd = -1;
+    }
+    if (fd < 0) {
+        /* Absent, or not to be trusted (a symlink, foreign, writable, wrong size): write a
+         * copy and rename it over the name. Where the entry is not ours to replace (another
+         * user's in a sticky directory) the rename fails, and the memfd is used. (errno is
+         * not read: __errno_location would make this file need libpthread at the floor.) */
+        struct timespec now = {0, 0};
+        syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &now);
+        snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%ld", path, (long)syscall(SYS_gettid),
+                 (long)now.tv_nsec);
+        int tfd = (int)syscall(SYS_open, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                               0400);
+        if (tfd < 0) return NULL;
+        int ok = copy_core(tfd, vgpu_core_start, len) == 0 &&
+                 syscall(SYS_fchmod, tfd, 0444) == 0;
+        sys_close(tfd);
+        /* Another process may have renamed its copy in first: same bytes, either is fine. */
+        if (!ok || syscall(SYS_rename, tmp, path) != 0) {
+            sys_unlink(tmp);
+            return NULL;
+        }
+        fd = (int)syscall(SYS_open, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0 && !cached_core_trusted(fd, len, euid)) {
+            sys_close(fd);
+            return NULL;
+        }
+    }
+    if (fd < 0) return NULL;
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    void *h = dlopen_(path, RTLD_NOW | RTLD_LOCAL);
+    /* The fd stays open on success, as the memfd's does: debuggers read the core through it. */
+    if (!h) sys_close(fd);
+    return h;
+}
+
+/* The core as a file dlopen() can map: the cached copy (cached_core), else a memfd (no file
+ * system needed), else a temporary file (kernels before 3.17, or memfd refused by a seccomp
+ * profile) unlinked once mapped. */
 static void *open_core(dlopen_fn dlopen_, dlerror_fn dlerror_, const char **why) {
     const unsigned char *core = vgpu_core_start;
     size_t len = (size_t)(vgpu_core_end - vgpu_core_start);
     char path[4096];
-    void *h = NULL;
+    void *h = cached_core(dlopen_, len);
+    if (h) return h;
+    /* A refused or unloadable cached copy leaves a dlerror behind: not ours to report. */
+    if (dlerror_) dlerror_();
     int fd = (int)syscall(SYS_memfd_create, "libvgpu-core.so", 1 /* MFD_CLOEXEC */);
     if (fd >= 0) {
         if (copy_core(fd, core, len) == 0) {

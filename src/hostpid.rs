@@ -2,7 +2,7 @@
 //! pid namespace; inside a container `getpid()` is another number. Without the host pid,
 //! the process's own NVML figures (context and module memory, utilization) cannot be found.
 //!
-//! Two methods, the cheap exact one first:
+//! Three methods, the cheap exact one first; none needs headroom in the slice but the last:
 //!
 //! 1. **procfs** (no driver call, no allocation, no headroom in the slice): a process in the
 //!    initial pid namespace (`readlink /proc/self/ns/pid` is `pid:[4026531836]`, a fixed
@@ -10,17 +10,22 @@
 //!    `/proc` is the host's (pid 1 there is in the initial namespace) finds its host pid as
 //!    the first `NSpid` entry of `/proc/self/status` (one pid per namespace level visible
 //!    to that procfs, outermost first).
-//! 2. **NVML signature probe**, only where procfs cannot tell (a container with its own
-//!    `/proc`): with a context current, list NVML's processes, allocate a probe of an
-//!    unusual size S (a multiple of 2 MiB, so the driver's figure moves by exactly S), list
-//!    again, free, list again. Our host pid is the one pid whose usage rose by exactly S and
-//!    then fell by exactly S. A concurrent process of another container would have to
-//!    allocate and free exactly S in the same microseconds to confuse it; then the
-//!    candidates are ambiguous and the probe is repeated with another S. The probe is
-//!    reserved in the ledger like any allocation (with the margin between a new context's
-//!    estimate and its conservative figure when the slice has room for it); when the slice
-//!    has no room for the probe, discovery is put off (retried at the next context or
-//!    module), and the caller charges its conservative figure meanwhile.
+//! 2. **The context's creation as the signature** ([`BeforeContext`]), where procfs cannot
+//!    tell (a container with its own `/proc`): NVML's process list before and after the
+//!    driver creates a context; the pids whose usage rose with it (ours always does),
+//!    less those the region's other slots claim, are the candidates. One: found. Several:
+//!    the context is charged the largest rise (ours is among them) and the candidates are
+//!    narrowed lazily ([`retry_pending`], from the watcher thread and before the next
+//!    measurement): by other slots' claims, by leaving NVML's list, and by not following
+//!    this process's own allocations (known sizes, already charged).
+//! 3. **NVML signature probe**, the last resort, only when the slice has room for it: with a
+//!    context current, list NVML's processes, allocate a probe of an unusual size S (a
+//!    multiple of 2 MiB, so the driver's figure moves by exactly S), list again, free, list
+//!    again. Our host pid is the one pid whose usage rose by exactly S and then fell by
+//!    exactly S; ambiguous candidates make it repeat with another S. The probe is reserved in
+//!    the ledger like any allocation (with the margin between a new context's estimate and
+//!    its charge when the slice has room for it); when the slice has no room for the probe
+//!    it is not made (put off to the next context or module).
 //!
 //! Memory caps never depend on discovery: what cannot be measured is charged a documented
 //! conservative figure (see hooks/context.rs).
@@ -168,7 +173,10 @@ pub fn discover(ordinal: CUdevice, device: usize, unaccounted: u64) -> Option<u3
         p => return Some(p),
     }
     let forced = debug_forced_method();
-    if forced == Forced::Unknown {
+    if matches!(
+        forced,
+        Forced::Unknown | Forced::Signature | Forced::SignatureSlow
+    ) {
         return None;
     }
     if forced != Forced::Probe {
@@ -231,6 +239,231 @@ pub fn discover(ordinal: CUdevice, device: usize, unaccounted: u64) -> Option<u3
     None
 }
 
+// ---- the context-creation signature (no headroom needed) -----------------------------
+
+/// NVML's per-pid usage on one device just before this process created a context there.
+pub struct BeforeContext {
+    index: u32,
+    device: usize,
+    usage: HashMap<u32, u64>,
+}
+
+/// The pids that could be ours after an ambiguous creation signature, retried lazily.
+struct Pending {
+    index: u32,
+    device: usize,
+    /// (pid, NVML usage at the baseline).
+    candidates: Vec<(u32, u64)>,
+    /// This process's ledger data + module bytes at the baseline; `None`: take a new
+    /// baseline at the next check (a module was loaded meanwhile).
+    ledger_then: Option<u64>,
+    /// Candidates that did not follow the ledger at the last check, and the ledger figure
+    /// then: eliminated only when they miss again with the ledger unchanged (an allocation
+    /// or free in flight between the ledger and the driver can make our own pid miss once).
+    missed: Vec<u32>,
+    missed_at: u64,
+}
+
+static PENDING: std::sync::Mutex<Option<Pending>> = std::sync::Mutex::new(None);
+/// Whether [`PENDING`] holds something: the watcher's check costs one load otherwise.
+static HAS_PENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// How far our pid's NVML figure may drift from the ledger's between two checks and still
+/// count as following it (the driver maps memory in pages up to 2 MiB).
+const FOLLOW_TOLERANCE: u64 = 2 << 20;
+
+/// The candidates of a creation signature: the pids whose NVML usage rose across it
+/// (appearing in the list counts as rising from 0), less the pids other processes of the
+/// container already claim. Ours rose (the driver took the context's memory), so it is
+/// always among them. (pid, usage after, rise).
+pub fn signature_candidates(
+    before: &HashMap<u32, u64>,
+    after: &HashMap<u32, u64>,
+    claimed_by_others: &[u32],
+) -> Vec<(u32, u64, u64)> {
+    let mut v: Vec<(u32, u64, u64)> = after
+        .iter()
+        .filter(|(pid, _)| !claimed_by_others.contains(pid))
+        .filter_map(|(&pid, &now)| {
+            let was = before.get(&pid).copied().unwrap_or(0);
+            (now > was).then(|| (pid, now, now - was))
+        })
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+/// One lazy check of ambiguous candidates: keeps those whose NVML usage followed this
+/// process's ledger (data + modules) since the baseline, within [`FOLLOW_TOLERANCE`]; a
+/// candidate is dropped when it missed twice with the ledger at the same figure, vanished
+/// from NVML's list, or another process of the container claims it.
+fn narrow(p: &mut Pending, now: &HashMap<u32, u64>, ledger_now: u64, claimed_by_others: &[u32]) {
+    p.candidates
+        .retain(|(pid, _)| now.contains_key(pid) && !claimed_by_others.contains(pid));
+    let Some(then) = p.ledger_then else {
+        for c in &mut p.candidates {
+            c.1 = now[&c.0];
+        }
+        p.ledger_then = Some(ledger_now);
+        p.missed.clear();
+        return;
+    };
+    let ours = ledger_now as i128 - then as i128;
+    let missed: Vec<u32> = p
+        .candidates
+        .iter()
+        .filter(|(pid, base)| {
+            let grew = now[pid] as i128 - *base as i128;
+            (grew - ours).unsigned_abs() > u128::from(FOLLOW_TOLERANCE)
+        })
+        .map(|(pid, _)| *pid)
+        .collect();
+    if p.missed_at == ledger_now && !p.missed.is_empty() {
+        let twice: Vec<u32> = missed
+            .iter()
+            .copied()
+            .filter(|m| p.missed.contains(m))
+            .collect();
+        p.candidates.retain(|(pid, _)| !twice.contains(pid));
+    }
+    p.missed = missed;
+    p.missed_at = ledger_now;
+}
+
+fn ledger_data_and_modules(device: usize) -> u64 {
+    let u = rt().ledger.usage(device);
+    u.data + u.module
+}
+
+impl BeforeContext {
+    /// NVML's process list before a context is created on CUDA ordinal `ordinal`
+    /// (container device `device`), when the host pid is unknown and procfs cannot tell it.
+    pub fn take(ordinal: CUdevice, device: usize) -> Option<Self> {
+        if host_pid().is_some() {
+            return None;
+        }
+        match debug_forced_method() {
+            Forced::Unknown => return None,
+            Forced::No if discover_cheaply().is_some() => return None,
+            _ => {}
+        }
+        let rt = rt();
+        let index = rt.nvml_index(ordinal)?;
+        let usage = rt.nvml()?.process_usage(index)?;
+        Some(BeforeContext {
+            index,
+            device,
+            usage,
+        })
+    }
+
+    /// After the context exists: our host pid when one pid alone can be ours (then it is
+    /// recorded, and `None` returned); else an upper bound of what the new context costs
+    /// (the largest rise among the candidates, ours among them) to charge, with the
+    /// candidates kept for [`retry_pending`].
+    pub fn after(self) -> Option<u64> {
+        if debug_forced_method() == Forced::SignatureSlow {
+            std::thread::sleep(std::time::Duration::from_millis(1000));
+        }
+        let after = rt().nvml()?.process_usage(self.index)?;
+        let claimed = claimed_by_others();
+        let c = signature_candidates(&self.usage, &after, &claimed);
+        match c[..] {
+            [] => None,
+            [(pid, _, rise)] => {
+                found(
+                    pid,
+                    format_args!("from its context creation (+{rise} bytes)"),
+                );
+                None
+            }
+            _ => {
+                let bound = c.iter().map(|c| c.2).max();
+                crate::vlog!(
+                    crate::log::DEBUG,
+                    "{} pids could be ours after the context creation: narrowed lazily",
+                    c.len()
+                );
+                let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
+                *pending = Some(Pending {
+                    index: self.index,
+                    device: self.device,
+                    candidates: c.iter().map(|c| (c.0, c.1)).collect(),
+                    ledger_then: Some(ledger_data_and_modules(self.device)),
+                    missed: Vec::new(),
+                    missed_at: 0,
+                });
+                HAS_PENDING.store(true, Ordering::Release);
+                bound
+            }
+        }
+    }
+}
+
+fn claimed_by_others() -> Vec<u32> {
+    crate::shared_region::SharedRegion::get()
+        .map(|r| r.host_pids_of_others())
+        .unwrap_or_default()
+}
+
+/// A module is being loaded: its driver size is not what the ledger charges until
+/// measured, so the pending candidates take a new baseline at their next check.
+pub fn rebase_pending() {
+    if HAS_PENDING.load(Ordering::Acquire) {
+        if let Some(p) = PENDING.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            p.ledger_then = None;
+        }
+    }
+}
+
+/// Narrows an ambiguous creation signature by one check (one NVML process list): from the
+/// watcher thread, and before a context or module is measured. Never blocks (a check in
+/// progress elsewhere is skipped); one load when nothing is pending. Returns the host pid
+/// when it became known.
+pub fn retry_pending() -> Option<u32> {
+    if !HAS_PENDING.load(Ordering::Acquire) {
+        return None;
+    }
+    let Ok(mut guard) = PENDING.try_lock() else {
+        return None;
+    };
+    let p = guard.as_mut()?;
+    if let Some(pid) = host_pid() {
+        *guard = None;
+        HAS_PENDING.store(false, Ordering::Release);
+        return Some(pid);
+    }
+    let rt = rt();
+    let before = ledger_data_and_modules(p.device);
+    let now = rt.nvml()?.process_usage(p.index)?;
+    if ledger_data_and_modules(p.device) != before {
+        return None; // the ledger moved during the list: check again next time
+    }
+    narrow(p, &now, before, &claimed_by_others());
+    let result = match p.candidates[..] {
+        [(pid, _)] => found(
+            pid,
+            format_args!("narrowed lazily from its context creation"),
+        ),
+        [] => {
+            crate::vlog!(
+                crate::log::DEBUG,
+                "no candidate host pid left: the next context tries again"
+            );
+            None
+        }
+        _ => return None,
+    };
+    *guard = None;
+    HAS_PENDING.store(false, Ordering::Release);
+    if let Some(pid) = result {
+        if let Some(shared) = crate::shared_region::SharedRegion::get() {
+            shared.set_host_pid(pid);
+        }
+    }
+    result
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Forced {
     No,
@@ -238,17 +471,26 @@ enum Forced {
     Probe,
     /// As if no method worked.
     Unknown,
+    /// The context-creation signature only (no procfs, no probe).
+    Signature,
+    /// As `Signature`, with 1 s between the creation and the list after it, so that the
+    /// signatures of processes starting together overlap (the ambiguous case).
+    SignatureSlow,
 }
 
 /// Test hook, in debug builds only (the shipped release build has no such code):
-/// `VGPU_DEBUG_HOSTPID=probe` skips the procfs method, `=unknown` makes discovery fail, so
-/// the tests can show the cap holds whatever discovery does. Read once.
+/// `VGPU_DEBUG_HOSTPID=probe` skips the procfs method, `=signature` skips procfs and the
+/// probe (the context-creation signature alone; `=signature-slow` also waits 1 s between
+/// the creation and the list after it), `=unknown` makes discovery fail, so the
+/// tests can show each method works and the cap holds whatever discovery does. Read once.
 #[cfg(debug_assertions)]
 fn debug_forced_method() -> Forced {
     static FORCED: std::sync::OnceLock<Forced> = std::sync::OnceLock::new();
     *FORCED.get_or_init(|| match std::env::var("VGPU_DEBUG_HOSTPID").as_deref() {
         Ok("probe") => Forced::Probe,
         Ok("unknown") => Forced::Unknown,
+        Ok("signature") => Forced::Signature,
+        Ok("signature-slow") => Forced::SignatureSlow,
         _ => Forced::No,
     })
 }
@@ -262,6 +504,10 @@ fn debug_forced_method() -> Forced {
 /// In a `fork` child: a new process, a new host pid.
 pub fn forget_after_fork() {
     HOST_PID.store(0, Ordering::Relaxed);
+    HAS_PENDING.store(false, Ordering::Relaxed);
+    if let Ok(mut p) = PENDING.try_lock() {
+        *p = None;
+    }
 }
 
 #[cfg(test)]
@@ -280,6 +526,86 @@ mod tests {
         let after = map(&[(10, 100), (20, 304)]);
         assert_eq!(moved_by(&during, &after, -6), vec![10, 30]);
         assert_eq!(moved_by(&before, &during, 5), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn a_context_creation_signature_names_the_pids_that_appeared() {
+        let before = map(&[(10, 500), (20, 300)]);
+        let after = map(&[(10, 500), (20, 364), (30, 256), (40, 256)]);
+        // Pids that appeared or rose, less those other slots claim.
+        assert_eq!(
+            signature_candidates(&before, &after, &[]),
+            vec![(20, 364, 64), (30, 256, 256), (40, 256, 256)]
+        );
+        assert_eq!(
+            signature_candidates(&before, &after, &[20, 40]),
+            vec![(30, 256, 256)]
+        );
+        // Nothing moved, or only down: no candidate.
+        assert_eq!(signature_candidates(&before, &before, &[]), vec![]);
+        let fell = map(&[(10, 400)]);
+        assert_eq!(signature_candidates(&before, &fell, &[]), vec![]);
+    }
+
+    fn pending(candidates: &[(u32, u64)], ledger: u64) -> Pending {
+        Pending {
+            index: 0,
+            device: 0,
+            candidates: candidates.to_vec(),
+            ledger_then: Some(ledger),
+            missed: Vec::new(),
+            missed_at: 0,
+        }
+    }
+
+    #[test]
+    fn ambiguous_candidates_are_narrowed_by_our_own_allocations() {
+        const M: u64 = 1 << 20;
+        let mut p = pending(&[(30, 256 * M), (40, 256 * M)], 0);
+        // Nobody allocated: nothing can be told apart.
+        narrow(&mut p, &map(&[(30, 256 * M), (40, 256 * M)]), 0, &[]);
+        assert_eq!(p.candidates.len(), 2);
+        // We allocated 8 MiB and pid 40 followed: 30 missed once — kept (an allocation in
+        // flight between the ledger and the driver can make our own pid miss once) ...
+        let now = map(&[(30, 256 * M), (40, 264 * M)]);
+        narrow(&mut p, &now, 8 * M, &[]);
+        assert_eq!(p.candidates.len(), 2);
+        // ... and dropped when it misses again with the ledger unchanged.
+        narrow(&mut p, &now, 8 * M, &[]);
+        assert_eq!(p.candidates, vec![(40, 256 * M)]);
+    }
+
+    #[test]
+    fn a_miss_while_the_ledger_moves_is_not_an_elimination() {
+        const M: u64 = 1 << 20;
+        let mut p = pending(&[(30, 256 * M), (40, 256 * M)], 0);
+        narrow(&mut p, &map(&[(30, 256 * M), (40, 256 * M)]), 8 * M, &[]);
+        // The driver caught up: our pid (40) now follows; 30 missed at another figure.
+        narrow(&mut p, &map(&[(30, 256 * M), (40, 272 * M)]), 16 * M, &[]);
+        assert_eq!(p.candidates.len(), 2);
+        narrow(&mut p, &map(&[(30, 256 * M), (40, 272 * M)]), 16 * M, &[]);
+        assert_eq!(p.candidates, vec![(40, 256 * M)]);
+        // Within the page tolerance a candidate still follows.
+        let mut p = pending(&[(30, 256 * M)], 0);
+        for _ in 0..2 {
+            narrow(&mut p, &map(&[(30, 258 * M)]), M, &[]);
+        }
+        assert_eq!(p.candidates.len(), 1);
+    }
+
+    #[test]
+    fn claimed_vanished_and_rebased_candidates() {
+        const M: u64 = 1 << 20;
+        let mut p = pending(&[(30, 256 * M), (40, 256 * M), (50, 256 * M)], 0);
+        // 50 exited (gone from NVML's list), 30 is claimed by another slot.
+        narrow(&mut p, &map(&[(30, 256 * M), (40, 256 * M)]), 0, &[30]);
+        assert_eq!(p.candidates, vec![(40, 256 * M)]);
+        // A module was loaded: a new baseline, no elimination at that check.
+        let mut p = pending(&[(30, 256 * M), (40, 256 * M)], 0);
+        p.ledger_then = None;
+        narrow(&mut p, &map(&[(30, 300 * M), (40, 258 * M)]), 2 * M, &[]);
+        assert_eq!(p.candidates, vec![(30, 300 * M), (40, 258 * M)]);
+        assert_eq!(p.ledger_then, Some(2 * M));
     }
 
     #[test]

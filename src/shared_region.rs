@@ -561,6 +561,22 @@ impl SharedRegion {
         }
     }
 
+    /// The host pids the container's other processes have discovered (their slots'
+    /// `hostpid`): never ours, so host pid discovery leaves them out.
+    pub fn host_pids_of_others(&self) -> Vec<u32> {
+        let mine = self.slot();
+        self.region
+            .v1
+            .procs
+            .iter()
+            .enumerate()
+            .filter(|(i, p)| Some(*i) != mine && p.status.load(Ordering::Acquire) != 0)
+            .map(|(_, p)| p.hostpid.load(Ordering::Acquire))
+            .filter(|&h| h > 0)
+            .map(|h| h as u32)
+            .collect()
+    }
+
     /// What a context costs on container device `device`, as a process of the container
     /// measured it; `None` before any did.
     pub fn context_bytes_hint(&self, device: usize) -> Option<u64> {
@@ -645,6 +661,8 @@ impl SharedRegion {
                 .store(crate::clock::mono_ns(), Ordering::Relaxed);
         }
         self.reap(false);
+        // An ambiguous host pid discovery is narrowed here, off the application's paths.
+        crate::hostpid::retry_pending();
         crate::throttle::watcher_tick(self);
     }
 

@@ -140,3 +140,169 @@ fn the_loader_embeds_exactly_the_core_built_beside_it() {
         "the loader's embedded core is not libvgpu-core.so (a stale build?)"
     );
 }
+
+/// The cached core (docs/RELEASE.md, "The cached core"): the first process of a container
+/// writes the core once into `$VGPU_CORE_CACHE_DIR` (default /dev/shm) and every process
+/// maps that file from the page cache. An entry that could have been written by anyone but
+/// root or this uid — a symlink, another user's file, a group- or other-writable file, or a
+/// file of the wrong size — is never mapped: the loader writes a trusted copy over it where
+/// it may, else loads a private memfd copy. Observed with a planted library whose
+/// constructor says it was mapped; the control (a planted file that passes every check) shows
+/// that the observation can fail.
+#[test]
+fn a_cached_core_that_cannot_be_trusted_is_refused_and_the_memfd_used() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let Some(lib) = shipped() else { return };
+    let core = std::fs::read(lib.with_file_name("libvgpu-core.so")).unwrap();
+    let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "1g");
+    let cache = sim.dir().join("core-cache");
+    std::fs::create_dir(&cache).unwrap();
+    let run = |dir: &std::path::Path| {
+        let mut c = command(&sim, Style::Linked, true);
+        c.env("LD_PRELOAD", &lib).env("VGPU_CORE_CACHE_DIR", dir);
+        run_default(c.args(["cap-fill", &(100 * MIB).to_string()]))
+    };
+    let entries = |dir: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let works = |what: &str, out: &testkit::Output| {
+        out.assert_success(what);
+        assert!(
+            out.stderr.is_empty(),
+            "{what}: no output\n{}",
+            out.describe()
+        );
+        assert_eq!(
+            out.kv().u64("allocated"),
+            GIB - 64 * MIB,
+            "{what}: the cap\n{}",
+            out.describe()
+        );
+    };
+
+    // A clean cache: the first process writes the core there, read-only, nothing else left.
+    works("first process, empty cache", &run(&cache));
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let names = entries(&cache);
+    assert_eq!(
+        names.len(),
+        1,
+        "one cached core, no temporary left: {names:?}"
+    );
+    let name = &names[0];
+    assert!(
+        name.starts_with("libvgpu-core-") && name.ends_with(&format!("-{euid}.so")),
+        "{name}"
+    );
+    let cached = cache.join(name);
+    let check_cached_is_the_core = |what: &str| {
+        let meta = std::fs::symlink_metadata(&cached).unwrap();
+        assert!(meta.file_type().is_file(), "{what}: a regular file");
+        assert_eq!(meta.mode() & 0o222, 0, "{what}: read-only");
+        assert!(
+            std::fs::read(&cached).unwrap() == core,
+            "{what}: holds the core"
+        );
+        assert_eq!(entries(&cache).len(), 1, "{what}: {:?}", entries(&cache));
+    };
+    check_cached_is_the_core("written by the first process");
+    works("second process, cached core", &run(&cache));
+    check_cached_is_the_core("after a reader");
+
+    // A library that says so when mapped, padded to the core's size.
+    let src = sim.dir().join("planted.c");
+    std::fs::write(
+        &src,
+        "#include <unistd.h>\n__attribute__((constructor)) static void said(void) \
+         { (void)!write(2, \"planted-core-mapped\\n\", 20); }\n",
+    )
+    .unwrap();
+    let planted_small = sim.dir().join("planted-small.so");
+    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+    let st = Command::new(&cc)
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&planted_small)
+        .arg(&src)
+        .status()
+        .expect("cc");
+    assert!(st.success(), "cc planted.c");
+    let planted = sim.dir().join("planted.so");
+    std::fs::copy(&planted_small, &planted).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&planted)
+        .unwrap();
+    f.set_len(core.len() as u64).unwrap();
+    drop(f);
+    let plant = |from: &std::path::Path, mode: u32| {
+        let _ = std::fs::remove_file(&cached);
+        std::fs::copy(from, &cached).unwrap();
+        std::fs::set_permissions(&cached, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+
+    // Control: a file that passes every check is mapped (so "not mapped" below is real).
+    plant(&planted, 0o444);
+    let out = run(&cache);
+    assert!(
+        out.stderr.contains("planted-core-mapped"),
+        "a trusted cached file is the one mapped\n{}",
+        out.describe()
+    );
+
+    // Group- or other-writable, or the wrong size: refused, and a trusted copy replaces it.
+    for (what, from, mode) in [
+        ("other-writable", &planted, 0o646),
+        ("group-writable", &planted, 0o464),
+        ("wrong size", &planted_small, 0o444),
+    ] {
+        plant(from, mode);
+        let out = run(&cache);
+        assert!(
+            !out.stderr.contains("planted"),
+            "{what}: mapped\n{}",
+            out.describe()
+        );
+        works(what, &out);
+        check_cached_is_the_core(what);
+    }
+    // A symlink (to a file that would pass): not followed.
+    let _ = std::fs::remove_file(&cached);
+    let target = sim.dir().join("planted-target.so");
+    std::fs::copy(&planted, &target).unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::os::unix::fs::symlink(&target, &cached).unwrap();
+    let out = run(&cache);
+    assert!(
+        !out.stderr.contains("planted"),
+        "symlink: mapped\n{}",
+        out.describe()
+    );
+    works("symlink", &out);
+    check_cached_is_the_core("symlink replaced");
+
+    // Another user's file: refused (as root only: others cannot give a file away).
+    if euid == 0 {
+        plant(&planted, 0o444);
+        std::os::unix::fs::chown(&cached, Some(65534), Some(65534)).unwrap();
+        let out = run(&cache);
+        assert!(
+            !out.stderr.contains("planted"),
+            "foreign-owned: mapped\n{}",
+            out.describe()
+        );
+        works("foreign-owned", &out);
+    } else {
+        eprintln!("SKIP (not root): the foreign-owned cached core case");
+    }
+
+    // No usable cache directory: the private memfd copy, silently.
+    let out = run(&sim.dir().join("no-such-dir"));
+    works("no cache directory", &out);
+    assert!(!sim.dir().join("no-such-dir").exists());
+}

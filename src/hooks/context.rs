@@ -164,13 +164,30 @@ fn create_charged(
         && container.is_some()
         && !rt.nvml_opened()
         && record_host_pid(crate::hostpid::discover_cheaply()).is_some();
+    // Host pid discovery with no headroom: the context's creation is the signature (the
+    // pid that appeared in NVML's list with it), see hostpid.rs.
+    let signature = match kind {
+        AllocKind::Context if !take_containers => {
+            crate::hostpid::BeforeContext::take(ordinal, device)
+        }
+        AllocKind::Module => {
+            crate::hostpid::rebase_pending();
+            None
+        }
+        _ => None,
+    };
     let (rc, handle) = create();
     if rc != CUDA_SUCCESS {
         return rc;
     }
-    let fallback = match container.filter(|_| take_containers) {
-        Some(bytes) => bytes,
-        None => unmeasured(device, kind),
+    // Several pids could be ours: the largest of their rises bounds the new context's
+    // size (ours is among them), a figure the driver measured, charged when nothing
+    // better can be had.
+    let bound = signature.and_then(|s| s.after());
+    let fallback = match (container.filter(|_| take_containers), bound) {
+        (Some(bytes), _) => bytes,
+        (None, Some(bound)) => bound,
+        (None, None) => unmeasured(device, kind),
     };
     // What the driver may hold beyond the estimate until the measurement says otherwise.
     let measured = if take_containers {
@@ -230,6 +247,7 @@ fn measure_process_usage(ordinal: CUdevice, device: usize, unaccounted: u64) -> 
         });
         return None;
     }
+    crate::hostpid::retry_pending();
     let host_pid = record_host_pid(crate::hostpid::discover(ordinal, device, unaccounted))?;
     let usage = rt.nvml()?.process_usage(rt.nvml_index(ordinal)?)?;
     usage.get(&host_pid).copied()
