@@ -493,35 +493,7 @@ fn shipped_loader_caps_hip_through_its_versioned_exports() {
 /// run on a simulated MI210: the compiler ABI (`__hipRegisterFatBinary`, `<<<>>>` through
 /// `hipLaunchKernel`) goes through our exports, and its buffers are capped.
 fn vector_add() -> Option<std::path::PathBuf> {
-    let Some(hipcc) = ["/usr/bin/hipcc", "/opt/rocm/bin/hipcc"]
-        .iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.exists())
-    else {
-        assert!(!testkit::in_ci(), "hipcc not installed (required under CI)");
-        eprintln!("SKIP hipcc not installed (apt-get install hipcc libamdhip64-dev)");
-        return None;
-    };
-    let src = testkit::workspace_root().join("tests/hip/vector_add.hip");
-    let dir = testkit::target_profile_dir().join("vgpu-test-clients");
-    std::fs::create_dir_all(&dir).unwrap();
-    let exe = dir.join("vector_add-gfx90a");
-    let mtime = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    if mtime(&exe).is_none() || mtime(&exe) < mtime(&src) {
-        let tmp = dir.join(format!(".vector_add.{}", std::process::id()));
-        let out = testkit::run(
-            Command::new(hipcc)
-                .args(["--offload-arch=gfx90a", "-O1"])
-                .arg(&src)
-                .arg("-o")
-                .arg(&tmp),
-            Duration::from_secs(300),
-        );
-        out.assert_success("hipcc vector_add.hip");
-        // Another test process may have built it meanwhile: either copy is the same program.
-        let _ = std::fs::rename(&tmp, &exe);
-    }
-    Some(exe)
+    testkit::require_hipcc().map(|hipcc| testkit::hip_vector_add(&hipcc))
 }
 
 #[test]
