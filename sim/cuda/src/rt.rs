@@ -12,7 +12,7 @@ use vgpu_sim_core::handles::HandleTable;
 pub use vgpu_sim_core::process::lock;
 use vgpu_sim_core::process::{self, RegisterError};
 pub use vgpu_sim_core::shadow::Loc;
-use vgpu_sim_core::shadow::{containing, Shadows};
+use vgpu_sim_core::shadow::{self, containing, Mapped, Shadows};
 use vgpu_sim_core::state::{DeviceInfo, SimState};
 use vgpu_sim_core::{clock, ids};
 
@@ -512,41 +512,34 @@ impl LocalMem {
     /// Resolves a device-side range of `len` bytes at `addr`. With `generic`, unknown
     /// addresses outside the fake device ranges are taken as pageable host memory.
     pub fn resolve(&self, addr: u64, len: u64, generic: bool, ndev: u32) -> Res<Loc> {
-        let end = addr.checked_add(len).ok_or(CUDA_ERROR_INVALID_VALUE)?;
-        if let Some((k, a)) = self.find_alloc(addr) {
-            if end > k + a.bytes {
-                return Err(CUDA_ERROR_INVALID_VALUE);
-            }
-            return Ok(match a.host {
-                Some((h, _)) => Loc::Host((h as u64 + (addr - k)) as *mut u8),
+        let alloc = self.find_alloc(addr).map(|(k, a)| Mapped {
+            start: k,
+            len: a.bytes,
+            at: match a.host {
+                Some((h, _)) => Loc::Host(h as *mut u8),
                 None => Loc::Shadow {
                     base: a.shm_base,
                     span: a.span,
-                    off: addr - k,
+                    off: 0,
                 },
-            });
-        }
-        if let Some((k, m)) = self.find_map(addr) {
-            if end > k + m.size {
-                return Err(CUDA_ERROR_INVALID_VALUE);
-            }
-            let span = self.handles.get(&m.handle).map(|h| h.size).unwrap_or(0);
-            return Ok(Loc::Shadow {
+            },
+        });
+        let map = self.find_map(addr).map(|(k, m)| Mapped {
+            start: k,
+            len: m.size,
+            at: Loc::Shadow {
                 base: m.handle,
-                span,
-                off: m.offset + (addr - k),
-            });
-        }
-        if let Some((k, h)) = self.find_host(addr) {
-            if end > k + h.len as u64 {
-                return Err(CUDA_ERROR_INVALID_VALUE);
-            }
-            return Ok(Loc::Host(addr as *mut u8));
-        }
-        if generic && addr != 0 && !vgpu_sim_core::alloc::is_fake_device_addr(addr, ndev) {
-            return Ok(Loc::Host(addr as *mut u8));
-        }
-        Err(CUDA_ERROR_INVALID_VALUE)
+                span: self.handles.get(&m.handle).map(|h| h.size).unwrap_or(0),
+                off: m.offset,
+            },
+        });
+        let host = self.find_host(addr).map(|(k, h)| Mapped {
+            start: k,
+            len: h.len as u64,
+            at: Loc::Host(k as *mut u8),
+        });
+        shadow::resolve(addr, len, [alloc, map, host], generic, ndev)
+            .ok_or(CUDA_ERROR_INVALID_VALUE)
     }
 
     /// Reads `dst.len()` bytes from a location.

@@ -13,7 +13,7 @@ use vgpu_sim_core::config::Costs;
 use vgpu_sim_core::handles::HandleTable;
 pub use vgpu_sim_core::process::lock;
 use vgpu_sim_core::process::{self, RegisterError};
-use vgpu_sim_core::shadow::{containing, Shadows};
+use vgpu_sim_core::shadow::{self, containing, Mapped, Shadows};
 pub use vgpu_sim_core::shadow::{Loc, SHADOW_MAX};
 use vgpu_sim_core::state::{DeviceInfo, Guard, SimState};
 use vgpu_sim_core::{clock, ids};
@@ -464,53 +464,44 @@ impl LocalMem {
     /// Resolves `len` bytes at `addr`. Unknown addresses outside the fake device ranges are
     /// pageable host memory (HIP's unified addressing); unknown device addresses are refused.
     pub fn resolve(&self, addr: u64, len: u64, ndev: u32) -> Res<Loc> {
-        let end = addr.checked_add(len).ok_or(hipErrorInvalidValue)?;
-        if let Some((k, a)) = self.find_alloc(addr) {
-            if end > k + a.bytes {
-                return Err(hipErrorInvalidValue);
-            }
-            return Ok(match a.host {
-                Some((h, _)) => Loc::Host((h as u64 + (addr - k)) as *mut u8),
+        let alloc = self.find_alloc(addr).map(|(k, a)| Mapped {
+            start: k,
+            len: a.bytes,
+            at: match a.host {
+                Some((h, _)) => Loc::Host(h as *mut u8),
                 None => Loc::Shadow {
                     base: a.shm_base,
                     span: a.span,
-                    off: addr - k,
+                    off: 0,
                 },
-            });
-        }
-        if let Some((k, m)) = self.find_map(addr) {
-            if end > k + m.size {
-                return Err(hipErrorInvalidValue);
-            }
-            let span = self.handles.get(&m.handle).map_or(0, |h| h.size);
-            return Ok(Loc::Shadow {
+            },
+        });
+        let map = self.find_map(addr).map(|(k, m)| Mapped {
+            start: k,
+            len: m.size,
+            at: Loc::Shadow {
                 base: m.handle,
-                span,
-                off: m.offset + (addr - k),
-            });
-        }
-        if let Some((k, size)) = containing(&self.ipc, addr, |s| *s) {
-            if end > k + size {
-                return Err(hipErrorInvalidValue);
-            }
-            // The bytes are this process's own view: contents are not shared across
-            // processes.
-            return Ok(Loc::Shadow {
+                span: self.handles.get(&m.handle).map_or(0, |h| h.size),
+                off: m.offset,
+            },
+        });
+        // The bytes of an IPC import are this process's own view: contents are not shared
+        // across processes.
+        let ipc = containing(&self.ipc, addr, |s| *s).map(|(k, size)| Mapped {
+            start: k,
+            len: size,
+            at: Loc::Shadow {
                 base: k,
                 span: size,
-                off: addr - k,
-            });
-        }
-        if let Some((k, h)) = self.find_host(addr) {
-            if end > k + h.len as u64 {
-                return Err(hipErrorInvalidValue);
-            }
-            return Ok(Loc::Host(addr as *mut u8));
-        }
-        if addr != 0 && !vgpu_sim_core::alloc::is_fake_device_addr(addr, ndev) {
-            return Ok(Loc::Host(addr as *mut u8));
-        }
-        Err(hipErrorInvalidValue)
+                off: 0,
+            },
+        });
+        let host = self.find_host(addr).map(|(k, h)| Mapped {
+            start: k,
+            len: h.len as u64,
+            at: Loc::Host(k as *mut u8),
+        });
+        shadow::resolve(addr, len, [alloc, map, ipc, host], true, ndev).ok_or(hipErrorInvalidValue)
     }
 
     /// Reads `dst.len()` bytes from a location.
