@@ -38,6 +38,55 @@ pub struct Mapped {
     pub at: Loc,
 }
 
+impl Mapped {
+    /// A device allocation at `start`: its host backing (managed memory) when it has one,
+    /// else its shadow (by shared-table base `shm_base`, of `span` bytes).
+    pub fn allocation(
+        start: u64,
+        bytes: u64,
+        host: Option<(usize, usize)>,
+        shm_base: u64,
+        span: u64,
+    ) -> Mapped {
+        let at = match host {
+            Some((h, _)) => Loc::Host(h as *mut u8),
+            None => Loc::Shadow {
+                base: shm_base,
+                span,
+                off: 0,
+            },
+        };
+        Mapped {
+            start,
+            len: bytes,
+            at,
+        }
+    }
+
+    /// A virtual-memory mapping at `start` of `size` bytes of the physical handle `handle`
+    /// (`handle_size` bytes, 0 if unknown) from `offset` on; its shadow is keyed by the handle.
+    pub fn mapping(start: u64, size: u64, handle: u64, handle_size: u64, offset: u64) -> Mapped {
+        Mapped {
+            start,
+            len: size,
+            at: Loc::Shadow {
+                base: handle,
+                span: handle_size,
+                off: offset,
+            },
+        }
+    }
+
+    /// Host memory the library knows (pinned or registered): the address itself.
+    pub fn host(start: u64, len: u64) -> Mapped {
+        Mapped {
+            start,
+            len,
+            at: Loc::Host(start as *mut u8),
+        }
+    }
+}
+
 /// Resolves `len` bytes at `addr` against a process's memory map, `ranges` in the order the
 /// library looks (each the range of one kind of record that holds `addr`, if any): the first
 /// that holds `addr` must hold all `len` bytes. An address none holds is pageable host memory

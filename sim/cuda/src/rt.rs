@@ -512,32 +512,16 @@ impl LocalMem {
     /// Resolves a device-side range of `len` bytes at `addr`. With `generic`, unknown
     /// addresses outside the fake device ranges are taken as pageable host memory.
     pub fn resolve(&self, addr: u64, len: u64, generic: bool, ndev: u32) -> Res<Loc> {
-        let alloc = self.find_alloc(addr).map(|(k, a)| Mapped {
-            start: k,
-            len: a.bytes,
-            at: match a.host {
-                Some((h, _)) => Loc::Host(h as *mut u8),
-                None => Loc::Shadow {
-                    base: a.shm_base,
-                    span: a.span,
-                    off: 0,
-                },
-            },
+        let alloc = self
+            .find_alloc(addr)
+            .map(|(k, a)| Mapped::allocation(k, a.bytes, a.host, a.shm_base, a.span));
+        let map = self.find_map(addr).map(|(k, m)| {
+            let handle_size = self.handles.get(&m.handle).map(|h| h.size).unwrap_or(0);
+            Mapped::mapping(k, m.size, m.handle, handle_size, m.offset)
         });
-        let map = self.find_map(addr).map(|(k, m)| Mapped {
-            start: k,
-            len: m.size,
-            at: Loc::Shadow {
-                base: m.handle,
-                span: self.handles.get(&m.handle).map(|h| h.size).unwrap_or(0),
-                off: m.offset,
-            },
-        });
-        let host = self.find_host(addr).map(|(k, h)| Mapped {
-            start: k,
-            len: h.len as u64,
-            at: Loc::Host(k as *mut u8),
-        });
+        let host = self
+            .find_host(addr)
+            .map(|(k, h)| Mapped::host(k, h.len as u64));
         shadow::resolve(addr, len, [alloc, map, host], generic, ndev)
             .ok_or(CUDA_ERROR_INVALID_VALUE)
     }

@@ -464,43 +464,20 @@ impl LocalMem {
     /// Resolves `len` bytes at `addr`. Unknown addresses outside the fake device ranges are
     /// pageable host memory (HIP's unified addressing); unknown device addresses are refused.
     pub fn resolve(&self, addr: u64, len: u64, ndev: u32) -> Res<Loc> {
-        let alloc = self.find_alloc(addr).map(|(k, a)| Mapped {
-            start: k,
-            len: a.bytes,
-            at: match a.host {
-                Some((h, _)) => Loc::Host(h as *mut u8),
-                None => Loc::Shadow {
-                    base: a.shm_base,
-                    span: a.span,
-                    off: 0,
-                },
-            },
-        });
-        let map = self.find_map(addr).map(|(k, m)| Mapped {
-            start: k,
-            len: m.size,
-            at: Loc::Shadow {
-                base: m.handle,
-                span: self.handles.get(&m.handle).map_or(0, |h| h.size),
-                off: m.offset,
-            },
+        let alloc = self
+            .find_alloc(addr)
+            .map(|(k, a)| Mapped::allocation(k, a.bytes, a.host, a.shm_base, a.span));
+        let map = self.find_map(addr).map(|(k, m)| {
+            let handle_size = self.handles.get(&m.handle).map_or(0, |h| h.size);
+            Mapped::mapping(k, m.size, m.handle, handle_size, m.offset)
         });
         // The bytes of an IPC import are this process's own view: contents are not shared
         // across processes.
-        let ipc = containing(&self.ipc, addr, |s| *s).map(|(k, size)| Mapped {
-            start: k,
-            len: size,
-            at: Loc::Shadow {
-                base: k,
-                span: size,
-                off: 0,
-            },
-        });
-        let host = self.find_host(addr).map(|(k, h)| Mapped {
-            start: k,
-            len: h.len as u64,
-            at: Loc::Host(k as *mut u8),
-        });
+        let ipc = containing(&self.ipc, addr, |s| *s)
+            .map(|(k, size)| Mapped::allocation(k, size, None, k, size));
+        let host = self
+            .find_host(addr)
+            .map(|(k, h)| Mapped::host(k, h.len as u64));
         shadow::resolve(addr, len, [alloc, map, ipc, host], true, ndev).ok_or(hipErrorInvalidValue)
     }
 
