@@ -98,6 +98,17 @@ pub trait CapacityPool: Send + Sync {
         self.release(device, bytes);
         published
     }
+    /// [`CapacityPool::try_reserve`] and, for a pool that publishes usage, `bytes` of
+    /// `bucket` published in the same step (one bracket in the shared region instead of a
+    /// second one at commit). `None`: refused. `Some(true)`: published, so the commit
+    /// publishes nothing more and a rollback goes through
+    /// [`CapacityPool::release_with_usage`]. `Some(false)`: reserved only.
+    fn try_reserve_usage(&self, device: usize, _bucket: usize, bytes: u64) -> Option<bool> {
+        self.try_reserve(device, bytes).then_some(false)
+    }
+    /// The driver granted a reservation whose usage [`CapacityPool::try_reserve_usage`]
+    /// published: now it may count as a peak.
+    fn on_granted(&self, _device: usize) {}
     /// This process's usage of `device` as the pool published it, if it publishes usage.
     fn published_usage(&self, _device: usize) -> Option<Usage> {
         None
@@ -226,6 +237,8 @@ pub struct Reservation<'a, P: CapacityPool> {
     bytes: u64,
     kind: AllocKind,
     owner: u64,
+    /// The pool published the usage with the reservation ([`CapacityPool::try_reserve_usage`]).
+    published: bool,
 }
 
 impl<P: CapacityPool> Reservation<'_, P> {
@@ -239,7 +252,9 @@ impl<P: CapacityPool> Reservation<'_, P> {
             kind: this.kind,
             owner: this.owner,
         };
-        if !ledger
+        if this.published {
+            ledger.pool.on_granted(alloc.device);
+        } else if !ledger
             .pool
             .on_usage(alloc.device, alloc.kind.bucket(), alloc.bytes as i64)
         {
@@ -261,16 +276,28 @@ impl<P: CapacityPool> Reservation<'_, P> {
     /// Changes the reserved amount once the driver told the real size (e.g. the pitch it
     /// chose). Growing can fail like a new reservation; shrinking always succeeds.
     pub fn resize(&mut self, bytes: u64) -> bool {
+        let pool = &self.ledger.pool;
+        let bucket = self.kind.bucket();
         if bytes > self.bytes {
-            if !self
-                .ledger
-                .pool
-                .try_reserve(self.device, bytes - self.bytes)
-            {
-                return false;
+            let extra = bytes - self.bytes;
+            if !self.published {
+                if !pool.try_reserve(self.device, extra) {
+                    return false;
+                }
+            } else {
+                match pool.try_reserve_usage(self.device, bucket, extra) {
+                    None => return false,
+                    Some(true) => {}
+                    // Not published this time: keep the published figure whole.
+                    Some(false) => {
+                        pool.on_usage(self.device, bucket, extra.min(i64::MAX as u64) as i64);
+                    }
+                }
             }
+        } else if self.published {
+            pool.release_with_usage(self.device, bucket, self.bytes - bytes);
         } else {
-            self.ledger.pool.release(self.device, self.bytes - bytes);
+            pool.release(self.device, self.bytes - bytes);
         }
         self.bytes = bytes;
         true
@@ -285,7 +312,13 @@ impl<P: CapacityPool> Reservation<'_, P> {
 
 impl<P: CapacityPool> Drop for Reservation<'_, P> {
     fn drop(&mut self) {
-        self.ledger.pool.release(self.device, self.bytes);
+        if self.published {
+            self.ledger
+                .pool
+                .release_with_usage(self.device, self.kind.bucket(), self.bytes);
+        } else {
+            self.ledger.pool.release(self.device, self.bytes);
+        }
     }
 }
 
@@ -363,27 +396,61 @@ impl<P: CapacityPool> MemoryLedger<P> {
         self.live.overflow_mutex()
     }
 
-    /// Reserves `bytes` on `device` before the real allocation.
+    /// Reserves `bytes` on `device` before the real allocation; the usage is published at
+    /// commit.
     pub fn reserve(
         &self,
         device: usize,
         bytes: u64,
         kind: AllocKind,
     ) -> Result<Reservation<'_, P>, OverLimit> {
-        if device >= MAX_DEVICES || !self.pool.try_reserve(device, bytes) {
+        self.reserve_as(device, bytes, kind, false)
+    }
+
+    /// [`MemoryLedger::reserve`] that publishes the usage with the reservation (one bracket
+    /// in the shared region for both, not a second one at commit): the published figure
+    /// then includes the allocation while the driver's call is in flight, as the container
+    /// total does, and loses it again if the driver refuses. For allocations of a known
+    /// size (`cuMemAlloc` and kin); not for callers that read the published usage around
+    /// their own reservation (context and module measurement, the host-pid probe).
+    pub fn reserve_with_usage(
+        &self,
+        device: usize,
+        bytes: u64,
+        kind: AllocKind,
+    ) -> Result<Reservation<'_, P>, OverLimit> {
+        self.reserve_as(device, bytes, kind, true)
+    }
+
+    fn reserve_as(
+        &self,
+        device: usize,
+        bytes: u64,
+        kind: AllocKind,
+        with_usage: bool,
+    ) -> Result<Reservation<'_, P>, OverLimit> {
+        let published = if device >= MAX_DEVICES {
+            None
+        } else if with_usage {
+            self.pool.try_reserve_usage(device, kind.bucket(), bytes)
+        } else {
+            self.pool.try_reserve(device, bytes).then_some(false)
+        };
+        let Some(published) = published else {
             return Err(OverLimit {
                 device,
                 requested: bytes,
                 used: self.pool.used(device),
                 limit: self.pool.limit(device).unwrap_or(0),
             });
-        }
+        };
         Ok(Reservation {
             ledger: self,
             device,
             bytes,
             kind,
             owner: 0,
+            published,
         })
     }
 
@@ -399,6 +466,7 @@ impl<P: CapacityPool> MemoryLedger<P> {
             bytes,
             kind,
             owner: 0,
+            published: false,
         }
         .commit(handle);
     }
@@ -674,5 +742,100 @@ mod tests {
         assert_eq!(l.used(0), 0);
         assert_eq!(l.usage(0).total(), 0);
         assert!(l.release(AllocKind::Data, 1).is_none());
+    }
+
+    /// A pool that publishes usage, the way the shared region does (device 0 only).
+    struct PublishingPool {
+        inner: LocalPool,
+        published: [AtomicU64; 3],
+    }
+
+    impl CapacityPool for PublishingPool {
+        fn try_reserve(&self, device: usize, bytes: u64) -> bool {
+            self.inner.try_reserve(device, bytes)
+        }
+        fn force_reserve(&self, device: usize, bytes: u64) {
+            self.inner.force_reserve(device, bytes)
+        }
+        fn release(&self, device: usize, bytes: u64) {
+            self.inner.release(device, bytes)
+        }
+        fn used(&self, device: usize) -> u64 {
+            self.inner.used(device)
+        }
+        fn limit(&self, device: usize) -> Option<u64> {
+            self.inner.limit(device)
+        }
+        fn on_usage(&self, _device: usize, bucket: usize, delta: i64) -> bool {
+            let p = &self.published[bucket];
+            let _ = p.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                Some(v.saturating_add_signed(delta))
+            });
+            true
+        }
+        fn try_reserve_usage(&self, device: usize, bucket: usize, bytes: u64) -> Option<bool> {
+            self.inner.try_reserve(device, bytes).then(|| {
+                self.on_usage(device, bucket, bytes as i64);
+                true
+            })
+        }
+        fn published_usage(&self, _device: usize) -> Option<Usage> {
+            let [data, context, module] =
+                [0, 1, 2].map(|b| self.published[b].load(Ordering::Acquire));
+            Some(Usage {
+                data,
+                context,
+                module,
+            })
+        }
+    }
+
+    #[test]
+    fn usage_published_with_the_reservation_is_counted_once_and_rolled_back_whole() {
+        let mut limits = [None; MAX_DEVICES];
+        limits[0] = Some(1000);
+        let l = MemoryLedger::new(PublishingPool {
+            inner: LocalPool::new(limits),
+            published: Default::default(),
+        });
+        // Refused: nothing published.
+        assert!(l.reserve_with_usage(0, 1001, AllocKind::Data).is_err());
+        assert_eq!(l.usage(0).total(), 0);
+        // In flight: published with the reservation; the driver refused: all gone.
+        let r = l.reserve_with_usage(0, 300, AllocKind::Data).unwrap();
+        assert_eq!((l.usage(0).data, l.used(0)), (300, 300));
+        drop(r);
+        assert_eq!((l.usage(0).data, l.used(0)), (0, 0));
+        // Granted: the commit publishes nothing more.
+        l.reserve_with_usage(0, 300, AllocKind::Data)
+            .unwrap()
+            .commit(0xa000);
+        assert_eq!((l.usage(0).data, l.used(0)), (300, 300));
+        // Resized both ways, usage and capacity together; a growth that does not fit moves
+        // neither.
+        let mut r = l.reserve_with_usage(0, 100, AllocKind::Data).unwrap();
+        assert!(r.resize(400));
+        assert_eq!((l.usage(0).data, l.used(0)), (700, 700));
+        assert!(!r.resize(800));
+        assert_eq!((l.usage(0).data, l.used(0)), (700, 700));
+        assert!(r.resize(50));
+        assert_eq!((l.usage(0).data, l.used(0)), (350, 350));
+        r.commit(0xb000);
+        // The plain reservation still publishes at commit only.
+        let r = l.reserve(0, 10, AllocKind::Module).unwrap();
+        assert_eq!(l.usage(0).module, 0);
+        r.commit(0xc000);
+        assert_eq!((l.usage(0).module, l.used(0)), (10, 360));
+        // Frees credit both.
+        let p = l.begin_free(AllocKind::Data, 0xa000).unwrap();
+        assert_eq!(
+            l.usage(0).data,
+            350,
+            "credited only once the driver freed it"
+        );
+        p.freed();
+        assert_eq!(l.release(AllocKind::Data, 0xb000).unwrap().bytes, 50);
+        assert_eq!(l.release(AllocKind::Module, 0xc000).unwrap().bytes, 10);
+        assert_eq!((l.usage(0).total(), l.used(0)), (0, 0));
     }
 }

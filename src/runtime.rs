@@ -32,6 +32,12 @@ impl CapacityPool for Pool {
     fn try_reserve(&self, device: usize, bytes: u64) -> bool {
         pool_dispatch!(self, p => p.try_reserve(device, bytes))
     }
+    fn try_reserve_usage(&self, device: usize, bucket: usize, bytes: u64) -> Option<bool> {
+        pool_dispatch!(self, p => p.try_reserve_usage(device, bucket, bytes))
+    }
+    fn on_granted(&self, device: usize) {
+        pool_dispatch!(self, p => p.on_granted(device))
+    }
     fn force_reserve(&self, device: usize, bytes: u64) {
         pool_dispatch!(self, p => p.force_reserve(device, bytes))
     }

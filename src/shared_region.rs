@@ -820,6 +820,29 @@ impl CapacityPool for SharedPool {
         r.try_reserve(slot, dev, bytes).is_ok()
     }
 
+    fn try_reserve_usage(&self, device: usize, bucket: usize, bytes: u64) -> Option<bool> {
+        if self.refused.get(device).copied().unwrap_or(true) {
+            return None;
+        }
+        let (slot, dev) = self.target(device)?;
+        let r = self.region.region();
+        let kind = Some(memory_kind(bucket));
+        if r.try_reserve_with_usage(slot, dev, bytes, kind).is_ok() {
+            return Some(true);
+        }
+        // Memory held by processes that died is the container's again: reap, then retry.
+        self.region.reap(true);
+        r.try_reserve_with_usage(slot, dev, bytes, kind)
+            .is_ok()
+            .then_some(true)
+    }
+
+    fn on_granted(&self, device: usize) {
+        if let Some((_, dev)) = self.target(device) {
+            self.region.region().note_peak(dev);
+        }
+    }
+
     fn force_reserve(&self, device: usize, bytes: u64) {
         if let Some((slot, dev)) = self.target(device) {
             self.region.region().force_reserve(slot, dev, bytes);

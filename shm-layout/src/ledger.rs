@@ -198,6 +198,22 @@ impl Region {
     /// Lock-free across processes (the slot's seqlock orders only the owner's own threads);
     /// only the slot's owner calls it. On allocation failure, undo with [`Region::release`].
     pub fn try_reserve(&self, slot: usize, dev: usize, bytes: u64) -> Result<u64, ReserveError> {
+        self.try_reserve_with_usage(slot, dev, bytes, None)
+    }
+
+    /// [`Region::try_reserve`] and, in the same bracket, `used[dev]`'s `kind` part raised by
+    /// `bytes` (what the node monitor reads): an allocation costs one bracket, not two. The
+    /// slot's `used` and `reserved` then move together, so the monitor's figure for the
+    /// process includes a reservation whose driver call is in flight, exactly as the
+    /// container total does; a refused call takes both back in one bracket
+    /// ([`Region::release_with_usage`]).
+    pub fn try_reserve_with_usage(
+        &self,
+        slot: usize,
+        dev: usize,
+        bytes: u64,
+        kind: Option<crate::MemoryKind>,
+    ) -> Result<u64, ReserveError> {
         let (Some(owner), Some(device)) = (self.ext.slots.get(slot), self.ext.devices.get(dev))
         else {
             return Err(ReserveError::BadIndex);
@@ -214,6 +230,10 @@ impl Region {
         let outcome = match result {
             Ok(prev) => {
                 owner_add(&owner.reserved[dev], bytes);
+                if let Some(kind) = kind {
+                    let delta = i64::try_from(bytes).unwrap_or(i64::MAX);
+                    self.v1.procs[slot].adjust_usage_locked(dev, kind, delta);
+                }
                 // No peak yet: the driver may still refuse the allocation (see note_peak).
                 Ok(prev + bytes)
             }

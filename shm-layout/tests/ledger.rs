@@ -391,3 +391,66 @@ fn owner_token_encodes_pid_and_is_never_zero() {
     assert_eq!(owner_token(77, 4) >> 32, 77);
     assert_ne!(owner_token(77, 4) & 0xffff_ffff, 0);
 }
+
+/// A reservation that publishes the monitor's figure (`try_reserve_with_usage`) moves the
+/// slot's `used` and `reserved` together, a refused one moves neither, and a release with
+/// usage takes both back: with threads of one slot racing near the cap, every slot's
+/// `used` equals its `reserved`, and the total the sum, at the end.
+#[test]
+fn reserve_with_usage_moves_used_and_reserved_together() {
+    let region = region_with_limit(1000);
+    let slot = region.claim_slot(owner_token(11, 1), 11, 5, 1).unwrap();
+    let used = |r: &Region| r.v1.procs[slot].load_usage(0).0;
+    assert_eq!(
+        region.try_reserve_with_usage(slot, 0, 600, Some(MemoryKind::Data)),
+        Ok(600)
+    );
+    assert_eq!((used(&region).data_size, used(&region).total()), (600, 600));
+    assert!(region
+        .try_reserve_with_usage(slot, 0, 401, Some(MemoryKind::Data))
+        .is_err());
+    assert_eq!(
+        used(&region).total(),
+        600,
+        "a refused reservation publishes nothing"
+    );
+    assert_eq!(
+        region.release_with_usage(slot, 0, 600, Some(MemoryKind::Data)),
+        600
+    );
+    assert_eq!((used(&region).total(), total(&region, 0)), (0, 0));
+    assert_eq!(region.v1.procs[slot].seqlock.load(SeqCst) % 2, 0);
+
+    let region: Arc<Region> = Arc::from(region_with_limit(10_000));
+    let slot = region.claim_slot(owner_token(12, 1), 12, 5, 1).unwrap();
+    let handles: Vec<_> = (0..4u64)
+        .map(|t| {
+            let region = Arc::clone(&region);
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                for i in 0..20_000u64 {
+                    let size = 1 + (i * 7919 + t * 31) % 900;
+                    if region
+                        .try_reserve_with_usage(slot, 0, size, Some(MemoryKind::Data))
+                        .is_ok()
+                    {
+                        held.push(size);
+                    }
+                    assert!(total(&region, 0) <= 10_000);
+                    if i % 2 == 0 {
+                        if let Some(size) = held.pop() {
+                            region.release_with_usage(slot, 0, size, Some(MemoryKind::Data));
+                        }
+                    }
+                }
+                held.iter().sum::<u64>()
+            })
+        })
+        .collect();
+    let held: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    let (usage, _) = region.v1.procs[slot].load_usage(0);
+    assert_eq!(usage.data_size, held);
+    assert_eq!(region.ext.slots[slot].reserved[0].load(SeqCst), held);
+    assert_eq!(total(&region, 0), held);
+    assert_eq!(region.audit_totals().unwrap()[0], held);
+}

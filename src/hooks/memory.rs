@@ -38,7 +38,7 @@ pub(crate) fn charged_on(
     kind: AllocKind,
     call: impl FnOnce() -> (CUresult, u64),
 ) -> CUresult {
-    let reservation = match rt().ledger.reserve(device, bytes, kind) {
+    let reservation = match rt().ledger.reserve_with_usage(device, bytes, kind) {
         Ok(r) => r.owned_by(owner),
         Err(e) => {
             log_refusal(what, e);

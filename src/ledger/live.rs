@@ -198,6 +198,11 @@ impl LiveTable {
     }
 
     /// Takes `key`'s entry out.
+    ///
+    /// Inlined into its callers: returned through memory, the 32-byte result is written
+    /// with 8-byte stores and read back with 16-byte loads, a store-forwarding stall on
+    /// every free (measured: several ns of the hooked pair).
+    #[inline(always)]
     pub fn remove(&self, key: &Key) -> Option<Allocation> {
         let (kind, handle) = *key;
         for e in self.window(kind, handle) {
