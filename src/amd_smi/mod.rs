@@ -7,8 +7,6 @@
 //! yet (handles, UUIDs, process lists) are forwarded unchanged: docs/AMD.md.
 
 #![allow(non_snake_case)]
-// Joins the unsafe-hygiene lints (Cargo.toml) when the in-flight HIP/SMI work lands.
-#![allow(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod hooks;
 

@@ -16,8 +16,6 @@
 //! on the first hooked HIP call only.
 
 #![allow(non_snake_case)]
-// Joins the unsafe-hygiene lints (Cargo.toml) when the in-flight HIP/SMI work lands.
-#![allow(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 pub mod context;
 pub mod hooks;
