@@ -100,8 +100,26 @@ pub fn before_launch() {
     }
 }
 
+/// The gate of a HIP launch: the same lanes, bucket and controller as CUDA's; with several
+/// devices the launch is routed by the calling thread's current HIP device (`current`, the
+/// container index), since HIP has no CUDA context.
+#[inline(always)]
+pub fn before_launch_routed(current: impl FnOnce() -> Option<usize>) {
+    if !LAUNCHED.load(Ordering::Relaxed) {
+        LAUNCHED.store(true, Ordering::Relaxed);
+    }
+    if THROTTLE_ACTIVE.load(Ordering::Relaxed) {
+        gated_routed(current);
+    }
+}
+
 #[inline]
 fn gated() {
+    gated_routed(|| crate::hooks::current_placement().map(|p| p.device))
+}
+
+#[inline(always)]
+fn gated_routed(current: impl FnOnce() -> Option<usize>) {
     if HOLD.load(Ordering::Relaxed) {
         hold_wait();
     }
@@ -109,8 +127,8 @@ fn gated() {
     let index = if route != ROUTE_BY_CONTEXT {
         route
     } else {
-        match crate::hooks::current_placement() {
-            Some(p) => p.device,
+        match current() {
+            Some(d) => d,
             None => return,
         }
     };
