@@ -12,7 +12,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use testkit::{build_c_client, run_default, sim_lib_dir, Child, SimEnv};
+use testkit::{
+    build_c_client, rocm_smi_field, rocm_smi_tool, run_default, sim_lib_dir, Child, SimEnv,
+};
 
 /// The simulated runtime's context cost per process.
 const CTX: u64 = 300 * MIB;
@@ -491,35 +493,7 @@ fn shipped_loader_caps_hip_through_its_versioned_exports() {
 /// run on a simulated MI210: the compiler ABI (`__hipRegisterFatBinary`, `<<<>>>` through
 /// `hipLaunchKernel`) goes through our exports, and its buffers are capped.
 fn vector_add() -> Option<std::path::PathBuf> {
-    let Some(hipcc) = ["/usr/bin/hipcc", "/opt/rocm/bin/hipcc"]
-        .iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.exists())
-    else {
-        assert!(!testkit::in_ci(), "hipcc not installed (required under CI)");
-        eprintln!("SKIP hipcc not installed (apt-get install hipcc libamdhip64-dev)");
-        return None;
-    };
-    let src = testkit::workspace_root().join("tests/hip/vector_add.hip");
-    let dir = testkit::target_profile_dir().join("vgpu-test-clients");
-    std::fs::create_dir_all(&dir).unwrap();
-    let exe = dir.join("vector_add-gfx90a");
-    let mtime = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    if mtime(&exe).is_none() || mtime(&exe) < mtime(&src) {
-        let tmp = dir.join(format!(".vector_add.{}", std::process::id()));
-        let out = testkit::run(
-            Command::new(hipcc)
-                .args(["--offload-arch=gfx90a", "-O1"])
-                .arg(&src)
-                .arg("-o")
-                .arg(&tmp),
-            Duration::from_secs(300),
-        );
-        out.assert_success("hipcc vector_add.hip");
-        // Another test process may have built it meanwhile: either copy is the same program.
-        let _ = std::fs::rename(&tmp, &exe);
-    }
-    Some(exe)
+    testkit::require_hipcc().map(|hipcc| testkit::hip_vector_add(&hipcc))
 }
 
 #[test]
@@ -610,45 +584,6 @@ fn smi_views_show_the_slice_and_the_containers_usage() {
     assert_eq!(kv.u64("rsmi.used"), used, "{why}");
     holder.close_stdin();
     holder.finish().assert_success("holder");
-}
-
-/// Debian's rocm-smi 5.2.3 (scripts/setup-amd-clients.sh), unpacked beside the simulated
-/// `librocm_smi64.so.1` (the tool loads `../../lib/librocm_smi64.so.1` from its own path).
-fn rocm_smi_tool(sim: &SimEnv) -> Option<std::path::PathBuf> {
-    let src = testkit::workspace_root().join(".amd-clients/rocm-smi");
-    if !src.join("usr/libexec/rocm_smi/rocm_smi.py").exists() {
-        assert!(
-            !testkit::in_ci(),
-            "rocm-smi not unpacked in .amd-clients (required under CI)"
-        );
-        eprintln!("SKIP rocm-smi not unpacked in .amd-clients: run scripts/setup-amd-clients.sh");
-        return None;
-    }
-    let root = sim.dir().join("rocm-smi");
-    let tool = root.join("usr/libexec/rocm_smi");
-    std::fs::create_dir_all(&tool).unwrap();
-    std::fs::create_dir_all(root.join("usr/lib")).unwrap();
-    for f in ["rocm_smi.py", "rsmiBindings.py"] {
-        std::fs::copy(src.join("usr/libexec/rocm_smi").join(f), tool.join(f)).unwrap();
-    }
-    std::os::unix::fs::symlink(
-        sim_lib_dir().join("librocm_smi64.so.1"),
-        root.join("usr/lib/librocm_smi64.so.1"),
-    )
-    .unwrap();
-    Some(tool.join("rocm_smi.py"))
-}
-
-/// The number after `label` on rocm-smi's `GPU[0]` line that has it.
-fn rocm_smi_field(out: &str, label: &str) -> u64 {
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("GPU[0]") && l.contains(label))
-        .unwrap_or_else(|| panic!("no {label:?} in\n{out}"));
-    line.rsplit(':')
-        .next()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("bad {label:?} line {line:?}"))
 }
 
 #[test]

@@ -155,15 +155,67 @@ unsafe fn read_ptr(p: *mut *mut c_void) -> u64 {
     }
 }
 
+/// [`hip_charged`] for the common shape: `size` bytes of device data on the current device,
+/// the new pointer written by `call` (the library) to `ptr`.
+///
+/// # Safety
+/// `ptr` is null or valid to read once `call` returned (the caller's out-pointer).
+unsafe fn hip_charged_data(
+    what: &str,
+    ptr: *mut *mut c_void,
+    size: usize,
+    call: impl FnOnce() -> hipError_t,
+) -> hipError_t {
+    hip_charged(what, None, size as u64, AllocKind::Data, || {
+        let rc = call();
+        // SAFETY: the caller's promise on `ptr`; `read_ptr` checks for null.
+        (rc, unsafe { read_ptr(ptr) })
+    })
+}
+
+/// [`hip_charged_sized`] for pitched 2D allocations: `width` x `height` bytes reserved,
+/// corrected to the `pitch` x `height` the library chose.
+///
+/// # Safety
+/// `ptr` and `pitch` are null or valid to read once `call` returned (the caller's
+/// out-pointers).
+unsafe fn hip_charged_pitch(
+    what: &str,
+    ptr: *mut *mut c_void,
+    pitch: *mut usize,
+    width: usize,
+    height: usize,
+    call: impl FnOnce() -> hipError_t,
+) -> hipError_t {
+    let rows = height.max(1) as u64;
+    hip_charged_sized(
+        what,
+        (width as u64).saturating_mul(rows),
+        || {
+            let rc = call();
+            // SAFETY: the caller's promise on `ptr`; `read_ptr` checks for null.
+            (rc, unsafe { read_ptr(ptr) })
+        },
+        // SAFETY: the caller's promise on `pitch`; `read` checks for null.
+        || unsafe { read(pitch) as u64 }.saturating_mul(rows),
+    )
+}
+
+/// [`hip_credited`] for device data at `ptr`; a null pointer (nothing to free) goes to the
+/// library uncounted.
+fn hip_credited_data(ptr: *mut c_void, call: impl FnOnce() -> hipError_t) -> hipError_t {
+    if ptr.is_null() {
+        return call();
+    }
+    hip_credited(AllocKind::Data, ptr as u64, call)
+}
+
 // ---- linear device memory -------------------------------------------------------------
 
 pub unsafe fn hipMalloc(ptr: *mut *mut c_void, size: usize) -> hipError_t {
     let real = real_or_return!(hipMalloc);
     // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-    hip_charged("hipMalloc", None, size as u64, AllocKind::Data, || unsafe {
-        let rc = real(ptr, size);
-        (rc, read_ptr(ptr))
-    })
+    unsafe { hip_charged_data("hipMalloc", ptr, size, || real(ptr, size)) }
 }
 
 pub unsafe fn hipExtMallocWithFlags(
@@ -172,32 +224,18 @@ pub unsafe fn hipExtMallocWithFlags(
     flags: c_uint,
 ) -> hipError_t {
     let real = real_or_return!(hipExtMallocWithFlags);
-    hip_charged(
-        "hipExtMallocWithFlags",
-        None,
-        size as u64,
-        AllocKind::Data,
-        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-        || unsafe {
-            let rc = real(ptr, size, flags);
-            (rc, read_ptr(ptr))
-        },
-    )
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    unsafe {
+        hip_charged_data("hipExtMallocWithFlags", ptr, size, || {
+            real(ptr, size, flags)
+        })
+    }
 }
 
 pub unsafe fn hipMallocManaged(ptr: *mut *mut c_void, size: usize, flags: c_uint) -> hipError_t {
     let real = real_or_return!(hipMallocManaged);
-    hip_charged(
-        "hipMallocManaged",
-        None,
-        size as u64,
-        AllocKind::Data,
-        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-        || unsafe {
-            let rc = real(ptr, size, flags);
-            (rc, read_ptr(ptr))
-        },
-    )
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    unsafe { hip_charged_data("hipMallocManaged", ptr, size, || real(ptr, size, flags)) }
 }
 
 pub unsafe fn hipMallocPitch(
@@ -207,18 +245,12 @@ pub unsafe fn hipMallocPitch(
     height: usize,
 ) -> hipError_t {
     let real = real_or_return!(hipMallocPitch);
-    let estimate = (width as u64).saturating_mul(height.max(1) as u64);
-    hip_charged_sized(
-        "hipMallocPitch",
-        estimate,
-        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-        || unsafe {
-            let rc = real(ptr, pitch, width, height);
-            (rc, read_ptr(ptr))
-        },
-        // SAFETY: `read` checks for null; the library wrote `pitch` on success.
-        || unsafe { read(pitch) as u64 }.saturating_mul(height.max(1) as u64),
-    )
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    unsafe {
+        hip_charged_pitch("hipMallocPitch", ptr, pitch, width, height, || {
+            real(ptr, pitch, width, height)
+        })
+    }
 }
 
 pub unsafe fn hipMemAllocPitch(
@@ -229,18 +261,17 @@ pub unsafe fn hipMemAllocPitch(
     element_size_bytes: c_uint,
 ) -> hipError_t {
     let real = real_or_return!(hipMemAllocPitch);
-    let estimate = (width_in_bytes as u64).saturating_mul(height.max(1) as u64);
-    hip_charged_sized(
-        "hipMemAllocPitch",
-        estimate,
-        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-        || unsafe {
-            let rc = real(dptr, pitch, width_in_bytes, height, element_size_bytes);
-            (rc, read_ptr(dptr.cast()))
-        },
-        // SAFETY: `read` checks for null; the library wrote `pitch` on success.
-        || unsafe { read(pitch) as u64 }.saturating_mul(height.max(1) as u64),
-    )
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    unsafe {
+        hip_charged_pitch(
+            "hipMemAllocPitch",
+            dptr.cast(),
+            pitch,
+            width_in_bytes,
+            height,
+            || real(dptr, pitch, width_in_bytes, height, element_size_bytes),
+        )
+    }
 }
 
 pub unsafe fn hipMalloc3D(pitched: *mut hipPitchedPtr, extent: hipExtent) -> hipError_t {
@@ -272,12 +303,8 @@ pub unsafe fn hipMalloc3D(pitched: *mut hipPitchedPtr, extent: hipExtent) -> hip
 
 pub unsafe fn hipFree(ptr: *mut c_void) -> hipError_t {
     let real = real_or_return!(hipFree);
-    if ptr.is_null() {
-        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-        return unsafe { real(ptr) };
-    }
     // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-    hip_credited(AllocKind::Data, ptr as u64, || unsafe { real(ptr) })
+    hip_credited_data(ptr, || unsafe { real(ptr) })
 }
 
 // ---- stream-ordered allocation ---------------------------------------------------------
@@ -288,17 +315,8 @@ pub unsafe fn hipMallocAsync(
     stream: hipStream_t,
 ) -> hipError_t {
     let real = real_or_return!(hipMallocAsync);
-    hip_charged(
-        "hipMallocAsync",
-        None,
-        size as u64,
-        AllocKind::Data,
-        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-        || unsafe {
-            let rc = real(ptr, size, stream);
-            (rc, read_ptr(ptr))
-        },
-    )
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    unsafe { hip_charged_data("hipMallocAsync", ptr, size, || real(ptr, size, stream)) }
 }
 
 pub unsafe fn hipMallocFromPoolAsync(
@@ -308,27 +326,18 @@ pub unsafe fn hipMallocFromPoolAsync(
     stream: hipStream_t,
 ) -> hipError_t {
     let real = real_or_return!(hipMallocFromPoolAsync);
-    hip_charged(
-        "hipMallocFromPoolAsync",
-        None,
-        size as u64,
-        AllocKind::Data,
-        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-        || unsafe {
-            let rc = real(ptr, size, pool, stream);
-            (rc, read_ptr(ptr))
-        },
-    )
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    unsafe {
+        hip_charged_data("hipMallocFromPoolAsync", ptr, size, || {
+            real(ptr, size, pool, stream)
+        })
+    }
 }
 
 pub unsafe fn hipFreeAsync(ptr: *mut c_void, stream: hipStream_t) -> hipError_t {
     let real = real_or_return!(hipFreeAsync);
-    if ptr.is_null() {
-        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-        return unsafe { real(ptr, stream) };
-    }
     // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-    hip_credited(AllocKind::Data, ptr as u64, || unsafe { real(ptr, stream) })
+    hip_credited_data(ptr, || unsafe { real(ptr, stream) })
 }
 
 /// Forwarded: allocations still live in a destroyed pool stay charged until their
@@ -583,45 +592,31 @@ pub unsafe fn hipDeviceTotalMem(bytes: *mut usize, device: hipDevice_t) -> hipEr
     rc
 }
 
-/// `hipGetDeviceProperties` is the R0000 layout (the name the pre-6.0 ABI binds to).
-pub unsafe fn hipGetDeviceProperties(prop: *mut hipDeviceProp_tR0000, device: c_int) -> hipError_t {
-    let real = real_or_return!(hipGetDeviceProperties);
-    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-    let rc = unsafe { real(prop, device) };
-    if rc == hipSuccess && !prop.is_null() {
-        // SAFETY: the R0000 struct the library filled; only its own field is written.
-        unsafe { clamp_total(&mut (*prop).totalGlobalMem, device) };
-    }
-    rc
+/// A `hipGetDeviceProperties*` hook: the library's answer with `totalGlobalMem` clamped to
+/// the slice (the only field written; `$prop` is the layout the row's name binds to).
+macro_rules! device_properties_hook {
+    ($(#[$doc:meta])* $name:ident, $prop:ty) => {
+        $(#[$doc])*
+        pub unsafe fn $name(prop: *mut $prop, device: c_int) -> hipError_t {
+            let real = real_or_return!($name);
+            // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+            let rc = unsafe { real(prop, device) };
+            if rc == hipSuccess && !prop.is_null() {
+                // SAFETY: the struct the library filled; only its own field is written.
+                unsafe { clamp_total(&mut (*prop).totalGlobalMem, device) };
+            }
+            rc
+        }
+    };
 }
 
-pub unsafe fn hipGetDevicePropertiesR0000(
-    prop: *mut hipDeviceProp_tR0000,
-    device: c_int,
-) -> hipError_t {
-    let real = real_or_return!(hipGetDevicePropertiesR0000);
-    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-    let rc = unsafe { real(prop, device) };
-    if rc == hipSuccess && !prop.is_null() {
-        // SAFETY: the R0000 struct the library filled; only its own field is written.
-        unsafe { clamp_total(&mut (*prop).totalGlobalMem, device) };
-    }
-    rc
-}
-
-pub unsafe fn hipGetDevicePropertiesR0600(
-    prop: *mut hipDeviceProp_tR0600,
-    device: c_int,
-) -> hipError_t {
-    let real = real_or_return!(hipGetDevicePropertiesR0600);
-    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-    let rc = unsafe { real(prop, device) };
-    if rc == hipSuccess && !prop.is_null() {
-        // SAFETY: the R0600 struct the library filled; only its own field is written.
-        unsafe { clamp_total(&mut (*prop).totalGlobalMem, device) };
-    }
-    rc
-}
+device_properties_hook!(
+    /// `hipGetDeviceProperties` is the R0000 layout (the name the pre-6.0 ABI binds to).
+    hipGetDeviceProperties,
+    hipDeviceProp_tR0000
+);
+device_properties_hook!(hipGetDevicePropertiesR0000, hipDeviceProp_tR0000);
+device_properties_hook!(hipGetDevicePropertiesR0600, hipDeviceProp_tR0600);
 
 fn clamp_total(total: &mut usize, device: c_int) {
     if let Some(slice) = slice_of(device, *total as u64) {

@@ -512,6 +512,93 @@ pub fn require_program(test: &str, name: &str) -> Option<PathBuf> {
 }
 
 // ---------------------------------------------------------------------------------------
+// AMD's own tools (scripts/setup-amd-clients.sh)
+// ---------------------------------------------------------------------------------------
+
+/// Debian's rocm-smi 5.2.3 (scripts/setup-amd-clients.sh), unpacked into the test's
+/// directory beside the simulated `librocm_smi64.so.1` (the tool loads
+/// `../../lib/librocm_smi64.so.1` from its own path). Returns the tool's `rocm_smi.py`.
+/// Not unpacked: under CI the test fails; elsewhere it prints a skip note and returns `None`.
+pub fn rocm_smi_tool(env: &SimEnv) -> Option<PathBuf> {
+    let src = workspace_root().join(".amd-clients/rocm-smi");
+    if !src.join("usr/libexec/rocm_smi/rocm_smi.py").exists() {
+        let msg = "rocm-smi not unpacked in .amd-clients — run scripts/setup-amd-clients.sh";
+        if in_ci() {
+            panic!("{msg} (required under CI)");
+        }
+        eprintln!("SKIP {msg}");
+        return None;
+    }
+    let root = env.dir().join("rocm-smi");
+    let tool = root.join("usr/libexec/rocm_smi");
+    std::fs::create_dir_all(&tool).unwrap();
+    std::fs::create_dir_all(root.join("usr/lib")).unwrap();
+    for f in ["rocm_smi.py", "rsmiBindings.py"] {
+        std::fs::copy(src.join("usr/libexec/rocm_smi").join(f), tool.join(f)).unwrap();
+    }
+    std::os::unix::fs::symlink(
+        sim_lib_dir().join("librocm_smi64.so.1"),
+        root.join("usr/lib/librocm_smi64.so.1"),
+    )
+    .unwrap();
+    Some(tool.join("rocm_smi.py"))
+}
+
+/// The number after `label` on rocm-smi's `GPU[0]` line that has it.
+pub fn rocm_smi_field(out: &str, label: &str) -> u64 {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("GPU[0]") && l.contains(label))
+        .unwrap_or_else(|| panic!("no {label:?} in\n{out}"));
+    line.rsplit(':')
+        .next()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("bad {label:?} line {line:?}"))
+}
+
+/// Debian's hipcc (`.ci/run` installs `hipcc libamdhip64-dev`), for a test that needs it.
+/// Missing: under CI the test fails; elsewhere it prints a skip note and returns `None`.
+pub fn require_hipcc() -> Option<PathBuf> {
+    let found = ["/usr/bin/hipcc", "/opt/rocm/bin/hipcc"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    if found.is_none() {
+        let msg = "hipcc not installed (apt-get install hipcc libamdhip64-dev)";
+        if in_ci() {
+            panic!("{msg} (required under CI)");
+        }
+        eprintln!("SKIP {msg}");
+    }
+    found
+}
+
+/// `tests/hip/vector_add.hip` built with `hipcc` for gfx90a (Debian's clang 15 does not know
+/// gfx942), cached in `target/<profile>/vgpu-test-clients` and rebuilt when the source is newer.
+pub fn hip_vector_add(hipcc: &Path) -> PathBuf {
+    let src = workspace_root().join("tests/hip/vector_add.hip");
+    let dir = target_profile_dir().join("vgpu-test-clients");
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("vector_add-gfx90a");
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if mtime(&exe).is_none() || mtime(&exe) < mtime(&src) {
+        let tmp = dir.join(format!(".vector_add.{}", std::process::id()));
+        let out = run(
+            Command::new(hipcc)
+                .args(["--offload-arch=gfx90a", "-O1"])
+                .arg(&src)
+                .arg("-o")
+                .arg(&tmp),
+            Duration::from_secs(300),
+        );
+        out.assert_success("hipcc vector_add.hip");
+        // Another test process may have built it meanwhile: either copy is the same program.
+        let _ = std::fs::rename(&tmp, &exe);
+    }
+    exe
+}
+
+// ---------------------------------------------------------------------------------------
 // running processes
 // ---------------------------------------------------------------------------------------
 

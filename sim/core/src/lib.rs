@@ -5,6 +5,7 @@
 //! - [`ids`]: UUIDs, PCI bus ids, `CUDA_VISIBLE_DEVICES`.
 //! - [`image`]: kernel names declared by PTX module images.
 //! - [`procfs`]: process liveness (pid + start time).
+//! - [`process`]: a simulated library's process attaching to the state and leaving it.
 //! - [`alloc`]: the first-fit allocator over fake device address ranges.
 //! - [`timeline`]: kernel scheduling and utilization windows.
 //! - [`state`]: the shared state file (robust lock, processes, memory, timeline).
@@ -19,6 +20,7 @@ pub mod config;
 pub mod handles;
 pub mod ids;
 pub mod image;
+pub mod process;
 pub mod procfs;
 pub mod report;
 pub mod shadow;

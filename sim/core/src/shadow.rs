@@ -16,6 +16,97 @@ pub enum Loc {
     Shadow { base: u64, span: u64, off: u64 },
 }
 
+impl Loc {
+    /// The location `by` bytes further on.
+    pub fn offset(self, by: u64) -> Loc {
+        match self {
+            Loc::Host(p) => Loc::Host((p as u64 + by) as *mut u8),
+            Loc::Shadow { base, span, off } => Loc::Shadow {
+                base,
+                span,
+                off: off + by,
+            },
+        }
+    }
+}
+
+/// A range of a process's memory map: `[start, start + len)`, its first byte at `at`.
+#[derive(Debug, Clone, Copy)]
+pub struct Mapped {
+    pub start: u64,
+    pub len: u64,
+    pub at: Loc,
+}
+
+impl Mapped {
+    /// A device allocation at `start`: its host backing (managed memory) when it has one,
+    /// else its shadow (by shared-table base `shm_base`, of `span` bytes).
+    pub fn allocation(
+        start: u64,
+        bytes: u64,
+        host: Option<(usize, usize)>,
+        shm_base: u64,
+        span: u64,
+    ) -> Mapped {
+        let at = match host {
+            Some((h, _)) => Loc::Host(h as *mut u8),
+            None => Loc::Shadow {
+                base: shm_base,
+                span,
+                off: 0,
+            },
+        };
+        Mapped {
+            start,
+            len: bytes,
+            at,
+        }
+    }
+
+    /// A virtual-memory mapping at `start` of `size` bytes of the physical handle `handle`
+    /// (`handle_size` bytes, 0 if unknown) from `offset` on; its shadow is keyed by the handle.
+    pub fn mapping(start: u64, size: u64, handle: u64, handle_size: u64, offset: u64) -> Mapped {
+        Mapped {
+            start,
+            len: size,
+            at: Loc::Shadow {
+                base: handle,
+                span: handle_size,
+                off: offset,
+            },
+        }
+    }
+
+    /// Host memory the library knows (pinned or registered): the address itself.
+    pub fn host(start: u64, len: u64) -> Mapped {
+        Mapped {
+            start,
+            len,
+            at: Loc::Host(start as *mut u8),
+        }
+    }
+}
+
+/// Resolves `len` bytes at `addr` against a process's memory map, `ranges` in the order the
+/// library looks (each the range of one kind of record that holds `addr`, if any): the first
+/// that holds `addr` must hold all `len` bytes. An address none holds is pageable host memory
+/// where `pageable` says so and it lies outside the fake device ranges of `ndev` devices.
+/// `None`: an invalid range.
+pub fn resolve(
+    addr: u64,
+    len: u64,
+    ranges: impl IntoIterator<Item = Option<Mapped>>,
+    pageable: bool,
+    ndev: u32,
+) -> Option<Loc> {
+    let end = addr.checked_add(len)?;
+    if let Some(m) = ranges.into_iter().flatten().next() {
+        return (end <= m.start + m.len).then(|| m.at.offset(addr - m.start));
+    }
+    (pageable && addr != 0 && !crate::alloc::is_fake_device_addr(addr, ndev))
+        .then_some(Loc::Host(addr as *mut u8))
+}
+
 /// The entry of `m` whose range `[key, key + len(value))` holds `addr` (a zero-length entry
 /// holds its key).
 pub fn containing<V: Copy>(
@@ -137,6 +228,59 @@ mod tests {
             span: 16,
             off,
         }
+    }
+
+    fn shadow_of(loc: Option<Loc>) -> Option<(u64, u64, u64)> {
+        match loc? {
+            Loc::Shadow { base, span, off } => Some((base, span, off)),
+            Loc::Host(p) => panic!("host {p:?}"),
+        }
+    }
+
+    #[test]
+    fn resolve_takes_the_first_range_that_holds_the_address_and_bounds_it() {
+        let dev = crate::alloc::DEV_VA_BASE;
+        let alloc = Some(Mapped {
+            start: dev,
+            len: 16,
+            at: at(0),
+        });
+        let map = Some(Mapped {
+            start: dev + 4,
+            len: 100,
+            at: Loc::Shadow {
+                base: 0x2000,
+                span: 200,
+                off: 50,
+            },
+        });
+        // The first range holding the address wins, at its offset.
+        let got = resolve(dev + 4, 12, [alloc, map], false, 1);
+        assert_eq!(shadow_of(got), Some((0x1000, 16, 4)));
+        // Past its end: refused, not handed to the next range.
+        assert!(resolve(dev + 4, 13, [alloc, map], false, 1).is_none());
+        // A range's own offset is kept.
+        let got = resolve(dev + 10, 8, [None, map], false, 1);
+        assert_eq!(shadow_of(got), Some((0x2000, 200, 56)));
+        // A host range: the address itself.
+        let host = Some(Mapped {
+            start: 0x5000,
+            len: 64,
+            at: Loc::Host(0x5000 as *mut u8),
+        });
+        assert!(matches!(
+            resolve(0x5010, 48, [host], false, 1),
+            Some(Loc::Host(p)) if p as u64 == 0x5010
+        ));
+        // Unknown: pageable host memory only where allowed and outside the device ranges.
+        assert!(matches!(
+            resolve(0x7000, 8, [None], true, 1),
+            Some(Loc::Host(p)) if p as u64 == 0x7000
+        ));
+        assert!(resolve(0x7000, 8, [None], false, 1).is_none());
+        assert!(resolve(dev + 64, 8, [None], true, 1).is_none());
+        assert!(resolve(0, 8, [None], true, 1).is_none());
+        assert!(resolve(u64::MAX, 2, [alloc], true, 1).is_none(), "overflow");
     }
 
     #[test]

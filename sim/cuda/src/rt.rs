@@ -6,13 +6,15 @@ use cuda_headers::prelude::*;
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use vgpu_sim_core::config::{Costs, SimConfig};
 use vgpu_sim_core::handles::HandleTable;
+pub use vgpu_sim_core::process::lock;
+use vgpu_sim_core::process::{self, RegisterError};
 pub use vgpu_sim_core::shadow::Loc;
-use vgpu_sim_core::shadow::{containing, Shadows};
-use vgpu_sim_core::state::{DeviceInfo, OpenError, SimState};
-use vgpu_sim_core::{clock, ids, procfs};
+use vgpu_sim_core::shadow::{self, containing, Mapped, Shadows};
+use vgpu_sim_core::state::{DeviceInfo, SimState};
+use vgpu_sim_core::{clock, ids};
 
 pub type Res<T = ()> = Result<T, CUresult>;
 
@@ -78,57 +80,24 @@ extern "C" fn after_fork_in_child() {
     FORKED.store(true, Ordering::Relaxed);
 }
 
-/// At normal process exit the driver tears the process down: its memory is released at
-/// once (a killed process is reclaimed by the next liveness sweep instead).
+/// At normal process exit the driver tears the process down.
 extern "C" fn at_exit() {
     if let Some(Ok(r)) = RT.get() {
-        if std::process::id() == r.pid {
-            if let Ok(mut g) = r.shm.lock() {
-                g.unregister(r.slot, r.machine_pid);
-            }
-        }
-    }
-}
-
-fn warn(lines: &[String]) {
-    for l in lines {
-        eprintln!("vgpu-sim: {l}");
+        process::unregister_at_exit(&r.shm, r.slot, r.pid, r.machine_pid);
     }
 }
 
 fn build() -> Result<Runtime, CUresult> {
     let (costs, w) = Costs::from_env();
-    warn(&w);
-    let path = vgpu_sim_core::default_state_path();
+    process::warn(&w);
     let (cfg, w) = SimConfig::from_env();
-    if !path.exists() {
-        // The machine-wide settings only matter to the process that creates the state.
-        warn(&w);
-    }
-    let shm = match SimState::open_or_create(&path, &cfg) {
-        Ok(s) => s,
-        Err(OpenError::Mismatch(m)) | Err(OpenError::Io(m)) => {
-            eprintln!("{m}");
-            return Err(CUDA_ERROR_NO_DEVICE);
-        }
-        Err(OpenError::Missing) => return Err(CUDA_ERROR_NO_DEVICE),
-    };
+    let shm = process::open_machine_state(&cfg, &w).ok_or(CUDA_ERROR_NO_DEVICE)?;
     if shm.devices().is_empty() {
         return Err(CUDA_ERROR_NO_DEVICE);
     }
     let pid = std::process::id();
     let me = shm.caller();
-    let slot = {
-        let mut g = shm.lock().map_err(|m| {
-            eprintln!("{m}");
-            CUDA_ERROR_UNKNOWN
-        })?;
-        let slot = g
-            .register_image(me.pid, me.start_time, &procfs::self_comm())
-            .map_err(|m| {
-                eprintln!("{m}");
-                CUDA_ERROR_OUT_OF_MEMORY
-            })?;
+    let slot = process::register_process(&shm, |g, slot| {
         // Ground truth per group of processes (e.g. one container): `vgpu-sim status`.
         if let Some(group) = std::env::var("VGPU_SIM_GROUP")
             .ok()
@@ -141,8 +110,11 @@ fn build() -> Result<Runtime, CUresult> {
                 );
             }
         }
-        slot
-    };
+    })
+    .map_err(|e| match e {
+        RegisterError::Lock => CUDA_ERROR_UNKNOWN,
+        RegisterError::Full => CUDA_ERROR_OUT_OF_MEMORY,
+    })?;
     let uuids: Vec<String> = shm.devices().iter().map(|d| d.uuid_str.clone()).collect();
     let cvd = std::env::var("CUDA_VISIBLE_DEVICES").ok();
     let visible: Vec<u32> = ids::parse_visible_devices(cvd.as_deref(), &uuids)
@@ -153,11 +125,7 @@ fn build() -> Result<Runtime, CUresult> {
         return Err(CUDA_ERROR_NO_DEVICE);
     }
     let n = visible.len();
-    // SAFETY: plain registrations of extern "C" callbacks without arguments.
-    unsafe {
-        libc::pthread_atfork(None, None, Some(after_fork_in_child));
-        libc::atexit(at_exit);
-    }
+    process::install_process_callbacks(after_fork_in_child, at_exit);
     Ok(Runtime {
         shm,
         slot,
@@ -169,10 +137,6 @@ fn build() -> Result<Runtime, CUresult> {
         mem: Mutex::new(LocalMem::default()),
         pools: Mutex::new(vec![(0, 0); n]),
     })
-}
-
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Runtime {
@@ -548,41 +512,18 @@ impl LocalMem {
     /// Resolves a device-side range of `len` bytes at `addr`. With `generic`, unknown
     /// addresses outside the fake device ranges are taken as pageable host memory.
     pub fn resolve(&self, addr: u64, len: u64, generic: bool, ndev: u32) -> Res<Loc> {
-        let end = addr.checked_add(len).ok_or(CUDA_ERROR_INVALID_VALUE)?;
-        if let Some((k, a)) = self.find_alloc(addr) {
-            if end > k + a.bytes {
-                return Err(CUDA_ERROR_INVALID_VALUE);
-            }
-            return Ok(match a.host {
-                Some((h, _)) => Loc::Host((h as u64 + (addr - k)) as *mut u8),
-                None => Loc::Shadow {
-                    base: a.shm_base,
-                    span: a.span,
-                    off: addr - k,
-                },
-            });
-        }
-        if let Some((k, m)) = self.find_map(addr) {
-            if end > k + m.size {
-                return Err(CUDA_ERROR_INVALID_VALUE);
-            }
-            let span = self.handles.get(&m.handle).map(|h| h.size).unwrap_or(0);
-            return Ok(Loc::Shadow {
-                base: m.handle,
-                span,
-                off: m.offset + (addr - k),
-            });
-        }
-        if let Some((k, h)) = self.find_host(addr) {
-            if end > k + h.len as u64 {
-                return Err(CUDA_ERROR_INVALID_VALUE);
-            }
-            return Ok(Loc::Host(addr as *mut u8));
-        }
-        if generic && addr != 0 && !vgpu_sim_core::alloc::is_fake_device_addr(addr, ndev) {
-            return Ok(Loc::Host(addr as *mut u8));
-        }
-        Err(CUDA_ERROR_INVALID_VALUE)
+        let alloc = self
+            .find_alloc(addr)
+            .map(|(k, a)| Mapped::allocation(k, a.bytes, a.host, a.shm_base, a.span));
+        let map = self.find_map(addr).map(|(k, m)| {
+            let handle_size = self.handles.get(&m.handle).map(|h| h.size).unwrap_or(0);
+            Mapped::mapping(k, m.size, m.handle, handle_size, m.offset)
+        });
+        let host = self
+            .find_host(addr)
+            .map(|(k, h)| Mapped::host(k, h.len as u64));
+        shadow::resolve(addr, len, [alloc, map, host], generic, ndev)
+            .ok_or(CUDA_ERROR_INVALID_VALUE)
     }
 
     /// Reads `dst.len()` bytes from a location.

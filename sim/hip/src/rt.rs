@@ -11,10 +11,12 @@ use std::sync::{Mutex, MutexGuard, OnceLock, RwLock};
 use vgpu_sim_core::amd::{self, AmdSpec};
 use vgpu_sim_core::config::Costs;
 use vgpu_sim_core::handles::HandleTable;
-use vgpu_sim_core::shadow::{containing, Shadows};
+pub use vgpu_sim_core::process::lock;
+use vgpu_sim_core::process::{self, RegisterError};
+use vgpu_sim_core::shadow::{self, containing, Mapped, Shadows};
 pub use vgpu_sim_core::shadow::{Loc, SHADOW_MAX};
-use vgpu_sim_core::state::{DeviceInfo, Guard, OpenError, SimState};
-use vgpu_sim_core::{clock, ids, procfs};
+use vgpu_sim_core::state::{DeviceInfo, Guard, SimState};
+use vgpu_sim_core::{clock, ids};
 
 pub type Res<T = ()> = Result<T, hipError_t>;
 
@@ -82,21 +84,9 @@ extern "C" fn after_fork_in_child() {
     FORKED.store(true, Ordering::Relaxed);
 }
 
-/// At normal exit the process's device memory is released at once (a killed process is
-/// reclaimed by the next liveness sweep instead).
 extern "C" fn at_exit() {
     if let Some(Ok(r)) = RT.get() {
-        if std::process::id() == r.pid {
-            if let Ok(mut g) = r.shm.lock() {
-                g.unregister(r.slot, r.machine_pid);
-            }
-        }
-    }
-}
-
-fn warn(lines: &[String]) {
-    for l in lines {
-        eprintln!("vgpu-sim: {l}");
+        process::unregister_at_exit(&r.shm, r.slot, r.pid, r.machine_pid);
     }
 }
 
@@ -119,27 +109,16 @@ pub fn visible_devices(rocr: Option<&str>, hip: Option<&str>, rocr_uuids: &[Stri
 
 fn build() -> Result<Runtime, hipError_t> {
     let (costs, w) = Costs::from_env();
-    warn(&w);
-    let path = vgpu_sim_core::default_state_path();
+    process::warn(&w);
     let (cfg, w) = amd::sim_config_from_env();
-    if !path.exists() {
-        warn(&w);
-    }
-    let shm = match SimState::open_or_create(&path, &cfg) {
-        Ok(s) => s,
-        Err(OpenError::Mismatch(m)) | Err(OpenError::Io(m)) => {
-            eprintln!("{m}");
-            return Err(hipErrorNoDevice);
-        }
-        Err(OpenError::Missing) => return Err(hipErrorNoDevice),
-    };
+    let shm = process::open_machine_state(&cfg, &w).ok_or(hipErrorNoDevice)?;
     let Some(first) = shm.devices().first() else {
         return Err(hipErrorNoDevice);
     };
     if amd::amd_spec(&first.model_key).is_none() {
         eprintln!(
             "vgpu-sim: {} describes {} devices, not AMD ones: the HIP library sees none",
-            path.display(),
+            shm.path().display(),
             first.name
         );
         return Err(hipErrorNoDevice);
@@ -159,22 +138,11 @@ fn build() -> Result<Runtime, hipError_t> {
     }
     let pid = std::process::id();
     let me = shm.caller();
-    let slot = {
-        let mut g = shm.lock().map_err(|m| {
-            eprintln!("{m}");
-            hipErrorUnknown
-        })?;
-        g.register_image(me.pid, me.start_time, &procfs::self_comm())
-            .map_err(|m| {
-                eprintln!("{m}");
-                hipErrorOutOfMemory
-            })?
-    };
-    // SAFETY: plain registrations of extern "C" callbacks without arguments.
-    unsafe {
-        libc::pthread_atfork(None, None, Some(after_fork_in_child));
-        libc::atexit(at_exit);
-    }
+    let slot = process::register_process(&shm, |_, _| {}).map_err(|e| match e {
+        RegisterError::Lock => hipErrorUnknown,
+        RegisterError::Full => hipErrorOutOfMemory,
+    })?;
+    process::install_process_callbacks(after_fork_in_child, at_exit);
     Ok(Runtime {
         shm,
         slot,
@@ -198,10 +166,6 @@ fn build() -> Result<Runtime, hipError_t> {
         peers: Mutex::new(Default::default()),
         limits: Mutex::new(DEFAULT_LIMITS),
     })
-}
-
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
@@ -500,53 +464,21 @@ impl LocalMem {
     /// Resolves `len` bytes at `addr`. Unknown addresses outside the fake device ranges are
     /// pageable host memory (HIP's unified addressing); unknown device addresses are refused.
     pub fn resolve(&self, addr: u64, len: u64, ndev: u32) -> Res<Loc> {
-        let end = addr.checked_add(len).ok_or(hipErrorInvalidValue)?;
-        if let Some((k, a)) = self.find_alloc(addr) {
-            if end > k + a.bytes {
-                return Err(hipErrorInvalidValue);
-            }
-            return Ok(match a.host {
-                Some((h, _)) => Loc::Host((h as u64 + (addr - k)) as *mut u8),
-                None => Loc::Shadow {
-                    base: a.shm_base,
-                    span: a.span,
-                    off: addr - k,
-                },
-            });
-        }
-        if let Some((k, m)) = self.find_map(addr) {
-            if end > k + m.size {
-                return Err(hipErrorInvalidValue);
-            }
-            let span = self.handles.get(&m.handle).map_or(0, |h| h.size);
-            return Ok(Loc::Shadow {
-                base: m.handle,
-                span,
-                off: m.offset + (addr - k),
-            });
-        }
-        if let Some((k, size)) = containing(&self.ipc, addr, |s| *s) {
-            if end > k + size {
-                return Err(hipErrorInvalidValue);
-            }
-            // The bytes are this process's own view: contents are not shared across
-            // processes.
-            return Ok(Loc::Shadow {
-                base: k,
-                span: size,
-                off: addr - k,
-            });
-        }
-        if let Some((k, h)) = self.find_host(addr) {
-            if end > k + h.len as u64 {
-                return Err(hipErrorInvalidValue);
-            }
-            return Ok(Loc::Host(addr as *mut u8));
-        }
-        if addr != 0 && !vgpu_sim_core::alloc::is_fake_device_addr(addr, ndev) {
-            return Ok(Loc::Host(addr as *mut u8));
-        }
-        Err(hipErrorInvalidValue)
+        let alloc = self
+            .find_alloc(addr)
+            .map(|(k, a)| Mapped::allocation(k, a.bytes, a.host, a.shm_base, a.span));
+        let map = self.find_map(addr).map(|(k, m)| {
+            let handle_size = self.handles.get(&m.handle).map_or(0, |h| h.size);
+            Mapped::mapping(k, m.size, m.handle, handle_size, m.offset)
+        });
+        // The bytes of an IPC import are this process's own view: contents are not shared
+        // across processes.
+        let ipc = containing(&self.ipc, addr, |s| *s)
+            .map(|(k, size)| Mapped::allocation(k, size, None, k, size));
+        let host = self
+            .find_host(addr)
+            .map(|(k, h)| Mapped::host(k, h.len as u64));
+        shadow::resolve(addr, len, [alloc, map, ipc, host], true, ndev).ok_or(hipErrorInvalidValue)
     }
 
     /// Reads `dst.len()` bytes from a location.

@@ -8,7 +8,6 @@
 mod common;
 use common::*;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -17,45 +16,6 @@ const CTX: u64 = 300 * MIB;
 const MODULE: u64 = 2 * MIB;
 /// Three float buffers of 2^20 elements.
 const DATA: u64 = 3 * 4 * MIB;
-
-fn hipcc() -> Option<PathBuf> {
-    let found = ["/usr/bin/hipcc", "/opt/rocm/bin/hipcc"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists());
-    if found.is_none() {
-        let msg = "hipcc not installed (apt-get install hipcc libamdhip64-dev)";
-        if in_ci() {
-            panic!("{msg} (required under CI)");
-        }
-        eprintln!("SKIP {msg}");
-    }
-    found
-}
-
-/// `tests/hip/vector_add.hip` built with hipcc for gfx90a (cached; rebuilt when the source
-/// is newer).
-fn vector_add(hipcc: &Path) -> PathBuf {
-    let src = workspace_root().join("tests/hip/vector_add.hip");
-    let dir = target_profile_dir().join("vgpu-test-clients");
-    std::fs::create_dir_all(&dir).unwrap();
-    let exe = dir.join("vector_add-gfx90a");
-    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    if mtime(&exe).is_none() || mtime(&exe) < mtime(&src) {
-        let tmp = dir.join(format!(".vector_add.{}", std::process::id()));
-        let out = run(
-            Command::new(hipcc)
-                .args(["--offload-arch=gfx90a", "-O1"])
-                .arg(&src)
-                .arg("-o")
-                .arg(&tmp),
-            Duration::from_secs(300),
-        );
-        out.assert_success("hipcc vector_add.hip");
-        std::fs::rename(&tmp, &exe).unwrap();
-    }
-    exe
-}
 
 fn env(model: &str) -> SimEnv {
     SimEnv::new()
@@ -67,11 +27,11 @@ fn env(model: &str) -> SimEnv {
 
 #[test]
 fn hipcc_built_program_binds_the_debian_soname_and_versioned_symbols() {
-    let Some(cc) = hipcc() else {
+    let Some(cc) = require_hipcc() else {
         return;
     };
     require_sim();
-    let exe = vector_add(&cc);
+    let exe = hip_vector_add(&cc);
     let d = run(
         Command::new("readelf").arg("-d").arg(&exe),
         Duration::from_secs(30),
@@ -94,11 +54,11 @@ fn hipcc_built_program_binds_the_debian_soname_and_versioned_symbols() {
 
 #[test]
 fn hipcc_built_program_launches_its_kernels_on_the_timeline_and_is_charged() {
-    let Some(cc) = hipcc() else {
+    let Some(cc) = require_hipcc() else {
         return;
     };
     require_sim();
-    let exe = vector_add(&cc);
+    let exe = hip_vector_add(&cc);
     let env = env("mi210");
     let mut c = env.command(&exe);
     c.arg("hold");
@@ -146,11 +106,11 @@ fn hipcc_built_program_launches_its_kernels_on_the_timeline_and_is_charged() {
 
 #[test]
 fn hipcc_program_for_another_gpu_has_no_code_object_on_an_mi300x() {
-    let Some(cc) = hipcc() else {
+    let Some(cc) = require_hipcc() else {
         return;
     };
     require_sim();
-    let exe = vector_add(&cc);
+    let exe = hip_vector_add(&cc);
     let env = env("mi300x");
     let out = run(&mut env.command(&exe), Duration::from_secs(60));
     out.assert_success("vector_add on mi300x");

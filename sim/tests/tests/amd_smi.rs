@@ -263,33 +263,6 @@ fn amdsmi_package_reports_vram_activity_and_processes() {
     h.finish().assert_success("busy holder");
 }
 
-/// Debian's rocm-smi, unpacked into the test's directory next to the simulated
-/// `librocm_smi64.so.1` (the tool loads `../../lib/librocm_smi64.so.1` from its own path).
-fn rocm_smi(env: &SimEnv) -> Option<PathBuf> {
-    let src = workspace_root().join(".amd-clients/rocm-smi");
-    if !src.join("usr/libexec/rocm_smi/rocm_smi.py").exists() {
-        let msg = "rocm-smi not unpacked in .amd-clients — run scripts/setup-amd-clients.sh";
-        if in_ci() {
-            panic!("{msg} (required under CI)");
-        }
-        eprintln!("SKIP {msg}");
-        return None;
-    }
-    let root = env.dir().join("rocm-smi");
-    let tool = root.join("usr/libexec/rocm_smi");
-    std::fs::create_dir_all(&tool).unwrap();
-    std::fs::create_dir_all(root.join("usr/lib")).unwrap();
-    for f in ["rocm_smi.py", "rsmiBindings.py"] {
-        std::fs::copy(src.join("usr/libexec/rocm_smi").join(f), tool.join(f)).unwrap();
-    }
-    std::os::unix::fs::symlink(
-        sim_lib_dir().join("librocm_smi64.so.1"),
-        root.join("usr/lib/librocm_smi64.so.1"),
-    )
-    .unwrap();
-    Some(tool.join("rocm_smi.py"))
-}
-
 fn rocm_smi_out(env: &SimEnv, tool: &Path, namespace: bool) -> String {
     let args = [
         tool.to_str().unwrap(),
@@ -311,34 +284,30 @@ fn rocm_smi_out(env: &SimEnv, tool: &Path, namespace: bool) -> String {
     format!("{}{}", out.stdout, out.stderr)
 }
 
-/// The number after `label` on the `GPU[0]` line that has it.
-fn field(out: &str, label: &str) -> u64 {
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("GPU[0]") && l.contains(label))
-        .unwrap_or_else(|| panic!("no {label:?} in\n{out}"));
-    line.rsplit(':')
-        .next()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("bad {label:?} line {line:?}"))
-}
-
 #[test]
 fn rocm_smi_tool_shows_vram_use_and_pids_and_forgets_a_killed_process() {
     if !namespaces_work() {
         return;
     }
     let env = amd_env();
-    let Some(tool) = rocm_smi(&env) else {
+    let Some(tool) = rocm_smi_tool(&env) else {
         return;
     };
     let mut h = busy_holder(&env);
     let out = rocm_smi_out(&env, &tool, true);
     let used = ground_truth_used(&env);
     assert_eq!(used, CTX + HELD + MODULE);
-    assert_eq!(field(&out, "VRAM Total Memory (B)"), 192 * GIB, "{out}");
-    assert_eq!(field(&out, "VRAM Total Used Memory (B)"), used, "{out}");
-    assert_eq!(field(&out, "GPU use (%)"), 100, "{out}");
+    assert_eq!(
+        rocm_smi_field(&out, "VRAM Total Memory (B)"),
+        192 * GIB,
+        "{out}"
+    );
+    assert_eq!(
+        rocm_smi_field(&out, "VRAM Total Used Memory (B)"),
+        used,
+        "{out}"
+    );
+    assert_eq!(rocm_smi_field(&out, "GPU use (%)"), 100, "{out}");
     // KFD process table: PID, name, GPU(s), VRAM USED, ...
     let pid = h.pid().to_string();
     let row = out
@@ -354,14 +323,18 @@ fn rocm_smi_tool_shows_vram_use_and_pids_and_forgets_a_killed_process() {
     // Reclaiming sweeps run at most every 100 ms (SWEEP_INTERVAL_NS): let one be due.
     std::thread::sleep(Duration::from_millis(150));
     let after = rocm_smi_out(&env, &tool, true);
-    assert_eq!(field(&after, "VRAM Total Used Memory (B)"), 0, "{after}");
+    assert_eq!(
+        rocm_smi_field(&after, "VRAM Total Used Memory (B)"),
+        0,
+        "{after}"
+    );
     assert!(after.contains("No KFD PIDs currently running"), "{after}");
 }
 
 #[test]
 fn rocm_smi_tool_refuses_without_the_driver() {
     let env = amd_env();
-    let Some(tool) = rocm_smi(&env) else {
+    let Some(tool) = rocm_smi_tool(&env) else {
         return;
     };
     if host_has_amdgpu() {

@@ -1,0 +1,93 @@
+//! A simulated library's own process: attaching it to the machine's state (open or create
+//! the state file, register the process image), releasing it at normal exit, and the small
+//! glue both the CUDA and the HIP simulators' runtimes need around that. What differs per
+//! vendor (which devices it accepts, which result code a failure is) stays in each library.
+
+use std::sync::{Mutex, MutexGuard};
+
+use crate::config::SimConfig;
+use crate::procfs;
+use crate::state::{Guard, OpenError, SimState};
+
+/// Prints configuration warnings, one `vgpu-sim:` line each.
+pub fn warn(lines: &[String]) {
+    for l in lines {
+        eprintln!("vgpu-sim: {l}");
+    }
+}
+
+/// The guard of a process-local mutex, poisoned or not: a panic caught at the FFI boundary
+/// must not turn every later call into another panic.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Opens the machine's state at the default path, creating it from `cfg` when there is none
+/// (`cfg_warnings` are printed only then: the machine-wide settings only matter to the
+/// process that creates the state). `None`: no usable state (the reason printed), so the
+/// library sees no device.
+pub fn open_machine_state(cfg: &SimConfig, cfg_warnings: &[String]) -> Option<SimState> {
+    let path = crate::default_state_path();
+    if !path.exists() {
+        warn(cfg_warnings);
+    }
+    match SimState::open_or_create(&path, cfg) {
+        Ok(s) => Some(s),
+        Err(OpenError::Mismatch(m)) | Err(OpenError::Io(m)) => {
+            eprintln!("{m}");
+            None
+        }
+        Err(OpenError::Missing) => None,
+    }
+}
+
+/// Why [`register_process`] failed (the reason printed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisterError {
+    /// The state's lock could not be taken.
+    Lock,
+    /// The process table is full.
+    Full,
+}
+
+/// Registers the calling process's image in the state and returns its slot; `in_lock` runs
+/// under the same lock with the new slot (for what must be set before anyone sees it).
+pub fn register_process(
+    shm: &SimState,
+    in_lock: impl FnOnce(&mut Guard<'_>, u32),
+) -> Result<u32, RegisterError> {
+    let me = shm.caller();
+    let mut g = shm.lock().map_err(|m| {
+        eprintln!("{m}");
+        RegisterError::Lock
+    })?;
+    let slot = g
+        .register_image(me.pid, me.start_time, &procfs::self_comm())
+        .map_err(|m| {
+            eprintln!("{m}");
+            RegisterError::Full
+        })?;
+    in_lock(&mut g, slot);
+    Ok(slot)
+}
+
+/// Installs the process callbacks of a simulated library: `after_fork_in_child` in a child
+/// after `fork()`, `at_exit` at normal exit.
+pub fn install_process_callbacks(after_fork_in_child: extern "C" fn(), at_exit: extern "C" fn()) {
+    // SAFETY: plain registrations of extern "C" callbacks without arguments.
+    unsafe {
+        libc::pthread_atfork(None, None, Some(after_fork_in_child));
+        libc::atexit(at_exit);
+    }
+}
+
+/// At normal exit the process's device memory is released at once (a killed process is
+/// reclaimed by the next liveness sweep instead). Only in the process that registered
+/// (`pid`): a forked child exiting leaves its parent's registration alone.
+pub fn unregister_at_exit(shm: &SimState, slot: u32, pid: u32, machine_pid: u32) {
+    if std::process::id() == pid {
+        if let Ok(mut g) = shm.lock() {
+            g.unregister(slot, machine_pid);
+        }
+    }
+}
