@@ -219,7 +219,7 @@ impl NvmlProbe {
 ///
 /// Facts: the table nvidia-smi asks for has the GUID below; word 0 is its size in bytes;
 /// the process lists are `fn(device, *mut count, entries, ...) -> nvmlReturn_t` with `count`
-/// the room on entry and the number written on return, entries of [`PROCESS_ENTRY_SIZE`]
+/// the room on entry and the number written on return, entries of [`PROCESS_ENTRY_SIZE`](export_table::PROCESS_ENTRY_SIZE)
 /// bytes (pid u32 at 0, used bytes u64 at 8, name inline at 32). Established for nvidia-smi
 /// 535 over the simulator (one trampoline per slot, `sim/README.md`); the same slots and
 /// entry size are published for 580 by NVIDIA's Apache-2.0 mock NVML (NVIDIA/k8s-test-infra).

@@ -8,7 +8,7 @@
 //!
 //! Why a naked trampoline: `RTLD_NEXT` (and `dlsym`'s idea of "the caller") is resolved
 //! from the return address. A Rust forwarding function would make libvgpu the caller.
-//! The trampoline saves the arguments, asks [`decide`] (plain Rust, no lazy state, no
+//! The trampoline saves the arguments, asks `decide` (plain Rust, no lazy state, no
 //! allocation: `std::thread::spawn` itself calls `dlsym` and must not deadlock on us),
 //! and either returns the hook or *jumps* to the real `dlsym` with the caller's frame
 //! untouched.

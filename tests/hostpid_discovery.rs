@@ -123,10 +123,14 @@ fn full_slice_container(sizes: &[u64], discovery: Option<&str>) {
     let held: u64 = sizes.iter().map(|s| CONTEXT + s).sum();
     // An ambiguous signature charges its context the largest rise among the candidates,
     // which can include another process's allocation made in the same window (at most
-    // the largest size): the slice has room for that over-charge when ambiguity is forced.
-    let slack = match discovery {
-        Some("signature-slow") => sizes.len() as u64 * sizes.iter().max().unwrap(),
-        _ => 0,
+    // the largest size): the slice has room for that over-charge whenever several
+    // processes start together. Ambiguity is forced by `signature-slow`, but a loaded
+    // machine produces it with the other modes too (seen in CI: a 12 MiB over-charge
+    // refused the last process's 20 MiB). The cap itself is judged below, exactly.
+    let slack = if sizes.len() > 1 {
+        sizes.len() as u64 * sizes.iter().max().unwrap()
+    } else {
+        0
     };
     let slice = held + slack;
     let dir = sim.dir().to_path_buf();

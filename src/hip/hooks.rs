@@ -1,6 +1,6 @@
 //! HIP hook bodies: the CUDA hooks' protocol (reserve -> call -> commit; take out -> free
 //! -> credit after the real free) through the same ledger and region, by way of
-//! [`hip_charged`]/[`hip_credited`], which adapt the CUDA helpers' status type to
+//! `hip_charged`/`hip_credited`, which adapt the CUDA helpers' status type to
 //! `hipError_t` (so the protocol exists once). Every hook returns a valid `hipError_t`: the
 //! library's own, `hipErrorOutOfMemory` for a refused allocation, or
 //! `hipErrorNotInitialized` when there is no HIP library.
