@@ -411,7 +411,9 @@ fn run_controllers(sr: &crate::shared_region::SharedRegion, map: &[Option<usize>
         if st.probes[i].is_none() {
             st.probes[i] = Probe::find(region, dev);
         }
-        let Some(probe) = st.probes[i] else { continue };
+        let Some(probe) = st.probes[i].as_mut() else {
+            continue;
+        };
         let sm = ext.sm_limit.load(Ordering::Acquire);
         let base = (sm * 10_000_000) as f64;
         let cost = lane.cost.load(Ordering::Acquire);

@@ -3,14 +3,17 @@
 //!
 //! - **NVIDIA** ([`NvmlUtil`]): the real NVML's per-process samples
 //!   (`nvmlDeviceGetProcessUtilization` since the previous tick), each pid's SM share.
-//! - **AMD** ([`RsmiBusy`]): ROCm SMI's `rsmi_dev_busy_percent_get`, the device's busy
-//!   percentage over a recent window (the simulator: the last second; the real library: the
-//!   amdgpu driver's `gpu_busy_percent`, a short recent window): the same meaning in both,
-//!   which is why this one and not AMD SMI's per-process `engine_usage.gfx` (a running total
-//!   of ns in the real library, the last second's ns in the simulator: one reader cannot
-//!   read both honestly). It is a device figure, reported as this process's: exact for a
-//!   process alone on its card; with other processes on the card it is over-counted, so
-//!   the cap errs low (throttles more), never above the limit (docs/COMPUTE_CAP.md).
+//! - **AMD** ([`RsmiBusy`]): ROCm SMI's coarse-grain GFX activity counter
+//!   (`rsmi_utilization_count_get`, accumulated busy ms with its sample's timestamp)
+//!   differenced between ticks: the device's busy share of exactly the tick's window, like
+//!   NVML's samples since the previous tick. Fallback when the counter is unsupported:
+//!   `rsmi_dev_busy_percent_get` (a recent window: the simulator's last second), which lags
+//!   the tick; with it the calibration oscillates (measured: a 30 % cap gave 33-36 %).
+//!   Not AMD SMI's per-process `engine_usage.gfx`: a running total of ns in the real
+//!   library, the last second's ns in the simulator, so one reader cannot read both
+//!   honestly. Both ROCm SMI figures are the device's, reported as this process's: exact
+//!   for a process alone on its card; with other processes on the card it is over-counted,
+//!   so the cap errs low (throttles more), never above the limit (docs/AMD.md).
 
 use cuda_headers::bindings::*;
 use shm_layout::Region;
@@ -21,7 +24,8 @@ use super::controller::UtilSource;
 #[derive(Clone, Copy, Debug)]
 pub enum Probe {
     Nvml(usize),
-    Rsmi(u32),
+    /// ROCm SMI's device index and its counter's previous reading.
+    Rsmi(u32, Option<(u64, u64)>),
 }
 
 impl Probe {
@@ -30,7 +34,7 @@ impl Probe {
     pub fn find(region: &Region, dev: usize) -> Option<Probe> {
         let uuid = region.uuid_str(dev)?;
         if crate::hip::in_use() {
-            rsmi_index(&uuid).map(Probe::Rsmi)
+            rsmi_index(&uuid).map(|i| Probe::Rsmi(i, None))
         } else {
             nvml_handle(&uuid).map(Probe::Nvml)
         }
@@ -38,12 +42,13 @@ impl Probe {
 
     /// The per-process source the controller reads; `my_pid` is this process's pid as
     /// the vendor names it (the device-level AMD figure is reported as its).
-    pub fn source(self, my_pid: u32) -> Box<dyn UtilSource> {
+    pub fn source(&mut self, my_pid: u32) -> Box<dyn UtilSource + '_> {
         match self {
-            Probe::Nvml(h) => Box::new(NvmlUtil(h as nvmlDevice_t)),
-            Probe::Rsmi(i) => Box::new(RsmiBusy {
-                index: i,
+            Probe::Nvml(h) => Box::new(NvmlUtil(*h as nvmlDevice_t)),
+            Probe::Rsmi(i, last) => Box::new(RsmiBusy {
+                index: *i,
                 pid: my_pid,
+                last,
             }),
         }
     }
@@ -91,15 +96,38 @@ fn nvml_handle(uuid: &str) -> Option<usize> {
     (rc == NVML_SUCCESS && !h.is_null()).then_some(h as usize)
 }
 
-/// ROCm SMI's busy percentage of one device, reported as `pid`'s share.
-pub struct RsmiBusy {
+/// ROCm SMI's view of one device's busy time, reported as `pid`'s share. Preferred: the
+/// coarse-grain GFX activity counter (`rsmi_utilization_count_get`, accumulated busy ms with
+/// its sample timestamp), differenced between ticks, which gives the busy share of exactly
+/// the tick's window; without it, `rsmi_dev_busy_percent_get` (a recent window, which lags
+/// the tick and makes the calibration oscillate).
+pub struct RsmiBusy<'a> {
     index: u32,
     pid: u32,
+    /// The previous (busy ms, timestamp ns) reading of the counter (kept by the probe).
+    last: &'a mut Option<(u64, u64)>,
 }
 
-impl UtilSource for RsmiBusy {
+impl RsmiBusy<'_> {
+    fn counter(&self) -> Option<(u64, u64)> {
+        let f = crate::amd_smi::rocm::real::rsmi_utilization_count_get()?;
+        let mut c = hip_headers::smi_types::rsmi_utilization_counter_t::default();
+        let mut ts = 0u64;
+        // SAFETY: one counter (type 0, coarse-grain GFX activity) and a valid timestamp.
+        let rc = unsafe { f(self.index, &mut c, 1, &mut ts) };
+        (rc == 0 && ts > 0).then_some((c.value, ts))
+    }
+}
+
+impl UtilSource for RsmiBusy<'_> {
     fn since(&mut self, _since_real_us: u64) -> Option<Vec<(u32, u32)>> {
-        // A recent-window figure, not one since a time: the window is the driver's.
+        if let Some((ms, ts)) = self.counter() {
+            let prev = self.last.replace((ms, ts));
+            let (pms, pts) = prev?; // the first reading only starts the difference
+            let dt = ts.checked_sub(pts).filter(|&d| d > 0)?;
+            let pct = (ms.saturating_sub(pms) as f64 * 1e6 / dt as f64 * 100.0).round();
+            return Some(vec![(self.pid, pct.min(100.0) as u32)]);
+        }
         let f = crate::amd_smi::rocm::real::rsmi_dev_busy_percent_get()?;
         let mut busy = 0u32;
         // SAFETY: valid out-pointer; ROCm SMI is initialised (`rsmi_index`).
