@@ -745,7 +745,8 @@ fn in_a_container_nvidia_smi_and_the_nvml_clients_show_the_slice() {
             "T=\"{tmux} -S $D/tmux.sock\"; \
              TERM=xterm-256color $T new-session -d -x 160 -y 40 {nvtop}; \
              for i in $(seq 150); do $T capture-pane -p > $D/nvtop.txt; \
-               grep -q 'MEM\\[' $D/nvtop.txt && break; sleep 0.2; done; \
+               grep -q 'MEM\\[' $D/nvtop.txt && grep -Eq '^ *[0-9]+ .*MiB' $D/nvtop.txt \
+                 && break; sleep 0.2; done; \
              $T kill-server; ",
             tmux = tmux.display(),
             nvtop = tools.nvtop.display()

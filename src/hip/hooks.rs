@@ -30,7 +30,7 @@ fn device_owner(ordinal: c_int) -> u64 {
 }
 
 /// The calling thread's HIP device: (ordinal, container index).
-fn current_device() -> Option<(c_int, usize)> {
+pub(crate) fn current_device() -> Option<(c_int, usize)> {
     let get = super::real::hipGetDevice()?;
     let mut d: c_int = -1;
     // SAFETY: valid out-pointer.

@@ -2,8 +2,8 @@
 //! (`hip_headers::hip_api!`), the way `crate::driver` is from CUDA's:
 //!
 //! - an exported shim for every `hook` row (calling `crate::hip::hooks::<symbol>` inside
-//!   the panic guard) and every `gate` row (launches: forwarded; the compute cap's gate is
-//!   not wired to HIP yet, see docs/AMD.md), each exported under the row's symbol version
+//!   the panic guard) and every `gate` row (launches: the compute cap's gate, then the real
+//!   call, see docs/COMPUTE_CAP.md), each exported under the row's symbol version
 //!   node (`hipMalloc@@hip_4.2`) like the real library's (the version script `build.rs`
 //!   generates assigns the nodes), so binaries linked against versioned names reach the hook;
 //! - `REAL`, one slot per row holding the real library's function (resolved on the first
@@ -122,13 +122,15 @@ macro_rules! define_hip_surface {
         }
     };
     (@shim gate $name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty) => {
-        /// A launch: forwarded to the real library.
+        /// A launch: the compute cap's gate (the CUDA launches' `crate::throttle`), then
+        /// the real library.
         ///
         /// # Safety
         /// The HIP runtime API contract of this entry point.
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
             crate::ffi::guard(<$ret as OnPanic>::on_panic(), || {
                 let real = crate::hip::real_or_return!($name);
+                crate::hip::before_launch();
                 // SAFETY: the caller's arguments, unchanged, to the real function of this row.
                 unsafe { real($($arg),*) }
             })
@@ -178,6 +180,16 @@ macro_rules! real_or_return {
     };
 }
 pub(crate) use real_or_return;
+
+/// The compute cap's gate for a HIP launch (`crate::throttle`): routed by the calling
+/// thread's current HIP device when the container has several.
+#[inline(always)]
+pub fn before_launch() {
+    // The runtime (region, devices, the gate, the watcher) starts on the first hooked HIP
+    // call; a program may launch before it allocates. Initialised: one acquire load.
+    let _ = crate::runtime::rt();
+    crate::throttle::before_launch_routed(|| hooks::current_device().map(|(_, d)| d));
+}
 
 /// The real library's sonames, newest first (ROCm 7, 6, Debian's 5, the dev link).
 const SONAMES: [&CStr; 4] = [

@@ -19,6 +19,7 @@ pub mod bucket;
 pub mod controller;
 #[cfg(test)]
 mod model;
+pub mod probe;
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -29,6 +30,7 @@ use shm_layout::{slot_state, Region, MAX_DEVICES, RECENT_KERNEL_HOLD};
 use crate::config::CorePolicy;
 use bucket::{Lane, Step};
 use controller::{LaneController, TickIn, UtilSource};
+use probe::{NvmlUtil, Probe};
 
 /// Set when launches must take the gated path (monitor hold or a core cap in force).
 pub static THROTTLE_ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -100,8 +102,26 @@ pub fn before_launch() {
     }
 }
 
+/// The gate of a HIP launch: the same lanes, bucket and controller as CUDA's; with several
+/// devices the launch is routed by the calling thread's current HIP device (`current`, the
+/// container index), since HIP has no CUDA context.
+#[inline(always)]
+pub fn before_launch_routed(current: impl FnOnce() -> Option<usize>) {
+    if !LAUNCHED.load(Ordering::Relaxed) {
+        LAUNCHED.store(true, Ordering::Relaxed);
+    }
+    if THROTTLE_ACTIVE.load(Ordering::Relaxed) {
+        gated_routed(current);
+    }
+}
+
 #[inline]
 fn gated() {
+    gated_routed(|| crate::hooks::current_placement().map(|p| p.device))
+}
+
+#[inline(always)]
+fn gated_routed(current: impl FnOnce() -> Option<usize>) {
     if HOLD.load(Ordering::Relaxed) {
         hold_wait();
     }
@@ -109,8 +129,8 @@ fn gated() {
     let index = if route != ROUTE_BY_CONTEXT {
         route
     } else {
-        match crate::hooks::current_placement() {
-            Some(p) => p.device,
+        match current() {
+            Some(d) => d,
             None => return,
         }
     };
@@ -200,7 +220,8 @@ fn capped_wait(lane: &Lane) {
 /// The watcher's own state (only the watcher thread touches it).
 struct WatchState {
     controllers: [LaneController; MAX_DEVICES],
-    nvml: [Option<usize>; MAX_DEVICES],
+    /// The utilization probe of each container device (NVML's or ROCm SMI's).
+    probes: [Option<Probe>; MAX_DEVICES],
     /// Per container device: when this process last published its `sm_util` (wall µs).
     util_published_us: [u64; MAX_DEVICES],
 }
@@ -211,7 +232,7 @@ impl WatchState {
     fn new() -> WatchState {
         WatchState {
             controllers: std::array::from_fn(|_| LaneController::new()),
-            nvml: [None; MAX_DEVICES],
+            probes: [None; MAX_DEVICES],
             util_published_us: [0; MAX_DEVICES],
         }
     }
@@ -248,10 +269,13 @@ fn publish_sm_util(sr: &crate::shared_region::SharedRegion, map: &[Option<usize>
             continue;
         }
         st.util_published_us[i] = now;
-        if st.nvml[i].is_none() {
-            st.nvml[i] = nvml_handle(region, dev);
+        if st.probes[i].is_none() {
+            st.probes[i] = Probe::find(region, dev);
         }
-        let Some(handle) = st.nvml[i] else { continue };
+        // Per-process figures exist on NVIDIA only (the AMD probe's is the device's).
+        let Some(Probe::Nvml(handle)) = st.probes[i] else {
+            continue;
+        };
         let from = since;
         let Some(samples) = NvmlUtil(handle as cuda_headers::bindings::nvmlDevice_t).since(from)
         else {
@@ -267,49 +291,6 @@ fn publish_sm_util(sr: &crate::shared_region::SharedRegion, map: &[Option<usize>
             .sm_util
             .store(util, Ordering::Relaxed);
     }
-}
-
-/// The real NVML's view of one device's per-process utilization.
-struct NvmlUtil(cuda_headers::bindings::nvmlDevice_t);
-
-impl UtilSource for NvmlUtil {
-    fn since(&mut self, since_real_us: u64) -> Option<Vec<(u32, u32)>> {
-        use cuda_headers::bindings::*;
-        let f = crate::nvml::real::nvmlDeviceGetProcessUtilization()?;
-        let mut buf = vec![nvmlProcessUtilizationSample_t::default(); 64];
-        for _ in 0..3 {
-            let mut n = buf.len() as std::ffi::c_uint;
-            // SAFETY: a buffer of `n` samples.
-            let rc = unsafe { f(self.0, buf.as_mut_ptr(), &mut n, since_real_us) };
-            match rc {
-                NVML_SUCCESS => {
-                    return Some(
-                        buf[..(n as usize).min(buf.len())]
-                            .iter()
-                            .map(|s| (s.pid, s.smUtil))
-                            .collect(),
-                    )
-                }
-                NVML_ERROR_NOT_FOUND => return Some(Vec::new()),
-                NVML_ERROR_INSUFFICIENT_SIZE => {
-                    buf.resize(n as usize + 16, nvmlProcessUtilizationSample_t::default())
-                }
-                _ => return None,
-            }
-        }
-        None
-    }
-}
-
-/// The real NVML's handle of a region device (by UUID).
-fn nvml_handle(region: &Region, dev: usize) -> Option<usize> {
-    let _ = crate::runtime::rt().nvml()?; // initialises the real NVML
-    let uuid = std::ffi::CString::new(region.uuid_str(dev)?).ok()?;
-    let f = crate::nvml::real::nvmlDeviceGetHandleByUUID()?;
-    let mut h: cuda_headers::bindings::nvmlDevice_t = std::ptr::null_mut();
-    // SAFETY: NUL-terminated UUID, valid out-pointer.
-    let rc = unsafe { f(uuid.as_ptr(), &mut h) };
-    (rc == cuda_headers::bindings::NVML_SUCCESS && !h.is_null()).then_some(h as usize)
 }
 
 /// Sets the gate from the region now (at initialisation, before the first launch).
@@ -427,10 +408,12 @@ fn run_controllers(sr: &crate::shared_region::SharedRegion, map: &[Option<usize>
         let Ok(ext) = region.device(dev) else {
             continue;
         };
-        if st.nvml[i].is_none() {
-            st.nvml[i] = nvml_handle(region, dev);
+        if st.probes[i].is_none() {
+            st.probes[i] = Probe::find(region, dev);
         }
-        let Some(handle) = st.nvml[i] else { continue };
+        let Some(probe) = st.probes[i].as_mut() else {
+            continue;
+        };
         let sm = ext.sm_limit.load(Ordering::Acquire);
         let base = (sm * 10_000_000) as f64;
         let cost = lane.cost.load(Ordering::Acquire);
@@ -446,7 +429,7 @@ fn run_controllers(sr: &crate::shared_region::SharedRegion, map: &[Option<usize>
                 target: sm as f64 / 100.0,
                 k: ext.refill_rate.load(Ordering::Acquire) as f64 / base,
             },
-            &mut NvmlUtil(handle as cuda_headers::bindings::nvmlDevice_t),
+            &mut *probe.source(my_pid),
         );
         apply_tick(lane, ext, &out, st.controllers[i].calibrated(), base);
         if let Some(g) = out.share {

@@ -6,6 +6,9 @@
  *   hip_cap fill CHUNK   fill the slice with CHUNK-byte hipMallocs, then to the byte
  *   hip_cap paths HALF   every other allocation path: over the cap, HALF bytes, freed
  *   hip_cap hold BYTES   hold BYTES of hipMalloc until stdin closes
+ *   hip_cap launch-loop N PATH   "ready=1", waits for a line, then N launches through PATH
+ *                        (launch, launch_spt, ext, coop, coop_spt, module, ext_module,
+ *                        module_coop, graph, graph_spt), each synchronised
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -268,6 +271,84 @@ static int hold(size_t bytes) {
     return 0;
 }
 
+typedef struct { unsigned x, y, z; } dim3;
+typedef void *hipModule_t;
+typedef void *hipFunction_t;
+typedef void *hipGraph_t;
+typedef void *hipGraphExec_t;
+typedef void *hipEvent_t;
+void **__hipRegisterFatBinary(const void *);
+void __hipRegisterFunction(void **, const void *, char *, const char *, unsigned, void *, void *,
+                           dim3 *, dim3 *, int *);
+hipError_t hipLaunchKernel(const void *, dim3, dim3, void **, size_t, hipStream_t);
+hipError_t hipLaunchKernel_spt(const void *, dim3, dim3, void **, size_t, hipStream_t);
+hipError_t hipExtLaunchKernel(const void *, dim3, dim3, void **, size_t, hipStream_t, hipEvent_t,
+                              hipEvent_t, int);
+hipError_t hipLaunchCooperativeKernel(const void *, dim3, dim3, void **, unsigned, hipStream_t);
+hipError_t hipLaunchCooperativeKernel_spt(const void *, dim3, dim3, void **, unsigned, hipStream_t);
+hipError_t hipModuleLoadData(hipModule_t *, const void *);
+hipError_t hipModuleGetFunction(hipFunction_t *, hipModule_t, const char *);
+hipError_t hipModuleLaunchKernel(hipFunction_t, unsigned, unsigned, unsigned, unsigned, unsigned,
+                                 unsigned, unsigned, hipStream_t, void **, void **);
+hipError_t hipExtModuleLaunchKernel(hipFunction_t, unsigned, unsigned, unsigned, unsigned,
+                                    unsigned, unsigned, size_t, hipStream_t, void **, void **,
+                                    hipEvent_t, hipEvent_t, unsigned);
+hipError_t hipModuleLaunchCooperativeKernel(hipFunction_t, unsigned, unsigned, unsigned, unsigned,
+                                            unsigned, unsigned, unsigned, hipStream_t, void **);
+hipError_t hipStreamCreate(hipStream_t *);
+hipError_t hipStreamBeginCapture(hipStream_t, int);
+hipError_t hipStreamEndCapture(hipStream_t, hipGraph_t *);
+hipError_t hipGraphInstantiate(hipGraphExec_t *, hipGraph_t, void *, char *, size_t);
+hipError_t hipGraphLaunch(hipGraphExec_t, hipStream_t);
+hipError_t hipGraphLaunch_spt(hipGraphExec_t, hipStream_t);
+hipError_t hipDeviceSynchronize(void);
+
+/* A host stub the runtime knows by address (what the compiler's registration does). */
+static void kernel_stub(void) {}
+
+static int launch_loop(unsigned long n, const char *path) {
+    static const unsigned fake_wrapper[4] = {0, 1, 0, 0}; /* not a clang bundle: runs anywhere */
+    void **fatbin = __hipRegisterFatBinary(fake_wrapper);
+    __hipRegisterFunction(fatbin, (const void *)kernel_stub, (char *)"k", "k", (unsigned)-1, NULL,
+                          NULL, NULL, NULL, NULL);
+    hipModule_t mod = NULL;
+    hipFunction_t fn = NULL;
+    int rc = hipModuleLoadData(&mod, ".amdhsa_kernel k\n");
+    if (rc == 0) rc = hipModuleGetFunction(&fn, mod, "k");
+    if (rc) { printf("setup_rc=%d\n", rc); return 1; }
+    hipStream_t stream = NULL;
+    hipGraph_t graph = NULL;
+    hipGraphExec_t exec = NULL;
+    dim3 grid = {1, 1, 1}, block = {64, 1, 1};
+    if (!strncmp(path, "graph", 5)) {
+        rc = hipStreamCreate(&stream);
+        if (!rc) rc = hipStreamBeginCapture(stream, 0);
+        if (!rc) rc = hipLaunchKernel((const void *)kernel_stub, grid, block, NULL, 0, stream);
+        if (!rc) rc = hipStreamEndCapture(stream, &graph);
+        if (!rc) rc = hipGraphInstantiate(&exec, graph, NULL, NULL, 0);
+        if (rc) { printf("setup_rc=%d\n", rc); return 1; }
+    }
+    wait_stdin();
+    const void *k = (const void *)kernel_stub;
+    for (unsigned long i = 0; i < n; i++) {
+        rc = !strcmp(path, "launch")        ? hipLaunchKernel(k, grid, block, NULL, 0, NULL)
+           : !strcmp(path, "launch_spt")    ? hipLaunchKernel_spt(k, grid, block, NULL, 0, NULL)
+           : !strcmp(path, "ext")           ? hipExtLaunchKernel(k, grid, block, NULL, 0, NULL, NULL, NULL, 0)
+           : !strcmp(path, "coop")          ? hipLaunchCooperativeKernel(k, grid, block, NULL, 0, NULL)
+           : !strcmp(path, "coop_spt")      ? hipLaunchCooperativeKernel_spt(k, grid, block, NULL, 0, NULL)
+           : !strcmp(path, "module")        ? hipModuleLaunchKernel(fn, 1, 1, 1, 64, 1, 1, 0, NULL, NULL, NULL)
+           : !strcmp(path, "ext_module")    ? hipExtModuleLaunchKernel(fn, 64, 1, 1, 64, 1, 1, 0, NULL, NULL, NULL, NULL, NULL, 0)
+           : !strcmp(path, "module_coop")   ? hipModuleLaunchCooperativeKernel(fn, 1, 1, 1, 64, 1, 1, 0, NULL, NULL)
+           : !strcmp(path, "graph")         ? hipGraphLaunch(exec, stream)
+           : !strcmp(path, "graph_spt")     ? hipGraphLaunch_spt(exec, stream)
+                                            : -1;
+        if (rc) { printf("launch_rc=%d\n", rc); return 1; }
+        hipDeviceSynchronize();
+    }
+    printf("launched=%lu\n", n);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *what = argc > 1 ? argv[1] : "fill";
@@ -275,6 +356,7 @@ int main(int argc, char **argv) {
     int rc = !strcmp(what, "fill")    ? fill(n)
              : !strcmp(what, "paths") ? paths(n)
              : !strcmp(what, "hold")  ? hold(n)
+             : !strcmp(what, "launch-loop") ? launch_loop(n, argc > 3 ? argv[3] : "launch")
              : !strcmp(what, "procaddr") ? procaddr()
              : !strcmp(what, "race")  ? race((int)n, argc > 3 ? strtoull(argv[3], NULL, 0) : (64u << 20))
              : !strcmp(what, "watch-free") ? watch_free((int)n, argc > 3 ? atoi(argv[3]) : 10)

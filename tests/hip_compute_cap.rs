@@ -1,0 +1,156 @@
+//! The compute cap over HIP launches, with real processes over the simulated AMD GPU: the
+//! same gate, bucket and controller as CUDA's (tests/compute_cap.rs), reached from every HIP
+//! launch path. Loose bounds that still fail when the cap is broken (30 % must give 20-40 %,
+//! not 100 % nor 5 %); precise figures belong in `examples/cap_accuracy.rs`.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use testkit::{build_c_client, sim_lib_dir, Child, SimEnv};
+
+const MS: u64 = 1_000_000;
+
+/// An AMD machine whose kernels take 1 ms of device time, its own region, HIP's limit names.
+fn amd_machine(limit: Option<&str>) -> SimEnv {
+    let sim = SimEnv::new()
+        .var("VGPU_SIM_KERNEL_NS", MS.to_string())
+        .var("GPU_CORE_UTILIZATION_POLICY", "force");
+    let region = sim.dir().join("cudevshr.cache");
+    let sim = sim.var("CUDA_DEVICE_MEMORY_SHARED_CACHE", region);
+    match limit {
+        Some(l) => sim.var("HIP_DEVICE_SM_LIMIT", l),
+        None => sim,
+    }
+}
+
+fn hip_cap_client() -> std::path::PathBuf {
+    testkit::require_sim();
+    build_c_client(
+        "hip_cap",
+        &[
+            format!("-L{}", sim_lib_dir().display()),
+            "-l:libamdhip64.so.7".to_string(),
+        ],
+    )
+}
+
+/// `program` with `/sys/module/amdgpu/initstate` = `live` in a private mount namespace (the
+/// SMI libraries need the amdgpu driver loaded), as in tests/hip_memory_cap.rs; `unshare`
+/// and `sh` exec, so the child's pid is the program's.
+fn in_amdgpu_ns(sim: &SimEnv, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    const WITH_AMDGPU: &str =
+        "mount -t tmpfs vgpu-sysmodule /sys/module && mkdir -p /sys/module/amdgpu \
+                               && echo live > /sys/module/amdgpu/initstate && exec \"$@\"";
+    let mut c = sim.command("unshare");
+    c.args(["--mount", "--propagation", "private"]);
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        c.arg("--map-root-user");
+    }
+    c.args(["sh", "-c", WITH_AMDGPU, "sh"]).arg(program);
+    c
+}
+
+/// Busy ns of `pid` on device 0 per the simulator's ground truth.
+fn busy_of(sim: &SimEnv, pid: u32) -> u64 {
+    let status = sim.status_json();
+    status
+        .get("processes")
+        .map(|p| p.items().to_vec())
+        .unwrap_or_default()
+        .iter()
+        .find(|p| p.get("pid").and_then(|x| x.as_u64()) == Some(u64::from(pid)))
+        .and_then(|p| p.get("devices")?.items().first()?.get("busy_ns")?.as_u64())
+        .unwrap_or(0)
+}
+
+/// Starts `hip_cap launch-loop N PATH` and returns it once it is ready.
+fn spawn_loop(sim: &SimEnv, path: &str, launches: u64) -> Child {
+    let mut c = in_amdgpu_ns(sim, hip_cap_client());
+    c.env("LD_PRELOAD", libvgpu())
+        .args(["launch-loop", &launches.to_string(), path]);
+    let mut child = Child::spawn(&mut c, Duration::from_secs(60));
+    child.wait_for_kv("ready", "1", Duration::from_secs(20));
+    child
+}
+
+/// Releases a ready loop and measures its busy share over `seconds` (after `warmup`).
+fn share_over(sim: &SimEnv, child: &mut Child, warmup: f64, seconds: f64) -> f64 {
+    let pid = child.pid();
+    child.send_line("go");
+    std::thread::sleep(Duration::from_secs_f64(warmup));
+    let (b0, t0) = (busy_of(sim, pid), Instant::now());
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let (b1, t1) = (busy_of(sim, pid), Instant::now());
+    (b1 - b0) as f64 / (t1 - t0).as_nanos() as f64
+}
+
+#[test]
+fn a_30_percent_hip_cap_yields_20_to_40_percent() {
+    let sim = amd_machine(Some("30"));
+    let mut child = spawn_loop(&sim, "launch", 100_000);
+    let share = share_over(&sim, &mut child, 1.0, 3.0);
+    child.kill9();
+    eprintln!("hipLaunchKernel at a 30 % cap: {:.1} %", share * 100.0);
+    assert!(
+        (0.20..=0.40).contains(&share),
+        "30 % cap on hipLaunchKernel gave {:.1} %",
+        share * 100.0
+    );
+}
+
+#[test]
+fn every_hip_launch_path_is_throttled() {
+    // A 10 % cap: whatever the controller's calibration, a path that bypasses the gate
+    // runs near 100 % (1 ms kernels back to back); a gated one stays far below.
+    for path in [
+        "launch_spt",
+        "ext",
+        "coop",
+        "coop_spt",
+        "module",
+        "ext_module",
+        "module_coop",
+        "graph",
+        "graph_spt",
+    ] {
+        let sim = amd_machine(Some("10"));
+        let mut child = spawn_loop(&sim, path, 100_000);
+        let share = share_over(&sim, &mut child, 0.5, 1.5);
+        child.kill9();
+        assert!(
+            share > 0.0 && share < 0.35,
+            "{path}: a 10 % cap gave {:.1} %",
+            share * 100.0
+        );
+    }
+}
+
+#[test]
+fn no_hip_cap_no_throttling() {
+    let sim = amd_machine(None);
+    let mut child = spawn_loop(&sim, "module", 100_000);
+    let share = share_over(&sim, &mut child, 0.5, 1.5);
+    child.kill9();
+    assert!(
+        share > 0.7,
+        "uncapped HIP launches ran only {:.1} %",
+        share * 100.0
+    );
+}
+
+#[test]
+fn the_cuda_name_caps_hip_launches_too() {
+    let sim = amd_machine(None).var("CUDA_DEVICE_SM_LIMIT", "30");
+    let mut child = spawn_loop(&sim, "launch", 100_000);
+    let share = share_over(&sim, &mut child, 1.0, 2.0);
+    child.kill9();
+    assert!(
+        (0.20..=0.40).contains(&share),
+        "CUDA_DEVICE_SM_LIMIT=30 on HIP gave {:.1} %",
+        share * 100.0
+    );
+}
