@@ -1,5 +1,5 @@
 //! The controller's utilization source, one probe per vendor (the seam
-//! [`controller::UtilSource`] the controller reads through):
+//! [`UtilSource`] the controller reads through):
 //!
 //! - **NVIDIA** ([`NvmlUtil`]): the real NVML's per-process samples
 //!   (`nvmlDeviceGetProcessUtilization` since the previous tick), each pid's SM share.
