@@ -114,6 +114,8 @@ fn hooks(c: &mut Criterion) {
         ),
     ] {
         g.bench_function(label, |b| {
+            // SAFETY: `f` is cuMemGetInfo_v2 of the simulator or of libvgpu, both open for
+            // the whole run, given two live out-pointers.
             b.iter(|| unsafe {
                 let (mut free, mut total) = (0usize, 0usize);
                 f(&mut free, &mut total)

@@ -54,6 +54,8 @@ macro_rules! define_driver_surface {
         /// The CUDA driver API contract of this entry point.
         #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> CUresult {
+            // SAFETY: our caller accepted this entry point's CUDA contract (`# Safety` above), the
+            // one `hooks::$name` requires; arguments go through unchanged.
             crate::ffi::guard_cu(|| unsafe { crate::hooks::$name($($arg),*) })
         }
     };
@@ -67,6 +69,8 @@ macro_rules! define_driver_surface {
             crate::ffi::guard_cu(|| {
                 let real = crate::hooks::real_or_return!($name);
                 crate::throttle::before_launch();
+                // SAFETY: `real` is the real driver's function of this very row (`REAL` holds
+                // nothing else), called with the caller's arguments under the contract it accepted.
                 unsafe { real($($arg),*) }
             })
         }

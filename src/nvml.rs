@@ -62,6 +62,8 @@ macro_rules! define_nvml_surface {
         /// The NVML contract of this entry point.
         #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> nvmlReturn_t {
+            // SAFETY: our caller accepted this entry point's NVML contract (`# Safety` above), the
+            // one `hooks::nvml::$name` requires; arguments go through unchanged.
             crate::ffi::guard(NVML_ERROR_UNKNOWN, || unsafe { crate::hooks::nvml::$name($($arg),*) })
         }
     };
@@ -178,8 +180,9 @@ impl NvmlProbe {
             .map(|i| {
                 let mut buf = [0 as c_char; 96];
                 match self.device(i) {
-                    // SAFETY: buffer and its length.
                     Some(d)
+                        // SAFETY: `get_uuid` is the real nvmlDeviceGetUUID, `d` a handle it
+                        // gave us, and it writes at most `buf.len()` bytes into `buf`.
                         if unsafe { (self.get_uuid)(d, buf.as_mut_ptr(), buf.len() as c_uint) }
                             == NVML_SUCCESS =>
                     {

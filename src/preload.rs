@@ -54,6 +54,8 @@ pub unsafe fn real_dlsym(handle: *mut c_void, name: &CStr) -> *mut c_void {
     }
     // SAFETY: f is glibc's dlsym.
     let f: DlsymFn = unsafe { std::mem::transmute::<usize, DlsymFn>(f) };
+    // SAFETY: `f` is glibc's dlsym; our caller guarantees `handle` is a (pseudo-)handle, and `name`
+    // is a `&CStr`, so NUL-terminated.
     unsafe { f(handle, name.as_ptr()) }
 }
 
@@ -118,6 +120,7 @@ unsafe extern "C" fn decide(handle: *mut c_void, name: *const c_char) -> *mut c_
 
 /// Whether `addr` is inside a library of `family` (by the file name `dladdr` reports).
 fn symbol_lives_in(addr: *mut c_void, family: Family) -> bool {
+    // SAFETY: `Dl_info` is plain C data (pointers and integers): all-zero is a valid value of it.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     // SAFETY: dladdr only reads the loader's tables.
     if unsafe { libc::dladdr(addr, &mut info) } == 0 || info.dli_fname.is_null() {

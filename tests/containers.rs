@@ -38,8 +38,8 @@ fn containers_possible(sim: &SimEnv) -> bool {
 
 fn mkfifo(p: &Path) {
     let c = CString::new(p.as_os_str().as_bytes()).unwrap();
-    // SAFETY: mkfifo on a NUL-terminated path.
     assert_eq!(
+        // SAFETY: mkfifo on a NUL-terminated path (`c` outlives the call).
         unsafe { libc::mkfifo(c.as_ptr(), 0o666) },
         0,
         "mkfifo {p:?}"

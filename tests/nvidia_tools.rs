@@ -639,8 +639,8 @@ fn containers_possible(sim: &SimEnv) -> bool {
 fn mkfifo(p: &std::path::Path) {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-    // SAFETY: mkfifo on a NUL-terminated path.
     assert_eq!(
+        // SAFETY: mkfifo on a NUL-terminated path (`c` outlives the call).
         unsafe { libc::mkfifo(c.as_ptr(), 0o666) },
         0,
         "mkfifo {p:?}"

@@ -65,9 +65,11 @@ impl Lib {
     }
 
     pub fn sym<T: Copy>(&self, name: &CStr) -> T {
-        // SAFETY: T is the function-pointer type of `name`.
+        // SAFETY: `self.0` is a handle dlopen returned (never closed) and `name` a C string.
         let p = unsafe { libc::dlsym(self.0, name.as_ptr()) };
         assert!(!p.is_null(), "missing {name:?}");
+        // SAFETY: `p` is a non-null symbol address and the caller names as `T` the
+        // function-pointer type of `name` (pointer-sized, so the copy reads all of `p`).
         unsafe { std::mem::transmute_copy::<*mut c_void, T>(&p) }
     }
 }
@@ -94,8 +96,8 @@ impl Setup {
             libc::RTLD_NOW | libc::RTLD_GLOBAL,
         );
         let vgpu = Lib::open(&dir.join("libvgpu.so"), libc::RTLD_NOW | libc::RTLD_LOCAL);
-        // SAFETY: plain driver calls with valid out-pointers.
         let mut ctx: CUcontext = std::ptr::null_mut();
+        // SAFETY: plain driver calls with valid out-pointers.
         let func = unsafe {
             ck(sim.sym::<pfn::cuInit>(c"cuInit")(0), "cuInit");
             let retain = vgpu.sym::<pfn::cuDevicePrimaryCtxRetain>(c"cuDevicePrimaryCtxRetain");

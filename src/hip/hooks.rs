@@ -375,6 +375,9 @@ pub unsafe fn hipMallocArray(
     }
     // SAFETY: non-null, the caller's descriptor.
     let bytes = array_element_bytes(unsafe { &*desc }, width, height);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row; `read_ptr` skips
+    // a null `array`, else reads the caller's out-pointer (an `hipArray_t`, pointer-sized), valid
+    // by the HIP contract this hook requires.
     hip_charged("hipMallocArray", None, bytes, AllocKind::Array, || unsafe {
         let rc = real(array, desc, width, height, flags);
         (rc, read_ptr(array.cast()))

@@ -303,6 +303,9 @@ unsafe fn ctx_create(
 
 pub unsafe fn cuCtxCreate_v2(pctx: *mut CUcontext, flags: c_uint, dev: CUdevice) -> CUresult {
     let real = real_or_return!(cuCtxCreate_v2);
+    // SAFETY: `pctx` is the caller's out-pointer (null or valid for writes by its CUDA contract),
+    // which `ctx_create` needs; the closure calls the real driver function of this row with the
+    // caller's arguments under that contract.
     unsafe { ctx_create(pctx, dev, || real(pctx, flags, dev)) }
 }
 
@@ -314,6 +317,9 @@ pub unsafe fn cuCtxCreate_v3(
     dev: CUdevice,
 ) -> CUresult {
     let real = real_or_return!(cuCtxCreate_v3);
+    // SAFETY: `pctx` is the caller's out-pointer (null or valid for writes by its CUDA contract),
+    // which `ctx_create` needs; the closure calls the real driver function of this row with the
+    // caller's arguments under that contract.
     unsafe { ctx_create(pctx, dev, || real(pctx, params, n, flags, dev)) }
 }
 
@@ -324,11 +330,16 @@ pub unsafe fn cuCtxCreate_v4(
     dev: CUdevice,
 ) -> CUresult {
     let real = real_or_return!(cuCtxCreate_v4);
+    // SAFETY: `pctx` is the caller's out-pointer (null or valid for writes by its CUDA contract),
+    // which `ctx_create` needs; the closure calls the real driver function of this row with the
+    // caller's arguments under that contract.
     unsafe { ctx_create(pctx, dev, || real(pctx, params, flags, dev)) }
 }
 
 pub unsafe fn cuCtxDestroy_v2(ctx: CUcontext) -> CUresult {
     let real = real_or_return!(cuCtxDestroy_v2);
+    // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
+    // under the CUDA contract this hook itself requires.
     let rc = unsafe { real(ctx) };
     if rc == CUDA_SUCCESS {
         // The driver freed everything the context owned.
@@ -344,11 +355,15 @@ pub unsafe fn cuDevicePrimaryCtxRetain(pctx: *mut CUcontext, dev: CUdevice) -> C
     let real = real_or_return!(cuDevicePrimaryCtxRetain);
     let rt = rt();
     let Some(device) = rt.container_index(dev) else {
+        // SAFETY: `real` is the real driver function of this row, called with our caller's
+        // arguments under the CUDA contract this hook itself requires.
         return unsafe { real(pctx, dev) };
     };
     let _serial = serial();
     if rt.primary_refs[device].load(Ordering::Acquire) > 0 {
         // A live primary context: already charged.
+        // SAFETY: `real` is the real driver function of this row, called with our caller's
+        // arguments under the CUDA contract this hook itself requires.
         let rc = unsafe { real(pctx, dev) };
         if rc == CUDA_SUCCESS {
             rt.primary_refs[device].fetch_add(1, Ordering::AcqRel);
@@ -463,11 +478,15 @@ unsafe fn primary_release(rc_of: impl FnOnce() -> CUresult, dev: CUdevice) -> CU
 
 pub unsafe fn cuDevicePrimaryCtxRelease(dev: CUdevice) -> CUresult {
     let real = real_or_return!(cuDevicePrimaryCtxRelease);
+    // SAFETY: `primary_release` only calls the closure, which calls the real driver function of
+    // this row with our caller's device (a plain value).
     unsafe { primary_release(|| real(dev), dev) }
 }
 
 pub unsafe fn cuDevicePrimaryCtxRelease_v2(dev: CUdevice) -> CUresult {
     let real = real_or_return!(cuDevicePrimaryCtxRelease_v2);
+    // SAFETY: `primary_release` only calls the closure, which calls the real driver function of
+    // this row with our caller's device (a plain value).
     unsafe { primary_release(|| real(dev), dev) }
 }
 
@@ -482,11 +501,15 @@ unsafe fn primary_reset(rc_of: impl FnOnce() -> CUresult, dev: CUdevice) -> CUre
 
 pub unsafe fn cuDevicePrimaryCtxReset(dev: CUdevice) -> CUresult {
     let real = real_or_return!(cuDevicePrimaryCtxReset);
+    // SAFETY: `primary_reset` only calls the closure, which calls the real driver function of this
+    // row with our caller's device (a plain value).
     unsafe { primary_reset(|| real(dev), dev) }
 }
 
 pub unsafe fn cuDevicePrimaryCtxReset_v2(dev: CUdevice) -> CUresult {
     let real = real_or_return!(cuDevicePrimaryCtxReset_v2);
+    // SAFETY: `primary_reset` only calls the closure, which calls the real driver function of this
+    // row with our caller's device (a plain value).
     unsafe { primary_reset(|| real(dev), dev) }
 }
 
@@ -529,11 +552,17 @@ unsafe fn module_load(module: *mut CUmodule, real: impl FnOnce() -> CUresult) ->
 
 pub unsafe fn cuModuleLoad(module: *mut CUmodule, fname: *const c_char) -> CUresult {
     let real = real_or_return!(cuModuleLoad);
+    // SAFETY: `module` is the caller's out-pointer (null or valid for writes by its CUDA contract),
+    // which `module_load` needs; the closure calls the real driver function of this row with the
+    // caller's arguments under that contract.
     unsafe { module_load(module, || real(module, fname)) }
 }
 
 pub unsafe fn cuModuleLoadData(module: *mut CUmodule, image: *const c_void) -> CUresult {
     let real = real_or_return!(cuModuleLoadData);
+    // SAFETY: `module` is the caller's out-pointer (null or valid for writes by its CUDA contract),
+    // which `module_load` needs; the closure calls the real driver function of this row with the
+    // caller's arguments under that contract.
     unsafe { module_load(module, || real(module, image)) }
 }
 
@@ -545,16 +574,24 @@ pub unsafe fn cuModuleLoadDataEx(
     values: *mut *mut c_void,
 ) -> CUresult {
     let real = real_or_return!(cuModuleLoadDataEx);
+    // SAFETY: `module` is the caller's out-pointer (null or valid for writes by its CUDA contract),
+    // which `module_load` needs; the closure calls the real driver function of this row with the
+    // caller's arguments under that contract.
     unsafe { module_load(module, || real(module, image, n, options, values)) }
 }
 
 pub unsafe fn cuModuleLoadFatBinary(module: *mut CUmodule, fat: *const c_void) -> CUresult {
     let real = real_or_return!(cuModuleLoadFatBinary);
+    // SAFETY: `module` is the caller's out-pointer (null or valid for writes by its CUDA contract),
+    // which `module_load` needs; the closure calls the real driver function of this row with the
+    // caller's arguments under that contract.
     unsafe { module_load(module, || real(module, fat)) }
 }
 
 pub unsafe fn cuModuleUnload(module: CUmodule) -> CUresult {
     let real = real_or_return!(cuModuleUnload);
+    // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
+    // under the CUDA contract this hook itself requires.
     let rc = unsafe { real(module) };
     if rc == CUDA_SUCCESS {
         rt().ledger.release(AllocKind::Module, module as u64);

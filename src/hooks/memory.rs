@@ -144,6 +144,9 @@ unsafe fn read<T: Copy + Default>(p: *const T) -> T {
 
 pub unsafe fn cuMemAlloc_v2(dptr: *mut CUdeviceptr, bytesize: usize) -> CUresult {
     let real = real_or_return!(cuMemAlloc_v2);
+    // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
+    // under the CUDA contract this hook itself requires; `read` skips a null out-pointer, else
+    // reads the caller's out-pointer, valid for a write by that contract.
     charged("cuMemAlloc", bytesize as u64, AllocKind::Data, || unsafe {
         (real(dptr, bytesize), read(dptr))
     })
@@ -165,8 +168,13 @@ pub unsafe fn cuMemAllocPitch_v2(
         "cuMemAllocPitch",
         estimate,
         AllocKind::Data,
+        // SAFETY: `real` is the real driver function of this row, called with our caller's
+        // arguments under the CUDA contract this hook itself requires; `read` skips a null
+        // out-pointer, else reads the caller's out-pointer, valid for a write by that contract.
         || unsafe { (real(dptr, pitch, width, height, elem), read(dptr)) },
         // What the driver really took: its pitch times the rows.
+        // SAFETY: `read` skips a null `pitch`, else reads the caller's out-pointer, which the
+        // driver filled (this runs after its success).
         |_, _| Some(unsafe { read(pitch) } as u64 * height as u64),
         |ptr| {
             if let Some(free) = crate::driver::real::cuMemFree_v2() {
@@ -187,12 +195,17 @@ pub unsafe fn cuMemAllocManaged(
         "cuMemAllocManaged",
         bytesize as u64,
         AllocKind::Data,
+        // SAFETY: `real` is the real driver function of this row, called with our caller's
+        // arguments under the CUDA contract this hook itself requires; `read` skips a null
+        // out-pointer, else reads the caller's out-pointer, valid for a write by that contract.
         || unsafe { (real(dptr, bytesize, flags), read(dptr)) },
     )
 }
 
 pub unsafe fn cuMemFree_v2(dptr: CUdeviceptr) -> CUresult {
     let real = real_or_return!(cuMemFree_v2);
+    // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
+    // under the CUDA contract this hook itself requires.
     credited(AllocKind::Data, dptr, || unsafe { real(dptr) })
 }
 
@@ -208,6 +221,9 @@ pub unsafe fn cuMemAllocAsync(
         "cuMemAllocAsync",
         bytesize as u64,
         AllocKind::Data,
+        // SAFETY: `real` is the real driver function of this row, called with our caller's
+        // arguments under the CUDA contract this hook itself requires; `read` skips a null
+        // out-pointer, else reads the caller's out-pointer, valid for a write by that contract.
         || unsafe { (real(dptr, bytesize, stream), read(dptr)) },
     )
 }
@@ -222,6 +238,9 @@ pub unsafe fn cuMemAllocAsync_ptsz(
         "cuMemAllocAsync",
         bytesize as u64,
         AllocKind::Data,
+        // SAFETY: `real` is the real driver function of this row, called with our caller's
+        // arguments under the CUDA contract this hook itself requires; `read` skips a null
+        // out-pointer, else reads the caller's out-pointer, valid for a write by that contract.
         || unsafe { (real(dptr, bytesize, stream), read(dptr)) },
     )
 }
@@ -237,6 +256,9 @@ pub unsafe fn cuMemAllocFromPoolAsync(
         "cuMemAllocFromPoolAsync",
         bytesize as u64,
         AllocKind::Data,
+        // SAFETY: `real` is the real driver function of this row, called with our caller's
+        // arguments under the CUDA contract this hook itself requires; `read` skips a null
+        // out-pointer, else reads the caller's out-pointer, valid for a write by that contract.
         || unsafe { (real(dptr, bytesize, pool, stream), read(dptr)) },
     )
 }
@@ -252,17 +274,24 @@ pub unsafe fn cuMemAllocFromPoolAsync_ptsz(
         "cuMemAllocFromPoolAsync",
         bytesize as u64,
         AllocKind::Data,
+        // SAFETY: `real` is the real driver function of this row, called with our caller's
+        // arguments under the CUDA contract this hook itself requires; `read` skips a null
+        // out-pointer, else reads the caller's out-pointer, valid for a write by that contract.
         || unsafe { (real(dptr, bytesize, pool, stream), read(dptr)) },
     )
 }
 
 pub unsafe fn cuMemFreeAsync(dptr: CUdeviceptr, stream: CUstream) -> CUresult {
     let real = real_or_return!(cuMemFreeAsync);
+    // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
+    // under the CUDA contract this hook itself requires.
     credited(AllocKind::Data, dptr, || unsafe { real(dptr, stream) })
 }
 
 pub unsafe fn cuMemFreeAsync_ptsz(dptr: CUdeviceptr, stream: CUstream) -> CUresult {
     let real = real_or_return!(cuMemFreeAsync_ptsz);
+    // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
+    // under the CUDA contract this hook itself requires.
     credited(AllocKind::Data, dptr, || unsafe { real(dptr, stream) })
 }
 
@@ -311,14 +340,22 @@ pub unsafe fn cuArrayCreate_v2(
 ) -> CUresult {
     let real = real_or_return!(cuArrayCreate_v2);
     if desc.is_null() {
+        // SAFETY: `real` is the real driver function of this row, called with our caller's
+        // arguments under the CUDA contract this hook itself requires (the driver itself answers a
+        // null descriptor).
         return unsafe { real(handle, desc) };
     }
+    // SAFETY: `desc` is non-null (checked above) and the caller's contract makes it point to a
+    // valid descriptor for the call.
     let d = unsafe { &*desc };
     let estimate = array_footprint(d.Width, d.Height, 1, d.Format, d.NumChannels);
     charged_sized(
         "cuArrayCreate",
         estimate,
         AllocKind::Array,
+        // SAFETY: `real` is the real driver function of this row, called with our caller's
+        // arguments under the CUDA contract this hook itself requires; `read` skips a null
+        // out-pointer, else reads the caller's out-pointer, valid for a write by that contract.
         || unsafe { (real(handle, desc), read(handle) as u64) },
         |array, ordinal| array_size(array, ordinal, false),
         destroy_array,
@@ -331,14 +368,22 @@ pub unsafe fn cuArray3DCreate_v2(
 ) -> CUresult {
     let real = real_or_return!(cuArray3DCreate_v2);
     if desc.is_null() {
+        // SAFETY: `real` is the real driver function of this row, called with our caller's
+        // arguments under the CUDA contract this hook itself requires (the driver itself answers a
+        // null descriptor).
         return unsafe { real(handle, desc) };
     }
+    // SAFETY: `desc` is non-null (checked above) and the caller's contract makes it point to a
+    // valid descriptor for the call.
     let d = unsafe { &*desc };
     let estimate = array_footprint(d.Width, d.Height, d.Depth, d.Format, d.NumChannels);
     charged_sized(
         "cuArray3DCreate",
         estimate,
         AllocKind::Array,
+        // SAFETY: `real` is the real driver function of this row, called with our caller's
+        // arguments under the CUDA contract this hook itself requires; `read` skips a null
+        // out-pointer, else reads the caller's out-pointer, valid for a write by that contract.
         || unsafe { (real(handle, desc), read(handle) as u64) },
         |array, ordinal| array_size(array, ordinal, false),
         destroy_array,
@@ -354,6 +399,8 @@ fn destroy_array(array: u64) {
 
 pub unsafe fn cuArrayDestroy(array: CUarray) -> CUresult {
     let real = real_or_return!(cuArrayDestroy);
+    // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
+    // under the CUDA contract this hook itself requires.
     credited(AllocKind::Array, array as u64, || unsafe { real(array) })
 }
 
@@ -364,13 +411,21 @@ pub unsafe fn cuMipmappedArrayCreate(
 ) -> CUresult {
     let real = real_or_return!(cuMipmappedArrayCreate);
     if desc.is_null() {
+        // SAFETY: `real` is the real driver function of this row, called with our caller's
+        // arguments under the CUDA contract this hook itself requires (the driver itself answers a
+        // null descriptor).
         return unsafe { real(handle, desc, levels) };
     }
+    // SAFETY: `desc` is non-null (checked above) and the caller's contract makes it point to a
+    // valid descriptor for the call.
     let estimate = mipmapped_footprint(unsafe { &*desc }, levels);
     charged_sized(
         "cuMipmappedArrayCreate",
         estimate,
         AllocKind::Array,
+        // SAFETY: `real` is the real driver function of this row, called with our caller's
+        // arguments under the CUDA contract this hook itself requires; `read` skips a null
+        // out-pointer, else reads the caller's out-pointer, valid for a write by that contract.
         || unsafe { (real(handle, desc, levels), read(handle) as u64) },
         |array, ordinal| array_size(array, ordinal, true),
         |array| {
@@ -384,6 +439,8 @@ pub unsafe fn cuMipmappedArrayCreate(
 
 pub unsafe fn cuMipmappedArrayDestroy(array: CUmipmappedArray) -> CUresult {
     let real = real_or_return!(cuMipmappedArrayDestroy);
+    // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
+    // under the CUDA contract this hook itself requires.
     credited(AllocKind::Array, array as u64, || unsafe { real(array) })
 }
 
@@ -400,6 +457,8 @@ pub unsafe fn cuMemCreate(
     let real = real_or_return!(cuMemCreate);
     let rt = rt();
     let device = (!prop.is_null() && !rt.config.control_disabled)
+        // SAFETY: only reached for a non-null `prop` (the `then` condition), which the caller's
+        // contract makes point to a valid allocation property.
         .then(|| unsafe { &*prop })
         .filter(|p| p.location.type_ == CU_MEM_LOCATION_TYPE_DEVICE)
         .and_then(|p| rt.container_index(p.location.id));
@@ -410,14 +469,21 @@ pub unsafe fn cuMemCreate(
             0,
             size as u64,
             AllocKind::Vmm,
+            // SAFETY: `real` is the real driver function of this row, called with our caller's
+            // arguments under the CUDA contract this hook itself requires; `read` skips a null
+            // out-pointer, else reads the caller's out-pointer, valid for a write by that contract.
             || unsafe { (real(handle, size, prop, flags), read(handle)) },
         ),
+        // SAFETY: `real` is the real driver function of this row, called with our caller's
+        // arguments under the CUDA contract this hook itself requires.
         None => unsafe { real(handle, size, prop, flags) },
     }
 }
 
 pub unsafe fn cuMemRelease(handle: CUmemGenericAllocationHandle) -> CUresult {
     let real = real_or_return!(cuMemRelease);
+    // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
+    // under the CUDA contract this hook itself requires.
     credited(AllocKind::Vmm, handle, || unsafe { real(handle) })
 }
 
@@ -437,6 +503,8 @@ pub unsafe fn cuGraphAddMemAllocNode(
     let real = real_or_return!(cuGraphAddMemAllocNode);
     let rt = rt();
     let device = (!params.is_null() && !rt.config.control_disabled)
+        // SAFETY: only reached for a non-null `params` (the `then` condition), which the caller's
+        // contract makes point to valid node parameters.
         .then(|| unsafe { &*params })
         .filter(|p| p.poolProps.location.type_ == CU_MEM_LOCATION_TYPE_DEVICE)
         .and_then(|p| {
@@ -452,14 +520,21 @@ pub unsafe fn cuGraphAddMemAllocNode(
             graph as u64,
             bytes,
             AllocKind::Data,
+            // SAFETY: `real` is the real driver function of this row, called with our caller's
+            // arguments under the CUDA contract this hook itself requires; `params` is non-null on
+            // this arm (`device` is `Some` only then) and the driver writes `dptr` into it.
             || unsafe { (real(node, graph, deps, ndeps, params), (*params).dptr) },
         ),
+        // SAFETY: `real` is the real driver function of this row, called with our caller's
+        // arguments under the CUDA contract this hook itself requires.
         None => unsafe { real(node, graph, deps, ndeps, params) },
     }
 }
 
 pub unsafe fn cuGraphDestroy(graph: CUgraph) -> CUresult {
     let real = real_or_return!(cuGraphDestroy);
+    // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
+    // under the CUDA contract this hook itself requires.
     let rc = unsafe { real(graph) };
     if rc == CUDA_SUCCESS {
         rt().ledger.release_owned_by(graph as u64);
@@ -481,6 +556,8 @@ pub(crate) fn visible_total(limit: u64, physical_total: u64) -> u64 {
 
 pub unsafe fn cuMemGetInfo_v2(free: *mut usize, total: *mut usize) -> CUresult {
     let real = real_or_return!(cuMemGetInfo_v2);
+    // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
+    // under the CUDA contract this hook itself requires.
     let rc = unsafe { real(free, total) };
     if rc != CUDA_SUCCESS || free.is_null() || total.is_null() {
         return rc;
@@ -505,6 +582,8 @@ pub unsafe fn cuMemGetInfo_v2(free: *mut usize, total: *mut usize) -> CUresult {
 
 pub unsafe fn cuDeviceTotalMem_v2(bytes: *mut usize, dev: CUdevice) -> CUresult {
     let real = real_or_return!(cuDeviceTotalMem_v2);
+    // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
+    // under the CUDA contract this hook itself requires.
     let rc = unsafe { real(bytes, dev) };
     if rc != CUDA_SUCCESS || bytes.is_null() {
         return rc;

@@ -198,6 +198,8 @@ fn current_placement_slow(mut cur: Current, epoch: u64) -> Option<Placement> {
 
 pub unsafe fn cuCtxSetCurrent(ctx: CUcontext) -> CUresult {
     let real = real_or_return!(cuCtxSetCurrent);
+    // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
+    // under the CUDA contract this hook itself requires.
     let rc = unsafe { real(ctx) };
     if rc == CUDA_SUCCESS {
         // NULL pops (when a stack exists): what is current then is the driver's to say.
@@ -208,6 +210,8 @@ pub unsafe fn cuCtxSetCurrent(ctx: CUcontext) -> CUresult {
 
 pub unsafe fn cuCtxPushCurrent_v2(ctx: CUcontext) -> CUresult {
     let real = real_or_return!(cuCtxPushCurrent_v2);
+    // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
+    // under the CUDA contract this hook itself requires.
     let rc = unsafe { real(ctx) };
     if rc == CUDA_SUCCESS {
         current_is(ctx);
@@ -229,6 +233,8 @@ unsafe fn created(rc: CUresult, pctx: *mut CUcontext) -> CUresult {
 }
 
 pub unsafe fn cuCtxCreate_v2(pctx: *mut CUcontext, flags: c_uint, dev: CUdevice) -> CUresult {
+    // SAFETY: `context::cuCtxCreate_v2` takes the same CUDA contract our caller accepted; `created`
+    // only reads `pctx` when non-null and the call succeeded, when the driver has filled it.
     unsafe { created(context::cuCtxCreate_v2(pctx, flags, dev), pctx) }
 }
 
@@ -239,6 +245,8 @@ pub unsafe fn cuCtxCreate_v3(
     flags: c_uint,
     dev: CUdevice,
 ) -> CUresult {
+    // SAFETY: `context::cuCtxCreate_v3` takes the same CUDA contract our caller accepted; `created`
+    // only reads `pctx` when non-null and the call succeeded, when the driver has filled it.
     unsafe { created(context::cuCtxCreate_v3(pctx, params, n, flags, dev), pctx) }
 }
 
@@ -248,11 +256,15 @@ pub unsafe fn cuCtxCreate_v4(
     flags: c_uint,
     dev: CUdevice,
 ) -> CUresult {
+    // SAFETY: `context::cuCtxCreate_v4` takes the same CUDA contract our caller accepted; `created`
+    // only reads `pctx` when non-null and the call succeeded, when the driver has filled it.
     unsafe { created(context::cuCtxCreate_v4(pctx, params, flags, dev), pctx) }
 }
 
 pub unsafe fn cuCtxPopCurrent_v2(pctx: *mut CUcontext) -> CUresult {
     let real = real_or_return!(cuCtxPopCurrent_v2);
+    // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
+    // under the CUDA contract this hook itself requires.
     let rc = unsafe { real(pctx) };
     if rc == CUDA_SUCCESS {
         current_unknown();

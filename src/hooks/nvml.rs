@@ -63,11 +63,17 @@ unsafe fn visible_count(rc: nvmlReturn_t, count: *mut c_uint) -> nvmlReturn_t {
 
 pub unsafe fn nvmlDeviceGetCount(count: *mut c_uint) -> nvmlReturn_t {
     let f = real_or_uninitialized!(nvmlDeviceGetCount);
+    // SAFETY: `f` is the real NVML function of this row, called with our caller's arguments under
+    // the NVML contract this hook itself requires; `visible_count` writes `*count` only after
+    // NVML's success and when non-null, the caller's out-pointer.
     unsafe { visible_count(f(count), count) }
 }
 
 pub unsafe fn nvmlDeviceGetCount_v2(count: *mut c_uint) -> nvmlReturn_t {
     let f = real_or_uninitialized!(nvmlDeviceGetCount_v2);
+    // SAFETY: `f` is the real NVML function of this row, called with our caller's arguments under
+    // the NVML contract this hook itself requires; `visible_count` writes `*count` only after
+    // NVML's success and when non-null, the caller's out-pointer.
     unsafe { visible_count(f(count), count) }
 }
 
@@ -82,6 +88,9 @@ fn nvml_index_of(index: c_uint) -> Result<c_uint, ()> {
 pub unsafe fn nvmlDeviceGetHandleByIndex(index: c_uint, device: *mut nvmlDevice_t) -> nvmlReturn_t {
     let f = real_or_uninitialized!(nvmlDeviceGetHandleByIndex);
     match nvml_index_of(index) {
+        // SAFETY: `f` is the real NVML function of this row, called with our caller's arguments
+        // under the NVML contract this hook itself requires (only the index is remapped, to one
+        // NVML itself enumerated).
         Ok(i) => unsafe { f(i, device) },
         Err(()) => NVML_ERROR_INVALID_ARGUMENT,
     }
@@ -93,6 +102,9 @@ pub unsafe fn nvmlDeviceGetHandleByIndex_v2(
 ) -> nvmlReturn_t {
     let f = real_or_uninitialized!(nvmlDeviceGetHandleByIndex_v2);
     match nvml_index_of(index) {
+        // SAFETY: `f` is the real NVML function of this row, called with our caller's arguments
+        // under the NVML contract this hook itself requires (only the index is remapped, to one
+        // NVML itself enumerated).
         Ok(i) => unsafe { f(i, device) },
         Err(()) => NVML_ERROR_INVALID_ARGUMENT,
     }
@@ -100,12 +112,16 @@ pub unsafe fn nvmlDeviceGetHandleByIndex_v2(
 
 pub unsafe fn nvmlDeviceGetIndex(device: nvmlDevice_t, index: *mut c_uint) -> nvmlReturn_t {
     let f = real_or_uninitialized!(nvmlDeviceGetIndex);
+    // SAFETY: `f` is the real NVML function of this row, called with our caller's arguments under
+    // the NVML contract this hook itself requires.
     let rc = unsafe { f(device, index) };
     if rc == NVML_SUCCESS && !index.is_null() {
         if let Some(map) = visible_nvml_indices() {
             // SAFETY: filled by NVML on success.
             let real_index = unsafe { *index } as usize;
             match map.iter().position(|&i| i == real_index) {
+                // SAFETY: `index` is non-null (checked above), the caller's out-pointer, which NVML
+                // just filled.
                 Some(visible) => unsafe { *index = visible as c_uint },
                 // A device hidden by CUDA_VISIBLE_DEVICES (reached by UUID or PCI id).
                 None => return NVML_ERROR_NOT_FOUND,
@@ -153,6 +169,8 @@ pub unsafe fn nvmlDeviceGetMemoryInfo(
     memory: *mut nvmlMemory_t,
 ) -> nvmlReturn_t {
     let f = real_or_uninitialized!(nvmlDeviceGetMemoryInfo);
+    // SAFETY: `f` is the real NVML function of this row, called with our caller's arguments under
+    // the NVML contract this hook itself requires.
     let rc = unsafe { f(device, memory) };
     if rc != NVML_SUCCESS || memory.is_null() {
         return rc;
@@ -170,6 +188,8 @@ pub unsafe fn nvmlDeviceGetMemoryInfo_v2(
     memory: *mut nvmlMemory_v2_t,
 ) -> nvmlReturn_t {
     let f = real_or_uninitialized!(nvmlDeviceGetMemoryInfo_v2);
+    // SAFETY: `f` is the real NVML function of this row, called with our caller's arguments under
+    // the NVML contract this hook itself requires.
     let rc = unsafe { f(device, memory) };
     if rc != NVML_SUCCESS || memory.is_null() {
         return rc;
@@ -219,6 +239,8 @@ unsafe fn container_processes<T: ProcessEntry>(
     real: unsafe extern "C" fn(nvmlDevice_t, *mut c_uint, *mut T) -> nvmlReturn_t,
 ) -> nvmlReturn_t {
     let Some((dev, _, _)) = container_view(device) else {
+        // SAFETY: `real` is the real NVML process-list function for entries of type `T` (our
+        // callers' promise), given the caller's own arguments unchanged.
         return unsafe { real(device, count, infos) };
     };
     if count.is_null() {
@@ -226,6 +248,8 @@ unsafe fn container_processes<T: ProcessEntry>(
     }
     let mut all = vec![T::default(); MAX_LISTED];
     let mut n = MAX_LISTED as c_uint;
+    // SAFETY: `real` is the real NVML process-list function for entries of type `T`; `all` holds
+    // `n` = MAX_LISTED entries, the room we declare.
     let rc = unsafe { real(device, &mut n, all.as_mut_ptr()) };
     if rc != NVML_SUCCESS {
         return rc;
@@ -261,6 +285,9 @@ pub unsafe fn nvmlDeviceGetComputeRunningProcesses(
     infos: *mut nvmlProcessInfo_v1_t,
 ) -> nvmlReturn_t {
     let f = real_or_uninitialized!(nvmlDeviceGetComputeRunningProcesses);
+    // SAFETY: `f` is the real NVML process-list function whose entries are `T`;
+    // `container_processes` reads `*count` only when non-null and writes at most that many entries
+    // to `infos`, the caller's buffer by its NVML contract.
     unsafe { container_processes(device, count, infos, f) }
 }
 
@@ -270,6 +297,9 @@ pub unsafe fn nvmlDeviceGetComputeRunningProcesses_v2(
     infos: *mut nvmlProcessInfo_v2_t,
 ) -> nvmlReturn_t {
     let f = real_or_uninitialized!(nvmlDeviceGetComputeRunningProcesses_v2);
+    // SAFETY: `f` is the real NVML process-list function whose entries are `T`;
+    // `container_processes` reads `*count` only when non-null and writes at most that many entries
+    // to `infos`, the caller's buffer by its NVML contract.
     unsafe { container_processes(device, count, infos, f) }
 }
 
@@ -279,6 +309,9 @@ pub unsafe fn nvmlDeviceGetComputeRunningProcesses_v3(
     infos: *mut nvmlProcessInfo_v2_t,
 ) -> nvmlReturn_t {
     let f = real_or_uninitialized!(nvmlDeviceGetComputeRunningProcesses_v3);
+    // SAFETY: `f` is the real NVML process-list function whose entries are `T`;
+    // `container_processes` reads `*count` only when non-null and writes at most that many entries
+    // to `infos`, the caller's buffer by its NVML contract.
     unsafe { container_processes(device, count, infos, f) }
 }
 
@@ -309,6 +342,8 @@ pub unsafe fn nvmlInternalGetExportTable(
     }
     // SAFETY: the real NVML's function of that name.
     let f: cuda_headers::pfn::nvmlInternalGetExportTable = unsafe { std::mem::transmute(real) };
+    // SAFETY: `f` is the real NVML's nvmlInternalGetExportTable (looked up by that name), called
+    // with our caller's arguments under the contract this hook requires.
     let rc = unsafe { f(table, guid) };
     if rc != NVML_SUCCESS || table.is_null() || guid.is_null() {
         return rc;
@@ -432,10 +467,11 @@ unsafe extern "C" fn process_list_slot<const K: usize>(
     // SAFETY: installed before the table was handed out; the real slot function.
     let f: SlotFn = unsafe { std::mem::transmute::<usize, SlotFn>(original) };
     let count = a1 as *mut c_uint;
-    // SAFETY: the caller's count (room), when given.
     let room = if count.is_null() {
         0
     } else {
+        // SAFETY: `count` is non-null (checked just above), the caller's own count pointer in its
+        // first register argument.
         unsafe { *count }
     };
     // SAFETY: the real slot function with the caller's own register arguments.

@@ -13,6 +13,8 @@ unsafe fn substitute(symbol: *const c_char, pfn: *mut *mut c_void, version: c_in
     }
     // SAFETY: the driver accepted `symbol` as a C string and wrote `*pfn`.
     let name = unsafe { CStr::from_ptr(symbol) }.to_bytes();
+    // SAFETY: `pfn` is non-null (checked above), the caller's out-pointer, which the driver just
+    // wrote (the call succeeded).
     unsafe { *pfn = crate::driver::substitute_proc(name, version, flags, *pfn) };
 }
 
@@ -23,8 +25,12 @@ pub unsafe fn cuGetProcAddress(
     flags: u64,
 ) -> CUresult {
     let real = real_or_return!(cuGetProcAddress);
+    // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
+    // under the CUDA contract this hook itself requires.
     let rc = unsafe { real(symbol, pfn, version, flags) };
     if rc == CUDA_SUCCESS {
+        // SAFETY: the driver succeeded, so `symbol` is the caller's C string and `*pfn` is written;
+        // `substitute` checks both for null.
         unsafe { substitute(symbol, pfn, version, flags) };
     }
     rc
@@ -38,8 +44,12 @@ pub unsafe fn cuGetProcAddress_v2(
     status: *mut CUdriverProcAddressQueryResult,
 ) -> CUresult {
     let real = real_or_return!(cuGetProcAddress_v2);
+    // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
+    // under the CUDA contract this hook itself requires.
     let rc = unsafe { real(symbol, pfn, version, flags, status) };
     if rc == CUDA_SUCCESS {
+        // SAFETY: the driver succeeded, so `symbol` is the caller's C string and `*pfn` is written;
+        // `substitute` checks both for null.
         unsafe { substitute(symbol, pfn, version, flags) };
     }
     rc
