@@ -22,19 +22,6 @@ fn capped_machine(limit: &str, policy: &str) -> SimEnv {
         .var("GPU_CORE_UTILIZATION_POLICY", policy)
 }
 
-/// Busy ns of `pid` on device 0 per the simulator's ground truth.
-fn busy_of(sim: &SimEnv, pid: u32) -> u64 {
-    let status = sim.status_json();
-    status
-        .get("processes")
-        .map(|p| p.items().to_vec())
-        .unwrap_or_default()
-        .iter()
-        .find(|p| p.get("pid").and_then(|x| x.as_u64()) == Some(u64::from(pid)))
-        .and_then(|p| p.get("devices")?.items().first()?.get("busy_ns")?.as_u64())
-        .unwrap_or(0)
-}
-
 /// Starts `launch-loop N wait` and returns it once it is ready (region attached, gate set).
 fn spawn_loop(sim: &SimEnv, style: Style, launches: u64) -> Child {
     let mut c = command(sim, style, true);
@@ -42,17 +29,6 @@ fn spawn_loop(sim: &SimEnv, style: Style, launches: u64) -> Child {
     let mut child = Child::spawn(&mut c, Duration::from_secs(60));
     child.wait_for_kv("ready", "1", Duration::from_secs(20));
     child
-}
-
-/// Releases a ready loop and measures its busy share over `seconds` (after `warmup`).
-fn share_over(sim: &SimEnv, child: &mut Child, warmup: f64, seconds: f64) -> f64 {
-    let pid = child.pid();
-    child.send_line("go");
-    std::thread::sleep(Duration::from_secs_f64(warmup));
-    let (b0, t0) = (busy_of(sim, pid), Instant::now());
-    std::thread::sleep(Duration::from_secs_f64(seconds));
-    let (b1, t1) = (busy_of(sim, pid), Instant::now());
-    (b1 - b0) as f64 / (t1 - t0).as_nanos() as f64
 }
 
 #[test]

@@ -6,7 +6,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use testkit::{build_c_client, sim_lib_dir, Child, SimEnv};
@@ -54,19 +54,6 @@ fn in_amdgpu_ns(sim: &SimEnv, program: impl AsRef<std::ffi::OsStr>) -> Command {
     c
 }
 
-/// Busy ns of `pid` on device 0 per the simulator's ground truth.
-fn busy_of(sim: &SimEnv, pid: u32) -> u64 {
-    let status = sim.status_json();
-    status
-        .get("processes")
-        .map(|p| p.items().to_vec())
-        .unwrap_or_default()
-        .iter()
-        .find(|p| p.get("pid").and_then(|x| x.as_u64()) == Some(u64::from(pid)))
-        .and_then(|p| p.get("devices")?.items().first()?.get("busy_ns")?.as_u64())
-        .unwrap_or(0)
-}
-
 /// Starts `hip_cap launch-loop N PATH` and returns it once it is ready.
 fn spawn_loop(sim: &SimEnv, path: &str, launches: u64) -> Child {
     let mut c = in_amdgpu_ns(sim, hip_cap_client());
@@ -75,17 +62,6 @@ fn spawn_loop(sim: &SimEnv, path: &str, launches: u64) -> Child {
     let mut child = Child::spawn(&mut c, Duration::from_secs(60));
     child.wait_for_kv("ready", "1", Duration::from_secs(20));
     child
-}
-
-/// Releases a ready loop and measures its busy share over `seconds` (after `warmup`).
-fn share_over(sim: &SimEnv, child: &mut Child, warmup: f64, seconds: f64) -> f64 {
-    let pid = child.pid();
-    child.send_line("go");
-    std::thread::sleep(Duration::from_secs_f64(warmup));
-    let (b0, t0) = (busy_of(sim, pid), Instant::now());
-    std::thread::sleep(Duration::from_secs_f64(seconds));
-    let (b1, t1) = (busy_of(sim, pid), Instant::now());
-    (b1 - b0) as f64 / (t1 - t0).as_nanos() as f64
 }
 
 #[test]

@@ -5,9 +5,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use testkit::{
-    build_c_client, link_libcuda, require_sim, run_default, target_profile_dir, Kv, Output, SimEnv,
+    build_c_client, link_libcuda, require_sim, run_default, target_profile_dir, Child, Kv, Output,
+    SimEnv,
 };
 
 pub const MIB: u64 = 1 << 20;
@@ -104,4 +106,28 @@ pub fn inspect(sim: &SimEnv) -> testkit::Json {
     let out = run_default(&mut c);
     out.assert_success("vgpuctl inspect");
     testkit::Json::parse(&out.stdout).unwrap_or_else(|e| panic!("bad JSON ({e}):\n{}", out.stdout))
+}
+
+/// Busy ns of `pid` on device 0 per the simulator's ground truth.
+pub fn busy_of(sim: &SimEnv, pid: u32) -> u64 {
+    let status = sim.status_json();
+    status
+        .get("processes")
+        .map(|p| p.items().to_vec())
+        .unwrap_or_default()
+        .iter()
+        .find(|p| p.get("pid").and_then(|x| x.as_u64()) == Some(u64::from(pid)))
+        .and_then(|p| p.get("devices")?.items().first()?.get("busy_ns")?.as_u64())
+        .unwrap_or(0)
+}
+
+/// Releases a ready loop and measures its busy share over `seconds` (after `warmup`).
+pub fn share_over(sim: &SimEnv, child: &mut Child, warmup: f64, seconds: f64) -> f64 {
+    let pid = child.pid();
+    child.send_line("go");
+    std::thread::sleep(Duration::from_secs_f64(warmup));
+    let (b0, t0) = (busy_of(sim, pid), Instant::now());
+    std::thread::sleep(Duration::from_secs_f64(seconds));
+    let (b1, t1) = (busy_of(sim, pid), Instant::now());
+    (b1 - b0) as f64 / (t1 - t0).as_nanos() as f64
 }
