@@ -2116,6 +2116,16 @@ fn stub_launch(stub: *const c_void, grid: dim3, block: dim3, stream: hipStream_t
     enqueue(r, stream, nblocks, None)
 }
 
+/// What an `_spt` entry point passes on: the per-thread default stream where the caller
+/// gave the null (default) stream, the caller's stream otherwise.
+fn per_thread_default(stream: hipStream_t) -> hipStream_t {
+    if stream.is_null() {
+        HIP_STREAM_PER_THREAD as hipStream_t
+    } else {
+        stream
+    }
+}
+
 pub unsafe fn hipLaunchKernel(
     f: *const c_void,
     grid: dim3,
@@ -2135,11 +2145,7 @@ pub unsafe fn hipLaunchKernel_spt(
     shm: usize,
     stream: hipStream_t,
 ) -> hipError_t {
-    let s = if stream.is_null() {
-        HIP_STREAM_PER_THREAD as hipStream_t
-    } else {
-        stream
-    };
+    let s = per_thread_default(stream);
     // SAFETY: delegates to another entry point with this one's arguments and contract.
     unsafe { hipLaunchKernel(f, grid, block, args, shm, s) }
 }
@@ -2188,11 +2194,7 @@ pub unsafe fn hipLaunchCooperativeKernel_spt(
     shm: c_uint,
     stream: hipStream_t,
 ) -> hipError_t {
-    let s = if stream.is_null() {
-        HIP_STREAM_PER_THREAD as hipStream_t
-    } else {
-        stream
-    };
+    let s = per_thread_default(stream);
     // SAFETY: delegates to another entry point with this one's arguments and contract.
     unsafe { hipLaunchCooperativeKernel(f, grid, block, params, shm, s) }
 }
@@ -2433,11 +2435,7 @@ pub unsafe fn hipGraphLaunch(exec: hipGraphExec_t, stream: hipStream_t) -> hipEr
 }
 
 pub unsafe fn hipGraphLaunch_spt(exec: hipGraphExec_t, stream: hipStream_t) -> hipError_t {
-    let s = if stream.is_null() {
-        HIP_STREAM_PER_THREAD as hipStream_t
-    } else {
-        stream
-    };
+    let s = per_thread_default(stream);
     // SAFETY: delegates to another entry point with this one's arguments and contract.
     unsafe { hipGraphLaunch(exec, s) }
 }
