@@ -3,6 +3,7 @@
 //! controller's utilization probe (`probe`). Backends (`crate::cuda`, `crate::nvml`,
 //! `crate::hip`, `crate::amd_smi`) call into it; docs/ARCHITECTURE.md.
 
+pub mod charge;
 pub mod gate;
 pub mod hostpid;
 pub mod probe;

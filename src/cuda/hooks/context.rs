@@ -151,7 +151,7 @@ fn create_charged(
             && e.limit >= estimate
             && std::time::Instant::now() < deadline;
         if !in_burst {
-            super::log_refusal("context/module (estimated before creation)", e);
+            crate::core::charge::log_refusal("context/module (estimated before creation)", e);
             return CUDA_ERROR_OUT_OF_MEMORY;
         }
         std::thread::sleep(std::time::Duration::from_millis(2));

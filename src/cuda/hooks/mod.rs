@@ -299,16 +299,13 @@ pub fn format_uuid(b: &[u8; 16]) -> String {
     )
 }
 
-/// Logs a refused allocation (level 3: on when asked for, off by default).
-pub(crate) fn log_refusal(what: &str, e: crate::ledger::OverLimit) {
-    crate::vlog!(
-        3,
-        "{what}: refusing {} bytes on device {}: {} of {} bytes in use",
-        e.requested,
-        e.device,
-        e.used,
-        e.limit
-    );
+/// The CUDA driver API's status codes for the charge protocol (`crate::core::charge`).
+pub struct Cuda;
+
+impl crate::core::charge::Api for Cuda {
+    type Status = CUresult;
+    const SUCCESS: CUresult = CUDA_SUCCESS;
+    const OUT_OF_MEMORY: CUresult = CUDA_ERROR_OUT_OF_MEMORY;
 }
 
 #[cfg(test)]
