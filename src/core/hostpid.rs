@@ -27,13 +27,14 @@
 //!    its charge when the slice has room for it); when the slice has no room for the probe
 //!    it is not made (put off to the next context or module).
 //!
+//! Vendor-neutral: the vendor's per-pid view of a device and its way to allocate come in a
+//! [`PidProbe`] (NVIDIA's: NVML's process list and `cuMemAlloc_v2`, `crate::cuda::hooks`).
+//!
 //! Memory caps never depend on discovery: what cannot be measured is charged a documented
-//! conservative figure (see hooks/context.rs).
+//! conservative figure (see cuda/hooks/context.rs).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-
-use cuda_headers::bindings::*;
 
 use crate::core::runtime::rt;
 use crate::ledger::AllocKind;
@@ -46,6 +47,21 @@ const PROBE_UNIT: u64 = 2 << 20;
 
 /// The inode of the initial pid namespace (`PROC_PID_INIT_INO` in the kernel).
 pub const INIT_PID_NS_INODE: u64 = 4026531836;
+
+/// A vendor's view of one device for discovery: memory per host pid (its process list) and
+/// an allocation in the calling thread's current context (the signature probe's).
+#[derive(Clone, Copy)]
+pub struct PidProbe {
+    /// The vendor's index of the device (NVML's), handed to `usage`.
+    pub index: u32,
+    /// Device memory the vendor charges to each host pid on device `index`.
+    pub usage: fn(u32) -> Option<HashMap<u32, u64>>,
+    /// Allocates `bytes` in the calling thread's current context: a handle for `free`, or
+    /// `None` when the allocation failed.
+    pub alloc: fn(u64) -> Option<u64>,
+    /// Frees what `alloc` returned.
+    pub free: fn(u64),
+}
 
 /// The host pid, if known.
 pub fn host_pid() -> Option<u32> {
@@ -161,12 +177,17 @@ pub fn discover_cheaply() -> Option<u32> {
     found(pid, format_args!("from procfs"))
 }
 
-/// Discovers the host pid with the current context on CUDA ordinal `ordinal` (container
-/// device `device`), once per process: procfs first, else the NVML probe. Returns it, or
-/// `None` when it cannot be had (now). `unaccounted`: bytes the driver may hold on the
-/// device beyond what the ledger counts (a context just created, charged only its estimate
-/// so far): reserved with the probe when the slice has room for them.
-pub fn discover(ordinal: CUdevice, device: usize, unaccounted: u64) -> Option<u32> {
+/// Discovers the host pid with the current context on container device `device`, once per
+/// process: procfs first, else the signature probe through `probe` (the vendor's, of the
+/// current context's device; asked for only then). Returns it, or `None` when it cannot be
+/// had (now). `unaccounted`: bytes the driver may hold on the device beyond what the
+/// ledger counts (a context just created, charged only its estimate so far): reserved with
+/// the probe when the slice has room for them.
+pub fn discover(
+    probe: impl FnOnce() -> Option<PidProbe>,
+    device: usize,
+    unaccounted: u64,
+) -> Option<u32> {
     match HOST_PID.load(Ordering::Acquire) {
         0 => {}
         FAILED => return None,
@@ -185,10 +206,7 @@ pub fn discover(ordinal: CUdevice, device: usize, unaccounted: u64) -> Option<u3
         }
     }
     let rt = rt();
-    let nvml = rt.nvml()?;
-    let index = rt.nvml_index(ordinal)?;
-    let alloc = crate::cuda::real::cuMemAlloc_v2()?;
-    let free = crate::cuda::real::cuMemFree_v2()?;
+    let probe = probe()?;
     let me = std::process::id();
     for attempt in 0..ATTEMPTS {
         let size = PROBE_UNIT * (1 + u64::from((me.wrapping_add(attempt * 7)) % 7));
@@ -205,20 +223,18 @@ pub fn discover(ordinal: CUdevice, device: usize, unaccounted: u64) -> Option<u3
         // (then the probe can never push the driver past the slice); else the probe alone,
         // and the documented first-context gap (docs/MEMORY_CAP.md) covers the rest.
         let margin = rt.ledger.reserve(device, unaccounted, AllocKind::Data).ok();
-        let Some(before) = nvml.process_usage(index) else {
+        let Some(before) = (probe.usage)(probe.index) else {
             break;
         };
-        let mut ptr: CUdeviceptr = 0;
-        // SAFETY: a plain allocation in the caller's current context, freed below.
-        if unsafe { alloc(&mut ptr, size as usize) } != CUDA_SUCCESS {
+        let Some(handle) = (probe.alloc)(size) else {
             break;
-        }
-        let during = nvml.process_usage(index);
-        // SAFETY: freeing the probe (before its reservation is given back).
-        unsafe { free(ptr) };
+        };
+        let during = (probe.usage)(probe.index);
+        // The probe is freed before its reservation is given back.
+        (probe.free)(handle);
         drop(reservation);
         drop(margin);
-        let after = nvml.process_usage(index);
+        let after = (probe.usage)(probe.index);
         let (Some(during), Some(after)) = (during, after) else {
             break;
         };
@@ -241,16 +257,16 @@ pub fn discover(ordinal: CUdevice, device: usize, unaccounted: u64) -> Option<u3
 
 // ---- the context-creation signature (no headroom needed) -----------------------------
 
-/// NVML's per-pid usage on one device just before this process created a context there.
+/// The vendor's per-pid usage on one device just before this process created a context there.
 pub struct BeforeContext {
-    index: u32,
+    probe: PidProbe,
     device: usize,
     usage: HashMap<u32, u64>,
 }
 
 /// The pids that could be ours after an ambiguous creation signature, retried lazily.
 struct Pending {
-    index: u32,
+    probe: PidProbe,
     device: usize,
     /// (pid, NVML usage at the baseline).
     candidates: Vec<(u32, u64)>,
@@ -336,9 +352,10 @@ fn ledger_data_and_modules(device: usize) -> u64 {
 }
 
 impl BeforeContext {
-    /// NVML's process list before a context is created on CUDA ordinal `ordinal`
-    /// (container device `device`), when the host pid is unknown and procfs cannot tell it.
-    pub fn take(ordinal: CUdevice, device: usize) -> Option<Self> {
+    /// The vendor's process list (through `probe`, asked for only then) before a context
+    /// is created on container device `device`, when the host pid is unknown and procfs
+    /// cannot tell it.
+    pub fn take(probe: impl FnOnce() -> Option<PidProbe>, device: usize) -> Option<Self> {
         if host_pid().is_some() {
             return None;
         }
@@ -347,11 +364,10 @@ impl BeforeContext {
             Forced::No if discover_cheaply().is_some() => return None,
             _ => {}
         }
-        let rt = rt();
-        let index = rt.nvml_index(ordinal)?;
-        let usage = rt.nvml()?.process_usage(index)?;
+        let probe = probe()?;
+        let usage = (probe.usage)(probe.index)?;
         Some(BeforeContext {
-            index,
+            probe,
             device,
             usage,
         })
@@ -365,7 +381,7 @@ impl BeforeContext {
         if debug_forced_method() == Forced::SignatureSlow {
             std::thread::sleep(std::time::Duration::from_millis(1000));
         }
-        let after = rt().nvml()?.process_usage(self.index)?;
+        let after = (self.probe.usage)(self.probe.index)?;
         let claimed = claimed_by_others();
         let c = signature_candidates(&self.usage, &after, &claimed);
         match c[..] {
@@ -386,7 +402,7 @@ impl BeforeContext {
                 );
                 let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
                 *pending = Some(Pending {
-                    index: self.index,
+                    probe: self.probe,
                     device: self.device,
                     candidates: c.iter().map(|c| (c.0, c.1)).collect(),
                     ledger_then: Some(ledger_data_and_modules(self.device)),
@@ -433,9 +449,8 @@ pub fn retry_pending() -> Option<u32> {
         HAS_PENDING.store(false, Ordering::Release);
         return Some(pid);
     }
-    let rt = rt();
     let before = ledger_data_and_modules(p.device);
-    let now = rt.nvml()?.process_usage(p.index)?;
+    let now = (p.probe.usage)(p.probe.index)?;
     if ledger_data_and_modules(p.device) != before {
         return None; // the ledger moved during the list: check again next time
     }
@@ -549,7 +564,12 @@ mod tests {
 
     fn pending(candidates: &[(u32, u64)], ledger: u64) -> Pending {
         Pending {
-            index: 0,
+            probe: PidProbe {
+                index: 0,
+                usage: |_| None,
+                alloc: |_| None,
+                free: |_| {},
+            },
             device: 0,
             candidates: candidates.to_vec(),
             ledger_then: Some(ledger),

@@ -9,3 +9,4 @@ pub mod hostpid;
 pub mod probe;
 pub mod runtime;
 pub mod shared_region;
+pub mod vendor;

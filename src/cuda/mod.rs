@@ -11,9 +11,11 @@
 #![allow(non_snake_case)]
 
 pub mod hooks;
+pub mod placement;
 
 use std::ffi::{c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use cuda_headers::prelude::*;
 use cuda_headers::{DriverFn, DRIVER_PROCS, DRIVER_PROC_COUNT};
@@ -70,7 +72,7 @@ macro_rules! define_driver_surface {
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> CUresult {
             crate::interpose::guard::guard_cu(|| {
                 let real = crate::cuda::hooks::real_or_return!($name);
-                crate::core::gate::before_launch();
+                crate::core::gate::before_launch(crate::cuda::hooks::current_device);
                 // SAFETY: `real` is the real driver's function of this very row (`REAL` holds
                 // nothing else), called with the caller's arguments under the contract it accepted.
                 unsafe { real($($arg),*) }
@@ -102,11 +104,65 @@ pub fn hook_by_symbol(symbol: &[u8]) -> Option<(Family, *const c_void)> {
         .map(|(_, &h)| (Family::Cuda, h))
 }
 
+/// The process state, for CUDA's hooks: one load once it exists; else the driver is
+/// resolved first ([`ensure_resolved`], which registers NVIDIA's answers with the core
+/// before the state is created).
+#[inline]
+pub fn rt() -> &'static crate::core::runtime::Runtime {
+    match crate::core::runtime::get() {
+        Some(rt) => rt,
+        None => {
+            ensure_resolved();
+            crate::core::runtime::rt()
+        }
+    }
+}
+
+/// Resolves the real CUDA driver once: registers NVIDIA's answers with the core
+/// (`crate::nvml::VENDOR`), creates the process state (whose configuration sets the log
+/// level), then fills `REAL` from `libcuda.so.1`. Whether it was found.
+pub fn ensure_resolved() -> bool {
+    static RESOLVED: OnceLock<bool> = OnceLock::new();
+    *RESOLVED.get_or_init(|| {
+        crate::core::vendor::register(&crate::nvml::VENDOR);
+        let _ = crate::core::runtime::rt();
+        // A process of another vendor (its HIP runtime resolved) only looks for a CUDA
+        // driver already loaded: loading one would initialise a second vendor's stack for
+        // nothing.
+        let other_vendor = crate::core::vendor::outranked(&crate::nvml::VENDOR);
+        let driver = if other_vendor {
+            // SAFETY: dlopen with a valid name; RTLD_NOLOAD only looks.
+            let h = unsafe {
+                libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD)
+            };
+            (!h.is_null()).then_some(h)
+        } else {
+            crate::interpose::open_library(c"libcuda.so.1")
+        };
+        match driver {
+            Some(h) => {
+                // SAFETY: h comes from dlopen.
+                unsafe { resolve_real(h) };
+                true
+            }
+            // A HIP process on an AMD node has no CUDA driver, and needs none.
+            None if other_vendor => false,
+            None => {
+                crate::vlog!(
+                    crate::log::WARN,
+                    "libcuda.so.1 not found: every CUDA call will report CUDA_ERROR_NOT_INITIALIZED"
+                );
+                false
+            }
+        }
+    })
+}
+
 /// Fills `REAL` from the real driver's handle. Idempotent.
 ///
 /// # Safety
 /// `handle` must come from `dlopen`.
-pub unsafe fn resolve_real(handle: *mut c_void) {
+unsafe fn resolve_real(handle: *mut c_void) {
     let mut name = [0u8; 96];
     for (slot, entry) in REAL.iter().zip(DRIVER_PROCS) {
         let bytes = entry.symbol.as_bytes();

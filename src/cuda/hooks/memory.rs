@@ -13,7 +13,7 @@ use cuda_headers::bindings::*;
 
 use super::{current_placement, real_or_return, Cuda};
 use crate::core::charge::{charged_on, credited, log_refusal, visible_total};
-use crate::core::runtime::rt;
+use crate::cuda::rt;
 use crate::ledger::AllocKind;
 
 /// Charges `bytes` of `kind` on the current device around `call`, which returns the
@@ -418,7 +418,7 @@ pub unsafe fn cuMemCreate(
         // contract makes point to a valid allocation property.
         .then(|| unsafe { &*prop })
         .filter(|p| p.location.type_ == CU_MEM_LOCATION_TYPE_DEVICE)
-        .and_then(|p| rt.container_index(p.location.id));
+        .and_then(|p| crate::cuda::placement::container_index(p.location.id));
     match device {
         Some(dev) => charged_on::<Cuda>(
             "cuMemCreate",
@@ -466,7 +466,7 @@ pub unsafe fn cuGraphAddMemAllocNode(
         .filter(|p| p.poolProps.location.type_ == CU_MEM_LOCATION_TYPE_DEVICE)
         .and_then(|p| {
             Some((
-                rt.container_index(p.poolProps.location.id)?,
+                crate::cuda::placement::container_index(p.poolProps.location.id)?,
                 p.bytesize as u64,
             ))
         });
@@ -536,7 +536,9 @@ pub unsafe fn cuDeviceTotalMem_v2(bytes: *mut usize, dev: CUdevice) -> CUresult 
         return rc;
     }
     let rt = rt();
-    if let Some(limit) = rt.container_index(dev).and_then(|d| rt.ledger.limit(d)) {
+    if let Some(limit) =
+        crate::cuda::placement::container_index(dev).and_then(|d| rt.ledger.limit(d))
+    {
         // SAFETY: filled by the driver.
         unsafe { *bytes = visible_total(limit, *bytes as u64) as usize };
     }

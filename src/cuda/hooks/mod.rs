@@ -20,15 +20,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use cuda_headers::bindings::*;
 
-use crate::core::runtime::rt;
-
 /// The real function of a row, or return `CUDA_ERROR_NOT_INITIALIZED` (no driver).
 macro_rules! real_or_return {
     ($name:ident) => {
         match crate::cuda::real::$name() {
             Some(f) => f,
             None => {
-                let _ = crate::core::runtime::rt();
+                crate::cuda::ensure_resolved();
                 match crate::cuda::real::$name() {
                     Some(f) => f,
                     None => return cuda_headers::bindings::CUDA_ERROR_NOT_INITIALIZED,
@@ -154,6 +152,12 @@ pub fn current_placement() -> Option<Placement> {
     }
 }
 
+/// The container device of the calling thread's current context (a launch's route).
+#[inline]
+pub fn current_device() -> Option<usize> {
+    current_placement().map(|p| p.device)
+}
+
 #[cold]
 fn current_placement_slow(mut cur: Current, epoch: u64) -> Option<Placement> {
     let epoch_moved = cur.epoch != u64::MAX && cur.epoch != epoch;
@@ -181,7 +185,7 @@ fn current_placement_slow(mut cur: Current, epoch: u64) -> Option<Placement> {
         if unsafe { get_device(&mut ordinal) } != CUDA_SUCCESS {
             return None;
         }
-        cur.device = rt().container_index(ordinal)?;
+        cur.device = crate::cuda::placement::container_index(ordinal)?;
         cur.ordinal = ordinal;
         cur.epoch = epoch;
     }
