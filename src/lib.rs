@@ -26,3 +26,15 @@ pub mod ledger;
 pub mod log;
 pub mod nvml;
 pub mod throttle;
+
+/// The preloadable library families our `dlsym` redirects, one per backend (the
+/// composition root: `interpose` knows none of them).
+static FAMILIES: [interpose::Family; 5] = [
+    cuda::FAMILY,
+    nvml::FAMILY,
+    hip::FAMILY,
+    amd_smi::AMD_SMI_FAMILY,
+    amd_smi::ROCM_SMI_FAMILY,
+];
+
+export_dlsym!(FAMILIES);

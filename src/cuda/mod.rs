@@ -20,8 +20,6 @@ use std::sync::OnceLock;
 use cuda_headers::prelude::*;
 use cuda_headers::{DriverFn, DRIVER_PROCS, DRIVER_PROC_COUNT};
 
-use crate::interpose::Family;
-
 /// The real driver's entry points, in table order (0 = not available).
 pub static REAL: [AtomicUsize; DRIVER_PROC_COUNT] =
     [const { AtomicUsize::new(0) }; DRIVER_PROC_COUNT];
@@ -60,7 +58,7 @@ macro_rules! define_driver_surface {
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> CUresult {
             // SAFETY: our caller accepted this entry point's CUDA contract (`# Safety` above), the
             // one `hooks::$name` requires; arguments go through unchanged.
-            crate::interpose::guard::guard_cu(|| unsafe { crate::cuda::hooks::$name($($arg),*) })
+            crate::interpose::guard::guard(CUDA_ERROR_UNKNOWN, || unsafe { crate::cuda::hooks::$name($($arg),*) })
         }
     };
     (@export gate $name:ident ( $($arg:ident : $ty:ty),* )) => {
@@ -70,7 +68,7 @@ macro_rules! define_driver_surface {
         /// The CUDA driver API contract of this entry point.
         #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> CUresult {
-            crate::interpose::guard::guard_cu(|| {
+            crate::interpose::guard::guard(CUDA_ERROR_UNKNOWN, || {
                 let real = crate::cuda::hooks::real_or_return!($name);
                 crate::core::gate::before_launch(crate::cuda::hooks::current_device);
                 // SAFETY: `real` is the real driver's function of this very row (`REAL` holds
@@ -86,22 +84,20 @@ macro_rules! define_driver_surface {
 }
 cuda_headers::cuda_driver_api!(define_driver_surface);
 
-/// Our hook for an exact exported symbol name, if we hook it.
-pub fn hook_by_symbol(symbol: &[u8]) -> Option<(Family, *const c_void)> {
-    if symbol.starts_with(b"nvml") {
-        return crate::nvml::hook_by_symbol(symbol).map(|p| (Family::Nvml, p));
-    }
-    if symbol.starts_with(b"amdsmi_") || symbol.starts_with(b"rsmi_") {
-        return crate::amd_smi::hook_by_symbol(symbol);
-    }
-    if symbol.starts_with(b"hip") || symbol.starts_with(b"__hip") {
-        return crate::hip::hook_by_symbol(symbol).map(|p| (Family::Hip, p));
-    }
+/// The CUDA driver's family for the `dlsym` redirection (`crate::interpose`).
+pub const FAMILY: crate::interpose::Family = crate::interpose::Family {
+    symbol_prefixes: &[b"cu"],
+    library_prefix: b"libcuda.so",
+    hook_by_symbol,
+};
+
+/// Our hook for an exact exported driver symbol name, if we hook it.
+pub fn hook_by_symbol(symbol: &[u8]) -> Option<*const c_void> {
     DRIVER_PROCS
         .iter()
         .zip(HOOKS.0.iter())
         .find(|(e, h)| !h.is_null() && e.symbol.as_bytes() == symbol)
-        .map(|(_, &h)| (Family::Cuda, h))
+        .map(|(_, &h)| h)
 }
 
 /// The process state, for CUDA's hooks: one load once it exists; else the driver is

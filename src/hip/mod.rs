@@ -269,6 +269,13 @@ fn hook_at(slot: &AtomicUsize) -> *const c_void {
     HOOKS.0[i]
 }
 
+/// HIP's family for the `dlsym` redirection (`crate::interpose`).
+pub const FAMILY: crate::interpose::Family = crate::interpose::Family {
+    symbol_prefixes: &[b"hip", b"__hip"],
+    library_prefix: b"libamdhip64.so",
+    hook_by_symbol,
+};
+
 /// Our hook for an exact exported HIP symbol name, if we hook it.
 pub fn hook_by_symbol(symbol: &[u8]) -> Option<*const c_void> {
     hip_headers::PROCS

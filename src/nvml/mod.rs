@@ -130,6 +130,13 @@ pub unsafe extern "C" fn nvmlInternalGetExportTable(
     })
 }
 
+/// NVML's family for the `dlsym` redirection (`crate::interpose`).
+pub const FAMILY: crate::interpose::Family = crate::interpose::Family {
+    symbol_prefixes: &[b"nvml"],
+    library_prefix: b"libnvidia-ml.so",
+    hook_by_symbol,
+};
+
 /// Our NVML hook for an exact symbol, if we hook it.
 pub fn hook_by_symbol(symbol: &[u8]) -> Option<*const c_void> {
     if symbol == b"nvmlInternalGetExportTable" {
