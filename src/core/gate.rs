@@ -260,7 +260,7 @@ fn publish_sm_util(
         }
         st.util_published_us[i] = now;
         if st.probes[i].is_none() {
-            st.probes[i] = crate::core::probe::find(region, dev);
+            st.probes[i] = crate::core::vendor::util_probe(region, dev);
         }
         // Per-process figures exist on NVIDIA only (the AMD probe's is the device's).
         let Some(samples) = st.probes[i]
@@ -400,7 +400,7 @@ fn run_controllers(
             continue;
         };
         if st.probes[i].is_none() {
-            st.probes[i] = crate::core::probe::find(region, dev);
+            st.probes[i] = crate::core::vendor::util_probe(region, dev);
         }
         let Some(probe) = st.probes[i].as_mut() else {
             continue;

@@ -36,8 +36,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::core::runtime::rt;
-use crate::ledger::AllocKind;
+use crate::ledger::{AllocKind, CapacityPool, MemoryLedger};
 
 /// 0 = not discovered yet; u32::MAX = discovery failed (do not retry every call).
 static HOST_PID: AtomicU32 = AtomicU32::new(0);
@@ -183,7 +182,8 @@ pub fn discover_cheaply() -> Option<u32> {
 /// had (now). `unaccounted`: bytes the driver may hold on the device beyond what the
 /// ledger counts (a context just created, charged only its estimate so far): reserved with
 /// the probe when the slice has room for them.
-pub fn discover(
+pub fn discover<P: CapacityPool>(
+    ledger: &MemoryLedger<P>,
     probe: impl FnOnce() -> Option<PidProbe>,
     device: usize,
     unaccounted: u64,
@@ -205,12 +205,11 @@ pub fn discover(
             return Some(pid);
         }
     }
-    let rt = rt();
     let probe = probe()?;
     let me = std::process::id();
     for attempt in 0..ATTEMPTS {
         let size = PROBE_UNIT * (1 + u64::from((me.wrapping_add(attempt * 7)) % 7));
-        let Ok(reservation) = rt.ledger.reserve(device, size, AllocKind::Data) else {
+        let Ok(reservation) = ledger.reserve(device, size, AllocKind::Data) else {
             // No room in the slice for the probe now: try again later (next context or
             // module); the caller charges its conservative figure meanwhile.
             crate::vlog!(
@@ -222,7 +221,7 @@ pub fn discover(
         // Room for what the driver may hold beyond the ledger too, when the slice has it
         // (then the probe can never push the driver past the slice); else the probe alone,
         // and the documented first-context gap (docs/MEMORY_CAP.md) covers the rest.
-        let margin = rt.ledger.reserve(device, unaccounted, AllocKind::Data).ok();
+        let margin = ledger.reserve(device, unaccounted, AllocKind::Data).ok();
         let Some(before) = (probe.usage)(probe.index) else {
             break;
         };
@@ -346,8 +345,8 @@ fn narrow(p: &mut Pending, now: &HashMap<u32, u64>, ledger_now: u64, claimed_by_
     p.missed_at = ledger_now;
 }
 
-fn ledger_data_and_modules(device: usize) -> u64 {
-    let u = rt().ledger.usage(device);
+fn ledger_data_and_modules<P: CapacityPool>(ledger: &MemoryLedger<P>, device: usize) -> u64 {
+    let u = ledger.usage(device);
     u.data + u.module
 }
 
@@ -377,7 +376,7 @@ impl BeforeContext {
     /// recorded, and `None` returned); else an upper bound of what the new context costs
     /// (the largest rise among the candidates, ours among them) to charge, with the
     /// candidates kept for [`retry_pending`].
-    pub fn after(self) -> Option<u64> {
+    pub fn after<P: CapacityPool>(self, ledger: &MemoryLedger<P>) -> Option<u64> {
         if debug_forced_method() == Forced::SignatureSlow {
             std::thread::sleep(std::time::Duration::from_millis(1000));
         }
@@ -405,7 +404,7 @@ impl BeforeContext {
                     probe: self.probe,
                     device: self.device,
                     candidates: c.iter().map(|c| (c.0, c.1)).collect(),
-                    ledger_then: Some(ledger_data_and_modules(self.device)),
+                    ledger_then: Some(ledger_data_and_modules(ledger, self.device)),
                     missed: Vec::new(),
                     missed_at: 0,
                 });
@@ -436,7 +435,7 @@ pub fn rebase_pending() {
 /// watcher thread, and before a context or module is measured. Never blocks (a check in
 /// progress elsewhere is skipped); one load when nothing is pending. Returns the host pid
 /// when it became known.
-pub fn retry_pending() -> Option<u32> {
+pub fn retry_pending<P: CapacityPool>(ledger: &MemoryLedger<P>) -> Option<u32> {
     if !HAS_PENDING.load(Ordering::Acquire) {
         return None;
     }
@@ -449,9 +448,9 @@ pub fn retry_pending() -> Option<u32> {
         HAS_PENDING.store(false, Ordering::Release);
         return Some(pid);
     }
-    let before = ledger_data_and_modules(p.device);
+    let before = ledger_data_and_modules(ledger, p.device);
     let now = (p.probe.usage)(p.probe.index)?;
-    if ledger_data_and_modules(p.device) != before {
+    if ledger_data_and_modules(ledger, p.device) != before {
         return None; // the ledger moved during the list: check again next time
     }
     narrow(p, &now, before, &claimed_by_others());

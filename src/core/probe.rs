@@ -16,8 +16,6 @@
 //!   for a process alone on its card; with other processes on the card it is over-counted,
 //!   so the cap errs low (throttles more), never above the limit (docs/AMD.md).
 
-use shm_layout::Region;
-
 pub use crate::throttle::controller::UtilSource;
 
 /// A vendor's utilization probe of one device (kept by the watcher thread).
@@ -32,11 +30,4 @@ pub trait DeviceProbe: Send {
     fn per_process_since(&mut self, _since_real_us: u64) -> Option<Vec<(u32, u32)>> {
         None
     }
-}
-
-/// The probe of region device `dev` (by UUID), from the vendor that answers now
-/// (`crate::core::vendor`). `None` when no vendor, its library or the device is missing.
-pub fn find(region: &Region, dev: usize) -> Option<Box<dyn DeviceProbe>> {
-    let uuid = region.uuid_str(dev)?;
-    crate::core::vendor::util_probe(&uuid)
 }

@@ -112,7 +112,7 @@ impl Runtime {
             );
             // The gate must be right before the first launch, not one watcher tick later.
             crate::core::gate::open_gate(region);
-            region.start_reaper();
+            region.start_reaper(watcher_tick);
             crate::core::shared_region::release_slot_at_exit();
             let shared = SharedPool {
                 region,
@@ -187,6 +187,16 @@ fn container_devices(config: &Config, uuids: Vec<String>) -> Vec<shm_layout::Dev
             sm_limit: config.sm_limit[i].map_or(0, u64::from),
         })
         .collect()
+}
+
+/// The watcher thread's tick beyond reaping (`SharedRegion::start_reaper`): an ambiguous
+/// host pid discovery is narrowed here, off the application's paths, then the launch gate
+/// and the compute cap's controller tick.
+fn watcher_tick(sr: &'static SharedRegion) {
+    if let Some(rt) = RUNTIME.get() {
+        crate::core::hostpid::retry_pending(&rt.ledger);
+    }
+    crate::core::gate::watcher_tick(sr);
 }
 
 // ---- fork ------------------------------------------------------------------------------

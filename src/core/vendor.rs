@@ -79,7 +79,9 @@ pub fn device_uuids() -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The utilization probe of the device `uuid`, from the vendor that answers now.
-pub fn util_probe(uuid: &str) -> Option<Box<dyn DeviceProbe>> {
-    (active()?.util_probe)(uuid)
+/// The utilization probe of region device `dev` (by its UUID), from the vendor that
+/// answers now. `None` when no vendor, its library or the device is missing.
+pub fn util_probe(region: &shm_layout::Region, dev: usize) -> Option<Box<dyn DeviceProbe>> {
+    let uuid = region.uuid_str(dev)?;
+    (active()?.util_probe)(&uuid)
 }

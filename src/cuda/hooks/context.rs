@@ -182,7 +182,7 @@ fn create_charged(
     // Several pids could be ours: the largest of their rises bounds the new context's
     // size (ours is among them), a figure the driver measured, charged when nothing
     // better can be had.
-    let bound = signature.and_then(|s| s.after());
+    let bound = signature.and_then(|s| s.after(&rt.ledger));
     let fallback = match (container.filter(|_| take_containers), bound) {
         (Some(bytes), _) => bytes,
         (None, Some(bound)) => bound,
@@ -245,8 +245,10 @@ fn measure_process_usage(ordinal: CUdevice, device: usize, unaccounted: u64) -> 
         });
         return None;
     }
-    crate::core::hostpid::retry_pending();
+    let ledger = &rt().ledger;
+    crate::core::hostpid::retry_pending(ledger);
     let host_pid = record_host_pid(crate::core::hostpid::discover(
+        ledger,
         || pid_probe(ordinal),
         device,
         unaccounted,
