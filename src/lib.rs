@@ -18,15 +18,11 @@
 pub mod amd_smi;
 pub mod clock;
 pub mod config;
-pub mod driver;
-mod ffi;
+pub mod core;
+pub mod cuda;
 pub mod hip;
-pub mod hooks;
-pub mod hostpid;
+pub mod interpose;
 pub mod ledger;
 pub mod log;
 pub mod nvml;
-pub mod preload;
-pub mod runtime;
-pub mod shared_region;
 pub mod throttle;
