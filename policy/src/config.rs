@@ -10,8 +10,7 @@
 //! would break every process of the container, including ones that never touch the GPU.
 //! Each problem is reported as one line on stderr naming the variable and the value.
 
-/// Most devices a container can address (HAMi's layout holds 16).
-pub const MAX_DEVICES: usize = 16;
+pub use crate::device::MAX_DEVICES;
 
 /// `GPU_CORE_UTILIZATION_POLICY`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,14 +75,45 @@ pub const DEFAULT_LOG_LEVEL: u8 = 2;
 
 /// Parses a byte size: decimal digits with an optional suffix k/m/g/t (x1024^n, case
 /// insensitive, an optional trailing `b`/`ib` accepted: `3000m`, `3G`, `512MiB`). Leading
-/// zeros are decimal, never octal. Returns `None` for anything else, including overflow.
+/// zeros are decimal, never octal. Returns `None` for anything else, including overflow
+/// ([`parse_size_or_error`] says which).
 pub fn parse_size(text: &str) -> Option<u64> {
+    parse_size_or_error(text).ok()
+}
+
+/// Why a text is not a byte size (see [`parse_size`]); its `Display` names the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SizeError {
+    /// No leading decimal digit.
+    NotASize(String),
+    /// A suffix other than k/m/g/t (with an optional `b`/`ib`).
+    BadSuffix(String),
+    /// More than `u64::MAX` bytes.
+    OutOfRange(String),
+}
+
+impl std::fmt::Display for SizeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SizeError::NotASize(t) => write!(f, "not a size: {t:?}"),
+            SizeError::BadSuffix(t) => write!(f, "bad size suffix in {t:?} (use k, m, g or t)"),
+            SizeError::OutOfRange(t) => write!(f, "size out of range: {t:?}"),
+        }
+    }
+}
+
+impl std::error::Error for SizeError {}
+
+/// [`parse_size`], saying why a text is refused (for tools that print the reason).
+pub fn parse_size_or_error(text: &str) -> Result<u64, SizeError> {
     let t = text.trim();
     let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     if digits_end == 0 {
-        return None;
+        return Err(SizeError::NotASize(text.to_string()));
     }
-    let number: u64 = t[..digits_end].parse().ok()?;
+    let number: u64 = t[..digits_end]
+        .parse()
+        .map_err(|_| SizeError::OutOfRange(text.to_string()))?;
     let suffix = t[digits_end..].to_ascii_lowercase();
     let shift = match suffix.as_str() {
         "" | "b" => 0,
@@ -91,9 +121,11 @@ pub fn parse_size(text: &str) -> Option<u64> {
         "m" | "mb" | "mib" => 20,
         "g" | "gb" | "gib" => 30,
         "t" | "tb" | "tib" => 40,
-        _ => return None,
+        _ => return Err(SizeError::BadSuffix(text.to_string())),
     };
-    number.checked_mul(1u64 << shift)
+    number
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| SizeError::OutOfRange(text.to_string()))
 }
 
 /// Parses a percentage 0..=100 (decimal, optional trailing `%`).
@@ -506,6 +538,41 @@ mod tests {
         assert_eq!(parse_size("12q"), None);
         assert_eq!(parse_size("99999999999999999999"), None);
         assert_eq!(parse_size("17179869184g"), None, "overflow");
+        assert_eq!(
+            parse_size(" 4k "),
+            Some(4096),
+            "surrounding blanks are trimmed"
+        );
+        assert_eq!(
+            parse_size("1 GiB"),
+            None,
+            "no blank between number and suffix"
+        );
+        assert_eq!(parse_size("1.5g"), None);
+    }
+
+    #[test]
+    fn size_errors_say_why() {
+        assert_eq!(
+            parse_size_or_error("-1"),
+            Err(SizeError::NotASize("-1".into()))
+        );
+        assert_eq!(
+            parse_size_or_error("12x"),
+            Err(SizeError::BadSuffix("12x".into()))
+        );
+        assert_eq!(
+            parse_size_or_error("99999999999999999999"),
+            Err(SizeError::OutOfRange("99999999999999999999".into()))
+        );
+        assert_eq!(
+            parse_size_or_error("99999999999t"),
+            Err(SizeError::OutOfRange("99999999999t".into()))
+        );
+        assert_eq!(
+            SizeError::BadSuffix("12x".into()).to_string(),
+            "bad size suffix in \"12x\" (use k, m, g or t)"
+        );
     }
 
     #[test]
