@@ -7,10 +7,11 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use cuda_headers::bindings::*;
 
-use crate::config::{map_visible_devices, Config, MAX_DEVICES};
+use crate::config::{Config, MAX_DEVICES};
 use crate::core::shared_region::{SharedPool, SharedRegion};
 use crate::ledger::{CapacityPool, LocalPool, MemoryLedger};
 use crate::nvml::NvmlProbe;
+use vgpu_policy::device::{ContainerIndex, Ordinal};
 
 /// Where capacity lives: the container-wide region, or (control disabled) nowhere.
 #[allow(clippy::large_enum_variant)] // one per process; boxing would add an indirection to every reservation
@@ -195,7 +196,10 @@ impl Runtime {
         let idx = self.compute_container_index(ordinal as usize);
         let uuid =
             crate::cuda::hooks::device_uuid(ordinal).unwrap_or_else(|| format!("#{ordinal}"));
-        if let Some(note) = self.config.unlimited_device_note(idx, &uuid) {
+        if let Some(note) = self
+            .config
+            .unlimited_device_note(idx.and_then(ContainerIndex::new), &uuid)
+        {
             crate::log::write_line(format_args!("{note}"));
         }
         slot.store(
@@ -208,7 +212,9 @@ impl Runtime {
     fn compute_container_index(&self, ordinal: usize) -> Option<usize> {
         if let Some(uuids) = self.config.limit_uuids.as_deref() {
             match crate::cuda::hooks::device_uuid(ordinal as CUdevice) {
-                Some(uuid) => return crate::config::limit_index_of(uuids, &uuid),
+                Some(uuid) => {
+                    return crate::config::limit_index_of(uuids, &uuid).map(ContainerIndex::get)
+                }
                 None => crate::vlog!(
                     crate::log::ERROR,
                     "cannot read the UUID of CUDA device {ordinal}: its limit follows NVML's device order"
@@ -233,8 +239,8 @@ impl Runtime {
         } else {
             (0..MAX_DEVICES).map(|i| format!("#{i}")).collect()
         };
-        let map = map_visible_devices(Some(spec), &uuids);
-        map.get(ordinal).copied().filter(|&i| i < MAX_DEVICES)
+        crate::config::visible_container_index(spec, &uuids, Ordinal(ordinal as i32))
+            .map(ContainerIndex::get)
     }
 
     /// The NVML index of a CUDA ordinal (matched by UUID).
