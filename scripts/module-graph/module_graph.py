@@ -224,11 +224,36 @@ def without_test_modules(text):
     return "".join(out)
 
 
+ROOT_REEXPORT_RE = re.compile(r"\bpub\s+use\s+(?!(?:crate|self|super)\b)([A-Za-z_][A-Za-z0-9_]*(?:\s*::\s*[A-Za-z_][A-Za-z0-9_]*)*)\s*(?:::\s*(\{[^}]*\})|\s+as\s+([A-Za-z_][A-Za-z0-9_]*))?\s*;")
+
+
+def root_reexports(root_text):
+    """Names the crate root re-exports from another crate (`pub use other::{a, b as c};`,
+    `pub use other::x;`): each is a leaf node of its own (`crate::a` names the other crate's
+    module, not the root's code)."""
+    names = set()
+    for m in ROOT_REEXPORT_RE.finditer(root_text):
+        path, group, alias = m.group(1), m.group(2), m.group(3)
+        if group:
+            for item in group.strip("{}").split(","):
+                item = item.strip()
+                if item and item not in ("self", "*") and "::" not in item:
+                    names.add(re.split(r"\s+as\s+", item)[-1].strip())
+        elif alias:
+            names.add(alias)
+        else:
+            names.add(path.replace(" ", "").split("::")[-1])
+    return names
+
+
 def build_graph(src, tests=True):
     modules = module_files(src)
     if ROOT not in modules:
         raise SystemExit(f"module_graph: no lib.rs or main.rs under {src}")
     texts = {m: strip_comments_and_strings(read(f)) for m, f in modules.items()}
+    for name in root_reexports(texts[ROOT]):
+        if ROOT + "::" + name not in modules:
+            modules[ROOT + "::" + name] = modules[ROOT]  # a re-export: a node, no code
     if not tests:
         texts = {m: without_test_modules(t) for m, t in texts.items()}
     macros = {}

@@ -172,6 +172,17 @@ class ModuleGraphTest(unittest.TestCase):
         rc, _ = run(["--forbid", "nothing", self.src])
         self.assertEqual(rc, 2)
 
+    def test_root_reexports_of_other_crates_are_leaf_nodes(self):
+        write(self.src, {
+            "lib.rs": FIXTURE["lib.rs"] + "pub use other::{cfg, led as ledger};\npub use other::x::clk;\nstatic T: u8 = a::N;\n",
+            "b.rs": "pub struct Thing; fn f() -> crate::cfg::C { crate::ledger::L; crate::clk::now() }\n",
+        })
+        edges, comps = self.edges()
+        self.assertTrue({("b", "cfg"), ("b", "ledger"), ("b", "clk")} <= edges, edges)
+        self.assertNotIn(("b", "crate"), edges)
+        self.assertIn(("crate", "a"), edges)  # the root's own code names a module
+        self.assertEqual(comps, [])
+
     def test_bad_input(self):
         rc, _ = run([os.path.join(self.tmp.name, "missing")])
         self.assertEqual(rc, 2)

@@ -1,14 +1,15 @@
 //! CUDA's placement: which container device a CUDA ordinal is. The container index is the
 //! position of the device's UUID in `NVIDIA_VISIBLE_DEVICES` when that lists UUIDs, else by
-//! `CUDA_VISIBLE_DEVICES` over NVML's order (see `config::map_visible_devices`).
+//! `CUDA_VISIBLE_DEVICES` over NVML's order (see `config::visible_container_index`).
 
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use cuda_headers::bindings::CUdevice;
 
 use super::rt;
-use crate::config::{map_visible_devices, MAX_DEVICES};
+use crate::config::MAX_DEVICES;
 use crate::nvml::NvmlProbe;
+use vgpu_policy::device::{ContainerIndex, Ordinal};
 
 /// CUDA ordinal -> container device index (-1 = not computed yet).
 static ORDINAL_MAP: [AtomicI32; MAX_DEVICES] = [const { AtomicI32::new(-1) }; MAX_DEVICES];
@@ -27,7 +28,10 @@ pub fn container_index(ordinal: CUdevice) -> Option<usize> {
     }
     let idx = compute_container_index(ordinal as usize);
     let uuid = super::hooks::device_uuid(ordinal).unwrap_or_else(|| format!("#{ordinal}"));
-    if let Some(note) = rt().config.unlimited_device_note(idx, &uuid) {
+    if let Some(note) = rt()
+        .config
+        .unlimited_device_note(idx.and_then(ContainerIndex::new), &uuid)
+    {
         crate::log::write_line(format_args!("{note}"));
     }
     slot.store(
@@ -41,7 +45,9 @@ fn compute_container_index(ordinal: usize) -> Option<usize> {
     let config = &rt().config;
     if let Some(uuids) = config.limit_uuids.as_deref() {
         match super::hooks::device_uuid(ordinal as CUdevice) {
-            Some(uuid) => return crate::config::limit_index_of(uuids, &uuid),
+            Some(uuid) => {
+                return crate::config::limit_index_of(uuids, &uuid).map(ContainerIndex::get)
+            }
             None => crate::vlog!(
                 crate::log::ERROR,
                 "cannot read the UUID of CUDA device {ordinal}: its limit follows NVML's device order"
@@ -66,8 +72,8 @@ fn compute_container_index(ordinal: usize) -> Option<usize> {
     } else {
         (0..MAX_DEVICES).map(|i| format!("#{i}")).collect()
     };
-    let map = map_visible_devices(Some(spec), &uuids);
-    map.get(ordinal).copied().filter(|&i| i < MAX_DEVICES)
+    crate::config::visible_container_index(spec, &uuids, Ordinal(ordinal as i32))
+        .map(ContainerIndex::get)
 }
 
 /// The NVML index of a CUDA ordinal (matched by UUID).
