@@ -2,7 +2,7 @@
 //! library families, finding the real libraries, and the export guard ([`guard`]). It knows
 //! no vendor and no policy: each backend describes its family in a [`Family`] (symbol
 //! prefixes, the real library's file name, its hook lookup), and the crate root hands the
-//! table of them to [`export_dlsym!`](crate::interpose::export_dlsym), which generates the
+//! table of them to [`export_dlsym!`](crate::export_dlsym), which generates the
 //! exported `dlsym` over it.
 //!
 //! Why a `dlsym` override at all: applications that `dlopen("libcuda.so.1")` and then
@@ -24,7 +24,7 @@ use std::ffi::{c_char, c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The real `dlsym`, resolved once without recursion (never through our own export). Public
-/// for the trampoline [`export_dlsym!`](crate::interpose::export_dlsym) generates.
+/// for the trampoline [`export_dlsym!`](crate::export_dlsym) generates.
 pub static REAL_DLSYM: AtomicUsize = AtomicUsize::new(0);
 
 type DlsymFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
