@@ -479,6 +479,8 @@ pub fn retry_pending<P: CapacityPool>(ledger: &MemoryLedger<P>) -> Option<u32> {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
+// A release build forces nothing: only `No` is constructed there.
+#[cfg_attr(not(debug_assertions), allow(dead_code))]
 enum Forced {
     No,
     /// Skip procfs: the NVML probe only.
