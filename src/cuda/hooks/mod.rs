@@ -9,10 +9,12 @@
 mod context;
 mod memory;
 mod procaddr;
+pub mod ptds;
 
 pub use context::*;
 pub use memory::*;
 pub use procaddr::*;
+pub use ptds::*;
 
 use std::cell::Cell;
 use std::ffi::{c_int, c_uint, c_void};
