@@ -12,10 +12,10 @@
 //! - `hip`: the HIP runtime surface (exports, real slots, hook bodies), generated from
 //!   `hip-headers`' table, charging the same ledger (docs/AMD.md);
 //! - `runtime`: lazy, idempotent, fork-aware process state;
+//! - `throttle`: the launch gate, the watcher and the utilization probes;
 //! - policy, pure and unit-tested, in the `vgpu-policy` crate (re-exported here under the
 //!   paths it always had): `config` (the env contract), `ledger` (the memory cap),
-//!   `throttle` (the compute cap's bucket and control law; the launch gate that uses them
-//!   is `core::gate`).
+//!   `throttle::{bucket, controller}` (the compute cap's bucket and control law).
 
 pub mod amd_smi;
 pub mod clock;
@@ -25,6 +25,7 @@ pub mod hip;
 pub mod interpose;
 pub mod log;
 pub mod nvml;
+pub use vgpu_policy::throttle;
 
 // The policy crate's modules, under the paths libvgpu's code names them by.
-pub use vgpu_policy::{config, ledger, throttle};
+pub use vgpu_policy::{config, ledger};
