@@ -18,7 +18,7 @@ pub unsafe fn sym<T: Copy>(lib: *mut c_void, name: &CStr) -> Result<T, String> {
     // SAFETY: dlsym on the caller's live handle, with a NUL-terminated name.
     let p = unsafe { libc::dlsym(lib, name.as_ptr()) };
     if p.is_null() {
-        return Err(format!("libnvidia-ml.so.1 has no {name:?}"));
+        return Err(format!("the GPU library has no {name:?}"));
     }
     // SAFETY: T is the function pointer type of `name` (the caller's promise), and of a
     // pointer's size (checked at compile time above).
@@ -168,6 +168,53 @@ pub fn device_uuids() -> Result<Vec<String>, String> {
             let mut u = [0 as c_char; 96];
             check(uuid(dev, u.as_mut_ptr(), 96), "uuid")?;
             out.push(text(&u));
+        }
+    }
+    Ok(out)
+}
+
+/// The ROCr UUIDs (`GPU-<16 hex digits>` of the unique id) of the machine's AMD devices
+/// through the real ROCm SMI (for `vgpuctl run --vendor amd --device`).
+pub fn rocm_device_uuids() -> Result<Vec<String>, String> {
+    let lib = [
+        c"librocm_smi64.so.7",
+        c"librocm_smi64.so.6",
+        c"librocm_smi64.so.5",
+        c"librocm_smi64.so.1",
+        c"librocm_smi64.so",
+    ]
+    .iter()
+    // SAFETY: loading ROCm SMI by name.
+    .map(|n| unsafe { libc::dlopen(n.as_ptr(), libc::RTLD_NOW) })
+    .find(|h| !h.is_null())
+    .ok_or("cannot load librocm_smi64.so to list the machine's AMD GPUs")?;
+    let ok = |rc: u32, what: &str| {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(format!("ROCm SMI {what}: status {rc}"))
+        }
+    };
+    let mut out = Vec::new();
+    // SAFETY: `lib` is the handle just opened and each `sym` type is its name's type in
+    // hip-headers' ROCm SMI table; plain calls with valid out-pointers.
+    unsafe {
+        ok(
+            sym::<hip_headers::pfn::rsmi_init>(lib, c"rsmi_init")?(0),
+            "rsmi_init",
+        )?;
+        let mut n = 0u32;
+        ok(
+            sym::<hip_headers::pfn::rsmi_num_monitor_devices>(lib, c"rsmi_num_monitor_devices")?(
+                &mut n,
+            ),
+            "device count",
+        )?;
+        let id = sym::<hip_headers::pfn::rsmi_dev_unique_id_get>(lib, c"rsmi_dev_unique_id_get")?;
+        for i in 0..n {
+            let mut u = 0u64;
+            ok(id(i, &mut u), "unique id")?;
+            out.push(format!("GPU-{u:016x}"));
         }
     }
     Ok(out)
