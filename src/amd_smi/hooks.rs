@@ -298,12 +298,88 @@ pub unsafe fn amdsmi_get_gpu_vram_info(h: *mut c_void, info: *mut c_void) -> u32
     unsafe { real(h, info) }
 }
 
+/// The library major version (`amdsmi_get_lib_version`) whose `amdsmi_proc_info_t` is the
+/// 704-byte layout of `hip_headers::smi_types` (amdsmi 7.x, library 26.x, what the amdsmi
+/// 7.0 Python package binds). Older libraries' lists (a 6.x struct of another size, or an
+/// older signature listing process handles) pass through unfiltered: writing entries of the
+/// wrong size would corrupt the caller's buffer.
+const PROC_INFO_LAYOUT_MAJOR: u32 = 26;
+
+/// Whether the real library's process entries have the layout we know (asked once).
+fn process_layout_known() -> bool {
+    static KNOWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *KNOWN.get_or_init(|| {
+        let major = amd::real::amdsmi_get_lib_version().and_then(|f| {
+            // SAFETY: plain C struct, all-zero valid.
+            let mut v: amdsmi_version_t = unsafe { std::mem::zeroed() };
+            // SAFETY: an out-struct of the layout the library fills.
+            (unsafe { f((&raw mut v).cast()) } == 0).then_some(v.major)
+        });
+        let known = major == Some(PROC_INFO_LAYOUT_MAJOR);
+        if !known {
+            crate::vlog!(
+                crate::log::INFO,
+                "AMD SMI library version {major:?}: its process list's layout is not known, so \
+                 amdsmi_get_gpu_process_list shows the whole GPU's processes"
+            );
+        }
+        known
+    })
+}
+
+/// The device's processes, only the container's (other containers' stay hidden, as ROCm
+/// SMI's and NVML's lists do under libvgpu). Same contract as the real call: `*max == 0`
+/// asks the count; otherwise up to `*max` entries are written, `*max` becomes the number
+/// there are, and `AMDSMI_STATUS_OUT_OF_RESOURCES` says they did not all fit.
 pub unsafe fn amdsmi_get_gpu_process_list(h: *mut c_void, n: *mut c_void, l: *mut c_void) -> u32 {
     let Some(real) = amd::real::amdsmi_get_gpu_process_list() else {
         return AMDSMI_STATUS_NOT_INIT;
     };
-    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-    unsafe { real(h, n, l) }
+    let max = n as *mut u32;
+    let pids = match container_pids() {
+        Some(p) if !max.is_null() && process_layout_known() => p,
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        _ => return unsafe { real(h, n, l) },
+    };
+    // SAFETY: plain C struct, all-zero valid.
+    let zero: amdsmi_proc_info_t = unsafe { std::mem::zeroed() };
+    let mut all = vec![zero; 64];
+    let mut count = 0u32;
+    for _ in 0..4 {
+        count = all.len() as u32;
+        // SAFETY: a buffer of `count` entries of the library's layout (checked above).
+        let rc = unsafe { real(h, (&raw mut count).cast(), all.as_mut_ptr().cast()) };
+        if rc == AMDSMI_STATUS_OUT_OF_RESOURCES || (rc == 0 && count as usize > all.len()) {
+            all = vec![zero; count as usize + 16];
+            continue;
+        }
+        if rc != 0 {
+            return rc;
+        }
+        break;
+    }
+    all.truncate(count as usize);
+    all.retain(|p| pids.contains(&p.pid));
+    // SAFETY: checked non-null.
+    let cap = unsafe { *max } as usize;
+    // SAFETY: as above.
+    unsafe { *max = all.len() as u32 };
+    if cap == 0 {
+        return 0;
+    }
+    if l.is_null() {
+        return AMDSMI_STATUS_INVAL;
+    }
+    let list = l as *mut amdsmi_proc_info_t;
+    for (i, p) in all.iter().take(cap).enumerate() {
+        // SAFETY: i < cap: inside the caller's array of `*max` entries.
+        unsafe { list.add(i).write(*p) };
+    }
+    if all.len() > cap {
+        AMDSMI_STATUS_OUT_OF_RESOURCES
+    } else {
+        0
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 #![allow(non_snake_case)]
 
 pub mod hooks;
+pub mod hostpid;
 
 use std::ffi::{c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};

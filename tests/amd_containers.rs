@@ -1,0 +1,376 @@
+//! AMD containers: `vgpuctl run --container --vendor amd` over the simulated AMD GPU (new
+//! pid and mount namespaces, the library injected by `/etc/ld.so.preload`, HAMi's
+//! amd-device-plugin environment), with AMD's own clients inside: Debian's rocm-smi, AMD's
+//! amdsmi Python package and hip-python. Judged at the simulator's ground truth while a
+//! HIP process of the container holds memory and another tenant of the card, outside the
+//! container, holds some too.
+//!
+//! Needs root (CI runs as root) or unprivileged user namespaces; elsewhere these tests say
+//! why and pass, except under CI where they fail.
+
+mod common;
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use testkit::{
+    build_c_client, rocm_smi_field, rocm_smi_tool, run_default, sim_lib_dir, Child, Json, Kv,
+    SimEnv,
+};
+
+/// The simulated HIP runtime's context per process on these machines.
+const CTX: u64 = 64 * MIB;
+
+/// An AMD machine of its own (state file and directory), small contexts, free kernels.
+fn amd_machine() -> SimEnv {
+    SimEnv::new()
+        .var("VGPU_SIM_MODEL", "mi300x")
+        .var("VGPU_SIM_CONTEXT_BYTES", CTX.to_string())
+        .var("VGPU_SIM_KERNEL_NS", "0")
+}
+
+fn hip_cap_client() -> PathBuf {
+    testkit::require_sim();
+    build_c_client(
+        "hip_cap",
+        &[
+            format!("-L{}", sim_lib_dir().display()),
+            "-l:libamdhip64.so.7".to_string(),
+        ],
+    )
+}
+
+/// `vgpuctl run --container --vendor amd --sim ARGS... -- sh -c SCRIPT`.
+fn amd_container(sim: &SimEnv, args: &[&str], script: &str) -> Command {
+    let mut c = vgpuctl_cmd(sim);
+    c.args(["run", "--container", "--vendor", "amd", "--sim"])
+        .args(args)
+        .args(["--", "sh", "-c", script]);
+    c
+}
+
+/// Whether containers can be made here (root, or unprivileged user namespaces).
+fn containers_possible(sim: &SimEnv) -> bool {
+    let out = run_default(&mut amd_container(sim, &[], "true"));
+    if out.status.success() {
+        return true;
+    }
+    assert!(
+        !testkit::in_ci() && out.stderr.contains("needs root"),
+        "vgpuctl run --container --vendor amd fails: {}",
+        out.describe()
+    );
+    eprintln!(
+        "SKIP: no containers here (not root, no user namespaces): {}",
+        out.stderr
+    );
+    false
+}
+
+fn mkfifo(p: &Path) {
+    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    assert_eq!(
+        // SAFETY: mkfifo on a NUL-terminated path (`c` outlives the call).
+        unsafe { libc::mkfifo(c.as_ptr(), 0o666) },
+        0,
+        "mkfifo {p:?}"
+    );
+}
+
+/// Waits until file `p` exists and has a line `line`; returns the file.
+fn wait_line(p: &Path, line: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let s = std::fs::read_to_string(p).unwrap_or_default();
+        if s.lines().any(|l| l == line) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{p:?} never had {line:?}; it has:\n{s}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn read(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The live processes of the machine: host pid -> bytes on device 0.
+fn truth(sim: &SimEnv) -> std::collections::BTreeMap<u64, u64> {
+    sim.status_json()
+        .get("processes")
+        .expect("processes")
+        .items()
+        .iter()
+        .filter(|p| p.get("alive").and_then(Json::as_bool) == Some(true))
+        .map(|p| {
+            (
+                p.get("pid").and_then(Json::as_u64).unwrap(),
+                p.at("devices/0/total_bytes")
+                    .and_then(Json::as_u64)
+                    .unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Runs `program` with `/sys/module/amdgpu/initstate` = `live` in a private mount namespace
+/// and no libvgpu: the card's own view, outside any container.
+fn on_the_card(sim: &SimEnv, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    const WITH_AMDGPU: &str = "mount -t tmpfs vgpu-sysmodule /sys/module && mkdir -p \
+                               /sys/module/amdgpu && echo live > /sys/module/amdgpu/initstate \
+                               && exec \"$@\"";
+    let mut c = sim.command("unshare");
+    c.args(["--mount", "--propagation", "private"]);
+    // SAFETY: getuid has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        c.arg("--map-root-user");
+    }
+    c.args(["sh", "-c", WITH_AMDGPU, "sh"]).arg(program);
+    c.env_remove("LD_PRELOAD");
+    c
+}
+
+/// amdsmi (AMD's Python package, `libamd_smi.so` through ctypes): memory views and the
+/// process list of device 0.
+const AMDSMI_VIEW: &str = r#"
+import amdsmi
+amdsmi.amdsmi_init()
+h = amdsmi.amdsmi_get_processor_handles()[0]
+VRAM = amdsmi.AmdSmiMemoryType.VRAM
+print("amdsmi.total=%d" % amdsmi.amdsmi_get_gpu_memory_total(h, VRAM))
+print("amdsmi.used=%d" % amdsmi.amdsmi_get_gpu_memory_usage(h, VRAM))
+v = amdsmi.amdsmi_get_gpu_vram_usage(h)
+print("amdsmi.vram_total_mb=%d" % v["vram_total"])
+print("amdsmi.vram_used_mb=%d" % v["vram_used"])
+procs = amdsmi.amdsmi_get_gpu_process_list(h)
+print("amdsmi.nprocs=%d" % len(procs))
+for p in procs:
+    print("amdsmi.pid=%d" % p["pid"])
+    print("amdsmi.pid_vram=%d" % p["memory_usage"]["vram_mem"])
+a = amdsmi.amdsmi_get_gpu_activity(h)
+print("amdsmi.gfx_activity=%d" % a["gfx_activity"])
+amdsmi.amdsmi_shut_down()
+print("ok=1")
+"#;
+
+/// hip-python (`dlopen` + `dlsym(handle)`): what the application sees.
+const HIP_PYTHON_VIEW: &str = r#"
+from hip import hip
+OK = hip.hipError_t.hipSuccess
+err, free, total = hip.hipMemGetInfo()
+assert err == OK, err
+print("hip.total=%d" % total)
+print("hip.free=%d" % free)
+props = hip.hipDeviceProp_t()
+assert hip.hipGetDeviceProperties(props, 0)[0] == OK
+print("hip.props_total=%d" % props.totalGlobalMem)
+err, p = hip.hipMalloc(total)
+print("hip.over_rc=%d" % int(err))
+print("ok=1")
+"#;
+
+/// Inside an AMD container the three AMD clients show the container's slice, its usage and
+/// its processes only, while another tenant of the card holds memory outside it; the
+/// environment and the mounts are the amd-device-plugin's.
+#[test]
+fn in_an_amd_container_rocm_smi_amdsmi_and_hip_python_show_the_slice() {
+    let sim = amd_machine();
+    if !containers_possible(&sim) {
+        return;
+    }
+    let Some(py) = testkit::require_venv("amdsmi and hip-python in an AMD container") else {
+        return;
+    };
+    let Some(tool) = rocm_smi_tool(&sim) else {
+        return;
+    };
+    let hip = hip_cap_client();
+    let d = sim.dir().to_path_buf();
+    let held = 100 * MIB;
+    let other_held = 50 * MIB;
+
+    // Another tenant of the card, outside the container, without libvgpu.
+    let mut other = Child::spawn(
+        sim.command(&hip)
+            .args(["hold", &other_held.to_string()])
+            .env_remove("LD_PRELOAD"),
+        Duration::from_secs(120),
+    );
+    other.wait_for_kv("ready", "1", Duration::from_secs(60));
+
+    std::fs::write(d.join("smi_view.py"), AMDSMI_VIEW).unwrap();
+    std::fs::write(d.join("hip_view.py"), HIP_PYTHON_VIEW).unwrap();
+    mkfifo(&d.join("release"));
+    let script = format!(
+        "D={d}; \
+         echo \"rocr=$ROCR_VISIBLE_DEVICES\" > $D/env; \
+         echo \"hip_limit=$HIP_DEVICE_MEMORY_LIMIT\" >> $D/env; \
+         echo \"nvidia=${{NVIDIA_VISIBLE_DEVICES:-none}}\" >> $D/env; \
+         echo \"preload=$(cat /etc/ld.so.preload)\" >> $D/env; \
+         echo \"ld_preload=${{LD_PRELOAD:-none}}\" >> $D/env; \
+         echo \"initstate=$(cat /sys/module/amdgpu/initstate)\" >> $D/env; \
+         cmp -s /usr/local/vgpu/libamvgpu.so /usr/local/vgpu/libvgpu.so && echo amvgpu=same >> $D/env; \
+         mkfifo $D/hold.in; \
+         {hip} hold {held} < $D/hold.in > $D/hold.out 2>&1 & \
+         exec 3> $D/hold.in; \
+         n=0; until grep -q ready=1 $D/hold.out || [ $n -ge 600 ]; do sleep 0.1; n=$((n+1)); done; \
+         python3 {tool} --showmeminfo vram > $D/meminfo.out 2>&1; \
+         python3 {tool} --showpids > $D/pids.out 2>&1; \
+         python3 {tool} --showuse > $D/use.out 2>&1; \
+         {py} $D/smi_view.py > $D/amdsmi.out 2>&1; \
+         {py} $D/hip_view.py > $D/hippy.out 2>&1; \
+         {vgpuctl} inspect \"$CUDA_DEVICE_MEMORY_SHARED_CACHE\" --json > $D/inspect.json 2>&1; \
+         {vgpuctl} inspect \"$CUDA_DEVICE_MEMORY_SHARED_CACHE\" > $D/inspect.txt 2>&1; \
+         echo done=1 > $D/done; \
+         read x < $D/release; \
+         exec 3>&-; wait",
+        d = d.display(),
+        hip = hip.display(),
+        tool = tool.display(),
+        py = py.display(),
+        vgpuctl = testkit::target_profile_dir().join("vgpuctl").display(),
+    );
+    let run = Child::spawn(
+        &mut amd_container(&sim, &["--gpumem", "1g"], &script),
+        Duration::from_secs(240),
+    );
+    wait_line(&d.join("done"), "done=1", Duration::from_secs(180));
+    // Ground truth while both hold: the card has both tenants.
+    let gt = truth(&sim);
+    let other_pid = u64::from(other.pid());
+    assert_eq!(gt.get(&other_pid), Some(&(other_held + CTX)), "{gt:?}");
+
+    let env = Kv::parse(&read(&d, "env"));
+    let hold = Kv::parse(&read(&d, "hold.out"));
+    let why = format!("env:\n{}\nhold:\n{}", read(&d, "env"), read(&d, "hold.out"));
+    assert_eq!(hold.i64("hold_rc"), 0, "{why}");
+    assert_eq!(env.str("rocr"), hold.str("uuid"), "ROCr UUIDs\n{why}");
+    assert_eq!(env.str("hip_limit"), "1024m", "the plugin's <MiB>m\n{why}");
+    assert_eq!(env.str("nvidia"), "none", "{why}");
+    assert_eq!(env.str("ld_preload"), "none", "{why}");
+    assert_eq!(env.str("preload"), "/usr/local/vgpu/libvgpu.so", "{why}");
+    assert_eq!(env.str("initstate"), "live", "{why}");
+    assert_eq!(
+        env.get("amvgpu"),
+        Some("same"),
+        "libamvgpu.so mounted\n{why}"
+    );
+    assert_eq!(hold.u64("free"), GIB - held - CTX, "{why}");
+
+    // The region knows the AMD device by its ROCr UUID and the holder by its host pid.
+    let insp = Json::parse(&read(&d, "inspect.json")).expect("inspect --json");
+    let dev = insp.at("devices/0").expect("a device");
+    assert_eq!(
+        dev.at("uuid").and_then(Json::as_str),
+        Some(hold.str("uuid")),
+        "{insp}"
+    );
+    assert_eq!(dev.at("limit_bytes").and_then(Json::as_u64), Some(GIB));
+    let used = held + CTX;
+    assert_eq!(
+        dev.at("used_bytes").and_then(Json::as_u64),
+        Some(used),
+        "{insp}"
+    );
+    let procs = insp.get("processes").unwrap().items();
+    let hosts: Vec<u64> = procs
+        .iter()
+        .filter(|p| p.at("usage/0/total").and_then(Json::as_u64) == Some(used))
+        .filter_map(|p| p.get("hostpid").and_then(Json::as_u64))
+        .collect();
+    let [holder] = hosts[..] else {
+        panic!("one holder in the region: {insp}")
+    };
+    assert_eq!(
+        gt.get(&holder),
+        Some(&used),
+        "the region's host pid is the holder at the ground truth: {gt:?}"
+    );
+    let text = read(&d, "inspect.txt");
+    assert!(
+        text.contains(hold.str("uuid")) && !text.contains("CUDA") && !text.contains("NVIDIA"),
+        "inspect names the AMD device without CUDA/NVIDIA labels:\n{text}"
+    );
+
+    // rocm-smi: the slice, the container's usage, the container's processes.
+    let mem = read(&d, "meminfo.out");
+    assert_eq!(rocm_smi_field(&mem, "VRAM Total Memory (B)"), GIB, "{mem}");
+    assert_eq!(
+        rocm_smi_field(&mem, "VRAM Total Used Memory (B)"),
+        used,
+        "{mem}"
+    );
+    let pids = read(&d, "pids.out");
+    let listed = |text: &str, pid: u64| {
+        text.lines()
+            .any(|l| l.split_whitespace().next() == Some(pid.to_string().as_str()))
+    };
+    assert!(listed(&pids, holder), "the holder is listed\n{pids}");
+    assert!(
+        !listed(&pids, other_pid),
+        "the other tenant is hidden\n{pids}"
+    );
+    let usage = read(&d, "use.out");
+    assert!(
+        rocm_smi_field(&usage, "GPU use (%)") <= 100,
+        "the device's busy percentage\n{usage}"
+    );
+
+    // amdsmi: the same figures and the container's processes only.
+    let a = Kv::parse(&read(&d, "amdsmi.out"));
+    let why = read(&d, "amdsmi.out");
+    assert_eq!(a.get("ok"), Some("1"), "{why}");
+    assert_eq!(a.u64("amdsmi.total"), GIB, "{why}");
+    assert_eq!(a.u64("amdsmi.used"), used, "{why}");
+    assert_eq!(a.u64("amdsmi.vram_total_mb"), 1024, "{why}");
+    assert_eq!(a.u64("amdsmi.vram_used_mb"), used >> 20, "{why}");
+    assert_eq!(a.u64("amdsmi.nprocs"), 1, "{why}");
+    assert_eq!(a.u64("amdsmi.pid"), holder, "{why}");
+    assert_eq!(a.u64("amdsmi.pid_vram"), used, "{why}");
+
+    // hip-python: the slice, what is left of it, refused over it.
+    let h = Kv::parse(&read(&d, "hippy.out"));
+    let why = read(&d, "hippy.out");
+    assert_eq!(h.get("ok"), Some("1"), "{why}");
+    assert_eq!(h.u64("hip.total"), GIB, "{why}");
+    assert_eq!(h.u64("hip.props_total"), GIB, "{why}");
+    assert_eq!(
+        h.u64("hip.free"),
+        GIB - used - CTX,
+        "its own context too\n{why}"
+    );
+    assert_eq!(h.i64("hip.over_rc"), 2, "hipErrorOutOfMemory\n{why}");
+
+    // The card's own view (no libvgpu, outside the container) lists both tenants: the
+    // filter above is libvgpu's, not the simulator's.
+    let out = run_default(on_the_card(&sim, &py).arg(d.join("smi_view.py")));
+    out.assert_success("amdsmi on the card");
+    let card = out.kv();
+    assert_eq!(card.u64("amdsmi.nprocs"), 2, "{}", out.describe());
+    assert_eq!(
+        card.u64("amdsmi.used"),
+        gt.values().sum::<u64>(),
+        "{}",
+        out.describe()
+    );
+
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(d.join("release"))
+            .unwrap();
+        use std::io::Write;
+        f.write_all(b"go\n").unwrap();
+    }
+    let out = run.finish();
+    assert_eq!(out.status.code(), Some(0), "{}", out.describe());
+    other.close_stdin();
+    other.finish().assert_success("other tenant");
+}
