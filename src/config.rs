@@ -255,9 +255,14 @@ impl Config {
             control_disabled,
             visible_devices: get("CUDA_VISIBLE_DEVICES"),
             limit_uuids: {
-                let (uuids, problem) = parse_limit_uuids(get("NVIDIA_VISIBLE_DEVICES").as_deref());
+                // HAMi's device plugin's list, else its amd-device-plugin's (ROCr UUIDs).
+                let var = ["NVIDIA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES"]
+                    .into_iter()
+                    .find(|v| get(v).is_some())
+                    .unwrap_or("NVIDIA_VISIBLE_DEVICES");
+                let (uuids, problem) = parse_limit_uuids(get(var).as_deref());
                 if let Some((value, consequence)) = problem {
-                    bad("NVIDIA_VISIBLE_DEVICES", &value, consequence);
+                    bad(var, &value, consequence);
                 }
                 uuids
             },
@@ -606,6 +611,30 @@ mod tests {
         assert!(!c.control_disabled);
         assert_eq!(c.shared_cache, "/x/y.cache");
         assert_eq!(cfg(&[]).shared_cache, DEFAULT_SHARED_CACHE);
+    }
+
+    #[test]
+    fn rocr_visible_devices_lists_the_uuids_when_nvidia_visible_devices_is_unset() {
+        let c = cfg(&[(
+            "ROCR_VISIBLE_DEVICES",
+            "GPU-772816553dc2df3a,GPU-0123456789abcdef",
+        )]);
+        assert_eq!(
+            c.limit_uuids.as_deref(),
+            Some(
+                &[
+                    "GPU-772816553dc2df3a".to_string(),
+                    "GPU-0123456789abcdef".to_string()
+                ][..]
+            )
+        );
+        let both = cfg(&[
+            ("NVIDIA_VISIBLE_DEVICES", "GPU-bbbb-2"),
+            ("ROCR_VISIBLE_DEVICES", "GPU-772816553dc2df3a"),
+        ]);
+        assert_eq!(both.limit_uuids, Some(vec!["GPU-bbbb-2".to_string()]));
+        // Indices: limits by ordinal, as ROCr already renumbered the devices.
+        assert_eq!(cfg(&[("ROCR_VISIBLE_DEVICES", "1,0")]).limit_uuids, None);
     }
 
     #[test]

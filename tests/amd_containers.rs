@@ -1,4 +1,5 @@
-//! AMD containers: `vgpuctl run --container --vendor amd` over the simulated AMD GPU (new
+//! The AMD environment contract (limits bound to `ROCR_VISIBLE_DEVICES`' UUIDs) and AMD
+//! containers: `vgpuctl run --container --vendor amd` over the simulated AMD GPU (new
 //! pid and mount namespaces, the library injected by `/etc/ld.so.preload`, HAMi's
 //! amd-device-plugin environment), with AMD's own clients inside: Debian's rocm-smi, AMD's
 //! amdsmi Python package and hip-python. Judged at the simulator's ground truth while a
@@ -373,4 +374,132 @@ fn in_an_amd_container_rocm_smi_amdsmi_and_hip_python_show_the_slice() {
     assert_eq!(out.status.code(), Some(0), "{}", out.describe());
     other.close_stdin();
     other.finish().assert_success("other tenant");
+}
+
+/// The ROCr UUID of the simulated AMD device HIP shows as ordinal 0 under `visible`
+/// (`HIP_VISIBLE_DEVICES`), without libvgpu.
+fn uuid_of(sim: &SimEnv, visible: &str) -> String {
+    let out = run_default(
+        sim.command(hip_cap_client())
+            .args(["hold", "0"])
+            .env("HIP_VISIBLE_DEVICES", visible)
+            .env_remove("LD_PRELOAD")
+            .stdin(std::process::Stdio::null()),
+    );
+    out.assert_success("hold 0");
+    out.kv().str("uuid").to_string()
+}
+
+/// `hip_cap fill` under libvgpu with the amdgpu marker (so the context is measured), and
+/// the application's `HIP_VISIBLE_DEVICES`.
+fn fill_on(sim: &SimEnv, visible: Option<&str>, chunk: u64) -> testkit::Output {
+    let mut c = on_the_card(sim, hip_cap_client());
+    c.args(["fill", &chunk.to_string()])
+        .env("LD_PRELOAD", libvgpu())
+        .stdin(std::process::Stdio::null());
+    if let Some(v) = visible {
+        c.env("HIP_VISIBLE_DEVICES", v);
+    }
+    let out = run_default(&mut c);
+    out.assert_success(&format!("fill HIP_VISIBLE_DEVICES={visible:?}"));
+    out
+}
+
+fn vgpu_lines(out: &testkit::Output) -> Vec<&str> {
+    out.stderr
+        .lines()
+        .filter(|l| l.starts_with("vgpu["))
+        .collect()
+}
+
+/// HAMi's amd-device-plugin lists the container's GPUs by UUID in `ROCR_VISIBLE_DEVICES`:
+/// `HIP_DEVICE_MEMORY_LIMIT_<i>` is the i-th UUID's, whatever `HIP_VISIBLE_DEVICES` the
+/// application sets (which renumbers the devices ROCr left); a device used with no limit
+/// while another has one says so in one line.
+#[test]
+fn hip_limits_follow_the_uuids_of_rocr_visible_devices() {
+    let probe = amd_machine().var("VGPU_SIM_DEVICES", "2");
+    let (uuid0, uuid1) = (uuid_of(&probe, "0"), uuid_of(&probe, "1"));
+    assert_ne!(uuid0, uuid1);
+    let region = |sim: SimEnv| {
+        let r = sim.dir().join("cudevshr.cache");
+        sim.var("CUDA_DEVICE_MEMORY_SHARED_CACHE", r)
+    };
+    // The plugin lists device 1 first: limit _0 (512 MiB) is device 1's, _1 (1 GiB)
+    // device 0's.
+    let bound = || {
+        region(
+            amd_machine()
+                .var("VGPU_SIM_DEVICES", "2")
+                .var("ROCR_VISIBLE_DEVICES", format!("{uuid1},{uuid0}"))
+                .var("HIP_DEVICE_MEMORY_LIMIT_0", "512m")
+                .var("HIP_DEVICE_MEMORY_LIMIT_1", "1g"),
+        )
+    };
+    for (visible, expect, what) in [
+        (None, 512 * MIB, "ordinal 0 is the first listed, device 1"),
+        (Some("1"), GIB, "ordinal 0 is the second listed, device 0"),
+        (Some("0"), 512 * MIB, "ordinal 0 is the first listed"),
+    ] {
+        let sim = bound();
+        let out = fill_on(&sim, visible, 64 * MIB);
+        let kv = out.kv();
+        assert_eq!(
+            kv.u64("total"),
+            expect,
+            "{what} (HIP_VISIBLE_DEVICES={visible:?})\n{}",
+            out.describe()
+        );
+        assert_eq!(kv.u64("allocated"), expect - CTX, "{}", out.describe());
+        assert!(
+            vgpu_lines(&out).is_empty(),
+            "no warning\n{}",
+            out.describe()
+        );
+        // The region names the device by the UUID the limit was given for.
+        let used_uuid = if expect == GIB { &uuid0 } else { &uuid1 };
+        let insp = inspect(&sim);
+        let dev = insp
+            .get("devices")
+            .unwrap()
+            .items()
+            .iter()
+            .find(|d| d.get("uuid").and_then(Json::as_str) == Some(used_uuid.as_str()))
+            .cloned()
+            .unwrap_or_else(|| panic!("{used_uuid} in the region: {insp}"));
+        assert_eq!(dev.get("limit_bytes").and_then(Json::as_u64), Some(expect));
+    }
+    // Control: without the UUID list the same limits go by the ordinal, so the
+    // application's HIP_VISIBLE_DEVICES moves them to the other GPU.
+    let by_ordinal = region(
+        amd_machine()
+            .var("VGPU_SIM_DEVICES", "2")
+            .var("HIP_DEVICE_MEMORY_LIMIT_0", "512m")
+            .var("HIP_DEVICE_MEMORY_LIMIT_1", "1g"),
+    );
+    assert_eq!(
+        fill_on(&by_ordinal, Some("1"), 64 * MIB).kv().u64("total"),
+        512 * MIB
+    );
+
+    // Only _0 set, the application on the second listed device: one line, uncapped.
+    let sim = region(
+        amd_machine()
+            .var("VGPU_SIM_DEVICES", "2")
+            .var("ROCR_VISIBLE_DEVICES", format!("{uuid0},{uuid1}"))
+            .var("HIP_DEVICE_MEMORY_LIMIT_0", "1g"),
+    );
+    let out = fill_on(&sim, Some("1"), 16 * GIB);
+    let lines = vgpu_lines(&out);
+    assert_eq!(lines.len(), 1, "{}", out.describe());
+    assert!(
+        lines[0].contains(&uuid1) && lines[0].contains("HIP_DEVICE_MEMORY_LIMIT_1"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.kv().u64("total") > 100 * GIB,
+        "the card: {}",
+        out.describe()
+    );
 }
