@@ -229,6 +229,7 @@ fn in_an_amd_container_rocm_smi_amdsmi_and_hip_python_show_the_slice() {
          {py} $D/hip_view.py > $D/hippy.out 2>&1; \
          {vgpuctl} inspect \"$CUDA_DEVICE_MEMORY_SHARED_CACHE\" --json > $D/inspect.json 2>&1; \
          {vgpuctl} inspect \"$CUDA_DEVICE_MEMORY_SHARED_CACHE\" > $D/inspect.txt 2>&1; \
+         {vgpuctl} smi > $D/smi.out 2>&1; \
          echo done=1 > $D/done; \
          read x < $D/release; \
          exec 3>&-; wait",
@@ -300,6 +301,22 @@ fn in_an_amd_container_rocm_smi_amdsmi_and_hip_python_show_the_slice() {
         "inspect names the AMD device without CUDA/NVIDIA labels:\n{text}"
     );
 
+    let listed = |text: &str, pid: u64| {
+        text.lines()
+            .any(|l| l.split_whitespace().next() == Some(pid.to_string().as_str()))
+    };
+    // vgpuctl smi (ROCm SMI: no NVIDIA GPU here) shows the container's view.
+    let smi = read(&d, "smi.out");
+    let row = smi
+        .lines()
+        .find(|l| l.starts_with("0 ") && l.contains(hold.str("uuid")))
+        .unwrap_or_else(|| panic!("GPU 0 by its ROCr UUID:\n{smi}"));
+    assert!(
+        row.contains(&format!("{}MiB /   1024MiB", used >> 20)),
+        "the slice and the container's usage:\n{smi}"
+    );
+    assert!(listed(&smi, holder) && !listed(&smi, other_pid), "{smi}");
+
     // rocm-smi: the slice, the container's usage, the container's processes.
     let mem = read(&d, "meminfo.out");
     assert_eq!(rocm_smi_field(&mem, "VRAM Total Memory (B)"), GIB, "{mem}");
@@ -309,10 +326,6 @@ fn in_an_amd_container_rocm_smi_amdsmi_and_hip_python_show_the_slice() {
         "{mem}"
     );
     let pids = read(&d, "pids.out");
-    let listed = |text: &str, pid: u64| {
-        text.lines()
-            .any(|l| l.split_whitespace().next() == Some(pid.to_string().as_str()))
-    };
     assert!(listed(&pids, holder), "the holder is listed\n{pids}");
     assert!(
         !listed(&pids, other_pid),
