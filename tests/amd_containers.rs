@@ -516,3 +516,54 @@ fn hip_limits_follow_the_uuids_of_rocr_visible_devices() {
         out.describe()
     );
 }
+
+/// `vgpuctl run --vendor amd` without a container: the amd-device-plugin's variables over
+/// the simulated AMD GPU (`--device` by ROCr UUID through `ROCR_VISIBLE_DEVICES`), the
+/// amdgpu marker in a mount namespace of vgpuctl's own as root (so the context is
+/// measured); the other vendor's contract on this machine is refused in one line.
+#[test]
+fn vgpuctl_run_vendor_amd_gives_a_hip_process_its_slice() {
+    let sim = amd_machine().var("VGPU_SIM_DEVICES", "2");
+    let uuid1 = uuid_of(&sim, "1");
+    let hip = hip_cap_client();
+    let run = |args: &[&str], program: &[&str]| {
+        let mut c = vgpuctl_cmd(&sim);
+        c.args(["run", "--vendor", "amd", "--sim"])
+            .args(args)
+            .arg("--")
+            .arg(&hip)
+            .args(program)
+            .stdin(std::process::Stdio::null());
+        run_default(&mut c)
+    };
+    let out = run(&["--gpumem", "1g"], &["fill", &(64 * MIB).to_string()]);
+    out.assert_success("vgpuctl run --vendor amd -- hip_cap fill");
+    let kv = out.kv();
+    assert_eq!(kv.u64("total"), GIB, "{}", out.describe());
+    assert_eq!(kv.i64("one_more_rc"), 2, "{}", out.describe());
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        assert_eq!(
+            kv.u64("free_start"),
+            GIB - CTX,
+            "the context measured through ROCm SMI\n{}",
+            out.describe()
+        );
+    } else {
+        assert!(out.stderr.contains("not root"), "{}", out.describe());
+    }
+    // --device 1: the process sees that GPU only, by its ROCr UUID.
+    let out = run(&["--gpumem", "1g", "--device", "1"], &["hold", "0"]);
+    out.assert_success("--device 1");
+    assert_eq!(out.kv().str("uuid"), uuid1, "{}", out.describe());
+    // The NVIDIA contract on an AMD machine: refused before anything runs.
+    let mut c = vgpuctl_cmd(&sim);
+    c.args(["run", "--vendor", "nvidia", "--sim", "--", "true"]);
+    let out = run_default(&mut c);
+    assert_eq!(out.status.code(), Some(2), "{}", out.describe());
+    assert!(
+        out.stderr.contains("has AMD GPUs") && out.stderr.contains("--vendor amd"),
+        "{}",
+        out.describe()
+    );
+}
