@@ -298,33 +298,90 @@ pub unsafe fn amdsmi_get_gpu_vram_info(h: *mut c_void, info: *mut c_void) -> u32
     unsafe { real(h, info) }
 }
 
-/// The library major version (`amdsmi_get_lib_version`) whose `amdsmi_proc_info_t` is the
-/// 704-byte layout of `hip_headers::smi_types` (amdsmi 7.x, library 26.x, what the amdsmi
-/// 7.0 Python package binds). Older libraries' lists (a 6.x struct of another size, or an
-/// older signature listing process handles) pass through unfiltered: writing entries of the
-/// wrong size would corrupt the caller's buffer.
-const PROC_INFO_LAYOUT_MAJOR: u32 = 26;
+/// Where the pid sits in an entry of `amdsmi_get_gpu_process_list`, and how long an entry
+/// is: the struct differs between library versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcLayout {
+    pub stride: usize,
+    pub pid_offset: usize,
+}
 
-/// Whether the real library's process entries have the layout we know (asked once).
-fn process_layout_known() -> bool {
-    static KNOWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *KNOWN.get_or_init(|| {
-        let major = amd::real::amdsmi_get_lib_version().and_then(|f| {
-            // SAFETY: plain C struct, all-zero valid.
-            let mut v: amdsmi_version_t = unsafe { std::mem::zeroed() };
-            // SAFETY: an out-struct of the layout the library fills.
-            (unsafe { f((&raw mut v).cast()) } == 0).then_some(v.major)
+/// amdsmi 7.x (library 26.x; the amdsmi 7.0 package binds it, the simulator implements it):
+/// `hip_headers::smi_types::amdsmi_proc_info_t`, 256-byte names.
+pub const PROC_LAYOUT_7: ProcLayout = ProcLayout {
+    stride: std::mem::size_of::<amdsmi_proc_info_t>(),
+    pid_offset: std::mem::offset_of!(amdsmi_proc_info_t, pid),
+};
+
+/// amdsmi of ROCm 6.2 (library 24.6.x): 32-byte name and container name, no CU occupancy:
+/// name[32], pid u32 at 32, mem u64 at 40, engine usage (2 u64 + 12 u32) at 48, memory usage
+/// (3 u64 + 10 u32) at 112, container name[32] at 176, 4 reserved u32: 224 bytes.
+pub const PROC_LAYOUT_6_2: ProcLayout = ProcLayout {
+    stride: 224,
+    pid_offset: 32,
+};
+
+/// The layout of a library by its `amdsmi_get_lib_version` words: 7.x fills
+/// {major, minor, release} (26 for ROCm 7), 6.x {year, major, minor, release} (24, 6, 2 for
+/// ROCm 6.2). Any other version (ROCm 6.0/6.1 list process handles; 6.3 and 6.4 are not
+/// verified here): `None`, the list passes through unfiltered.
+pub fn proc_layout(words: [u32; 4]) -> Option<ProcLayout> {
+    match words {
+        [26, ..] => Some(PROC_LAYOUT_7),
+        [24, 6, 2, _] => Some(PROC_LAYOUT_6_2),
+        _ => None,
+    }
+}
+
+/// The real library's process-entry layout (asked once).
+fn process_layout() -> Option<ProcLayout> {
+    static LAYOUT: std::sync::OnceLock<Option<ProcLayout>> = std::sync::OnceLock::new();
+    *LAYOUT.get_or_init(|| {
+        let words = amd::real::amdsmi_get_lib_version().and_then(|f| {
+            // Room for either version struct (4 u32 then a pointer: 24 bytes).
+            let mut v = [0u64; 3];
+            // SAFETY: an out-struct at least as large as either layout the library fills.
+            (unsafe { f(v.as_mut_ptr().cast()) } == 0).then(|| {
+                let w = |i: usize| (v[i / 2] >> (32 * (i % 2))) as u32;
+                [w(0), w(1), w(2), w(3)]
+            })
         });
-        let known = major == Some(PROC_INFO_LAYOUT_MAJOR);
-        if !known {
+        let layout = words.and_then(proc_layout);
+        if layout.is_none() {
             crate::vlog!(
                 crate::log::INFO,
-                "AMD SMI library version {major:?}: its process list's layout is not known, so \
+                "AMD SMI library version {words:?}: its process list's layout is not known, so \
                  amdsmi_get_gpu_process_list shows the whole GPU's processes"
             );
         }
-        known
+        layout
     })
+}
+
+/// Keeps the entries of `buf` (`n` entries of `layout`) whose pid `keep` accepts, moved to
+/// the front in order; returns how many.
+pub fn keep_entries(
+    buf: &mut [u8],
+    n: usize,
+    layout: ProcLayout,
+    keep: impl Fn(u32) -> bool,
+) -> usize {
+    let mut kept = 0;
+    for i in 0..n {
+        let at = i * layout.stride;
+        let Some(entry) = buf.get(at..at + layout.stride) else {
+            break;
+        };
+        let pid_bytes = &entry[layout.pid_offset..layout.pid_offset + 4];
+        let pid = u32::from_ne_bytes([pid_bytes[0], pid_bytes[1], pid_bytes[2], pid_bytes[3]]);
+        if keep(pid) {
+            if kept != i {
+                buf.copy_within(at..at + layout.stride, kept * layout.stride);
+            }
+            kept += 1;
+        }
+    }
+    kept
 }
 
 /// The device's processes, only the container's (other containers' stay hidden, as ROCm
@@ -336,21 +393,21 @@ pub unsafe fn amdsmi_get_gpu_process_list(h: *mut c_void, n: *mut c_void, l: *mu
         return AMDSMI_STATUS_NOT_INIT;
     };
     let max = n as *mut u32;
-    let pids = match container_pids() {
-        Some(p) if !max.is_null() && process_layout_known() => p,
+    let (pids, layout) = match (container_pids(), process_layout()) {
+        (Some(p), Some(layout)) if !max.is_null() => (p, layout),
         // SAFETY: the caller's arguments, unchanged, to the real function of this row.
         _ => return unsafe { real(h, n, l) },
     };
-    // SAFETY: plain C struct, all-zero valid.
-    let zero: amdsmi_proc_info_t = unsafe { std::mem::zeroed() };
-    let mut all = vec![zero; 64];
+    // u64 words: the entries' alignment (8) for the library's writes.
+    let mut words = vec![0u64; 64 * layout.stride / 8];
     let mut count = 0u32;
     for _ in 0..4 {
-        count = all.len() as u32;
-        // SAFETY: a buffer of `count` entries of the library's layout (checked above).
-        let rc = unsafe { real(h, (&raw mut count).cast(), all.as_mut_ptr().cast()) };
-        if rc == AMDSMI_STATUS_OUT_OF_RESOURCES || (rc == 0 && count as usize > all.len()) {
-            all = vec![zero; count as usize + 16];
+        let room = (words.len() * 8 / layout.stride) as u32;
+        count = room;
+        // SAFETY: a buffer of `room` entries of the library's layout.
+        let rc = unsafe { real(h, (&raw mut count).cast(), words.as_mut_ptr().cast()) };
+        if rc == AMDSMI_STATUS_OUT_OF_RESOURCES || (rc == 0 && count > room) {
+            words = vec![0u64; (count as usize + 16) * layout.stride / 8];
             continue;
         }
         if rc != 0 {
@@ -358,24 +415,27 @@ pub unsafe fn amdsmi_get_gpu_process_list(h: *mut c_void, n: *mut c_void, l: *mu
         }
         break;
     }
-    all.truncate(count as usize);
-    all.retain(|p| pids.contains(&p.pid));
+    // SAFETY: the words as bytes (u8 has no alignment or validity requirement).
+    let bytes =
+        unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 8) };
+    let room = bytes.len() / layout.stride;
+    let kept = keep_entries(bytes, (count as usize).min(room), layout, |pid| {
+        pids.contains(&pid)
+    });
     // SAFETY: checked non-null.
     let cap = unsafe { *max } as usize;
     // SAFETY: as above.
-    unsafe { *max = all.len() as u32 };
+    unsafe { *max = kept as u32 };
     if cap == 0 {
         return 0;
     }
     if l.is_null() {
         return AMDSMI_STATUS_INVAL;
     }
-    let list = l as *mut amdsmi_proc_info_t;
-    for (i, p) in all.iter().take(cap).enumerate() {
-        // SAFETY: i < cap: inside the caller's array of `*max` entries.
-        unsafe { list.add(i).write(*p) };
-    }
-    if all.len() > cap {
+    let copied = kept.min(cap) * layout.stride;
+    // SAFETY: the caller's array holds `cap` entries of this layout; `copied` fits in both.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), l.cast::<u8>(), copied) };
+    if kept > cap {
         AMDSMI_STATUS_OUT_OF_RESOURCES
     } else {
         0
@@ -384,6 +444,49 @@ pub unsafe fn amdsmi_get_gpu_process_list(h: *mut c_void, n: *mut c_void, l: *mu
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn process_entries_of_either_layout_are_filtered_by_pid() {
+        use super::*;
+        assert_eq!(
+            PROC_LAYOUT_7,
+            ProcLayout {
+                stride: 704,
+                pid_offset: 256
+            }
+        );
+        assert_eq!(proc_layout([26, 0, 2, 0]), Some(PROC_LAYOUT_7));
+        assert_eq!(proc_layout([24, 6, 2, 0]), Some(PROC_LAYOUT_6_2));
+        // ROCm 6.0/6.1 (a list of process handles), unverified 6.x: unfiltered.
+        assert_eq!(proc_layout([24, 5, 0, 0]), None);
+        assert_eq!(proc_layout([23, 4, 0, 0]), None);
+        assert_eq!(proc_layout([25, 3, 0, 0]), None);
+        for layout in [PROC_LAYOUT_7, PROC_LAYOUT_6_2] {
+            let pids = [7u32, 8, 9, 10];
+            let mut buf = vec![0u8; layout.stride * (pids.len() + 1)];
+            for (i, pid) in pids.iter().enumerate() {
+                let e = &mut buf[i * layout.stride..(i + 1) * layout.stride];
+                e.fill(*pid as u8 | 0x80);
+                e[layout.pid_offset..layout.pid_offset + 4].copy_from_slice(&pid.to_ne_bytes());
+            }
+            let kept = keep_entries(&mut buf, pids.len(), layout, |p| p == 8 || p == 10);
+            assert_eq!(kept, 2);
+            for (i, want) in [8u32, 10].iter().enumerate() {
+                let e = &buf[i * layout.stride..(i + 1) * layout.stride];
+                let pid = u32::from_ne_bytes(
+                    e[layout.pid_offset..layout.pid_offset + 4]
+                        .try_into()
+                        .unwrap(),
+                );
+                assert_eq!(pid, *want);
+                // The whole entry moved, not only its pid.
+                assert_eq!(e[0], *want as u8 | 0x80);
+                assert_eq!(e[layout.stride - 1], *want as u8 | 0x80);
+            }
+            // A count past the buffer stops at its end.
+            assert_eq!(keep_entries(&mut buf, 99, layout, |_| true), pids.len() + 1);
+        }
+    }
+
     #[test]
     fn serials_and_unique_ids_name_the_same_rocr_uuid() {
         assert_eq!(super::rocr_uuid(0x772816553dc2df3a), "GPU-772816553dc2df3a");
