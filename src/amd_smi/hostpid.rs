@@ -1,7 +1,7 @@
 //! The host pid of a HIP process, which ROCm SMI and AMD SMI name processes by (the KFD
 //! reports pids of the machine's pid namespace, inside containers too).
 //!
-//! procfs first (`crate::hostpid::discover_cheaply`: the initial pid namespace, or a child
+//! procfs first (`crate::core::hostpid::discover_cheaply`: the initial pid namespace, or a child
 //! one whose `/proc` is the machine's). Inside a container with its own `/proc` the HIP
 //! runtime's context is the signature, as on the CUDA side without NVML's probe: ROCm SMI's
 //! process list just before the runtime creates the context and just after; the pids whose
@@ -50,7 +50,7 @@ pub struct BeforeContext(HashMap<u32, u64>);
 /// Called before the HIP runtime creates a context: `None` when the host pid is known
 /// already (or learnt from procfs now, and recorded).
 pub fn before_context() -> Option<BeforeContext> {
-    let sr = crate::shared_region::SharedRegion::get()?;
+    let sr = crate::core::shared_region::SharedRegion::get()?;
     let slot = sr.slot()?;
     if sr.region().v1.procs[slot]
         .hostpid
@@ -59,7 +59,7 @@ pub fn before_context() -> Option<BeforeContext> {
     {
         return None;
     }
-    if let Some(pid) = crate::hostpid::discover_cheaply() {
+    if let Some(pid) = crate::core::hostpid::discover_cheaply() {
         sr.set_host_pid(pid);
         return None;
     }
@@ -87,7 +87,7 @@ pub fn after_context(before: Option<BeforeContext>) {
     let Some(BeforeContext(before)) = before else {
         return;
     };
-    let Some(sr) = crate::shared_region::SharedRegion::get() else {
+    let Some(sr) = crate::core::shared_region::SharedRegion::get() else {
         return;
     };
     let Some(after) = process_vram() else {

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use hip_headers::prelude::*;
 
 use crate::config::MAX_DEVICES;
-use crate::runtime::rt;
+use crate::core::runtime::rt;
 
 const UNKNOWN: i32 = -1;
 const NONE: i32 = -2;
@@ -46,7 +46,8 @@ pub fn container_index(ordinal: c_int) -> Option<usize> {
 /// by ordinal.
 pub fn index_of(listed: Option<&[String]>, ordinal: c_int, uuid: Option<&str>) -> Option<usize> {
     match (listed, uuid) {
-        (Some(listed), Some(uuid)) => crate::config::limit_index_of(listed, uuid),
+        (Some(listed), Some(uuid)) => crate::config::limit_index_of(listed, uuid)
+            .map(vgpu_policy::device::ContainerIndex::get),
         _ => usize::try_from(ordinal).ok().filter(|&i| i < MAX_DEVICES),
     }
 }

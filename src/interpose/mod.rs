@@ -13,6 +13,8 @@
 //! and either returns the hook or *jumps* to the real `dlsym` with the caller's frame
 //! untouched.
 
+pub mod guard;
+
 use std::ffi::{c_char, c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -103,7 +105,7 @@ unsafe extern "C" fn decide(handle: *mut c_void, name: *const c_char) -> *mut c_
     {
         return std::ptr::null_mut();
     }
-    let Some((family, hook)) = crate::driver::hook_by_symbol(bytes) else {
+    let Some((family, hook)) = crate::cuda::hook_by_symbol(bytes) else {
         return std::ptr::null_mut();
     };
     // SAFETY: handle comes from the caller of dlsym; name is valid.

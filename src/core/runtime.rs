@@ -7,10 +7,11 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use cuda_headers::bindings::*;
 
-use crate::config::{map_visible_devices, Config, MAX_DEVICES};
+use crate::config::{Config, MAX_DEVICES};
+use crate::core::shared_region::{SharedPool, SharedRegion};
 use crate::ledger::{CapacityPool, LocalPool, MemoryLedger};
 use crate::nvml::NvmlProbe;
-use crate::shared_region::{SharedPool, SharedRegion};
+use vgpu_policy::device::{ContainerIndex, Ordinal};
 
 /// Where capacity lives: the container-wide region, or (control disabled) nowhere.
 #[allow(clippy::large_enum_variant)] // one per process; boxing would add an indirection to every reservation
@@ -105,11 +106,11 @@ impl Runtime {
             };
             (!h.is_null()).then_some(h)
         } else {
-            crate::preload::open_library(c"libcuda.so.1")
+            crate::interpose::open_library(c"libcuda.so.1")
         };
         match driver {
             // SAFETY: h comes from dlopen.
-            Some(h) => unsafe { crate::driver::resolve_real(h) },
+            Some(h) => unsafe { crate::cuda::resolve_real(h) },
             // A HIP process on an AMD node has no CUDA driver, and needs none.
             None if crate::hip::in_use() => {}
             None => crate::vlog!(
@@ -118,7 +119,7 @@ impl Runtime {
             ),
         }
         let nvml: OnceLock<Option<NvmlProbe>> = OnceLock::new();
-        crate::throttle::set_policy(config.core_policy);
+        crate::core::gate::set_policy(config.core_policy);
         let pool = if config.control_disabled {
             Pool::Local(LocalPool::new([None; MAX_DEVICES]))
         } else {
@@ -143,9 +144,9 @@ impl Runtime {
                 config.task_priority,
             );
             // The gate must be right before the first launch, not one watcher tick later.
-            crate::throttle::open_gate(region);
+            crate::core::gate::open_gate(region);
             region.start_reaper();
-            crate::shared_region::release_slot_at_exit();
+            crate::core::shared_region::release_slot_at_exit();
             let shared = SharedPool {
                 region,
                 refused: config.memory_limit.map(|l| l == Some(0)),
@@ -193,8 +194,12 @@ impl Runtime {
             _ => {}
         }
         let idx = self.compute_container_index(ordinal as usize);
-        let uuid = crate::hooks::device_uuid(ordinal).unwrap_or_else(|| format!("#{ordinal}"));
-        if let Some(note) = self.config.unlimited_device_note(idx, &uuid) {
+        let uuid =
+            crate::cuda::hooks::device_uuid(ordinal).unwrap_or_else(|| format!("#{ordinal}"));
+        if let Some(note) = self
+            .config
+            .unlimited_device_note(idx.and_then(ContainerIndex::new), &uuid)
+        {
             crate::log::write_line(format_args!("{note}"));
         }
         slot.store(
@@ -206,8 +211,10 @@ impl Runtime {
 
     fn compute_container_index(&self, ordinal: usize) -> Option<usize> {
         if let Some(uuids) = self.config.limit_uuids.as_deref() {
-            match crate::hooks::device_uuid(ordinal as CUdevice) {
-                Some(uuid) => return crate::config::limit_index_of(uuids, &uuid),
+            match crate::cuda::hooks::device_uuid(ordinal as CUdevice) {
+                Some(uuid) => {
+                    return crate::config::limit_index_of(uuids, &uuid).map(ContainerIndex::get)
+                }
                 None => crate::vlog!(
                     crate::log::ERROR,
                     "cannot read the UUID of CUDA device {ordinal}: its limit follows NVML's device order"
@@ -232,14 +239,14 @@ impl Runtime {
         } else {
             (0..MAX_DEVICES).map(|i| format!("#{i}")).collect()
         };
-        let map = map_visible_devices(Some(spec), &uuids);
-        map.get(ordinal).copied().filter(|&i| i < MAX_DEVICES)
+        crate::config::visible_container_index(spec, &uuids, Ordinal(ordinal as i32))
+            .map(ContainerIndex::get)
     }
 
     /// The NVML index of a CUDA ordinal (matched by UUID).
     pub fn nvml_index(&self, ordinal: CUdevice) -> Option<u32> {
         let nvml = self.nvml()?;
-        let uuid = crate::hooks::device_uuid(ordinal)?;
+        let uuid = crate::cuda::hooks::device_uuid(ordinal)?;
         nvml.device_uuids()
             .iter()
             .position(|u| *u == uuid)
@@ -340,7 +347,7 @@ extern "C" fn fork_child() {
     let taken = FORK_GUARD.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let (Some(rt), Some(mut guard)) = (RUNTIME.get(), taken) {
         rt.ledger.forget_all_locked(&mut guard.0);
-        crate::hostpid::forget_after_fork();
+        crate::core::hostpid::forget_after_fork();
         for r in &rt.primary_refs {
             r.store(0, Ordering::Relaxed);
         }
