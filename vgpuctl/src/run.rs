@@ -529,9 +529,9 @@ pub fn run(args: &[OsString]) -> Result<ExitCode, String> {
     let chosen = select_devices(o.device.as_deref(), &uuids)?;
     if use_sim {
         eprintln!(
-            "vgpuctl: no {} driver in use: running over the simulated {} GPU ({})",
+            "vgpuctl: no {} driver in use: running over the simulated {}GPU ({})",
             vendor.name(),
-            vendor.name(),
+            if vendor == Vendor::Amd { "AMD " } else { "" },
             sim_dir.display()
         );
     }
