@@ -567,3 +567,76 @@ fn vgpuctl_run_vendor_amd_gives_a_hip_process_its_slice() {
         out.describe()
     );
 }
+
+/// `--gpucores` in an AMD container: `HIP_DEVICE_SM_LIMIT` (the time cap HAMi's
+/// amd-device-plugin does not have) holds 1 ms HIP kernels launched back to back to about
+/// the share asked, the utilization read through ROCm SMI inside the container's
+/// namespaces. Loose bounds, as tests/hip_compute_cap.rs: 30 % must give 20-40 %.
+#[test]
+fn gpucores_caps_hip_launches_in_an_amd_container() {
+    let sim = amd_machine()
+        .var("VGPU_SIM_KERNEL_NS", "1000000")
+        .var("GPU_CORE_UTILIZATION_POLICY", "force");
+    if !containers_possible(&sim) {
+        return;
+    }
+    let hip = hip_cap_client();
+    let d = sim.dir().to_path_buf();
+    mkfifo(&d.join("go"));
+    let script = format!(
+        "echo sm_limit=$HIP_DEVICE_SM_LIMIT > {d}/limit; \
+         exec {hip} launch-loop 100000 launch < {d}/go > {d}/loop.out 2>&1",
+        d = d.display(),
+        hip = hip.display()
+    );
+    let run = Child::spawn(
+        &mut amd_container(&sim, &["--gpucores", "30"], &script),
+        Duration::from_secs(120),
+    );
+    let mut go = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            use std::os::unix::fs::OpenOptionsExt;
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(d.join("go"))
+            {
+                Ok(f) => break f,
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => panic!("the loop never opened its FIFO: {e}"),
+            }
+        }
+    };
+    wait_line(&d.join("loop.out"), "ready=1", Duration::from_secs(30));
+    assert_eq!(Kv::parse(&read(&d, "limit")).u64("sm_limit"), 30);
+    // The container's one HIP process, by host pid at the ground truth.
+    let pids: Vec<u64> = truth(&sim).into_keys().collect();
+    let [pid] = pids[..] else {
+        panic!("one process on the card: {pids:?}")
+    };
+    let busy = || busy_of(&sim, pid as u32);
+    {
+        use std::io::Write;
+        go.write_all(b"go\n").unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let (b0, t0) = (busy(), Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let (b1, t1) = (busy(), Instant::now());
+    let share = (b1 - b0) as f64 / (t1 - t0).as_nanos() as f64;
+    eprintln!("--gpucores 30 in an AMD container: {:.1} %", share * 100.0);
+    // SAFETY: SIGKILL to the container's command, which this test started (its host pid).
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    drop(go);
+    let out = run.finish();
+    assert_eq!(out.status.code(), Some(137), "{}", out.describe());
+    assert!(
+        (0.20..=0.40).contains(&share),
+        "a 30 % cap in the container gave {:.1} %\n{}",
+        share * 100.0,
+        read(&d, "loop.out")
+    );
+}
