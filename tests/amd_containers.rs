@@ -150,6 +150,7 @@ print("amdsmi.used=%d" % amdsmi.amdsmi_get_gpu_memory_usage(h, VRAM))
 v = amdsmi.amdsmi_get_gpu_vram_usage(h)
 print("amdsmi.vram_total_mb=%d" % v["vram_total"])
 print("amdsmi.vram_used_mb=%d" % v["vram_used"])
+print("amdsmi.vram_size_mb=%d" % amdsmi.amdsmi_get_gpu_vram_info(h)["vram_size"])
 procs = amdsmi.amdsmi_get_gpu_process_list(h)
 print("amdsmi.nprocs=%d" % len(procs))
 for p in procs:
@@ -345,6 +346,7 @@ fn in_an_amd_container_rocm_smi_amdsmi_and_hip_python_show_the_slice() {
     assert_eq!(a.u64("amdsmi.used"), used, "{why}");
     assert_eq!(a.u64("amdsmi.vram_total_mb"), 1024, "{why}");
     assert_eq!(a.u64("amdsmi.vram_used_mb"), used >> 20, "{why}");
+    assert_eq!(a.u64("amdsmi.vram_size_mb"), 1024, "{why}");
     assert_eq!(a.u64("amdsmi.nprocs"), 1, "{why}");
     assert_eq!(a.u64("amdsmi.pid"), holder, "{why}");
     assert_eq!(a.u64("amdsmi.pid_vram"), used, "{why}");
@@ -368,6 +370,12 @@ fn in_an_amd_container_rocm_smi_amdsmi_and_hip_python_show_the_slice() {
     out.assert_success("amdsmi on the card");
     let card = out.kv();
     assert_eq!(card.u64("amdsmi.nprocs"), 2, "{}", out.describe());
+    assert_eq!(
+        card.u64("amdsmi.vram_size_mb"),
+        192 * 1024,
+        "{}",
+        out.describe()
+    );
     assert_eq!(
         card.u64("amdsmi.used"),
         gt.values().sum::<u64>(),

@@ -290,12 +290,54 @@ pub unsafe fn amdsmi_get_gpu_device_uuid(h: *mut c_void, n: *mut c_void, u: *mut
     unsafe { real(h, n, u) }
 }
 
+/// `vram_size` (MB) of `amdsmi_vram_info_t`: the slice, as NVML's total is, where the
+/// library's layout is known (the struct differs between versions: 7.x has a 256-byte
+/// vendor string before it, ROCm 6.2 a vendor enum); other fields unchanged.
 pub unsafe fn amdsmi_get_gpu_vram_info(h: *mut c_void, info: *mut c_void) -> u32 {
     let Some(real) = amd::real::amdsmi_get_gpu_vram_info() else {
         return AMDSMI_STATUS_NOT_INIT;
     };
     // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-    unsafe { real(h, info) }
+    let rc = unsafe { real(h, info) };
+    let offset = lib_version_words().and_then(vram_size_offset);
+    if let (0, false, Some(offset)) = (rc, info.is_null(), offset) {
+        // SAFETY: the struct the library filled on success, of the layout its version has.
+        let size = unsafe { info.cast::<u8>().add(offset).cast::<u64>() };
+        // SAFETY: as above (read and written unaligned: the caller's buffer may be bytes).
+        let physical = unsafe { size.read_unaligned() } << 20;
+        if let Some((slice, _)) = amdsmi_uuid(h).and_then(|u| container_view(&u, physical)) {
+            // SAFETY: as above; only this field is written.
+            unsafe { size.write_unaligned(slice >> 20) };
+        }
+    }
+    rc
+}
+
+/// Where `vram_size` sits in `amdsmi_vram_info_t`, by the library's version words.
+pub fn vram_size_offset(words: [u32; 4]) -> Option<usize> {
+    match words {
+        [26, ..] => Some(std::mem::offset_of!(amdsmi_vram_info_t, vram_size)),
+        [24, 6, 2, _] => Some(8),
+        _ => None,
+    }
+}
+
+/// The real library's `amdsmi_get_lib_version` as four words (asked once): 7.x fills
+/// {major, minor, release}, 6.x {year, major, minor, release}; a pointer follows in both.
+fn lib_version_words() -> Option<[u32; 4]> {
+    static WORDS: std::sync::OnceLock<Option<[u32; 4]>> = std::sync::OnceLock::new();
+    *WORDS.get_or_init(|| {
+        let f = amd::real::amdsmi_get_lib_version()?;
+        // Room for either version struct (4 u32 then a pointer: 24 bytes).
+        let mut v = [0u64; 3];
+        // SAFETY: an out-struct at least as large as either layout the library fills.
+        if unsafe { f(v.as_mut_ptr().cast()) } != 0 {
+            return None;
+        }
+        // x86-64 is little-endian: word 0 is the low half of the first u64.
+        let w = |i: usize| (v[i / 2] >> (32 * (i % 2))) as u32;
+        Some([w(0), w(1), w(2), w(3)])
+    })
 }
 
 /// Where the pid sits in an entry of `amdsmi_get_gpu_process_list`, and how long an entry
@@ -337,15 +379,7 @@ pub fn proc_layout(words: [u32; 4]) -> Option<ProcLayout> {
 fn process_layout() -> Option<ProcLayout> {
     static LAYOUT: std::sync::OnceLock<Option<ProcLayout>> = std::sync::OnceLock::new();
     *LAYOUT.get_or_init(|| {
-        let words = amd::real::amdsmi_get_lib_version().and_then(|f| {
-            // Room for either version struct (4 u32 then a pointer: 24 bytes).
-            let mut v = [0u64; 3];
-            // SAFETY: an out-struct at least as large as either layout the library fills.
-            (unsafe { f(v.as_mut_ptr().cast()) } == 0).then(|| {
-                let w = |i: usize| (v[i / 2] >> (32 * (i % 2))) as u32;
-                [w(0), w(1), w(2), w(3)]
-            })
-        });
+        let words = lib_version_words();
         let layout = words.and_then(proc_layout);
         if layout.is_none() {
             crate::vlog!(
@@ -460,6 +494,9 @@ mod tests {
         assert_eq!(proc_layout([24, 5, 0, 0]), None);
         assert_eq!(proc_layout([23, 4, 0, 0]), None);
         assert_eq!(proc_layout([25, 3, 0, 0]), None);
+        assert_eq!(vram_size_offset([26, 0, 2, 0]), Some(264));
+        assert_eq!(vram_size_offset([24, 6, 2, 0]), Some(8));
+        assert_eq!(vram_size_offset([24, 5, 0, 0]), None);
         for layout in [PROC_LAYOUT_7, PROC_LAYOUT_6_2] {
             let pids = [7u32, 8, 9, 10];
             let mut buf = vec![0u8; layout.stride * (pids.len() + 1)];
