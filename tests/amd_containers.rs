@@ -648,3 +648,93 @@ fn gpucores_caps_hip_launches_in_an_amd_container() {
         read(&d, "loop.out")
     );
 }
+
+/// Host pids inside an AMD container, three HIP processes starting together: each learns
+/// its own (the context's signature in ROCm SMI's process list, or the probe allocation
+/// when that is ambiguous; debug builds are made to take each way), so every context is
+/// counted and the region's ledger equals the card's ground truth.
+#[test]
+fn hip_processes_of_a_container_learn_their_host_pids() {
+    for method in ["probe", "signature"] {
+        let sim = amd_machine()
+            .var("VGPU_DEBUG_HOSTPID", method)
+            .var("LIBCUDA_LOG_LEVEL", "4");
+        if !containers_possible(&sim) {
+            return;
+        }
+        let hip = hip_cap_client();
+        let d = sim.dir().to_path_buf();
+        mkfifo(&d.join("release"));
+        let ready = "n=0; until grep -q ready=1 $D/h$i.out || [ $n -ge 600 ]; do sleep 0.05; \
+                     n=$((n+1)); done;";
+        let script = format!(
+            "D={d}; \
+             for i in 1 2 3; do {hip} hold $((i * 32 * 1048576)) < $D/release > $D/h$i.out 2>&1 & {one_by_one} done; \
+             for i in 1 2 3; do {ready} done; \
+             {vgpuctl} inspect \"$CUDA_DEVICE_MEMORY_SHARED_CACHE\" --json > $D/inspect.json 2>&1; \
+             echo done=1 > $D/done; wait",
+            d = d.display(),
+            hip = hip.display(),
+            vgpuctl = testkit::target_profile_dir().join("vgpuctl").display(),
+            // The probe's run starts the three at once; the signature's one after another
+            // (contexts created at the same moment are what the probe is for).
+            one_by_one = if method == "probe" { "" } else { ready },
+        );
+        let run = Child::spawn(
+            &mut amd_container(&sim, &["--gpumem", "1g"], &script),
+            Duration::from_secs(120),
+        );
+        let release = {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                use std::os::unix::fs::OpenOptionsExt;
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(d.join("release"))
+                {
+                    Ok(f) => break f,
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::ENXIO) && Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(Duration::from_millis(10))
+                    }
+                    Err(e) => panic!("the holders never opened their FIFO: {e}"),
+                }
+            }
+        };
+        wait_line(&d.join("done"), "done=1", Duration::from_secs(60));
+        let gt = truth(&sim);
+        let insp = Json::parse(&read(&d, "inspect.json")).expect("inspect --json");
+        let procs = insp.get("processes").unwrap().items();
+        assert_eq!(procs.len(), 3, "{method}: {insp}");
+        let mut ledger = 0;
+        for p in procs {
+            let host = p.get("hostpid").and_then(Json::as_u64).unwrap_or(0);
+            let total = p.at("usage/0/total").and_then(Json::as_u64).unwrap();
+            let context = p.at("usage/0/context").and_then(Json::as_u64).unwrap();
+            assert_eq!(context, CTX, "{method}: the context is counted\n{insp}");
+            assert_eq!(
+                gt.get(&host),
+                Some(&total),
+                "{method}: the slot's host pid is that process at the ground truth: {gt:?}\n{insp}"
+            );
+            ledger += total;
+        }
+        assert_eq!(ledger, gt.values().sum::<u64>(), "{method}");
+        // The plain (debug) build takes the way it is told to.
+        if std::env::var_os("VGPU_TEST_LIBVGPU").is_none() {
+            let how = match method {
+                "probe" => "found with a probe allocation",
+                _ => "from the HIP context's creation",
+            };
+            for i in 1..=3 {
+                let log = read(&d, &format!("h{i}.out"));
+                assert!(log.contains(how), "{method}: {how:?} in\n{log}");
+            }
+        }
+        drop(release);
+        let out = run.finish();
+        assert_eq!(out.status.code(), Some(0), "{method}: {}", out.describe());
+    }
+}

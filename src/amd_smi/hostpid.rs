@@ -8,14 +8,49 @@
 //! VRAM rose (or that appeared), less the host pids the container's other processes have
 //! claimed in the region, are the candidates. One: it is ours, recorded in the region (what
 //! the SMI views filter by, what `vgpuctl inspect` and HAMi's monitor read). Several (two
-//! processes of the machine creating contexts at the same moment): left unknown, logged
-//! once; the context is then measured by `getpid()` and not found.
+//! processes of the machine creating contexts at the same moment): a probe, as the CUDA
+//! side's last resort, when the slice has room for it: an allocation of an unusual size S
+//! (a multiple of 2 MiB) through the real `hipMalloc`, reserved in the ledger like any
+//! allocation, freed at once; ours is the one pid whose VRAM rose by exactly S and fell
+//! back by S. Still ambiguous (or no room): left unknown, logged; the context is then
+//! measured by `getpid()` and not found.
+//!
+//! Debug builds: `VGPU_DEBUG_HOSTPID=probe` skips procfs and the signature,
+//! `=signature` skips procfs, `=unknown` learns nothing (as on the CUDA side).
 
 use std::collections::HashMap;
 
 use hip_headers::prelude::*;
 
 use super::rocm;
+use crate::ledger::AllocKind;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Forced {
+    No,
+    Signature,
+    Probe,
+    Unknown,
+}
+
+#[cfg(debug_assertions)]
+fn forced() -> Forced {
+    static FORCED: std::sync::OnceLock<Forced> = std::sync::OnceLock::new();
+    *FORCED.get_or_init(|| match std::env::var("VGPU_DEBUG_HOSTPID").as_deref() {
+        Ok("probe") => Forced::Probe,
+        Ok("signature") => Forced::Signature,
+        Ok("unknown") => Forced::Unknown,
+        _ => Forced::No,
+    })
+}
+
+#[cfg(not(debug_assertions))]
+#[inline(always)]
+fn forced() -> Forced {
+    Forced::No
+}
+
+const PROBE_UNIT: u64 = 2 << 20;
 
 /// ROCm SMI's KFD process list: pid -> VRAM bytes. `None` when ROCm SMI cannot tell.
 fn process_vram() -> Option<HashMap<u32, u64>> {
@@ -59,9 +94,15 @@ pub fn before_context() -> Option<BeforeContext> {
     {
         return None;
     }
-    if let Some(pid) = crate::core::hostpid::discover_cheaply() {
-        sr.set_host_pid(pid);
-        return None;
+    match forced() {
+        Forced::Unknown => return None,
+        Forced::No => {
+            if let Some(pid) = crate::core::hostpid::discover_cheaply() {
+                sr.set_host_pid(pid);
+                return None;
+            }
+        }
+        Forced::Signature | Forced::Probe => {}
     }
     process_vram().map(BeforeContext)
 }
@@ -82,8 +123,9 @@ pub fn candidates(
     v
 }
 
-/// Called once the context exists: records the host pid when the signature names one pid.
-pub fn after_context(before: Option<BeforeContext>) {
+/// Called once the context on container device `device` (current on this thread) exists:
+/// records the host pid when the signature names one pid, else when a probe does.
+pub fn after_context(before: Option<BeforeContext>, device: usize) {
     let Some(BeforeContext(before)) = before else {
         return;
     };
@@ -93,22 +135,72 @@ pub fn after_context(before: Option<BeforeContext>) {
     let Some(after) = process_vram() else {
         return;
     };
-    match candidates(&before, &after, &sr.host_pids_of_others())[..] {
-        [pid] => {
+    let claimed = sr.host_pids_of_others();
+    let found = match candidates(&before, &after, &claimed)[..] {
+        [pid] if forced() != Forced::Probe => Some((pid, "from the HIP context's creation")),
+        ref several => {
+            crate::vlog!(
+                crate::log::DEBUG,
+                "HIP context's creation: host pid candidates {several:?}; probing"
+            );
+            probe(device, &claimed).map(|pid| (pid, "found with a probe allocation"))
+        }
+    };
+    match found {
+        Some((pid, how)) => {
             sr.set_host_pid(pid);
             crate::vlog!(
                 crate::log::DEBUG,
-                "host pid {pid} (pid {} here), from the HIP context's creation",
+                "host pid {pid} (pid {} here), {how}",
                 std::process::id()
             );
         }
-        ref several => crate::vlog!(
+        None => crate::vlog!(
             crate::log::INFO,
-            "cannot tell this process's host pid from its HIP context's creation \
-             (candidates {several:?}): its context is not counted and the SMI views of the \
-             container miss it"
+            "cannot tell this process's host pid from its HIP context's creation nor a \
+             probe: its context is not counted and the SMI views of the container miss it"
         ),
     }
+}
+
+/// The probe (see the module docs) on the current device, `device` in the ledger.
+fn probe(device: usize, claimed: &[u32]) -> Option<u32> {
+    let alloc = crate::hip::real::hipMalloc()?;
+    let free = crate::hip::real::hipFree()?;
+    let ledger = &crate::core::runtime::rt().ledger;
+    let me = std::process::id();
+    for attempt in 0..4u32 {
+        let size = PROBE_UNIT * (1 + u64::from(me.wrapping_add(attempt * 7) % 7));
+        // Reserved like any allocation: the probe never takes the card past the slice.
+        let Ok(reservation) = ledger.reserve(device, size, AllocKind::Data) else {
+            crate::vlog!(
+                crate::log::DEBUG,
+                "no room for a {size}-byte host pid probe"
+            );
+            return None;
+        };
+        let before = process_vram()?;
+        let mut ptr: *mut c_void = std::ptr::null_mut();
+        // SAFETY: a plain allocation on the current device, freed below.
+        if unsafe { alloc(&mut ptr, size as usize) } != hipSuccess {
+            return None;
+        }
+        let during = process_vram();
+        // SAFETY: freeing the probe (before its reservation is given back).
+        unsafe { free(ptr) };
+        drop(reservation);
+        let (during, after) = (during?, process_vram()?);
+        let up = crate::core::hostpid::moved_by(&before, &during, size as i64);
+        let down = crate::core::hostpid::moved_by(&during, &after, -(size as i64));
+        let both: Vec<u32> = up
+            .into_iter()
+            .filter(|p| down.contains(p) && !claimed.contains(p))
+            .collect();
+        if let [pid] = both[..] {
+            return Some(pid);
+        }
+    }
+    None
 }
 
 #[cfg(test)]

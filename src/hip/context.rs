@@ -53,7 +53,7 @@ pub fn ensure_charged(ordinal: c_int, device: usize) {
         // SAFETY: valid out-pointers; creates the device's context if it does not exist.
         unsafe { meminfo(&mut free, &mut total) };
     }
-    crate::amd_smi::hostpid::after_context(before);
+    crate::amd_smi::hostpid::after_context(before, device);
     let Some(vram) = process_vram() else {
         return;
     };
