@@ -738,3 +738,88 @@ fn hip_processes_of_a_container_learn_their_host_pids() {
         assert_eq!(out.status.code(), Some(0), "{method}: {}", out.describe());
     }
 }
+
+/// A HIP process of an AMD container killed with SIGKILL: the container's other process
+/// sees its memory back within a second (the region's reaper, by pid inside the
+/// container), and the card has let it go.
+#[test]
+fn a_killed_hip_process_of_an_amd_container_is_reclaimed_within_one_second() {
+    let sim = amd_machine();
+    if !containers_possible(&sim) {
+        return;
+    }
+    let hip = hip_cap_client();
+    let d = sim.dir().to_path_buf();
+    let held = 200 * MIB;
+    let script = format!(
+        "D={d}; \
+         sleep 600 | {hip} hold {held} > $D/holder.out 2>&1 & \
+         n=0; until grep -q ready=1 $D/holder.out || [ $n -ge 600 ]; do sleep 0.05; n=$((n+1)); done; \
+         {hip} watch-free 10 60 > $D/watch.out 2>&1 & \
+         wait $!",
+        d = d.display(),
+        hip = hip.display(),
+    );
+    let run = Child::spawn(
+        &mut amd_container(&sim, &["--gpumem", "1g"], &script),
+        Duration::from_secs(120),
+    );
+    let want_before = GIB - held - 2 * CTX;
+    let free_line = |l: &str, v: u64| l.strip_prefix("free=") == Some(v.to_string().as_str());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !read_or_empty(&d.join("watch.out"))
+        .lines()
+        .any(|l| free_line(l, want_before))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the watcher never saw {want_before} free:\n{}",
+            read_or_empty(&d.join("watch.out"))
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let gt = truth(&sim);
+    let holder = gt
+        .iter()
+        .find(|(_, &b)| b == held + CTX)
+        .map(|(&p, _)| p)
+        .unwrap_or_else(|| panic!("the holder at the ground truth: {gt:?}"));
+    let watcher = gt
+        .iter()
+        .find(|(_, &b)| b == CTX)
+        .map(|(&p, _)| p)
+        .unwrap_or_else(|| panic!("the watcher at the ground truth: {gt:?}"));
+    let seen = read_or_empty(&d.join("watch.out")).len();
+    let killed = Instant::now();
+    // SAFETY: SIGKILL to a process of the container this test started (its host pid).
+    unsafe { libc::kill(holder as i32, libc::SIGKILL) };
+    let want_after = GIB - CTX;
+    loop {
+        let s = read_or_empty(&d.join("watch.out"));
+        if s[seen.min(s.len())..]
+            .lines()
+            .any(|l| free_line(l, want_after))
+        {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "never reclaimed:\n{s}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(1), "reclaimed after {took:?}");
+    eprintln!("a killed HIP process's {held} bytes reclaimed after {took:?}");
+    assert!(!truth(&sim).contains_key(&holder), "the card let it go");
+    // SAFETY: as above, the container's last HIP process: the command's status, and the
+    // container ends with it.
+    unsafe { libc::kill(watcher as i32, libc::SIGKILL) };
+    let out = run.finish();
+    assert_eq!(out.status.code(), Some(137), "{}", out.describe());
+    assert!(truth(&sim).is_empty(), "the card has no process left");
+}
+
+fn read_or_empty(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
