@@ -356,8 +356,8 @@ pub const PROC_LAYOUT_7: ProcLayout = ProcLayout {
 };
 
 /// amdsmi of ROCm 6.2 (library 24.6.x): 32-byte name and container name, no CU occupancy:
-/// name[32], pid u32 at 32, mem u64 at 40, engine usage (2 u64 + 12 u32) at 48, memory usage
-/// (3 u64 + 10 u32) at 112, container name[32] at 176, 4 reserved u32: 224 bytes.
+/// `name[32]`, pid u32 at 32, mem u64 at 40, engine usage (2 u64 + 12 u32) at 48, memory usage
+/// (3 u64 + 10 u32) at 112, `container_name[32]` at 176, 4 reserved u32: 224 bytes.
 pub const PROC_LAYOUT_6_2: ProcLayout = ProcLayout {
     stride: 224,
     pid_offset: 32,
