@@ -153,6 +153,12 @@ print("amdsmi.vram_used_mb=%d" % v["vram_used"])
 print("amdsmi.vram_size_mb=%d" % amdsmi.amdsmi_get_gpu_vram_info(h)["vram_size"])
 procs = amdsmi.amdsmi_get_gpu_process_list(h)
 print("amdsmi.nprocs=%d" % len(procs))
+# The count query of the C call (max 0, no list), as C callers size their buffer.
+import ctypes
+from amdsmi import amdsmi_wrapper
+n = ctypes.c_uint32(0)
+print("amdsmi.count_rc=%d" % amdsmi_wrapper.amdsmi_get_gpu_process_list(h, ctypes.byref(n), None))
+print("amdsmi.count=%d" % n.value)
 for p in procs:
     print("amdsmi.pid=%d" % p["pid"])
     print("amdsmi.pid_vram=%d" % p["memory_usage"]["vram_mem"])
@@ -348,6 +354,8 @@ fn in_an_amd_container_rocm_smi_amdsmi_and_hip_python_show_the_slice() {
     assert_eq!(a.u64("amdsmi.vram_used_mb"), used >> 20, "{why}");
     assert_eq!(a.u64("amdsmi.vram_size_mb"), 1024, "{why}");
     assert_eq!(a.u64("amdsmi.nprocs"), 1, "{why}");
+    assert_eq!(a.i64("amdsmi.count_rc"), 0, "{why}");
+    assert_eq!(a.u64("amdsmi.count"), 1, "{why}");
     assert_eq!(a.u64("amdsmi.pid"), holder, "{why}");
     assert_eq!(a.u64("amdsmi.pid_vram"), used, "{why}");
 
@@ -370,6 +378,7 @@ fn in_an_amd_container_rocm_smi_amdsmi_and_hip_python_show_the_slice() {
     out.assert_success("amdsmi on the card");
     let card = out.kv();
     assert_eq!(card.u64("amdsmi.nprocs"), 2, "{}", out.describe());
+    assert_eq!(card.u64("amdsmi.count"), 2, "{}", out.describe());
     assert_eq!(
         card.u64("amdsmi.vram_size_mb"),
         192 * 1024,

@@ -435,6 +435,9 @@ pub unsafe fn amdsmi_get_gpu_process_list(h: *mut c_void, n: *mut c_void, l: *mu
     // u64 words: the entries' alignment (8) for the library's writes.
     let mut words = vec![0u64; 64 * layout.stride / 8];
     let mut count = 0u32;
+    // The real call's status when it filled the list: success, or NO_PERM (the entries are
+    // there, some processes' names could not be read), passed back as the real one would.
+    let mut filled = 0;
     for _ in 0..4 {
         let room = (words.len() * 8 / layout.stride) as u32;
         count = room;
@@ -444,9 +447,10 @@ pub unsafe fn amdsmi_get_gpu_process_list(h: *mut c_void, n: *mut c_void, l: *mu
             words = vec![0u64; (count as usize + 16) * layout.stride / 8];
             continue;
         }
-        if rc != 0 {
+        if rc != 0 && rc != AMDSMI_STATUS_NO_PERM {
             return rc;
         }
+        filled = rc;
         break;
     }
     // SAFETY: the words as bytes (u8 has no alignment or validity requirement).
@@ -472,9 +476,12 @@ pub unsafe fn amdsmi_get_gpu_process_list(h: *mut c_void, n: *mut c_void, l: *mu
     if kept > cap {
         AMDSMI_STATUS_OUT_OF_RESOURCES
     } else {
-        0
+        filled
     }
 }
+
+/// `AMDSMI_STATUS_NO_PERM`: the process list is filled, some names could not be read.
+const AMDSMI_STATUS_NO_PERM: u32 = 10;
 
 #[cfg(test)]
 mod tests {
