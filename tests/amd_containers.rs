@@ -532,6 +532,16 @@ fn hip_limits_follow_the_uuids_of_rocr_visible_devices() {
         "the card: {}",
         out.describe()
     );
+
+    // ROCr UUIDs name no CUDA device: a CUDA process with that list (and no
+    // NVIDIA_VISIBLE_DEVICES) keeps its limits by device order, capped, no warning.
+    let cuda = machine()
+        .var("ROCR_VISIBLE_DEVICES", format!("{uuid1},{uuid0}"))
+        .var("CUDA_DEVICE_MEMORY_LIMIT_0", "1g");
+    let out = run_default(command(&cuda, Style::Linked, true).arg("meminfo"));
+    out.assert_success("CUDA meminfo with ROCR_VISIBLE_DEVICES");
+    assert_eq!(out.kv().u64("total"), GIB, "{}", out.describe());
+    assert!(vgpu_lines(&out).is_empty(), "{}", out.describe());
 }
 
 /// `vgpuctl run --vendor amd` without a container: the amd-device-plugin's variables over

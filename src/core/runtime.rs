@@ -210,7 +210,7 @@ impl Runtime {
     }
 
     fn compute_container_index(&self, ordinal: usize) -> Option<usize> {
-        if let Some(uuids) = self.config.limit_uuids.as_deref() {
+        if let Some(uuids) = self.config.limit_uuids_for(false) {
             match crate::cuda::hooks::device_uuid(ordinal as CUdevice) {
                 Some(uuid) => {
                     return crate::config::limit_index_of(uuids, &uuid).map(ContainerIndex::get)
@@ -258,7 +258,7 @@ impl Runtime {
 /// from NVML (which shows the container's devices in container order), or stand-in names
 /// when NVML is unavailable (then only devices with a limit are registered).
 fn container_devices(config: &Config, uuids: Vec<String>) -> Vec<shm_layout::DeviceInit> {
-    if let Some(listed) = config.limit_uuids.as_deref() {
+    if let Some(listed) = config.limit_uuids_for(crate::hip::in_use()) {
         // NVIDIA_VISIBLE_DEVICES order: limit i is the i-th UUID's (spelled as NVML spells
         // it when NVML knows the device, so NVML's and CUDA's views find the same entry).
         return listed

@@ -3,7 +3,7 @@
 //!
 //! HAMi's amd-device-plugin lists the container's GPUs by UUID in `ROCR_VISIBLE_DEVICES`,
 //! in the order of its limits. When that list (or `NVIDIA_VISIBLE_DEVICES`) names UUIDs
-//! (`Config::limit_uuids`), limit `i` belongs to the i-th UUID: ordinal `d` is matched by
+//! (`Config::limit_uuids_for`), limit `i` belongs to the i-th UUID: ordinal `d` is matched by
 //! its ROCr UUID (`hipDeviceGetUuid`), so a limit stays with its GPU whatever
 //! `HIP_VISIBLE_DEVICES` the application sets (it renumbers the ordinals ROCr left).
 //! Without such a list ordinal `d` is container device `d`. A device the list does not
@@ -34,7 +34,7 @@ pub fn container_index(ordinal: c_int) -> Option<usize> {
     }
     let uuid = super::device_uuid(ordinal);
     let config = &rt().config;
-    let index = index_of(config.limit_uuids.as_deref(), ordinal, uuid.as_deref());
+    let index = index_of(config.limit_uuids_for(true), ordinal, uuid.as_deref());
     if let Some(note) = unlimited_note(config, index, uuid.as_deref().unwrap_or("?")) {
         crate::log::write_line(format_args!("{note}"));
     }
