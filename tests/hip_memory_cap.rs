@@ -142,6 +142,37 @@ fn every_hip_allocation_path_is_charged_as_the_card_charges_it_and_host_memory_i
         assert_eq!(kv.u64(&k("card_after_free")), 0, "{path}\n{why}");
         assert_eq!(kv.u64(&k("after_free")), 0, "{path}: credited\n{why}");
     }
+    // The other array paths: what the elements take (chosen on the simulated card's 2 MiB
+    // array granularity), charged exactly as the card took it; over the cap refused first.
+    for path in [
+        "array3d",
+        "arraycreate",
+        "array3dcreate",
+        "mipmap",
+        "mipmapcreate",
+    ] {
+        let k = |s: &str| format!("{path}.{s}");
+        assert_eq!(kv.i64(&k("over_rc")), 2, "{path}: over the cap\n{why}");
+        assert_eq!(
+            kv.u64(&k("card_after_over")),
+            0,
+            "{path}: refused before the card\n{why}"
+        );
+        assert_eq!(kv.i64(&k("rc")), 0, "{path}\n{why}");
+        assert_eq!(
+            kv.u64(&k("card")),
+            kv.u64(&k("want")),
+            "{path}: the card took the elements' bytes\n{why}"
+        );
+        assert_eq!(
+            kv.u64(&k("charged")),
+            kv.u64(&k("card")),
+            "{path}: charged what the card took\n{why}"
+        );
+        assert_eq!(kv.i64(&k("free_rc")), 0, "{path}\n{why}");
+        assert_eq!(kv.u64(&k("card_after_free")), 0, "{path}\n{why}");
+        assert_eq!(kv.u64(&k("after_free")), 0, "{path}: credited\n{why}");
+    }
     assert_eq!(kv.u64("pitch.pitch"), 1024, "{why}");
     assert_eq!(
         kv.i64("host.rc"),
@@ -150,6 +181,34 @@ fn every_hip_allocation_path_is_charged_as_the_card_charges_it_and_host_memory_i
     );
     assert_eq!(kv.u64("host.charged"), 0, "{why}");
     assert_eq!(kv.u64("host.card"), 0, "{why}");
+}
+
+/// `hipMemPoolDestroy` with an allocation still live (what AMD's runtime and CUDA's driver
+/// do): the allocation stays on the card and charged, and its own `hipFreeAsync` credits it.
+#[test]
+fn a_destroyed_pools_live_allocation_stays_charged_until_freed() {
+    let half = 512 * MIB;
+    let sim = amd_machine("1g");
+    let out = run_default(&mut hip_command(&sim, &["pool", &half.to_string()]));
+    out.assert_success("hip_cap pool");
+    let kv = out.kv();
+    let why = out.describe();
+    assert_eq!(kv.i64("create_rc"), 0, "{why}");
+    assert_eq!(kv.i64("over_rc"), 2, "over the cap from a pool\n{why}");
+    assert_eq!(kv.u64("card_after_over"), 0, "{why}");
+    assert_eq!(kv.i64("rc"), 0, "{why}");
+    assert_eq!(kv.u64("card"), half, "{why}");
+    assert_eq!(kv.u64("charged"), half, "{why}");
+    assert_eq!(kv.i64("destroy_rc"), 0, "{why}");
+    assert_eq!(kv.u64("card_after_destroy"), half, "still live\n{why}");
+    assert_eq!(
+        kv.u64("charged_after_destroy"),
+        half,
+        "still charged\n{why}"
+    );
+    assert_eq!(kv.i64("free_rc"), 0, "{why}");
+    assert_eq!(kv.u64("card_after_free"), 0, "{why}");
+    assert_eq!(kv.u64("after_free"), 0, "credited by its free\n{why}");
 }
 
 #[test]

@@ -65,6 +65,14 @@ macro_rules! hip_api {
             hipMalloc3D = "hip_4.2" [hook] (pitched: *mut hipPitchedPtr, extent: hipExtent) -> hipError_t;
             hipMallocArray = "hip_4.2" [hook] (array: *mut hipArray_t, desc: *const hipChannelFormatDesc, width: usize, height: usize, flags: c_uint) -> hipError_t;
             hipFreeArray = "hip_4.2" [hook] (array: hipArray_t) -> hipError_t;
+            hipMalloc3DArray = "hip_4.2" [hook] (array: *mut hipArray_t, desc: *const hipChannelFormatDesc, extent: hipExtent, flags: c_uint) -> hipError_t;
+            hipArrayCreate = "hip_4.2" [hook] (array: *mut hipArray_t, desc: *const HIP_ARRAY_DESCRIPTOR) -> hipError_t;
+            hipArray3DCreate = "hip_4.2" [hook] (array: *mut hipArray_t, desc: *const HIP_ARRAY3D_DESCRIPTOR) -> hipError_t;
+            hipArrayDestroy = "hip_4.3" [hook] (array: hipArray_t) -> hipError_t;
+            hipMallocMipmappedArray = "hip_4.2" [hook] (array: *mut hipMipmappedArray_t, desc: *const hipChannelFormatDesc, extent: hipExtent, num_levels: c_uint, flags: c_uint) -> hipError_t;
+            hipMipmappedArrayCreate = "hip_4.2" [hook] (array: *mut hipMipmappedArray_t, desc: *mut HIP_ARRAY3D_DESCRIPTOR, num_levels: c_uint) -> hipError_t;
+            hipFreeMipmappedArray = "hip_4.2" [hook] (array: hipMipmappedArray_t) -> hipError_t;
+            hipMipmappedArrayDestroy = "hip_4.2" [hook] (array: hipMipmappedArray_t) -> hipError_t;
             hipFree = "hip_4.2" [hook] (ptr: *mut c_void) -> hipError_t;
             hipMemGetInfo = "hip_4.2" [hook] (free: *mut usize, total: *mut usize) -> hipError_t;
             hipMemGetAddressRange = "hip_4.2" [pass] (base: *mut hipDeviceptr_t, size: *mut usize, dptr: hipDeviceptr_t) -> hipError_t;

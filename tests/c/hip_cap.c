@@ -5,6 +5,8 @@
  *
  *   hip_cap fill CHUNK   fill the slice with CHUNK-byte hipMallocs, then to the byte
  *   hip_cap paths HALF   every other allocation path: over the cap, HALF bytes, freed
+ *   hip_cap pool HALF    HALF from a created pool; the pool destroyed while it is live;
+ *                        then freed
  *   hip_cap hold BYTES   hold BYTES of hipMalloc until stdin closes
  *   hip_cap launch-loop N PATH   "ready=1", waits for a line, then N launches through PATH
  *                        (launch, launch_spt, ext, coop, coop_spt, module, ext_module,
@@ -26,6 +28,23 @@ typedef void *hipArray_t;
 typedef struct { size_t width, height, depth; } hipExtent;
 typedef struct { void *ptr; size_t pitch, xsize, ysize; } hipPitchedPtr;
 typedef struct { int x, y, z, w, f; } hipChannelFormatDesc;
+typedef void *hipMipmappedArray_t;
+typedef void *hipMemPool_t;
+typedef struct { size_t Width, Height; int Format; unsigned NumChannels; } HIP_ARRAY_DESCRIPTOR;
+typedef struct {
+    size_t Width, Height, Depth;
+    int Format;
+    unsigned NumChannels, Flags;
+} HIP_ARRAY3D_DESCRIPTOR;
+#define HIP_AD_FORMAT_FLOAT 0x20
+#define HIP_ARRAY_LAYERED 1
+typedef struct {
+    int allocType, handleTypes;
+    struct { int type, id; } location;
+    void *win32SecurityAttributes;
+    size_t maxSize;
+    unsigned char reserved[56];
+} hipMemPoolProps;
 typedef struct {
     int type, requestedHandleType;
     struct { int type, id; } location;
@@ -42,6 +61,18 @@ hipError_t hipMallocPitch(void **, size_t *, size_t, size_t);
 hipError_t hipMalloc3D(hipPitchedPtr *, hipExtent);
 hipError_t hipMallocArray(hipArray_t *, const hipChannelFormatDesc *, size_t, size_t, unsigned);
 hipError_t hipFreeArray(hipArray_t);
+hipError_t hipMalloc3DArray(hipArray_t *, const hipChannelFormatDesc *, hipExtent, unsigned);
+hipError_t hipArrayCreate(hipArray_t *, const HIP_ARRAY_DESCRIPTOR *);
+hipError_t hipArray3DCreate(hipArray_t *, const HIP_ARRAY3D_DESCRIPTOR *);
+hipError_t hipArrayDestroy(hipArray_t);
+hipError_t hipMallocMipmappedArray(hipMipmappedArray_t *, const hipChannelFormatDesc *, hipExtent,
+                                   unsigned, unsigned);
+hipError_t hipMipmappedArrayCreate(hipMipmappedArray_t *, HIP_ARRAY3D_DESCRIPTOR *, unsigned);
+hipError_t hipFreeMipmappedArray(hipMipmappedArray_t);
+hipError_t hipMipmappedArrayDestroy(hipMipmappedArray_t);
+hipError_t hipMemPoolCreate(hipMemPool_t *, const hipMemPoolProps *);
+hipError_t hipMemPoolDestroy(hipMemPool_t);
+hipError_t hipMallocFromPoolAsync(void **, size_t, hipMemPool_t, hipStream_t);
 hipError_t hipMallocAsync(void **, size_t, hipStream_t);
 hipError_t hipFreeAsync(void *, hipStream_t);
 hipError_t hipStreamSynchronize(hipStream_t);
@@ -173,6 +204,35 @@ static int paths(size_t half) {
     hipArray_t arr = NULL, arr2 = NULL;
     PATH("array", hipMallocArray(&arr2, &f4, 1024, cap / 4096 + 1024, 0),
          hipMallocArray(&arr, &f4, 1024, half / 4096, 0), hipFreeArray(arr));
+    /* The other array paths, each with the bytes its elements take (a multiple of the
+     * simulated card's 2 MiB array granularity, so the card takes exactly that). */
+    hipExtent a3_over = {1024, cap / 4096 / 2 + 1, 2}, a3 = {1024, half / 4096 / 4, 4};
+    printf("array3d.want=%zu\n", half);
+    PATH("array3d", hipMalloc3DArray(&arr2, &f4, a3_over, 0), hipMalloc3DArray(&arr, &f4, a3, 0),
+         hipFreeArray(arr));
+    HIP_ARRAY_DESCRIPTOR ad_over = {1024, cap / 4096 + 1, HIP_AD_FORMAT_FLOAT, 1},
+                         ad = {1024, half / 4096, HIP_AD_FORMAT_FLOAT, 1};
+    printf("arraycreate.want=%zu\n", half);
+    PATH("arraycreate", hipArrayCreate(&arr2, &ad_over), hipArrayCreate(&arr, &ad),
+         hipArrayDestroy(arr));
+    HIP_ARRAY3D_DESCRIPTOR a3d_over = {1024, cap / 4096 / 2 + 1, 2, HIP_AD_FORMAT_FLOAT, 1, 0},
+                           a3d = {1024, half / 4096 / 4, 4, HIP_AD_FORMAT_FLOAT, 1, 0};
+    printf("array3dcreate.want=%zu\n", half);
+    PATH("array3dcreate", hipArray3DCreate(&arr2, &a3d_over), hipArray3DCreate(&arr, &a3d),
+         hipArrayDestroy(arr));
+    /* Mipmapped, two levels of 1024x1024xD float texels: 4 MiB x D + 1 MiB x D/2. */
+    hipMipmappedArray_t mm = NULL, mm2 = NULL;
+    hipExtent mm_over = {1024, 1024, cap / (4u << 20) + 1}, mm_e = {1024, 1024, 112};
+    printf("mipmap.want=%zu\n", (size_t)112 * (4u << 20) + (size_t)56 * (1u << 20));
+    PATH("mipmap", hipMallocMipmappedArray(&mm2, &f4, mm_over, 2, 0),
+         hipMallocMipmappedArray(&mm, &f4, mm_e, 2, 0), hipFreeMipmappedArray(mm));
+    /* Layered: 64 layers at both levels, (4 MiB + 1 MiB) x 64. */
+    HIP_ARRAY3D_DESCRIPTOR ml_over = {1024, 1024, cap / (5u << 20) + 1, HIP_AD_FORMAT_FLOAT, 1,
+                                      HIP_ARRAY_LAYERED},
+                           ml = {1024, 1024, 64, HIP_AD_FORMAT_FLOAT, 1, HIP_ARRAY_LAYERED};
+    printf("mipmapcreate.want=%zu\n", (size_t)64 * (5u << 20));
+    PATH("mipmapcreate", hipMipmappedArrayCreate(&mm2, &ml_over, 2),
+         hipMipmappedArrayCreate(&mm, &ml, 2), hipMipmappedArrayDestroy(mm));
     hipMemAllocationProp dev = {0}, host = {0};
     dev.type = 1;
     dev.location.type = 1; /* device */
@@ -189,6 +249,32 @@ static int paths(size_t half) {
     printf("host.charged=%zu\n", before - free_now());
     printf("host.card=%zu\n", card - card_free());
     hipHostFree(hp);
+    return 0;
+}
+
+/* A pool's allocation outlives the pool: destroyed while HALF is live, the memory stays
+ * on the card (and charged) until its own hipFreeAsync. */
+static int pool(size_t half) {
+    size_t cap = 0, tmp;
+    hipMemGetInfo(&tmp, &cap);
+    hipMemPoolProps props;
+    memset(&props, 0, sizeof props);
+    props.allocType = 1; /* pinned */
+    props.location.type = 1; /* device 0 */
+    hipMemPool_t pl = NULL;
+    printf("create_rc=%d\n", hipMemPoolCreate(&pl, &props));
+    size_t before = free_now(), card = card_free();
+    void *p = NULL, *q = NULL;
+    printf("over_rc=%d\n", hipMallocFromPoolAsync(&q, cap + 512, pl, NULL));
+    printf("card_after_over=%zu\n", card - card_free());
+    printf("rc=%d\n", hipMallocFromPoolAsync(&p, half, pl, NULL));
+    hipStreamSynchronize(NULL);
+    printf("charged=%zu\ncard=%zu\n", before - free_now(), card - card_free());
+    printf("destroy_rc=%d\n", hipMemPoolDestroy(pl));
+    printf("charged_after_destroy=%zu\ncard_after_destroy=%zu\n", before - free_now(),
+           card - card_free());
+    printf("free_rc=%d\n", hipFreeAsync(p, NULL) | hipStreamSynchronize(NULL));
+    printf("after_free=%zu\ncard_after_free=%zu\n", before - free_now(), card - card_free());
     return 0;
 }
 
@@ -356,6 +442,7 @@ int main(int argc, char **argv) {
     int rc = !strcmp(what, "fill")    ? fill(n)
              : !strcmp(what, "paths") ? paths(n)
              : !strcmp(what, "hold")  ? hold(n)
+             : !strcmp(what, "pool")  ? pool(n)
              : !strcmp(what, "launch-loop") ? launch_loop(n, argc > 3 ? argv[3] : "launch")
              : !strcmp(what, "procaddr") ? procaddr()
              : !strcmp(what, "race")  ? race((int)n, argc > 3 ? strtoull(argv[3], NULL, 0) : (64u << 20))

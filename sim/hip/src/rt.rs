@@ -408,7 +408,6 @@ pub struct LocalAlloc {
     pub kind: u8,
     /// Host backing (managed memory).
     pub host: Option<(usize, usize)>,
-    pub pool: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -440,6 +439,8 @@ pub struct LocalMem {
     pub handles: HashMap<u64, VmmHandle>,
     /// Array handle -> shared-table base.
     pub arrays: HashMap<u64, u64>,
+    /// Mipmapped array handle -> shared-table base.
+    pub mipmaps: HashMap<u64, u64>,
     /// Another process's allocations opened with `hipIpcOpenMemHandle`: base -> size (not
     /// charged here: the exporter pays for them).
     pub ipc: BTreeMap<u64, u64>,
