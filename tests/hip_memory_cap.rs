@@ -211,6 +211,39 @@ fn a_destroyed_pools_live_allocation_stays_charged_until_freed() {
     assert_eq!(kv.u64("after_free"), 0, "credited by its free\n{why}");
 }
 
+/// Graph memory nodes, CUDA's rule: charged to the graph when the node is added (over the
+/// cap refused before the card moved), credited when the graph is destroyed, or by an
+/// explicit `hipFree` first and then not again.
+#[test]
+fn graph_memory_nodes_are_charged_to_the_graph_and_credited_once() {
+    let half = 512 * MIB;
+    let sim = amd_machine("1g");
+    let out = run_default(&mut hip_command(&sim, &["graphmem", &half.to_string()]));
+    out.assert_success("hip_cap graphmem");
+    let kv = out.kv();
+    let why = out.describe();
+    assert_eq!(kv.i64("create_rc"), 0, "{why}");
+    assert_eq!(kv.i64("over_rc"), 2, "{why}");
+    assert_eq!(kv.u64("card_after_over"), 0, "{why}");
+    assert_eq!(kv.i64("rc"), 0, "{why}");
+    assert_eq!(kv.u64("card"), half, "{why}");
+    assert_eq!(kv.u64("charged"), half, "{why}");
+    assert_eq!(kv.i64("destroy_rc"), 0, "{why}");
+    assert_eq!(kv.u64("card_after_destroy"), 0, "{why}");
+    assert_eq!(kv.u64("after_destroy"), 0, "{why}");
+    assert_eq!(kv.i64("rc2"), 0, "{why}");
+    assert_eq!(kv.u64("card2"), half, "{why}");
+    assert_eq!(kv.u64("charged2"), half, "{why}");
+    assert_eq!(kv.i64("free_rc"), 0, "{why}");
+    assert_eq!(kv.u64("card_after_free"), 0, "{why}");
+    assert_eq!(kv.u64("after_free"), 0, "{why}");
+    assert_eq!(kv.i64("destroy2_rc"), 0, "{why}");
+    assert_eq!(kv.u64("card_after_destroy2"), 0, "{why}");
+    assert_eq!(kv.u64("after_destroy2"), 0, "credited once\n{why}");
+    assert_eq!(kv.i64("refill_rc"), 0, "the slice is whole again\n{why}");
+    assert_eq!(kv.i64("over_after_rc"), 2, "and not a byte more\n{why}");
+}
+
 #[test]
 fn per_device_variable_and_cuda_name_are_honoured() {
     // HIP_DEVICE_MEMORY_LIMIT_0 wins over the global value; CUDA_DEVICE_MEMORY_LIMIT wins

@@ -196,7 +196,10 @@ macro_rules! hip_api {
             hipGraphLaunch = "hip_4.3" [gate] (exec: hipGraphExec_t, stream: hipStream_t) -> hipError_t;
             hipGraphLaunch_spt = "hip_5.3" [gate] (exec: hipGraphExec_t, stream: hipStream_t) -> hipError_t;
             hipGraphExecDestroy = "hip_4.3" [pass] (exec: hipGraphExec_t) -> hipError_t;
-            hipGraphDestroy = "hip_4.3" [pass] (graph: hipGraph_t) -> hipError_t;
+            hipGraphDestroy = "hip_4.3" [hook] (graph: hipGraph_t) -> hipError_t;
+            hipGraphCreate = "hip_4.3" [pass] (graph: *mut hipGraph_t, flags: c_uint) -> hipError_t;
+            hipGraphAddMemAllocNode = "hip_5.5" [hook] (node: *mut hipGraphNode_t, graph: hipGraph_t, dependencies: *const hipGraphNode_t, num_dependencies: usize, params: *mut hipMemAllocNodeParams) -> hipError_t;
+            hipGraphAddMemFreeNode = "hip_5.5" [pass] (node: *mut hipGraphNode_t, graph: hipGraph_t, dependencies: *const hipGraphNode_t, num_dependencies: usize, dev_ptr: *mut c_void) -> hipError_t;
             hipGraphDebugDotPrint = "hip_5.3" [pass] (graph: hipGraph_t, path: *const c_char, flags: c_uint) -> hipError_t;
         }
     };

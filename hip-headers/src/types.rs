@@ -277,6 +277,30 @@ pub struct hipMemLocation {
     pub id: c_int,
 }
 
+/// `hipMemPoolProps` (88 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct hipMemPoolProps {
+    pub allocType: c_int,
+    pub handleTypes: c_int,
+    pub location: hipMemLocation,
+    pub win32SecurityAttributes: *mut c_void,
+    pub maxSize: usize,
+    pub reserved: [u8; 56],
+}
+
+/// `hipMemAllocNodeParams` (`hipGraphAddMemAllocNode`, 120 bytes): the library writes
+/// `dptr`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct hipMemAllocNodeParams {
+    pub poolProps: hipMemPoolProps,
+    pub accessDescs: *const c_void,
+    pub accessDescCount: usize,
+    pub bytesize: usize,
+    pub dptr: *mut c_void,
+}
+
 /// `hipMemAllocationProp` (32 bytes).
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -495,6 +519,10 @@ mod tests {
         assert_eq!(size_of::<hipPitchedPtr>(), 32);
         assert_eq!(size_of::<hipPointerAttribute_t>(), 32);
         assert_eq!(size_of::<hipIpcMemHandle_t>(), 64);
+        assert_eq!(size_of::<hipMemPoolProps>(), 88);
+        assert_eq!(size_of::<hipMemAllocNodeParams>(), 120);
+        assert_eq!(offset_of!(hipMemAllocNodeParams, bytesize), 104);
+        assert_eq!(offset_of!(hipMemAllocNodeParams, dptr), 112);
         assert_eq!(size_of::<HIP_ARRAY_DESCRIPTOR>(), 24);
         assert_eq!(offset_of!(HIP_ARRAY_DESCRIPTOR, NumChannels), 20);
         assert_eq!(size_of::<HIP_ARRAY3D_DESCRIPTOR>(), 40);

@@ -53,6 +53,19 @@ fn hip_charged(
     kind: AllocKind,
     call: impl FnOnce() -> (hipError_t, u64),
 ) -> hipError_t {
+    hip_charged_to(what, place, None, bytes, kind, call)
+}
+
+/// [`hip_charged`] with the entry's owner given (what a later `release_owned_by` frees all
+/// at once); `None`: the device's owner, released by `hipDeviceReset`.
+fn hip_charged_to(
+    what: &str,
+    place: Option<(c_int, usize)>,
+    owner: Option<u64>,
+    bytes: u64,
+    kind: AllocKind,
+    call: impl FnOnce() -> (hipError_t, u64),
+) -> hipError_t {
     let rt = rt();
     let current = current_device();
     let Some((ordinal, device)) = place.or(current).filter(|_| !rt.config.control_disabled) else {
@@ -64,7 +77,8 @@ fn hip_charged(
         super::context::ensure_charged(ordinal, device);
     }
     let real_rc = Cell::new(None);
-    let rc = crate::hooks::charged_on(what, device, device_owner(ordinal), bytes, kind, || {
+    let owner = owner.unwrap_or(device_owner(ordinal));
+    let rc = crate::hooks::charged_on(what, device, owner, bytes, kind, || {
         let (rc, handle) = call();
         real_rc.set(Some(rc));
         (as_cu(rc), handle)
@@ -348,6 +362,58 @@ pub unsafe fn hipMemPoolDestroy(pool: hipMemPool_t) -> hipError_t {
     let real = real_or_return!(hipMemPoolDestroy);
     // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     unsafe { real(pool) }
+}
+
+// ---- graph memory nodes (CUDA's rule, `hooks::memory::cuGraphAddMemAllocNode`) ----------
+
+/// The node's memory is charged when the node is added, to the graph (AMD's runtime reserves
+/// the address then and backs it from the graph's pool when the graph runs; the graph keeps
+/// it until destroyed): an explicit `hipFree`/`hipFreeAsync` of the pointer credits it like
+/// any allocation, destroying the graph credits what is left.
+pub unsafe fn hipGraphAddMemAllocNode(
+    node: *mut hipGraphNode_t,
+    graph: hipGraph_t,
+    dependencies: *const hipGraphNode_t,
+    num_dependencies: usize,
+    params: *mut hipMemAllocNodeParams,
+) -> hipError_t {
+    let real = real_or_return!(hipGraphAddMemAllocNode);
+    // SAFETY: the caller's node parameters, read only when non-null.
+    let device = (!params.is_null())
+        .then(|| unsafe { ((*params).poolProps.location, (*params).bytesize) })
+        .filter(|(l, _)| l.type_ == HIP_MEM_LOCATION_TYPE_DEVICE)
+        .and_then(|(l, bytes)| {
+            let i = usize::try_from(l.id).ok().filter(|&i| i < MAX_DEVICES)?;
+            Some(((l.id, i), bytes as u64))
+        });
+    match device {
+        Some((place, bytes)) => hip_charged_to(
+            "hipGraphAddMemAllocNode",
+            Some(place),
+            Some(graph as u64),
+            bytes,
+            AllocKind::Data,
+            // SAFETY: the caller's arguments, unchanged, to the real function of this row;
+            // `params` is non-null on this arm and the library writes `dptr` into it.
+            || unsafe {
+                let rc = real(node, graph, dependencies, num_dependencies, params);
+                (rc, (*params).dptr as u64)
+            },
+        ),
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        None => unsafe { real(node, graph, dependencies, num_dependencies, params) },
+    }
+}
+
+/// What the graph's memory nodes still hold is credited once the real destroy succeeded.
+pub unsafe fn hipGraphDestroy(graph: hipGraph_t) -> hipError_t {
+    let real = real_or_return!(hipGraphDestroy);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    let rc = unsafe { real(graph) };
+    if rc == hipSuccess && !graph.is_null() {
+        rt().ledger.release_owned_by(graph as u64);
+    }
+    rc
 }
 
 // ---- arrays ---------------------------------------------------------------------------

@@ -569,6 +569,7 @@ fn dev_alloc(
             ordinal: ord as u32,
             kind: k,
             host: None,
+            graph: 0,
         },
     );
     Ok(base)
@@ -694,6 +695,7 @@ pub unsafe fn hipMallocManaged(ptr: *mut *mut c_void, size: usize, flags: c_uint
                 ordinal: ord as u32,
                 kind: kind::MANAGED,
                 host: Some((host as usize, size)),
+                graph: 0,
             },
         );
         // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
@@ -2598,11 +2600,97 @@ pub unsafe fn hipGraphExecDestroy(exec: hipGraphExec_t) -> hipError_t {
 
 pub unsafe fn hipGraphDestroy(graph: hipGraph_t) -> hipError_t {
     code((|| {
-        rt()?;
-        if !GRAPHS.destroy(graph as u64) {
+        let r = rt()?;
+        let h = graph as u64;
+        let allocs = match GRAPHS.get(h) {
+            Some(g) => std::mem::take(&mut *lock(&g.allocs)),
+            None => return Err(hipErrorInvalidValue),
+        };
+        if !GRAPHS.destroy(h) {
             return Err(hipErrorInvalidValue);
         }
+        // Graph memory the application did not free goes with the graph (only what is still
+        // this graph's: an address freed and reused since belongs to someone else).
+        for p in allocs {
+            let ours = lock(&r.mem).allocs.get(&p).is_some_and(|a| a.graph == h);
+            if ours {
+                let _ = dev_free(r, p, &[kind::ASYNC]);
+            }
+        }
         Ok(())
+    })())
+}
+
+pub unsafe fn hipGraphCreate(graph: *mut hipGraph_t, flags: c_uint) -> hipError_t {
+    code((|| {
+        rt()?;
+        if graph.is_null() || flags != 0 {
+            return Err(hipErrorInvalidValue);
+        }
+        let h = GRAPHS.create(|_| {}).ok_or(hipErrorOutOfMemory)?;
+        // SAFETY: out-pointer argument of the C API, checked non-NULL.
+        unsafe { put(graph, h as hipGraph_t) }
+    })())
+}
+
+/// The node's memory is taken when the node is added (and kept by the graph).
+pub unsafe fn hipGraphAddMemAllocNode(
+    node: *mut hipGraphNode_t,
+    graph: hipGraph_t,
+    dependencies: *const hipGraphNode_t,
+    num_dependencies: usize,
+    params: *mut hipMemAllocNodeParams,
+) -> hipError_t {
+    code((|| {
+        let r = rt()?;
+        if node.is_null() || params.is_null() || (num_dependencies > 0 && dependencies.is_null()) {
+            return Err(hipErrorInvalidValue);
+        }
+        let h = graph as u64;
+        let g = GRAPHS.get(h).ok_or(hipErrorInvalidValue)?;
+        // SAFETY: an in/out struct argument of the C API, checked non-NULL.
+        let p = unsafe { &mut *params };
+        let loc = p.poolProps.location;
+        if p.bytesize == 0 || loc.type_ != HIP_MEM_LOCATION_TYPE_DEVICE {
+            return Err(hipErrorInvalidValue);
+        }
+        let span = align_up(p.bytesize as u64, ALLOC_ALIGN)?;
+        let base = dev_alloc(
+            r,
+            loc.id,
+            kind::ASYNC,
+            p.bytesize as u64,
+            span,
+            ALLOC_ALIGN,
+            0,
+        )?;
+        if let Some(a) = lock(&r.mem).allocs.get_mut(&base) {
+            a.graph = h;
+        }
+        lock(&g.allocs).push(base);
+        p.dptr = base as *mut c_void;
+        // SAFETY: out-pointer argument of the C API, checked non-NULL.
+        unsafe { put(node, crate::rt::new_node_handle() as hipGraphNode_t) }
+    })())
+}
+
+/// The freed memory goes back to the graph's pool, which the graph keeps until destroyed:
+/// nothing changes on the device here.
+pub unsafe fn hipGraphAddMemFreeNode(
+    node: *mut hipGraphNode_t,
+    graph: hipGraph_t,
+    dependencies: *const hipGraphNode_t,
+    num_dependencies: usize,
+    dev_ptr: *mut c_void,
+) -> hipError_t {
+    code((|| {
+        rt()?;
+        if node.is_null() || dev_ptr.is_null() || (num_dependencies > 0 && dependencies.is_null()) {
+            return Err(hipErrorInvalidValue);
+        }
+        GRAPHS.get(graph as u64).ok_or(hipErrorInvalidValue)?;
+        // SAFETY: out-pointer argument of the C API, checked non-NULL.
+        unsafe { put(node, crate::rt::new_node_handle() as hipGraphNode_t) }
     })())
 }
 
