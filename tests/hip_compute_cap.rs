@@ -92,6 +92,8 @@ fn every_hip_launch_path_is_throttled() {
         "module_coop",
         "graph",
         "graph_spt",
+        "launch_exc",
+        "drv_ex",
     ] {
         let sim = amd_machine(Some("10"));
         let mut child = spawn_loop(&sim, path, 100_000);

@@ -453,6 +453,42 @@ fn hip_get_proc_address_answers_with_the_hook_of_a_hooked_row_only() {
         "a pass row: the real function\n{why}"
     );
     assert_eq!(kv.i64("r0600.is_hook"), 1, "{why}");
+    // A launch row (a gate) is handed out as our export too.
+    assert_eq!(kv.i64("exc.rc"), 0, "{why}");
+    assert_eq!(kv.i64("exc.is_hook"), 1, "{why}");
+}
+
+/// `hipGetDriverEntryPoint` (ROCm 7.1) is answered like `hipGetProcAddress`: the hook of a
+/// hooked or gated row (the `_spt` twin for the per-thread flag and for the `_spt` entry
+/// point), the real function of a row we let through, the library's status otherwise.
+#[test]
+fn hip_get_driver_entry_point_answers_with_the_hook_of_a_hooked_row_only() {
+    let sim = amd_machine("1g");
+    let out = run_default(&mut hip_command(&sim, &["procaddr"]));
+    out.assert_success("hip_cap procaddr");
+    let kv = out.kv();
+    let why = out.describe();
+    assert_eq!(kv.i64("entry_malloc.rc"), 0, "{why}");
+    assert_eq!(kv.i64("entry_malloc.status"), 0, "{why}");
+    assert_eq!(kv.i64("entry_malloc.is_hook"), 1, "{why}");
+    assert_eq!(
+        kv.i64("entry_malloc.over_rc"),
+        2,
+        "capped through the pointer\n{why}"
+    );
+    assert_eq!(kv.i64("entry_launch.rc"), 0, "{why}");
+    assert_eq!(kv.i64("entry_launch.is_hook"), 1, "{why}");
+    assert_eq!(kv.i64("entry_launch_spt.is_hook"), 1, "{why}");
+    assert_eq!(kv.i64("entry_spt_launch.is_hook"), 1, "{why}");
+    assert_eq!(kv.i64("entry_drv_ex.is_hook"), 1, "{why}");
+    assert_eq!(kv.i64("entry_memcpy.rc"), 0, "{why}");
+    assert_eq!(kv.i64("entry_memcpy.is_sim"), 1, "a pass row\n{why}");
+    assert_eq!(kv.i64("entry_missing.rc"), 1, "hipErrorInvalidValue\n{why}");
+    assert_eq!(
+        kv.i64("entry_missing.status"),
+        1,
+        "hipDriverEntryPointSymbolNotFound\n{why}"
+    );
 }
 
 /// 8 threads of one process and 16 processes of one container race at the cap: the card

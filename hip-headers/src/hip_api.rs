@@ -29,6 +29,8 @@ macro_rules! hip_api {
             hipPeekAtLastError = "hip_4.2" [pass] () -> hipError_t;
             hipExtGetLastError = "hip_6.0" [pass] () -> hipError_t;
             hipGetProcAddress = "hip_6.1" [hook] (symbol: *const c_char, pfn: *mut *mut c_void, hip_version: c_int, flags: u64, symbol_status: *mut hipDriverProcAddressQueryResult) -> hipError_t;
+            hipGetDriverEntryPoint = "hip_7.1" [hook] (symbol: *const c_char, func_ptr: *mut *mut c_void, flags: c_ulonglong, driver_status: *mut hipDriverEntryPointQueryResult) -> hipError_t;
+            hipGetDriverEntryPoint_spt = "hip_7.1" [hook] (symbol: *const c_char, func_ptr: *mut *mut c_void, flags: c_ulonglong, driver_status: *mut hipDriverEntryPointQueryResult) -> hipError_t;
 
             // ---- devices ---------------------------------------------------------------------
             hipGetDeviceCount = "hip_4.2" [pass] (count: *mut c_int) -> hipError_t;
@@ -174,6 +176,8 @@ macro_rules! hip_api {
             hipModuleLaunchCooperativeKernel = "hip_5.5" [gate] (f: hipFunction_t, grid_x: c_uint, grid_y: c_uint, grid_z: c_uint, block_x: c_uint, block_y: c_uint, block_z: c_uint, shared_mem_bytes: c_uint, stream: hipStream_t, kernel_params: *mut *mut c_void) -> hipError_t;
             hipLaunchKernel = "hip_4.2" [gate] (function_address: *const c_void, num_blocks: dim3, dim_blocks: dim3, args: *mut *mut c_void, shared_mem_bytes: usize, stream: hipStream_t) -> hipError_t;
             hipLaunchKernel_spt = "hip_5.2" [gate] (function_address: *const c_void, num_blocks: dim3, dim_blocks: dim3, args: *mut *mut c_void, shared_mem_bytes: usize, stream: hipStream_t) -> hipError_t;
+            hipLaunchKernelExC = "hip_6.5" [gate] (config: *const hipLaunchConfig_t, function_address: *const c_void, args: *mut *mut c_void) -> hipError_t;
+            hipDrvLaunchKernelEx = "hip_6.5" [gate] (config: *const HIP_LAUNCH_CONFIG, f: hipFunction_t, params: *mut *mut c_void, extra: *mut *mut c_void) -> hipError_t;
             hipExtLaunchKernel = "hip_4.2" [gate] (function_address: *const c_void, num_blocks: dim3, dim_blocks: dim3, args: *mut *mut c_void, shared_mem_bytes: usize, stream: hipStream_t, start_event: hipEvent_t, stop_event: hipEvent_t, flags: c_int) -> hipError_t;
             hipLaunchCooperativeKernel = "hip_4.2" [gate] (f: *const c_void, grid_dim: dim3, block_dim: dim3, kernel_params: *mut *mut c_void, shared_mem_bytes: c_uint, stream: hipStream_t) -> hipError_t;
             hipLaunchCooperativeKernel_spt = "hip_5.2" [gate] (f: *const c_void, grid_dim: dim3, block_dim: dim3, kernel_params: *mut *mut c_void, shared_mem_bytes: c_uint, stream: hipStream_t) -> hipError_t;

@@ -804,6 +804,30 @@ pub unsafe fn hipGetProcAddress(
     rc
 }
 
+/// `hipGetDriverEntryPoint`(`_spt`): answered like [`hipGetProcAddress`], the real answer
+/// with our hook substituted for a row we hook.
+macro_rules! driver_entry_point_hook {
+    ($name:ident) => {
+        pub unsafe fn $name(
+            symbol: *const c_char,
+            func_ptr: *mut *mut c_void,
+            flags: c_ulonglong,
+            driver_status: *mut hipDriverEntryPointQueryResult,
+        ) -> hipError_t {
+            let real = real_or_return!($name);
+            // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+            let rc = unsafe { real(symbol, func_ptr, flags, driver_status) };
+            if rc == hipSuccess && !func_ptr.is_null() {
+                // SAFETY: filled by the library on success; non-null.
+                unsafe { *func_ptr = super::substitute_proc(*func_ptr) };
+            }
+            rc
+        }
+    };
+}
+driver_entry_point_hook!(hipGetDriverEntryPoint);
+driver_entry_point_hook!(hipGetDriverEntryPoint_spt);
+
 // ---- what the application sees --------------------------------------------------------
 
 /// The slice of HIP device `ordinal`, when it has a limit.

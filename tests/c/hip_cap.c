@@ -12,7 +12,8 @@
  *   hip_cap hold BYTES   hold BYTES of hipMalloc until stdin closes
  *   hip_cap launch-loop N PATH   "ready=1", waits for a line, then N launches through PATH
  *                        (launch, launch_spt, ext, coop, coop_spt, module, ext_module,
- *                        module_coop, graph, graph_spt), each synchronised
+ *                        module_coop, graph, graph_spt, launch_exc, drv_ex), each
+ *                        synchronised
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -85,10 +86,60 @@ hipError_t hipHostFree(void *);
 hipError_t hipMemGetInfo(size_t *, size_t *);
 hipError_t hipDeviceGetUuid(char *, int);
 hipError_t hipGetProcAddress(const char *, void **, int, uint64_t, int *);
+hipError_t hipGetDriverEntryPoint(const char *, void **, unsigned long long, int *);
+hipError_t hipGetDriverEntryPoint_spt(const char *, void **, unsigned long long, int *);
 hipError_t hipMemcpy(void *, const void *, size_t, int);
 hipError_t hipDeviceTotalMem(size_t *, int);
 hipError_t hipGetDeviceProperties(void *, int);
 hipError_t hipGetDevicePropertiesR0600(void *, int);
+
+typedef struct { unsigned x, y, z; } dim3;
+typedef void *hipModule_t;
+typedef void *hipFunction_t;
+typedef void *hipGraph_t;
+typedef void *hipGraphExec_t;
+typedef void *hipEvent_t;
+void **__hipRegisterFatBinary(const void *);
+void __hipRegisterFunction(void **, const void *, char *, const char *, unsigned, void *, void *,
+                           dim3 *, dim3 *, int *);
+hipError_t hipLaunchKernel(const void *, dim3, dim3, void **, size_t, hipStream_t);
+hipError_t hipLaunchKernel_spt(const void *, dim3, dim3, void **, size_t, hipStream_t);
+hipError_t hipExtLaunchKernel(const void *, dim3, dim3, void **, size_t, hipStream_t, hipEvent_t,
+                              hipEvent_t, int);
+hipError_t hipLaunchCooperativeKernel(const void *, dim3, dim3, void **, unsigned, hipStream_t);
+hipError_t hipLaunchCooperativeKernel_spt(const void *, dim3, dim3, void **, unsigned, hipStream_t);
+hipError_t hipModuleLoadData(hipModule_t *, const void *);
+hipError_t hipModuleGetFunction(hipFunction_t *, hipModule_t, const char *);
+hipError_t hipModuleLaunchKernel(hipFunction_t, unsigned, unsigned, unsigned, unsigned, unsigned,
+                                 unsigned, unsigned, hipStream_t, void **, void **);
+hipError_t hipExtModuleLaunchKernel(hipFunction_t, unsigned, unsigned, unsigned, unsigned,
+                                    unsigned, unsigned, size_t, hipStream_t, void **, void **,
+                                    hipEvent_t, hipEvent_t, unsigned);
+hipError_t hipModuleLaunchCooperativeKernel(hipFunction_t, unsigned, unsigned, unsigned, unsigned,
+                                            unsigned, unsigned, unsigned, hipStream_t, void **);
+typedef struct { int id; char pad[4]; unsigned long long val[8]; } hipLaunchAttribute;
+typedef struct {
+    dim3 gridDim, blockDim;
+    size_t dynamicSmemBytes;
+    hipStream_t stream;
+    hipLaunchAttribute *attrs;
+    unsigned numAttrs;
+} hipLaunchConfig_t;
+typedef struct {
+    unsigned gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes;
+    hipStream_t hStream;
+    hipLaunchAttribute *attrs;
+    unsigned numAttrs;
+} HIP_LAUNCH_CONFIG;
+hipError_t hipLaunchKernelExC(const hipLaunchConfig_t *, const void *, void **);
+hipError_t hipDrvLaunchKernelEx(const HIP_LAUNCH_CONFIG *, hipFunction_t, void **, void **);
+hipError_t hipStreamCreate(hipStream_t *);
+hipError_t hipStreamBeginCapture(hipStream_t, int);
+hipError_t hipStreamEndCapture(hipStream_t, hipGraph_t *);
+hipError_t hipGraphInstantiate(hipGraphExec_t *, hipGraph_t, void *, char *, size_t);
+hipError_t hipGraphLaunch(hipGraphExec_t, hipStream_t);
+hipError_t hipGraphLaunch_spt(hipGraphExec_t, hipStream_t);
+hipError_t hipDeviceSynchronize(void);
 
 #define R0000_SIZE 792
 #define R0000_TOTAL 256
@@ -350,6 +401,35 @@ static int procaddr(void) {
     void *r6 = NULL;
     hipGetProcAddress("hipGetDevicePropertiesR0600", &r6, 600, 0, &status);
     printf("r0600.is_hook=%d\n", r6 == (void *)hipGetDevicePropertiesR0600);
+    /* The launch rows (gates) and the ROCm 7.1 entry-point lookups. */
+    void *lx = NULL;
+    printf("exc.rc=%d\n", hipGetProcAddress("hipLaunchKernelExC", &lx, 700, 0, &status));
+    printf("exc.is_hook=%d\n", lx == (void *)hipLaunchKernelExC);
+    void *e = NULL;
+    int estatus = -1;
+    printf("entry_malloc.rc=%d\n", hipGetDriverEntryPoint("hipMalloc", &e, 0, &estatus));
+    printf("entry_malloc.status=%d\n", estatus);
+    printf("entry_malloc.is_hook=%d\n", e == (void *)hipMalloc);
+    hipError_t (*em)(void **, size_t) = (hipError_t(*)(void **, size_t))e;
+    printf("entry_malloc.over_rc=%d\n", em ? em(&p, cap + 512) : -1);
+    e = NULL;
+    printf("entry_launch.rc=%d\n", hipGetDriverEntryPoint("hipLaunchKernel", &e, 0, &estatus));
+    printf("entry_launch.is_hook=%d\n", e == (void *)hipLaunchKernel);
+    e = NULL;
+    hipGetDriverEntryPoint("hipLaunchKernel", &e, 2, &estatus);
+    printf("entry_launch_spt.is_hook=%d\n", e == (void *)hipLaunchKernel_spt);
+    e = NULL;
+    hipGetDriverEntryPoint_spt("hipLaunchKernel", &e, 0, &estatus);
+    printf("entry_spt_launch.is_hook=%d\n", e == (void *)hipLaunchKernel_spt);
+    e = NULL;
+    hipGetDriverEntryPoint("hipDrvLaunchKernelEx", &e, 0, &estatus);
+    printf("entry_drv_ex.is_hook=%d\n", e == (void *)hipDrvLaunchKernelEx);
+    e = NULL;
+    printf("entry_memcpy.rc=%d\n", hipGetDriverEntryPoint("hipMemcpy", &e, 0, &estatus));
+    printf("entry_memcpy.is_sim=%d\n", e && e == dlvsym(sim, "hipMemcpy", "hip_4.2"));
+    e = NULL;
+    printf("entry_missing.rc=%d\n", hipGetDriverEntryPoint("hipNoSuchCall", &e, 0, &estatus));
+    printf("entry_missing.status=%d\n", estatus);
     return 0;
 }
 
@@ -408,37 +488,6 @@ static int hold(size_t bytes) {
     return 0;
 }
 
-typedef struct { unsigned x, y, z; } dim3;
-typedef void *hipModule_t;
-typedef void *hipFunction_t;
-typedef void *hipGraph_t;
-typedef void *hipGraphExec_t;
-typedef void *hipEvent_t;
-void **__hipRegisterFatBinary(const void *);
-void __hipRegisterFunction(void **, const void *, char *, const char *, unsigned, void *, void *,
-                           dim3 *, dim3 *, int *);
-hipError_t hipLaunchKernel(const void *, dim3, dim3, void **, size_t, hipStream_t);
-hipError_t hipLaunchKernel_spt(const void *, dim3, dim3, void **, size_t, hipStream_t);
-hipError_t hipExtLaunchKernel(const void *, dim3, dim3, void **, size_t, hipStream_t, hipEvent_t,
-                              hipEvent_t, int);
-hipError_t hipLaunchCooperativeKernel(const void *, dim3, dim3, void **, unsigned, hipStream_t);
-hipError_t hipLaunchCooperativeKernel_spt(const void *, dim3, dim3, void **, unsigned, hipStream_t);
-hipError_t hipModuleLoadData(hipModule_t *, const void *);
-hipError_t hipModuleGetFunction(hipFunction_t *, hipModule_t, const char *);
-hipError_t hipModuleLaunchKernel(hipFunction_t, unsigned, unsigned, unsigned, unsigned, unsigned,
-                                 unsigned, unsigned, hipStream_t, void **, void **);
-hipError_t hipExtModuleLaunchKernel(hipFunction_t, unsigned, unsigned, unsigned, unsigned,
-                                    unsigned, unsigned, size_t, hipStream_t, void **, void **,
-                                    hipEvent_t, hipEvent_t, unsigned);
-hipError_t hipModuleLaunchCooperativeKernel(hipFunction_t, unsigned, unsigned, unsigned, unsigned,
-                                            unsigned, unsigned, unsigned, hipStream_t, void **);
-hipError_t hipStreamCreate(hipStream_t *);
-hipError_t hipStreamBeginCapture(hipStream_t, int);
-hipError_t hipStreamEndCapture(hipStream_t, hipGraph_t *);
-hipError_t hipGraphInstantiate(hipGraphExec_t *, hipGraph_t, void *, char *, size_t);
-hipError_t hipGraphLaunch(hipGraphExec_t, hipStream_t);
-hipError_t hipGraphLaunch_spt(hipGraphExec_t, hipStream_t);
-hipError_t hipDeviceSynchronize(void);
 
 /* A host stub the runtime knows by address (what the compiler's registration does). */
 static void kernel_stub(void) {}
@@ -467,6 +516,12 @@ static int launch_loop(unsigned long n, const char *path) {
     }
     wait_stdin();
     const void *k = (const void *)kernel_stub;
+    /* One attribute each (cooperative, off): the structs travel whole. */
+    hipLaunchAttribute attr;
+    memset(&attr, 0, sizeof attr);
+    attr.id = 2;
+    hipLaunchConfig_t cfg = {grid, block, 0, NULL, &attr, 1};
+    HIP_LAUNCH_CONFIG dcfg = {1, 1, 1, 64, 1, 1, 0, NULL, &attr, 1};
     for (unsigned long i = 0; i < n; i++) {
         rc = !strcmp(path, "launch")        ? hipLaunchKernel(k, grid, block, NULL, 0, NULL)
            : !strcmp(path, "launch_spt")    ? hipLaunchKernel_spt(k, grid, block, NULL, 0, NULL)
@@ -478,6 +533,8 @@ static int launch_loop(unsigned long n, const char *path) {
            : !strcmp(path, "module_coop")   ? hipModuleLaunchCooperativeKernel(fn, 1, 1, 1, 64, 1, 1, 0, NULL, NULL)
            : !strcmp(path, "graph")         ? hipGraphLaunch(exec, stream)
            : !strcmp(path, "graph_spt")     ? hipGraphLaunch_spt(exec, stream)
+           : !strcmp(path, "launch_exc")    ? hipLaunchKernelExC(&cfg, k, NULL)
+           : !strcmp(path, "drv_ex")        ? hipDrvLaunchKernelEx(&dcfg, fn, NULL, NULL)
                                             : -1;
         if (rc) { printf("launch_rc=%d\n", rc); return 1; }
         hipDeviceSynchronize();

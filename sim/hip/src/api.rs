@@ -164,6 +164,49 @@ pub unsafe fn hipGetProcAddress(
     }
 }
 
+/// `hipGetDriverEntryPoint`: `hipGetProcAddress` at the runtime's own version (every row),
+/// with the same flags and statuses.
+unsafe fn driver_entry_point(
+    symbol: *const c_char,
+    func_ptr: *mut *mut c_void,
+    flags: c_ulonglong,
+    status: *mut hipDriverEntryPointQueryResult,
+) -> hipError_t {
+    let newest = hip_headers::NODES
+        .iter()
+        .map(|n| hip_headers::node_version(n))
+        .max()
+        .unwrap_or(0);
+    // SAFETY: delegates to another entry point with this one's arguments and contract.
+    unsafe { hipGetProcAddress(symbol, func_ptr, newest, flags, status) }
+}
+
+pub unsafe fn hipGetDriverEntryPoint(
+    symbol: *const c_char,
+    func_ptr: *mut *mut c_void,
+    flags: c_ulonglong,
+    status: *mut hipDriverEntryPointQueryResult,
+) -> hipError_t {
+    // SAFETY: the caller's arguments and contract, passed on.
+    unsafe { driver_entry_point(symbol, func_ptr, flags, status) }
+}
+
+/// The per-thread-stream twin: the default flags mean the per-thread default stream.
+pub unsafe fn hipGetDriverEntryPoint_spt(
+    symbol: *const c_char,
+    func_ptr: *mut *mut c_void,
+    flags: c_ulonglong,
+    status: *mut hipDriverEntryPointQueryResult,
+) -> hipError_t {
+    let flags = if flags == HIP_GET_PROC_ADDRESS_DEFAULT {
+        HIP_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM
+    } else {
+        flags
+    };
+    // SAFETY: the caller's arguments and contract, passed on.
+    unsafe { driver_entry_point(symbol, func_ptr, flags, status) }
+}
+
 // ---- devices ------------------------------------------------------------------------------
 
 pub unsafe fn hipGetDeviceCount(count: *mut c_int) -> hipError_t {
@@ -2296,6 +2339,49 @@ pub unsafe fn hipLaunchKernel_spt(
     let s = per_thread_default(stream);
     // SAFETY: delegates to another entry point with this one's arguments and contract.
     unsafe { hipLaunchKernel(f, grid, block, args, shm, s) }
+}
+
+/// The launch-config form of `hipLaunchKernel` (attributes accepted, not modelled).
+pub unsafe fn hipLaunchKernelExC(
+    config: *const hipLaunchConfig_t,
+    f: *const c_void,
+    _args: *mut *mut c_void,
+) -> hipError_t {
+    // SAFETY: an input struct of the C API; null refused.
+    let Some(c) = (unsafe { config.as_ref() }) else {
+        return hipErrorInvalidValue;
+    };
+    if c.numAttrs > 0 && c.attrs.is_null() {
+        return hipErrorInvalidValue;
+    }
+    code(stub_launch(f, c.gridDim, c.blockDim, c.stream))
+}
+
+/// The launch-config form of `hipModuleLaunchKernel` (attributes accepted, not modelled).
+pub unsafe fn hipDrvLaunchKernelEx(
+    config: *const HIP_LAUNCH_CONFIG,
+    f: hipFunction_t,
+    _params: *mut *mut c_void,
+    _extra: *mut *mut c_void,
+) -> hipError_t {
+    // SAFETY: an input struct of the C API; null refused.
+    let Some(c) = (unsafe { config.as_ref() }) else {
+        return hipErrorInvalidValue;
+    };
+    if c.numAttrs > 0 && c.attrs.is_null() {
+        return hipErrorInvalidValue;
+    }
+    let grid = dim3 {
+        x: c.gridDimX,
+        y: c.gridDimY,
+        z: c.gridDimZ,
+    };
+    let block = dim3 {
+        x: c.blockDimX,
+        y: c.blockDimY,
+        z: c.blockDimZ,
+    };
+    code(module_launch(f, grid, block, c.hStream))
 }
 
 pub unsafe fn hipExtLaunchKernel(
