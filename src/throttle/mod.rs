@@ -224,6 +224,9 @@ struct WatchState {
     probes: [Option<Probe>; MAX_DEVICES],
     /// Per container device: when this process last published its `sm_util` (wall µs).
     util_published_us: [u64; MAX_DEVICES],
+    /// Per container device: the lane's `consumed()` last added to the container's
+    /// `launch_charged_ns`.
+    charges_published: [Option<i64>; MAX_DEVICES],
 }
 
 static WATCH: Mutex<Option<WatchState>> = Mutex::new(None);
@@ -234,6 +237,7 @@ impl WatchState {
             controllers: std::array::from_fn(|_| LaneController::new()),
             probes: [None; MAX_DEVICES],
             util_published_us: [0; MAX_DEVICES],
+            charges_published: [None; MAX_DEVICES],
         }
     }
 }
@@ -417,10 +421,15 @@ fn run_controllers(sr: &crate::shared_region::SharedRegion, map: &[Option<usize>
         let sm = ext.sm_limit.load(Ordering::Acquire);
         let base = (sm * 10_000_000) as f64;
         let cost = lane.cost.load(Ordering::Acquire);
+        let consumed = lane.consumed();
+        let (container_charged, container_launches) =
+            publish_charges(ext, &mut st.charges_published[i], consumed, cost);
         let out = st.controllers[i].tick(
             &TickIn {
                 real_us: crate::clock::unix_us(),
-                consumed: lane.consumed(),
+                consumed,
+                container_charged,
+                container_launches,
                 cost,
                 throttled: ext.throttled_launches.load(Ordering::Acquire),
                 my_pid,
@@ -442,6 +451,25 @@ fn run_controllers(sr: &crate::shared_region::SharedRegion, map: &[Option<usize>
             );
         }
     }
+}
+
+/// Adds what this process's launches were charged since its previous tick (`consumed`, the
+/// lane's cumulative charges, minus what was `published`) to the container's
+/// `launch_charged_ns`, and how many launches that was at `cost` (the cost in force) to its
+/// `launches_milli`; returns both container totals now (ns, launches), this process's part
+/// included.
+fn publish_charges(
+    ext: &shm_layout::DeviceExt,
+    published: &mut Option<i64>,
+    consumed: i64,
+    cost: i64,
+) -> (i64, f64) {
+    let delta = consumed - published.unwrap_or(0);
+    *published = Some(consumed);
+    let milli = (delta as i128 * 1000 / cost.max(1) as i128) as i64;
+    let charged = ext.launch_charged_ns.fetch_add(delta, Ordering::AcqRel) + delta;
+    let launches = ext.launches_milli.fetch_add(milli, Ordering::AcqRel) + milli;
+    (charged, launches as f64 / 1000.0)
 }
 
 /// Applies what a controller tick decided to the lane and the container bucket, and shares

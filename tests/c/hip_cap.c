@@ -13,7 +13,9 @@
  *   hip_cap launch-loop N PATH   "ready=1", waits for a line, then N launches through PATH
  *                        (launch, launch_spt, ext, coop, coop_spt, module, ext_module,
  *                        module_coop, graph, graph_spt, launch_exc, drv_ex), each
- *                        synchronised
+ *                        synchronised; launch_async: hipLaunchKernel on a stream of its
+ *                        own, back to back, synchronised once at the end (as fast as the
+ *                        throttle lets it: what examples/cap_accuracy.rs measures)
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -506,15 +508,27 @@ static int launch_loop(unsigned long n, const char *path) {
     hipGraph_t graph = NULL;
     hipGraphExec_t exec = NULL;
     dim3 grid = {1, 1, 1}, block = {64, 1, 1};
-    if (!strncmp(path, "graph", 5)) {
+    if (!strncmp(path, "graph", 5) || !strcmp(path, "launch_async")) {
         rc = hipStreamCreate(&stream);
-        if (!rc) rc = hipStreamBeginCapture(stream, 0);
-        if (!rc) rc = hipLaunchKernel((const void *)kernel_stub, grid, block, NULL, 0, stream);
-        if (!rc) rc = hipStreamEndCapture(stream, &graph);
-        if (!rc) rc = hipGraphInstantiate(&exec, graph, NULL, NULL, 0);
+        if (!rc && path[0] == 'g') {
+            rc = hipStreamBeginCapture(stream, 0);
+            if (!rc) rc = hipLaunchKernel((const void *)kernel_stub, grid, block, NULL, 0, stream);
+            if (!rc) rc = hipStreamEndCapture(stream, &graph);
+            if (!rc) rc = hipGraphInstantiate(&exec, graph, NULL, NULL, 0);
+        }
         if (rc) { printf("setup_rc=%d\n", rc); return 1; }
     }
+    printf("pid=%d\n", (int)getpid());
     wait_stdin();
+    if (!strcmp(path, "launch_async")) {
+        for (unsigned long i = 0; i < n; i++) {
+            rc = hipLaunchKernel((const void *)kernel_stub, grid, block, NULL, 0, stream);
+            if (rc) { printf("launch_rc=%d\n", rc); return 1; }
+        }
+        hipStreamSynchronize(stream);
+        printf("launched=%lu\n", n);
+        return 0;
+    }
     const void *k = (const void *)kernel_stub;
     /* One attribute each (cooperative, off): the structs travel whole. */
     hipLaunchAttribute attr;
