@@ -567,6 +567,94 @@ fn a_killed_hip_process_is_reclaimed_within_one_second() {
     watcher.kill9();
 }
 
+/// A kill -9 storm of HIP processes of one container, killed at random moments (during
+/// start-up: region slot, context measurement; or mid-allocation): afterwards a new
+/// process starts at once, the region holds only its own context, the whole slice can be
+/// allocated again and not a byte more, and the card (the ground truth) holds exactly
+/// that, then nothing.
+#[test]
+fn a_kill_storm_of_hip_processes_leaves_the_slice_whole() {
+    let ctx = 16 * MIB;
+    let sim = amd_machine_ctx("1g", ctx);
+    let workers = 6;
+    // VGPU_HIP_KILL_STORM_KILLS=500 for a longer run.
+    let kills: usize = std::env::var("VGPU_HIP_KILL_STORM_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let spawn = || {
+        Child::spawn(
+            &mut hip_command(&sim, &["churn", "60"]),
+            Duration::from_secs(90),
+        )
+    };
+    let mut pool: Vec<Child> = (0..workers).map(|_| spawn()).collect();
+    let start = std::time::Instant::now();
+    for _ in 0..kills {
+        let i = (next() % workers as u64) as usize;
+        std::thread::sleep(Duration::from_micros(next() % 100_000));
+        pool[i].kill9();
+        pool[i] = spawn();
+    }
+    // They are mid-churn, holding memory, when the storm ends.
+    std::thread::sleep(Duration::from_millis(300));
+    let held = device_used(&sim);
+    assert!(
+        held > workers as u64 * ctx,
+        "the killed hold memory: {held}"
+    );
+    for c in &mut pool {
+        c.kill9();
+    }
+    let storm = start.elapsed();
+    let probe = std::time::Instant::now();
+    // Watches for 3 s, then exits (and leaves the region).
+    let mut watcher = Child::spawn(
+        &mut hip_command(&sim, &["watch-free", "20", "3"]),
+        Duration::from_secs(30),
+    );
+    watcher.wait_for(Duration::from_secs(10), |l| l.starts_with("pid="));
+    let started = probe.elapsed();
+    assert!(
+        started < Duration::from_secs(5),
+        "start-up after the storm took {started:?}"
+    );
+    // Only the watcher's own context is left in the region.
+    watcher.wait_for(Duration::from_secs(2), |l| {
+        l == format!("free={}", GIB - ctx)
+    });
+    let exact = probe.elapsed();
+    watcher.finish().assert_success("watcher after the storm");
+    // The slice is whole: a new process fills it to the byte, one byte more is refused,
+    // and the card holds exactly the slice.
+    let mut c = hip_command(&sim, &["fill", &(64 * MIB).to_string()]);
+    let mut fill = Child::spawn(&mut c, Duration::from_secs(60));
+    fill.wait_for_kv("ready", "1", Duration::from_secs(30));
+    let kv = fill.kv();
+    let why = fill.lines_seen().join("\n");
+    assert_eq!(kv.u64("free_start"), GIB - ctx, "{why}");
+    assert_eq!(kv.u64("allocated"), GIB - ctx, "{why}");
+    assert_eq!(kv.i64("one_more_rc"), 2, "{why}");
+    assert_eq!(
+        device_used(&sim),
+        GIB,
+        "ground truth: the slice, no more\n{why}"
+    );
+    fill.close_stdin();
+    fill.finish().assert_success("fill after the storm");
+    assert_eq!(device_used(&sim), 0, "ground truth: nothing left");
+    eprintln!(
+        "HIP kill storm: {kills} kills of {workers} churning processes in {storm:?}; a new process started in {started:?} and saw exact usage after {exact:?}"
+    );
+}
+
 /// The shipped file (loader + embedded core, scripts/build-release.sh): the same HIP exports
 /// under the same nodes, and the cap enforced through them.
 #[test]

@@ -9,6 +9,7 @@
  *                        then freed
  *   hip_cap graphmem HALF  graph memory nodes of HALF: freed with the graph, freed by
  *                        hipFree
+ *   hip_cap churn SECONDS  hipMalloc/hipFree of 1-32 MiB, up to 8 live, for SECONDS
  *   hip_cap hold BYTES   hold BYTES of hipMalloc until stdin closes
  *   hip_cap launch-loop N PATH   "ready=1", waits for a line, then N launches through PATH
  *                        (launch, launch_spt, ext, coop, coop_spt, module, ext_module,
@@ -478,6 +479,31 @@ static int watch_free(int period_ms, int seconds) {
     return 0;
 }
 
+/* Allocates and frees (1-32 MiB, up to 8 live) for SECONDS: killed at any moment, it may
+ * hold anything from nothing to a full set, mid-call or between calls. */
+static int churn(int seconds) {
+    printf("pid=%d\n", (int)getpid());
+    fflush(stdout);
+    void *live[8] = {0};
+    unsigned long long x = 0x9e3779b97f4a7c15ull ^ (unsigned long long)getpid();
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        int i = (int)(x % 8);
+        if (live[i]) {
+            hipFree(live[i]);
+            live[i] = NULL;
+        } else if (hipMalloc(&live[i], ((x >> 8) % 32 + 1) << 20) != 0) {
+            live[i] = NULL;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while (t.tv_sec - t0.tv_sec < seconds);
+    return 0;
+}
+
 static int hold(size_t bytes) {
     void *p = NULL;
     char uuid[17] = {0};
@@ -565,6 +591,7 @@ int main(int argc, char **argv) {
              : !strcmp(what, "paths") ? paths(n)
              : !strcmp(what, "hold")  ? hold(n)
              : !strcmp(what, "pool")  ? pool(n)
+             : !strcmp(what, "churn") ? churn((int)n)
              : !strcmp(what, "graphmem") ? graphmem(n)
              : !strcmp(what, "launch-loop") ? launch_loop(n, argc > 3 ? argv[3] : "launch")
              : !strcmp(what, "procaddr") ? procaddr()
