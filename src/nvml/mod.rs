@@ -157,6 +157,7 @@ pub static VENDOR: crate::core::vendor::Vendor = crate::core::vendor::Vendor {
     rank: 1,
     device_uuids: nvml_device_uuids,
     util_probe: probe::find,
+    reads_rocr_uuids: false,
 };
 
 fn nvml_device_uuids() -> Vec<String> {
