@@ -584,6 +584,22 @@ mod tests {
         assert_eq!(get("CUDA_VISIBLE_DEVICES"), None);
         assert_eq!(get("ROCR_VISIBLE_DEVICES"), None);
         assert_eq!(get("HIP_DEVICE_MEMORY_LIMIT"), None);
+
+        // What libvgpu reads from it, through the same parser (the policy crate's): each
+        // listed device, keyed by its UUID, capped at 2000 MiB and 30 %, nothing reported.
+        let cfg = crate::config::Config::from_lookup(get);
+        assert!(cfg.issues.is_empty(), "{:?}", cfg.issues);
+        assert_eq!(
+            cfg.limit_uuids,
+            Some(vec!["GPU-a".to_string(), "GPU-b".to_string()])
+        );
+        for uuid in ["GPU-a", "GPU-b"] {
+            let i =
+                crate::config::limit_index_of(cfg.limit_uuids.as_deref().unwrap(), uuid).unwrap();
+            assert_eq!(cfg.memory_limit_of(i), Some(2000 << 20), "{uuid}");
+            assert_eq!(cfg.sm_limit_of(i), Some(30), "{uuid}");
+        }
+        assert_eq!(cfg.shared_cache, "/usr/local/vgpu/u.cache");
     }
 
     #[test]
