@@ -68,6 +68,38 @@ pub unsafe fn real_dlsym(handle: *mut c_void, name: &CStr) -> *mut c_void {
     unsafe { f(handle, name.as_ptr()) }
 }
 
+/// Looks each of `symbols` up on `handle` with the real `dlsym` and stores what is found,
+/// when `accept(slot, address)` agrees, in the matching slot of `slots` (a backend's
+/// `REAL` table). A name too long for the stack buffer is skipped; nothing allocates (it
+/// runs inside an application's first call).
+///
+/// # Safety
+/// `handle` must come from `dlopen`.
+pub unsafe fn fill_real_slots<'a>(
+    handle: *mut c_void,
+    slots: &[AtomicUsize],
+    symbols: impl IntoIterator<Item = &'a str>,
+    accept: impl Fn(&AtomicUsize, *mut c_void) -> bool,
+) {
+    let mut name = [0u8; 96];
+    for (slot, symbol) in slots.iter().zip(symbols) {
+        let bytes = symbol.as_bytes();
+        if bytes.len() >= name.len() {
+            continue;
+        }
+        name[..bytes.len()].copy_from_slice(bytes);
+        name[bytes.len()] = 0;
+        let Ok(cname) = CStr::from_bytes_with_nul(&name[..=bytes.len()]) else {
+            continue;
+        };
+        // SAFETY: our caller's handle from dlopen and a NUL-terminated name.
+        let p = unsafe { real_dlsym(handle, cname) };
+        if !p.is_null() && accept(slot, p) {
+            slot.store(p as usize, Ordering::Release);
+        }
+    }
+}
+
 /// A family of preloadable libraries (libcuda, libnvidia-ml, libamdhip64, the SMI
 /// libraries), as a backend describes it for the `dlsym` redirection. Static data and a
 /// function over static tables: the decision must not allocate or take locks.

@@ -550,24 +550,36 @@ mod tests {
         assert!("89ab".contains(&a[19..20]), "{a}");
     }
 
-    #[test]
-    fn environment_is_the_plugins() {
+    /// The environment `vgpuctl run --container` gives a container with these options
+    /// (region at `/usr/local/vgpu/u.cache`), as a lookup by variable name.
+    fn plugin_env(
+        vendor: Vendor,
+        gpumem: &str,
+        gpucores: u32,
+        uuids: &[&str],
+        restrict_devices: bool,
+    ) -> impl Fn(&str) -> Option<String> {
         let spec = Spec {
             lib: "/x/libvgpu.so".into(),
-            vendor: Vendor::Nvidia,
+            vendor,
             sim_dir: None,
-            gpumem: Some("2000m".into()),
-            gpucores: Some(30),
-            uuids: vec!["GPU-a".into(), "GPU-b".into()],
-            restrict_devices: false,
+            gpumem: Some(gpumem.into()),
+            gpucores: Some(gpucores),
+            uuids: uuids.iter().map(|u| u.to_string()).collect(),
+            restrict_devices,
             command: vec!["sh".into()],
         };
         let env = environment(&spec, "/usr/local/vgpu/u.cache");
-        let get = |k: &str| {
+        move |k: &str| {
             env.iter()
                 .find(|(e, _)| e == k)
                 .map(|(_, v)| v.to_string_lossy().into_owned())
-        };
+        }
+    }
+
+    #[test]
+    fn environment_is_the_plugins() {
+        let get = plugin_env(Vendor::Nvidia, "2000m", 30, &["GPU-a", "GPU-b"], false);
         assert_eq!(
             get("NVIDIA_VISIBLE_DEVICES").as_deref(),
             Some("GPU-a,GPU-b")
@@ -604,22 +616,7 @@ mod tests {
 
     #[test]
     fn amd_environment_is_the_amd_device_plugins() {
-        let spec = Spec {
-            lib: "/x/libvgpu.so".into(),
-            vendor: Vendor::Amd,
-            sim_dir: None,
-            gpumem: Some("2g".into()),
-            gpucores: Some(40),
-            uuids: vec!["GPU-aaaa".into(), "GPU-bbbb".into()],
-            restrict_devices: true,
-            command: vec!["sh".into()],
-        };
-        let env = environment(&spec, "/usr/local/vgpu/u.cache");
-        let get = |k: &str| {
-            env.iter()
-                .find(|(e, _)| e == k)
-                .map(|(_, v)| v.to_string_lossy().into_owned())
-        };
+        let get = plugin_env(Vendor::Amd, "2g", 40, &["GPU-aaaa", "GPU-bbbb"], true);
         assert_eq!(
             get("ROCR_VISIBLE_DEVICES").as_deref(),
             Some("GPU-aaaa,GPU-bbbb")
