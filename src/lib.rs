@@ -16,6 +16,7 @@
 //!   `throttle` (the launch gate).
 
 pub mod amd_smi;
+pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod driver;

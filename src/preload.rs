@@ -56,7 +56,9 @@ pub unsafe fn real_dlsym(handle: *mut c_void, name: &CStr) -> *mut c_void {
     let f: DlsymFn = unsafe { std::mem::transmute::<usize, DlsymFn>(f) };
     // SAFETY: `f` is glibc's dlsym; our caller guarantees `handle` is a (pseudo-)handle, and `name`
     // is a `&CStr`, so NUL-terminated.
-    unsafe { f(handle, name.as_ptr()) }
+    let found = unsafe { f(handle, name.as_ptr()) };
+    // LD_AUDIT mode: a real library's export may point at our hook (audit::patch_exports).
+    crate::audit::unpatched(found)
 }
 
 /// Which library family a redirected name belongs to.
@@ -70,7 +72,8 @@ pub enum Family {
 }
 
 impl Family {
-    fn library_prefix(self) -> &'static [u8] {
+    /// The base name the real library's file starts with.
+    pub fn library_prefix(self) -> &'static [u8] {
         match self {
             Family::Cuda => b"libcuda.so",
             Family::Nvml => b"libnvidia-ml.so",
@@ -94,13 +97,7 @@ unsafe extern "C" fn decide(handle: *mut c_void, name: *const c_char) -> *mut c_
     // SAFETY: dlsym's contract: name is a NUL-terminated string.
     let name = unsafe { CStr::from_ptr(name) };
     let bytes = name.to_bytes();
-    if !(bytes.starts_with(b"cu")
-        || bytes.starts_with(b"nvml")
-        || bytes.starts_with(b"hip")
-        || bytes.starts_with(b"__hip")
-        || bytes.starts_with(b"amdsmi_")
-        || bytes.starts_with(b"rsmi_"))
-    {
+    if !may_be_hooked(bytes) {
         return std::ptr::null_mut();
     }
     let Some((family, hook)) = crate::driver::hook_by_symbol(bytes) else {
@@ -116,6 +113,16 @@ unsafe extern "C" fn decide(handle: *mut c_void, name: *const c_char) -> *mut c_
     } else {
         std::ptr::null_mut()
     }
+}
+
+/// Whether a symbol name has one of the prefixes of the names we hook (a cheap filter).
+pub fn may_be_hooked(name: &[u8]) -> bool {
+    name.starts_with(b"cu")
+        || name.starts_with(b"nvml")
+        || name.starts_with(b"hip")
+        || name.starts_with(b"__hip")
+        || name.starts_with(b"amdsmi_")
+        || name.starts_with(b"rsmi_")
 }
 
 /// Whether `addr` is inside a library of `family` (by the file name `dladdr` reports).
@@ -164,15 +171,17 @@ pub unsafe extern "C" fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *m
 }
 
 /// Opens a library that may already be loaded: the already-loaded one wins (also when the
-/// application loaded it `RTLD_LOCAL` from a custom path), else a normal search.
+/// application loaded it `RTLD_LOCAL` from a custom path), else a normal search. Always in
+/// the program's namespace (in LD_AUDIT mode too: `audit::dlopen_app`).
 pub fn open_library(soname: &CStr) -> Option<*mut c_void> {
-    // SAFETY: dlopen with a valid name.
-    unsafe {
-        let h = libc::dlopen(soname.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
-        if !h.is_null() {
-            return Some(h);
-        }
-        let h = libc::dlopen(soname.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+    loaded_library(soname).or_else(|| {
+        let h = crate::audit::dlopen_app(soname, libc::RTLD_NOW | libc::RTLD_LOCAL);
         (!h.is_null()).then_some(h)
-    }
+    })
+}
+
+/// The program's copy of a library if it is loaded (`RTLD_NOLOAD`: only looks).
+pub fn loaded_library(soname: &CStr) -> Option<*mut c_void> {
+    let h = crate::audit::dlopen_app(soname, libc::RTLD_NOW | libc::RTLD_NOLOAD);
+    (!h.is_null()).then_some(h)
 }

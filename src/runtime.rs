@@ -99,11 +99,7 @@ impl Runtime {
         // A HIP process (its first hooked call was HIP's) only looks for a CUDA driver
         // already loaded: loading one would initialise a second vendor's stack for nothing.
         let driver = if crate::hip::in_use() {
-            // SAFETY: dlopen with a valid name; RTLD_NOLOAD only looks.
-            let h = unsafe {
-                libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD)
-            };
-            (!h.is_null()).then_some(h)
+            crate::preload::loaded_library(c"libcuda.so.1")
         } else {
             crate::preload::open_library(c"libcuda.so.1")
         };
@@ -313,9 +309,17 @@ unsafe impl Send for ForkGuard {}
 
 fn register_fork_handlers() {
     if FORK_HANDLERS.swap(1, Ordering::AcqRel) == 0 {
-        // SAFETY: registering plain extern "C" handlers.
-        unsafe {
-            libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+        let (prepare, parent, child): (
+            crate::audit::ForkHandler,
+            crate::audit::ForkHandler,
+            crate::audit::ForkHandler,
+        ) = (Some(fork_prepare), Some(fork_parent), Some(fork_child));
+        // LD_AUDIT mode: our libc's list is not the one the program's fork runs.
+        if !crate::audit::register_atfork(prepare, parent, child) {
+            // SAFETY: registering plain extern "C" handlers.
+            unsafe {
+                libc::pthread_atfork(prepare, parent, child);
+            }
         }
     }
 }

@@ -62,8 +62,12 @@ fn in_amdgpu_ns(sim: &SimEnv, program: impl AsRef<std::ffi::OsStr>) -> Command {
 }
 
 fn hip_command(sim: &SimEnv, args: &[&str]) -> Command {
+    hip_command_via(sim, Injection::Preload, args)
+}
+
+fn hip_command_via(sim: &SimEnv, how: Injection, args: &[&str]) -> Command {
     let mut c = in_amdgpu_ns(sim, hip_cap_client());
-    c.env("LD_PRELOAD", libvgpu()).args(args);
+    how.apply(&mut c, &libvgpu(), sim.dir()).args(args);
     c
 }
 
@@ -76,9 +80,20 @@ fn device_used(sim: &SimEnv) -> u64 {
 
 #[test]
 fn hip_malloc_is_capped_to_the_byte_and_every_query_reports_the_slice() {
+    hip_malloc_is_capped_to_the_byte(Injection::Preload);
+}
+
+/// The same under `LD_AUDIT` (HAMi's AMD injection): the versioned PLT bindings reach the
+/// hooks through `la_symbind64`.
+#[test]
+fn hip_malloc_is_capped_to_the_byte_and_every_query_reports_the_slice_under_ld_audit() {
+    hip_malloc_is_capped_to_the_byte(Injection::Audit);
+}
+
+fn hip_malloc_is_capped_to_the_byte(how: Injection) {
     // HAMi's amd-device-plugin form: one value, "<MiB>m".
     let sim = amd_machine("1024m");
-    let mut c = hip_command(&sim, &["fill", &(100 * MIB).to_string()]);
+    let mut c = hip_command_via(&sim, how, &["fill", &(100 * MIB).to_string()]);
     let mut h = Child::spawn(&mut c, Duration::from_secs(120));
     h.wait_for_kv("ready", "1", Duration::from_secs(60));
     let kv = h.kv();
@@ -255,14 +270,25 @@ print("ok=1")
 /// `dlsym(handle, ...)`: our `dlsym` answers those with the hooks.
 #[test]
 fn hip_python_allocates_until_the_slice_is_full() {
+    hip_python_allocates_until_full(Injection::Preload);
+}
+
+/// hip-python's `dlsym(handle)` lookups under `LD_AUDIT`: answered through `la_symbind64`
+/// (`LA_SYMB_DLSYM`), the program's own `dlsym` untouched.
+#[test]
+fn hip_python_allocates_until_the_slice_is_full_under_ld_audit() {
+    hip_python_allocates_until_full(Injection::Audit);
+}
+
+fn hip_python_allocates_until_full(how: Injection) {
     let Some(py) = testkit::require_venv("hip-python under libvgpu") else {
         return;
     };
     let sim = amd_machine("1g");
     let mut c = in_amdgpu_ns(&sim, &py);
     c.args(["-c", HIP_PYTHON_FILL])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("LD_PRELOAD", libvgpu());
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    how.apply(&mut c, &libvgpu(), sim.dir());
     let mut h = Child::spawn(&mut c, Duration::from_secs(120));
     h.wait_for_kv("ready", "1", Duration::from_secs(90));
     let kv = h.kv();
@@ -443,6 +469,17 @@ fn a_killed_hip_process_is_reclaimed_within_one_second() {
 /// under the same nodes, and the cap enforced through them.
 #[test]
 fn shipped_loader_caps_hip_through_its_versioned_exports() {
+    shipped_loader_caps_hip(Injection::Preload);
+}
+
+/// The shipped file as an audit library: the loader answers `la_version` by loading the
+/// core, whose callbacks then redirect the bindings.
+#[test]
+fn shipped_loader_caps_hip_under_ld_audit() {
+    shipped_loader_caps_hip(Injection::Audit);
+}
+
+fn shipped_loader_caps_hip(how: Injection) {
     let mut dir = testkit::target_profile_dir();
     dir.pop();
     let lib = dir.join("release-glibc2.17").join("libvgpu.so");
@@ -476,7 +513,7 @@ fn shipped_loader_caps_hip_through_its_versioned_exports() {
     );
     let sim = amd_machine("1g");
     let mut c = in_amdgpu_ns(&sim, hip_cap_client());
-    c.env("LD_PRELOAD", &lib)
+    how.apply(&mut c, &lib, sim.dir())
         .args(["fill", &(100 * MIB).to_string()])
         .stdin(std::process::Stdio::null());
     let out = run_default(&mut c);
@@ -498,13 +535,24 @@ fn vector_add() -> Option<std::path::PathBuf> {
 
 #[test]
 fn a_hipcc_built_program_runs_under_the_cap_and_is_refused_over_it() {
+    hipcc_program_capped(Injection::Preload);
+}
+
+/// The hipcc-built program under `LD_AUDIT`: `__hipRegisterFatBinary`, `<<<>>>`'s
+/// `hipLaunchKernel` and the allocations, bound through `la_symbind64`.
+#[test]
+fn a_hipcc_built_program_runs_under_the_cap_and_is_refused_over_it_under_ld_audit() {
+    hipcc_program_capped(Injection::Audit);
+}
+
+fn hipcc_program_capped(how: Injection) {
     let Some(exe) = vector_add() else { return };
     // Three 4 MiB buffers after the 300 MiB context: 312 MiB fit in 320, not in 310.
     for (limit, fits) in [("320m", true), ("310m", false)] {
         let mut sim = amd_machine(limit);
         sim.set("VGPU_SIM_MODEL", "mi210");
         let mut c = in_amdgpu_ns(&sim, &exe);
-        c.env("LD_PRELOAD", libvgpu());
+        how.apply(&mut c, &libvgpu(), sim.dir());
         let out = run_default(&mut c);
         let kv = out.kv();
         let why = out.describe();

@@ -9,6 +9,17 @@ use testkit::{require_sim, run_default};
 
 #[test]
 fn cap_is_enforced_to_the_byte_in_every_client_style() {
+    cap_is_enforced_to_the_byte(Injection::Preload);
+}
+
+/// The same matrix with libvgpu as an rtld-audit library (`LD_AUDIT`, HAMi's AMD injection):
+/// PLT bindings, `dlsym(handle)` and `cuGetProcAddress` all reach the hooks.
+#[test]
+fn cap_is_enforced_to_the_byte_in_every_client_style_under_ld_audit() {
+    cap_is_enforced_to_the_byte(Injection::Audit);
+}
+
+fn cap_is_enforced_to_the_byte(how: Injection) {
     for style in [
         Style::Linked,
         Style::Dlopen,
@@ -16,7 +27,7 @@ fn cap_is_enforced_to_the_byte_in_every_client_style() {
         Style::ProcAddr(2),
     ] {
         let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "1g");
-        let (out, kv) = run_scenario(&sim, style, &["cap-fill", &(100 * MIB).to_string()]);
+        let (out, kv) = run_scenario_via(&sim, how, style, &["cap-fill", &(100 * MIB).to_string()]);
         let ctx = 64 * MIB;
         let why = out.describe();
         assert_eq!(

@@ -206,9 +206,7 @@ pub fn ensure_resolved() -> bool {
     *RESOLVED.get_or_init(|| {
         let handle = SONAMES
             .iter()
-            // SAFETY: dlopen with valid names; RTLD_NOLOAD only looks.
-            .map(|n| unsafe { libc::dlopen(n.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) })
-            .find(|h| !h.is_null())
+            .find_map(|n| crate::preload::loaded_library(n))
             .or_else(|| SONAMES.iter().find_map(|n| crate::preload::open_library(n)));
         match handle {
             Some(h) => {

@@ -1,0 +1,631 @@
+//! LD_AUDIT mode: the same `libvgpu.so` as an rtld-audit library (`man 7 rtld-audit`).
+//!
+//! HAMi's AMD device plugin injects its library with `LD_AUDIT=/usr/local/vgpu/libamvgpu.so`
+//! rather than `LD_PRELOAD`. An audit library is not in the program's symbol scope: it is
+//! loaded into a link-map namespace of its own, with its own copy of libc, and reaches the
+//! program only through the `la_*` callbacks. So instead of interposing by symbol order we
+//! redirect bindings:
+//!
+//! - `la_objopen` (every object the program loads, in any namespace but ours) asks for
+//!   `la_symbind64` on bindings *from* every object (glibc 2.36 calls it for a PLT binding
+//!   only when the referencing object is flagged: measured) and *to* the real vendor
+//!   libraries, recognised by file name as the preload mode's `dlsym` recognises them
+//!   (`libcuda.so*`, `libnvidia-ml.so*`, `libamdhip64.so*`, `libamd_smi.so*`,
+//!   `librocm_smi64.so*`; our own file's name is never looked at). Its cookie is tagged:
+//!   the link map's address with the object's family (or "seen, other") in the low bits.
+//! - `la_symbind64` returns our hook for a hooked name bound to the real library of its
+//!   family, from any object but ours. glibc calls it for PLT bindings (lazily, or at start
+//!   for `-z now` / `LD_BIND_NOW` since glibc 2.35) and for `dlsym`/`dlvsym` lookups
+//!   (`LA_SYMB_DLSYM`: `dlsym(handle, "hipMalloc")` from hip-python or Triton reaches the
+//!   hook that way, so our `dlsym` export need not be bound at all). Our own lookups of the
+//!   real functions come from the audit namespace, whose objects `la_objopen` never sees:
+//!   their cookie carries no tag, and they get the real function.
+//! - Real functions: the real libraries are the program's (the base namespace), opened with
+//!   `dlmopen(LM_ID_BASE, ..)` (`dlopen_app`), never a second copy in our namespace.
+//!
+//! What escapes, by glibc's design (docs/AMD.md, "LD_AUDIT mode"): data relocations
+//! (`R_X86_64_GLOB_DAT` / `R_X86_64_64`: a hooked function's address taken in data, or
+//! called from code built `-fno-plt`), which `la_symbind64` is not told about; and
+//! bindings made at start for `-z now` objects on glibc older than 2.35.
+//!
+//! Both injections at once (`LD_PRELOAD` and `LD_AUDIT` naming libvgpu): the preloaded copy
+//! interposes, and its lookups of the real functions reach `la_symbind64` from an object
+//! that itself exports `la_symbind64` and the hooked name. The audit copy then stands down
+//! (one line on stderr) and answers every binding unchanged, so one ledger counts.
+
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use crate::preload::Family;
+
+/// The audit interface version we implement (glibc's `LAV_CURRENT` since 2.35; version 1
+/// has the same callbacks with the same signatures).
+const LAV_SUPPORTED: c_uint = 2;
+const LA_FLG_BINDTO: c_uint = 0x01;
+const LA_FLG_BINDFROM: c_uint = 0x02;
+
+/// Set by `la_version`: this copy was loaded by `LD_AUDIT`.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// Another copy of libvgpu interposes in the program: this one answers every binding
+/// unchanged.
+static STOOD_DOWN: AtomicBool = AtomicBool::new(false);
+
+/// Whether this copy runs as an audit library (in its own link-map namespace).
+pub fn active() -> bool {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
+// ---- cookies ------------------------------------------------------------------------------
+
+/// Low bits of a cookie: which object `la_objopen` saw. A cookie is the link map's
+/// address (glibc's default, what it passes to `la_objopen`), 8-aligned; 0 in the low
+/// bits means `la_objopen` never saw the object (one of the audit namespace's: ours).
+const TAG_MASK: usize = 7;
+const TAG_OTHER: usize = 6;
+const FAMILIES: [Family; 5] = [
+    Family::Cuda,
+    Family::Nvml,
+    Family::Hip,
+    Family::AmdSmi,
+    Family::RocmSmi,
+];
+
+fn tag_of(family: Option<Family>) -> usize {
+    match family {
+        Some(f) => 1 + FAMILIES.iter().position(|&g| g == f).unwrap_or(0),
+        None => TAG_OTHER,
+    }
+}
+
+fn family_of_tag(tag: usize) -> Option<Family> {
+    (1..=FAMILIES.len())
+        .contains(&tag)
+        .then(|| FAMILIES[tag - 1])
+}
+
+/// The real vendor library a path names, by its base name (as the preload mode's `dlsym`).
+pub fn family_of_path(path: &[u8]) -> Option<Family> {
+    let base = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
+    FAMILIES
+        .into_iter()
+        .find(|f| base.starts_with(f.library_prefix()))
+}
+
+/// What `la_symbind64` answers, given the two cookies' tags: the hook, or `None` for the
+/// real value. Pure: the decision, tested below.
+fn redirect(
+    ref_tag: usize,
+    def_tag: usize,
+    hooked: Option<(Family, *const c_void)>,
+    value: usize,
+) -> Option<*const c_void> {
+    if ref_tag == 0 {
+        return None; // our own lookup (the audit namespace): the real function
+    }
+    let family = family_of_tag(def_tag)?;
+    let (f, hook) = hooked?;
+    (f == family && !hook.is_null() && hook as usize != value).then_some(hook)
+}
+
+// ---- the callbacks ------------------------------------------------------------------------
+
+/// The public head of glibc's `struct link_map` (`<link.h>`).
+#[repr(C)]
+pub struct LinkMap {
+    l_addr: usize,
+    l_name: *const c_char,
+    l_ld: *mut c_void,
+    l_next: *mut LinkMap,
+    l_prev: *mut LinkMap,
+}
+
+/// `Elf64_Sym` (`<elf.h>`).
+#[repr(C)]
+pub struct Elf64Sym {
+    st_name: u32,
+    st_info: u8,
+    st_other: u8,
+    st_shndx: u16,
+    st_value: u64,
+    st_size: u64,
+}
+
+/// The first callback: the version the dynamic linker offers; we accept it up to ours.
+#[no_mangle]
+pub extern "C" fn la_version(version: c_uint) -> c_uint {
+    ACTIVE.store(true, Ordering::Relaxed);
+    version.min(LAV_SUPPORTED)
+}
+
+/// A new object: bindings from it are audited; bindings to it too when it is a real
+/// vendor library. The cookie gets the object's tag.
+///
+/// # Safety
+/// Called by the dynamic linker with a valid link map and cookie.
+#[no_mangle]
+pub unsafe extern "C" fn la_objopen(
+    map: *mut LinkMap,
+    _lmid: libc::Lmid_t,
+    cookie: *mut usize,
+) -> c_uint {
+    crate::ffi::guard(0, || {
+        if map.is_null() || cookie.is_null() {
+            return 0;
+        }
+        // SAFETY: the dynamic linker passes the object's link map; l_name is a NUL-terminated
+        // string it owns ("" for the main program).
+        let name = unsafe {
+            let n = (*map).l_name;
+            if n.is_null() {
+                &[][..]
+            } else {
+                CStr::from_ptr(n).to_bytes()
+            }
+        };
+        let family = family_of_path(name);
+        // SAFETY: the cookie is ours to set; glibc initialises it to the link map's address.
+        unsafe { *cookie = (map as usize & !TAG_MASK) | tag_of(family) };
+        // SAFETY: the link map of an object the dynamic linker has just mapped.
+        let tables = unsafe { DynTables::of(&*map) };
+        if let Some(t) = &tables {
+            if family.is_none() && is_libvgpu(t) {
+                stand_down();
+            }
+        }
+        if STOOD_DOWN.load(Ordering::Relaxed) {
+            return 0;
+        }
+        match (family, tables) {
+            (Some(family), Some(t)) => {
+                // SAFETY: the tables of the object being opened, not yet relocated.
+                unsafe { patch_exports(&*map, &t, family) };
+                LA_FLG_BINDFROM | LA_FLG_BINDTO
+            }
+            (Some(_), None) => LA_FLG_BINDFROM | LA_FLG_BINDTO,
+            (None, _) => LA_FLG_BINDFROM,
+        }
+    })
+}
+
+/// A binding (PLT slot, or a `dlsym`/`dlvsym` lookup): our hook for a hooked name bound to
+/// its real library, else the real value.
+///
+/// # Safety
+/// Called by the dynamic linker with valid pointers.
+#[no_mangle]
+pub unsafe extern "C" fn la_symbind64(
+    sym: *mut Elf64Sym,
+    _ndx: c_uint,
+    refcook: *mut usize,
+    defcook: *mut usize,
+    _flags: *mut c_uint,
+    symname: *const c_char,
+) -> usize {
+    // SAFETY: the dynamic linker's symbol record.
+    let value = unsafe { (*sym).st_value } as usize;
+    crate::ffi::guard(value, || {
+        if STOOD_DOWN.load(Ordering::Relaxed)
+            || refcook.is_null()
+            || defcook.is_null()
+            || symname.is_null()
+        {
+            return value;
+        }
+        // SAFETY: cookies are the dynamic linker's per-object words (tagged by la_objopen).
+        let (r, d) = unsafe { (*refcook, *defcook) };
+        if family_of_tag(d & TAG_MASK).is_none() {
+            return value; // the common case: a binding to any other library
+        }
+        // SAFETY: symname is the NUL-terminated symbol name.
+        let name = unsafe { CStr::from_ptr(symname) };
+        let hooked = crate::driver::hook_by_symbol(name.to_bytes());
+        redirect(r & TAG_MASK, d & TAG_MASK, hooked, value).map_or(value, |hook| hook as usize)
+    })
+}
+
+fn stand_down() {
+    if !STOOD_DOWN.swap(true, Ordering::Relaxed) {
+        crate::log::write_line(format_args!(
+            "libvgpu is both an LD_AUDIT library and loaded in the program (LD_PRELOAD or \
+             /etc/ld.so.preload): the LD_AUDIT copy stands down, the program's copy enforces"
+        ));
+    }
+}
+
+// ---- the real libraries' exports ------------------------------------------------------------
+
+/// `Elf64_Dyn` (`<elf.h>`).
+#[repr(C)]
+struct Elf64Dyn {
+    d_tag: i64,
+    d_val: u64,
+}
+
+const DT_NULL: i64 = 0;
+const DT_HASH: i64 = 4;
+const DT_STRTAB: i64 = 5;
+const DT_SYMTAB: i64 = 6;
+const DT_GNU_HASH: i64 = 0x6fff_fef5;
+
+/// An object's dynamic symbol table, read through its link map (mapped, relocated or not).
+struct DynTables {
+    symtab: *mut Elf64Sym,
+    strtab: *const c_char,
+    count: usize,
+    gnu_hash: *const u32,
+}
+
+impl DynTables {
+    /// # Safety
+    /// `map` is the link map of a mapped object.
+    unsafe fn of(map: &LinkMap) -> Option<DynTables> {
+        let (mut symtab, mut strtab, mut gnu, mut sysv) = (0usize, 0usize, 0usize, 0usize);
+        let mut d = map.l_ld as *const Elf64Dyn;
+        if d.is_null() {
+            return None;
+        }
+        loop {
+            // SAFETY: the dynamic section ends with DT_NULL.
+            let (tag, val) = unsafe { ((*d).d_tag, (*d).d_val as usize) };
+            if tag == DT_NULL {
+                break;
+            }
+            // ld.so relocates these in place for libraries; the vDSO's stay relative.
+            let p = if val < map.l_addr {
+                val + map.l_addr
+            } else {
+                val
+            };
+            match tag {
+                DT_SYMTAB => symtab = p,
+                DT_STRTAB => strtab = p,
+                DT_GNU_HASH => gnu = p,
+                DT_HASH => sysv = p,
+                _ => {}
+            }
+            // SAFETY: still inside the dynamic section (not past DT_NULL).
+            d = unsafe { d.add(1) };
+        }
+        if symtab == 0 || strtab == 0 {
+            return None;
+        }
+        let count = if gnu != 0 {
+            // SAFETY: a GNU hash section: header, bloom words, buckets, chains.
+            unsafe { gnu_symbol_count(gnu as *const u32) }
+        } else if sysv != 0 {
+            // SAFETY: a SysV hash section: nbucket, nchain (= the number of symbols).
+            unsafe { *(sysv as *const u32).add(1) as usize }
+        } else {
+            return None;
+        };
+        Some(DynTables {
+            symtab: symtab as *mut Elf64Sym,
+            strtab: strtab as *const c_char,
+            count,
+            gnu_hash: gnu as *const u32,
+        })
+    }
+
+    /// The name of symbol `i` (< count).
+    fn name(&self, i: usize) -> &CStr {
+        // SAFETY: i < count; st_name indexes the string table.
+        unsafe { CStr::from_ptr(self.strtab.add((*self.symtab.add(i)).st_name as usize)) }
+    }
+
+    /// Whether the object defines `name` (any version): through its GNU hash table when
+    /// it has one (every object here is looked at: keep it cheap), else by a scan.
+    fn defines(&self, name: &CStr) -> bool {
+        let defined = |i: usize| {
+            // SAFETY: i < count.
+            let sym = unsafe { &*self.symtab.add(i) };
+            sym.st_shndx != 0 && sym.st_value != 0 && self.name(i) == name
+        };
+        if self.gnu_hash.is_null() {
+            return (0..self.count).any(defined);
+        }
+        let h = name.to_bytes().iter().fold(5381u32, |h, &c| {
+            h.wrapping_mul(33).wrapping_add(u32::from(c))
+        });
+        // SAFETY: a GNU hash section (header, bloom, buckets, chains), chains ending with
+        // their low bit set, within count.
+        unsafe {
+            let g = self.gnu_hash;
+            let (nbuckets, symoffset, bloom_size) =
+                (*g as usize, *g.add(1) as usize, *g.add(2) as usize);
+            if nbuckets == 0 {
+                return false;
+            }
+            let buckets = g.add(4 + 2 * bloom_size);
+            let chains = buckets.add(nbuckets);
+            let mut i = *buckets.add(h as usize % nbuckets) as usize;
+            if i < symoffset {
+                return false;
+            }
+            loop {
+                let c = *chains.add(i - symoffset);
+                if c | 1 == h | 1 && defined(i) {
+                    return true;
+                }
+                if c & 1 != 0 || i + 1 >= self.count {
+                    return false;
+                }
+                i += 1;
+            }
+        }
+    }
+}
+
+/// The number of symbols a GNU hash section covers: past the last bucket's chain.
+///
+/// # Safety
+/// `h` points to a GNU hash section.
+unsafe fn gnu_symbol_count(h: *const u32) -> usize {
+    // SAFETY: the caller's promise: the header, then bloom (u64 words), buckets, chains.
+    unsafe {
+        let (nbuckets, symoffset, bloom_size) =
+            (*h as usize, *h.add(1) as usize, *h.add(2) as usize);
+        let buckets = h.add(4 + 2 * bloom_size);
+        let chains = buckets.add(nbuckets);
+        let last = (0..nbuckets)
+            .map(|b| *buckets.add(b) as usize)
+            .max()
+            .unwrap_or(0);
+        if last < symoffset {
+            return symoffset;
+        }
+        let mut i = last;
+        while *chains.add(i - symoffset) & 1 == 0 {
+            i += 1;
+        }
+        i + 1
+    }
+}
+
+/// Whether an object is a copy of libvgpu (the core or the shipped loader: both export the
+/// audit callbacks and the CUDA hooks).
+fn is_libvgpu(t: &DynTables) -> bool {
+    t.defines(c"la_symbind64") && t.defines(c"cuMemAlloc_v2")
+}
+
+/// `(hook, real function)` of every export `patch_exports` pointed at a hook.
+const PATCHED_MAX: usize = 2048;
+static PATCHED: [(AtomicUsize, AtomicUsize); PATCHED_MAX] =
+    [const { (AtomicUsize::new(0), AtomicUsize::new(0)) }; PATCHED_MAX];
+static PATCHED_LEN: AtomicUsize = AtomicUsize::new(0);
+
+/// The real function behind `found`, a lookup's answer on a real library: the address
+/// `patch_exports` replaced if it is one of our hooks, else `found` itself.
+pub fn unpatched(found: *mut c_void) -> *mut c_void {
+    if !active() || found.is_null() {
+        return found;
+    }
+    let n = PATCHED_LEN.load(Ordering::Acquire).min(PATCHED_MAX);
+    PATCHED[..n]
+        .iter()
+        .find(|(hook, _)| hook.load(Ordering::Acquire) == found as usize)
+        .map_or(found, |(_, real)| {
+            real.load(Ordering::Acquire) as *mut c_void
+        })
+}
+
+/// Points every hooked export of a real library at its hook, in the library's own symbol
+/// table, before anything is bound to it: then every binding to it — PLT, data relocations
+/// (`GLOB_DAT`, a function's address taken or `-fno-plt` code) which `la_symbind64` never
+/// sees, `-z now` on any glibc, `dlsym`, `dlvsym` — yields the hook, as symbol
+/// interposition does for a preloaded library. The real addresses are kept (`unpatched`)
+/// for our own lookups. An export whose page cannot be made writable stays as it was
+/// (`la_symbind64` still redirects its PLT and `dlsym` bindings).
+///
+/// # Safety
+/// `map`/`t` are the link map and tables of an object being opened.
+unsafe fn patch_exports(map: &LinkMap, t: &DynTables, family: Family) {
+    let Some(prot_of) = SegmentProt::of(map) else {
+        return;
+    };
+    for i in 0..t.count {
+        // SAFETY: i < count.
+        let sym = unsafe { &mut *t.symtab.add(i) };
+        const STT_FUNC: u8 = 2;
+        if sym.st_shndx == 0 || sym.st_value == 0 || sym.st_info & 0xf != STT_FUNC {
+            continue;
+        }
+        let name = t.name(i).to_bytes();
+        if !crate::preload::may_be_hooked(name) {
+            continue;
+        }
+        let Some((f, hook)) = crate::driver::hook_by_symbol(name) else {
+            continue;
+        };
+        let real = map.l_addr.wrapping_add(sym.st_value as usize);
+        if f != family || hook.is_null() || hook as usize == real {
+            continue;
+        }
+        let slot = PATCHED_LEN.load(Ordering::Acquire);
+        if slot >= PATCHED_MAX {
+            return;
+        }
+        let Some(prot) = prot_of.at(sym as *mut Elf64Sym as usize) else {
+            continue;
+        };
+        PATCHED[slot].0.store(hook as usize, Ordering::Release);
+        PATCHED[slot].1.store(real, Ordering::Release);
+        PATCHED_LEN.store(slot + 1, Ordering::Release);
+        // SAFETY: the symbol's page, made writable for the one store and given back its
+        // segment's protection (the mapping is private: the file is not touched).
+        unsafe {
+            let at = &mut sym.st_value as *mut u64 as usize;
+            let page = at & !(PAGE - 1);
+            let len = at + 8 - page;
+            if libc::mprotect(page as *mut c_void, len, prot | libc::PROT_WRITE) != 0 {
+                continue;
+            }
+            std::ptr::write_volatile(
+                &mut sym.st_value,
+                (hook as usize).wrapping_sub(map.l_addr) as u64,
+            );
+            libc::mprotect(page as *mut c_void, len, prot);
+        }
+    }
+}
+
+const PAGE: usize = 4096;
+
+/// The load segments of a shared object, from its program headers (the ELF header is
+/// mapped at the load address of every shared object).
+struct SegmentProt {
+    base: usize,
+    phdrs: *const libc::Elf64_Phdr,
+    count: usize,
+}
+
+impl SegmentProt {
+    fn of(map: &LinkMap) -> Option<SegmentProt> {
+        let base = map.l_addr;
+        if base == 0 {
+            return None; // a non-PIE program, never a vendor library
+        }
+        // SAFETY: a shared object's first load segment maps its ELF header at l_addr.
+        unsafe {
+            let eh = &*(base as *const libc::Elf64_Ehdr);
+            if eh.e_ident[..4] != *b"\x7fELF"
+                || eh.e_phentsize as usize != std::mem::size_of::<libc::Elf64_Phdr>()
+            {
+                return None;
+            }
+            Some(SegmentProt {
+                base,
+                phdrs: (base + eh.e_phoff as usize) as *const libc::Elf64_Phdr,
+                count: eh.e_phnum as usize,
+            })
+        }
+    }
+
+    /// The protection of the load segment holding `addr`.
+    fn at(&self, addr: usize) -> Option<c_int> {
+        (0..self.count).find_map(|i| {
+            // SAFETY: i < e_phnum, the headers mapped with the ELF header.
+            let ph = unsafe { &*self.phdrs.add(i) };
+            let start = self.base + ph.p_vaddr as usize;
+            (ph.p_type == libc::PT_LOAD && addr >= start && addr < start + ph.p_memsz as usize)
+                .then(|| {
+                    let mut prot = 0;
+                    if ph.p_flags & libc::PF_R != 0 {
+                        prot |= libc::PROT_READ;
+                    }
+                    if ph.p_flags & libc::PF_W != 0 {
+                        prot |= libc::PROT_WRITE;
+                    }
+                    if ph.p_flags & libc::PF_X != 0 {
+                        prot |= libc::PROT_EXEC;
+                    }
+                    prot
+                })
+        })
+    }
+}
+
+// ---- the program's namespace --------------------------------------------------------------
+
+/// `dlopen` in the program's namespace: the real libraries are the program's, and in audit
+/// mode a plain `dlopen` would load a second copy into ours.
+pub fn dlopen_app(name: &CStr, flags: c_int) -> *mut c_void {
+    if active() {
+        // SAFETY: dlmopen with a valid name; LM_ID_BASE is the program's namespace.
+        unsafe { libc::dlmopen(libc::LM_ID_BASE, name.as_ptr(), flags) }
+    } else {
+        // SAFETY: dlopen with a valid name.
+        unsafe { libc::dlopen(name.as_ptr(), flags) }
+    }
+}
+
+/// A fork handler (`pthread_atfork`'s).
+pub type ForkHandler = Option<unsafe extern "C" fn()>;
+
+/// Registers fork handlers where the program's `fork` runs them. In audit mode our libc's
+/// `pthread_atfork` list is never run (the program forks through its own libc), so they go
+/// to the program's libc (`__register_atfork`, what `pthread_atfork` calls). Returns false
+/// when not in audit mode (the caller uses `pthread_atfork`) or when that failed (logged).
+pub fn register_atfork(prepare: ForkHandler, parent: ForkHandler, child: ForkHandler) -> bool {
+    if !active() {
+        return false;
+    }
+    type RegisterAtfork =
+        unsafe extern "C" fn(ForkHandler, ForkHandler, ForkHandler, *mut c_void) -> c_int;
+    let libc_handle = dlopen_app(c"libc.so.6", libc::RTLD_NOW | libc::RTLD_NOLOAD);
+    let f = if libc_handle.is_null() {
+        std::ptr::null_mut()
+    } else {
+        // SAFETY: a handle from dlmopen, a NUL-terminated name.
+        unsafe { crate::preload::real_dlsym(libc_handle, c"__register_atfork") }
+    };
+    if f.is_null() {
+        crate::vlog!(
+            crate::log::WARN,
+            "LD_AUDIT mode: the program's __register_atfork not found: a forked child keeps \
+             the parent's ledger"
+        );
+        return false;
+    }
+    // SAFETY: glibc's __register_atfork(prepare, parent, child, dso_handle); a null
+    // dso_handle: never unregistered (libvgpu is never unloaded).
+    let f: RegisterAtfork = unsafe { std::mem::transmute::<*mut c_void, RegisterAtfork>(f) };
+    // SAFETY: plain extern "C" handlers.
+    unsafe { f(prepare, parent, child, std::ptr::null_mut()) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOOK: *const c_void = 0x1000 as *const c_void;
+
+    #[test]
+    fn real_libraries_are_recognised_by_base_name_only() {
+        assert_eq!(
+            family_of_path(b"/opt/rocm/lib/libamdhip64.so.6"),
+            Some(Family::Hip)
+        );
+        assert_eq!(family_of_path(b"libcuda.so.1"), Some(Family::Cuda));
+        assert_eq!(family_of_path(b"/x/libnvidia-ml.so.1"), Some(Family::Nvml));
+        assert_eq!(
+            family_of_path(b"/x/librocm_smi64.so.7"),
+            Some(Family::RocmSmi)
+        );
+        assert_eq!(family_of_path(b"/x/libamd_smi.so"), Some(Family::AmdSmi));
+        assert_eq!(family_of_path(b"/usr/local/vgpu/libamvgpu.so"), None);
+        assert_eq!(family_of_path(b"/libcuda.so.1/libc.so.6"), None);
+        assert_eq!(family_of_path(b""), None);
+    }
+
+    #[test]
+    fn tags_round_trip_and_zero_is_unseen() {
+        for f in FAMILIES {
+            assert_eq!(family_of_tag(tag_of(Some(f))), Some(f));
+        }
+        assert_eq!(family_of_tag(tag_of(None)), None);
+        assert_eq!(family_of_tag(0), None);
+        assert!(FAMILIES.len() < TAG_OTHER && TAG_OTHER <= TAG_MASK);
+    }
+
+    #[test]
+    fn only_a_hooked_name_bound_to_its_own_family_from_the_program_is_redirected() {
+        let hip = tag_of(Some(Family::Hip));
+        let cuda = tag_of(Some(Family::Cuda));
+        let hooked = Some((Family::Hip, HOOK));
+        assert_eq!(redirect(TAG_OTHER, hip, hooked, 0x2000), Some(HOOK));
+        // From the real library itself (its own PLT), as the preload mode's interposition.
+        assert_eq!(redirect(hip, hip, hooked, 0x2000), Some(HOOK));
+        // Our own lookups (audit namespace: no tag) get the real function.
+        assert_eq!(redirect(0, hip, hooked, 0x2000), None);
+        // Bound to another library (a same-named symbol elsewhere), or not hooked.
+        assert_eq!(redirect(TAG_OTHER, TAG_OTHER, hooked, 0x2000), None);
+        assert_eq!(redirect(TAG_OTHER, cuda, hooked, 0x2000), None);
+        assert_eq!(redirect(TAG_OTHER, hip, None, 0x2000), None);
+        assert_eq!(
+            redirect(TAG_OTHER, hip, Some((Family::Hip, std::ptr::null())), 1),
+            None
+        );
+        // Already the hook.
+        assert_eq!(redirect(TAG_OTHER, hip, hooked, HOOK as usize), None);
+    }
+}
