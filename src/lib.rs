@@ -12,22 +12,20 @@
 //! - `hip`: the HIP runtime surface (exports, real slots, hook bodies), generated from
 //!   `hip-headers`' table, charging the same ledger (docs/AMD.md);
 //! - `runtime`: lazy, idempotent, fork-aware process state;
-//! - policy, pure and unit-tested: `config` (the env contract), `ledger` (the memory cap),
-//!   `throttle` (the launch gate).
+//! - `throttle`: the launch gate, the watcher and the utilization probes;
+//! - policy, pure and unit-tested, in the `vgpu-policy` crate (re-exported here under the
+//!   paths it always had): `config` (the env contract), `ledger` (the memory cap),
+//!   `throttle::{bucket, controller}` (the compute cap's bucket and control law).
 
 pub mod amd_smi;
-pub mod audit;
 pub mod clock;
-pub mod config;
-pub mod driver;
-mod ffi;
+pub mod core;
+pub mod cuda;
 pub mod hip;
-pub mod hooks;
-pub mod hostpid;
-pub mod ledger;
+pub mod interpose;
 pub mod log;
 pub mod nvml;
-pub mod preload;
-pub mod runtime;
-pub mod shared_region;
 pub mod throttle;
+
+// The policy crate's modules, under the paths libvgpu's code names them by.
+pub use vgpu_policy::{config, ledger};

@@ -59,7 +59,7 @@ macro_rules! define_smi_surface {
         #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
             // SAFETY: the caller's arguments, unchanged, to the hook body of this row.
-            crate::ffi::guard(u32::MAX, || unsafe { crate::amd_smi::hooks::$name($($arg),*) })
+            crate::interpose::guard::guard(u32::MAX, || unsafe { crate::amd_smi::hooks::$name($($arg),*) })
         }
     };
     (@export pass $name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty) => {};
@@ -71,8 +71,12 @@ macro_rules! define_smi_surface {
 fn resolve(real: &[AtomicUsize], symbols: &[&str], sonames: &[&CStr]) -> bool {
     let Some(h) = sonames
         .iter()
-        .find_map(|n| crate::preload::loaded_library(n))
-        .or_else(|| sonames.iter().find_map(|n| crate::preload::open_library(n)))
+        .find_map(|n| crate::interpose::loaded_library(n))
+        .or_else(|| {
+            sonames
+                .iter()
+                .find_map(|n| crate::interpose::open_library(n))
+        })
     else {
         return false;
     };
@@ -88,7 +92,7 @@ fn resolve(real: &[AtomicUsize], symbols: &[&str], sonames: &[&CStr]) -> bool {
             continue;
         };
         // SAFETY: a valid handle from dlopen and a NUL-terminated name.
-        let p = unsafe { crate::preload::real_dlsym(h, cname) };
+        let p = unsafe { crate::interpose::real_dlsym(h, cname) };
         if !p.is_null() {
             slot.store(p as usize, Ordering::Release);
         }
@@ -137,7 +141,7 @@ pub mod rocm {
 }
 
 /// Our hook for an exact exported SMI symbol name, and which library it belongs to.
-pub fn hook_by_symbol(symbol: &[u8]) -> Option<(crate::preload::Family, *const c_void)> {
+pub fn hook_by_symbol(symbol: &[u8]) -> Option<(crate::interpose::Family, *const c_void)> {
     let find = |symbols: &[&str], hooks: &[*const c_void]| {
         symbols
             .iter()
@@ -146,9 +150,9 @@ pub fn hook_by_symbol(symbol: &[u8]) -> Option<(crate::preload::Family, *const c
             .map(|(_, &h)| h)
     };
     if symbol.starts_with(b"amdsmi_") {
-        find(amd::SYMBOLS, &amd::HOOKS.0).map(|h| (crate::preload::Family::AmdSmi, h))
+        find(amd::SYMBOLS, &amd::HOOKS.0).map(|h| (crate::interpose::Family::AmdSmi, h))
     } else if symbol.starts_with(b"rsmi_") {
-        find(rocm::SYMBOLS, &rocm::HOOKS.0).map(|h| (crate::preload::Family::RocmSmi, h))
+        find(rocm::SYMBOLS, &rocm::HOOKS.0).map(|h| (crate::interpose::Family::RocmSmi, h))
     } else {
         None
     }

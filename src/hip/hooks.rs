@@ -20,8 +20,8 @@ use hip_headers::prelude::*;
 
 use super::real_or_return;
 use crate::config::MAX_DEVICES;
+use crate::core::runtime::rt;
 use crate::ledger::AllocKind;
-use crate::runtime::rt;
 
 /// Owner key of allocations made on a HIP device (what `hipDeviceReset` releases): HIP has
 /// no context handle, and CUDA's owners are context addresses, which never look like this.
@@ -64,11 +64,12 @@ fn hip_charged(
         super::context::ensure_charged(ordinal, device);
     }
     let real_rc = Cell::new(None);
-    let rc = crate::hooks::charged_on(what, device, device_owner(ordinal), bytes, kind, || {
-        let (rc, handle) = call();
-        real_rc.set(Some(rc));
-        (as_cu(rc), handle)
-    });
+    let rc =
+        crate::cuda::hooks::charged_on(what, device, device_owner(ordinal), bytes, kind, || {
+            let (rc, handle) = call();
+            real_rc.set(Some(rc));
+            (as_cu(rc), handle)
+        });
     real_rc.get().unwrap_or(from_cu(rc))
 }
 
@@ -76,7 +77,7 @@ fn hip_charged(
 /// back if it failed).
 fn hip_credited(kind: AllocKind, handle: u64, call: impl FnOnce() -> hipError_t) -> hipError_t {
     let real_rc = Cell::new(hipSuccess);
-    crate::hooks::credited(kind, handle, || {
+    crate::cuda::hooks::credited(kind, handle, || {
         let rc = call();
         real_rc.set(rc);
         as_cu(rc)
@@ -101,7 +102,7 @@ fn hip_charged_sized(
     let mut reservation = match rt.ledger.reserve(device, estimate, AllocKind::Data) {
         Ok(r) => r.owned_by(device_owner(ordinal)),
         Err(e) => {
-            crate::hooks::log_refusal(what, e);
+            crate::cuda::hooks::log_refusal(what, e);
             return hipErrorOutOfMemory;
         }
     };
@@ -551,7 +552,7 @@ pub unsafe fn hipGetProcAddress(
 fn slice_of(ordinal: c_int, physical_total: u64) -> Option<u64> {
     let device = usize::try_from(ordinal).ok().filter(|&i| i < MAX_DEVICES)?;
     let limit = rt().ledger.limit(device)?;
-    Some(crate::hooks::visible_total(limit, physical_total))
+    Some(crate::cuda::hooks::visible_total(limit, physical_total))
 }
 
 pub unsafe fn hipMemGetInfo(free: *mut usize, total: *mut usize) -> hipError_t {

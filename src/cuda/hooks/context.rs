@@ -27,8 +27,8 @@ use cuda_headers::bindings::*;
 
 use super::{contexts_changed, real_or_return};
 use crate::config::MAX_DEVICES;
+use crate::core::runtime::rt;
 use crate::ledger::AllocKind;
-use crate::runtime::rt;
 
 /// Reserved before a context is created until this process has measured one on the
 /// device: CUDA 12 contexts on datacenter GPUs take a few hundred MiB (the simulator's
@@ -67,7 +67,7 @@ fn primary_key(device: usize) -> u64 {
 /// What a context costs on container device `device` as measured by another process of
 /// the container (the shared region's hint).
 fn container_context_bytes(device: usize) -> Option<u64> {
-    crate::shared_region::SharedRegion::get()?.context_bytes_hint(device)
+    crate::core::shared_region::SharedRegion::get()?.context_bytes_hint(device)
 }
 
 /// What to reserve before creating a `kind` on container device `device`: what this
@@ -163,15 +163,15 @@ fn create_charged(
     let take_containers = kind == AllocKind::Context
         && container.is_some()
         && !rt.nvml_opened()
-        && record_host_pid(crate::hostpid::discover_cheaply()).is_some();
+        && record_host_pid(crate::core::hostpid::discover_cheaply()).is_some();
     // Host pid discovery with no headroom: the context's creation is the signature (the
     // pid that appeared in NVML's list with it), see hostpid.rs.
     let signature = match kind {
         AllocKind::Context if !take_containers => {
-            crate::hostpid::BeforeContext::take(ordinal, device)
+            crate::core::hostpid::BeforeContext::take(ordinal, device)
         }
         AllocKind::Module => {
-            crate::hostpid::rebase_pending();
+            crate::core::hostpid::rebase_pending();
             None
         }
         _ => None,
@@ -209,7 +209,7 @@ fn create_charged(
     let bytes = overhead_to_charge(measured, usage, fallback);
     if kind == AllocKind::Context && measured.is_some() {
         CONTEXT_BYTES_SEEN[device].store(bytes, Ordering::Relaxed);
-        if let Some(region) = crate::shared_region::SharedRegion::get() {
+        if let Some(region) = crate::core::shared_region::SharedRegion::get() {
             region.set_context_bytes_hint(device, bytes);
         }
     }
@@ -247,8 +247,8 @@ fn measure_process_usage(ordinal: CUdevice, device: usize, unaccounted: u64) -> 
         });
         return None;
     }
-    crate::hostpid::retry_pending();
-    let host_pid = record_host_pid(crate::hostpid::discover(ordinal, device, unaccounted))?;
+    crate::core::hostpid::retry_pending();
+    let host_pid = record_host_pid(crate::core::hostpid::discover(ordinal, device, unaccounted))?;
     let usage = rt.nvml()?.process_usage(rt.nvml_index(ordinal)?)?;
     usage.get(&host_pid).copied()
 }
@@ -256,14 +256,14 @@ fn measure_process_usage(ordinal: CUdevice, device: usize, unaccounted: u64) -> 
 /// Publishes a discovered host pid in this process's slot (the monitor and the
 /// container's NVML process lists read it).
 fn record_host_pid(pid: Option<u32>) -> Option<u32> {
-    if let (Some(pid), Some(shared)) = (pid, crate::shared_region::SharedRegion::get()) {
+    if let (Some(pid), Some(shared)) = (pid, crate::core::shared_region::SharedRegion::get()) {
         shared.set_host_pid(pid);
     }
     pid
 }
 
 fn destroy_context(ctx: u64) {
-    if let Some(destroy) = crate::driver::real::cuCtxDestroy_v2() {
+    if let Some(destroy) = crate::cuda::real::cuCtxDestroy_v2() {
         // SAFETY: destroying the context the driver just created for us.
         unsafe { destroy(ctx as CUcontext) };
     }
@@ -371,8 +371,8 @@ pub unsafe fn cuDevicePrimaryCtxRetain(pctx: *mut CUcontext, dev: CUdevice) -> C
         return rc;
     }
     let release = || {
-        if let Some(release) = crate::driver::real::cuDevicePrimaryCtxRelease_v2()
-            .or(crate::driver::real::cuDevicePrimaryCtxRelease())
+        if let Some(release) = crate::cuda::real::cuDevicePrimaryCtxRelease_v2()
+            .or(crate::cuda::real::cuDevicePrimaryCtxRelease())
         {
             // SAFETY: giving back the reference just taken (the driver frees the context
             // at zero).
@@ -397,12 +397,12 @@ pub unsafe fn cuDevicePrimaryCtxRetain(pctx: *mut CUcontext, dev: CUdevice) -> C
         |_| primary_key(device),
         |ctx, device, unaccounted| {
             // Measuring may need the context current on this thread (the NVML probe).
-            let pushed = crate::driver::real::cuCtxPushCurrent_v2()
+            let pushed = crate::cuda::real::cuCtxPushCurrent_v2()
                 // SAFETY: the context the driver just gave us.
                 .is_some_and(|push| unsafe { push(ctx as CUcontext) } == CUDA_SUCCESS);
             let measured = measure_process_usage(dev, device, unaccounted);
             if pushed {
-                if let Some(pop) = crate::driver::real::cuCtxPopCurrent_v2() {
+                if let Some(pop) = crate::cuda::real::cuCtxPopCurrent_v2() {
                     let mut popped: CUcontext = std::ptr::null_mut();
                     // SAFETY: popping what we pushed.
                     unsafe { pop(&mut popped) };
@@ -436,10 +436,10 @@ fn primary_gone(dev: CUdevice, ctx: Option<CUcontext>) {
 
 /// The primary context of a device, if it is active (without retaining it).
 fn active_primary(dev: CUdevice) -> Option<CUcontext> {
-    let state = crate::driver::real::cuDevicePrimaryCtxGetState()?;
-    let retain = crate::driver::real::cuDevicePrimaryCtxRetain()?;
-    let release = crate::driver::real::cuDevicePrimaryCtxRelease_v2()
-        .or(crate::driver::real::cuDevicePrimaryCtxRelease())?;
+    let state = crate::cuda::real::cuDevicePrimaryCtxGetState()?;
+    let retain = crate::cuda::real::cuDevicePrimaryCtxRetain()?;
+    let release = crate::cuda::real::cuDevicePrimaryCtxRelease_v2()
+        .or(crate::cuda::real::cuDevicePrimaryCtxRelease())?;
     let (mut flags, mut active) = (0u32, 0i32);
     let mut ctx: CUcontext = std::ptr::null_mut();
     // SAFETY: plain queries; the extra reference is given back at once.
@@ -537,7 +537,7 @@ unsafe fn module_load(module: *mut CUmodule, real: impl FnOnce() -> CUresult) ->
         |m| m,
         |_, device, unaccounted| measure_process_usage(place.ordinal, device, unaccounted),
         |m| {
-            if let Some(unload) = crate::driver::real::cuModuleUnload() {
+            if let Some(unload) = crate::cuda::real::cuModuleUnload() {
                 // SAFETY: unloading the module the driver just loaded for us.
                 unsafe { unload(m as CUmodule) };
             }

@@ -6,6 +6,8 @@
 
 #![allow(non_snake_case)]
 
+pub mod hooks;
+
 use std::ffi::{c_char, c_uint, c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -56,7 +58,7 @@ macro_rules! define_nvml_surface {
         }
     };
     (@export hook $name:ident ( $($arg:ident : $ty:ty),* )) => {
-        /// Exported NVML hook (see `crate::hooks::nvml`).
+        /// Exported NVML hook (see `crate::cuda::hooks::nvml`).
         ///
         /// # Safety
         /// The NVML contract of this entry point.
@@ -64,7 +66,7 @@ macro_rules! define_nvml_surface {
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> nvmlReturn_t {
             // SAFETY: our caller accepted this entry point's NVML contract (`# Safety` above), the
             // one `hooks::nvml::$name` requires; arguments go through unchanged.
-            crate::ffi::guard(NVML_ERROR_UNKNOWN, || unsafe { crate::hooks::nvml::$name($($arg),*) })
+            crate::interpose::guard::guard(NVML_ERROR_UNKNOWN, || unsafe { crate::nvml::hooks::$name($($arg),*) })
         }
     };
     (@export pass $name:ident ( $($arg:ident : $ty:ty),* )) => {};
@@ -80,7 +82,7 @@ const ABSENT: usize = 1;
 fn real_nvml_handle() -> Option<*mut c_void> {
     static HANDLE: OnceLock<usize> = OnceLock::new();
     let h = *HANDLE.get_or_init(|| {
-        crate::preload::open_library(c"libnvidia-ml.so.1").map_or(0, |h| h as usize)
+        crate::interpose::open_library(c"libnvidia-ml.so.1").map_or(0, |h| h as usize)
     });
     (h != 0).then_some(h as *mut c_void)
 }
@@ -95,7 +97,7 @@ fn real_nvml(i: usize) -> usize {
     }
     let found = real_nvml_handle()
         // SAFETY: handle from dlopen, NUL-terminated name.
-        .map(|h| unsafe { crate::preload::real_dlsym(h, NVML_SYMBOLS[i]) } as usize)
+        .map(|h| unsafe { crate::interpose::real_dlsym(h, NVML_SYMBOLS[i]) } as usize)
         .unwrap_or(0);
     slot.store(if found == 0 { ABSENT } else { found }, Ordering::Release);
     found
@@ -106,7 +108,7 @@ fn real_nvml(i: usize) -> usize {
 pub fn real_nvml_symbol(name: &CStr) -> *mut c_void {
     match real_nvml_handle() {
         // SAFETY: handle from dlopen, NUL-terminated name.
-        Some(h) => unsafe { crate::preload::real_dlsym(h, name) },
+        Some(h) => unsafe { crate::interpose::real_dlsym(h, name) },
         None => std::ptr::null_mut(),
     }
 }
@@ -122,8 +124,8 @@ pub unsafe extern "C" fn nvmlInternalGetExportTable(
     guid: *const c_void,
 ) -> nvmlReturn_t {
     // SAFETY: the caller's arguments under the same contract.
-    crate::ffi::guard(NVML_ERROR_UNKNOWN, || unsafe {
-        crate::hooks::nvml::nvmlInternalGetExportTable(table, guid)
+    crate::interpose::guard::guard(NVML_ERROR_UNKNOWN, || unsafe {
+        crate::nvml::hooks::nvmlInternalGetExportTable(table, guid)
     })
 }
 

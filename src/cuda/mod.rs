@@ -1,6 +1,6 @@
 //! The CUDA driver surface, generated from the one table (`cuda_headers::cuda_driver_api!`):
 //!
-//! - an exported shim for every `hook` row, calling `crate::hooks::<symbol>` inside the
+//! - an exported shim for every `hook` row, calling `crate::cuda::hooks::<symbol>` inside the
 //!   panic guard, and for every `gate` row (launches), the compute cap's gate and the real
 //!   function;
 //! - `REAL`, one slot per row holding the real driver's function (resolved at init with the
@@ -10,13 +10,15 @@
 
 #![allow(non_snake_case)]
 
+pub mod hooks;
+
 use std::ffi::{c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cuda_headers::prelude::*;
 use cuda_headers::{DriverFn, DRIVER_PROCS, DRIVER_PROC_COUNT};
 
-use crate::preload::Family;
+use crate::interpose::Family;
 
 /// The real driver's entry points, in table order (0 = not available).
 pub static REAL: [AtomicUsize; DRIVER_PROC_COUNT] =
@@ -48,7 +50,7 @@ macro_rules! define_driver_surface {
         }
     };
     (@export hook $name:ident ( $($arg:ident : $ty:ty),* )) => {
-        /// Exported hook (see `crate::hooks`).
+        /// Exported hook (see `crate::cuda::hooks`).
         ///
         /// # Safety
         /// The CUDA driver API contract of this entry point.
@@ -56,7 +58,7 @@ macro_rules! define_driver_surface {
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> CUresult {
             // SAFETY: our caller accepted this entry point's CUDA contract (`# Safety` above), the
             // one `hooks::$name` requires; arguments go through unchanged.
-            crate::ffi::guard_cu(|| unsafe { crate::hooks::$name($($arg),*) })
+            crate::interpose::guard::guard_cu(|| unsafe { crate::cuda::hooks::$name($($arg),*) })
         }
     };
     (@export gate $name:ident ( $($arg:ident : $ty:ty),* )) => {
@@ -66,9 +68,9 @@ macro_rules! define_driver_surface {
         /// The CUDA driver API contract of this entry point.
         #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> CUresult {
-            crate::ffi::guard_cu(|| {
-                let real = crate::hooks::real_or_return!($name);
-                crate::throttle::before_launch();
+            crate::interpose::guard::guard_cu(|| {
+                let real = crate::cuda::hooks::real_or_return!($name);
+                crate::core::gate::before_launch();
                 // SAFETY: `real` is the real driver's function of this very row (`REAL` holds
                 // nothing else), called with the caller's arguments under the contract it accepted.
                 unsafe { real($($arg),*) }
@@ -117,7 +119,7 @@ pub unsafe fn resolve_real(handle: *mut c_void) {
             continue;
         };
         // SAFETY: a valid handle from dlopen and a NUL-terminated name.
-        let p = unsafe { crate::preload::real_dlsym(handle, cname) };
+        let p = unsafe { crate::interpose::real_dlsym(handle, cname) };
         if !p.is_null() {
             slot.store(p as usize, Ordering::Release);
         }

@@ -13,6 +13,9 @@
 //! and either returns the hook or *jumps* to the real `dlsym` with the caller's frame
 //! untouched.
 
+pub mod audit;
+pub mod guard;
+
 use std::ffi::{c_char, c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -58,7 +61,7 @@ pub unsafe fn real_dlsym(handle: *mut c_void, name: &CStr) -> *mut c_void {
     // is a `&CStr`, so NUL-terminated.
     let found = unsafe { f(handle, name.as_ptr()) };
     // LD_AUDIT mode: a real library's export may point at our hook (audit::patch_exports).
-    crate::audit::unpatched(found)
+    audit::unpatched(found)
 }
 
 /// Which library family a redirected name belongs to.
@@ -100,7 +103,7 @@ unsafe extern "C" fn decide(handle: *mut c_void, name: *const c_char) -> *mut c_
     if !may_be_hooked(bytes) {
         return std::ptr::null_mut();
     }
-    let Some((family, hook)) = crate::driver::hook_by_symbol(bytes) else {
+    let Some((family, hook)) = crate::cuda::hook_by_symbol(bytes) else {
         return std::ptr::null_mut();
     };
     // SAFETY: handle comes from the caller of dlsym; name is valid.
@@ -175,13 +178,13 @@ pub unsafe extern "C" fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *m
 /// the program's namespace (in LD_AUDIT mode too: `audit::dlopen_app`).
 pub fn open_library(soname: &CStr) -> Option<*mut c_void> {
     loaded_library(soname).or_else(|| {
-        let h = crate::audit::dlopen_app(soname, libc::RTLD_NOW | libc::RTLD_LOCAL);
+        let h = audit::dlopen_app(soname, libc::RTLD_NOW | libc::RTLD_LOCAL);
         (!h.is_null()).then_some(h)
     })
 }
 
 /// The program's copy of a library if it is loaded (`RTLD_NOLOAD`: only looks).
 pub fn loaded_library(soname: &CStr) -> Option<*mut c_void> {
-    let h = crate::audit::dlopen_app(soname, libc::RTLD_NOW | libc::RTLD_NOLOAD);
+    let h = audit::dlopen_app(soname, libc::RTLD_NOW | libc::RTLD_NOLOAD);
     (!h.is_null()).then_some(h)
 }

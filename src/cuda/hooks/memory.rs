@@ -12,8 +12,8 @@ use std::ffi::c_uint;
 use cuda_headers::bindings::*;
 
 use super::{current_placement, log_refusal, real_or_return};
+use crate::core::runtime::rt;
 use crate::ledger::AllocKind;
-use crate::runtime::rt;
 
 /// Charges `bytes` of `kind` on the current device around `call`, which returns the
 /// driver's result and, on success, the new handle.
@@ -115,17 +115,13 @@ fn array_size(array: u64, ordinal: CUdevice, mipmapped: bool) -> Option<u64> {
     // SAFETY: valid out-pointer; a handle the driver just returned.
     let rc = unsafe {
         if mipmapped {
-            crate::driver::real::cuMipmappedArrayGetMemoryRequirements()?(
+            crate::cuda::real::cuMipmappedArrayGetMemoryRequirements()?(
                 &mut req,
                 array as CUmipmappedArray,
                 ordinal,
             )
         } else {
-            crate::driver::real::cuArrayGetMemoryRequirements()?(
-                &mut req,
-                array as CUarray,
-                ordinal,
-            )
+            crate::cuda::real::cuArrayGetMemoryRequirements()?(&mut req, array as CUarray, ordinal)
         }
     };
     (rc == CUDA_SUCCESS && req.size > 0).then_some(req.size as u64)
@@ -177,7 +173,7 @@ pub unsafe fn cuMemAllocPitch_v2(
         // driver filled (this runs after its success).
         |_, _| Some(unsafe { read(pitch) } as u64 * height as u64),
         |ptr| {
-            if let Some(free) = crate::driver::real::cuMemFree_v2() {
+            if let Some(free) = crate::cuda::real::cuMemFree_v2() {
                 // SAFETY: freeing what the driver just returned.
                 unsafe { free(ptr) };
             }
@@ -391,7 +387,7 @@ pub unsafe fn cuArray3DCreate_v2(
 }
 
 fn destroy_array(array: u64) {
-    if let Some(destroy) = crate::driver::real::cuArrayDestroy() {
+    if let Some(destroy) = crate::cuda::real::cuArrayDestroy() {
         // SAFETY: destroying what the driver just created.
         unsafe { destroy(array as CUarray) };
     }
@@ -429,7 +425,7 @@ pub unsafe fn cuMipmappedArrayCreate(
         || unsafe { (real(handle, desc, levels), read(handle) as u64) },
         |array, ordinal| array_size(array, ordinal, true),
         |array| {
-            if let Some(destroy) = crate::driver::real::cuMipmappedArrayDestroy() {
+            if let Some(destroy) = crate::cuda::real::cuMipmappedArrayDestroy() {
                 // SAFETY: destroying what the driver just created.
                 unsafe { destroy(array as CUmipmappedArray) };
             }

@@ -36,7 +36,7 @@
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::preload::Family;
+use crate::interpose::Family;
 
 /// The audit interface version we implement (glibc's `LAV_CURRENT` since 2.35; version 1
 /// has the same callbacks with the same signatures).
@@ -148,7 +148,7 @@ pub unsafe extern "C" fn la_objopen(
     _lmid: libc::Lmid_t,
     cookie: *mut usize,
 ) -> c_uint {
-    crate::ffi::guard(0, || {
+    crate::interpose::guard::guard(0, || {
         if map.is_null() || cookie.is_null() {
             return 0;
         }
@@ -203,7 +203,7 @@ pub unsafe extern "C" fn la_symbind64(
 ) -> usize {
     // SAFETY: the dynamic linker's symbol record.
     let value = unsafe { (*sym).st_value } as usize;
-    crate::ffi::guard(value, || {
+    crate::interpose::guard::guard(value, || {
         if STOOD_DOWN.load(Ordering::Relaxed)
             || refcook.is_null()
             || defcook.is_null()
@@ -218,7 +218,7 @@ pub unsafe extern "C" fn la_symbind64(
         }
         // SAFETY: symname is the NUL-terminated symbol name.
         let name = unsafe { CStr::from_ptr(symname) };
-        let hooked = crate::driver::hook_by_symbol(name.to_bytes());
+        let hooked = crate::cuda::hook_by_symbol(name.to_bytes());
         redirect(r & TAG_MASK, d & TAG_MASK, hooked, value).map_or(value, |hook| hook as usize)
     })
 }
@@ -430,10 +430,10 @@ unsafe fn patch_exports(map: &LinkMap, t: &DynTables, family: Family) {
             continue;
         }
         let name = t.name(i).to_bytes();
-        if !crate::preload::may_be_hooked(name) {
+        if !crate::interpose::may_be_hooked(name) {
             continue;
         }
-        let Some((f, hook)) = crate::driver::hook_by_symbol(name) else {
+        let Some((f, hook)) = crate::cuda::hook_by_symbol(name) else {
             continue;
         };
         let real = map.l_addr.wrapping_add(sym.st_value as usize);
@@ -556,7 +556,7 @@ pub fn register_atfork(prepare: ForkHandler, parent: ForkHandler, child: ForkHan
         std::ptr::null_mut()
     } else {
         // SAFETY: a handle from dlmopen, a NUL-terminated name.
-        unsafe { crate::preload::real_dlsym(libc_handle, c"__register_atfork") }
+        unsafe { crate::interpose::real_dlsym(libc_handle, c"__register_atfork") }
     };
     if f.is_null() {
         crate::vlog!(

@@ -18,7 +18,7 @@
 use cuda_headers::bindings::*;
 use shm_layout::Region;
 
-use super::controller::UtilSource;
+use crate::throttle::controller::UtilSource;
 
 /// The probe of one region device, by the vendor of the process's runtime.
 #[derive(Clone, Copy, Debug)]
@@ -87,7 +87,7 @@ impl UtilSource for NvmlUtil {
 
 /// The real NVML's handle of a device (by UUID).
 fn nvml_handle(uuid: &str) -> Option<usize> {
-    let _ = crate::runtime::rt().nvml()?; // initialises the real NVML
+    let _ = crate::core::runtime::rt().nvml()?; // initialises the real NVML
     let uuid = std::ffi::CString::new(uuid).ok()?;
     let f = crate::nvml::real::nvmlDeviceGetHandleByUUID()?;
     let mut h: nvmlDevice_t = std::ptr::null_mut();

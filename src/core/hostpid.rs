@@ -35,8 +35,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use cuda_headers::bindings::*;
 
+use crate::core::runtime::rt;
 use crate::ledger::AllocKind;
-use crate::runtime::rt;
 
 /// 0 = not discovered yet; u32::MAX = discovery failed (do not retry every call).
 static HOST_PID: AtomicU32 = AtomicU32::new(0);
@@ -187,8 +187,8 @@ pub fn discover(ordinal: CUdevice, device: usize, unaccounted: u64) -> Option<u3
     let rt = rt();
     let nvml = rt.nvml()?;
     let index = rt.nvml_index(ordinal)?;
-    let alloc = crate::driver::real::cuMemAlloc_v2()?;
-    let free = crate::driver::real::cuMemFree_v2()?;
+    let alloc = crate::cuda::real::cuMemAlloc_v2()?;
+    let free = crate::cuda::real::cuMemFree_v2()?;
     let me = std::process::id();
     for attempt in 0..ATTEMPTS {
         let size = PROBE_UNIT * (1 + u64::from((me.wrapping_add(attempt * 7)) % 7));
@@ -401,7 +401,7 @@ impl BeforeContext {
 }
 
 fn claimed_by_others() -> Vec<u32> {
-    crate::shared_region::SharedRegion::get()
+    crate::core::shared_region::SharedRegion::get()
         .map(|r| r.host_pids_of_others())
         .unwrap_or_default()
 }
@@ -457,7 +457,7 @@ pub fn retry_pending() -> Option<u32> {
     *guard = None;
     HAS_PENDING.store(false, Ordering::Release);
     if let Some(pid) = result {
-        if let Some(shared) = crate::shared_region::SharedRegion::get() {
+        if let Some(shared) = crate::core::shared_region::SharedRegion::get() {
             shared.set_host_pid(pid);
         }
     }

@@ -662,8 +662,8 @@ impl SharedRegion {
         }
         self.reap(false);
         // An ambiguous host pid discovery is narrowed here, off the application's paths.
-        crate::hostpid::retry_pending();
-        crate::throttle::watcher_tick(self);
+        crate::core::hostpid::retry_pending();
+        crate::core::gate::watcher_tick(self);
     }
 
     /// In a `fork` child: claim a slot of its own (the parent's stays the parent's).

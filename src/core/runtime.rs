@@ -7,10 +7,11 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use cuda_headers::bindings::*;
 
-use crate::config::{map_visible_devices, Config, MAX_DEVICES};
+use crate::config::{Config, MAX_DEVICES};
+use crate::core::shared_region::{SharedPool, SharedRegion};
 use crate::ledger::{CapacityPool, LocalPool, MemoryLedger};
 use crate::nvml::NvmlProbe;
-use crate::shared_region::{SharedPool, SharedRegion};
+use vgpu_policy::device::{ContainerIndex, Ordinal};
 
 /// Where capacity lives: the container-wide region, or (control disabled) nowhere.
 #[allow(clippy::large_enum_variant)] // one per process; boxing would add an indirection to every reservation
@@ -99,13 +100,13 @@ impl Runtime {
         // A HIP process (its first hooked call was HIP's) only looks for a CUDA driver
         // already loaded: loading one would initialise a second vendor's stack for nothing.
         let driver = if crate::hip::in_use() {
-            crate::preload::loaded_library(c"libcuda.so.1")
+            crate::interpose::loaded_library(c"libcuda.so.1")
         } else {
-            crate::preload::open_library(c"libcuda.so.1")
+            crate::interpose::open_library(c"libcuda.so.1")
         };
         match driver {
             // SAFETY: h comes from dlopen.
-            Some(h) => unsafe { crate::driver::resolve_real(h) },
+            Some(h) => unsafe { crate::cuda::resolve_real(h) },
             // A HIP process on an AMD node has no CUDA driver, and needs none.
             None if crate::hip::in_use() => {}
             None => crate::vlog!(
@@ -114,7 +115,7 @@ impl Runtime {
             ),
         }
         let nvml: OnceLock<Option<NvmlProbe>> = OnceLock::new();
-        crate::throttle::set_policy(config.core_policy);
+        crate::core::gate::set_policy(config.core_policy);
         let pool = if config.control_disabled {
             Pool::Local(LocalPool::new([None; MAX_DEVICES]))
         } else {
@@ -139,9 +140,9 @@ impl Runtime {
                 config.task_priority,
             );
             // The gate must be right before the first launch, not one watcher tick later.
-            crate::throttle::open_gate(region);
+            crate::core::gate::open_gate(region);
             region.start_reaper();
-            crate::shared_region::release_slot_at_exit();
+            crate::core::shared_region::release_slot_at_exit();
             let shared = SharedPool {
                 region,
                 refused: config.memory_limit.map(|l| l == Some(0)),
@@ -189,8 +190,12 @@ impl Runtime {
             _ => {}
         }
         let idx = self.compute_container_index(ordinal as usize);
-        let uuid = crate::hooks::device_uuid(ordinal).unwrap_or_else(|| format!("#{ordinal}"));
-        if let Some(note) = self.config.unlimited_device_note(idx, &uuid) {
+        let uuid =
+            crate::cuda::hooks::device_uuid(ordinal).unwrap_or_else(|| format!("#{ordinal}"));
+        if let Some(note) = self
+            .config
+            .unlimited_device_note(idx.and_then(ContainerIndex::new), &uuid)
+        {
             crate::log::write_line(format_args!("{note}"));
         }
         slot.store(
@@ -202,8 +207,10 @@ impl Runtime {
 
     fn compute_container_index(&self, ordinal: usize) -> Option<usize> {
         if let Some(uuids) = self.config.limit_uuids.as_deref() {
-            match crate::hooks::device_uuid(ordinal as CUdevice) {
-                Some(uuid) => return crate::config::limit_index_of(uuids, &uuid),
+            match crate::cuda::hooks::device_uuid(ordinal as CUdevice) {
+                Some(uuid) => {
+                    return crate::config::limit_index_of(uuids, &uuid).map(ContainerIndex::get)
+                }
                 None => crate::vlog!(
                     crate::log::ERROR,
                     "cannot read the UUID of CUDA device {ordinal}: its limit follows NVML's device order"
@@ -228,14 +235,14 @@ impl Runtime {
         } else {
             (0..MAX_DEVICES).map(|i| format!("#{i}")).collect()
         };
-        let map = map_visible_devices(Some(spec), &uuids);
-        map.get(ordinal).copied().filter(|&i| i < MAX_DEVICES)
+        crate::config::visible_container_index(spec, &uuids, Ordinal(ordinal as i32))
+            .map(ContainerIndex::get)
     }
 
     /// The NVML index of a CUDA ordinal (matched by UUID).
     pub fn nvml_index(&self, ordinal: CUdevice) -> Option<u32> {
         let nvml = self.nvml()?;
-        let uuid = crate::hooks::device_uuid(ordinal)?;
+        let uuid = crate::cuda::hooks::device_uuid(ordinal)?;
         nvml.device_uuids()
             .iter()
             .position(|u| *u == uuid)
@@ -310,12 +317,12 @@ unsafe impl Send for ForkGuard {}
 fn register_fork_handlers() {
     if FORK_HANDLERS.swap(1, Ordering::AcqRel) == 0 {
         let (prepare, parent, child): (
-            crate::audit::ForkHandler,
-            crate::audit::ForkHandler,
-            crate::audit::ForkHandler,
+            crate::interpose::audit::ForkHandler,
+            crate::interpose::audit::ForkHandler,
+            crate::interpose::audit::ForkHandler,
         ) = (Some(fork_prepare), Some(fork_parent), Some(fork_child));
         // LD_AUDIT mode: our libc's list is not the one the program's fork runs.
-        if !crate::audit::register_atfork(prepare, parent, child) {
+        if !crate::interpose::audit::register_atfork(prepare, parent, child) {
             // SAFETY: registering plain extern "C" handlers.
             unsafe {
                 libc::pthread_atfork(prepare, parent, child);
@@ -344,7 +351,7 @@ extern "C" fn fork_child() {
     let taken = FORK_GUARD.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let (Some(rt), Some(mut guard)) = (RUNTIME.get(), taken) {
         rt.ledger.forget_all_locked(&mut guard.0);
-        crate::hostpid::forget_after_fork();
+        crate::core::hostpid::forget_after_fork();
         for r in &rt.primary_refs {
             r.store(0, Ordering::Relaxed);
         }
