@@ -166,18 +166,69 @@ fn eight_threads_racing_never_pass_the_cap() {
 
 #[test]
 fn fork_while_threads_allocate_neither_hangs_nor_skews_accounting() {
+    fork_while_threads_allocate(Injection::Preload);
+}
+
+/// Under `LD_AUDIT` the fork handlers must be the program's libc's (the audit namespace's
+/// own libc never sees the program's `fork`).
+#[test]
+fn fork_while_threads_allocate_neither_hangs_nor_skews_accounting_under_ld_audit() {
+    fork_while_threads_allocate(Injection::Audit);
+}
+
+/// A forked child that leaves through `exit()` runs its at-exit handlers; the parent's slot
+/// and usage must survive it (the child was given a slot of its own by the fork handler).
+#[test]
+fn a_forked_child_exiting_leaves_the_parents_usage_counted() {
+    fork_exit_keeps_parent_usage(Injection::Preload);
+}
+
+#[test]
+fn a_forked_child_exiting_leaves_the_parents_usage_counted_under_ld_audit() {
+    fork_exit_keeps_parent_usage(Injection::Audit);
+}
+
+fn fork_exit_keeps_parent_usage(how: Injection) {
     let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "1g");
-    let (out, kv) = run_scenario(&sim, Style::Linked, &["cap-fork", "40"]);
+    let (out, kv) = run_scenario_via(
+        &sim,
+        how,
+        Style::Linked,
+        &["cap-fork-exit", &(200 * MIB).to_string()],
+    );
+    let why = out.describe();
+    assert_eq!(kv.i64("child_ok"), 1, "{why}");
+    assert_eq!(
+        kv.u64("used_before"),
+        64 * MIB + 200 * MIB,
+        "context + buffer\n{why}"
+    );
+    assert_eq!(kv.u64("used_after"), kv.u64("used_before"), "{why}");
+}
+
+fn fork_while_threads_allocate(how: Injection) {
+    let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "1g");
+    let (out, kv) = run_scenario_via(&sim, how, Style::Linked, &["cap-fork", "40"]);
     assert_eq!(kv.i64("forks_ok"), 40, "{}", out.describe());
     assert_eq!(kv.i64("used_delta"), 0, "{}", out.describe());
 }
 
 #[test]
 fn lookups_reach_exactly_the_hooked_variants() {
+    lookups_reach_exactly_the_hooked_variants_via(Injection::Preload, "libvgpu.so");
+}
+
+/// Under `LD_AUDIT` (the library mounted as `libamvgpu.so`): `dlsym(handle)` and
+/// `cuGetProcAddress` reach exactly the same variants, `RTLD_NEXT`/`RTLD_DEFAULT` stay libc's.
+#[test]
+fn lookups_reach_exactly_the_hooked_variants_under_ld_audit() {
+    lookups_reach_exactly_the_hooked_variants_via(Injection::Audit, "libamvgpu.so");
+}
+
+fn lookups_reach_exactly_the_hooked_variants_via(how: Injection, ours: &str) {
     let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "1g");
-    let (out, kv) = run_scenario(&sim, Style::Linked, &["cap-lookups"]);
+    let (out, kv) = run_scenario_via(&sim, how, Style::Linked, &["cap-lookups"]);
     let why = out.describe();
-    let ours = "libvgpu.so";
     assert_eq!(kv.str("dlsym_handle.cuMemAlloc_v2"), ours, "{why}");
     assert_eq!(kv.str("dlsym_handle.cuLaunchKernel"), ours, "{why}");
     assert_eq!(
@@ -240,6 +291,8 @@ fn lookups_reach_exactly_the_hooked_variants() {
         ),
     ];
     for (k, v) in expect {
+        // The table names the plain build; `ours` is the file injected.
+        let v = v.replacen("libvgpu.so:", &format!("{ours}:"), 1);
         assert_eq!(kv.str(k), v, "{k}\n{why}");
     }
 

@@ -747,6 +747,11 @@ pub fn after_fork_in_child() {
 }
 
 extern "C" fn release_at_exit() {
+    // A fork child that never claimed a slot of its own still names its parent's: the
+    // parent's, not ours to release (its usage would vanish from the region).
+    if CHILD_NEEDS_SLOT.load(Ordering::Acquire) {
+        return;
+    }
     if let Some(r) = REGION.get() {
         r.release_own_slot();
     }
