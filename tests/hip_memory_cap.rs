@@ -33,14 +33,18 @@ fn amd_machine_ctx(limit: &str, ctx: u64) -> SimEnv {
 }
 
 fn hip_cap_client() -> std::path::PathBuf {
+    hip_cap_client_built(&[])
+}
+
+/// The client built with `extra` compiler flags.
+fn hip_cap_client_built(extra: &[&str]) -> std::path::PathBuf {
     testkit::require_sim();
-    build_c_client(
-        "hip_cap",
-        &[
-            format!("-L{}", sim_lib_dir().display()),
-            "-l:libamdhip64.so.7".to_string(),
-        ],
-    )
+    let mut args = vec![
+        format!("-L{}", sim_lib_dir().display()),
+        "-l:libamdhip64.so.7".to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    build_c_client("hip_cap", &args)
 }
 
 /// Runs `program` with `/sys/module/amdgpu/initstate` = `live` in a private mount namespace
@@ -122,6 +126,75 @@ fn hip_malloc_is_capped_to_the_byte(how: Injection) {
     );
     assert_eq!(kv.i64("realloc_rc"), 0, "{}", out.describe());
     assert_eq!(device_used(&sim), 0);
+}
+
+/// A client built `-fno-plt -Wl,-z,now`: every call to HIP goes through a GOT slot filled
+/// at start by a data relocation (`GLOB_DAT`), which `la_symbind64` is never told about;
+/// under `LD_AUDIT` the real library's own exports point at the hooks (audit::patch_exports).
+#[test]
+fn a_client_without_plt_bound_at_start_is_capped_under_both_injections() {
+    for how in Injection::BOTH {
+        let sim = amd_machine("1g");
+        let exe = hip_cap_client_built(&["-fno-plt", "-Wl,-z,now"]);
+        let gotpcrel = run_default(Command::new("readelf").args(["-rW"]).arg(&exe));
+        assert!(
+            gotpcrel
+                .stdout
+                .lines()
+                .any(|l| l.contains("R_X86_64_GLOB_DAT") && l.contains("hipMalloc@"))
+                && !gotpcrel
+                    .stdout
+                    .lines()
+                    .any(|l| l.contains("JUMP_SLOT") && l.contains("hipMalloc@")),
+            "the client binds hipMalloc through GLOB_DAT only\n{}",
+            gotpcrel.stdout
+        );
+        let mut c = in_amdgpu_ns(&sim, &exe);
+        how.apply(&mut c, &libvgpu(), sim.dir())
+            .args(["fill", &(100 * MIB).to_string()])
+            .stdin(std::process::Stdio::null());
+        let out = run_default(&mut c);
+        out.assert_success(&format!("hip_cap -fno-plt under {how:?}"));
+        let kv = out.kv();
+        let why = out.describe();
+        assert_eq!(kv.u64("total"), GIB, "{how:?}\n{why}");
+        assert_eq!(kv.u64("props600_total"), GIB, "{how:?}\n{why}");
+        assert_eq!(kv.u64("free_start"), GIB - CTX, "{how:?}\n{why}");
+        assert_eq!(kv.i64("one_more_rc"), 2, "{how:?}\n{why}");
+        assert_eq!(kv.u64("allocated"), GIB - CTX, "{how:?}\n{why}");
+    }
+}
+
+/// Both injections at once (`LD_PRELOAD` and `LD_AUDIT` naming libvgpu): the audit copy
+/// stands down with one line, the preloaded one enforces, and the slice is charged once
+/// (a second ledger would count the context twice).
+#[test]
+fn preloaded_and_audit_copies_together_charge_the_slice_once() {
+    // The client alone (not under in_amdgpu_ns, whose every process would print its line):
+    // no ROCm SMI, so no context is counted, and a second ledger would charge every
+    // allocation twice.
+    let sim = amd_machine("1g");
+    let mut c = sim.command(hip_cap_client());
+    Injection::Audit
+        .apply(&mut c, &libvgpu(), sim.dir())
+        .env("LD_PRELOAD", libvgpu())
+        .args(["fill", &(100 * MIB).to_string()])
+        .stdin(std::process::Stdio::null());
+    let out = run_default(&mut c);
+    out.assert_success("hip_cap fill under LD_PRELOAD and LD_AUDIT");
+    let kv = out.kv();
+    let why = out.describe();
+    assert_eq!(
+        out.stderr.matches("the LD_AUDIT copy stands down").count(),
+        1,
+        "one line\n{why}"
+    );
+    assert_eq!(kv.u64("total"), GIB, "{why}");
+    assert_eq!(kv.u64("free_start"), GIB, "{why}");
+    assert_eq!(kv.u64("allocated"), GIB, "charged once\n{why}");
+    assert_eq!(kv.i64("one_more_rc"), 2, "{why}");
+    // Ground truth: the card held the slice (context included) and got it all back.
+    assert_eq!(device_used(&sim), 0, "{why}");
 }
 
 #[test]
