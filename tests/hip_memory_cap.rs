@@ -384,6 +384,35 @@ fn hip_python_allocates_until_full(how: Injection) {
     assert_eq!(out.kv().u64("free2"), GIB - CTX, "{}", out.describe());
 }
 
+/// A limit the program sets itself before its first HIP call (not in its initial
+/// environment) applies under both injections: under `LD_AUDIT` our libc's environment is a
+/// copy of the initial one, so libvgpu reads the program's.
+#[test]
+fn a_limit_the_program_sets_before_its_first_hip_call_applies_under_both_injections() {
+    let Some(py) = testkit::require_venv("hip-python setting its own limit") else {
+        return;
+    };
+    const SETS_ITS_LIMIT: &str = r#"
+import os
+os.environ["HIP_DEVICE_MEMORY_LIMIT"] = "1g"
+from hip import hip
+err, free, total = hip.hipMemGetInfo()
+assert err == hip.hipError_t.hipSuccess, err
+print("total=%d" % total)
+"#;
+    for how in Injection::BOTH {
+        let sim = amd_machine("1g");
+        let mut c = sim.command(&py);
+        c.env_remove("HIP_DEVICE_MEMORY_LIMIT")
+            .args(["-c", SETS_ITS_LIMIT])
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        how.apply(&mut c, &libvgpu(), sim.dir());
+        let out = run_default(&mut c);
+        out.assert_success(&format!("hip-python setting its limit under {how:?}"));
+        assert_eq!(out.kv().u64("total"), GIB, "{how:?}\n{}", out.describe());
+    }
+}
+
 /// `readelf --dyn-syms -W`: `name -> version` of every defined versioned export.
 fn versioned_exports(file: &std::path::Path) -> std::collections::HashMap<String, String> {
     let out = run_default(Command::new("readelf").args(["--dyn-syms", "-W"]).arg(file));

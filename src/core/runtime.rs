@@ -89,6 +89,8 @@ pub fn rt() -> &'static Runtime {
 impl Runtime {
     fn init() -> Runtime {
         let started = std::time::Instant::now();
+        // LD_AUDIT mode: read the program's environment, not our libc's copy of the initial one.
+        crate::interpose::audit::adopt_program_environ();
         let config = Config::from_env();
         crate::log::set_level(config.log_level);
         for issue in &config.issues {

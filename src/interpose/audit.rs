@@ -538,6 +538,51 @@ pub fn dlopen_app(name: &CStr, flags: c_int) -> *mut c_void {
     }
 }
 
+/// Makes our libc read the program's environment. Our libc's `environ` is a copy of the
+/// process's at start; a variable the program sets afterwards (`setenv`, Python's
+/// `os.environ[..] = ..`) lives in the program's array only. Called before the environment
+/// contract is read (the runtime's first use); we never write the environment ourselves.
+/// The program's `environ` is found in its global scope: an executable that names it holds
+/// the live copy (a copy relocation), else the program's libc does (measured).
+pub fn adopt_program_environ() {
+    if !active() {
+        return;
+    }
+    extern "C" {
+        static mut environ: *mut *mut c_char;
+    }
+    let program = dlopen_app_main();
+    if program.is_null() {
+        return;
+    }
+    // SAFETY: a handle from dlmopen, a NUL-terminated name.
+    let var =
+        unsafe { crate::interpose::real_dlsym(program, c"environ") } as *const *mut *mut c_char;
+    if var.is_null() {
+        return;
+    }
+    // SAFETY: `var` is the program's `char **environ`; ours is replaced by the same pointer
+    // (read-only use: nothing in libvgpu sets a variable).
+    unsafe {
+        let live = *var;
+        if !live.is_null() {
+            environ = live;
+        }
+    }
+}
+
+/// The program's main object (its global scope), as a `dlsym` handle.
+fn dlopen_app_main() -> *mut c_void {
+    // SAFETY: dlmopen(NULL) names the namespace's main object; RTLD_NOLOAD only looks.
+    unsafe {
+        libc::dlmopen(
+            libc::LM_ID_BASE,
+            std::ptr::null(),
+            libc::RTLD_NOW | libc::RTLD_NOLOAD,
+        )
+    }
+}
+
 /// A fork handler (`pthread_atfork`'s).
 pub type ForkHandler = Option<unsafe extern "C" fn()>;
 
