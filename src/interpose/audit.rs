@@ -624,6 +624,58 @@ mod tests {
 
     const HOOK: *const c_void = 0x1000 as *const c_void;
 
+    /// libc's link map, as the dynamic linker keeps it (a glibc handle is the link map).
+    fn libc_map() -> &'static LinkMap {
+        // SAFETY: dlopen with a valid name; RTLD_NOLOAD only looks (libc is loaded).
+        let h = unsafe { libc::dlopen(c"libc.so.6".as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) };
+        assert!(!h.is_null());
+        // SAFETY: glibc's dlopen handle is the object's struct link_map, which starts with
+        // the public fields LinkMap declares; libc is never unloaded.
+        unsafe { &*(h as *const LinkMap) }
+    }
+
+    #[test]
+    fn the_dynamic_tables_of_a_loaded_library_find_its_exports() {
+        // SAFETY: libc's link map.
+        let t = unsafe { DynTables::of(libc_map()) }.expect("libc's dynamic tables");
+        assert!(t.count > 1000, "libc has thousands of symbols: {}", t.count);
+        assert!(!t.gnu_hash.is_null());
+        for present in [c"malloc", c"dlsym", c"__register_atfork"] {
+            assert!(t.defines(present), "{present:?}");
+            // The hash lookup agrees with a scan of the whole table.
+            assert!((0..t.count).any(|i| t.name(i) == present), "{present:?}");
+        }
+        for absent in [
+            c"cuMemAlloc_v2",
+            c"la_symbind64",
+            c"no_such_symbol_anywhere",
+        ] {
+            assert!(!t.defines(absent), "{absent:?}");
+            assert!(!(0..t.count).any(|i| t.name(i) == absent), "{absent:?}");
+        }
+        assert!(!is_libvgpu(&t));
+    }
+
+    #[test]
+    fn segment_protections_come_from_the_program_headers() {
+        let map = libc_map();
+        // SAFETY: libc's link map.
+        let t = unsafe { DynTables::of(map) }.expect("libc's dynamic tables");
+        let seg = SegmentProt::of(map).expect("libc's program headers");
+        assert_eq!(
+            seg.at(t.symtab as usize),
+            Some(libc::PROT_READ),
+            "dynsym is read-only"
+        );
+        let malloc = libc::malloc as *const () as usize;
+        assert_eq!(
+            seg.at(malloc),
+            Some(libc::PROT_READ | libc::PROT_EXEC),
+            "text"
+        );
+        assert_eq!(seg.at(1), None);
+    }
+
     #[test]
     fn real_libraries_are_recognised_by_base_name_only() {
         assert_eq!(
