@@ -3,35 +3,35 @@
 //! HAMi's AMD device plugin injects its library with `LD_AUDIT=/usr/local/vgpu/libamvgpu.so`
 //! rather than `LD_PRELOAD`. An audit library is not in the program's symbol scope: it is
 //! loaded into a link-map namespace of its own, with its own copy of libc, and reaches the
-//! program only through the `la_*` callbacks. So instead of interposing by symbol order we
-//! redirect bindings:
+//! program only through the `la_*` callbacks. So instead of interposing by symbol order:
 //!
-//! - `la_objopen` (every object the program loads, in any namespace but ours) asks for
-//!   `la_symbind64` on bindings *from* every object (glibc 2.36 calls it for a PLT binding
-//!   only when the referencing object is flagged: measured) and *to* the real vendor
-//!   libraries, recognised by file name as the preload mode's `dlsym` recognises them
-//!   (`libcuda.so*`, `libnvidia-ml.so*`, `libamdhip64.so*`, `libamd_smi.so*`,
-//!   `librocm_smi64.so*`; our own file's name is never looked at). Its cookie is tagged:
-//!   the link map's address with the object's family (or "seen, other") in the low bits.
-//! - `la_symbind64` returns our hook for a hooked name bound to the real library of its
-//!   family, from any object but ours. glibc calls it for PLT bindings (lazily, or at start
-//!   for `-z now` / `LD_BIND_NOW` since glibc 2.35) and for `dlsym`/`dlvsym` lookups
-//!   (`LA_SYMB_DLSYM`: `dlsym(handle, "hipMalloc")` from hip-python or Triton reaches the
-//!   hook that way, so our `dlsym` export need not be bound at all). Our own lookups of the
-//!   real functions come from the audit namespace, whose objects `la_objopen` never sees:
-//!   their cookie carries no tag, and they get the real function.
-//! - Real functions: the real libraries are the program's (the base namespace), opened with
-//!   `dlmopen(LM_ID_BASE, ..)` (`dlopen_app`), never a second copy in our namespace.
+//! - `la_objopen` (every object the program loads, in any namespace but ours, before it is
+//!   relocated) recognises the real vendor libraries by base name, as the preload mode's
+//!   `dlsym` does (`libcuda.so*`, `libnvidia-ml.so*`, `libamdhip64.so*`, `libamd_smi.so*`,
+//!   `librocm_smi64.so*`; our own file's name is never looked at), and points each export
+//!   we hook at its hook in that library's own dynamic symbol table (`patch_exports`):
+//!   every later binding to it — PLT, data relocations (`GLOB_DAT`: a function's address
+//!   taken, `-fno-plt` code), which `la_symbind64` is never told about (measured on glibc
+//!   2.36), `-z now`, `dlsym`, `dlvsym` — yields the hook, as interposition gives a
+//!   preloaded library. The real addresses are kept for our own lookups (`unpatched`).
+//!   It also asks for `la_symbind64` on bindings from every object (glibc calls it for a
+//!   PLT binding only when the referencing object is flagged: measured) and to the real
+//!   libraries, and tags the cookie: the link map's address with the object's family (or
+//!   "seen, other") in the low bits.
+//! - `la_symbind64`, the second line (an export whose page could not be patched): our hook
+//!   for a hooked name bound to the real library of its family, for PLT bindings and
+//!   `dlsym`/`dlvsym` lookups (`LA_SYMB_DLSYM`), from any object but ours. Our own lookups
+//!   come from the audit namespace, whose objects `la_objopen` never sees: their cookie
+//!   carries no tag (glibc leaves it 0), and they get the real function.
+//! - The real libraries are the program's (the base namespace), opened with
+//!   `dlmopen(LM_ID_BASE, ..)` (`dlopen_app`), never a second copy in our namespace; fork
+//!   handlers go to the program's libc (`register_atfork`), and our libc reads the program's
+//!   environment (`adopt_program_environ`).
 //!
-//! What escapes, by glibc's design (docs/AMD.md, "LD_AUDIT mode"): data relocations
-//! (`R_X86_64_GLOB_DAT` / `R_X86_64_64`: a hooked function's address taken in data, or
-//! called from code built `-fno-plt`), which `la_symbind64` is not told about; and
-//! bindings made at start for `-z now` objects on glibc older than 2.35.
-//!
-//! Both injections at once (`LD_PRELOAD` and `LD_AUDIT` naming libvgpu): the preloaded copy
-//! interposes, and its lookups of the real functions reach `la_symbind64` from an object
-//! that itself exports `la_symbind64` and the hooked name. The audit copy then stands down
-//! (one line on stderr) and answers every binding unchanged, so one ledger counts.
+//! Both injections at once (`LD_PRELOAD` and `LD_AUDIT` naming libvgpu): `la_objopen` sees
+//! the preloaded copy (an object exporting `la_symbind64` and `cuMemAlloc_v2`) before the
+//! real libraries; the audit copy then stands down (one line on stderr), patches nothing and
+//! answers every binding unchanged, so one ledger counts. docs/AMD.md, "LD_AUDIT mode".
 
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -387,25 +387,46 @@ fn is_libvgpu(t: &DynTables) -> bool {
     t.defines(c"la_symbind64") && t.defines(c"cuMemAlloc_v2")
 }
 
-/// `(hook, real function)` of every export `patch_exports` pointed at a hook.
+/// Every export `patch_exports` pointed at a hook: `(hook, real function, the library's
+/// link map)`. Written under the dynamic linker's lock (one `la_objopen` at a time), read
+/// lock-free: an entry is complete before the length covers it.
 const PATCHED_MAX: usize = 2048;
-static PATCHED: [(AtomicUsize, AtomicUsize); PATCHED_MAX] =
-    [const { (AtomicUsize::new(0), AtomicUsize::new(0)) }; PATCHED_MAX];
+static PATCHED: [[AtomicUsize; 3]; PATCHED_MAX] =
+    [const { [const { AtomicUsize::new(0) }; 3] }; PATCHED_MAX];
 static PATCHED_LEN: AtomicUsize = AtomicUsize::new(0);
 
-/// The real function behind `found`, a lookup's answer on a real library: the address
-/// `patch_exports` replaced if it is one of our hooks, else `found` itself.
-pub fn unpatched(found: *mut c_void) -> *mut c_void {
+fn record_patch(hook: usize, real: usize, map: usize) -> bool {
+    let slot = PATCHED_LEN.load(Ordering::Acquire);
+    if slot >= PATCHED_MAX {
+        return false;
+    }
+    for (field, v) in PATCHED[slot].iter().zip([hook, real, map]) {
+        field.store(v, Ordering::Release);
+    }
+    PATCHED_LEN.store(slot + 1, Ordering::Release);
+    true
+}
+
+/// The real function behind `found`, the answer of a lookup on `handle` (a real library):
+/// the address `patch_exports` replaced if `found` is one of our hooks — that library's
+/// when it is one of several patched, else the first — or `found` itself.
+pub fn unpatched(found: *mut c_void, handle: *mut c_void) -> *mut c_void {
     if !active() || found.is_null() {
         return found;
     }
     let n = PATCHED_LEN.load(Ordering::Acquire).min(PATCHED_MAX);
-    PATCHED[..n]
-        .iter()
-        .find(|(hook, _)| hook.load(Ordering::Acquire) == found as usize)
-        .map_or(found, |(_, real)| {
-            real.load(Ordering::Acquire) as *mut c_void
-        })
+    let mut first = None;
+    for [hook, real, map] in &PATCHED[..n] {
+        if hook.load(Ordering::Acquire) != found as usize {
+            continue;
+        }
+        let real = real.load(Ordering::Acquire) as *mut c_void;
+        if map.load(Ordering::Acquire) == handle as usize {
+            return real; // a glibc handle is the object's link map
+        }
+        first.get_or_insert(real);
+    }
+    first.unwrap_or(found)
 }
 
 /// Points every hooked export of a real library at its hook, in the library's own symbol
@@ -419,8 +440,16 @@ pub fn unpatched(found: *mut c_void) -> *mut c_void {
 /// # Safety
 /// `map`/`t` are the link map and tables of an object being opened.
 unsafe fn patch_exports(map: &LinkMap, t: &DynTables, family: Family) {
-    let Some(prot_of) = SegmentProt::of(map) else {
+    let Some(segments) = SegmentProt::of(map) else {
         return;
+    };
+    // The page made writable, and the protection it gets back.
+    let mut open: Option<(usize, c_int)> = None;
+    let close = |open: &mut Option<(usize, c_int)>| {
+        if let Some((page, prot)) = open.take() {
+            // SAFETY: the page we made writable, given back its segment's protection.
+            unsafe { libc::mprotect(page as *mut c_void, PAGE, prot) };
+        }
     };
     for i in 0..t.count {
         // SAFETY: i < count.
@@ -440,32 +469,33 @@ unsafe fn patch_exports(map: &LinkMap, t: &DynTables, family: Family) {
         if f != family || hook.is_null() || hook as usize == real {
             continue;
         }
-        let slot = PATCHED_LEN.load(Ordering::Acquire);
-        if slot >= PATCHED_MAX {
-            return;
-        }
-        let Some(prot) = prot_of.at(sym as *mut Elf64Sym as usize) else {
-            continue;
-        };
-        PATCHED[slot].0.store(hook as usize, Ordering::Release);
-        PATCHED[slot].1.store(real, Ordering::Release);
-        PATCHED_LEN.store(slot + 1, Ordering::Release);
-        // SAFETY: the symbol's page, made writable for the one store and given back its
-        // segment's protection (the mapping is private: the file is not touched).
-        unsafe {
-            let at = &mut sym.st_value as *mut u64 as usize;
-            let page = at & !(PAGE - 1);
-            let len = at + 8 - page;
-            if libc::mprotect(page as *mut c_void, len, prot | libc::PROT_WRITE) != 0 {
+        // st_value is 8-aligned (offset 8 of a 24-byte entry): never across two pages.
+        let at = &mut sym.st_value as *mut u64 as usize;
+        let page = at & !(PAGE - 1);
+        if open.is_none_or(|(p, _)| p != page) {
+            close(&mut open);
+            let Some(prot) = segments.at(at) else {
+                continue;
+            };
+            // SAFETY: a page of the library's private mapping (the file is not touched).
+            if unsafe { libc::mprotect(page as *mut c_void, PAGE, prot | libc::PROT_WRITE) } != 0 {
                 continue;
             }
+            open = Some((page, prot));
+        }
+        if !record_patch(hook as usize, real, map as *const LinkMap as usize) {
+            break;
+        }
+        // SAFETY: the entry's st_value, on the page made writable above. l_addr + st_value
+        // (wrapping, as the dynamic linker computes it) is then the hook.
+        unsafe {
             std::ptr::write_volatile(
                 &mut sym.st_value,
                 (hook as usize).wrapping_sub(map.l_addr) as u64,
-            );
-            libc::mprotect(page as *mut c_void, len, prot);
-        }
+            )
+        };
     }
+    close(&mut open);
 }
 
 const PAGE: usize = 4096;

@@ -61,7 +61,7 @@ pub unsafe fn real_dlsym(handle: *mut c_void, name: &CStr) -> *mut c_void {
     // is a `&CStr`, so NUL-terminated.
     let found = unsafe { f(handle, name.as_ptr()) };
     // LD_AUDIT mode: a real library's export may point at our hook (audit::patch_exports).
-    audit::unpatched(found)
+    audit::unpatched(found, handle)
 }
 
 /// Which library family a redirected name belongs to.
