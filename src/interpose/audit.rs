@@ -409,14 +409,15 @@ fn record_patch(hook: usize, real: usize, map: usize) -> bool {
 
 /// The real function behind `found`, the answer of a lookup on `handle` (a real library):
 /// the address `patch_exports` replaced if `found` is one of our hooks — that library's
-/// when it is one of several patched, else the first — or `found` itself.
+/// when it is one of several patched, else the latest — or `found` itself. Newest first:
+/// a library closed and opened again (its link map's address reused) was patched again.
 pub fn unpatched(found: *mut c_void, handle: *mut c_void) -> *mut c_void {
     if !active() || found.is_null() {
         return found;
     }
     let n = PATCHED_LEN.load(Ordering::Acquire).min(PATCHED_MAX);
-    let mut first = None;
-    for [hook, real, map] in &PATCHED[..n] {
+    let mut latest = None;
+    for [hook, real, map] in PATCHED[..n].iter().rev() {
         if hook.load(Ordering::Acquire) != found as usize {
             continue;
         }
@@ -424,9 +425,9 @@ pub fn unpatched(found: *mut c_void, handle: *mut c_void) -> *mut c_void {
         if map.load(Ordering::Acquire) == handle as usize {
             return real; // a glibc handle is the object's link map
         }
-        first.get_or_insert(real);
+        latest.get_or_insert(real);
     }
-    first.unwrap_or(found)
+    latest.unwrap_or(found)
 }
 
 /// Points every hooked export of a real library at its hook, in the library's own symbol
