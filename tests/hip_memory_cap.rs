@@ -270,13 +270,24 @@ fn per_device_variable_and_cuda_name_are_honoured() {
 
 #[test]
 fn two_hip_processes_share_one_slice_through_the_region() {
+    two_hip_processes_share_one_slice(Injection::Preload);
+}
+
+/// Under `LD_AUDIT`: two audit-mode processes share the container's region.
+#[test]
+fn two_hip_processes_share_one_slice_through_the_region_under_ld_audit() {
+    two_hip_processes_share_one_slice(Injection::Audit);
+}
+
+fn two_hip_processes_share_one_slice(how: Injection) {
     let sim = amd_machine("1g");
-    let mut c = hip_command(&sim, &["hold", &(300 * MIB).to_string()]);
+    let mut c = hip_command_via(&sim, how, &["hold", &(300 * MIB).to_string()]);
     let mut holder = Child::spawn(&mut c, Duration::from_secs(120));
     holder.wait_for_kv("ready", "1", Duration::from_secs(60));
     assert_eq!(holder.kv().i64("hold_rc"), 0);
     let out = run_default(
-        hip_command(&sim, &["fill", &(100 * MIB).to_string()]).stdin(std::process::Stdio::null()),
+        hip_command_via(&sim, how, &["fill", &(100 * MIB).to_string()])
+            .stdin(std::process::Stdio::null()),
     );
     out.assert_success("second process");
     let kv = out.kv();
@@ -495,10 +506,20 @@ fn hip_get_proc_address_answers_with_the_hook_of_a_hooked_row_only() {
 /// never holds more than the slice, and the slice is used to the chunk.
 #[test]
 fn threads_and_processes_racing_at_the_cap_never_pass_it() {
+    racing_at_the_cap(Injection::Preload);
+}
+
+/// Under `LD_AUDIT`: 8 threads and 16 processes x 2 threads at the cap.
+#[test]
+fn threads_and_processes_racing_at_the_cap_never_pass_it_under_ld_audit() {
+    racing_at_the_cap(Injection::Audit);
+}
+
+fn racing_at_the_cap(how: Injection) {
     let chunk = 16 * MIB;
     let ctx = 16 * MIB;
     let sim = amd_machine_ctx("1g", ctx);
-    let mut c = hip_command(&sim, &["race", "8", &chunk.to_string()]);
+    let mut c = hip_command_via(&sim, how, &["race", "8", &chunk.to_string()]);
     let mut one = Child::spawn(&mut c, Duration::from_secs(120));
     one.wait_for_kv("inited", "1", Duration::from_secs(60));
     one.send_line("go");
@@ -514,7 +535,7 @@ fn threads_and_processes_racing_at_the_cap_never_pass_it() {
 
     let mut procs: Vec<Child> = (0..16)
         .map(|_| {
-            let mut c = hip_command(&sim, &["race", "2", &chunk.to_string()]);
+            let mut c = hip_command_via(&sim, how, &["race", "2", &chunk.to_string()]);
             Child::spawn(&mut c, Duration::from_secs(120))
         })
         .collect();
@@ -543,15 +564,25 @@ fn threads_and_processes_racing_at_the_cap_never_pass_it() {
 /// within a second.
 #[test]
 fn a_killed_hip_process_is_reclaimed_within_one_second() {
+    killed_process_reclaimed(Injection::Preload);
+}
+
+/// Under `LD_AUDIT`: a kill -9 under LD_AUDIT leaves nothing behind.
+#[test]
+fn a_killed_hip_process_is_reclaimed_within_one_second_under_ld_audit() {
+    killed_process_reclaimed(Injection::Audit);
+}
+
+fn killed_process_reclaimed(how: Injection) {
     let ctx = 16 * MIB;
     let sim = amd_machine_ctx("1g", ctx);
     let mut victim = Child::spawn(
-        &mut hip_command(&sim, &["hold", &(600 * MIB).to_string()]),
+        &mut hip_command_via(&sim, how, &["hold", &(600 * MIB).to_string()]),
         Duration::from_secs(90),
     );
     victim.wait_for_kv("ready", "1", Duration::from_secs(30));
     let mut watcher = Child::spawn(
-        &mut hip_command(&sim, &["watch-free", "20", "30"]),
+        &mut hip_command_via(&sim, how, &["watch-free", "20", "30"]),
         Duration::from_secs(60),
     );
     watcher.wait_for(Duration::from_secs(30), |l| {

@@ -93,15 +93,20 @@ pub enum Injection {
 impl Injection {
     pub const BOTH: [Injection; 2] = [Injection::Preload, Injection::Audit];
 
-    /// Injects `lib` into `c`. `Audit` copies it into `dir` as `libamvgpu.so` first.
+    /// Injects `lib` into `c`. `Audit` copies it into `dir` as `libamvgpu.so` first: under
+    /// a temporary name, renamed into place, so a process of the same test that already
+    /// maps the file keeps its copy intact (rewriting a mapped library in place can kill it).
     pub fn apply<'c>(self, c: &'c mut Command, lib: &Path, dir: &Path) -> &'c mut Command {
         match self {
             Injection::Preload => c.env("LD_PRELOAD", lib),
             Injection::Audit => {
                 let mounted = dir.join("libamvgpu.so");
-                std::fs::copy(lib, &mounted).unwrap_or_else(|e| {
-                    panic!("copy {} to {}: {e}", lib.display(), mounted.display())
-                });
+                let tmp = dir.join(format!("libamvgpu.so.tmp.{}", std::process::id()));
+                std::fs::copy(lib, &tmp)
+                    .and_then(|_| std::fs::rename(&tmp, &mounted))
+                    .unwrap_or_else(|e| {
+                        panic!("copy {} to {}: {e}", lib.display(), mounted.display())
+                    });
                 c.env("LD_AUDIT", mounted)
             }
         }
