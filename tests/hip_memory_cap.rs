@@ -737,19 +737,28 @@ print("ok=1")
 /// container show the slice and the container's usage, while a HIP process holds memory.
 #[test]
 fn smi_views_show_the_slice_and_the_containers_usage() {
+    smi_views_show_the_slice(Injection::Preload);
+}
+
+/// Under `LD_AUDIT`: amdsmi and ROCm SMI bound through ctypes (`dlsym(handle)`).
+#[test]
+fn smi_views_show_the_slice_and_the_containers_usage_under_ld_audit() {
+    smi_views_show_the_slice(Injection::Audit);
+}
+
+fn smi_views_show_the_slice(how: Injection) {
     let Some(py) = testkit::require_venv("amdsmi under libvgpu") else {
         return;
     };
     let sim = amd_machine("1g");
     let mut holder = Child::spawn(
-        &mut hip_command(&sim, &["hold", &(100 * MIB).to_string()]),
+        &mut hip_command_via(&sim, how, &["hold", &(100 * MIB).to_string()]),
         Duration::from_secs(90),
     );
     holder.wait_for_kv("ready", "1", Duration::from_secs(30));
     let mut c = in_amdgpu_ns(&sim, &py);
-    c.args(["-c", SMI_VIEW])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("LD_PRELOAD", libvgpu());
+    c.args(["-c", SMI_VIEW]).env("PYTHONDONTWRITEBYTECODE", "1");
+    how.apply(&mut c, &libvgpu(), sim.dir());
     let out = run_default(&mut c);
     out.assert_success("SMI view script");
     let kv = out.kv();
@@ -769,20 +778,30 @@ fn smi_views_show_the_slice_and_the_containers_usage() {
 
 #[test]
 fn rocm_smi_tool_shows_the_slice_and_the_containers_usage() {
+    rocm_smi_tool_shows_the_slice(Injection::Preload);
+}
+
+/// Under `LD_AUDIT`: Debian's rocm-smi.
+#[test]
+fn rocm_smi_tool_shows_the_slice_and_the_containers_usage_under_ld_audit() {
+    rocm_smi_tool_shows_the_slice(Injection::Audit);
+}
+
+fn rocm_smi_tool_shows_the_slice(how: Injection) {
     let sim = amd_machine("1g");
     let Some(tool) = rocm_smi_tool(&sim) else {
         return;
     };
     let mut holder = Child::spawn(
-        &mut hip_command(&sim, &["hold", &(100 * MIB).to_string()]),
+        &mut hip_command_via(&sim, how, &["hold", &(100 * MIB).to_string()]),
         Duration::from_secs(90),
     );
     holder.wait_for_kv("ready", "1", Duration::from_secs(30));
     let mut c = in_amdgpu_ns(&sim, "python3");
     c.arg(&tool)
         .args(["--showmeminfo", "vram"])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("LD_PRELOAD", libvgpu());
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    how.apply(&mut c, &libvgpu(), sim.dir());
     let out = run_default(&mut c);
     out.assert_success("rocm-smi");
     let text = format!("{}{}", out.stdout, out.stderr);
