@@ -16,7 +16,7 @@ mapfile -t entries < <(nm -D --defined-only "$core" | awk '{print $NF}' | grep -
 names=()
 nodes=()
 for e in "${entries[@]}"; do
-    # la_*: the rtld-audit callbacks (LD_AUDIT mode, src/audit.rs), unversioned.
+    # la_*: the rtld-audit callbacks (LD_AUDIT mode, src/interpose/audit.rs), unversioned.
     if [[ "$e" =~ ^(cu|nvml|amdsmi_|rsmi_)[A-Za-z0-9_]+$ || "$e" =~ ^la_(version|objopen|symbind64)$ ]]; then
         names+=("$e")
         nodes+=("")

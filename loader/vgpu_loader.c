@@ -549,7 +549,7 @@ __asm__(".text\n"
  * Loaded by LD_AUDIT, this file is an rtld-audit library in a link-map namespace of its own.
  * The callbacks (la_version, la_objopen, la_symbind64) are exports like the others: the
  * first, la_version, loads the core (dlopen works there: the audit namespace's libc is up),
- * and the core's callbacks do the work (src/audit.rs). If the core cannot be loaded the
+ * and the core's callbacks do the work (src/interpose/audit.rs). If the core cannot be loaded the
  * process fails closed as far as an audit library can: every object is audited, and a
  * binding of a hooked name answers our export, whose slot holds the failing function. */
 

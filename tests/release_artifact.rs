@@ -117,7 +117,7 @@ fn is_hip_export(name: &str) -> bool {
     })
 }
 
-/// The rtld-audit callbacks (LD_AUDIT mode, src/audit.rs).
+/// The rtld-audit callbacks (LD_AUDIT mode, src/interpose/audit.rs).
 const AUDIT_CALLBACKS: [&str; 3] = ["la_version", "la_objopen", "la_symbind64"];
 
 fn assert_exports_clean(lib: &Path) {
