@@ -92,8 +92,18 @@ fn without_the_library_the_same_client_sees_the_whole_card() {
 
 #[test]
 fn every_allocation_path_is_charged_exactly_and_credited_back() {
+    every_allocation_path_charged(Injection::Preload);
+}
+
+/// Under `LD_AUDIT`: every driver allocation path, arrays, VMM, graphs and modules.
+#[test]
+fn every_allocation_path_is_charged_exactly_and_credited_back_under_ld_audit() {
+    every_allocation_path_charged(Injection::Audit);
+}
+
+fn every_allocation_path_charged(how: Injection) {
     let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "4g");
-    let (out, kv) = run_scenario(&sim, Style::Dlopen, &["cap-paths"]);
+    let (out, kv) = run_scenario_via(&sim, how, Style::Dlopen, &["cap-paths"]);
     let why = out.describe();
     let expect = [
         ("alloc", 10 * MIB),
@@ -149,9 +159,24 @@ fn unknown_and_double_frees_go_to_the_driver_untouched() {
 
 #[test]
 fn eight_threads_racing_never_pass_the_cap() {
+    eight_threads_racing(Injection::Preload);
+}
+
+/// Under `LD_AUDIT`: 8 threads at the cap.
+#[test]
+fn eight_threads_racing_never_pass_the_cap_under_ld_audit() {
+    eight_threads_racing(Injection::Audit);
+}
+
+fn eight_threads_racing(how: Injection) {
     let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "1g");
     let chunk = 7 * MIB;
-    let (out, kv) = run_scenario(&sim, Style::Linked, &["cap-race", "8", &chunk.to_string()]);
+    let (out, kv) = run_scenario_via(
+        &sim,
+        how,
+        Style::Linked,
+        &["cap-race", "8", &chunk.to_string()],
+    );
     let why = out.describe();
     let (total, before, raced) = (kv.u64("total"), kv.u64("used_before"), kv.u64("raced"));
     assert_eq!(total, GIB, "{why}");
@@ -414,7 +439,7 @@ fn visible_devices_select_the_limit_of_the_device_they_name() {
 /// cuda-bindings resolves every entry point with `cuGetProcAddress_v2` (flags 0 at the
 /// version each function was introduced, or flag 2 for stream APIs when per-thread default
 /// streams are asked for).
-fn caching_allocator_pattern(per_thread_default_stream: bool) {
+fn caching_allocator_pattern(how: Injection, per_thread_default_stream: bool) {
     let Some(python) = testkit::require_venv("caching_allocator_pattern_through_cuda_bindings")
     else {
         return;
@@ -423,7 +448,9 @@ fn caching_allocator_pattern(per_thread_default_stream: bool) {
     let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "3000m");
     let script = testkit::workspace_root().join("tests/python/caching_allocator.py");
     let mut c = sim.command(python);
-    c.env("LD_PRELOAD", libvgpu()).arg(script).arg("256");
+    how.apply(&mut c, &libvgpu(), sim.dir())
+        .arg(script)
+        .arg("256");
     if per_thread_default_stream {
         c.env("CUDA_PYTHON_CUDA_PER_THREAD_DEFAULT_STREAM", "1");
     }
@@ -459,16 +486,32 @@ fn caching_allocator_pattern(per_thread_default_stream: bool) {
 
 #[test]
 fn caching_allocator_pattern_through_cuda_bindings_is_capped_exactly() {
-    caching_allocator_pattern(false);
+    caching_allocator_pattern(Injection::Preload, false);
+}
+
+/// NVIDIA's cuda-bindings (every entry point through `cuGetProcAddress_v2`) under `LD_AUDIT`.
+#[test]
+fn caching_allocator_pattern_through_cuda_bindings_is_capped_exactly_under_ld_audit() {
+    caching_allocator_pattern(Injection::Audit, false);
 }
 
 #[test]
 fn caching_allocator_pattern_with_per_thread_default_streams_is_capped_exactly() {
-    caching_allocator_pattern(true);
+    caching_allocator_pattern(Injection::Preload, true);
 }
 
 #[test]
 fn nvml_first_then_cuda_in_one_process_is_capped() {
+    nvml_first_then_cuda(Injection::Preload);
+}
+
+/// Under `LD_AUDIT`: pynvml then cuda-bindings in one process.
+#[test]
+fn nvml_first_then_cuda_in_one_process_is_capped_under_ld_audit() {
+    nvml_first_then_cuda(Injection::Audit);
+}
+
+fn nvml_first_then_cuda(how: Injection) {
     // The order of `import pynvml; ...; import torch`: libvgpu initialises on the NVML call,
     // before the application loads the CUDA driver; CUDA must still be intercepted after.
     let Some(python) = testkit::require_venv("nvml_first_then_cuda") else {
@@ -491,7 +534,8 @@ err, p = cu.cuMemAlloc(2 << 30)
 print(f"over_rc={int(err)}")
 "#;
     let mut c = sim.command(python);
-    c.env("LD_PRELOAD", libvgpu()).args(["-c", script]);
+    how.apply(&mut c, &libvgpu(), sim.dir())
+        .args(["-c", script]);
     let out = run_default(&mut c);
     out.assert_success("pynvml then cuda-bindings");
     let kv = out.kv();
