@@ -43,6 +43,9 @@ use crate::interpose::Family;
 const LAV_SUPPORTED: c_uint = 2;
 const LA_FLG_BINDTO: c_uint = 0x01;
 const LA_FLG_BINDFROM: c_uint = 0x02;
+/// `la_symbind64` flags: no `la_pltenter`/`la_pltexit` for this PLT slot (we have none).
+const LA_SYMB_NOPLTENTER: c_uint = 0x01;
+const LA_SYMB_NOPLTEXIT: c_uint = 0x02;
 
 /// Set by `la_version`: this copy was loaded by `LD_AUDIT`.
 static ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -198,11 +201,15 @@ pub unsafe extern "C" fn la_symbind64(
     _ndx: c_uint,
     refcook: *mut usize,
     defcook: *mut usize,
-    _flags: *mut c_uint,
+    flags: *mut c_uint,
     symname: *const c_char,
 ) -> usize {
     // SAFETY: the dynamic linker's symbol record.
     let value = unsafe { (*sym).st_value } as usize;
+    if !flags.is_null() {
+        // SAFETY: the dynamic linker's flags word for this binding, ours to add to.
+        unsafe { *flags |= LA_SYMB_NOPLTENTER | LA_SYMB_NOPLTEXIT };
+    }
     crate::interpose::guard::guard(value, || {
         if STOOD_DOWN.load(Ordering::Relaxed)
             || refcook.is_null()
