@@ -23,7 +23,7 @@ fn container_view(uuid: &str, physical_total: u64) -> Option<(u64, u64)> {
     let dev = sr.region().find_device(uuid)?;
     let index = (0..MAX_DEVICES).find(|&i| sr.region_device(i) == Some(dev))?;
     let limit = rt.ledger.limit(index)?;
-    let slice = crate::cuda::hooks::visible_total(limit, physical_total);
+    let slice = crate::core::charge::visible_total(limit, physical_total);
     Some((slice, rt.ledger.used(index).min(slice)))
 }
 

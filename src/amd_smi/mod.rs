@@ -9,6 +9,7 @@
 #![allow(non_snake_case)]
 
 pub mod hooks;
+pub mod probe;
 
 use std::ffi::{c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -140,8 +141,22 @@ pub mod rocm {
     }
 }
 
-/// Our hook for an exact exported SMI symbol name, and which library it belongs to.
-pub fn hook_by_symbol(symbol: &[u8]) -> Option<(crate::interpose::Family, *const c_void)> {
+/// AMD SMI's family for the `dlsym` redirection (`crate::interpose`).
+pub const AMD_SMI_FAMILY: crate::interpose::Family = crate::interpose::Family {
+    symbol_prefixes: &[b"amdsmi_"],
+    library_prefix: b"libamd_smi.so",
+    hook_by_symbol,
+};
+
+/// ROCm SMI's family for the `dlsym` redirection (`crate::interpose`).
+pub const ROCM_SMI_FAMILY: crate::interpose::Family = crate::interpose::Family {
+    symbol_prefixes: &[b"rsmi_"],
+    library_prefix: b"librocm_smi64.so",
+    hook_by_symbol,
+};
+
+/// Our hook for an exact exported SMI symbol name (AMD SMI's or ROCm SMI's).
+pub fn hook_by_symbol(symbol: &[u8]) -> Option<*const c_void> {
     let find = |symbols: &[&str], hooks: &[*const c_void]| {
         symbols
             .iter()
@@ -150,9 +165,9 @@ pub fn hook_by_symbol(symbol: &[u8]) -> Option<(crate::interpose::Family, *const
             .map(|(_, &h)| h)
     };
     if symbol.starts_with(b"amdsmi_") {
-        find(amd::SYMBOLS, &amd::HOOKS.0).map(|h| (crate::interpose::Family::AmdSmi, h))
+        find(amd::SYMBOLS, &amd::HOOKS.0)
     } else if symbol.starts_with(b"rsmi_") {
-        find(rocm::SYMBOLS, &rocm::HOOKS.0).map(|h| (crate::interpose::Family::RocmSmi, h))
+        find(rocm::SYMBOLS, &rocm::HOOKS.0)
     } else {
         None
     }

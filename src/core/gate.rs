@@ -4,7 +4,8 @@
 //! - **no cap, no hold**: one relaxed load of [`THROTTLE_ACTIVE`] (plus the LAUNCHED note
 //!   for the node monitor, a load that is already `true` after the first launch);
 //! - **cap in force, tokens available**: the device's lane (the only device of the
-//!   container, or the current context's) and one `fetch_sub` on it (`bucket::try_fast`);
+//!   container, or the one the backend's placement names) and one `fetch_sub` on it
+//!   (`bucket::try_fast`);
 //! - **tokens out**: `bucket::acquire_step` takes tokens from the container bucket or says
 //!   how long to sleep; the thread sleeps (50 µs .. 5 ms at a time, never spins) for at
 //!   most [`MAX_CAP_WAIT`] in all. A launch is never refused.
@@ -22,10 +23,10 @@ use std::time::{Duration, Instant};
 use shm_layout::{slot_state, Region, MAX_DEVICES, RECENT_KERNEL_HOLD};
 
 use crate::config::CorePolicy;
-use crate::core::probe::{NvmlUtil, Probe};
+use crate::core::probe::DeviceProbe;
 use crate::throttle::apply_tick;
 use crate::throttle::bucket::{self, Lane, Step};
-use crate::throttle::controller::{self, LaneController, TickIn, UtilSource};
+use crate::throttle::controller::{self, LaneController, TickIn};
 
 /// Set when launches must take the gated path (monitor hold or a core cap in force).
 pub static THROTTLE_ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -87,32 +88,23 @@ pub fn cap_in_force(policy: CorePolicy, utilization_switch: i32, sm_limit: u64) 
         }
 }
 
+/// The gate of every launch, CUDA's and HIP's: the same lanes, bucket and controller. With
+/// several devices a launch is routed by `current`, the backend's placement of the calling
+/// thread's launch (its container device index: CUDA's current context, HIP's current
+/// device); with one device it is never called.
 #[inline(always)]
-pub fn before_launch() {
+pub fn before_launch(current: impl FnOnce() -> Option<usize>) {
     if !LAUNCHED.load(Ordering::Relaxed) {
         LAUNCHED.store(true, Ordering::Relaxed);
     }
     if THROTTLE_ACTIVE.load(Ordering::Relaxed) {
-        gated();
-    }
-}
-
-/// The gate of a HIP launch: the same lanes, bucket and controller as CUDA's; with several
-/// devices the launch is routed by the calling thread's current HIP device (`current`, the
-/// container index), since HIP has no CUDA context.
-#[inline(always)]
-pub fn before_launch_routed(current: impl FnOnce() -> Option<usize>) {
-    if !LAUNCHED.load(Ordering::Relaxed) {
-        LAUNCHED.store(true, Ordering::Relaxed);
-    }
-    if THROTTLE_ACTIVE.load(Ordering::Relaxed) {
-        gated_routed(current);
+        gated(current);
     }
 }
 
 #[inline]
-fn gated() {
-    gated_routed(|| crate::cuda::hooks::current_placement().map(|p| p.device))
+fn gated(current: impl FnOnce() -> Option<usize>) {
+    gated_routed(current)
 }
 
 #[inline(always)]
@@ -216,7 +208,7 @@ fn capped_wait(lane: &Lane) {
 struct WatchState {
     controllers: [LaneController; MAX_DEVICES],
     /// The utilization probe of each container device (NVML's or ROCm SMI's).
-    probes: [Option<Probe>; MAX_DEVICES],
+    probes: [Option<Box<dyn DeviceProbe>>; MAX_DEVICES],
     /// Per container device: when this process last published its `sm_util` (wall µs).
     util_published_us: [u64; MAX_DEVICES],
 }
@@ -227,7 +219,7 @@ impl WatchState {
     fn new() -> WatchState {
         WatchState {
             controllers: std::array::from_fn(|_| LaneController::new()),
-            probes: [None; MAX_DEVICES],
+            probes: std::array::from_fn(|_| None),
             util_published_us: [0; MAX_DEVICES],
         }
     }
@@ -268,14 +260,12 @@ fn publish_sm_util(
         }
         st.util_published_us[i] = now;
         if st.probes[i].is_none() {
-            st.probes[i] = Probe::find(region, dev);
+            st.probes[i] = crate::core::vendor::util_probe(region, dev);
         }
         // Per-process figures exist on NVIDIA only (the AMD probe's is the device's).
-        let Some(Probe::Nvml(handle)) = st.probes[i] else {
-            continue;
-        };
-        let from = since;
-        let Some(samples) = NvmlUtil(handle as cuda_headers::bindings::nvmlDevice_t).since(from)
+        let Some(samples) = st.probes[i]
+            .as_mut()
+            .and_then(|p| p.per_process_since(since))
         else {
             continue;
         };
@@ -410,7 +400,7 @@ fn run_controllers(
             continue;
         };
         if st.probes[i].is_none() {
-            st.probes[i] = Probe::find(region, dev);
+            st.probes[i] = crate::core::vendor::util_probe(region, dev);
         }
         let Some(probe) = st.probes[i].as_mut() else {
             continue;

@@ -3,8 +3,11 @@
 //! controller's utilization probe (`probe`). Backends (`crate::cuda`, `crate::nvml`,
 //! `crate::hip`, `crate::amd_smi`) call into it; docs/ARCHITECTURE.md.
 
+pub mod charge;
 pub mod gate;
 pub mod hostpid;
+pub mod namespace;
 pub mod probe;
 pub mod runtime;
 pub mod shared_region;
+pub mod vendor;

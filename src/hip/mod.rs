@@ -19,6 +19,7 @@
 
 pub mod context;
 pub mod hooks;
+pub mod vendor;
 
 use std::ffi::{c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -188,7 +189,7 @@ pub fn before_launch() {
     // The runtime (region, devices, the gate, the watcher) starts on the first hooked HIP
     // call; a program may launch before it allocates. Initialised: one acquire load.
     let _ = crate::core::runtime::rt();
-    crate::core::gate::before_launch_routed(|| hooks::current_device().map(|(_, d)| d));
+    crate::core::gate::before_launch(|| hooks::current_device().map(|(_, d)| d));
 }
 
 /// The real library's sonames, newest first (ROCm 7, 6, Debian's 5, the dev link).
@@ -201,7 +202,8 @@ const SONAMES: [&CStr; 4] = [
 
 static RESOLVED: OnceLock<bool> = OnceLock::new();
 
-/// Finds the real HIP library and fills `REAL` (once). An already-loaded one wins.
+/// Finds the real HIP library and fills `REAL` (once), then registers AMD's answers with
+/// the core ([`vendor::VENDOR`]). An already-loaded library wins.
 pub fn ensure_resolved() -> bool {
     *RESOLVED.get_or_init(|| {
         let handle = SONAMES
@@ -216,6 +218,7 @@ pub fn ensure_resolved() -> bool {
             Some(h) => {
                 // SAFETY: h comes from dlopen.
                 unsafe { resolve_real(h) };
+                crate::core::vendor::register(&vendor::VENDOR);
                 true
             }
             None => {
@@ -263,6 +266,13 @@ fn hook_at(slot: &AtomicUsize) -> *const c_void {
         / std::mem::size_of::<AtomicUsize>();
     HOOKS.0[i]
 }
+
+/// HIP's family for the `dlsym` redirection (`crate::interpose`).
+pub const FAMILY: crate::interpose::Family = crate::interpose::Family {
+    symbol_prefixes: &[b"hip", b"__hip"],
+    library_prefix: b"libamdhip64.so",
+    hook_by_symbol,
+};
 
 /// Our hook for an exact exported HIP symbol name, if we hook it.
 pub fn hook_by_symbol(symbol: &[u8]) -> Option<*const c_void> {

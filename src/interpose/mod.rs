@@ -1,10 +1,15 @@
-//! Preload plumbing: our `dlsym`, the real `dlsym`, and finding the real libraries.
+//! The interposition layer: our `dlsym`, the real `dlsym`, the registry of preloadable
+//! library families, finding the real libraries, and the export guard ([`guard`]). It knows
+//! no vendor and no policy: each backend describes its family in a [`Family`] (symbol
+//! prefixes, the real library's file name, its hook lookup), and the crate root hands the
+//! table of them to [`export_dlsym!`](crate::export_dlsym), which generates the
+//! exported `dlsym` over it.
 //!
 //! Why a `dlsym` override at all: applications that `dlopen("libcuda.so.1")` and then
 //! `dlsym(handle, "cuMemAlloc_v2")` search only libcuda's own scope, so our exported hook
 //! would never be found. We redirect *exactly* the names we hook, and only when the symbol
-//! the real `dlsym` found lives in the CUDA or NVML library; everything else, `RTLD_NEXT`
-//! lookups in particular, behaves exactly as without us.
+//! the real `dlsym` found lives in the library of the name's family; everything else,
+//! `RTLD_NEXT` lookups in particular, behaves exactly as without us.
 //!
 //! Why a naked trampoline: `RTLD_NEXT` (and `dlsym`'s idea of "the caller") is resolved
 //! from the return address. A Rust forwarding function would make libvgpu the caller.
@@ -19,8 +24,9 @@ pub mod guard;
 use std::ffi::{c_char, c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The real `dlsym`, resolved once without recursion (never through our own export).
-static REAL_DLSYM: AtomicUsize = AtomicUsize::new(0);
+/// The real `dlsym`, resolved once without recursion (never through our own export). Public
+/// for the trampoline [`export_dlsym!`](crate::export_dlsym) generates.
+pub static REAL_DLSYM: AtomicUsize = AtomicUsize::new(0);
 
 type DlsymFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void;
 
@@ -64,46 +70,43 @@ pub unsafe fn real_dlsym(handle: *mut c_void, name: &CStr) -> *mut c_void {
     audit::unpatched(found, handle)
 }
 
-/// Which library family a redirected name belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    Cuda,
-    Nvml,
-    Hip,
-    AmdSmi,
-    RocmSmi,
+/// A family of preloadable libraries (libcuda, libnvidia-ml, libamdhip64, the SMI
+/// libraries), as a backend describes it for the `dlsym` redirection. Static data and a
+/// function over static tables: the decision must not allocate or take locks.
+pub struct Family {
+    /// Every hooked name of the family starts with one of these (the cheap first test).
+    pub symbol_prefixes: &'static [&'static [u8]],
+    /// The start of the real library's file name (`libcuda.so`): a lookup is redirected
+    /// only when the real `dlsym` found the name in such a file.
+    pub library_prefix: &'static [u8],
+    /// Our hook for an exact symbol name of the family, if we hook it.
+    pub hook_by_symbol: fn(&[u8]) -> Option<*const c_void>,
 }
 
 impl Family {
-    /// The base name the real library's file starts with.
-    pub fn library_prefix(self) -> &'static [u8] {
-        match self {
-            Family::Cuda => b"libcuda.so",
-            Family::Nvml => b"libnvidia-ml.so",
-            Family::Hip => b"libamdhip64.so",
-            Family::AmdSmi => b"libamd_smi.so",
-            Family::RocmSmi => b"librocm_smi64.so",
-        }
+    fn names(&self, symbol: &[u8]) -> bool {
+        self.symbol_prefixes.iter().any(|p| symbol.starts_with(p))
     }
 }
 
-/// The decision half of `dlsym`: returns our hook for `name` when the lookup must be
-/// redirected, or null to let the real `dlsym` answer. Touches only atomics and
-/// static tables.
+/// The decision half of `dlsym` over `families`: returns our hook for `name` when the
+/// lookup must be redirected, or null to let the real `dlsym` answer. Touches only atomics
+/// and static tables.
 ///
 /// # Safety
 /// Called from the trampoline with `dlsym`'s own arguments.
-unsafe extern "C" fn decide(handle: *mut c_void, name: *const c_char) -> *mut c_void {
+pub unsafe fn decide(families: &[Family], handle: *mut c_void, name: *const c_char) -> *mut c_void {
     if resolve_real_dlsym() == 0 || name.is_null() || handle == libc::RTLD_NEXT {
         return std::ptr::null_mut();
     }
     // SAFETY: dlsym's contract: name is a NUL-terminated string.
     let name = unsafe { CStr::from_ptr(name) };
     let bytes = name.to_bytes();
-    if !may_be_hooked(bytes) {
-        return std::ptr::null_mut();
-    }
-    let Some((family, hook)) = crate::cuda::hook_by_symbol(bytes) else {
+    let Some((family, hook)) = families
+        .iter()
+        .filter(|f| f.names(bytes))
+        .find_map(|f| (f.hook_by_symbol)(bytes).map(|h| (f, h)))
+    else {
         return std::ptr::null_mut();
     };
     // SAFETY: handle comes from the caller of dlsym; name is valid.
@@ -118,18 +121,8 @@ unsafe extern "C" fn decide(handle: *mut c_void, name: *const c_char) -> *mut c_
     }
 }
 
-/// Whether a symbol name has one of the prefixes of the names we hook (a cheap filter).
-pub fn may_be_hooked(name: &[u8]) -> bool {
-    name.starts_with(b"cu")
-        || name.starts_with(b"nvml")
-        || name.starts_with(b"hip")
-        || name.starts_with(b"__hip")
-        || name.starts_with(b"amdsmi_")
-        || name.starts_with(b"rsmi_")
-}
-
 /// Whether `addr` is inside a library of `family` (by the file name `dladdr` reports).
-fn symbol_lives_in(addr: *mut c_void, family: Family) -> bool {
+fn symbol_lives_in(addr: *mut c_void, family: &Family) -> bool {
     // SAFETY: `Dl_info` is plain C data (pointers and integers): all-zero is a valid value of it.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     // SAFETY: dladdr only reads the loader's tables.
@@ -139,38 +132,61 @@ fn symbol_lives_in(addr: *mut c_void, family: Family) -> bool {
     // SAFETY: dli_fname is a NUL-terminated path owned by the loader.
     let path = unsafe { CStr::from_ptr(info.dli_fname) }.to_bytes();
     let base = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
-    base.starts_with(family.library_prefix())
+    base.starts_with(family.library_prefix)
 }
 
-/// Our `dlsym` export: a trampoline that keeps the caller's return address intact.
-///
-/// # Safety
-/// Same contract as glibc's `dlsym`.
-#[cfg(target_arch = "x86_64")]
-#[unsafe(naked)]
-#[no_mangle]
-pub unsafe extern "C" fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void {
-    core::arch::naked_asm!(
-        // Entry: rsp = 8 mod 16. Two pushes + 8 bytes keep the call aligned.
-        "push rdi",
-        "push rsi",
-        "sub rsp, 8",
-        "call {decide}",
-        "add rsp, 8",
-        "pop rsi",
-        "pop rdi",
-        "test rax, rax",
-        "jnz 2f",
-        // Not ours: tail-jump to the real dlsym as if we were never here.
-        "mov rax, qword ptr [rip + {real}]",
-        "test rax, rax",
-        "jz 2f",
-        "jmp rax",
-        "2:",
-        "ret",
-        decide = sym decide,
-        real = sym REAL_DLSYM,
-    )
+/// Generates our `dlsym` export over a table of [`Family`]s (`$families`, a static of
+/// the crate root, which knows the backends): a trampoline that keeps the caller's return
+/// address intact.
+#[macro_export]
+macro_rules! export_dlsym {
+    ($families:path) => {
+        /// The decision over the crate's families (see `interpose::decide`).
+        ///
+        /// # Safety
+        /// Called from the trampoline with `dlsym`'s own arguments.
+        unsafe extern "C" fn vgpu_dlsym_decide(
+            handle: *mut ::std::ffi::c_void,
+            name: *const ::std::ffi::c_char,
+        ) -> *mut ::std::ffi::c_void {
+            // SAFETY: our caller (the trampoline) passes dlsym's own arguments.
+            unsafe { $crate::interpose::decide(&$families, handle, name) }
+        }
+
+        /// Our `dlsym` export: a trampoline that keeps the caller's return address intact.
+        ///
+        /// # Safety
+        /// Same contract as glibc's `dlsym`.
+        #[cfg(target_arch = "x86_64")]
+        #[unsafe(naked)]
+        #[no_mangle]
+        pub unsafe extern "C" fn dlsym(
+            handle: *mut ::std::ffi::c_void,
+            symbol: *const ::std::ffi::c_char,
+        ) -> *mut ::std::ffi::c_void {
+            ::core::arch::naked_asm!(
+                // Entry: rsp = 8 mod 16. Two pushes + 8 bytes keep the call aligned.
+                "push rdi",
+                "push rsi",
+                "sub rsp, 8",
+                "call {decide}",
+                "add rsp, 8",
+                "pop rsi",
+                "pop rdi",
+                "test rax, rax",
+                "jnz 2f",
+                // Not ours: tail-jump to the real dlsym as if we were never here.
+                "mov rax, qword ptr [rip + {real}]",
+                "test rax, rax",
+                "jz 2f",
+                "jmp rax",
+                "2:",
+                "ret",
+                decide = sym vgpu_dlsym_decide,
+                real = sym $crate::interpose::REAL_DLSYM,
+            )
+        }
+    };
 }
 
 /// Opens a library that may already be loaded: the already-loaded one wins (also when the

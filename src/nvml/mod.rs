@@ -7,6 +7,7 @@
 #![allow(non_snake_case)]
 
 pub mod hooks;
+pub mod probe;
 
 use std::ffi::{c_char, c_uint, c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -129,6 +130,13 @@ pub unsafe extern "C" fn nvmlInternalGetExportTable(
     })
 }
 
+/// NVML's family for the `dlsym` redirection (`crate::interpose`).
+pub const FAMILY: crate::interpose::Family = crate::interpose::Family {
+    symbol_prefixes: &[b"nvml"],
+    library_prefix: b"libnvidia-ml.so",
+    hook_by_symbol,
+};
+
 /// Our NVML hook for an exact symbol, if we hook it.
 pub fn hook_by_symbol(symbol: &[u8]) -> Option<*const c_void> {
     if symbol == b"nvmlInternalGetExportTable" {
@@ -141,6 +149,31 @@ pub fn hook_by_symbol(symbol: &[u8]) -> Option<*const c_void> {
         .map(|(_, &h)| h)
 }
 
+/// NVIDIA's answers to the core (`crate::core::vendor`): the devices by NVML's UUIDs, the
+/// controller's probe from NVML's per-process samples. Registered by CUDA's first call
+/// (`crate::cuda::ensure_resolved`) and by NVML's hooks ([`rt`]).
+pub static VENDOR: crate::core::vendor::Vendor = crate::core::vendor::Vendor {
+    name: "NVIDIA",
+    rank: 1,
+    device_uuids: nvml_device_uuids,
+    util_probe: probe::find,
+};
+
+fn nvml_device_uuids() -> Vec<String> {
+    NvmlProbe::get()
+        .map(NvmlProbe::device_uuids)
+        .unwrap_or_default()
+}
+
+/// The process state, for NVML's hooks, with NVIDIA's answers registered first.
+pub fn rt() -> &'static crate::core::runtime::Runtime {
+    crate::core::vendor::register(&VENDOR);
+    crate::core::runtime::rt()
+}
+
+/// The real NVML, opened once per process on first need ([`NvmlProbe::get`]).
+static OPENED: OnceLock<Option<NvmlProbe>> = OnceLock::new();
+
 /// The real NVML, opened for measuring.
 pub struct NvmlProbe {
     get_count: pfn::nvmlDeviceGetCount_v2,
@@ -150,8 +183,19 @@ pub struct NvmlProbe {
 }
 
 impl NvmlProbe {
+    /// The real NVML, opened and initialised on first need (a library load and the
+    /// driver's NVML initialisation); `None` when it is absent or fails.
+    pub fn get() -> Option<&'static NvmlProbe> {
+        OPENED.get_or_init(NvmlProbe::open).as_ref()
+    }
+
+    /// Whether this process has tried to open NVML already.
+    pub fn is_open() -> bool {
+        OPENED.get().is_some()
+    }
+
     /// Opens and initialises the real NVML; `None` when it is absent or fails.
-    pub fn open() -> Option<NvmlProbe> {
+    fn open() -> Option<NvmlProbe> {
         let init = real::nvmlInit_v2()?;
         // SAFETY: plain NVML call.
         if unsafe { init() } != NVML_SUCCESS {

@@ -27,7 +27,7 @@ use cuda_headers::bindings::*;
 
 use super::{contexts_changed, real_or_return};
 use crate::config::MAX_DEVICES;
-use crate::core::runtime::rt;
+use crate::cuda::rt;
 use crate::ledger::AllocKind;
 
 /// Reserved before a context is created until this process has measured one on the
@@ -128,9 +128,8 @@ fn create_charged(
     undo: impl FnOnce(u64),
 ) -> CUresult {
     let rt = rt();
-    let Some(device) = rt
-        .container_index(ordinal)
-        .filter(|_| !rt.config.control_disabled)
+    let Some(device) =
+        crate::cuda::placement::container_index(ordinal).filter(|_| !rt.config.control_disabled)
     else {
         return create().0;
     };
@@ -151,7 +150,7 @@ fn create_charged(
             && e.limit >= estimate
             && std::time::Instant::now() < deadline;
         if !in_burst {
-            super::log_refusal("context/module (estimated before creation)", e);
+            crate::core::charge::log_refusal("context/module (estimated before creation)", e);
             return CUDA_ERROR_OUT_OF_MEMORY;
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
@@ -162,13 +161,13 @@ fn create_charged(
     // initialisation per process).
     let take_containers = kind == AllocKind::Context
         && container.is_some()
-        && !rt.nvml_opened()
+        && !crate::nvml::NvmlProbe::is_open()
         && record_host_pid(crate::core::hostpid::discover_cheaply()).is_some();
     // Host pid discovery with no headroom: the context's creation is the signature (the
     // pid that appeared in NVML's list with it), see hostpid.rs.
     let signature = match kind {
         AllocKind::Context if !take_containers => {
-            crate::core::hostpid::BeforeContext::take(ordinal, device)
+            crate::core::hostpid::BeforeContext::take(|| pid_probe(ordinal), device)
         }
         AllocKind::Module => {
             crate::core::hostpid::rebase_pending();
@@ -183,7 +182,7 @@ fn create_charged(
     // Several pids could be ours: the largest of their rises bounds the new context's
     // size (ours is among them), a figure the driver measured, charged when nothing
     // better can be had.
-    let bound = signature.and_then(|s| s.after());
+    let bound = signature.and_then(|s| s.after(&rt.ledger));
     let fallback = match (container.filter(|_| take_containers), bound) {
         (Some(bytes), _) => bytes,
         (None, Some(bound)) => bound,
@@ -235,8 +234,7 @@ fn create_charged(
 /// had: `None` without NVML, without a host pid, or when NVML does not list this process
 /// (then the pid is not the one NVML knows us by, and no figure is trusted).
 fn measure_process_usage(ordinal: CUdevice, device: usize, unaccounted: u64) -> Option<u64> {
-    let rt = rt();
-    if rt.nvml().is_none() {
+    if crate::nvml::NvmlProbe::get().is_none() {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
             crate::vlog!(
@@ -247,10 +245,46 @@ fn measure_process_usage(ordinal: CUdevice, device: usize, unaccounted: u64) -> 
         });
         return None;
     }
-    crate::core::hostpid::retry_pending();
-    let host_pid = record_host_pid(crate::core::hostpid::discover(ordinal, device, unaccounted))?;
-    let usage = rt.nvml()?.process_usage(rt.nvml_index(ordinal)?)?;
+    let ledger = &rt().ledger;
+    crate::core::hostpid::retry_pending(ledger);
+    let host_pid = record_host_pid(crate::core::hostpid::discover(
+        ledger,
+        || pid_probe(ordinal),
+        device,
+        unaccounted,
+    ))?;
+    let usage = crate::nvml::NvmlProbe::get()?
+        .process_usage(crate::cuda::placement::nvml_index(ordinal)?)?;
     usage.get(&host_pid).copied()
+}
+
+/// NVIDIA's probe for host-pid discovery (`crate::core::hostpid`): NVML's process list of
+/// the ordinal's device, and `cuMemAlloc_v2`/`cuMemFree_v2` in the current context.
+fn pid_probe(ordinal: CUdevice) -> Option<crate::core::hostpid::PidProbe> {
+    crate::nvml::NvmlProbe::get()?;
+    let index = crate::cuda::placement::nvml_index(ordinal)?;
+    crate::cuda::real::cuMemAlloc_v2()?;
+    crate::cuda::real::cuMemFree_v2()?;
+    Some(crate::core::hostpid::PidProbe {
+        index,
+        usage: |index| crate::nvml::NvmlProbe::get()?.process_usage(index),
+        alloc: probe_alloc,
+        free: probe_free,
+    })
+}
+
+fn probe_alloc(bytes: u64) -> Option<u64> {
+    let alloc = crate::cuda::real::cuMemAlloc_v2()?;
+    let mut ptr: CUdeviceptr = 0;
+    // SAFETY: a plain allocation in the caller's current context, freed by `probe_free`.
+    (unsafe { alloc(&mut ptr, bytes as usize) } == CUDA_SUCCESS).then_some(ptr)
+}
+
+fn probe_free(ptr: u64) {
+    if let Some(free) = crate::cuda::real::cuMemFree_v2() {
+        // SAFETY: `ptr` is the probe `probe_alloc` just allocated.
+        unsafe { free(ptr) };
+    }
 }
 
 /// Publishes a discovered host pid in this process's slot (the monitor and the
@@ -354,7 +388,7 @@ pub unsafe fn cuCtxDestroy_v2(ctx: CUcontext) -> CUresult {
 pub unsafe fn cuDevicePrimaryCtxRetain(pctx: *mut CUcontext, dev: CUdevice) -> CUresult {
     let real = real_or_return!(cuDevicePrimaryCtxRetain);
     let rt = rt();
-    let Some(device) = rt.container_index(dev) else {
+    let Some(device) = crate::cuda::placement::container_index(dev) else {
         // SAFETY: `real` is the real driver function of this row, called with our caller's
         // arguments under the CUDA contract this hook itself requires.
         return unsafe { real(pctx, dev) };
@@ -425,7 +459,7 @@ pub unsafe fn cuDevicePrimaryCtxRetain(pctx: *mut CUcontext, dev: CUdevice) -> C
 /// memory allocated in it.
 fn primary_gone(dev: CUdevice, ctx: Option<CUcontext>) {
     let rt = rt();
-    if let Some(device) = rt.container_index(dev) {
+    if let Some(device) = crate::cuda::placement::container_index(dev) {
         rt.ledger.release(AllocKind::Context, primary_key(device));
     }
     if let Some(ctx) = ctx {
@@ -462,7 +496,7 @@ unsafe fn primary_release(rc_of: impl FnOnce() -> CUresult, dev: CUdevice) -> CU
     if rc != CUDA_SUCCESS {
         return rc;
     }
-    let Some(device) = rt.container_index(dev) else {
+    let Some(device) = crate::cuda::placement::container_index(dev) else {
         return rc;
     };
     let before = rt.primary_refs[device]

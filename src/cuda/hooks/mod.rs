@@ -20,15 +20,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use cuda_headers::bindings::*;
 
-use crate::core::runtime::rt;
-
 /// The real function of a row, or return `CUDA_ERROR_NOT_INITIALIZED` (no driver).
 macro_rules! real_or_return {
     ($name:ident) => {
         match crate::cuda::real::$name() {
             Some(f) => f,
             None => {
-                let _ = crate::core::runtime::rt();
+                crate::cuda::ensure_resolved();
                 match crate::cuda::real::$name() {
                     Some(f) => f,
                     None => return cuda_headers::bindings::CUDA_ERROR_NOT_INITIALIZED,
@@ -154,6 +152,12 @@ pub fn current_placement() -> Option<Placement> {
     }
 }
 
+/// The container device of the calling thread's current context (a launch's route).
+#[inline]
+pub fn current_device() -> Option<usize> {
+    current_placement().map(|p| p.device)
+}
+
 #[cold]
 fn current_placement_slow(mut cur: Current, epoch: u64) -> Option<Placement> {
     let epoch_moved = cur.epoch != u64::MAX && cur.epoch != epoch;
@@ -181,7 +185,7 @@ fn current_placement_slow(mut cur: Current, epoch: u64) -> Option<Placement> {
         if unsafe { get_device(&mut ordinal) } != CUDA_SUCCESS {
             return None;
         }
-        cur.device = rt().container_index(ordinal)?;
+        cur.device = crate::cuda::placement::container_index(ordinal)?;
         cur.ordinal = ordinal;
         cur.epoch = epoch;
     }
@@ -299,16 +303,13 @@ pub fn format_uuid(b: &[u8; 16]) -> String {
     )
 }
 
-/// Logs a refused allocation (level 3: on when asked for, off by default).
-pub(crate) fn log_refusal(what: &str, e: crate::ledger::OverLimit) {
-    crate::vlog!(
-        3,
-        "{what}: refusing {} bytes on device {}: {} of {} bytes in use",
-        e.requested,
-        e.device,
-        e.used,
-        e.limit
-    );
+/// The CUDA driver API's status codes for the charge protocol (`crate::core::charge`).
+pub struct Cuda;
+
+impl crate::core::charge::Api for Cuda {
+    type Status = CUresult;
+    const SUCCESS: CUresult = CUDA_SUCCESS;
+    const OUT_OF_MEMORY: CUresult = CUDA_ERROR_OUT_OF_MEMORY;
 }
 
 #[cfg(test)]
