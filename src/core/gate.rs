@@ -24,9 +24,9 @@ use shm_layout::{slot_state, Region, MAX_DEVICES, RECENT_KERNEL_HOLD};
 
 use crate::config::CorePolicy;
 use crate::core::probe::DeviceProbe;
-use crate::throttle::apply_tick;
 use crate::throttle::bucket::{self, Lane, Step};
 use crate::throttle::controller::{self, LaneController, TickIn};
+use crate::throttle::{apply_tick, cap_in_force};
 
 /// Set when launches must take the gated path (monitor hold or a core cap in force).
 pub static THROTTLE_ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -73,19 +73,6 @@ fn policy() -> CorePolicy {
         POLICY_DISABLE => CorePolicy::Disable,
         _ => CorePolicy::Default,
     }
-}
-
-/// Whether a core cap is enforced now: a limit strictly between 0 and 100 %, and the
-/// policy says so (`force`: always; `default`: when the monitor's `utilization_switch`
-/// is 1; `disable`: never).
-pub fn cap_in_force(policy: CorePolicy, utilization_switch: i32, sm_limit: u64) -> bool {
-    let limited = sm_limit > 0 && sm_limit < 100;
-    limited
-        && match policy {
-            CorePolicy::Force => true,
-            CorePolicy::Default => utilization_switch == 1,
-            CorePolicy::Disable => false,
-        }
 }
 
 /// The gate of every launch, CUDA's and HIP's: the same lanes, bucket and controller. With
@@ -443,23 +430,6 @@ pub fn utilization_switch(region: &Region) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn policy_decides_when_the_cap_is_in_force() {
-        for sm in [0, 100] {
-            assert!(!cap_in_force(CorePolicy::Force, 1, sm), "{sm} % is no cap");
-        }
-        assert!(
-            cap_in_force(CorePolicy::Force, 0, 30),
-            "force: also when alone"
-        );
-        assert!(cap_in_force(CorePolicy::Default, 1, 30));
-        assert!(
-            !cap_in_force(CorePolicy::Default, 0, 30),
-            "default follows the switch"
-        );
-        assert!(!cap_in_force(CorePolicy::Disable, 1, 30));
-    }
 
     // One test touches the process-wide gate (tests run in parallel threads).
     #[test]

@@ -6,9 +6,8 @@
 //! `hipErrorNotInitialized` when there is no HIP library.
 //!
 //! Where an allocation lands: the calling thread's current HIP device (`hipGetDevice`);
-//! the container device index is the HIP ordinal (the runtime already applied
-//! `ROCR_VISIBLE_DEVICES`/`HIP_VISIBLE_DEVICES`, so ordinal `i` is the container's `i`th
-//! device, which `HIP_DEVICE_MEMORY_LIMIT_<i>` names).
+//! its container device index is `binding::container_index` (by ROCr UUID when
+//! `ROCR_VISIBLE_DEVICES` lists UUIDs, else the HIP ordinal).
 
 #![allow(clippy::missing_safety_doc, clippy::too_many_arguments)]
 
@@ -17,7 +16,6 @@ use std::ffi::{c_char, c_void};
 use hip_headers::prelude::*;
 
 use super::real_or_return;
-use crate::config::MAX_DEVICES;
 use crate::core::runtime::rt;
 use crate::ledger::AllocKind;
 
@@ -44,10 +42,7 @@ pub(crate) fn current_device() -> Option<(c_int, usize)> {
     if unsafe { get(&mut d) } != hipSuccess {
         return None;
     }
-    usize::try_from(d)
-        .ok()
-        .filter(|&i| i < MAX_DEVICES)
-        .map(|i| (d, i))
+    super::binding::container_index(d).map(|i| (d, i))
 }
 
 /// Charges `bytes` of `kind` on `place` (or the current device) around `call`, which
@@ -381,10 +376,9 @@ pub unsafe fn hipMemCreate(
     // SAFETY: the caller's property struct, read only when non-null.
     let location = (!prop.is_null()).then(|| unsafe { (*prop).location });
     let place = match location {
-        Some(l) if l.type_ == HIP_MEM_LOCATION_TYPE_DEVICE => usize::try_from(l.id)
-            .ok()
-            .filter(|&i| i < MAX_DEVICES)
-            .map(|i| (l.id, i)),
+        Some(l) if l.type_ == HIP_MEM_LOCATION_TYPE_DEVICE => {
+            super::binding::container_index(l.id).map(|i| (l.id, i))
+        }
         // Host-located (or invalid): never device memory, never charged.
         // SAFETY: the caller's arguments, unchanged, to the real function of this row.
         _ => return unsafe { real(handle, size, prop, flags) },
@@ -528,7 +522,7 @@ pub unsafe fn hipGetProcAddress(
 
 /// The slice of HIP device `ordinal`, when it has a limit.
 fn slice_of(ordinal: c_int, physical_total: u64) -> Option<u64> {
-    let device = usize::try_from(ordinal).ok().filter(|&i| i < MAX_DEVICES)?;
+    let device = super::binding::container_index(ordinal)?;
     let limit = rt().ledger.limit(device)?;
     Some(crate::core::charge::visible_total(limit, physical_total))
 }

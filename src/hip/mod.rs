@@ -17,8 +17,10 @@
 
 #![allow(non_snake_case)]
 
+pub mod binding;
 pub mod context;
 pub mod hooks;
+pub mod hostpid;
 pub mod vendor;
 
 use std::ffi::{c_void, CStr};
@@ -316,6 +318,14 @@ pub fn device_uuids() -> Vec<String> {
             (unsafe { uuid_of(&mut u, d) } == hipSuccess).then(|| rocr_uuid(&u))
         })
         .collect()
+}
+
+/// ROCr's UUID of HIP ordinal `ordinal`, `None` when HIP cannot say.
+pub fn device_uuid(ordinal: c_int) -> Option<String> {
+    let uuid_of = real::hipDeviceGetUuid()?;
+    let mut u = hipUUID::default();
+    // SAFETY: valid out-pointer.
+    (unsafe { uuid_of(&mut u, ordinal) } == hipSuccess).then(|| rocr_uuid(&u))
 }
 
 /// `hipDeviceGetUuid`'s 16 bytes are the ASCII hex digits of ROCr's `GPU-...` UUID.

@@ -20,6 +20,7 @@
 
 pub mod audit;
 pub mod guard;
+pub mod surface;
 
 use std::ffi::{c_char, c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,7 +1,7 @@
 //! The compute cap's pure parts (docs/COMPUTE_CAP.md): the token bucket ([`bucket`]), the
 //! control law ([`controller`]), the decision whether a cap is in force and how a
 //! controller tick is applied. The launch gate itself, the watcher and the utilization
-//! probes (NVML, ROCm SMI) are libvgpu's `throttle` module.
+//! probes (NVML, ROCm SMI) are libvgpu's (`core::gate`, `core::probe`).
 
 pub mod bucket;
 pub mod controller;
