@@ -26,7 +26,7 @@ use crate::config::CorePolicy;
 use crate::core::probe::DeviceProbe;
 use crate::throttle::bucket::{self, Lane, Step};
 use crate::throttle::controller::{self, LaneController, TickIn};
-use crate::throttle::{apply_tick, cap_in_force};
+use crate::throttle::{apply_tick, cap_in_force, publish_charges};
 
 /// Set when launches must take the gated path (monitor hold or a core cap in force).
 pub static THROTTLE_ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -198,6 +198,9 @@ struct WatchState {
     probes: [Option<Box<dyn DeviceProbe>>; MAX_DEVICES],
     /// Per container device: when this process last published its `sm_util` (wall µs).
     util_published_us: [u64; MAX_DEVICES],
+    /// Per container device: the lane's `consumed()` last added to the container's
+    /// `launch_charged_ns` (`publish_charges`).
+    charges_published: [Option<i64>; MAX_DEVICES],
 }
 
 static WATCH: Mutex<Option<WatchState>> = Mutex::new(None);
@@ -208,6 +211,7 @@ impl WatchState {
             controllers: std::array::from_fn(|_| LaneController::new()),
             probes: std::array::from_fn(|_| None),
             util_published_us: [0; MAX_DEVICES],
+            charges_published: [None; MAX_DEVICES],
         }
     }
 }
@@ -395,10 +399,15 @@ fn run_controllers(
         let sm = ext.sm_limit.load(Ordering::Acquire);
         let base = (sm * 10_000_000) as f64;
         let cost = lane.cost.load(Ordering::Acquire);
+        let consumed = lane.consumed();
+        let (container_charged, container_launches) =
+            publish_charges(ext, &mut st.charges_published[i], consumed, cost);
         let out = st.controllers[i].tick(
             &TickIn {
                 real_us: crate::clock::unix_us(),
-                consumed: lane.consumed(),
+                consumed,
+                container_charged,
+                container_launches,
                 cost,
                 throttled: ext.throttled_launches.load(Ordering::Acquire),
                 my_pid,

@@ -26,6 +26,25 @@ pub fn cap_in_force(policy: CorePolicy, utilization_switch: i32, sm_limit: u64) 
         }
 }
 
+/// Adds what this process's launches were charged since its previous tick (`consumed`, the
+/// lane's cumulative charges, minus what was `published`) to the container's
+/// `launch_charged_ns`, and how many launches that was at `cost` (the cost in force) to its
+/// `launches_milli`; returns both container totals now (ns, launches), this process's part
+/// included (what a device-level utilization source is split by: `controller`).
+pub fn publish_charges(
+    ext: &shm_layout::DeviceExt,
+    published: &mut Option<i64>,
+    consumed: i64,
+    cost: i64,
+) -> (i64, f64) {
+    let delta = consumed - published.unwrap_or(0);
+    *published = Some(consumed);
+    let milli = (delta as i128 * 1000 / cost.max(1) as i128) as i64;
+    let charged = ext.launch_charged_ns.fetch_add(delta, Ordering::AcqRel) + delta;
+    let launches = ext.launches_milli.fetch_add(milli, Ordering::AcqRel) + milli;
+    (charged, launches as f64 / 1000.0)
+}
+
 /// Applies what a controller tick decided to the lane and the container bucket, and shares
 /// the calibration: a process that measured publishes its cost as the container's hint
 /// (`DeviceExt::cost_hint_ns`); one that has not measured yet takes the hint, so that it
