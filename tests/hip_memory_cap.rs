@@ -873,6 +873,14 @@ fn shipped_loader_caps_hip(how: Injection) {
     assert_eq!(kv.u64("props600_total"), GIB, "{why}");
     assert_eq!(kv.i64("one_more_rc"), 2, "{why}");
     assert_eq!(kv.u64("allocated"), GIB - CTX, "{why}");
+    // The clean exit released the process's region slot (under LD_AUDIT through the
+    // program's libc: the zig-linked core never runs our libc's at-exit list).
+    let region = inspect(&sim);
+    assert_eq!(
+        region.get("processes").map(|p| p.items().len()),
+        Some(0),
+        "no slot left behind at exit\n{region}"
+    );
 }
 
 /// `tests/hip/vector_add.hip` built with Debian's hipcc (`.ci/run` installs it) for gfx90a,

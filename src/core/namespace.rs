@@ -5,8 +5,8 @@
 //! its own with its own libc copy, whose `pthread_atfork` list the program's `fork` never
 //! runs and whose environment is a copy of the process's at start (both measured). The crate
 //! root's `la_version` calls [`set_audit_mode`]; the runtime then registers its fork
-//! handlers with the program's libc ([`register_atfork`]) and reads the program's live
-//! environment ([`adopt_program_environ`]).
+//! handlers and its at-exit release with the program's libc ([`register_atfork`],
+//! [`register_at_exit`]) and reads the program's live environment ([`adopt_program_environ`]).
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,6 +67,32 @@ pub fn register_atfork(prepare: ForkHandler, parent: ForkHandler, child: ForkHan
     let f: RegisterAtfork = unsafe { std::mem::transmute::<*mut c_void, RegisterAtfork>(f) };
     // SAFETY: plain extern "C" handlers, a null DSO handle.
     unsafe { f(prepare, parent, child, std::ptr::null_mut()) == 0 }
+}
+
+/// Registers an at-exit handler where the program's `exit` runs it: in audit mode with the
+/// program's libc (`__cxa_atexit`, a null DSO handle: never unregistered). Our libc's list
+/// runs only through our own destructors' `__cxa_finalize`, which the shipped core (linked
+/// by zig) does not call: its region slot stayed behind at exit (measured). Returns false
+/// when not in audit mode (the caller uses `atexit`) or when that failed (logged).
+pub fn register_at_exit(handler: extern "C" fn(*mut c_void)) -> bool {
+    if !audit_mode() {
+        return false;
+    }
+    type CxaAtexit =
+        unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, *mut c_void) -> c_int;
+    let f = program_symbol(program_object(Some(c"libc.so.6")), c"__cxa_atexit");
+    if f.is_null() {
+        crate::vlog!(
+            crate::log::WARN,
+            "LD_AUDIT mode: the program's __cxa_atexit not found: the region slot is reclaimed \
+             by the container's watchers, not at exit"
+        );
+        return false;
+    }
+    // SAFETY: glibc's __cxa_atexit(func, arg, dso_handle).
+    let f: CxaAtexit = unsafe { std::mem::transmute::<*mut c_void, CxaAtexit>(f) };
+    // SAFETY: a plain extern "C" handler, no argument, a null DSO handle.
+    unsafe { f(handler, std::ptr::null_mut(), std::ptr::null_mut()) == 0 }
 }
 
 /// In audit mode, makes our libc read the program's environment: a variable the program
