@@ -72,9 +72,7 @@ macro_rules! define_smi_surface {
 fn resolve(real: &[AtomicUsize], symbols: &[&str], sonames: &[&CStr]) -> bool {
     let Some(h) = sonames
         .iter()
-        // SAFETY: dlopen with valid names; RTLD_NOLOAD only looks.
-        .map(|n| unsafe { libc::dlopen(n.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) })
-        .find(|h| !h.is_null())
+        .find_map(|n| crate::interpose::loaded_library(n))
         .or_else(|| {
             sonames
                 .iter()

@@ -94,11 +94,7 @@ pub fn ensure_resolved() -> bool {
         // nothing.
         let other_vendor = crate::core::vendor::outranked(&crate::nvml::VENDOR);
         let driver = if other_vendor {
-            // SAFETY: dlopen with a valid name; RTLD_NOLOAD only looks.
-            let h = unsafe {
-                libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD)
-            };
-            (!h.is_null()).then_some(h)
+            crate::interpose::loaded_library(c"libcuda.so.1")
         } else {
             crate::interpose::open_library(c"libcuda.so.1")
         };

@@ -220,9 +220,7 @@ pub fn ensure_resolved() -> bool {
     *RESOLVED.get_or_init(|| {
         let handle = SONAMES
             .iter()
-            // SAFETY: dlopen with valid names; RTLD_NOLOAD only looks.
-            .map(|n| unsafe { libc::dlopen(n.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) })
-            .find(|h| !h.is_null())
+            .find_map(|n| crate::interpose::loaded_library(n))
             .or_else(|| {
                 SONAMES
                     .iter()
