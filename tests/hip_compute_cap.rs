@@ -113,6 +113,62 @@ fn four_hip_processes_of_one_container_share_the_30_percent() {
     );
 }
 
+/// Two containers (two region files, two limits) on one simulated card, both launching
+/// flat out: each container's probe reads AMD SMI's per-process GPU time of its own pids,
+/// so neither takes the other's work for its own (read as the device's figure, the 30 %
+/// one got 0 % and the 60 % one 62 %: docs/AMD.md). Judged at the simulator's ground truth.
+#[test]
+fn two_hip_containers_on_one_card_each_get_their_own_cap() {
+    let sim = amd_machine(None);
+    let mut children: Vec<(u64, Child)> = [30u64, 60]
+        .into_iter()
+        .map(|limit| {
+            let mut c = in_amdgpu_ns(&sim, hip_cap_client());
+            c.env("LD_PRELOAD", libvgpu())
+                .env(
+                    "CUDA_DEVICE_MEMORY_SHARED_CACHE",
+                    sim.dir().join(format!("container-{limit}.cache")),
+                )
+                .env("HIP_DEVICE_SM_LIMIT", limit.to_string())
+                .args(["launch-loop", "100000", "launch_async"]);
+            let mut child = Child::spawn(&mut c, Duration::from_secs(60));
+            child.wait_for_kv("ready", "1", Duration::from_secs(20));
+            (limit, child)
+        })
+        .collect();
+    for (_, c) in &mut children {
+        c.send_line("go");
+    }
+    std::thread::sleep(Duration::from_secs_f64(1.5));
+    let busy = |sim: &SimEnv, children: &[(u64, Child)]| -> Vec<u64> {
+        children
+            .iter()
+            .map(|(_, c)| busy_of(sim, c.pid()))
+            .collect()
+    };
+    let (b0, t0) = (busy(&sim, &children), std::time::Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let (b1, t1) = (busy(&sim, &children), std::time::Instant::now());
+    for (_, c) in &mut children {
+        c.kill9();
+    }
+    let window = (t1 - t0).as_nanos() as f64;
+    let shares: Vec<f64> = (0..2).map(|i| (b1[i] - b0[i]) as f64 / window).collect();
+    eprintln!(
+        "two HIP containers at 30 % and 60 % on one card: {:.1} % and {:.1} %",
+        shares[0] * 100.0,
+        shares[1] * 100.0
+    );
+    for ((limit, _), share) in children.iter().zip(&shares) {
+        let target = *limit as f64 / 100.0;
+        assert!(
+            (share - target).abs() <= 0.05,
+            "the {limit} % container got {:.1} % with another container on its card",
+            share * 100.0
+        );
+    }
+}
+
 #[test]
 fn every_hip_launch_path_is_throttled() {
     // A 10 % cap: whatever the controller's calibration, a path that bypasses the gate
