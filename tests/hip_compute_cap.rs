@@ -78,10 +78,9 @@ fn a_30_percent_hip_cap_yields_20_to_40_percent() {
     );
 }
 
-/// Four processes of one container: the AMD probe's figure is the device's busy share,
-/// which every process reads; the controller splits it by the container's launches
-/// (`DeviceExt::launches_milli`), so the container, not each process, gets the 30 % (read
-/// as the device's figure for each process, the four shared about 7 %).
+/// Four processes of one container: the AMD probe reads each pid's GPU time (AMD SMI's
+/// process list) and the leader sums the container's pids, so the container, not each
+/// process, gets the 30 %.
 #[test]
 fn four_hip_processes_of_one_container_share_the_30_percent() {
     let sim = amd_machine(Some("30"));
@@ -167,6 +166,44 @@ fn two_hip_containers_on_one_card_each_get_their_own_cap() {
             share * 100.0
         );
     }
+}
+
+/// Without AMD SMI (the simulator's libraries less `libamd_smi`), the probe falls back to
+/// ROCm SMI's device activity, says so once, and a container alone on its card still gets
+/// its cap.
+#[test]
+fn without_amd_smi_the_hip_cap_reads_rocm_smis_device_activity() {
+    let sim = amd_machine(Some("30"));
+    let libs = sim.dir().join("libs-without-amd-smi");
+    std::fs::create_dir(&libs).unwrap();
+    for entry in std::fs::read_dir(sim_lib_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_owned();
+        if !name.to_string_lossy().starts_with("libamd_smi") {
+            std::os::unix::fs::symlink(&path, libs.join(name)).unwrap();
+        }
+    }
+    let mut c = in_amdgpu_ns(&sim, hip_cap_client());
+    // 1 ms kernels at 30 %: about 4 s.
+    c.env("LD_PRELOAD", libvgpu())
+        .env("LD_LIBRARY_PATH", &libs)
+        .args(["launch-loop", "1200", "launch_async"]);
+    let mut child = Child::spawn(&mut c, Duration::from_secs(60));
+    child.wait_for_kv("ready", "1", Duration::from_secs(20));
+    let share = share_over(&sim, &mut child, 1.0, 2.0);
+    let out = child.finish();
+    out.assert_success("hip_cap launch-loop");
+    eprintln!("30 % cap read from ROCm SMI: {:.1} %", share * 100.0);
+    let warned = out
+        .stderr
+        .matches("per-process GPU time is unavailable")
+        .count();
+    assert_eq!(warned, 1, "{}", out.stderr);
+    assert!(
+        (0.24..=0.36).contains(&share),
+        "a 30 % cap over ROCm SMI's activity gave {:.1} %",
+        share * 100.0
+    );
 }
 
 #[test]
