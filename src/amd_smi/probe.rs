@@ -82,6 +82,8 @@ impl ProcessTimes {
 /// the controller's (every tick) and the node monitor's `sm_util` (every second).
 struct AmdSmiDevice {
     handle: usize,
+    /// The readings' clock (monotonic).
+    epoch: std::time::Instant,
     layout: ProcLayout,
     ticks: ProcessTimes,
     published: ProcessTimes,
@@ -108,6 +110,7 @@ impl AmdSmiDevice {
         })?;
         let dev = AmdSmiDevice {
             handle,
+            epoch: std::time::Instant::now(),
             layout,
             ticks: ProcessTimes::default(),
             published: ProcessTimes::default(),
@@ -128,7 +131,7 @@ impl AmdSmiDevice {
     }
 
     fn read(&self, times: &mut ProcessTimes) -> Option<Vec<(u32, u32)>> {
-        let now = crate::clock::mono_ns();
+        let now = self.epoch.elapsed().as_nanos() as u64;
         match self.totals() {
             Some(t) => times.update(now, t),
             None => {
