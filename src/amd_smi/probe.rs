@@ -143,8 +143,12 @@ impl AmdSmiDevice {
 }
 
 impl DeviceProbe for AmdSmiDevice {
-    fn source(&mut self, _my_pid: u32) -> Box<dyn UtilSource + '_> {
-        Box::new(AmdSmiTimes(self))
+    fn source(&mut self, my_pid: u32) -> Box<dyn UtilSource + '_> {
+        Box::new(AmdSmiTimes {
+            dev: self,
+            my_pid,
+            device_level: false,
+        })
     }
 
     fn per_process_since(&mut self, _since_real_us: u64) -> Option<Vec<(u32, u32)>> {
@@ -155,15 +159,52 @@ impl DeviceProbe for AmdSmiDevice {
     }
 }
 
-/// AMD SMI's per-process figures since the previous tick (host pids, as NVML's).
-struct AmdSmiTimes<'a>(&'a mut AmdSmiDevice);
+/// AMD SMI's per-process figures since the previous tick (host pids, as NVML's). When this
+/// process is not among them (its host pid is unknown: `my_pid` is then its own namespace's
+/// pid, which the list does not use), the tick's figure is the device's instead, the sum of
+/// every listed process's time, reported under `my_pid` as a device-level figure: what the
+/// ROCm SMI fallback gives, from the same reading.
+struct AmdSmiTimes<'a> {
+    dev: &'a mut AmdSmiDevice,
+    my_pid: u32,
+    device_level: bool,
+}
 
 impl UtilSource for AmdSmiTimes<'_> {
     fn since(&mut self, _since_real_us: u64) -> Option<Vec<(u32, u32)>> {
-        let mut times = std::mem::take(&mut self.0.ticks);
-        let out = self.0.read(&mut times);
-        self.0.ticks = times;
-        out
+        let mut times = std::mem::take(&mut self.dev.ticks);
+        let out = self.dev.read(&mut times);
+        self.dev.ticks = times;
+        let samples = out?;
+        let (samples, device_level) = own_or_device(samples, self.my_pid);
+        if device_level && !self.device_level {
+            static ONCE: std::sync::Once = std::sync::Once::new();
+            ONCE.call_once(|| {
+                crate::vlog!(
+                    crate::log::INFO,
+                    "pid {} is not in AMD SMI's process list (its host pid is not known yet): \
+                     the compute cap reads the device's GPU time meanwhile",
+                    self.my_pid
+                )
+            });
+        }
+        self.device_level = device_level;
+        Some(samples)
+    }
+
+    fn device_level(&self) -> bool {
+        self.device_level
+    }
+}
+
+/// The per-process `samples` when `my_pid` is among them, else the device's figure (their
+/// sum) under `my_pid`; and whether it is the device's.
+pub fn own_or_device(samples: Vec<(u32, u32)>, my_pid: u32) -> (Vec<(u32, u32)>, bool) {
+    if samples.iter().any(|s| s.0 == my_pid) {
+        (samples, false)
+    } else {
+        let device: u32 = samples.iter().map(|s| s.1).sum();
+        (vec![(my_pid, device.min(100))], true)
     }
 }
 
@@ -317,6 +358,24 @@ mod tests {
         let mut w = ProcessTimes::default();
         w.update(0, vec![(1, u64::MAX - 5 * MS)]);
         assert_eq!(w.update(100 * MS, vec![(1, 5 * MS)]), Some(vec![(1, 5)]));
+    }
+
+    #[test]
+    fn without_its_own_pid_listed_a_process_reads_the_devices_figure() {
+        use super::own_or_device;
+        assert_eq!(
+            own_or_device(vec![(7, 30), (8, 60)], 8),
+            (vec![(7, 30), (8, 60)], false)
+        );
+        assert_eq!(
+            own_or_device(vec![(7, 30), (8, 60)], 2),
+            (vec![(2, 90)], true)
+        );
+        assert_eq!(
+            own_or_device(vec![(7, 70), (8, 60)], 2),
+            (vec![(2, 100)], true)
+        );
+        assert_eq!(own_or_device(vec![], 2), (vec![(2, 0)], true));
     }
 
     #[test]
