@@ -106,7 +106,7 @@ fn high_water(sim: &SimEnv) -> u64 {
 /// Starts `sizes.len()` processes at once in one container whose slice is exactly their
 /// contexts plus one allocation of `sizes[i]` each; every one holds its allocation for a
 /// while. Checks that each finds its own host pid while the slice is full.
-/// `discovery`: the debug-build hook `VGPU_DEBUG_HOSTPID` (src/hostpid.rs), or the
+/// `discovery`: the debug-build hook `VGPU_DEBUG_HOSTPID` (src/core/hostpid.rs), or the
 /// default methods.
 fn full_slice_container(sizes: &[u64], discovery: Option<&str>) {
     let mut sim = machine()

@@ -118,7 +118,7 @@ fn slice_bytes(value: &str) -> u64 {
 /// probe only, or none at all (debug-build test hook `VGPU_DEBUG_HOSTPID`).
 const DISCOVERY: [Option<&str>; 3] = [None, Some("probe"), Some("unknown")];
 
-/// Whether procfs tells this machine's processes their host pid (src/hostpid.rs: the
+/// Whether procfs tells this machine's processes their host pid (src/core/hostpid.rs: the
 /// initial pid namespace, or a child one whose `/proc` is the host's). Elsewhere (a CI
 /// container with its own `/proc`) the default discovery is the NVML probe.
 fn procfs_tells_host_pid() -> bool {

@@ -1,6 +1,6 @@
 //! The watcher thread (reaping, the core cap's controller) cannot die silently: a panic in
 //! one of its ticks is logged once and the thread goes on. The panic is injected with a
-//! hook that exists in debug builds only (`VGPU_DEBUG_WATCHER_PANICS`, src/shared_region.rs).
+//! hook that exists in debug builds only (`VGPU_DEBUG_WATCHER_PANICS`, src/core/shared_region.rs).
 
 mod common;
 

@@ -3,7 +3,7 @@
 //! [`crate::cuda_driver_api`], without versions (NVML is resolved with `dlsym`).
 //!
 //! Row: `symbol = [libvgpu sim] (args);`, every function returns `nvmlReturn_t`.
-//! - `libvgpu`: `hook` (libvgpu exports its own body from `src/hooks/nvml.rs` and redirects
+//! - `libvgpu`: `hook` (libvgpu exports its own body from `src/nvml/hooks.rs` and redirects
 //!   `dlsym` to it) or `pass` (the application gets the real NVML's function);
 //! - `sim`: `sim` (the simulator answers from its state, `sim/nvml/src/nvml.rs`) or `stub`
 //!   (the simulator's generated body: `NVML_ERROR_UNINITIALIZED` before `nvmlInit`, then

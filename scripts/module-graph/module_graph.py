@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The module dependency graph of a Rust crate's source tree, and its cycles.
 
-Usage: module_graph.py [--depth N] [--fail-on-cycles] [--edges] [--no-tests] [SRC_DIR]
+Usage: module_graph.py [--depth N] [--within M] [--forbid A=B,C]... [--fail-on-cycles]
+                       [--edges] [--no-tests] [SRC_DIR]
 
 SRC_DIR (default: src) holds the crate root (lib.rs, else main.rs). Every module file
 (`a.rs`, `a/mod.rs`, `a/b.rs`, ...) is a module `a`, `a::b`; its edges are the modules its
@@ -10,10 +11,14 @@ code names through paths: `crate::a::b::Item`, `super::x`, `self::x`, a child mo
 defines `vlog`). Comments and string literals are ignored. A path points at the longest
 module prefix it names. --no-tests leaves out inline `#[cfg(test)]` modules. With --depth N, modules are collapsed to their first N path segments
 (depth 1: the top-level modules) and edges inside one collapsed module are dropped.
+--within M keeps only module M and the modules under it (with --depth 2 and M = core: the
+graph inside the top-level module core). --forbid A,B=C,D (repeatable) is a layering rule:
+no edge from A or B (or a module under them) to C or D (or a module under them).
 
-Prints the nodes, the edges (with the first file:line that makes each), and the strongly
-connected components with more than one module (the cycles). Exit status: 0, or 1 with
---fail-on-cycles when there is a cycle, 2 on bad input. No third-party packages.
+Prints the nodes, the edges (with the first file:line that makes each), the strongly
+connected components with more than one module (the cycles) and the edges that break a
+--forbid rule. Exit status: 0, or 1 with --fail-on-cycles when there is a cycle or with a
+--forbid rule that an edge breaks, 2 on bad input. No third-party packages.
 """
 
 import argparse
@@ -219,11 +224,36 @@ def without_test_modules(text):
     return "".join(out)
 
 
+ROOT_REEXPORT_RE = re.compile(r"\bpub\s+use\s+(?!(?:crate|self|super)\b)([A-Za-z_][A-Za-z0-9_]*(?:\s*::\s*[A-Za-z_][A-Za-z0-9_]*)*)\s*(?:::\s*(\{[^}]*\})|\s+as\s+([A-Za-z_][A-Za-z0-9_]*))?\s*;")
+
+
+def root_reexports(root_text):
+    """Names the crate root re-exports from another crate (`pub use other::{a, b as c};`,
+    `pub use other::x;`): each is a leaf node of its own (`crate::a` names the other crate's
+    module, not the root's code)."""
+    names = set()
+    for m in ROOT_REEXPORT_RE.finditer(root_text):
+        path, group, alias = m.group(1), m.group(2), m.group(3)
+        if group:
+            for item in group.strip("{}").split(","):
+                item = item.strip()
+                if item and item not in ("self", "*") and "::" not in item:
+                    names.add(re.split(r"\s+as\s+", item)[-1].strip())
+        elif alias:
+            names.add(alias)
+        else:
+            names.add(path.replace(" ", "").split("::")[-1])
+    return names
+
+
 def build_graph(src, tests=True):
     modules = module_files(src)
     if ROOT not in modules:
         raise SystemExit(f"module_graph: no lib.rs or main.rs under {src}")
     texts = {m: strip_comments_and_strings(read(f)) for m, f in modules.items()}
+    for name in root_reexports(texts[ROOT]):
+        if ROOT + "::" + name not in modules:
+            modules[ROOT + "::" + name] = modules[ROOT]  # a re-export: a node, no code
     if not tests:
         texts = {m: without_test_modules(t) for m, t in texts.items()}
     macros = {}
@@ -312,19 +342,43 @@ def sccs(nodes, adj):
     return sorted(out, key=lambda c: (-len(c), c))
 
 
-def analyse(src, depth, tests=True):
+def under(name, module):
+    """Whether `name` is `module` or a module under it (`module` without `crate::`)."""
+    full = ROOT + "::" + module
+    return name == full or name.startswith(full + "::")
+
+
+def analyse(src, depth, tests=True, within=None):
     modules, raw = build_graph(src, tests)
-    nodes = sorted({collapse(m, depth) for m in modules})
+    keep = (lambda n: under(n, within)) if within else (lambda n: True)
+    nodes = sorted({collapse(m, depth) for m in modules if keep(collapse(m, depth))})
     edges = {}
     for (a, b), where in sorted(raw.items()):
         ca, cb = collapse(a, depth), collapse(b, depth)
-        if ca != cb:
+        if ca != cb and keep(ca) and keep(cb):
             edges.setdefault((ca, cb), where)
     adj = {}
     for a, b in edges:
         adj.setdefault(a, set()).add(b)
     comps = [c for c in sccs(nodes, adj) if len(c) > 1]
     return nodes, edges, comps
+
+
+def parse_rule(text):
+    """`A,B=C,D` -> (["A", "B"], ["C", "D"]), or None when malformed."""
+    frm, eq, to = text.partition("=")
+    split = lambda x: [m.strip() for m in x.split(",") if m.strip()]
+    return (split(frm), split(to)) if eq and split(frm) and split(to) else None
+
+
+def broken_rules(edges, rules):
+    """The edges that break a rule: [(rule text, from, to, where)]."""
+    out = []
+    for text, (frm, to) in rules:
+        for (a, b), where in sorted(edges.items()):
+            if any(under(a, f) for f in frm) and any(under(b, t) for t in to):
+                out.append((text, a, b, where))
+    return out
 
 
 def short(name):
@@ -338,12 +392,18 @@ def main(argv=None):
     ap.add_argument("--fail-on-cycles", action="store_true", help="exit 1 when the graph has a cycle")
     ap.add_argument("--edges", action="store_true", help="also print each edge with the first line making it")
     ap.add_argument("--no-tests", action="store_true", help="ignore inline #[cfg(test)] modules")
+    ap.add_argument("--within", metavar="M", help="only module M and the modules under it")
+    ap.add_argument("--forbid", metavar="A,B=C,D", action="append", default=[],
+                    help="no edge from A or B to C or D (a layering rule; repeatable)")
     a = ap.parse_args(argv)
-    if a.depth < 1 or not os.path.isdir(a.src):
-        print(f"module_graph: bad arguments (src {a.src!r}, depth {a.depth})", file=sys.stderr)
+    rules = [(r, parse_rule(r)) for r in a.forbid]
+    if a.depth < 1 or not os.path.isdir(a.src) or any(p is None for _, p in rules):
+        print(f"module_graph: bad arguments (src {a.src!r}, depth {a.depth}, forbid {a.forbid})",
+              file=sys.stderr)
         return 2
-    nodes, edges, comps = analyse(a.src, a.depth, tests=not a.no_tests)
-    print(f"module graph of {a.src} (depth {a.depth}): {len(nodes)} modules, {len(edges)} edges")
+    nodes, edges, comps = analyse(a.src, a.depth, tests=not a.no_tests, within=a.within)
+    scope = f", within {a.within}" if a.within else ""
+    print(f"module graph of {a.src} (depth {a.depth}{scope}): {len(nodes)} modules, {len(edges)} edges")
     for n in nodes:
         outs = sorted(short(b) for (x, b) in edges if x == n)
         print(f"  {short(n)} -> {', '.join(outs) if outs else '(nothing)'}")
@@ -358,7 +418,12 @@ def main(argv=None):
             print(f"  {{{', '.join(short(x) for x in c)}}}")
     else:
         print("cycles: none (the graph is a DAG)")
-    return 1 if comps and a.fail_on_cycles else 0
+    broken = broken_rules(edges, rules)
+    for text, x, b, where in broken:
+        print(f"forbidden edge ({text}): {short(x)} -> {short(b)}  {where}")
+    if rules and not broken:
+        print(f"layering rules: {len(rules)} hold")
+    return 1 if (comps or broken) and a.fail_on_cycles else 0
 
 
 if __name__ == "__main__":

@@ -143,6 +143,46 @@ class ModuleGraphTest(unittest.TestCase):
         names = {(module_graph.short(a), module_graph.short(b)) for a, b in edges}
         self.assertFalse({("e", "a"), ("e", "b")} & names)
 
+    def test_within_keeps_one_module_and_its_children(self):
+        nodes, edges, comps = module_graph.analyse(self.src, 2, within="d")
+        self.assertEqual(nodes, ["crate::d", "crate::d::inner"])
+        # d::inner -> b leaves the scope: dropped; d -> d::inner stays
+        self.assertEqual(set(edges), {("crate::d", "crate::d::inner")})
+        self.assertEqual(comps, [])
+        rc, out = run(["--depth", "2", "--within", "d", "--fail-on-cycles", self.src])
+        self.assertEqual(rc, 0, out)
+        self.assertIn("(depth 2, within d): 2 modules, 1 edges", out)
+
+    def test_forbid_rules_name_the_edges_that_break_them(self):
+        write(self.src, {"b.rs": "pub struct Thing;\n"})  # no cycle left
+        rc, out = run(["--forbid", "c,e=d", "--fail-on-cycles", self.src])
+        self.assertEqual(rc, 1)
+        self.assertIn("forbidden edge (c,e=d): c -> d", out)
+        self.assertIn("forbidden edge (c,e=d): e -> d", out)
+        # a rule on a module under d (depth 2 edges d::inner -> b) matches by prefix
+        rc, out = run(["--depth", "2", "--forbid", "d=b", "--fail-on-cycles", self.src])
+        self.assertEqual(rc, 1)
+        self.assertIn("d::inner -> b", out)
+        rc, out = run(["--forbid", "a=c,d", "--fail-on-cycles", self.src])
+        self.assertEqual(rc, 0, out)
+        self.assertIn("layering rules: 1 hold", out)
+        # without --fail-on-cycles a broken rule is reported only
+        rc, _ = run(["--forbid", "e=d", self.src])
+        self.assertEqual(rc, 0)
+        rc, _ = run(["--forbid", "nothing", self.src])
+        self.assertEqual(rc, 2)
+
+    def test_root_reexports_of_other_crates_are_leaf_nodes(self):
+        write(self.src, {
+            "lib.rs": FIXTURE["lib.rs"] + "pub use other::{cfg, led as ledger};\npub use other::x::clk;\nstatic T: u8 = a::N;\n",
+            "b.rs": "pub struct Thing; fn f() -> crate::cfg::C { crate::ledger::L; crate::clk::now() }\n",
+        })
+        edges, comps = self.edges()
+        self.assertTrue({("b", "cfg"), ("b", "ledger"), ("b", "clk")} <= edges, edges)
+        self.assertNotIn(("b", "crate"), edges)
+        self.assertIn(("crate", "a"), edges)  # the root's own code names a module
+        self.assertEqual(comps, [])
+
     def test_bad_input(self):
         rc, _ = run([os.path.join(self.tmp.name, "missing")])
         self.assertEqual(rc, 2)

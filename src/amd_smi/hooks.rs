@@ -11,7 +11,7 @@ use hip_headers::prelude::*;
 
 use super::{amd, rocm};
 use crate::config::MAX_DEVICES;
-use crate::runtime::rt;
+use crate::core::runtime::rt;
 
 /// `AMDSMI_MEM_TYPE_VRAM` / `RSMI_MEM_TYPE_VRAM`.
 const VRAM: u32 = 0;
@@ -19,11 +19,11 @@ const VRAM: u32 = 0;
 /// The container's (slice, usage) of the device with ROCr UUID `uuid`, when it is capped.
 fn container_view(uuid: &str, physical_total: u64) -> Option<(u64, u64)> {
     let rt = rt();
-    let sr = crate::shared_region::SharedRegion::get()?;
+    let sr = crate::core::shared_region::SharedRegion::get()?;
     let dev = sr.region().find_device(uuid)?;
     let index = (0..MAX_DEVICES).find(|&i| sr.region_device(i) == Some(dev))?;
     let limit = rt.ledger.limit(index)?;
-    let slice = crate::hooks::visible_total(limit, physical_total);
+    let slice = crate::core::charge::visible_total(limit, physical_total);
     Some((slice, rt.ledger.used(index).min(slice)))
 }
 
@@ -111,7 +111,7 @@ fn container_pids() -> Option<Vec<u32>> {
     if rt().config.control_disabled {
         return None;
     }
-    let sr = crate::shared_region::SharedRegion::get()?;
+    let sr = crate::core::shared_region::SharedRegion::get()?;
     let region = sr.region();
     let high = (region.ext.header.slot_high_water.load(Ordering::Acquire) as usize)
         .min(shm_layout::MAX_PROCS);

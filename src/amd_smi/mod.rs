@@ -9,6 +9,7 @@
 #![allow(non_snake_case)]
 
 pub mod hooks;
+pub mod probe;
 
 use std::ffi::{c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,7 +60,7 @@ macro_rules! define_smi_surface {
         #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
             // SAFETY: the caller's arguments, unchanged, to the hook body of this row.
-            crate::ffi::guard(u32::MAX, || unsafe { crate::amd_smi::hooks::$name($($arg),*) })
+            crate::interpose::guard::guard(u32::MAX, || unsafe { crate::amd_smi::hooks::$name($($arg),*) })
         }
     };
     (@export pass $name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty) => {};
@@ -74,7 +75,11 @@ fn resolve(real: &[AtomicUsize], symbols: &[&str], sonames: &[&CStr]) -> bool {
         // SAFETY: dlopen with valid names; RTLD_NOLOAD only looks.
         .map(|n| unsafe { libc::dlopen(n.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) })
         .find(|h| !h.is_null())
-        .or_else(|| sonames.iter().find_map(|n| crate::preload::open_library(n)))
+        .or_else(|| {
+            sonames
+                .iter()
+                .find_map(|n| crate::interpose::open_library(n))
+        })
     else {
         return false;
     };
@@ -90,7 +95,7 @@ fn resolve(real: &[AtomicUsize], symbols: &[&str], sonames: &[&CStr]) -> bool {
             continue;
         };
         // SAFETY: a valid handle from dlopen and a NUL-terminated name.
-        let p = unsafe { crate::preload::real_dlsym(h, cname) };
+        let p = unsafe { crate::interpose::real_dlsym(h, cname) };
         if !p.is_null() {
             slot.store(p as usize, Ordering::Release);
         }
@@ -138,8 +143,22 @@ pub mod rocm {
     }
 }
 
-/// Our hook for an exact exported SMI symbol name, and which library it belongs to.
-pub fn hook_by_symbol(symbol: &[u8]) -> Option<(crate::preload::Family, *const c_void)> {
+/// AMD SMI's family for the `dlsym` redirection (`crate::interpose`).
+pub const AMD_SMI_FAMILY: crate::interpose::Family = crate::interpose::Family {
+    symbol_prefixes: &[b"amdsmi_"],
+    library_prefix: b"libamd_smi.so",
+    hook_by_symbol,
+};
+
+/// ROCm SMI's family for the `dlsym` redirection (`crate::interpose`).
+pub const ROCM_SMI_FAMILY: crate::interpose::Family = crate::interpose::Family {
+    symbol_prefixes: &[b"rsmi_"],
+    library_prefix: b"librocm_smi64.so",
+    hook_by_symbol,
+};
+
+/// Our hook for an exact exported SMI symbol name (AMD SMI's or ROCm SMI's).
+pub fn hook_by_symbol(symbol: &[u8]) -> Option<*const c_void> {
     let find = |symbols: &[&str], hooks: &[*const c_void]| {
         symbols
             .iter()
@@ -148,9 +167,9 @@ pub fn hook_by_symbol(symbol: &[u8]) -> Option<(crate::preload::Family, *const c
             .map(|(_, &h)| h)
     };
     if symbol.starts_with(b"amdsmi_") {
-        find(amd::SYMBOLS, &amd::HOOKS.0).map(|h| (crate::preload::Family::AmdSmi, h))
+        find(amd::SYMBOLS, &amd::HOOKS.0)
     } else if symbol.starts_with(b"rsmi_") {
-        find(rocm::SYMBOLS, &rocm::HOOKS.0).map(|h| (crate::preload::Family::RocmSmi, h))
+        find(rocm::SYMBOLS, &rocm::HOOKS.0)
     } else {
         None
     }

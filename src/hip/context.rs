@@ -18,8 +18,8 @@ use std::sync::{Mutex, OnceLock};
 use hip_headers::prelude::*;
 
 use crate::config::MAX_DEVICES;
+use crate::core::runtime::rt;
 use crate::ledger::AllocKind;
-use crate::runtime::rt;
 
 /// Per container device: whether this process's context on it is charged (or was tried).
 static CHARGED: [AtomicBool; MAX_DEVICES] = [const { AtomicBool::new(false) }; MAX_DEVICES];
@@ -94,15 +94,15 @@ fn process_info_fn() -> Option<hip_headers::pfn::rsmi_compute_process_info_by_pi
     let p = *PROCESS_INFO.get_or_init(|| {
         let Some(h) = ROCM_SMI
             .iter()
-            .find_map(|n| crate::preload::open_library(n))
+            .find_map(|n| crate::interpose::open_library(n))
         else {
             return 0;
         };
         // SAFETY: a dlopen handle and NUL-terminated names.
         let (init, info) = unsafe {
             (
-                crate::preload::real_dlsym(h, c"rsmi_init"),
-                crate::preload::real_dlsym(h, c"rsmi_compute_process_info_by_pid_get"),
+                crate::interpose::real_dlsym(h, c"rsmi_init"),
+                crate::interpose::real_dlsym(h, c"rsmi_compute_process_info_by_pid_get"),
             )
         };
         if init.is_null() || info.is_null() {
@@ -141,7 +141,7 @@ fn process_vram() -> Option<u64> {
 
 /// The pid SMI knows this process by: the region's host pid when known, else `getpid()`.
 fn host_pid() -> u32 {
-    crate::shared_region::SharedRegion::get()
+    crate::core::shared_region::SharedRegion::get()
         .and_then(|sr| {
             let slot = sr.slot()?;
             let host = sr.region().v1.procs[slot].hostpid.load(Ordering::Relaxed);

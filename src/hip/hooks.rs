@@ -1,7 +1,7 @@
-//! HIP hook bodies: the CUDA hooks' protocol (reserve -> call -> commit; take out -> free
-//! -> credit after the real free) through the same ledger and region, by way of
-//! `hip_charged`/`hip_credited`, which adapt the CUDA helpers' status type to
-//! `hipError_t` (so the protocol exists once). Every hook returns a valid `hipError_t`: the
+//! HIP hook bodies: the core's charge protocol (`crate::core::charge`: reserve -> call ->
+//! commit; take out -> free -> credit after the real free) through the same ledger and
+//! region as CUDA's, with `hipError_t` as its status type ([`Hip`]), by way of
+//! `hip_charged`/`hip_credited`. Every hook returns a valid `hipError_t`: the
 //! library's own, `hipErrorOutOfMemory` for a refused allocation, or
 //! `hipErrorNotInitialized` when there is no HIP library.
 //!
@@ -12,16 +12,23 @@
 
 #![allow(clippy::missing_safety_doc, clippy::too_many_arguments)]
 
-use std::cell::Cell;
 use std::ffi::{c_char, c_void};
 
-use cuda_headers::bindings::{CUresult, CUDA_ERROR_OUT_OF_MEMORY, CUDA_SUCCESS};
 use hip_headers::prelude::*;
 
 use super::real_or_return;
 use crate::config::MAX_DEVICES;
+use crate::core::runtime::rt;
 use crate::ledger::AllocKind;
-use crate::runtime::rt;
+
+/// HIP's status codes for the charge protocol (`crate::core::charge`).
+pub struct Hip;
+
+impl crate::core::charge::Api for Hip {
+    type Status = hipError_t;
+    const SUCCESS: hipError_t = hipSuccess;
+    const OUT_OF_MEMORY: hipError_t = hipErrorOutOfMemory;
+}
 
 /// Owner key of allocations made on a HIP device (what `hipDeviceReset` releases): HIP has
 /// no context handle, and CUDA's owners are context addresses, which never look like this.
@@ -44,7 +51,7 @@ pub(crate) fn current_device() -> Option<(c_int, usize)> {
 }
 
 /// Charges `bytes` of `kind` on `place` (or the current device) around `call`, which
-/// returns the library's result and, on success, the new handle. The CUDA helper runs the
+/// returns the library's result and, on success, the new handle. The core runs the
 /// protocol; the library's own `hipError_t` goes back to the caller unchanged.
 fn hip_charged(
     what: &str,
@@ -63,25 +70,13 @@ fn hip_charged(
     if current == Some((ordinal, device)) {
         super::context::ensure_charged(ordinal, device);
     }
-    let real_rc = Cell::new(None);
-    let rc = crate::hooks::charged_on(what, device, device_owner(ordinal), bytes, kind, || {
-        let (rc, handle) = call();
-        real_rc.set(Some(rc));
-        (as_cu(rc), handle)
-    });
-    real_rc.get().unwrap_or(from_cu(rc))
+    crate::core::charge::charged_on::<Hip>(what, device, device_owner(ordinal), bytes, kind, call)
 }
 
 /// Credits `handle` around the library's free `call` (after the real free succeeded; put
 /// back if it failed).
 fn hip_credited(kind: AllocKind, handle: u64, call: impl FnOnce() -> hipError_t) -> hipError_t {
-    let real_rc = Cell::new(hipSuccess);
-    crate::hooks::credited(kind, handle, || {
-        let rc = call();
-        real_rc.set(rc);
-        as_cu(rc)
-    });
-    real_rc.get()
+    crate::core::charge::credited::<Hip>(kind, handle, call)
 }
 
 /// Like [`hip_charged`] for allocations whose size the library decides (pitch, 3D):
@@ -101,7 +96,7 @@ fn hip_charged_sized(
     let mut reservation = match rt.ledger.reserve(device, estimate, AllocKind::Data) {
         Ok(r) => r.owned_by(device_owner(ordinal)),
         Err(e) => {
-            crate::hooks::log_refusal(what, e);
+            crate::core::charge::log_refusal(what, e);
             return hipErrorOutOfMemory;
         }
     };
@@ -119,22 +114,6 @@ fn hip_charged_sized(
     }
     reservation.commit(handle);
     rc
-}
-
-fn as_cu(rc: hipError_t) -> CUresult {
-    if rc == hipSuccess {
-        CUDA_SUCCESS
-    } else {
-        cuda_headers::bindings::CUDA_ERROR_UNKNOWN
-    }
-}
-
-fn from_cu(rc: CUresult) -> hipError_t {
-    match rc {
-        CUDA_SUCCESS => hipSuccess,
-        CUDA_ERROR_OUT_OF_MEMORY => hipErrorOutOfMemory,
-        _ => hipErrorUnknown,
-    }
 }
 
 unsafe fn read<T: Copy + Default>(p: *const T) -> T {
@@ -551,7 +530,7 @@ pub unsafe fn hipGetProcAddress(
 fn slice_of(ordinal: c_int, physical_total: u64) -> Option<u64> {
     let device = usize::try_from(ordinal).ok().filter(|&i| i < MAX_DEVICES)?;
     let limit = rt().ledger.limit(device)?;
-    Some(crate::hooks::visible_total(limit, physical_total))
+    Some(crate::core::charge::visible_total(limit, physical_total))
 }
 
 pub unsafe fn hipMemGetInfo(free: *mut usize, total: *mut usize) -> hipError_t {
@@ -630,13 +609,6 @@ fn clamp_total(total: &mut usize, device: c_int) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn status_adapter_keeps_success_and_oom() {
-        assert_eq!(from_cu(as_cu(hipSuccess)), hipSuccess);
-        assert_eq!(from_cu(CUDA_ERROR_OUT_OF_MEMORY), hipErrorOutOfMemory);
-        assert_ne!(as_cu(hipErrorOutOfMemory), CUDA_SUCCESS);
-    }
 
     #[test]
     fn array_bytes_count_every_channel() {

@@ -1,5 +1,5 @@
 //! The HIP runtime surface (`libamdhip64.so`), generated from the one table
-//! (`hip_headers::hip_api!`), the way `crate::driver` is from CUDA's:
+//! (`hip_headers::hip_api!`), the way `crate::cuda` is from CUDA's:
 //!
 //! - an exported shim for every `hook` row (calling `crate::hip::hooks::<symbol>` inside
 //!   the panic guard) and every `gate` row (launches: the compute cap's gate, then the real
@@ -19,6 +19,7 @@
 
 pub mod context;
 pub mod hooks;
+pub mod vendor;
 
 use std::ffi::{c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -118,17 +119,17 @@ macro_rules! define_hip_surface {
         /// The HIP runtime API contract of this entry point.
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
             // SAFETY: the caller's arguments, unchanged, to the hook body of this row (same contract).
-            crate::ffi::guard(<$ret as OnPanic>::on_panic(), || unsafe { crate::hip::hooks::$name($($arg),*) })
+            crate::interpose::guard::guard(<$ret as OnPanic>::on_panic(), || unsafe { crate::hip::hooks::$name($($arg),*) })
         }
     };
     (@shim gate $name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty) => {
-        /// A launch: the compute cap's gate (the CUDA launches' `crate::throttle`), then
+        /// A launch: the compute cap's gate (the CUDA launches' `crate::core::gate`), then
         /// the real library.
         ///
         /// # Safety
         /// The HIP runtime API contract of this entry point.
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
-            crate::ffi::guard(<$ret as OnPanic>::on_panic(), || {
+            crate::interpose::guard::guard(<$ret as OnPanic>::on_panic(), || {
                 let real = crate::hip::real_or_return!($name);
                 crate::hip::before_launch();
                 // SAFETY: the caller's arguments, unchanged, to the real function of this row.
@@ -181,14 +182,14 @@ macro_rules! real_or_return {
 }
 pub(crate) use real_or_return;
 
-/// The compute cap's gate for a HIP launch (`crate::throttle`): routed by the calling
+/// The compute cap's gate for a HIP launch (`crate::core::gate`): routed by the calling
 /// thread's current HIP device when the container has several.
 #[inline(always)]
 pub fn before_launch() {
     // The runtime (region, devices, the gate, the watcher) starts on the first hooked HIP
     // call; a program may launch before it allocates. Initialised: one acquire load.
-    let _ = crate::runtime::rt();
-    crate::throttle::before_launch_routed(|| hooks::current_device().map(|(_, d)| d));
+    let _ = crate::core::runtime::rt();
+    crate::core::gate::before_launch(|| hooks::current_device().map(|(_, d)| d));
 }
 
 /// The real library's sonames, newest first (ROCm 7, 6, Debian's 5, the dev link).
@@ -201,7 +202,8 @@ const SONAMES: [&CStr; 4] = [
 
 static RESOLVED: OnceLock<bool> = OnceLock::new();
 
-/// Finds the real HIP library and fills `REAL` (once). An already-loaded one wins.
+/// Finds the real HIP library and fills `REAL` (once), then registers AMD's answers with
+/// the core ([`vendor::VENDOR`]). An already-loaded library wins.
 pub fn ensure_resolved() -> bool {
     *RESOLVED.get_or_init(|| {
         let handle = SONAMES
@@ -209,11 +211,16 @@ pub fn ensure_resolved() -> bool {
             // SAFETY: dlopen with valid names; RTLD_NOLOAD only looks.
             .map(|n| unsafe { libc::dlopen(n.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) })
             .find(|h| !h.is_null())
-            .or_else(|| SONAMES.iter().find_map(|n| crate::preload::open_library(n)));
+            .or_else(|| {
+                SONAMES
+                    .iter()
+                    .find_map(|n| crate::interpose::open_library(n))
+            });
         match handle {
             Some(h) => {
                 // SAFETY: h comes from dlopen.
                 unsafe { resolve_real(h) };
+                crate::core::vendor::register(&vendor::VENDOR);
                 true
             }
             None => {
@@ -249,7 +256,7 @@ unsafe fn resolve_real(handle: *mut c_void) {
             continue;
         };
         // SAFETY: a valid handle from dlopen and a NUL-terminated name.
-        let p = unsafe { crate::preload::real_dlsym(handle, cname) };
+        let p = unsafe { crate::interpose::real_dlsym(handle, cname) };
         if !p.is_null() && !std::ptr::eq(p as *const c_void, hook_at(slot)) {
             slot.store(p as usize, Ordering::Release);
         }
@@ -261,6 +268,13 @@ fn hook_at(slot: &AtomicUsize) -> *const c_void {
         / std::mem::size_of::<AtomicUsize>();
     HOOKS.0[i]
 }
+
+/// HIP's family for the `dlsym` redirection (`crate::interpose`).
+pub const FAMILY: crate::interpose::Family = crate::interpose::Family {
+    symbol_prefixes: &[b"hip", b"__hip"],
+    library_prefix: b"libamdhip64.so",
+    hook_by_symbol,
+};
 
 /// Our hook for an exact exported HIP symbol name, if we hook it.
 pub fn hook_by_symbol(symbol: &[u8]) -> Option<*const c_void> {

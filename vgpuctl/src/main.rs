@@ -13,11 +13,9 @@
 //! driver on the machine it runs over the simulated GPU (and says so), so the same command
 //! works everywhere.
 
-// The env-contract parser is shared with libvgpu by source, not by linking the library:
-// linking libvgpu's rlib would put its `dlsym` and CUDA exports into this executable.
-#[allow(dead_code)]
-#[path = "../../src/config.rs"]
-mod config;
+// The env contract is libvgpu's, from the policy crate they share (not from libvgpu's rlib:
+// linking it would put its `dlsym` and CUDA exports into this executable).
+use vgpu_policy::config;
 mod container;
 mod exporter;
 mod inspect;

@@ -5,8 +5,11 @@
 //! (`VGPU_SIM_CONTEXT_BYTES`, `VGPU_SIM_MODULE_BYTES`, `VGPU_SIM_KERNEL_NS`,
 //! `VGPU_SIM_NS_PER_BLOCK`) are read by every process for itself.
 
-/// Most devices one state file describes.
-pub const MAX_DEVICES: usize = 16;
+/// Most devices one state file describes: as many as a container can address (the shared
+/// region's per-device arrays), so every simulated device can be given to one container.
+pub use vgpu_policy::MAX_DEVICES;
+
+use vgpu_policy::config::parse_size_or_error;
 
 const MIB: u64 = 1 << 20;
 
@@ -162,31 +165,6 @@ pub fn model(key: &str) -> Option<&'static ModelSpec> {
     MODELS.iter().find(|m| m.key == k)
 }
 
-/// Parses a byte count: decimal digits with an optional `k`/`m`/`g`/`t` suffix (x1024^n,
-/// case-insensitive, an optional trailing `b`/`ib` accepted). Leading zeros are decimal, never
-/// octal. Rejects empty strings, signs, fractions and overflow.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    if digits_end == 0 {
-        return Err(format!("not a size: {s:?}"));
-    }
-    let n: u64 = t[..digits_end]
-        .parse()
-        .map_err(|_| format!("size out of range: {s:?}"))?;
-    let suffix = t[digits_end..].trim().to_ascii_lowercase();
-    let shift = match suffix.as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return Err(format!("bad size suffix in {s:?} (use k, m, g or t)")),
-    };
-    n.checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("size out of range: {s:?}"))
-}
-
 /// Parses a plain unsigned decimal integer (no sign, no suffix).
 pub fn parse_u64(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -250,7 +228,7 @@ impl SimConfig {
             }
         }
         if let Some(v) = get("VGPU_SIM_MEMORY") {
-            match parse_size(&v) {
+            match parse_size_or_error(&v) {
                 Ok(n) if n >= MIB => cfg.mem_bytes = n,
                 Ok(_) => warnings.push(format!(
                     "VGPU_SIM_MEMORY={v:?} is below 1 MiB; using the model's memory"
@@ -298,7 +276,7 @@ impl Costs {
         let mut warnings = Vec::new();
         let mut size = |name: &str, slot: &mut u64| {
             if let Some(v) = get(name) {
-                match parse_size(&v) {
+                match parse_size_or_error(&v) {
                     Ok(n) => *slot = n,
                     Err(e) => warnings.push(format!("{name}: {e}; using the default {}", *slot)),
                 }
@@ -347,22 +325,6 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| m.get(k).cloned()
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("0").unwrap(), 0);
-        assert_eq!(parse_size("010").unwrap(), 10);
-        assert_eq!(parse_size("4k").unwrap(), 4096);
-        assert_eq!(parse_size("300m").unwrap(), 300 << 20);
-        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
-        assert_eq!(parse_size(" 1 GiB ").unwrap(), 1 << 30);
-        assert!(parse_size("").is_err());
-        assert!(parse_size("-1").is_err());
-        assert!(parse_size("1.5g").is_err());
-        assert!(parse_size("12x").is_err());
-        assert!(parse_size("99999999999999999999").is_err());
-        assert!(parse_size("99999999999t").is_err());
     }
 
     #[test]

@@ -1,16 +1,14 @@
 //! The process's libvgpu state, created lazily on the first hooked call (idempotent,
 //! thread-safe), never in a constructor: an eager init would run before a `dlopen`ed
-//! libcuda exists and cache nothing.
+//! libcuda exists and cache nothing. Vendor-neutral: the devices' UUIDs come from the
+//! registered vendor (`crate::core::vendor`); each backend resolves its own real library.
 
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
-use cuda_headers::bindings::*;
-
-use crate::config::{map_visible_devices, Config, MAX_DEVICES};
+use crate::config::{Config, MAX_DEVICES};
+use crate::core::shared_region::{SharedPool, SharedRegion};
 use crate::ledger::{CapacityPool, LocalPool, MemoryLedger};
-use crate::nvml::NvmlProbe;
-use crate::shared_region::{SharedPool, SharedRegion};
 
 /// Where capacity lives: the container-wide region, or (control disabled) nowhere.
 #[allow(clippy::large_enum_variant)] // one per process; boxing would add an indirection to every reservation
@@ -68,21 +66,22 @@ impl CapacityPool for Pool {
 pub struct Runtime {
     pub config: Config,
     pub ledger: MemoryLedger<Pool>,
-    /// CUDA ordinal -> container device index (-1 = not computed yet).
-    ordinal_map: [AtomicI32; MAX_DEVICES],
     /// Primary-context references this process holds per container device.
     pub primary_refs: [AtomicU32; MAX_DEVICES],
-    nvml: OnceLock<Option<NvmlProbe>>,
 }
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 
-/// `ordinal_map` entry of a device no container limit applies to (-1: not looked up yet).
-const NO_CONTAINER_DEVICE: i32 = -2;
-
-/// The runtime, initialising it on first use.
+/// The runtime, initialising it on first use. A backend calls it after registering its
+/// vendor (`crate::core::vendor::register`), so that the region learns the devices' UUIDs.
 pub fn rt() -> &'static Runtime {
     RUNTIME.get_or_init(Runtime::init)
+}
+
+/// The runtime if it exists already (a backend's fast path: one load).
+#[inline]
+pub fn get() -> Option<&'static Runtime> {
+    RUNTIME.get()
 }
 
 impl Runtime {
@@ -96,29 +95,7 @@ impl Runtime {
         if let Some(warning) = crate::config::tiny_memory_limit_warning(&config) {
             crate::log::write_line(format_args!("{warning}"));
         }
-        // A HIP process (its first hooked call was HIP's) only looks for a CUDA driver
-        // already loaded: loading one would initialise a second vendor's stack for nothing.
-        let driver = if crate::hip::in_use() {
-            // SAFETY: dlopen with a valid name; RTLD_NOLOAD only looks.
-            let h = unsafe {
-                libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD)
-            };
-            (!h.is_null()).then_some(h)
-        } else {
-            crate::preload::open_library(c"libcuda.so.1")
-        };
-        match driver {
-            // SAFETY: h comes from dlopen.
-            Some(h) => unsafe { crate::driver::resolve_real(h) },
-            // A HIP process on an AMD node has no CUDA driver, and needs none.
-            None if crate::hip::in_use() => {}
-            None => crate::vlog!(
-                crate::log::WARN,
-                "libcuda.so.1 not found: every CUDA call will report CUDA_ERROR_NOT_INITIALIZED"
-            ),
-        }
-        let nvml: OnceLock<Option<NvmlProbe>> = OnceLock::new();
-        crate::throttle::set_policy(config.core_policy);
+        crate::core::gate::set_policy(config.core_policy);
         let pool = if config.control_disabled {
             Pool::Local(LocalPool::new([None; MAX_DEVICES]))
         } else {
@@ -126,26 +103,17 @@ impl Runtime {
             let region = SharedRegion::attach(
                 &config.shared_cache,
                 |known| {
-                    // A HIP process (its first hooked call was HIP's): its devices by
-                    // ROCr UUID, the names ROCR_VISIBLE_DEVICES uses; else NVML's.
-                    let uuids = known.unwrap_or_else(|| {
-                        let hip = crate::hip::device_uuids();
-                        if !hip.is_empty() {
-                            return hip;
-                        }
-                        nvml.get_or_init(NvmlProbe::open)
-                            .as_ref()
-                            .map(NvmlProbe::device_uuids)
-                            .unwrap_or_default()
-                    });
+                    // The registered vendor's names for the devices (an AMD process: ROCr
+                    // UUIDs, the names ROCR_VISIBLE_DEVICES uses; NVIDIA: NVML's).
+                    let uuids = known.unwrap_or_else(crate::core::vendor::device_uuids);
                     container_devices(&config, uuids)
                 },
                 config.task_priority,
             );
             // The gate must be right before the first launch, not one watcher tick later.
-            crate::throttle::open_gate(region);
-            region.start_reaper();
-            crate::shared_region::release_slot_at_exit();
+            crate::core::gate::open_gate(region);
+            region.start_reaper(watcher_tick);
+            crate::core::shared_region::release_slot_at_exit();
             let shared = SharedPool {
                 region,
                 refused: config.memory_limit.map(|l| l == Some(0)),
@@ -157,99 +125,21 @@ impl Runtime {
         register_fork_handlers();
         crate::vlog!(
             crate::log::DEBUG,
-            "initialised in {} us: driver={} memory_capped={memory_capped}",
+            "initialised in {} us: vendor={} memory_capped={memory_capped}",
             started.elapsed().as_micros(),
-            driver.is_some()
+            crate::core::vendor::active().map_or("none", |v| v.name)
         );
         Runtime {
             ledger: MemoryLedger::new(pool),
-            ordinal_map: [const { AtomicI32::new(-1) }; MAX_DEVICES],
             primary_refs: [const { AtomicU32::new(0) }; MAX_DEVICES],
-            nvml,
             config,
         }
-    }
-
-    /// The real NVML, opened on first need.
-    pub fn nvml(&self) -> Option<&NvmlProbe> {
-        self.nvml.get_or_init(NvmlProbe::open).as_ref()
-    }
-
-    /// Whether this process has opened NVML already (opening it costs a library load and
-    /// the driver's NVML initialisation).
-    pub fn nvml_opened(&self) -> bool {
-        self.nvml.get().is_some()
-    }
-
-    /// The container device index for a CUDA ordinal: the position of the device's UUID in
-    /// `NVIDIA_VISIBLE_DEVICES` when that lists UUIDs, else by `CUDA_VISIBLE_DEVICES` over
-    /// NVML's order (see `config::map_visible_devices`). `None`: no limit of the container
-    /// applies to the device (said once on stderr when other devices have one).
-    pub fn container_index(&self, ordinal: CUdevice) -> Option<usize> {
-        let slot = self.ordinal_map.get(usize::try_from(ordinal).ok()?)?;
-        match slot.load(Ordering::Relaxed) {
-            NO_CONTAINER_DEVICE => return None,
-            cached if cached >= 0 => return Some(cached as usize),
-            _ => {}
-        }
-        let idx = self.compute_container_index(ordinal as usize);
-        let uuid = crate::hooks::device_uuid(ordinal).unwrap_or_else(|| format!("#{ordinal}"));
-        if let Some(note) = self.config.unlimited_device_note(idx, &uuid) {
-            crate::log::write_line(format_args!("{note}"));
-        }
-        slot.store(
-            idx.map_or(NO_CONTAINER_DEVICE, |i| i as i32),
-            Ordering::Relaxed,
-        );
-        idx
-    }
-
-    fn compute_container_index(&self, ordinal: usize) -> Option<usize> {
-        if let Some(uuids) = self.config.limit_uuids.as_deref() {
-            match crate::hooks::device_uuid(ordinal as CUdevice) {
-                Some(uuid) => return crate::config::limit_index_of(uuids, &uuid),
-                None => crate::vlog!(
-                    crate::log::ERROR,
-                    "cannot read the UUID of CUDA device {ordinal}: its limit follows NVML's device order"
-                ),
-            }
-        }
-        let Some(spec) = self.config.visible_devices.as_deref() else {
-            return Some(ordinal);
-        };
-        let needs_uuids = spec.contains('-');
-        let uuids = if needs_uuids {
-            match self.nvml() {
-                Some(n) => n.device_uuids(),
-                None => {
-                    crate::vlog!(
-                        crate::log::ERROR,
-                        "CUDA_VISIBLE_DEVICES={spec:?} names UUIDs but NVML is unavailable: limits are applied by CUDA ordinal"
-                    );
-                    return Some(ordinal);
-                }
-            }
-        } else {
-            (0..MAX_DEVICES).map(|i| format!("#{i}")).collect()
-        };
-        let map = map_visible_devices(Some(spec), &uuids);
-        map.get(ordinal).copied().filter(|&i| i < MAX_DEVICES)
-    }
-
-    /// The NVML index of a CUDA ordinal (matched by UUID).
-    pub fn nvml_index(&self, ordinal: CUdevice) -> Option<u32> {
-        let nvml = self.nvml()?;
-        let uuid = crate::hooks::device_uuid(ordinal)?;
-        nvml.device_uuids()
-            .iter()
-            .position(|u| *u == uuid)
-            .map(|i| i as u32)
     }
 }
 
 /// The container's devices in container index order, with this process's limits: UUIDs
-/// from NVML (which shows the container's devices in container order), or stand-in names
-/// when NVML is unavailable (then only devices with a limit are registered).
+/// from the vendor (NVML shows the container's devices in container order), or stand-in
+/// names when it cannot tell (then only devices with a limit are registered).
 fn container_devices(config: &Config, uuids: Vec<String>) -> Vec<shm_layout::DeviceInit> {
     if let Some(listed) = config.limit_uuids.as_deref() {
         // NVIDIA_VISIBLE_DEVICES order: limit i is the i-th UUID's (spelled as NVML spells
@@ -299,6 +189,16 @@ fn container_devices(config: &Config, uuids: Vec<String>) -> Vec<shm_layout::Dev
         .collect()
 }
 
+/// The watcher thread's tick beyond reaping (`SharedRegion::start_reaper`): an ambiguous
+/// host pid discovery is narrowed here, off the application's paths, then the launch gate
+/// and the compute cap's controller tick.
+fn watcher_tick(sr: &'static SharedRegion) {
+    if let Some(rt) = RUNTIME.get() {
+        crate::core::hostpid::retry_pending(&rt.ledger);
+    }
+    crate::core::gate::watcher_tick(sr);
+}
+
 // ---- fork ------------------------------------------------------------------------------
 
 static FORK_HANDLERS: AtomicUsize = AtomicUsize::new(0);
@@ -340,7 +240,7 @@ extern "C" fn fork_child() {
     let taken = FORK_GUARD.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let (Some(rt), Some(mut guard)) = (RUNTIME.get(), taken) {
         rt.ledger.forget_all_locked(&mut guard.0);
-        crate::hostpid::forget_after_fork();
+        crate::core::hostpid::forget_after_fork();
         for r in &rt.primary_refs {
             r.store(0, Ordering::Relaxed);
         }

@@ -1,6 +1,6 @@
 //! The CUDA driver surface, generated from the one table (`cuda_headers::cuda_driver_api!`):
 //!
-//! - an exported shim for every `hook` row, calling `crate::hooks::<symbol>` inside the
+//! - an exported shim for every `hook` row, calling `crate::cuda::hooks::<symbol>` inside the
 //!   panic guard, and for every `gate` row (launches), the compute cap's gate and the real
 //!   function;
 //! - `REAL`, one slot per row holding the real driver's function (resolved at init with the
@@ -10,13 +10,15 @@
 
 #![allow(non_snake_case)]
 
+pub mod hooks;
+pub mod placement;
+
 use std::ffi::{c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use cuda_headers::prelude::*;
 use cuda_headers::{DriverFn, DRIVER_PROCS, DRIVER_PROC_COUNT};
-
-use crate::preload::Family;
 
 /// The real driver's entry points, in table order (0 = not available).
 pub static REAL: [AtomicUsize; DRIVER_PROC_COUNT] =
@@ -48,7 +50,7 @@ macro_rules! define_driver_surface {
         }
     };
     (@export hook $name:ident ( $($arg:ident : $ty:ty),* )) => {
-        /// Exported hook (see `crate::hooks`).
+        /// Exported hook (see `crate::cuda::hooks`).
         ///
         /// # Safety
         /// The CUDA driver API contract of this entry point.
@@ -56,7 +58,7 @@ macro_rules! define_driver_surface {
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> CUresult {
             // SAFETY: our caller accepted this entry point's CUDA contract (`# Safety` above), the
             // one `hooks::$name` requires; arguments go through unchanged.
-            crate::ffi::guard_cu(|| unsafe { crate::hooks::$name($($arg),*) })
+            crate::interpose::guard::guard(CUDA_ERROR_UNKNOWN, || unsafe { crate::cuda::hooks::$name($($arg),*) })
         }
     };
     (@export gate $name:ident ( $($arg:ident : $ty:ty),* )) => {
@@ -66,9 +68,9 @@ macro_rules! define_driver_surface {
         /// The CUDA driver API contract of this entry point.
         #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> CUresult {
-            crate::ffi::guard_cu(|| {
-                let real = crate::hooks::real_or_return!($name);
-                crate::throttle::before_launch();
+            crate::interpose::guard::guard(CUDA_ERROR_UNKNOWN, || {
+                let real = crate::cuda::hooks::real_or_return!($name);
+                crate::core::gate::before_launch(crate::cuda::hooks::current_device);
                 // SAFETY: `real` is the real driver's function of this very row (`REAL` holds
                 // nothing else), called with the caller's arguments under the contract it accepted.
                 unsafe { real($($arg),*) }
@@ -82,29 +84,81 @@ macro_rules! define_driver_surface {
 }
 cuda_headers::cuda_driver_api!(define_driver_surface);
 
-/// Our hook for an exact exported symbol name, if we hook it.
-pub fn hook_by_symbol(symbol: &[u8]) -> Option<(Family, *const c_void)> {
-    if symbol.starts_with(b"nvml") {
-        return crate::nvml::hook_by_symbol(symbol).map(|p| (Family::Nvml, p));
-    }
-    if symbol.starts_with(b"amdsmi_") || symbol.starts_with(b"rsmi_") {
-        return crate::amd_smi::hook_by_symbol(symbol);
-    }
-    if symbol.starts_with(b"hip") || symbol.starts_with(b"__hip") {
-        return crate::hip::hook_by_symbol(symbol).map(|p| (Family::Hip, p));
-    }
+/// The CUDA driver's family for the `dlsym` redirection (`crate::interpose`).
+pub const FAMILY: crate::interpose::Family = crate::interpose::Family {
+    symbol_prefixes: &[b"cu"],
+    library_prefix: b"libcuda.so",
+    hook_by_symbol,
+};
+
+/// Our hook for an exact exported driver symbol name, if we hook it.
+pub fn hook_by_symbol(symbol: &[u8]) -> Option<*const c_void> {
     DRIVER_PROCS
         .iter()
         .zip(HOOKS.0.iter())
         .find(|(e, h)| !h.is_null() && e.symbol.as_bytes() == symbol)
-        .map(|(_, &h)| (Family::Cuda, h))
+        .map(|(_, &h)| h)
+}
+
+/// The process state, for CUDA's hooks: one load once it exists; else the driver is
+/// resolved first ([`ensure_resolved`], which registers NVIDIA's answers with the core
+/// before the state is created).
+#[inline]
+pub fn rt() -> &'static crate::core::runtime::Runtime {
+    match crate::core::runtime::get() {
+        Some(rt) => rt,
+        None => {
+            ensure_resolved();
+            crate::core::runtime::rt()
+        }
+    }
+}
+
+/// Resolves the real CUDA driver once: registers NVIDIA's answers with the core
+/// (`crate::nvml::VENDOR`), creates the process state (whose configuration sets the log
+/// level), then fills `REAL` from `libcuda.so.1`. Whether it was found.
+pub fn ensure_resolved() -> bool {
+    static RESOLVED: OnceLock<bool> = OnceLock::new();
+    *RESOLVED.get_or_init(|| {
+        crate::core::vendor::register(&crate::nvml::VENDOR);
+        let _ = crate::core::runtime::rt();
+        // A process of another vendor (its HIP runtime resolved) only looks for a CUDA
+        // driver already loaded: loading one would initialise a second vendor's stack for
+        // nothing.
+        let other_vendor = crate::core::vendor::outranked(&crate::nvml::VENDOR);
+        let driver = if other_vendor {
+            // SAFETY: dlopen with a valid name; RTLD_NOLOAD only looks.
+            let h = unsafe {
+                libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD)
+            };
+            (!h.is_null()).then_some(h)
+        } else {
+            crate::interpose::open_library(c"libcuda.so.1")
+        };
+        match driver {
+            Some(h) => {
+                // SAFETY: h comes from dlopen.
+                unsafe { resolve_real(h) };
+                true
+            }
+            // A HIP process on an AMD node has no CUDA driver, and needs none.
+            None if other_vendor => false,
+            None => {
+                crate::vlog!(
+                    crate::log::WARN,
+                    "libcuda.so.1 not found: every CUDA call will report CUDA_ERROR_NOT_INITIALIZED"
+                );
+                false
+            }
+        }
+    })
 }
 
 /// Fills `REAL` from the real driver's handle. Idempotent.
 ///
 /// # Safety
 /// `handle` must come from `dlopen`.
-pub unsafe fn resolve_real(handle: *mut c_void) {
+unsafe fn resolve_real(handle: *mut c_void) {
     let mut name = [0u8; 96];
     for (slot, entry) in REAL.iter().zip(DRIVER_PROCS) {
         let bytes = entry.symbol.as_bytes();
@@ -117,7 +171,7 @@ pub unsafe fn resolve_real(handle: *mut c_void) {
             continue;
         };
         // SAFETY: a valid handle from dlopen and a NUL-terminated name.
-        let p = unsafe { crate::preload::real_dlsym(handle, cname) };
+        let p = unsafe { crate::interpose::real_dlsym(handle, cname) };
         if !p.is_null() {
             slot.store(p as usize, Ordering::Release);
         }

@@ -2,8 +2,6 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use cuda_headers::bindings::{CUresult, CUDA_ERROR_UNKNOWN};
-
 /// Runs a hook body; a panic becomes `on_panic` (and one log line), never an unwind
 /// across `extern "C"`. Costs nothing when no panic happens.
 #[inline(always)]
@@ -17,10 +15,4 @@ pub fn guard<R>(on_panic: R, body: impl FnOnce() -> R) -> R {
             on_panic
         }
     }
-}
-
-/// [`guard`] for CUDA driver hooks.
-#[inline(always)]
-pub fn guard_cu(body: impl FnOnce() -> CUresult) -> CUresult {
-    guard(CUDA_ERROR_UNKNOWN, body)
 }

@@ -6,6 +6,9 @@
 
 #![allow(non_snake_case)]
 
+pub mod hooks;
+pub mod probe;
+
 use std::ffi::{c_char, c_uint, c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -56,7 +59,7 @@ macro_rules! define_nvml_surface {
         }
     };
     (@export hook $name:ident ( $($arg:ident : $ty:ty),* )) => {
-        /// Exported NVML hook (see `crate::hooks::nvml`).
+        /// Exported NVML hook (see `crate::cuda::hooks::nvml`).
         ///
         /// # Safety
         /// The NVML contract of this entry point.
@@ -64,7 +67,7 @@ macro_rules! define_nvml_surface {
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> nvmlReturn_t {
             // SAFETY: our caller accepted this entry point's NVML contract (`# Safety` above), the
             // one `hooks::nvml::$name` requires; arguments go through unchanged.
-            crate::ffi::guard(NVML_ERROR_UNKNOWN, || unsafe { crate::hooks::nvml::$name($($arg),*) })
+            crate::interpose::guard::guard(NVML_ERROR_UNKNOWN, || unsafe { crate::nvml::hooks::$name($($arg),*) })
         }
     };
     (@export pass $name:ident ( $($arg:ident : $ty:ty),* )) => {};
@@ -80,7 +83,7 @@ const ABSENT: usize = 1;
 fn real_nvml_handle() -> Option<*mut c_void> {
     static HANDLE: OnceLock<usize> = OnceLock::new();
     let h = *HANDLE.get_or_init(|| {
-        crate::preload::open_library(c"libnvidia-ml.so.1").map_or(0, |h| h as usize)
+        crate::interpose::open_library(c"libnvidia-ml.so.1").map_or(0, |h| h as usize)
     });
     (h != 0).then_some(h as *mut c_void)
 }
@@ -95,7 +98,7 @@ fn real_nvml(i: usize) -> usize {
     }
     let found = real_nvml_handle()
         // SAFETY: handle from dlopen, NUL-terminated name.
-        .map(|h| unsafe { crate::preload::real_dlsym(h, NVML_SYMBOLS[i]) } as usize)
+        .map(|h| unsafe { crate::interpose::real_dlsym(h, NVML_SYMBOLS[i]) } as usize)
         .unwrap_or(0);
     slot.store(if found == 0 { ABSENT } else { found }, Ordering::Release);
     found
@@ -106,7 +109,7 @@ fn real_nvml(i: usize) -> usize {
 pub fn real_nvml_symbol(name: &CStr) -> *mut c_void {
     match real_nvml_handle() {
         // SAFETY: handle from dlopen, NUL-terminated name.
-        Some(h) => unsafe { crate::preload::real_dlsym(h, name) },
+        Some(h) => unsafe { crate::interpose::real_dlsym(h, name) },
         None => std::ptr::null_mut(),
     }
 }
@@ -122,10 +125,17 @@ pub unsafe extern "C" fn nvmlInternalGetExportTable(
     guid: *const c_void,
 ) -> nvmlReturn_t {
     // SAFETY: the caller's arguments under the same contract.
-    crate::ffi::guard(NVML_ERROR_UNKNOWN, || unsafe {
-        crate::hooks::nvml::nvmlInternalGetExportTable(table, guid)
+    crate::interpose::guard::guard(NVML_ERROR_UNKNOWN, || unsafe {
+        crate::nvml::hooks::nvmlInternalGetExportTable(table, guid)
     })
 }
+
+/// NVML's family for the `dlsym` redirection (`crate::interpose`).
+pub const FAMILY: crate::interpose::Family = crate::interpose::Family {
+    symbol_prefixes: &[b"nvml"],
+    library_prefix: b"libnvidia-ml.so",
+    hook_by_symbol,
+};
 
 /// Our NVML hook for an exact symbol, if we hook it.
 pub fn hook_by_symbol(symbol: &[u8]) -> Option<*const c_void> {
@@ -139,6 +149,31 @@ pub fn hook_by_symbol(symbol: &[u8]) -> Option<*const c_void> {
         .map(|(_, &h)| h)
 }
 
+/// NVIDIA's answers to the core (`crate::core::vendor`): the devices by NVML's UUIDs, the
+/// controller's probe from NVML's per-process samples. Registered by CUDA's first call
+/// (`crate::cuda::ensure_resolved`) and by NVML's hooks ([`rt`]).
+pub static VENDOR: crate::core::vendor::Vendor = crate::core::vendor::Vendor {
+    name: "NVIDIA",
+    rank: 1,
+    device_uuids: nvml_device_uuids,
+    util_probe: probe::find,
+};
+
+fn nvml_device_uuids() -> Vec<String> {
+    NvmlProbe::get()
+        .map(NvmlProbe::device_uuids)
+        .unwrap_or_default()
+}
+
+/// The process state, for NVML's hooks, with NVIDIA's answers registered first.
+pub fn rt() -> &'static crate::core::runtime::Runtime {
+    crate::core::vendor::register(&VENDOR);
+    crate::core::runtime::rt()
+}
+
+/// The real NVML, opened once per process on first need ([`NvmlProbe::get`]).
+static OPENED: OnceLock<Option<NvmlProbe>> = OnceLock::new();
+
 /// The real NVML, opened for measuring.
 pub struct NvmlProbe {
     get_count: pfn::nvmlDeviceGetCount_v2,
@@ -148,8 +183,19 @@ pub struct NvmlProbe {
 }
 
 impl NvmlProbe {
+    /// The real NVML, opened and initialised on first need (a library load and the
+    /// driver's NVML initialisation); `None` when it is absent or fails.
+    pub fn get() -> Option<&'static NvmlProbe> {
+        OPENED.get_or_init(NvmlProbe::open).as_ref()
+    }
+
+    /// Whether this process has tried to open NVML already.
+    pub fn is_open() -> bool {
+        OPENED.get().is_some()
+    }
+
     /// Opens and initialises the real NVML; `None` when it is absent or fails.
-    pub fn open() -> Option<NvmlProbe> {
+    fn open() -> Option<NvmlProbe> {
         let init = real::nvmlInit_v2()?;
         // SAFETY: plain NVML call.
         if unsafe { init() } != NVML_SUCCESS {

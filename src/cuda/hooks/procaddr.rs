@@ -15,7 +15,7 @@ unsafe fn substitute(symbol: *const c_char, pfn: *mut *mut c_void, version: c_in
     let name = unsafe { CStr::from_ptr(symbol) }.to_bytes();
     // SAFETY: `pfn` is non-null (checked above), the caller's out-pointer, which the driver just
     // wrote (the call succeeded).
-    unsafe { *pfn = crate::driver::substitute_proc(name, version, flags, *pfn) };
+    unsafe { *pfn = crate::cuda::substitute_proc(name, version, flags, *pfn) };
 }
 
 pub unsafe fn cuGetProcAddress(

@@ -27,8 +27,8 @@ use cuda_headers::bindings::*;
 
 use super::{contexts_changed, real_or_return};
 use crate::config::MAX_DEVICES;
+use crate::cuda::rt;
 use crate::ledger::AllocKind;
-use crate::runtime::rt;
 
 /// Reserved before a context is created until this process has measured one on the
 /// device: CUDA 12 contexts on datacenter GPUs take a few hundred MiB (the simulator's
@@ -67,7 +67,7 @@ fn primary_key(device: usize) -> u64 {
 /// What a context costs on container device `device` as measured by another process of
 /// the container (the shared region's hint).
 fn container_context_bytes(device: usize) -> Option<u64> {
-    crate::shared_region::SharedRegion::get()?.context_bytes_hint(device)
+    crate::core::shared_region::SharedRegion::get()?.context_bytes_hint(device)
 }
 
 /// What to reserve before creating a `kind` on container device `device`: what this
@@ -128,9 +128,8 @@ fn create_charged(
     undo: impl FnOnce(u64),
 ) -> CUresult {
     let rt = rt();
-    let Some(device) = rt
-        .container_index(ordinal)
-        .filter(|_| !rt.config.control_disabled)
+    let Some(device) =
+        crate::cuda::placement::container_index(ordinal).filter(|_| !rt.config.control_disabled)
     else {
         return create().0;
     };
@@ -151,7 +150,7 @@ fn create_charged(
             && e.limit >= estimate
             && std::time::Instant::now() < deadline;
         if !in_burst {
-            super::log_refusal("context/module (estimated before creation)", e);
+            crate::core::charge::log_refusal("context/module (estimated before creation)", e);
             return CUDA_ERROR_OUT_OF_MEMORY;
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
@@ -162,16 +161,16 @@ fn create_charged(
     // initialisation per process).
     let take_containers = kind == AllocKind::Context
         && container.is_some()
-        && !rt.nvml_opened()
-        && record_host_pid(crate::hostpid::discover_cheaply()).is_some();
+        && !crate::nvml::NvmlProbe::is_open()
+        && record_host_pid(crate::core::hostpid::discover_cheaply()).is_some();
     // Host pid discovery with no headroom: the context's creation is the signature (the
     // pid that appeared in NVML's list with it), see hostpid.rs.
     let signature = match kind {
         AllocKind::Context if !take_containers => {
-            crate::hostpid::BeforeContext::take(ordinal, device)
+            crate::core::hostpid::BeforeContext::take(|| pid_probe(ordinal), device)
         }
         AllocKind::Module => {
-            crate::hostpid::rebase_pending();
+            crate::core::hostpid::rebase_pending();
             None
         }
         _ => None,
@@ -183,7 +182,7 @@ fn create_charged(
     // Several pids could be ours: the largest of their rises bounds the new context's
     // size (ours is among them), a figure the driver measured, charged when nothing
     // better can be had.
-    let bound = signature.and_then(|s| s.after());
+    let bound = signature.and_then(|s| s.after(&rt.ledger));
     let fallback = match (container.filter(|_| take_containers), bound) {
         (Some(bytes), _) => bytes,
         (None, Some(bound)) => bound,
@@ -209,7 +208,7 @@ fn create_charged(
     let bytes = overhead_to_charge(measured, usage, fallback);
     if kind == AllocKind::Context && measured.is_some() {
         CONTEXT_BYTES_SEEN[device].store(bytes, Ordering::Relaxed);
-        if let Some(region) = crate::shared_region::SharedRegion::get() {
+        if let Some(region) = crate::core::shared_region::SharedRegion::get() {
             region.set_context_bytes_hint(device, bytes);
         }
     }
@@ -235,8 +234,7 @@ fn create_charged(
 /// had: `None` without NVML, without a host pid, or when NVML does not list this process
 /// (then the pid is not the one NVML knows us by, and no figure is trusted).
 fn measure_process_usage(ordinal: CUdevice, device: usize, unaccounted: u64) -> Option<u64> {
-    let rt = rt();
-    if rt.nvml().is_none() {
+    if crate::nvml::NvmlProbe::get().is_none() {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
             crate::vlog!(
@@ -247,23 +245,59 @@ fn measure_process_usage(ordinal: CUdevice, device: usize, unaccounted: u64) -> 
         });
         return None;
     }
-    crate::hostpid::retry_pending();
-    let host_pid = record_host_pid(crate::hostpid::discover(ordinal, device, unaccounted))?;
-    let usage = rt.nvml()?.process_usage(rt.nvml_index(ordinal)?)?;
+    let ledger = &rt().ledger;
+    crate::core::hostpid::retry_pending(ledger);
+    let host_pid = record_host_pid(crate::core::hostpid::discover(
+        ledger,
+        || pid_probe(ordinal),
+        device,
+        unaccounted,
+    ))?;
+    let usage = crate::nvml::NvmlProbe::get()?
+        .process_usage(crate::cuda::placement::nvml_index(ordinal)?)?;
     usage.get(&host_pid).copied()
+}
+
+/// NVIDIA's probe for host-pid discovery (`crate::core::hostpid`): NVML's process list of
+/// the ordinal's device, and `cuMemAlloc_v2`/`cuMemFree_v2` in the current context.
+fn pid_probe(ordinal: CUdevice) -> Option<crate::core::hostpid::PidProbe> {
+    crate::nvml::NvmlProbe::get()?;
+    let index = crate::cuda::placement::nvml_index(ordinal)?;
+    crate::cuda::real::cuMemAlloc_v2()?;
+    crate::cuda::real::cuMemFree_v2()?;
+    Some(crate::core::hostpid::PidProbe {
+        index,
+        usage: |index| crate::nvml::NvmlProbe::get()?.process_usage(index),
+        alloc: probe_alloc,
+        free: probe_free,
+    })
+}
+
+fn probe_alloc(bytes: u64) -> Option<u64> {
+    let alloc = crate::cuda::real::cuMemAlloc_v2()?;
+    let mut ptr: CUdeviceptr = 0;
+    // SAFETY: a plain allocation in the caller's current context, freed by `probe_free`.
+    (unsafe { alloc(&mut ptr, bytes as usize) } == CUDA_SUCCESS).then_some(ptr)
+}
+
+fn probe_free(ptr: u64) {
+    if let Some(free) = crate::cuda::real::cuMemFree_v2() {
+        // SAFETY: `ptr` is the probe `probe_alloc` just allocated.
+        unsafe { free(ptr) };
+    }
 }
 
 /// Publishes a discovered host pid in this process's slot (the monitor and the
 /// container's NVML process lists read it).
 fn record_host_pid(pid: Option<u32>) -> Option<u32> {
-    if let (Some(pid), Some(shared)) = (pid, crate::shared_region::SharedRegion::get()) {
+    if let (Some(pid), Some(shared)) = (pid, crate::core::shared_region::SharedRegion::get()) {
         shared.set_host_pid(pid);
     }
     pid
 }
 
 fn destroy_context(ctx: u64) {
-    if let Some(destroy) = crate::driver::real::cuCtxDestroy_v2() {
+    if let Some(destroy) = crate::cuda::real::cuCtxDestroy_v2() {
         // SAFETY: destroying the context the driver just created for us.
         unsafe { destroy(ctx as CUcontext) };
     }
@@ -354,7 +388,7 @@ pub unsafe fn cuCtxDestroy_v2(ctx: CUcontext) -> CUresult {
 pub unsafe fn cuDevicePrimaryCtxRetain(pctx: *mut CUcontext, dev: CUdevice) -> CUresult {
     let real = real_or_return!(cuDevicePrimaryCtxRetain);
     let rt = rt();
-    let Some(device) = rt.container_index(dev) else {
+    let Some(device) = crate::cuda::placement::container_index(dev) else {
         // SAFETY: `real` is the real driver function of this row, called with our caller's
         // arguments under the CUDA contract this hook itself requires.
         return unsafe { real(pctx, dev) };
@@ -371,8 +405,8 @@ pub unsafe fn cuDevicePrimaryCtxRetain(pctx: *mut CUcontext, dev: CUdevice) -> C
         return rc;
     }
     let release = || {
-        if let Some(release) = crate::driver::real::cuDevicePrimaryCtxRelease_v2()
-            .or(crate::driver::real::cuDevicePrimaryCtxRelease())
+        if let Some(release) = crate::cuda::real::cuDevicePrimaryCtxRelease_v2()
+            .or(crate::cuda::real::cuDevicePrimaryCtxRelease())
         {
             // SAFETY: giving back the reference just taken (the driver frees the context
             // at zero).
@@ -397,12 +431,12 @@ pub unsafe fn cuDevicePrimaryCtxRetain(pctx: *mut CUcontext, dev: CUdevice) -> C
         |_| primary_key(device),
         |ctx, device, unaccounted| {
             // Measuring may need the context current on this thread (the NVML probe).
-            let pushed = crate::driver::real::cuCtxPushCurrent_v2()
+            let pushed = crate::cuda::real::cuCtxPushCurrent_v2()
                 // SAFETY: the context the driver just gave us.
                 .is_some_and(|push| unsafe { push(ctx as CUcontext) } == CUDA_SUCCESS);
             let measured = measure_process_usage(dev, device, unaccounted);
             if pushed {
-                if let Some(pop) = crate::driver::real::cuCtxPopCurrent_v2() {
+                if let Some(pop) = crate::cuda::real::cuCtxPopCurrent_v2() {
                     let mut popped: CUcontext = std::ptr::null_mut();
                     // SAFETY: popping what we pushed.
                     unsafe { pop(&mut popped) };
@@ -425,7 +459,7 @@ pub unsafe fn cuDevicePrimaryCtxRetain(pctx: *mut CUcontext, dev: CUdevice) -> C
 /// memory allocated in it.
 fn primary_gone(dev: CUdevice, ctx: Option<CUcontext>) {
     let rt = rt();
-    if let Some(device) = rt.container_index(dev) {
+    if let Some(device) = crate::cuda::placement::container_index(dev) {
         rt.ledger.release(AllocKind::Context, primary_key(device));
     }
     if let Some(ctx) = ctx {
@@ -436,10 +470,10 @@ fn primary_gone(dev: CUdevice, ctx: Option<CUcontext>) {
 
 /// The primary context of a device, if it is active (without retaining it).
 fn active_primary(dev: CUdevice) -> Option<CUcontext> {
-    let state = crate::driver::real::cuDevicePrimaryCtxGetState()?;
-    let retain = crate::driver::real::cuDevicePrimaryCtxRetain()?;
-    let release = crate::driver::real::cuDevicePrimaryCtxRelease_v2()
-        .or(crate::driver::real::cuDevicePrimaryCtxRelease())?;
+    let state = crate::cuda::real::cuDevicePrimaryCtxGetState()?;
+    let retain = crate::cuda::real::cuDevicePrimaryCtxRetain()?;
+    let release = crate::cuda::real::cuDevicePrimaryCtxRelease_v2()
+        .or(crate::cuda::real::cuDevicePrimaryCtxRelease())?;
     let (mut flags, mut active) = (0u32, 0i32);
     let mut ctx: CUcontext = std::ptr::null_mut();
     // SAFETY: plain queries; the extra reference is given back at once.
@@ -462,7 +496,7 @@ unsafe fn primary_release(rc_of: impl FnOnce() -> CUresult, dev: CUdevice) -> CU
     if rc != CUDA_SUCCESS {
         return rc;
     }
-    let Some(device) = rt.container_index(dev) else {
+    let Some(device) = crate::cuda::placement::container_index(dev) else {
         return rc;
     };
     let before = rt.primary_refs[device]
@@ -537,7 +571,7 @@ unsafe fn module_load(module: *mut CUmodule, real: impl FnOnce() -> CUresult) ->
         |m| m,
         |_, device, unaccounted| measure_process_usage(place.ordinal, device, unaccounted),
         |m| {
-            if let Some(unload) = crate::driver::real::cuModuleUnload() {
+            if let Some(unload) = crate::cuda::real::cuModuleUnload() {
                 // SAFETY: unloading the module the driver just loaded for us.
                 unsafe { unload(m as CUmodule) };
             }

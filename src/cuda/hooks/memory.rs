@@ -11,9 +11,10 @@ use std::ffi::c_uint;
 
 use cuda_headers::bindings::*;
 
-use super::{current_placement, log_refusal, real_or_return};
+use super::{current_placement, real_or_return, Cuda};
+use crate::core::charge::{charged_on, credited, log_refusal, visible_total};
+use crate::cuda::rt;
 use crate::ledger::AllocKind;
-use crate::runtime::rt;
 
 /// Charges `bytes` of `kind` on the current device around `call`, which returns the
 /// driver's result and, on success, the new handle.
@@ -27,47 +28,7 @@ fn charged(
     let Some(place) = current_placement().filter(|_| !rt.config.control_disabled) else {
         return call().0;
     };
-    charged_on(what, place.device, place.ctx, bytes, kind, call)
-}
-
-pub(crate) fn charged_on(
-    what: &str,
-    device: usize,
-    owner: u64,
-    bytes: u64,
-    kind: AllocKind,
-    call: impl FnOnce() -> (CUresult, u64),
-) -> CUresult {
-    let reservation = match rt().ledger.reserve_with_usage(device, bytes, kind) {
-        Ok(r) => r.owned_by(owner),
-        Err(e) => {
-            log_refusal(what, e);
-            return CUDA_ERROR_OUT_OF_MEMORY;
-        }
-    };
-    let (rc, handle) = call();
-    if rc == CUDA_SUCCESS {
-        reservation.commit(handle);
-    }
-    rc
-}
-
-/// Credits `handle` around the driver's free `call`: the entry leaves the live map before
-/// the call (an address the driver reuses at once is never confused with the old one), the
-/// capacity is credited only after the driver's free succeeded (until then the driver still
-/// holds the memory, and no other thread or process may reserve it), and the entry goes
-/// back if the driver refused.
-pub(crate) fn credited(kind: AllocKind, handle: u64, call: impl FnOnce() -> CUresult) -> CUresult {
-    let pending = rt().ledger.begin_free(kind, handle);
-    let rc = call();
-    if let Some(p) = pending {
-        if rc == CUDA_SUCCESS {
-            p.freed();
-        } else {
-            p.failed();
-        }
-    }
-    rc
+    charged_on::<Cuda>(what, place.device, place.ctx, bytes, kind, call)
 }
 
 /// Like [`charged`] for allocations whose real size the driver decides (pitch, arrays):
@@ -115,17 +76,13 @@ fn array_size(array: u64, ordinal: CUdevice, mipmapped: bool) -> Option<u64> {
     // SAFETY: valid out-pointer; a handle the driver just returned.
     let rc = unsafe {
         if mipmapped {
-            crate::driver::real::cuMipmappedArrayGetMemoryRequirements()?(
+            crate::cuda::real::cuMipmappedArrayGetMemoryRequirements()?(
                 &mut req,
                 array as CUmipmappedArray,
                 ordinal,
             )
         } else {
-            crate::driver::real::cuArrayGetMemoryRequirements()?(
-                &mut req,
-                array as CUarray,
-                ordinal,
-            )
+            crate::cuda::real::cuArrayGetMemoryRequirements()?(&mut req, array as CUarray, ordinal)
         }
     };
     (rc == CUDA_SUCCESS && req.size > 0).then_some(req.size as u64)
@@ -177,7 +134,7 @@ pub unsafe fn cuMemAllocPitch_v2(
         // driver filled (this runs after its success).
         |_, _| Some(unsafe { read(pitch) } as u64 * height as u64),
         |ptr| {
-            if let Some(free) = crate::driver::real::cuMemFree_v2() {
+            if let Some(free) = crate::cuda::real::cuMemFree_v2() {
                 // SAFETY: freeing what the driver just returned.
                 unsafe { free(ptr) };
             }
@@ -206,7 +163,7 @@ pub unsafe fn cuMemFree_v2(dptr: CUdeviceptr) -> CUresult {
     let real = real_or_return!(cuMemFree_v2);
     // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
     // under the CUDA contract this hook itself requires.
-    credited(AllocKind::Data, dptr, || unsafe { real(dptr) })
+    credited::<Cuda>(AllocKind::Data, dptr, || unsafe { real(dptr) })
 }
 
 // ---- stream-ordered allocation ----------------------------------------------------------
@@ -285,14 +242,14 @@ pub unsafe fn cuMemFreeAsync(dptr: CUdeviceptr, stream: CUstream) -> CUresult {
     let real = real_or_return!(cuMemFreeAsync);
     // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
     // under the CUDA contract this hook itself requires.
-    credited(AllocKind::Data, dptr, || unsafe { real(dptr, stream) })
+    credited::<Cuda>(AllocKind::Data, dptr, || unsafe { real(dptr, stream) })
 }
 
 pub unsafe fn cuMemFreeAsync_ptsz(dptr: CUdeviceptr, stream: CUstream) -> CUresult {
     let real = real_or_return!(cuMemFreeAsync_ptsz);
     // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
     // under the CUDA contract this hook itself requires.
-    credited(AllocKind::Data, dptr, || unsafe { real(dptr, stream) })
+    credited::<Cuda>(AllocKind::Data, dptr, || unsafe { real(dptr, stream) })
 }
 
 // ---- arrays -------------------------------------------------------------------------------
@@ -391,7 +348,7 @@ pub unsafe fn cuArray3DCreate_v2(
 }
 
 fn destroy_array(array: u64) {
-    if let Some(destroy) = crate::driver::real::cuArrayDestroy() {
+    if let Some(destroy) = crate::cuda::real::cuArrayDestroy() {
         // SAFETY: destroying what the driver just created.
         unsafe { destroy(array as CUarray) };
     }
@@ -401,7 +358,7 @@ pub unsafe fn cuArrayDestroy(array: CUarray) -> CUresult {
     let real = real_or_return!(cuArrayDestroy);
     // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
     // under the CUDA contract this hook itself requires.
-    credited(AllocKind::Array, array as u64, || unsafe { real(array) })
+    credited::<Cuda>(AllocKind::Array, array as u64, || unsafe { real(array) })
 }
 
 pub unsafe fn cuMipmappedArrayCreate(
@@ -429,7 +386,7 @@ pub unsafe fn cuMipmappedArrayCreate(
         || unsafe { (real(handle, desc, levels), read(handle) as u64) },
         |array, ordinal| array_size(array, ordinal, true),
         |array| {
-            if let Some(destroy) = crate::driver::real::cuMipmappedArrayDestroy() {
+            if let Some(destroy) = crate::cuda::real::cuMipmappedArrayDestroy() {
                 // SAFETY: destroying what the driver just created.
                 unsafe { destroy(array as CUmipmappedArray) };
             }
@@ -441,7 +398,7 @@ pub unsafe fn cuMipmappedArrayDestroy(array: CUmipmappedArray) -> CUresult {
     let real = real_or_return!(cuMipmappedArrayDestroy);
     // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
     // under the CUDA contract this hook itself requires.
-    credited(AllocKind::Array, array as u64, || unsafe { real(array) })
+    credited::<Cuda>(AllocKind::Array, array as u64, || unsafe { real(array) })
 }
 
 // ---- virtual memory management ------------------------------------------------------------
@@ -461,9 +418,9 @@ pub unsafe fn cuMemCreate(
         // contract makes point to a valid allocation property.
         .then(|| unsafe { &*prop })
         .filter(|p| p.location.type_ == CU_MEM_LOCATION_TYPE_DEVICE)
-        .and_then(|p| rt.container_index(p.location.id));
+        .and_then(|p| crate::cuda::placement::container_index(p.location.id));
     match device {
-        Some(dev) => charged_on(
+        Some(dev) => charged_on::<Cuda>(
             "cuMemCreate",
             dev,
             0,
@@ -484,7 +441,7 @@ pub unsafe fn cuMemRelease(handle: CUmemGenericAllocationHandle) -> CUresult {
     let real = real_or_return!(cuMemRelease);
     // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
     // under the CUDA contract this hook itself requires.
-    credited(AllocKind::Vmm, handle, || unsafe { real(handle) })
+    credited::<Cuda>(AllocKind::Vmm, handle, || unsafe { real(handle) })
 }
 
 // ---- graph memory nodes --------------------------------------------------------------------
@@ -509,12 +466,12 @@ pub unsafe fn cuGraphAddMemAllocNode(
         .filter(|p| p.poolProps.location.type_ == CU_MEM_LOCATION_TYPE_DEVICE)
         .and_then(|p| {
             Some((
-                rt.container_index(p.poolProps.location.id)?,
+                crate::cuda::placement::container_index(p.poolProps.location.id)?,
                 p.bytesize as u64,
             ))
         });
     match device {
-        Some((dev, bytes)) => charged_on(
+        Some((dev, bytes)) => charged_on::<Cuda>(
             "cuGraphAddMemAllocNode",
             dev,
             graph as u64,
@@ -543,16 +500,6 @@ pub unsafe fn cuGraphDestroy(graph: CUgraph) -> CUresult {
 }
 
 // ---- what the application sees ------------------------------------------------------------
-
-/// The slice as the application sees it: the cap, or the card when the cap is larger and
-/// oversubscription is off.
-pub(crate) fn visible_total(limit: u64, physical_total: u64) -> u64 {
-    if rt().config.oversubscribe {
-        limit
-    } else {
-        limit.min(physical_total)
-    }
-}
 
 pub unsafe fn cuMemGetInfo_v2(free: *mut usize, total: *mut usize) -> CUresult {
     let real = real_or_return!(cuMemGetInfo_v2);
@@ -589,7 +536,9 @@ pub unsafe fn cuDeviceTotalMem_v2(bytes: *mut usize, dev: CUdevice) -> CUresult 
         return rc;
     }
     let rt = rt();
-    if let Some(limit) = rt.container_index(dev).and_then(|d| rt.ledger.limit(d)) {
+    if let Some(limit) =
+        crate::cuda::placement::container_index(dev).and_then(|d| rt.ledger.limit(d))
+    {
         // SAFETY: filled by the driver.
         unsafe { *bytes = visible_total(limit, *bytes as u64) as usize };
     }

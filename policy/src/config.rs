@@ -10,8 +10,8 @@
 //! would break every process of the container, including ones that never touch the GPU.
 //! Each problem is reported as one line on stderr naming the variable and the value.
 
-/// Most devices a container can address (HAMi's layout holds 16).
-pub const MAX_DEVICES: usize = 16;
+pub use crate::device::MAX_DEVICES;
+use crate::device::{ContainerIndex, Ordinal};
 
 /// `GPU_CORE_UTILIZATION_POLICY`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,14 +76,45 @@ pub const DEFAULT_LOG_LEVEL: u8 = 2;
 
 /// Parses a byte size: decimal digits with an optional suffix k/m/g/t (x1024^n, case
 /// insensitive, an optional trailing `b`/`ib` accepted: `3000m`, `3G`, `512MiB`). Leading
-/// zeros are decimal, never octal. Returns `None` for anything else, including overflow.
+/// zeros are decimal, never octal. Returns `None` for anything else, including overflow
+/// ([`parse_size_or_error`] says which).
 pub fn parse_size(text: &str) -> Option<u64> {
+    parse_size_or_error(text).ok()
+}
+
+/// Why a text is not a byte size (see [`parse_size`]); its `Display` names the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SizeError {
+    /// No leading decimal digit.
+    NotASize(String),
+    /// A suffix other than k/m/g/t (with an optional `b`/`ib`).
+    BadSuffix(String),
+    /// More than `u64::MAX` bytes.
+    OutOfRange(String),
+}
+
+impl std::fmt::Display for SizeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SizeError::NotASize(t) => write!(f, "not a size: {t:?}"),
+            SizeError::BadSuffix(t) => write!(f, "bad size suffix in {t:?} (use k, m, g or t)"),
+            SizeError::OutOfRange(t) => write!(f, "size out of range: {t:?}"),
+        }
+    }
+}
+
+impl std::error::Error for SizeError {}
+
+/// [`parse_size`], saying why a text is refused (for tools that print the reason).
+pub fn parse_size_or_error(text: &str) -> Result<u64, SizeError> {
     let t = text.trim();
     let digits_end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     if digits_end == 0 {
-        return None;
+        return Err(SizeError::NotASize(text.to_string()));
     }
-    let number: u64 = t[..digits_end].parse().ok()?;
+    let number: u64 = t[..digits_end]
+        .parse()
+        .map_err(|_| SizeError::OutOfRange(text.to_string()))?;
     let suffix = t[digits_end..].to_ascii_lowercase();
     let shift = match suffix.as_str() {
         "" | "b" => 0,
@@ -91,9 +122,11 @@ pub fn parse_size(text: &str) -> Option<u64> {
         "m" | "mb" | "mib" => 20,
         "g" | "gb" | "gib" => 30,
         "t" | "tb" | "tib" => 40,
-        _ => return None,
+        _ => return Err(SizeError::BadSuffix(text.to_string())),
     };
-    number.checked_mul(1u64 << shift)
+    number
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| SizeError::OutOfRange(text.to_string()))
 }
 
 /// Parses a percentage 0..=100 (decimal, optional trailing `%`).
@@ -337,14 +370,24 @@ pub fn same_uuid(a: &str, b: &str) -> bool {
 
 /// The container index (the `<i>` of `CUDA_DEVICE_MEMORY_LIMIT_<i>`) of the device with
 /// UUID `device`, given `NVIDIA_VISIBLE_DEVICES`'s UUIDs; `None` when it is not listed.
-pub fn limit_index_of(limit_uuids: &[String], device: &str) -> Option<usize> {
+pub fn limit_index_of(limit_uuids: &[String], device: &str) -> Option<ContainerIndex> {
     limit_uuids
         .iter()
         .position(|u| same_uuid(u, device))
-        .filter(|&i| i < MAX_DEVICES)
+        .and_then(ContainerIndex::new)
 }
 
 impl Config {
+    /// Container device `i`'s memory cap in bytes; `None` = uncapped.
+    pub fn memory_limit_of(&self, i: ContainerIndex) -> Option<u64> {
+        self.memory_limit[i.get()]
+    }
+
+    /// Container device `i`'s core cap in percent (1..=99); `None` = uncapped.
+    pub fn sm_limit_of(&self, i: ContainerIndex) -> Option<u32> {
+        self.sm_limit[i.get()]
+    }
+
     /// Whether any device of the container has a memory or core limit.
     pub fn any_limit(&self) -> bool {
         self.memory_limit.iter().any(Option::is_some) || self.sm_limit.iter().any(Option::is_some)
@@ -353,16 +396,16 @@ impl Config {
     /// The one line to print when this process uses container device `index` (`None`: a
     /// device `NVIDIA_VISIBLE_DEVICES` does not list) that has no limit while other devices
     /// of the container have one; `None` when there is nothing to say.
-    pub fn unlimited_device_note(&self, index: Option<usize>, uuid: &str) -> Option<String> {
+    pub fn unlimited_device_note(
+        &self,
+        index: Option<ContainerIndex>,
+        uuid: &str,
+    ) -> Option<String> {
         if !self.any_limit() || self.control_disabled {
             return None;
         }
         match index {
-            Some(i) if self.memory_limit.get(i).copied().flatten().is_some()
-                || self.sm_limit.get(i).copied().flatten().is_some() =>
-            {
-                None
-            }
+            Some(i) if self.memory_limit_of(i).is_some() || self.sm_limit_of(i).is_some() => None,
             Some(i) => Some(format!(
                 "device {uuid} (CUDA_DEVICE_MEMORY_LIMIT_{i} / CUDA_DEVICE_SM_LIMIT_{i}) has no limit while other devices of this container have one: it is used uncapped"
             )),
@@ -402,6 +445,20 @@ pub fn parse_visible_devices(spec: &str) -> Vec<VisibleEntry> {
         }
     }
     out
+}
+
+/// The container index of the device the application calls `ordinal`, when
+/// `CUDA_VISIBLE_DEVICES` is `spec` and the container's devices have `container_uuids` in
+/// index order ([`map_visible_devices`]); `None`: `spec` does not show that many devices.
+pub fn visible_container_index(
+    spec: &str,
+    container_uuids: &[String],
+    ordinal: Ordinal,
+) -> Option<ContainerIndex> {
+    let map = map_visible_devices(Some(spec), container_uuids);
+    map.get(ordinal.position()?)
+        .copied()
+        .and_then(ContainerIndex::new)
 }
 
 /// Maps CUDA ordinals (what the application sees after `CUDA_VISIBLE_DEVICES`) to
@@ -506,6 +563,41 @@ mod tests {
         assert_eq!(parse_size("12q"), None);
         assert_eq!(parse_size("99999999999999999999"), None);
         assert_eq!(parse_size("17179869184g"), None, "overflow");
+        assert_eq!(
+            parse_size(" 4k "),
+            Some(4096),
+            "surrounding blanks are trimmed"
+        );
+        assert_eq!(
+            parse_size("1 GiB"),
+            None,
+            "no blank between number and suffix"
+        );
+        assert_eq!(parse_size("1.5g"), None);
+    }
+
+    #[test]
+    fn size_errors_say_why() {
+        assert_eq!(
+            parse_size_or_error("-1"),
+            Err(SizeError::NotASize("-1".into()))
+        );
+        assert_eq!(
+            parse_size_or_error("12x"),
+            Err(SizeError::BadSuffix("12x".into()))
+        );
+        assert_eq!(
+            parse_size_or_error("99999999999999999999"),
+            Err(SizeError::OutOfRange("99999999999999999999".into()))
+        );
+        assert_eq!(
+            parse_size_or_error("99999999999t"),
+            Err(SizeError::OutOfRange("99999999999t".into()))
+        );
+        assert_eq!(
+            SizeError::BadSuffix("12x".into()).to_string(),
+            "bad size suffix in \"12x\" (use k, m, g or t)"
+        );
     }
 
     #[test]
@@ -610,6 +702,7 @@ mod tests {
 
     #[test]
     fn limits_follow_the_uuids_of_nvidia_visible_devices() {
+        let ix = |i| ContainerIndex::new(i);
         let c = cfg(&[
             ("NVIDIA_VISIBLE_DEVICES", "GPU-bbbb-2, GPU-aaaa-1"),
             ("CUDA_DEVICE_MEMORY_LIMIT_0", "1g"),
@@ -617,15 +710,15 @@ mod tests {
         let uuids = c.limit_uuids.clone().unwrap();
         assert_eq!(uuids, vec!["GPU-bbbb-2", "GPU-aaaa-1"]);
         // The driver's device "GPU-aaaa-1" is the second listed: limit _1.
-        assert_eq!(limit_index_of(&uuids, "GPU-aaaa-1"), Some(1));
+        assert_eq!(limit_index_of(&uuids, "GPU-aaaa-1"), ix(1));
         assert_eq!(
             limit_index_of(&uuids, "gpu-BBBB-2"),
-            Some(0),
+            ix(0),
             "case-insensitive"
         );
         assert_eq!(limit_index_of(&uuids, "GPU-cccc-3"), None, "not listed");
-        assert!(c.unlimited_device_note(Some(0), "GPU-bbbb-2").is_none());
-        let note = c.unlimited_device_note(Some(1), "GPU-aaaa-1").unwrap();
+        assert!(c.unlimited_device_note(ix(0), "GPU-bbbb-2").is_none());
+        let note = c.unlimited_device_note(ix(1), "GPU-aaaa-1").unwrap();
         assert!(note.contains("GPU-aaaa-1") && note.contains("_1"), "{note}");
         assert!(!note.contains('\n'));
         assert!(c
@@ -634,15 +727,13 @@ mod tests {
             .contains("not in NVIDIA_VISIBLE_DEVICES"));
         // No limit anywhere: nothing to say.
         let none = cfg(&[("NVIDIA_VISIBLE_DEVICES", "GPU-bbbb-2")]);
-        assert!(none.unlimited_device_note(Some(1), "GPU-x").is_none());
+        assert!(none.unlimited_device_note(ix(1), "GPU-x").is_none());
         // A global limit covers every listed device.
         let global = cfg(&[
             ("NVIDIA_VISIBLE_DEVICES", "GPU-bbbb-2,GPU-aaaa-1"),
             ("CUDA_DEVICE_MEMORY_LIMIT", "2g"),
         ]);
-        assert!(global
-            .unlimited_device_note(Some(1), "GPU-aaaa-1")
-            .is_none());
+        assert!(global.unlimited_device_note(ix(1), "GPU-aaaa-1").is_none());
     }
 
     #[test]
@@ -689,6 +780,16 @@ mod tests {
             Vec::<usize>::new()
         );
         assert_eq!(map_visible_devices(Some(""), &uuids), Vec::<usize>::new());
+        // One ordinal at a time, as a container index.
+        let ix = |i| ContainerIndex::new(i);
+        assert_eq!(visible_container_index("2,0", &uuids, Ordinal(0)), ix(2));
+        assert_eq!(visible_container_index("2,0", &uuids, Ordinal(1)), ix(0));
+        assert_eq!(visible_container_index("2,0", &uuids, Ordinal(2)), None);
+        assert_eq!(visible_container_index("2,0", &uuids, Ordinal(-1)), None);
+        assert_eq!(
+            visible_container_index("GPU-bbbb", &uuids, Ordinal(0)),
+            ix(1)
+        );
         // An ambiguous prefix matches nothing.
         assert_eq!(
             map_visible_devices(Some("GPU-"), &uuids),

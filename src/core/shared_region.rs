@@ -32,6 +32,8 @@ const REAP_PERIOD: Duration = Duration::from_millis(250);
 /// How often the watcher thread runs (the compute cap's controller tick; reaping keeps
 /// its own period).
 const WATCH_PERIOD: Duration = Duration::from_nanos(crate::throttle::controller::TICK_NS);
+/// The watcher's per-tick work beyond reaping (`SharedRegion::start_reaper`).
+static TICK: std::sync::OnceLock<fn(&'static SharedRegion)> = std::sync::OnceLock::new();
 /// Longest wait for the region lock; past it the operation is skipped (retried later).
 const LOCK_TIMEOUT: Duration = Duration::from_millis(500);
 /// Longest wait for another process initialising the file.
@@ -601,8 +603,15 @@ impl SharedRegion {
         (d != NO_DEVICE).then_some(d)
     }
 
-    /// Starts the reaper thread of this process (once per process, again after `fork`).
-    pub fn start_reaper(&'static self) {
+    /// Starts the watcher thread of this process (once per process, again after `fork`):
+    /// each tick it beats the slot's heartbeat, reaps dead processes, then runs `tick` (the
+    /// runtime's: the launch gate's controller, the host pid's lazy narrowing).
+    pub fn start_reaper(&'static self, tick: fn(&'static SharedRegion)) {
+        let _ = TICK.set(tick);
+        self.spawn_watcher();
+    }
+
+    fn spawn_watcher(&'static self) {
         // SAFETY: getpid has no preconditions.
         let pid = unsafe { libc::getpid() };
         if REAPER_PID.swap(pid, Ordering::AcqRel) == pid {
@@ -661,9 +670,9 @@ impl SharedRegion {
                 .store(crate::clock::mono_ns(), Ordering::Relaxed);
         }
         self.reap(false);
-        // An ambiguous host pid discovery is narrowed here, off the application's paths.
-        crate::hostpid::retry_pending();
-        crate::throttle::watcher_tick(self);
+        if let Some(tick) = TICK.get() {
+            tick(self);
+        }
     }
 
     /// In a `fork` child: claim a slot of its own (the parent's stays the parent's).
@@ -674,7 +683,7 @@ impl SharedRegion {
         {
             self.slot.store(usize::MAX, Ordering::Release);
             self.claim_own_slot();
-            self.start_reaper();
+            self.spawn_watcher();
         }
     }
 }

@@ -19,14 +19,16 @@
 //!   set (NVML itself ignores it): NVML index i is CUDA ordinal i, so `nvidia-smi` and the
 //!   application agree on "GPU 0". Utilization is the driver's (a property of the device).
 
+#![allow(clippy::missing_safety_doc, clippy::too_many_arguments)]
+
 use std::ffi::{c_char, c_uint, c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use cuda_headers::bindings::*;
 
+use crate::core::shared_region::SharedRegion;
 use crate::nvml::{export_table, real};
-use crate::shared_region::SharedRegion;
 
 /// The real NVML function, or return `NVML_ERROR_UNINITIALIZED` (no NVML library).
 macro_rules! real_or_uninitialized {
@@ -43,9 +45,9 @@ macro_rules! real_or_uninitialized {
 fn visible_nvml_indices() -> Option<&'static [usize]> {
     static MAP: std::sync::OnceLock<Option<Vec<usize>>> = std::sync::OnceLock::new();
     MAP.get_or_init(|| {
-        let rt = crate::runtime::rt();
+        let rt = super::rt();
         let spec = rt.config.visible_devices.as_deref()?;
-        let uuids = rt.nvml()?.device_uuids();
+        let uuids = super::NvmlProbe::get()?.device_uuids();
         Some(crate::config::map_visible_devices(Some(spec), &uuids))
     })
     .as_deref()
@@ -133,7 +135,7 @@ pub unsafe fn nvmlDeviceGetIndex(device: nvmlDevice_t, index: *mut c_uint) -> nv
 
 /// The container's view of an NVML device: (limit, used) in bytes, limit 0 = no cap.
 fn container_view(device: nvmlDevice_t) -> Option<(usize, u64, u64)> {
-    let _ = crate::runtime::rt();
+    let _ = super::rt();
     let shared = SharedRegion::get()?;
     let get_uuid = real::nvmlDeviceGetUUID()?;
     let mut buf = [0 as c_char; 96];
@@ -155,7 +157,7 @@ fn container_view(device: nvmlDevice_t) -> Option<(usize, u64, u64)> {
 
 /// (total, used, free) as the container sees them, from the card's total.
 fn slice_figures(card_total: u64, limit: u64, used: u64) -> (u64, u64, u64) {
-    let oversubscribe = crate::runtime::rt().config.oversubscribe;
+    let oversubscribe = super::rt().config.oversubscribe;
     let total = if oversubscribe {
         limit
     } else {
@@ -388,7 +390,7 @@ unsafe fn build_wrapped(
     real_table: *const c_void,
     real_fn: *mut c_void,
 ) -> Option<(usize, Box<[usize]>)> {
-    let _ = crate::runtime::rt();
+    let _ = super::rt();
     SharedRegion::get()?;
     let mut buf = [0 as c_char; 96];
     let get_version = real::nvmlSystemGetDriverVersion()?;
@@ -479,7 +481,7 @@ unsafe extern "C" fn process_list_slot<const K: usize>(
     if rc != NVML_SUCCESS || count.is_null() || a2 == 0 {
         return rc;
     }
-    crate::ffi::guard(rc, || {
+    crate::interpose::guard::guard(rc, || {
         // SAFETY: written by the real function on success.
         let n = unsafe { *count };
         if n > room {

@@ -17,7 +17,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::config::MAX_DEVICES;
+use crate::MAX_DEVICES;
 
 mod live;
 pub use live::LiveTable;

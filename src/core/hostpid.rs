@@ -27,16 +27,16 @@
 //!    its charge when the slice has room for it); when the slice has no room for the probe
 //!    it is not made (put off to the next context or module).
 //!
+//! Vendor-neutral: the vendor's per-pid view of a device and its way to allocate come in a
+//! [`PidProbe`] (NVIDIA's: NVML's process list and `cuMemAlloc_v2`, `crate::cuda::hooks`).
+//!
 //! Memory caps never depend on discovery: what cannot be measured is charged a documented
-//! conservative figure (see hooks/context.rs).
+//! conservative figure (see cuda/hooks/context.rs).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use cuda_headers::bindings::*;
-
-use crate::ledger::AllocKind;
-use crate::runtime::rt;
+use crate::ledger::{AllocKind, CapacityPool, MemoryLedger};
 
 /// 0 = not discovered yet; u32::MAX = discovery failed (do not retry every call).
 static HOST_PID: AtomicU32 = AtomicU32::new(0);
@@ -46,6 +46,21 @@ const PROBE_UNIT: u64 = 2 << 20;
 
 /// The inode of the initial pid namespace (`PROC_PID_INIT_INO` in the kernel).
 pub const INIT_PID_NS_INODE: u64 = 4026531836;
+
+/// A vendor's view of one device for discovery: memory per host pid (its process list) and
+/// an allocation in the calling thread's current context (the signature probe's).
+#[derive(Clone, Copy)]
+pub struct PidProbe {
+    /// The vendor's index of the device (NVML's), handed to `usage`.
+    pub index: u32,
+    /// Device memory the vendor charges to each host pid on device `index`.
+    pub usage: fn(u32) -> Option<HashMap<u32, u64>>,
+    /// Allocates `bytes` in the calling thread's current context: a handle for `free`, or
+    /// `None` when the allocation failed.
+    pub alloc: fn(u64) -> Option<u64>,
+    /// Frees what `alloc` returned.
+    pub free: fn(u64),
+}
 
 /// The host pid, if known.
 pub fn host_pid() -> Option<u32> {
@@ -161,12 +176,18 @@ pub fn discover_cheaply() -> Option<u32> {
     found(pid, format_args!("from procfs"))
 }
 
-/// Discovers the host pid with the current context on CUDA ordinal `ordinal` (container
-/// device `device`), once per process: procfs first, else the NVML probe. Returns it, or
-/// `None` when it cannot be had (now). `unaccounted`: bytes the driver may hold on the
-/// device beyond what the ledger counts (a context just created, charged only its estimate
-/// so far): reserved with the probe when the slice has room for them.
-pub fn discover(ordinal: CUdevice, device: usize, unaccounted: u64) -> Option<u32> {
+/// Discovers the host pid with the current context on container device `device`, once per
+/// process: procfs first, else the signature probe through `probe` (the vendor's, of the
+/// current context's device; asked for only then). Returns it, or `None` when it cannot be
+/// had (now). `unaccounted`: bytes the driver may hold on the device beyond what the
+/// ledger counts (a context just created, charged only its estimate so far): reserved with
+/// the probe when the slice has room for them.
+pub fn discover<P: CapacityPool>(
+    ledger: &MemoryLedger<P>,
+    probe: impl FnOnce() -> Option<PidProbe>,
+    device: usize,
+    unaccounted: u64,
+) -> Option<u32> {
     match HOST_PID.load(Ordering::Acquire) {
         0 => {}
         FAILED => return None,
@@ -184,15 +205,11 @@ pub fn discover(ordinal: CUdevice, device: usize, unaccounted: u64) -> Option<u3
             return Some(pid);
         }
     }
-    let rt = rt();
-    let nvml = rt.nvml()?;
-    let index = rt.nvml_index(ordinal)?;
-    let alloc = crate::driver::real::cuMemAlloc_v2()?;
-    let free = crate::driver::real::cuMemFree_v2()?;
+    let probe = probe()?;
     let me = std::process::id();
     for attempt in 0..ATTEMPTS {
         let size = PROBE_UNIT * (1 + u64::from((me.wrapping_add(attempt * 7)) % 7));
-        let Ok(reservation) = rt.ledger.reserve(device, size, AllocKind::Data) else {
+        let Ok(reservation) = ledger.reserve(device, size, AllocKind::Data) else {
             // No room in the slice for the probe now: try again later (next context or
             // module); the caller charges its conservative figure meanwhile.
             crate::vlog!(
@@ -204,21 +221,19 @@ pub fn discover(ordinal: CUdevice, device: usize, unaccounted: u64) -> Option<u3
         // Room for what the driver may hold beyond the ledger too, when the slice has it
         // (then the probe can never push the driver past the slice); else the probe alone,
         // and the documented first-context gap (docs/MEMORY_CAP.md) covers the rest.
-        let margin = rt.ledger.reserve(device, unaccounted, AllocKind::Data).ok();
-        let Some(before) = nvml.process_usage(index) else {
+        let margin = ledger.reserve(device, unaccounted, AllocKind::Data).ok();
+        let Some(before) = (probe.usage)(probe.index) else {
             break;
         };
-        let mut ptr: CUdeviceptr = 0;
-        // SAFETY: a plain allocation in the caller's current context, freed below.
-        if unsafe { alloc(&mut ptr, size as usize) } != CUDA_SUCCESS {
+        let Some(handle) = (probe.alloc)(size) else {
             break;
-        }
-        let during = nvml.process_usage(index);
-        // SAFETY: freeing the probe (before its reservation is given back).
-        unsafe { free(ptr) };
+        };
+        let during = (probe.usage)(probe.index);
+        // The probe is freed before its reservation is given back.
+        (probe.free)(handle);
         drop(reservation);
         drop(margin);
-        let after = nvml.process_usage(index);
+        let after = (probe.usage)(probe.index);
         let (Some(during), Some(after)) = (during, after) else {
             break;
         };
@@ -241,16 +256,16 @@ pub fn discover(ordinal: CUdevice, device: usize, unaccounted: u64) -> Option<u3
 
 // ---- the context-creation signature (no headroom needed) -----------------------------
 
-/// NVML's per-pid usage on one device just before this process created a context there.
+/// The vendor's per-pid usage on one device just before this process created a context there.
 pub struct BeforeContext {
-    index: u32,
+    probe: PidProbe,
     device: usize,
     usage: HashMap<u32, u64>,
 }
 
 /// The pids that could be ours after an ambiguous creation signature, retried lazily.
 struct Pending {
-    index: u32,
+    probe: PidProbe,
     device: usize,
     /// (pid, NVML usage at the baseline).
     candidates: Vec<(u32, u64)>,
@@ -330,15 +345,16 @@ fn narrow(p: &mut Pending, now: &HashMap<u32, u64>, ledger_now: u64, claimed_by_
     p.missed_at = ledger_now;
 }
 
-fn ledger_data_and_modules(device: usize) -> u64 {
-    let u = rt().ledger.usage(device);
+fn ledger_data_and_modules<P: CapacityPool>(ledger: &MemoryLedger<P>, device: usize) -> u64 {
+    let u = ledger.usage(device);
     u.data + u.module
 }
 
 impl BeforeContext {
-    /// NVML's process list before a context is created on CUDA ordinal `ordinal`
-    /// (container device `device`), when the host pid is unknown and procfs cannot tell it.
-    pub fn take(ordinal: CUdevice, device: usize) -> Option<Self> {
+    /// The vendor's process list (through `probe`, asked for only then) before a context
+    /// is created on container device `device`, when the host pid is unknown and procfs
+    /// cannot tell it.
+    pub fn take(probe: impl FnOnce() -> Option<PidProbe>, device: usize) -> Option<Self> {
         if host_pid().is_some() {
             return None;
         }
@@ -347,11 +363,10 @@ impl BeforeContext {
             Forced::No if discover_cheaply().is_some() => return None,
             _ => {}
         }
-        let rt = rt();
-        let index = rt.nvml_index(ordinal)?;
-        let usage = rt.nvml()?.process_usage(index)?;
+        let probe = probe()?;
+        let usage = (probe.usage)(probe.index)?;
         Some(BeforeContext {
-            index,
+            probe,
             device,
             usage,
         })
@@ -361,11 +376,11 @@ impl BeforeContext {
     /// recorded, and `None` returned); else an upper bound of what the new context costs
     /// (the largest rise among the candidates, ours among them) to charge, with the
     /// candidates kept for [`retry_pending`].
-    pub fn after(self) -> Option<u64> {
+    pub fn after<P: CapacityPool>(self, ledger: &MemoryLedger<P>) -> Option<u64> {
         if debug_forced_method() == Forced::SignatureSlow {
             std::thread::sleep(std::time::Duration::from_millis(1000));
         }
-        let after = rt().nvml()?.process_usage(self.index)?;
+        let after = (self.probe.usage)(self.probe.index)?;
         let claimed = claimed_by_others();
         let c = signature_candidates(&self.usage, &after, &claimed);
         match c[..] {
@@ -386,10 +401,10 @@ impl BeforeContext {
                 );
                 let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
                 *pending = Some(Pending {
-                    index: self.index,
+                    probe: self.probe,
                     device: self.device,
                     candidates: c.iter().map(|c| (c.0, c.1)).collect(),
-                    ledger_then: Some(ledger_data_and_modules(self.device)),
+                    ledger_then: Some(ledger_data_and_modules(ledger, self.device)),
                     missed: Vec::new(),
                     missed_at: 0,
                 });
@@ -401,7 +416,7 @@ impl BeforeContext {
 }
 
 fn claimed_by_others() -> Vec<u32> {
-    crate::shared_region::SharedRegion::get()
+    crate::core::shared_region::SharedRegion::get()
         .map(|r| r.host_pids_of_others())
         .unwrap_or_default()
 }
@@ -420,7 +435,7 @@ pub fn rebase_pending() {
 /// watcher thread, and before a context or module is measured. Never blocks (a check in
 /// progress elsewhere is skipped); one load when nothing is pending. Returns the host pid
 /// when it became known.
-pub fn retry_pending() -> Option<u32> {
+pub fn retry_pending<P: CapacityPool>(ledger: &MemoryLedger<P>) -> Option<u32> {
     if !HAS_PENDING.load(Ordering::Acquire) {
         return None;
     }
@@ -433,10 +448,9 @@ pub fn retry_pending() -> Option<u32> {
         HAS_PENDING.store(false, Ordering::Release);
         return Some(pid);
     }
-    let rt = rt();
-    let before = ledger_data_and_modules(p.device);
-    let now = rt.nvml()?.process_usage(p.index)?;
-    if ledger_data_and_modules(p.device) != before {
+    let before = ledger_data_and_modules(ledger, p.device);
+    let now = (p.probe.usage)(p.probe.index)?;
+    if ledger_data_and_modules(ledger, p.device) != before {
         return None; // the ledger moved during the list: check again next time
     }
     narrow(p, &now, before, &claimed_by_others());
@@ -457,7 +471,7 @@ pub fn retry_pending() -> Option<u32> {
     *guard = None;
     HAS_PENDING.store(false, Ordering::Release);
     if let Some(pid) = result {
-        if let Some(shared) = crate::shared_region::SharedRegion::get() {
+        if let Some(shared) = crate::core::shared_region::SharedRegion::get() {
             shared.set_host_pid(pid);
         }
     }
@@ -465,6 +479,8 @@ pub fn retry_pending() -> Option<u32> {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
+// A release build forces nothing: only `No` is constructed there.
+#[cfg_attr(not(debug_assertions), allow(dead_code))]
 enum Forced {
     No,
     /// Skip procfs: the NVML probe only.
@@ -549,7 +565,12 @@ mod tests {
 
     fn pending(candidates: &[(u32, u64)], ledger: u64) -> Pending {
         Pending {
-            index: 0,
+            probe: PidProbe {
+                index: 0,
+                usage: |_| None,
+                alloc: |_| None,
+                free: |_| {},
+            },
             device: 0,
             candidates: candidates.to_vec(),
             ledger_then: Some(ledger),

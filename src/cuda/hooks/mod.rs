@@ -8,7 +8,6 @@
 
 mod context;
 mod memory;
-pub mod nvml;
 mod procaddr;
 
 pub use context::*;
@@ -21,16 +20,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use cuda_headers::bindings::*;
 
-use crate::runtime::rt;
-
 /// The real function of a row, or return `CUDA_ERROR_NOT_INITIALIZED` (no driver).
 macro_rules! real_or_return {
     ($name:ident) => {
-        match crate::driver::real::$name() {
+        match crate::cuda::real::$name() {
             Some(f) => f,
             None => {
-                let _ = crate::runtime::rt();
-                match crate::driver::real::$name() {
+                crate::cuda::ensure_resolved();
+                match crate::cuda::real::$name() {
                     Some(f) => f,
                     None => return cuda_headers::bindings::CUDA_ERROR_NOT_INITIALIZED,
                 }
@@ -125,7 +122,7 @@ pub(crate) fn current_unknown() {
 }
 
 fn ask_current() -> Option<u64> {
-    let get_current = crate::driver::real::cuCtxGetCurrent()?;
+    let get_current = crate::cuda::real::cuCtxGetCurrent()?;
     let mut ctx: CUcontext = std::ptr::null_mut();
     // SAFETY: valid out-pointer.
     (unsafe { get_current(&mut ctx) } == CUDA_SUCCESS).then_some(ctx as u64)
@@ -155,6 +152,12 @@ pub fn current_placement() -> Option<Placement> {
     }
 }
 
+/// The container device of the calling thread's current context (a launch's route).
+#[inline]
+pub fn current_device() -> Option<usize> {
+    current_placement().map(|p| p.device)
+}
+
 #[cold]
 fn current_placement_slow(mut cur: Current, epoch: u64) -> Option<Placement> {
     let epoch_moved = cur.epoch != u64::MAX && cur.epoch != epoch;
@@ -176,13 +179,13 @@ fn current_placement_slow(mut cur: Current, epoch: u64) -> Option<Placement> {
         return None;
     }
     if cur.epoch != epoch {
-        let get_device = crate::driver::real::cuCtxGetDevice()?;
+        let get_device = crate::cuda::real::cuCtxGetDevice()?;
         let mut ordinal: CUdevice = -1;
         // SAFETY: valid out-pointer.
         if unsafe { get_device(&mut ordinal) } != CUDA_SUCCESS {
             return None;
         }
-        cur.device = rt().container_index(ordinal)?;
+        cur.device = crate::cuda::placement::container_index(ordinal)?;
         cur.ordinal = ordinal;
         cur.epoch = epoch;
     }
@@ -275,11 +278,11 @@ pub unsafe fn cuCtxPopCurrent_v2(pctx: *mut CUcontext) -> CUresult {
 /// `GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` of a CUDA ordinal, from the real driver.
 pub fn device_uuid(ordinal: CUdevice) -> Option<String> {
     let mut uuid = CUuuid::default();
-    let rc = if let Some(f) = crate::driver::real::cuDeviceGetUuid_v2() {
+    let rc = if let Some(f) = crate::cuda::real::cuDeviceGetUuid_v2() {
         // SAFETY: valid out-pointer.
         unsafe { f(&mut uuid, ordinal) }
     } else {
-        let f = crate::driver::real::cuDeviceGetUuid()?;
+        let f = crate::cuda::real::cuDeviceGetUuid()?;
         // SAFETY: valid out-pointer.
         unsafe { f(&mut uuid, ordinal) }
     };
@@ -300,16 +303,13 @@ pub fn format_uuid(b: &[u8; 16]) -> String {
     )
 }
 
-/// Logs a refused allocation (level 3: on when asked for, off by default).
-pub(crate) fn log_refusal(what: &str, e: crate::ledger::OverLimit) {
-    crate::vlog!(
-        3,
-        "{what}: refusing {} bytes on device {}: {} of {} bytes in use",
-        e.requested,
-        e.device,
-        e.used,
-        e.limit
-    );
+/// The CUDA driver API's status codes for the charge protocol (`crate::core::charge`).
+pub struct Cuda;
+
+impl crate::core::charge::Api for Cuda {
+    type Status = CUresult;
+    const SUCCESS: CUresult = CUDA_SUCCESS;
+    const OUT_OF_MEMORY: CUresult = CUDA_ERROR_OUT_OF_MEMORY;
 }
 
 #[cfg(test)]

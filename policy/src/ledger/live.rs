@@ -36,7 +36,10 @@ const FULL: u64 = 2;
 const TOMB: u64 = 3;
 const KIND_SHIFT: u32 = STATE_BITS;
 const DEVICE_SHIFT: u32 = KIND_SHIFT + 3;
-const GEN_SHIFT: u32 = DEVICE_SHIFT + 4;
+/// Bits of the device index in `info`: every container device index fits.
+const DEVICE_BITS: u32 = 4;
+const _: () = assert!(crate::MAX_DEVICES <= 1 << DEVICE_BITS);
+const GEN_SHIFT: u32 = DEVICE_SHIFT + DEVICE_BITS;
 const BYTES_SHIFT: u32 = GEN_SHIFT + 7;
 const MAX_BYTES: u64 = (1 << (64 - BYTES_SHIFT)) - 1;
 
@@ -59,7 +62,7 @@ fn kind_of(info: u64) -> AllocKind {
 }
 
 fn pack(alloc: &Allocation, gen: u64) -> Option<u64> {
-    (alloc.device < 16 && alloc.bytes <= MAX_BYTES).then_some(
+    (alloc.device < 1 << DEVICE_BITS && alloc.bytes <= MAX_BYTES).then_some(
         FULL | (alloc.kind as u64) << KIND_SHIFT
             | (alloc.device as u64) << DEVICE_SHIFT
             | (gen & 0x7f) << GEN_SHIFT
@@ -69,7 +72,7 @@ fn pack(alloc: &Allocation, gen: u64) -> Option<u64> {
 
 fn unpack(info: u64, owner: u64) -> Allocation {
     Allocation {
-        device: ((info >> DEVICE_SHIFT) & 0xf) as usize,
+        device: ((info >> DEVICE_SHIFT) & ((1 << DEVICE_BITS) - 1)) as usize,
         bytes: info >> BYTES_SHIFT,
         kind: kind_of(info),
         owner,

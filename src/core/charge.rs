@@ -1,0 +1,90 @@
+//! The charge protocol, once for every vendor: reserve in the ledger before the real
+//! allocation (a refusal is the vendor's out-of-memory code, the library is not called),
+//! commit after it succeeded, roll back when it failed; take a freed handle out of the live
+//! map before the real free and credit its capacity only after the free succeeded (put it
+//! back when it failed). Generic over the vendor's status type through [`Api`]: CUDA's
+//! `CUresult` (`crate::cuda`), HIP's `hipError_t` (`crate::hip`).
+
+use crate::core::runtime::rt;
+use crate::ledger::{AllocKind, OverLimit};
+
+/// A vendor API's status codes, as the protocol needs them (implemented by a marker type
+/// of each backend: the status types themselves are plain integers, so they cannot tell
+/// the vendors apart).
+pub trait Api {
+    /// The API's result type (`CUresult`, `hipError_t`).
+    type Status: Copy + PartialEq;
+    /// Success.
+    const SUCCESS: Self::Status;
+    /// What a refused allocation returns.
+    const OUT_OF_MEMORY: Self::Status;
+}
+
+/// Charges `bytes` of `kind` on container device `device` for `owner` (a context, or a
+/// device's owner key) around `call`, which returns the real library's status and, on
+/// success, the new handle. Refused: `A::OUT_OF_MEMORY`, `call` not made.
+pub fn charged_on<A: Api>(
+    what: &str,
+    device: usize,
+    owner: u64,
+    bytes: u64,
+    kind: AllocKind,
+    call: impl FnOnce() -> (A::Status, u64),
+) -> A::Status {
+    let reservation = match rt().ledger.reserve_with_usage(device, bytes, kind) {
+        Ok(r) => r.owned_by(owner),
+        Err(e) => {
+            log_refusal(what, e);
+            return A::OUT_OF_MEMORY;
+        }
+    };
+    let (rc, handle) = call();
+    if rc == A::SUCCESS {
+        reservation.commit(handle);
+    }
+    rc
+}
+
+/// Credits `handle` around the real free `call`: the entry leaves the live map before the
+/// call (an address the library reuses at once is never confused with the old one), the
+/// capacity is credited only after the free succeeded (until then the library still
+/// holds the memory, and no other thread or process may reserve it), and the entry goes
+/// back if the library refused.
+pub fn credited<A: Api>(
+    kind: AllocKind,
+    handle: u64,
+    call: impl FnOnce() -> A::Status,
+) -> A::Status {
+    let pending = rt().ledger.begin_free(kind, handle);
+    let rc = call();
+    if let Some(p) = pending {
+        if rc == A::SUCCESS {
+            p.freed();
+        } else {
+            p.failed();
+        }
+    }
+    rc
+}
+
+/// Logs a refused allocation (level 3: on when asked for, off by default).
+pub fn log_refusal(what: &str, e: OverLimit) {
+    crate::vlog!(
+        3,
+        "{what}: refusing {} bytes on device {}: {} of {} bytes in use",
+        e.requested,
+        e.device,
+        e.used,
+        e.limit
+    );
+}
+
+/// The slice as the application sees it: the cap, or the card when the cap is larger and
+/// oversubscription is off.
+pub fn visible_total(limit: u64, physical_total: u64) -> u64 {
+    if rt().config.oversubscribe {
+        limit
+    } else {
+        limit.min(physical_total)
+    }
+}
