@@ -463,8 +463,14 @@ static int is_gpu_library(struct dl_phdr_info *info, size_t size, void *data) {
  * dlsym of a hooked name loads the core, as before. The core itself does nothing when loaded
  * (its runtime starts at the first hooked call), so loading it early changes no behaviour:
  * fork handlers, the shared region and the watcher thread all come with the first call. */
+static int eager_load_off(void) {
+    /* VGPU_CORE_EAGER=off keeps the lazy load everywhere (the bench's comparison row). */
+    const char *v = secure_getenv("VGPU_CORE_EAGER");
+    return v && (strcmp(v, "off") == 0 || strcmp(v, "0") == 0);
+}
+
 __attribute__((constructor)) static void load_core_in_a_gpu_process(void) {
-    if (dl_iterate_phdr(is_gpu_library, NULL)) ensure_core();
+    if (dl_iterate_phdr(is_gpu_library, NULL) && !eager_load_off()) ensure_core();
 }
 
 /* Called by an export's first use (vgpu_lazy_common): the function to jump to. */

@@ -313,8 +313,9 @@ fn a_cached_core_that_cannot_be_trusted_is_refused_and_the_memfd_used() {
 /// starting together do not all pay the core's `dlopen` at their first call
 /// (docs/BENCHMARKS.md, "64 and 256 processes"). Loading is all it does: the runtime (the
 /// shared region, the watcher thread) still starts at the first hooked call. A program
-/// that `dlopen`s the driver later (Python) keeps the lazy load; the control that the probe
-/// can see the core (and the region) is each program's second look, after its first calls.
+/// that `dlopen`s the driver later (Python) keeps the lazy load, and so does the linked
+/// program under `VGPU_CORE_EAGER=off` (the control on the same binary); that the probe can
+/// see the core (and the region) is each program's second look, after its first calls.
 #[test]
 fn a_program_linked_against_a_driver_gets_the_core_before_main_and_others_at_first_use() {
     let Some(lib) = shipped() else { return };
@@ -402,37 +403,49 @@ int main(void) {
         assert!(st.success(), "cc core-probe.c {flags:?}");
         out
     };
-    let run = |program: &std::path::Path| {
+    let run = |program: &std::path::Path, eager: &str| {
         let mut c = sim.command(program);
-        c.env("LD_PRELOAD", &lib).env("VGPU_CORE_CACHE_DIR", &cache);
+        c.env("LD_PRELOAD", &lib)
+            .env("VGPU_CORE_CACHE_DIR", &cache)
+            .env("VGPU_CORE_EAGER", eager);
         let out = run_default(&mut c);
         out.assert_success(&program.display().to_string());
         assert!(out.stderr.is_empty(), "no output\n{}", out.describe());
         out
     };
-    for (name, flags, eager) in [
+    // VGPU_CORE_EAGER=off: the same linked program loads the core at its first call.
+    for (name, flags, eager, knob) in [
         (
             "linked-cuda",
             &["-DLINKED_CUDA", "-l:libcuda.so.1"][..],
             true,
+            "on",
+        ),
+        (
+            "linked-cuda",
+            &["-DLINKED_CUDA", "-l:libcuda.so.1"][..],
+            false,
+            "off",
         ),
         (
             "linked-nvml",
             &["-DLINKED_NVML", "-l:libnvidia-ml.so.1"][..],
             true,
+            "on",
         ),
-        ("dlopen-cuda", &[][..], false),
+        ("dlopen-cuda", &[][..], false, "on"),
     ] {
-        let out = run(&build(name, flags));
+        let out = run(&build(name, flags), knob);
         let kv = out.kv();
         let why = out.describe();
+        let name = format!("{name} (VGPU_CORE_EAGER={knob})");
         assert_eq!(kv.i64("core_at_main"), i64::from(eager), "{name}\n{why}");
         // Nothing of the runtime before the first call, eager or not.
         assert_eq!(kv.i64("threads_at_main"), 1, "{name}: no thread\n{why}");
         assert_eq!(kv.i64("region_at_main"), 0, "{name}: no region yet\n{why}");
         assert_eq!(kv.i64("first_call_rc"), 0, "{name}\n{why}");
         assert_eq!(kv.i64("core_after_first_call"), 1, "{name}\n{why}");
-        if name != "linked-nvml" {
+        if !name.starts_with("linked-nvml") {
             assert_eq!(kv.i64("region_after_first_call"), 1, "{name}\n{why}");
         }
         let _ = std::fs::remove_file(region_path(&sim));
