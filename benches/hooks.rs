@@ -3,6 +3,10 @@
 //! and one run, over the simulated GPU with zero device time (so the driver side costs only
 //! its bookkeeping). Also the start-up cost libvgpu adds to a process that never uses CUDA.
 //!
+//! The same for HIP (`hipLaunchKernel`, `hipMalloc` + `hipFree`) over the simulated AMD GPU,
+//! in a mode of its own (an AMD machine state; the simulated libamdhip64 and libvgpu side
+//! by side).
+//!
 //! Run: `cargo bench --bench hooks` (after `cargo build --release`, which builds the
 //! simulator and libvgpu.so). The report in docs/BENCHMARKS.md quotes the medians.
 
@@ -11,16 +15,25 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{ck, profile_dir, run_in_modes, Setup};
+use common::{ck, profile_dir, run_in_modes, Lib, Setup};
 use criterion::{criterion_group, criterion_main, Criterion};
 use cuda_headers::bindings::*;
 use cuda_headers::pfn;
 
+/// The HIP mode (see [`hooks`]).
+const HIP_MODE: &str = "hip memory cap";
+
 fn hooks(c: &mut Criterion) {
-    run_in_modes(
+    let mode = run_in_modes(
         "hooks",
-        &[("memory cap", &[("CUDA_DEVICE_MEMORY_LIMIT", "70g")])],
+        &[
+            ("memory cap", &[("CUDA_DEVICE_MEMORY_LIMIT", "70g")]),
+            (HIP_MODE, &[("HIP_DEVICE_MEMORY_LIMIT", "70g")]),
+        ],
     );
+    if mode == HIP_MODE {
+        return hip_hooks(c);
+    }
     let dir = profile_dir();
     let setup = Setup::new();
     let (sim, vgpu) = (&setup.sim, &setup.vgpu);
@@ -152,6 +165,117 @@ fn hooks(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// `hipLaunchKernel` (no core cap) and `hipMalloc` + `hipFree` (1 MiB), direct (the
+/// simulated libamdhip64's own functions) and hooked (libvgpu's exports), criterion's runs
+/// and interleaved ones, as for CUDA above.
+fn hip_hooks(c: &mut Criterion) {
+    use hip_headers::pfn as hip;
+    use hip_headers::types::dim3;
+    let dir = profile_dir();
+    let sim = Lib::open(
+        &dir.join("sim/libamdhip64.so.7"),
+        libc::RTLD_NOW | libc::RTLD_GLOBAL,
+    );
+    let vgpu = Lib::open(&dir.join("libvgpu.so"), libc::RTLD_NOW | libc::RTLD_LOCAL);
+    // A kernel the runtime knows by its host stub, as a hipcc-built program's constructor
+    // registers it: a wrapper that is no offload bundle (runs on any device).
+    static WRAPPER: [u64; 3] = [1 << 32, 0, 0];
+    extern "C" fn stub() {}
+    // SAFETY: the registration calls with a wrapper and a stub that live for the whole run.
+    unsafe {
+        let register = sim.sym::<hip::__hipRegisterFatBinary>(c"__hipRegisterFatBinary");
+        let modules = register(WRAPPER.as_ptr().cast());
+        let function = sim.sym::<hip::__hipRegisterFunction>(c"__hipRegisterFunction");
+        function(
+            modules,
+            stub as *const std::ffi::c_void,
+            c"k".as_ptr().cast_mut(),
+            c"k".as_ptr(),
+            u32::MAX,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+    }
+    let one = dim3 { x: 1, y: 1, z: 1 };
+    let block = dim3 { x: 32, y: 1, z: 1 };
+    let launch = move |f: hip::hipLaunchKernel| {
+        // SAFETY: a registered stub, default stream, no arguments.
+        let rc = unsafe {
+            f(
+                stub as *const std::ffi::c_void,
+                one,
+                block,
+                std::ptr::null_mut(),
+                0,
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!(rc, 0, "hipLaunchKernel: {rc}");
+    };
+    let pair = |alloc: hip::hipMalloc, free: hip::hipFree| {
+        // SAFETY: valid out-pointer; freeing what was just allocated.
+        unsafe {
+            let mut p = std::ptr::null_mut();
+            assert_eq!(alloc(&mut p, 1 << 20), 0, "hipMalloc");
+            assert_eq!(free(p), 0, "hipFree");
+        }
+    };
+    let launches = [
+        (
+            "direct",
+            sim.sym::<hip::hipLaunchKernel>(c"hipLaunchKernel"),
+        ),
+        (
+            "hooked",
+            vgpu.sym::<hip::hipLaunchKernel>(c"hipLaunchKernel"),
+        ),
+    ];
+    let allocs = [
+        (
+            "direct",
+            sim.sym::<hip::hipMalloc>(c"hipMalloc"),
+            sim.sym::<hip::hipFree>(c"hipFree"),
+        ),
+        (
+            "hooked",
+            vgpu.sym::<hip::hipMalloc>(c"hipMalloc"),
+            vgpu.sym::<hip::hipFree>(c"hipFree"),
+        ),
+    ];
+    // The first hooked calls start the runtime (region, devices, the context measurement).
+    launch(launches[1].1);
+    pair(allocs[1].1, allocs[1].2);
+
+    let mut g = c.benchmark_group("hipLaunchKernel (no core cap)");
+    for (label, f) in launches {
+        g.bench_function(label, |b| b.iter(|| launch(f)));
+    }
+    g.finish();
+    let mut g = c.benchmark_group("hipMalloc + hipFree (1 MiB)");
+    for (label, alloc, free) in allocs {
+        g.bench_function(label, |b| b.iter(|| pair(alloc, free)));
+    }
+    g.finish();
+
+    paired("hipLaunchKernel (no core cap)", 2000, || {
+        let (d, h) = (launches[0].1, launches[1].1);
+        (
+            Box::new(move || launch(d)) as Box<dyn Fn()>,
+            Box::new(move || launch(h)) as Box<dyn Fn()>,
+        )
+    });
+    paired("hipMalloc + hipFree (1 MiB)", 500, || {
+        let ((_, da, df), (_, ha, hf)) = (allocs[0], allocs[1]);
+        (
+            Box::new(move || pair(da, df)) as Box<dyn Fn()>,
+            Box::new(move || pair(ha, hf)) as Box<dyn Fn()>,
+        )
+    });
 }
 
 fn alloc_free_pair(alloc: pfn::cuMemAlloc_v2, free: pfn::cuMemFree_v2) {

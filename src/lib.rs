@@ -30,7 +30,7 @@ pub mod hip;
 pub mod interpose;
 pub mod log;
 pub mod nvml;
-pub mod throttle;
+pub use vgpu_policy::throttle;
 
 // The policy crate's modules, under the paths libvgpu's code names them by.
 pub use vgpu_policy::{config, ledger};

@@ -78,6 +78,41 @@ fn a_30_percent_hip_cap_yields_20_to_40_percent() {
     );
 }
 
+/// Four processes of one container: the AMD probe's figure is the device's busy share,
+/// which every process reads; the controller splits it by the container's launches
+/// (`DeviceExt::launches_milli`), so the container, not each process, gets the 30 % (read
+/// as the device's figure for each process, the four shared about 7 %).
+#[test]
+fn four_hip_processes_of_one_container_share_the_30_percent() {
+    let sim = amd_machine(Some("30"));
+    let mut children: Vec<Child> = (0..4)
+        .map(|_| spawn_loop(&sim, "launch_async", 100_000))
+        .collect();
+    for c in &mut children {
+        c.send_line("go");
+    }
+    let busy = |sim: &SimEnv, children: &[Child]| -> u64 {
+        children.iter().map(|c| busy_of(sim, c.pid())).sum()
+    };
+    std::thread::sleep(Duration::from_secs_f64(1.5));
+    let (b0, t0) = (busy(&sim, &children), std::time::Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let (b1, t1) = (busy(&sim, &children), std::time::Instant::now());
+    for c in &mut children {
+        c.kill9();
+    }
+    let share = (b1 - b0) as f64 / (t1 - t0).as_nanos() as f64;
+    eprintln!(
+        "4 HIP processes at a 30 % cap: {:.1} % together",
+        share * 100.0
+    );
+    assert!(
+        (0.24..=0.36).contains(&share),
+        "4 processes of one container at a 30 % cap gave {:.1} % together",
+        share * 100.0
+    );
+}
+
 #[test]
 fn every_hip_launch_path_is_throttled() {
     // A 10 % cap: whatever the controller's calibration, a path that bypasses the gate
@@ -92,6 +127,8 @@ fn every_hip_launch_path_is_throttled() {
         "module_coop",
         "graph",
         "graph_spt",
+        "launch_exc",
+        "drv_ex",
     ] {
         let sim = amd_machine(Some("10"));
         let mut child = spawn_loop(&sim, path, 100_000);

@@ -142,6 +142,37 @@ fn every_hip_allocation_path_is_charged_as_the_card_charges_it_and_host_memory_i
         assert_eq!(kv.u64(&k("card_after_free")), 0, "{path}\n{why}");
         assert_eq!(kv.u64(&k("after_free")), 0, "{path}: credited\n{why}");
     }
+    // The other array paths: what the elements take (chosen on the simulated card's 2 MiB
+    // array granularity), charged exactly as the card took it; over the cap refused first.
+    for path in [
+        "array3d",
+        "arraycreate",
+        "array3dcreate",
+        "mipmap",
+        "mipmapcreate",
+    ] {
+        let k = |s: &str| format!("{path}.{s}");
+        assert_eq!(kv.i64(&k("over_rc")), 2, "{path}: over the cap\n{why}");
+        assert_eq!(
+            kv.u64(&k("card_after_over")),
+            0,
+            "{path}: refused before the card\n{why}"
+        );
+        assert_eq!(kv.i64(&k("rc")), 0, "{path}\n{why}");
+        assert_eq!(
+            kv.u64(&k("card")),
+            kv.u64(&k("want")),
+            "{path}: the card took the elements' bytes\n{why}"
+        );
+        assert_eq!(
+            kv.u64(&k("charged")),
+            kv.u64(&k("card")),
+            "{path}: charged what the card took\n{why}"
+        );
+        assert_eq!(kv.i64(&k("free_rc")), 0, "{path}\n{why}");
+        assert_eq!(kv.u64(&k("card_after_free")), 0, "{path}\n{why}");
+        assert_eq!(kv.u64(&k("after_free")), 0, "{path}: credited\n{why}");
+    }
     assert_eq!(kv.u64("pitch.pitch"), 1024, "{why}");
     assert_eq!(
         kv.i64("host.rc"),
@@ -150,6 +181,67 @@ fn every_hip_allocation_path_is_charged_as_the_card_charges_it_and_host_memory_i
     );
     assert_eq!(kv.u64("host.charged"), 0, "{why}");
     assert_eq!(kv.u64("host.card"), 0, "{why}");
+}
+
+/// `hipMemPoolDestroy` with an allocation still live (what AMD's runtime and CUDA's driver
+/// do): the allocation stays on the card and charged, and its own `hipFreeAsync` credits it.
+#[test]
+fn a_destroyed_pools_live_allocation_stays_charged_until_freed() {
+    let half = 512 * MIB;
+    let sim = amd_machine("1g");
+    let out = run_default(&mut hip_command(&sim, &["pool", &half.to_string()]));
+    out.assert_success("hip_cap pool");
+    let kv = out.kv();
+    let why = out.describe();
+    assert_eq!(kv.i64("create_rc"), 0, "{why}");
+    assert_eq!(kv.i64("over_rc"), 2, "over the cap from a pool\n{why}");
+    assert_eq!(kv.u64("card_after_over"), 0, "{why}");
+    assert_eq!(kv.i64("rc"), 0, "{why}");
+    assert_eq!(kv.u64("card"), half, "{why}");
+    assert_eq!(kv.u64("charged"), half, "{why}");
+    assert_eq!(kv.i64("destroy_rc"), 0, "{why}");
+    assert_eq!(kv.u64("card_after_destroy"), half, "still live\n{why}");
+    assert_eq!(
+        kv.u64("charged_after_destroy"),
+        half,
+        "still charged\n{why}"
+    );
+    assert_eq!(kv.i64("free_rc"), 0, "{why}");
+    assert_eq!(kv.u64("card_after_free"), 0, "{why}");
+    assert_eq!(kv.u64("after_free"), 0, "credited by its free\n{why}");
+}
+
+/// Graph memory nodes, CUDA's rule: charged to the graph when the node is added (over the
+/// cap refused before the card moved), credited when the graph is destroyed, or by an
+/// explicit `hipFree` first and then not again.
+#[test]
+fn graph_memory_nodes_are_charged_to_the_graph_and_credited_once() {
+    let half = 512 * MIB;
+    let sim = amd_machine("1g");
+    let out = run_default(&mut hip_command(&sim, &["graphmem", &half.to_string()]));
+    out.assert_success("hip_cap graphmem");
+    let kv = out.kv();
+    let why = out.describe();
+    assert_eq!(kv.i64("create_rc"), 0, "{why}");
+    assert_eq!(kv.i64("over_rc"), 2, "{why}");
+    assert_eq!(kv.u64("card_after_over"), 0, "{why}");
+    assert_eq!(kv.i64("rc"), 0, "{why}");
+    assert_eq!(kv.u64("card"), half, "{why}");
+    assert_eq!(kv.u64("charged"), half, "{why}");
+    assert_eq!(kv.i64("destroy_rc"), 0, "{why}");
+    assert_eq!(kv.u64("card_after_destroy"), 0, "{why}");
+    assert_eq!(kv.u64("after_destroy"), 0, "{why}");
+    assert_eq!(kv.i64("rc2"), 0, "{why}");
+    assert_eq!(kv.u64("card2"), half, "{why}");
+    assert_eq!(kv.u64("charged2"), half, "{why}");
+    assert_eq!(kv.i64("free_rc"), 0, "{why}");
+    assert_eq!(kv.u64("card_after_free"), 0, "{why}");
+    assert_eq!(kv.u64("after_free"), 0, "{why}");
+    assert_eq!(kv.i64("destroy2_rc"), 0, "{why}");
+    assert_eq!(kv.u64("card_after_destroy2"), 0, "{why}");
+    assert_eq!(kv.u64("after_destroy2"), 0, "credited once\n{why}");
+    assert_eq!(kv.i64("refill_rc"), 0, "the slice is whole again\n{why}");
+    assert_eq!(kv.i64("over_after_rc"), 2, "and not a byte more\n{why}");
 }
 
 #[test]
@@ -361,6 +453,42 @@ fn hip_get_proc_address_answers_with_the_hook_of_a_hooked_row_only() {
         "a pass row: the real function\n{why}"
     );
     assert_eq!(kv.i64("r0600.is_hook"), 1, "{why}");
+    // A launch row (a gate) is handed out as our export too.
+    assert_eq!(kv.i64("exc.rc"), 0, "{why}");
+    assert_eq!(kv.i64("exc.is_hook"), 1, "{why}");
+}
+
+/// `hipGetDriverEntryPoint` (ROCm 7.1) is answered like `hipGetProcAddress`: the hook of a
+/// hooked or gated row (the `_spt` twin for the per-thread flag and for the `_spt` entry
+/// point), the real function of a row we let through, the library's status otherwise.
+#[test]
+fn hip_get_driver_entry_point_answers_with_the_hook_of_a_hooked_row_only() {
+    let sim = amd_machine("1g");
+    let out = run_default(&mut hip_command(&sim, &["procaddr"]));
+    out.assert_success("hip_cap procaddr");
+    let kv = out.kv();
+    let why = out.describe();
+    assert_eq!(kv.i64("entry_malloc.rc"), 0, "{why}");
+    assert_eq!(kv.i64("entry_malloc.status"), 0, "{why}");
+    assert_eq!(kv.i64("entry_malloc.is_hook"), 1, "{why}");
+    assert_eq!(
+        kv.i64("entry_malloc.over_rc"),
+        2,
+        "capped through the pointer\n{why}"
+    );
+    assert_eq!(kv.i64("entry_launch.rc"), 0, "{why}");
+    assert_eq!(kv.i64("entry_launch.is_hook"), 1, "{why}");
+    assert_eq!(kv.i64("entry_launch_spt.is_hook"), 1, "{why}");
+    assert_eq!(kv.i64("entry_spt_launch.is_hook"), 1, "{why}");
+    assert_eq!(kv.i64("entry_drv_ex.is_hook"), 1, "{why}");
+    assert_eq!(kv.i64("entry_memcpy.rc"), 0, "{why}");
+    assert_eq!(kv.i64("entry_memcpy.is_sim"), 1, "a pass row\n{why}");
+    assert_eq!(kv.i64("entry_missing.rc"), 1, "hipErrorInvalidValue\n{why}");
+    assert_eq!(
+        kv.i64("entry_missing.status"),
+        1,
+        "hipDriverEntryPointSymbolNotFound\n{why}"
+    );
 }
 
 /// 8 threads of one process and 16 processes of one container race at the cap: the card
@@ -437,6 +565,94 @@ fn a_killed_hip_process_is_reclaimed_within_one_second() {
     let took = killed_at.elapsed();
     assert!(took < Duration::from_secs(1), "reclaimed after {took:?}");
     watcher.kill9();
+}
+
+/// A kill -9 storm of HIP processes of one container, killed at random moments (during
+/// start-up: region slot, context measurement; or mid-allocation): afterwards a new
+/// process starts at once, the region holds only its own context, the whole slice can be
+/// allocated again and not a byte more, and the card (the ground truth) holds exactly
+/// that, then nothing.
+#[test]
+fn a_kill_storm_of_hip_processes_leaves_the_slice_whole() {
+    let ctx = 16 * MIB;
+    let sim = amd_machine_ctx("1g", ctx);
+    let workers = 6;
+    // VGPU_HIP_KILL_STORM_KILLS=500 for a longer run.
+    let kills: usize = std::env::var("VGPU_HIP_KILL_STORM_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let spawn = || {
+        Child::spawn(
+            &mut hip_command(&sim, &["churn", "60"]),
+            Duration::from_secs(90),
+        )
+    };
+    let mut pool: Vec<Child> = (0..workers).map(|_| spawn()).collect();
+    let start = std::time::Instant::now();
+    for _ in 0..kills {
+        let i = (next() % workers as u64) as usize;
+        std::thread::sleep(Duration::from_micros(next() % 100_000));
+        pool[i].kill9();
+        pool[i] = spawn();
+    }
+    // They are mid-churn, holding memory, when the storm ends.
+    std::thread::sleep(Duration::from_millis(300));
+    let held = device_used(&sim);
+    assert!(
+        held > workers as u64 * ctx,
+        "the killed hold memory: {held}"
+    );
+    for c in &mut pool {
+        c.kill9();
+    }
+    let storm = start.elapsed();
+    let probe = std::time::Instant::now();
+    // Watches for 3 s, then exits (and leaves the region).
+    let mut watcher = Child::spawn(
+        &mut hip_command(&sim, &["watch-free", "20", "3"]),
+        Duration::from_secs(30),
+    );
+    watcher.wait_for(Duration::from_secs(10), |l| l.starts_with("pid="));
+    let started = probe.elapsed();
+    assert!(
+        started < Duration::from_secs(5),
+        "start-up after the storm took {started:?}"
+    );
+    // Only the watcher's own context is left in the region.
+    watcher.wait_for(Duration::from_secs(2), |l| {
+        l == format!("free={}", GIB - ctx)
+    });
+    let exact = probe.elapsed();
+    watcher.finish().assert_success("watcher after the storm");
+    // The slice is whole: a new process fills it to the byte, one byte more is refused,
+    // and the card holds exactly the slice.
+    let mut c = hip_command(&sim, &["fill", &(64 * MIB).to_string()]);
+    let mut fill = Child::spawn(&mut c, Duration::from_secs(60));
+    fill.wait_for_kv("ready", "1", Duration::from_secs(30));
+    let kv = fill.kv();
+    let why = fill.lines_seen().join("\n");
+    assert_eq!(kv.u64("free_start"), GIB - ctx, "{why}");
+    assert_eq!(kv.u64("allocated"), GIB - ctx, "{why}");
+    assert_eq!(kv.i64("one_more_rc"), 2, "{why}");
+    assert_eq!(
+        device_used(&sim),
+        GIB,
+        "ground truth: the slice, no more\n{why}"
+    );
+    fill.close_stdin();
+    fill.finish().assert_success("fill after the storm");
+    assert_eq!(device_used(&sim), 0, "ground truth: nothing left");
+    eprintln!(
+        "HIP kill storm: {kills} kills of {workers} churning processes in {storm:?}; a new process started in {started:?} and saw exact usage after {exact:?}"
+    );
 }
 
 /// The shipped file (loader + embedded core, scripts/build-release.sh): the same HIP exports

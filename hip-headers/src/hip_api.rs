@@ -29,6 +29,8 @@ macro_rules! hip_api {
             hipPeekAtLastError = "hip_4.2" [pass] () -> hipError_t;
             hipExtGetLastError = "hip_6.0" [pass] () -> hipError_t;
             hipGetProcAddress = "hip_6.1" [hook] (symbol: *const c_char, pfn: *mut *mut c_void, hip_version: c_int, flags: u64, symbol_status: *mut hipDriverProcAddressQueryResult) -> hipError_t;
+            hipGetDriverEntryPoint = "hip_7.1" [hook] (symbol: *const c_char, func_ptr: *mut *mut c_void, flags: c_ulonglong, driver_status: *mut hipDriverEntryPointQueryResult) -> hipError_t;
+            hipGetDriverEntryPoint_spt = "hip_7.1" [hook] (symbol: *const c_char, func_ptr: *mut *mut c_void, flags: c_ulonglong, driver_status: *mut hipDriverEntryPointQueryResult) -> hipError_t;
 
             // ---- devices ---------------------------------------------------------------------
             hipGetDeviceCount = "hip_4.2" [pass] (count: *mut c_int) -> hipError_t;
@@ -65,6 +67,14 @@ macro_rules! hip_api {
             hipMalloc3D = "hip_4.2" [hook] (pitched: *mut hipPitchedPtr, extent: hipExtent) -> hipError_t;
             hipMallocArray = "hip_4.2" [hook] (array: *mut hipArray_t, desc: *const hipChannelFormatDesc, width: usize, height: usize, flags: c_uint) -> hipError_t;
             hipFreeArray = "hip_4.2" [hook] (array: hipArray_t) -> hipError_t;
+            hipMalloc3DArray = "hip_4.2" [hook] (array: *mut hipArray_t, desc: *const hipChannelFormatDesc, extent: hipExtent, flags: c_uint) -> hipError_t;
+            hipArrayCreate = "hip_4.2" [hook] (array: *mut hipArray_t, desc: *const HIP_ARRAY_DESCRIPTOR) -> hipError_t;
+            hipArray3DCreate = "hip_4.2" [hook] (array: *mut hipArray_t, desc: *const HIP_ARRAY3D_DESCRIPTOR) -> hipError_t;
+            hipArrayDestroy = "hip_4.3" [hook] (array: hipArray_t) -> hipError_t;
+            hipMallocMipmappedArray = "hip_4.2" [hook] (array: *mut hipMipmappedArray_t, desc: *const hipChannelFormatDesc, extent: hipExtent, num_levels: c_uint, flags: c_uint) -> hipError_t;
+            hipMipmappedArrayCreate = "hip_4.2" [hook] (array: *mut hipMipmappedArray_t, desc: *mut HIP_ARRAY3D_DESCRIPTOR, num_levels: c_uint) -> hipError_t;
+            hipFreeMipmappedArray = "hip_4.2" [hook] (array: hipMipmappedArray_t) -> hipError_t;
+            hipMipmappedArrayDestroy = "hip_4.2" [hook] (array: hipMipmappedArray_t) -> hipError_t;
             hipFree = "hip_4.2" [hook] (ptr: *mut c_void) -> hipError_t;
             hipMemGetInfo = "hip_4.2" [hook] (free: *mut usize, total: *mut usize) -> hipError_t;
             hipMemGetAddressRange = "hip_4.2" [pass] (base: *mut hipDeviceptr_t, size: *mut usize, dptr: hipDeviceptr_t) -> hipError_t;
@@ -166,6 +176,8 @@ macro_rules! hip_api {
             hipModuleLaunchCooperativeKernel = "hip_5.5" [gate] (f: hipFunction_t, grid_x: c_uint, grid_y: c_uint, grid_z: c_uint, block_x: c_uint, block_y: c_uint, block_z: c_uint, shared_mem_bytes: c_uint, stream: hipStream_t, kernel_params: *mut *mut c_void) -> hipError_t;
             hipLaunchKernel = "hip_4.2" [gate] (function_address: *const c_void, num_blocks: dim3, dim_blocks: dim3, args: *mut *mut c_void, shared_mem_bytes: usize, stream: hipStream_t) -> hipError_t;
             hipLaunchKernel_spt = "hip_5.2" [gate] (function_address: *const c_void, num_blocks: dim3, dim_blocks: dim3, args: *mut *mut c_void, shared_mem_bytes: usize, stream: hipStream_t) -> hipError_t;
+            hipLaunchKernelExC = "hip_6.5" [gate] (config: *const hipLaunchConfig_t, function_address: *const c_void, args: *mut *mut c_void) -> hipError_t;
+            hipDrvLaunchKernelEx = "hip_6.5" [gate] (config: *const HIP_LAUNCH_CONFIG, f: hipFunction_t, params: *mut *mut c_void, extra: *mut *mut c_void) -> hipError_t;
             hipExtLaunchKernel = "hip_4.2" [gate] (function_address: *const c_void, num_blocks: dim3, dim_blocks: dim3, args: *mut *mut c_void, shared_mem_bytes: usize, stream: hipStream_t, start_event: hipEvent_t, stop_event: hipEvent_t, flags: c_int) -> hipError_t;
             hipLaunchCooperativeKernel = "hip_4.2" [gate] (f: *const c_void, grid_dim: dim3, block_dim: dim3, kernel_params: *mut *mut c_void, shared_mem_bytes: c_uint, stream: hipStream_t) -> hipError_t;
             hipLaunchCooperativeKernel_spt = "hip_5.2" [gate] (f: *const c_void, grid_dim: dim3, block_dim: dim3, kernel_params: *mut *mut c_void, shared_mem_bytes: c_uint, stream: hipStream_t) -> hipError_t;
@@ -188,7 +200,10 @@ macro_rules! hip_api {
             hipGraphLaunch = "hip_4.3" [gate] (exec: hipGraphExec_t, stream: hipStream_t) -> hipError_t;
             hipGraphLaunch_spt = "hip_5.3" [gate] (exec: hipGraphExec_t, stream: hipStream_t) -> hipError_t;
             hipGraphExecDestroy = "hip_4.3" [pass] (exec: hipGraphExec_t) -> hipError_t;
-            hipGraphDestroy = "hip_4.3" [pass] (graph: hipGraph_t) -> hipError_t;
+            hipGraphDestroy = "hip_4.3" [hook] (graph: hipGraph_t) -> hipError_t;
+            hipGraphCreate = "hip_4.3" [pass] (graph: *mut hipGraph_t, flags: c_uint) -> hipError_t;
+            hipGraphAddMemAllocNode = "hip_5.5" [hook] (node: *mut hipGraphNode_t, graph: hipGraph_t, dependencies: *const hipGraphNode_t, num_dependencies: usize, params: *mut hipMemAllocNodeParams) -> hipError_t;
+            hipGraphAddMemFreeNode = "hip_5.5" [pass] (node: *mut hipGraphNode_t, graph: hipGraph_t, dependencies: *const hipGraphNode_t, num_dependencies: usize, dev_ptr: *mut c_void) -> hipError_t;
             hipGraphDebugDotPrint = "hip_5.3" [pass] (graph: hipGraph_t, path: *const c_char, flags: c_uint) -> hipError_t;
         }
     };

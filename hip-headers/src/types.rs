@@ -12,6 +12,11 @@ pub type hipModule_t = *mut c_void;
 pub type hipFunction_t = *mut c_void;
 pub type hipMemPool_t = *mut c_void;
 pub type hipArray_t = *mut c_void;
+pub type hipMipmappedArray_t = *mut c_void;
+/// `hipArray_Format` (an enum: `HIP_AD_FORMAT_*`).
+pub type hipArray_Format = c_int;
+/// `hipDriverEntryPointQueryResult`: 0 success, 1 symbol not found, 2 version not sufficient.
+pub type hipDriverEntryPointQueryResult = c_int;
 pub type hipGraph_t = *mut c_void;
 pub type hipGraphExec_t = *mut c_void;
 pub type hipGraphNode_t = *mut c_void;
@@ -178,11 +183,122 @@ pub struct hipChannelFormatDesc {
     pub f: c_int,
 }
 
+/// `hipArray_Format` values (the element type of a driver-style array).
+pub const HIP_AD_FORMAT_UNSIGNED_INT8: c_int = 0x01;
+pub const HIP_AD_FORMAT_UNSIGNED_INT16: c_int = 0x02;
+pub const HIP_AD_FORMAT_UNSIGNED_INT32: c_int = 0x03;
+pub const HIP_AD_FORMAT_SIGNED_INT8: c_int = 0x08;
+pub const HIP_AD_FORMAT_SIGNED_INT16: c_int = 0x09;
+pub const HIP_AD_FORMAT_SIGNED_INT32: c_int = 0x0a;
+pub const HIP_AD_FORMAT_HALF: c_int = 0x10;
+pub const HIP_AD_FORMAT_FLOAT: c_int = 0x20;
+
+/// Bytes of one channel of `format` (`None`: not a `hipArray_Format`).
+pub const fn array_format_bytes(format: c_int) -> Option<u64> {
+    match format {
+        HIP_AD_FORMAT_UNSIGNED_INT8 | HIP_AD_FORMAT_SIGNED_INT8 => Some(1),
+        HIP_AD_FORMAT_UNSIGNED_INT16 | HIP_AD_FORMAT_SIGNED_INT16 | HIP_AD_FORMAT_HALF => Some(2),
+        HIP_AD_FORMAT_UNSIGNED_INT32 | HIP_AD_FORMAT_SIGNED_INT32 | HIP_AD_FORMAT_FLOAT => Some(4),
+        _ => None,
+    }
+}
+
+/// Array flags (`hipArrayLayered`, `hipArrayCubemap`): with either, the depth counts layers
+/// (faces), which mipmap levels do not halve.
+pub const HIP_ARRAY_LAYERED: c_uint = 1;
+pub const HIP_ARRAY_SURFACE_LOAD_STORE: c_uint = 2;
+pub const HIP_ARRAY_CUBEMAP: c_uint = 4;
+pub const HIP_ARRAY_TEXTURE_GATHER: c_uint = 8;
+
+/// `HIP_ARRAY_DESCRIPTOR` (`hipArrayCreate`, 24 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HIP_ARRAY_DESCRIPTOR {
+    pub Width: usize,
+    pub Height: usize,
+    pub Format: hipArray_Format,
+    pub NumChannels: c_uint,
+}
+
+/// `HIP_ARRAY3D_DESCRIPTOR` (`hipArray3DCreate`, `hipMipmappedArrayCreate`, 40 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HIP_ARRAY3D_DESCRIPTOR {
+    pub Width: usize,
+    pub Height: usize,
+    pub Depth: usize,
+    pub Format: hipArray_Format,
+    pub NumChannels: c_uint,
+    pub Flags: c_uint,
+}
+
+/// `hipLaunchAttribute` (72 bytes): an id, padding, and a 64-byte value union (kept as
+/// opaque words: vgpu never reads an attribute).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct hipLaunchAttribute {
+    pub id: c_int,
+    pub pad: [c_char; 4],
+    pub val: [u64; 8],
+}
+
+/// `hipLaunchConfig_t` (`hipLaunchKernelExC`, 56 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct hipLaunchConfig_t {
+    pub gridDim: dim3,
+    pub blockDim: dim3,
+    pub dynamicSmemBytes: usize,
+    pub stream: hipStream_t,
+    pub attrs: *mut hipLaunchAttribute,
+    pub numAttrs: c_uint,
+}
+
+/// `HIP_LAUNCH_CONFIG` (`hipDrvLaunchKernelEx`, 56 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct HIP_LAUNCH_CONFIG {
+    pub gridDimX: c_uint,
+    pub gridDimY: c_uint,
+    pub gridDimZ: c_uint,
+    pub blockDimX: c_uint,
+    pub blockDimY: c_uint,
+    pub blockDimZ: c_uint,
+    pub sharedMemBytes: c_uint,
+    pub hStream: hipStream_t,
+    pub attrs: *mut hipLaunchAttribute,
+    pub numAttrs: c_uint,
+}
+
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct hipMemLocation {
     pub type_: c_int,
     pub id: c_int,
+}
+
+/// `hipMemPoolProps` (88 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct hipMemPoolProps {
+    pub allocType: c_int,
+    pub handleTypes: c_int,
+    pub location: hipMemLocation,
+    pub win32SecurityAttributes: *mut c_void,
+    pub maxSize: usize,
+    pub reserved: [u8; 56],
+}
+
+/// `hipMemAllocNodeParams` (`hipGraphAddMemAllocNode`, 120 bytes): the library writes
+/// `dptr`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct hipMemAllocNodeParams {
+    pub poolProps: hipMemPoolProps,
+    pub accessDescs: *const c_void,
+    pub accessDescCount: usize,
+    pub bytesize: usize,
+    pub dptr: *mut c_void,
 }
 
 /// `hipMemAllocationProp` (32 bytes).
@@ -403,5 +519,23 @@ mod tests {
         assert_eq!(size_of::<hipPitchedPtr>(), 32);
         assert_eq!(size_of::<hipPointerAttribute_t>(), 32);
         assert_eq!(size_of::<hipIpcMemHandle_t>(), 64);
+        assert_eq!(size_of::<hipMemPoolProps>(), 88);
+        assert_eq!(size_of::<hipMemAllocNodeParams>(), 120);
+        assert_eq!(offset_of!(hipMemAllocNodeParams, bytesize), 104);
+        assert_eq!(offset_of!(hipMemAllocNodeParams, dptr), 112);
+        assert_eq!(size_of::<HIP_ARRAY_DESCRIPTOR>(), 24);
+        assert_eq!(offset_of!(HIP_ARRAY_DESCRIPTOR, NumChannels), 20);
+        assert_eq!(size_of::<HIP_ARRAY3D_DESCRIPTOR>(), 40);
+        assert_eq!(offset_of!(HIP_ARRAY3D_DESCRIPTOR, Flags), 32);
+        assert_eq!(size_of::<hipLaunchAttribute>(), 72);
+        assert_eq!(offset_of!(hipLaunchAttribute, val), 8);
+        assert_eq!(size_of::<hipLaunchConfig_t>(), 56);
+        assert_eq!(offset_of!(hipLaunchConfig_t, dynamicSmemBytes), 24);
+        assert_eq!(offset_of!(hipLaunchConfig_t, stream), 32);
+        assert_eq!(offset_of!(hipLaunchConfig_t, numAttrs), 48);
+        assert_eq!(size_of::<HIP_LAUNCH_CONFIG>(), 56);
+        assert_eq!(offset_of!(HIP_LAUNCH_CONFIG, sharedMemBytes), 24);
+        assert_eq!(offset_of!(HIP_LAUNCH_CONFIG, hStream), 32);
+        assert_eq!(offset_of!(HIP_LAUNCH_CONFIG, numAttrs), 48);
     }
 }

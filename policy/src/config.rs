@@ -65,8 +65,12 @@ pub struct Config {
     /// `NVIDIA_VISIBLE_DEVICES` when it lists UUIDs (HAMi's device plugin: the allocated
     /// GPUs, in the order of its `_<i>` limits): limit `_<i>` then belongs to the device
     /// with the i-th UUID, whatever the driver's enumeration order or the application's
-    /// `CUDA_VISIBLE_DEVICES`. `None`: limits are indexed by NVML's device order.
+    /// `CUDA_VISIBLE_DEVICES`. `None`: limits are indexed by NVML's device order. When
+    /// `NVIDIA_VISIBLE_DEVICES` is unset, `ROCR_VISIBLE_DEVICES`' UUIDs (HAMi's
+    /// amd-device-plugin), for HIP processes only: see [`Config::limit_uuids_for`].
     pub limit_uuids: Option<Vec<String>>,
+    /// `limit_uuids` came from `ROCR_VISIBLE_DEVICES` (ROCr UUIDs, which name no CUDA device).
+    pub limit_uuids_are_rocr: bool,
     /// Problems found while parsing, to be reported once.
     pub issues: Vec<ConfigIssue>,
 }
@@ -275,6 +279,17 @@ impl Config {
             }),
         };
 
+        // HAMi's device plugin's list, else its amd-device-plugin's (ROCr UUIDs).
+        let var = ["NVIDIA_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES"]
+            .into_iter()
+            .find(|v| get(v).is_some())
+            .unwrap_or("NVIDIA_VISIBLE_DEVICES");
+        let (limit_uuids, problem) = parse_limit_uuids(get(var).as_deref());
+        if let Some((value, consequence)) = problem {
+            bad(var, &value, consequence);
+        }
+        let limit_uuids_are_rocr = var == "ROCR_VISIBLE_DEVICES" && limit_uuids.is_some();
+
         Config {
             memory_limit,
             sm_limit,
@@ -287,13 +302,8 @@ impl Config {
             log_level,
             control_disabled,
             visible_devices: get("CUDA_VISIBLE_DEVICES"),
-            limit_uuids: {
-                let (uuids, problem) = parse_limit_uuids(get("NVIDIA_VISIBLE_DEVICES").as_deref());
-                if let Some((value, consequence)) = problem {
-                    bad("NVIDIA_VISIBLE_DEVICES", &value, consequence);
-                }
-                uuids
-            },
+            limit_uuids,
+            limit_uuids_are_rocr,
             issues,
         }
     }
@@ -378,6 +388,16 @@ pub fn limit_index_of(limit_uuids: &[String], device: &str) -> Option<ContainerI
 }
 
 impl Config {
+    /// The UUID list the limits follow in a process of this vendor (`hip`: a HIP process):
+    /// `NVIDIA_VISIBLE_DEVICES`' for either, `ROCR_VISIBLE_DEVICES`' for HIP processes only
+    /// (a CUDA process keeps the device order there: ROCr UUIDs name no CUDA device, and a
+    /// list naming none of its devices would leave them all uncapped).
+    pub fn limit_uuids_for(&self, hip: bool) -> Option<&[String]> {
+        self.limit_uuids
+            .as_deref()
+            .filter(|_| hip || !self.limit_uuids_are_rocr)
+    }
+
     /// Container device `i`'s memory cap in bytes; `None` = uncapped.
     pub fn memory_limit_of(&self, i: ContainerIndex) -> Option<u64> {
         self.memory_limit[i.get()]
@@ -698,6 +718,35 @@ mod tests {
         assert!(!c.control_disabled);
         assert_eq!(c.shared_cache, "/x/y.cache");
         assert_eq!(cfg(&[]).shared_cache, DEFAULT_SHARED_CACHE);
+    }
+
+    #[test]
+    fn rocr_visible_devices_lists_the_uuids_when_nvidia_visible_devices_is_unset() {
+        let c = cfg(&[(
+            "ROCR_VISIBLE_DEVICES",
+            "GPU-772816553dc2df3a,GPU-0123456789abcdef",
+        )]);
+        assert_eq!(
+            c.limit_uuids.as_deref(),
+            Some(
+                &[
+                    "GPU-772816553dc2df3a".to_string(),
+                    "GPU-0123456789abcdef".to_string()
+                ][..]
+            )
+        );
+        let both = cfg(&[
+            ("NVIDIA_VISIBLE_DEVICES", "GPU-bbbb-2"),
+            ("ROCR_VISIBLE_DEVICES", "GPU-772816553dc2df3a"),
+        ]);
+        assert_eq!(both.limit_uuids, Some(vec!["GPU-bbbb-2".to_string()]));
+        // Indices: limits by ordinal, as ROCr already renumbered the devices.
+        assert_eq!(cfg(&[("ROCR_VISIBLE_DEVICES", "1,0")]).limit_uuids, None);
+        // ROCr's list is a HIP process's only; NVIDIA's applies to both.
+        let rocr = cfg(&[("ROCR_VISIBLE_DEVICES", "GPU-772816553dc2df3a")]);
+        assert!(rocr.limit_uuids_for(true).is_some());
+        assert_eq!(rocr.limit_uuids_for(false), None);
+        assert!(both.limit_uuids_for(false).is_some() && both.limit_uuids_for(true).is_some());
     }
 
     #[test]

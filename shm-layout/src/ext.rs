@@ -143,7 +143,16 @@ pub struct DeviceExt {
     pub throttled_launches: AtomicU64,
     /// Total ns launches spent waiting for tokens.
     pub throttle_wait_ns: AtomicU64,
-    pub(crate) _reserved2: [AtomicU64; 4],
+    /// Compute throttle: device time (ns) charged for launches by all processes of the
+    /// container, cumulative; each process's watcher adds what its launches were charged
+    /// since its previous tick (minor 1.3). With a device-level utilization source (AMD)
+    /// the container's device time minus this is what it has not paid for yet.
+    pub launch_charged_ns: AtomicI64,
+    /// Compute throttle: the container's launches, thousandths, cumulative (added like
+    /// `launch_charged_ns`, minor 1.3): with a device-level source, a process's part of the
+    /// device's busy time is its part of these.
+    pub launches_milli: AtomicI64,
+    pub(crate) _reserved2: [AtomicU64; 2],
     // Line 3: room for later minor versions.
     pub(crate) _reserved3: [AtomicU64; 8],
 }

@@ -152,7 +152,9 @@ fn ext_device_record() {
         last_refill_ns: 136,
         throttled_launches: 144,
         throttle_wait_ns: 152,
-        _reserved2: 160,
+        launch_charged_ns: 160,
+        launches_milli: 168,
+        _reserved2: 176,
         _reserved3: 192,
     });
 }

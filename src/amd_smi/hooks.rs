@@ -290,24 +290,247 @@ pub unsafe fn amdsmi_get_gpu_device_uuid(h: *mut c_void, n: *mut c_void, u: *mut
     unsafe { real(h, n, u) }
 }
 
+/// `vram_size` (MB) of `amdsmi_vram_info_t`: the slice, as NVML's total is, where the
+/// library's layout is known (the struct differs between versions: 7.x has a 256-byte
+/// vendor string before it, ROCm 6.2 a vendor enum); other fields unchanged.
 pub unsafe fn amdsmi_get_gpu_vram_info(h: *mut c_void, info: *mut c_void) -> u32 {
     let Some(real) = amd::real::amdsmi_get_gpu_vram_info() else {
         return AMDSMI_STATUS_NOT_INIT;
     };
     // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-    unsafe { real(h, info) }
+    let rc = unsafe { real(h, info) };
+    let offset = lib_version_words().and_then(vram_size_offset);
+    if let (0, false, Some(offset)) = (rc, info.is_null(), offset) {
+        // SAFETY: the struct the library filled on success, of the layout its version has.
+        let size = unsafe { info.cast::<u8>().add(offset).cast::<u64>() };
+        // SAFETY: as above (read and written unaligned: the caller's buffer may be bytes).
+        let physical = unsafe { size.read_unaligned() } << 20;
+        if let Some((slice, _)) = amdsmi_uuid(h).and_then(|u| container_view(&u, physical)) {
+            // SAFETY: as above; only this field is written.
+            unsafe { size.write_unaligned(slice >> 20) };
+        }
+    }
+    rc
 }
 
+/// Where `vram_size` sits in `amdsmi_vram_info_t`, by the library's version words.
+pub fn vram_size_offset(words: [u32; 4]) -> Option<usize> {
+    match words {
+        [26, ..] => Some(std::mem::offset_of!(amdsmi_vram_info_t, vram_size)),
+        [24, 6, 2, _] => Some(8),
+        _ => None,
+    }
+}
+
+/// The real library's `amdsmi_get_lib_version` as four words (asked once): 7.x fills
+/// {major, minor, release}, 6.x {year, major, minor, release}; a pointer follows in both.
+fn lib_version_words() -> Option<[u32; 4]> {
+    static WORDS: std::sync::OnceLock<Option<[u32; 4]>> = std::sync::OnceLock::new();
+    *WORDS.get_or_init(|| {
+        let f = amd::real::amdsmi_get_lib_version()?;
+        // Room for either version struct (4 u32 then a pointer: 24 bytes).
+        let mut v = [0u64; 3];
+        // SAFETY: an out-struct at least as large as either layout the library fills.
+        if unsafe { f(v.as_mut_ptr().cast()) } != 0 {
+            return None;
+        }
+        // x86-64 is little-endian: word 0 is the low half of the first u64.
+        let w = |i: usize| (v[i / 2] >> (32 * (i % 2))) as u32;
+        Some([w(0), w(1), w(2), w(3)])
+    })
+}
+
+/// Where the pid sits in an entry of `amdsmi_get_gpu_process_list`, and how long an entry
+/// is: the struct differs between library versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcLayout {
+    pub stride: usize,
+    pub pid_offset: usize,
+}
+
+/// amdsmi 7.x (library 26.x; the amdsmi 7.0 package binds it, the simulator implements it):
+/// `hip_headers::smi_types::amdsmi_proc_info_t`, 256-byte names.
+pub const PROC_LAYOUT_7: ProcLayout = ProcLayout {
+    stride: std::mem::size_of::<amdsmi_proc_info_t>(),
+    pid_offset: std::mem::offset_of!(amdsmi_proc_info_t, pid),
+};
+
+/// amdsmi of ROCm 6.2 (library 24.6.x): 32-byte name and container name, no CU occupancy:
+/// `name[32]`, pid u32 at 32, mem u64 at 40, engine usage (2 u64 + 12 u32) at 48, memory usage
+/// (3 u64 + 10 u32) at 112, `container_name[32]` at 176, 4 reserved u32: 224 bytes.
+pub const PROC_LAYOUT_6_2: ProcLayout = ProcLayout {
+    stride: 224,
+    pid_offset: 32,
+};
+
+/// The layout of a library by its `amdsmi_get_lib_version` words: 7.x fills
+/// {major, minor, release} (26 for ROCm 7), 6.x {year, major, minor, release} (24, 6, 2 for
+/// ROCm 6.2). Any other version (ROCm 6.0/6.1 list process handles; 6.3 and 6.4 are not
+/// verified here): `None`, the list passes through unfiltered.
+pub fn proc_layout(words: [u32; 4]) -> Option<ProcLayout> {
+    match words {
+        [26, ..] => Some(PROC_LAYOUT_7),
+        [24, 6, 2, _] => Some(PROC_LAYOUT_6_2),
+        _ => None,
+    }
+}
+
+/// The real library's process-entry layout (asked once).
+fn process_layout() -> Option<ProcLayout> {
+    static LAYOUT: std::sync::OnceLock<Option<ProcLayout>> = std::sync::OnceLock::new();
+    *LAYOUT.get_or_init(|| {
+        let words = lib_version_words();
+        let layout = words.and_then(proc_layout);
+        if layout.is_none() {
+            crate::vlog!(
+                crate::log::INFO,
+                "AMD SMI library version {words:?}: its process list's layout is not known, so \
+                 amdsmi_get_gpu_process_list shows the whole GPU's processes"
+            );
+        }
+        layout
+    })
+}
+
+/// Keeps the entries of `buf` (`n` entries of `layout`) whose pid `keep` accepts, moved to
+/// the front in order; returns how many.
+pub fn keep_entries(
+    buf: &mut [u8],
+    n: usize,
+    layout: ProcLayout,
+    keep: impl Fn(u32) -> bool,
+) -> usize {
+    let mut kept = 0;
+    for i in 0..n {
+        let at = i * layout.stride;
+        let Some(entry) = buf.get(at..at + layout.stride) else {
+            break;
+        };
+        let pid_bytes = &entry[layout.pid_offset..layout.pid_offset + 4];
+        let pid = u32::from_ne_bytes([pid_bytes[0], pid_bytes[1], pid_bytes[2], pid_bytes[3]]);
+        if keep(pid) {
+            if kept != i {
+                buf.copy_within(at..at + layout.stride, kept * layout.stride);
+            }
+            kept += 1;
+        }
+    }
+    kept
+}
+
+/// The device's processes, only the container's (other containers' stay hidden, as ROCm
+/// SMI's and NVML's lists do under libvgpu). Same contract as the real call: `*max == 0`
+/// asks the count; otherwise up to `*max` entries are written, `*max` becomes the number
+/// there are, and `AMDSMI_STATUS_OUT_OF_RESOURCES` says they did not all fit.
 pub unsafe fn amdsmi_get_gpu_process_list(h: *mut c_void, n: *mut c_void, l: *mut c_void) -> u32 {
     let Some(real) = amd::real::amdsmi_get_gpu_process_list() else {
         return AMDSMI_STATUS_NOT_INIT;
     };
-    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-    unsafe { real(h, n, l) }
+    let max = n as *mut u32;
+    let (pids, layout) = match (container_pids(), process_layout()) {
+        (Some(p), Some(layout)) if !max.is_null() => (p, layout),
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        _ => return unsafe { real(h, n, l) },
+    };
+    // u64 words: the entries' alignment (8) for the library's writes.
+    let mut words = vec![0u64; 64 * layout.stride / 8];
+    let mut count = 0u32;
+    // The real call's status when it filled the list: success, or NO_PERM (the entries are
+    // there, some processes' names could not be read), passed back as the real one would.
+    let mut filled = 0;
+    for _ in 0..4 {
+        let room = (words.len() * 8 / layout.stride) as u32;
+        count = room;
+        // SAFETY: a buffer of `room` entries of the library's layout.
+        let rc = unsafe { real(h, (&raw mut count).cast(), words.as_mut_ptr().cast()) };
+        if rc == AMDSMI_STATUS_OUT_OF_RESOURCES || (rc == 0 && count > room) {
+            words = vec![0u64; (count as usize + 16) * layout.stride / 8];
+            continue;
+        }
+        if rc != 0 && rc != AMDSMI_STATUS_NO_PERM {
+            return rc;
+        }
+        filled = rc;
+        break;
+    }
+    // SAFETY: the words as bytes (u8 has no alignment or validity requirement).
+    let bytes =
+        unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 8) };
+    let room = bytes.len() / layout.stride;
+    let kept = keep_entries(bytes, (count as usize).min(room), layout, |pid| {
+        pids.contains(&pid)
+    });
+    // SAFETY: checked non-null.
+    let cap = unsafe { *max } as usize;
+    // SAFETY: as above.
+    unsafe { *max = kept as u32 };
+    if cap == 0 {
+        return 0;
+    }
+    if l.is_null() {
+        return AMDSMI_STATUS_INVAL;
+    }
+    let copied = kept.min(cap) * layout.stride;
+    // SAFETY: the caller's array holds `cap` entries of this layout; `copied` fits in both.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), l.cast::<u8>(), copied) };
+    if kept > cap {
+        AMDSMI_STATUS_OUT_OF_RESOURCES
+    } else {
+        filled
+    }
 }
+
+/// `AMDSMI_STATUS_NO_PERM`: the process list is filled, some names could not be read.
+const AMDSMI_STATUS_NO_PERM: u32 = 10;
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn process_entries_of_either_layout_are_filtered_by_pid() {
+        use super::*;
+        assert_eq!(
+            PROC_LAYOUT_7,
+            ProcLayout {
+                stride: 704,
+                pid_offset: 256
+            }
+        );
+        assert_eq!(proc_layout([26, 0, 2, 0]), Some(PROC_LAYOUT_7));
+        assert_eq!(proc_layout([24, 6, 2, 0]), Some(PROC_LAYOUT_6_2));
+        // ROCm 6.0/6.1 (a list of process handles), unverified 6.x: unfiltered.
+        assert_eq!(proc_layout([24, 5, 0, 0]), None);
+        assert_eq!(proc_layout([23, 4, 0, 0]), None);
+        assert_eq!(proc_layout([25, 3, 0, 0]), None);
+        assert_eq!(vram_size_offset([26, 0, 2, 0]), Some(264));
+        assert_eq!(vram_size_offset([24, 6, 2, 0]), Some(8));
+        assert_eq!(vram_size_offset([24, 5, 0, 0]), None);
+        for layout in [PROC_LAYOUT_7, PROC_LAYOUT_6_2] {
+            let pids = [7u32, 8, 9, 10];
+            let mut buf = vec![0u8; layout.stride * (pids.len() + 1)];
+            for (i, pid) in pids.iter().enumerate() {
+                let e = &mut buf[i * layout.stride..(i + 1) * layout.stride];
+                e.fill(*pid as u8 | 0x80);
+                e[layout.pid_offset..layout.pid_offset + 4].copy_from_slice(&pid.to_ne_bytes());
+            }
+            let kept = keep_entries(&mut buf, pids.len(), layout, |p| p == 8 || p == 10);
+            assert_eq!(kept, 2);
+            for (i, want) in [8u32, 10].iter().enumerate() {
+                let e = &buf[i * layout.stride..(i + 1) * layout.stride];
+                let pid = u32::from_ne_bytes(
+                    e[layout.pid_offset..layout.pid_offset + 4]
+                        .try_into()
+                        .unwrap(),
+                );
+                assert_eq!(pid, *want);
+                // The whole entry moved, not only its pid.
+                assert_eq!(e[0], *want as u8 | 0x80);
+                assert_eq!(e[layout.stride - 1], *want as u8 | 0x80);
+            }
+            // A count past the buffer stops at its end.
+            assert_eq!(keep_entries(&mut buf, 99, layout, |_| true), pids.len() + 1);
+        }
+    }
+
     #[test]
     fn serials_and_unique_ids_name_the_same_rocr_uuid() {
         assert_eq!(super::rocr_uuid(0x772816553dc2df3a), "GPU-772816553dc2df3a");

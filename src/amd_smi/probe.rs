@@ -1,5 +1,6 @@
 //! AMD's utilization probe for the compute cap's controller (`crate::core::probe`): ROCm
-//! SMI's GFX activity of the device, reported as this process's (see `crate::core::probe`).
+//! SMI's GFX activity of the device, a device-level figure the controller splits among the
+//! container's processes (see `crate::core::probe`).
 
 use crate::core::probe::{DeviceProbe, UtilSource};
 
@@ -48,6 +49,12 @@ impl RsmiBusy<'_> {
 }
 
 impl UtilSource for RsmiBusy<'_> {
+    /// The device's figure: the controller splits it among the container's processes by
+    /// their launches (`controller`'s device-level sources).
+    fn device_level(&self) -> bool {
+        true
+    }
+
     fn since(&mut self, _since_real_us: u64) -> Option<Vec<(u32, u32)>> {
         if let Some((ms, ts)) = self.counter() {
             let prev = self.last.replace((ms, ts));

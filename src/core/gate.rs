@@ -24,9 +24,9 @@ use shm_layout::{slot_state, Region, MAX_DEVICES, RECENT_KERNEL_HOLD};
 
 use crate::config::CorePolicy;
 use crate::core::probe::DeviceProbe;
-use crate::throttle::apply_tick;
 use crate::throttle::bucket::{self, Lane, Step};
 use crate::throttle::controller::{self, LaneController, TickIn};
+use crate::throttle::{apply_tick, cap_in_force, publish_charges};
 
 /// Set when launches must take the gated path (monitor hold or a core cap in force).
 pub static THROTTLE_ACTIVE: AtomicBool = AtomicBool::new(false);
@@ -73,19 +73,6 @@ fn policy() -> CorePolicy {
         POLICY_DISABLE => CorePolicy::Disable,
         _ => CorePolicy::Default,
     }
-}
-
-/// Whether a core cap is enforced now: a limit strictly between 0 and 100 %, and the
-/// policy says so (`force`: always; `default`: when the monitor's `utilization_switch`
-/// is 1; `disable`: never).
-pub fn cap_in_force(policy: CorePolicy, utilization_switch: i32, sm_limit: u64) -> bool {
-    let limited = sm_limit > 0 && sm_limit < 100;
-    limited
-        && match policy {
-            CorePolicy::Force => true,
-            CorePolicy::Default => utilization_switch == 1,
-            CorePolicy::Disable => false,
-        }
 }
 
 /// The gate of every launch, CUDA's and HIP's: the same lanes, bucket and controller. With
@@ -211,6 +198,9 @@ struct WatchState {
     probes: [Option<Box<dyn DeviceProbe>>; MAX_DEVICES],
     /// Per container device: when this process last published its `sm_util` (wall µs).
     util_published_us: [u64; MAX_DEVICES],
+    /// Per container device: the lane's `consumed()` last added to the container's
+    /// `launch_charged_ns` (`publish_charges`).
+    charges_published: [Option<i64>; MAX_DEVICES],
 }
 
 static WATCH: Mutex<Option<WatchState>> = Mutex::new(None);
@@ -221,6 +211,7 @@ impl WatchState {
             controllers: std::array::from_fn(|_| LaneController::new()),
             probes: std::array::from_fn(|_| None),
             util_published_us: [0; MAX_DEVICES],
+            charges_published: [None; MAX_DEVICES],
         }
     }
 }
@@ -408,10 +399,15 @@ fn run_controllers(
         let sm = ext.sm_limit.load(Ordering::Acquire);
         let base = (sm * 10_000_000) as f64;
         let cost = lane.cost.load(Ordering::Acquire);
+        let consumed = lane.consumed();
+        let (container_charged, container_launches) =
+            publish_charges(ext, &mut st.charges_published[i], consumed, cost);
         let out = st.controllers[i].tick(
             &TickIn {
                 real_us: crate::clock::unix_us(),
-                consumed: lane.consumed(),
+                consumed,
+                container_charged,
+                container_launches,
                 cost,
                 throttled: ext.throttled_launches.load(Ordering::Acquire),
                 my_pid,
@@ -443,23 +439,6 @@ pub fn utilization_switch(region: &Region) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn policy_decides_when_the_cap_is_in_force() {
-        for sm in [0, 100] {
-            assert!(!cap_in_force(CorePolicy::Force, 1, sm), "{sm} % is no cap");
-        }
-        assert!(
-            cap_in_force(CorePolicy::Force, 0, 30),
-            "force: also when alone"
-        );
-        assert!(cap_in_force(CorePolicy::Default, 1, 30));
-        assert!(
-            !cap_in_force(CorePolicy::Default, 0, 30),
-            "default follows the switch"
-        );
-        assert!(!cap_in_force(CorePolicy::Disable, 1, 30));
-    }
 
     // One test touches the process-wide gate (tests run in parallel threads).
     #[test]

@@ -12,9 +12,11 @@
 //!   the tick; with it the calibration oscillates (measured: a 30 % cap gave 33-36 %).
 //!   Not AMD SMI's per-process `engine_usage.gfx`: a running total of ns in the real
 //!   library, the last second's ns in the simulator, so one reader cannot read both
-//!   honestly. Both ROCm SMI figures are the device's, reported as this process's: exact
-//!   for a process alone on its card; with other processes on the card it is over-counted,
-//!   so the cap errs low (throttles more), never above the limit (docs/AMD.md).
+//!   honestly. Both ROCm SMI figures are the device's (`UtilSource::device_level`): the
+//!   controller splits them among the container's processes by their launches (exact when
+//!   the container is alone on its card, however many processes it has); with another
+//!   container's work on the card the container's part is over-counted, so the cap errs
+//!   low (throttles more, down to nothing: docs/AMD.md), never above the limit.
 
 pub use crate::throttle::controller::UtilSource;
 

@@ -141,7 +141,7 @@ impl Runtime {
 /// from the vendor (NVML shows the container's devices in container order), or stand-in
 /// names when it cannot tell (then only devices with a limit are registered).
 fn container_devices(config: &Config, uuids: Vec<String>) -> Vec<shm_layout::DeviceInit> {
-    if let Some(listed) = config.limit_uuids.as_deref() {
+    if let Some(listed) = config.limit_uuids_for(crate::core::vendor::reads_rocr_uuids()) {
         // NVIDIA_VISIBLE_DEVICES order: limit i is the i-th UUID's (spelled as NVML spells
         // it when NVML knows the device, so NVML's and CUDA's views find the same entry).
         return listed

@@ -517,9 +517,15 @@ impl SharedRegion {
         {
             return;
         }
+        if EXITING.load(Ordering::SeqCst) {
+            return;
+        }
         let Some(_lock) = lock_region(self.region) else {
             return;
         };
+        if EXITING.load(Ordering::SeqCst) {
+            return; // the process is exiting: hold the lock no longer than this
+        }
         let high = (h.slot_high_water.load(Ordering::Acquire) as usize).min(MAX_PROCS);
         for i in 0..high {
             let ext = &self.region.ext.slots[i];
@@ -767,7 +773,15 @@ pub fn after_fork_in_child() {
     CHILD_NEEDS_SLOT.store(true, Ordering::Release);
 }
 
+/// Set by the clean-exit handler: from then on the watcher keeps off the region lock. A
+/// watcher the process's exit kills while it holds the lock would leave it to the next
+/// process to repair (and say so on stderr) after a clean exit.
+static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 extern "C" fn release_at_exit() {
+    // Before the release takes the lock: a reap in progress finishes first (the release
+    // waits for it), and one that takes the lock after the release lets it go at once.
+    EXITING.store(true, Ordering::SeqCst);
     if let Some(r) = REGION.get() {
         r.release_own_slot();
     }

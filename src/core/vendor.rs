@@ -24,6 +24,16 @@ pub struct Vendor {
     /// The controller's utilization probe of the device with this UUID (as the region
     /// names it); `None` when the vendor's library or the device is missing.
     pub util_probe: fn(&str) -> Option<Box<dyn DeviceProbe>>,
+    /// Whether a device plugin's UUID list in `ROCR_VISIBLE_DEVICES` names this vendor's
+    /// devices (`Config::limit_uuids_for`): AMD's does, NVIDIA's does not (a CUDA process
+    /// given that list would find none of its devices in it and run uncapped).
+    pub reads_rocr_uuids: bool,
+}
+
+/// Whether the vendor that answers now reads the ROCr UUID list (see
+/// [`Vendor::reads_rocr_uuids`]); `false` while no vendor is registered.
+pub fn reads_rocr_uuids() -> bool {
+    active().is_some_and(|v| v.reads_rocr_uuids)
 }
 
 /// Registered vendors (a handful of families: a fixed table, no allocation).

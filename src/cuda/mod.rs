@@ -1,10 +1,12 @@
-//! The CUDA driver surface, generated from the one table (`cuda_headers::cuda_driver_api!`):
+//! The CUDA driver surface, generated from the one table (`cuda_headers::cuda_driver_api!`)
+//! by the surface generator NVML's uses too ([`crate::define_surface!`]):
 //!
 //! - an exported shim for every `hook` row, calling `crate::cuda::hooks::<symbol>` inside the
 //!   panic guard, and for every `gate` row (launches), the compute cap's gate and the real
 //!   function;
-//! - `REAL`, one slot per row holding the real driver's function (resolved at init with the
-//!   real `dlsym` on the real library's handle), and typed accessors `real::<symbol>()`;
+//! - `REAL`, one slot per row holding the real driver's function (resolved on CUDA's first
+//!   call, [`ensure_resolved`], with the real `dlsym` on the real library's handle), and
+//!   typed accessors `real::<symbol>()`;
 //! - `HOOKS`, our function per row (null for `pass` rows), in table order, which answers
 //!   `cuGetProcAddress` and the `dlsym` redirection.
 
@@ -18,71 +20,36 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use cuda_headers::prelude::*;
-use cuda_headers::{DriverFn, DRIVER_PROCS, DRIVER_PROC_COUNT};
+use cuda_headers::{pfn, DRIVER_PROCS, DRIVER_PROC_COUNT};
 
 /// The real driver's entry points, in table order (0 = not available).
 pub static REAL: [AtomicUsize; DRIVER_PROC_COUNT] =
     [const { AtomicUsize::new(0) }; DRIVER_PROC_COUNT];
 
-/// Our hooks in table order; null for rows we let through.
-pub struct HookTable(pub [*const c_void; DRIVER_PROC_COUNT]);
-// SAFETY: function addresses, immutable.
-unsafe impl Sync for HookTable {}
+/// The real function of row `i` (0: none), for the generated `real::<symbol>()`.
+#[inline(always)]
+fn real_at(i: usize) -> usize {
+    REAL[i].load(Ordering::Relaxed)
+}
 
-macro_rules! define_driver_surface {
+/// The driver table's rows as the surface generator takes them.
+macro_rules! driver_surface {
     ($( $name:ident = $base:literal @ $ver:literal [$flavor:ident $hook:ident]
         ( $( $arg:ident : $ty:ty ),* $(,)? ); )*) => {
-        $( define_driver_surface!(@export $hook $name ( $($arg : $ty),* )); )*
-
-        pub static HOOKS: HookTable = HookTable([ $( define_driver_surface!(@ptr $hook $name) ),* ]);
-
-        /// Typed access to the real driver's functions (`None` when the driver lacks one).
-        pub mod real {
-            use super::*;
-            $(
-                #[inline(always)]
-                pub fn $name() -> Option<cuda_headers::pfn::$name> {
-                    let p = REAL[DriverFn::$name as usize].load(Ordering::Relaxed);
-                    // SAFETY: slots only ever hold the real driver's function of this row.
-                    (p != 0).then(|| unsafe { std::mem::transmute::<usize, cuda_headers::pfn::$name>(p) })
-                }
-            )*
+        crate::define_surface! {
+            status: CUresult,
+            on_panic: CUDA_ERROR_UNKNOWN,
+            hooks: hooks,
+            pfn: pfn,
+            real_at: real_at,
+            resolve: { crate::cuda::ensure_resolved(); },
+            not_initialized: CUDA_ERROR_NOT_INITIALIZED,
+            before_launch: { crate::core::gate::before_launch(hooks::current_device) },
+            rows: [ $( $name [$hook] ( $( $arg : $ty ),* ); )* ]
         }
     };
-    (@export hook $name:ident ( $($arg:ident : $ty:ty),* )) => {
-        /// Exported hook (see `crate::cuda::hooks`).
-        ///
-        /// # Safety
-        /// The CUDA driver API contract of this entry point.
-        #[no_mangle]
-        pub unsafe extern "C" fn $name($($arg: $ty),*) -> CUresult {
-            // SAFETY: our caller accepted this entry point's CUDA contract (`# Safety` above), the
-            // one `hooks::$name` requires; arguments go through unchanged.
-            crate::interpose::guard::guard(CUDA_ERROR_UNKNOWN, || unsafe { crate::cuda::hooks::$name($($arg),*) })
-        }
-    };
-    (@export gate $name:ident ( $($arg:ident : $ty:ty),* )) => {
-        /// Exported launch hook: the compute cap's gate, then the real driver.
-        ///
-        /// # Safety
-        /// The CUDA driver API contract of this entry point.
-        #[no_mangle]
-        pub unsafe extern "C" fn $name($($arg: $ty),*) -> CUresult {
-            crate::interpose::guard::guard(CUDA_ERROR_UNKNOWN, || {
-                let real = crate::cuda::hooks::real_or_return!($name);
-                crate::core::gate::before_launch(crate::cuda::hooks::current_device);
-                // SAFETY: `real` is the real driver's function of this very row (`REAL` holds
-                // nothing else), called with the caller's arguments under the contract it accepted.
-                unsafe { real($($arg),*) }
-            })
-        }
-    };
-    (@export pass $name:ident ( $($arg:ident : $ty:ty),* )) => {};
-    (@ptr hook $name:ident) => { $name as *const c_void };
-    (@ptr gate $name:ident) => { $name as *const c_void };
-    (@ptr pass $name:ident) => { std::ptr::null() };
 }
-cuda_headers::cuda_driver_api!(define_driver_surface);
+cuda_headers::cuda_driver_api!(driver_surface);
 
 /// The CUDA driver's family for the `dlsym` redirection (`crate::interpose`).
 pub const FAMILY: crate::interpose::Family = crate::interpose::Family {

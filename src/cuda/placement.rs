@@ -43,7 +43,7 @@ pub fn container_index(ordinal: CUdevice) -> Option<usize> {
 
 fn compute_container_index(ordinal: usize) -> Option<usize> {
     let config = &rt().config;
-    if let Some(uuids) = config.limit_uuids.as_deref() {
+    if let Some(uuids) = config.limit_uuids_for(false) {
         match super::hooks::device_uuid(ordinal as CUdevice) {
             Some(uuid) => {
                 return crate::config::limit_index_of(uuids, &uuid).map(ContainerIndex::get)

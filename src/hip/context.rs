@@ -9,8 +9,9 @@
 //! Measurements are serialised. Without ROCm SMI nothing can be measured (logged once) and
 //! the context is not counted. A context created while the slice is full passes the cap by
 //! its size (the card took it before any call we could refuse); the process's allocations
-//! are all refused then. Known limit: the pid is `getpid()` unless the region knows the
-//! host pid (inside a pid namespace SMI names host pids).
+//! are all refused then. The pid is the region's host pid (SMI names host pids), learnt
+//! from procfs or from this context's creation (`super::hostpid`), else
+//! `getpid()`.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -45,11 +46,14 @@ pub fn ensure_charged(ordinal: c_int, device: usize) {
     // Set only once measured: every other thread's first charged call waits here, so no
     // allocation of this process is in flight while the card's figure is read.
     let _mark = MarkOnDrop(flag);
+    // Inside a container the context's creation tells the host pid SMI names us by.
+    let before = super::hostpid::before_context();
     if let Some(meminfo) = super::real::hipMemGetInfo() {
         let (mut free, mut total) = (0usize, 0usize);
         // SAFETY: valid out-pointers; creates the device's context if it does not exist.
         unsafe { meminfo(&mut free, &mut total) };
     }
+    super::hostpid::after_context(before, device);
     let Some(vram) = process_vram() else {
         return;
     };

@@ -6,9 +6,8 @@
 //! `hipErrorNotInitialized` when there is no HIP library.
 //!
 //! Where an allocation lands: the calling thread's current HIP device (`hipGetDevice`);
-//! the container device index is the HIP ordinal (the runtime already applied
-//! `ROCR_VISIBLE_DEVICES`/`HIP_VISIBLE_DEVICES`, so ordinal `i` is the container's `i`th
-//! device, which `HIP_DEVICE_MEMORY_LIMIT_<i>` names).
+//! its container device index is `binding::container_index` (by ROCr UUID when
+//! `ROCR_VISIBLE_DEVICES` lists UUIDs, else the HIP ordinal).
 
 #![allow(clippy::missing_safety_doc, clippy::too_many_arguments)]
 
@@ -17,7 +16,6 @@ use std::ffi::{c_char, c_void};
 use hip_headers::prelude::*;
 
 use super::real_or_return;
-use crate::config::MAX_DEVICES;
 use crate::core::runtime::rt;
 use crate::ledger::AllocKind;
 
@@ -44,10 +42,7 @@ pub(crate) fn current_device() -> Option<(c_int, usize)> {
     if unsafe { get(&mut d) } != hipSuccess {
         return None;
     }
-    usize::try_from(d)
-        .ok()
-        .filter(|&i| i < MAX_DEVICES)
-        .map(|i| (d, i))
+    super::binding::container_index(d).map(|i| (d, i))
 }
 
 /// Charges `bytes` of `kind` on `place` (or the current device) around `call`, which
@@ -56,6 +51,19 @@ pub(crate) fn current_device() -> Option<(c_int, usize)> {
 fn hip_charged(
     what: &str,
     place: Option<(c_int, usize)>,
+    bytes: u64,
+    kind: AllocKind,
+    call: impl FnOnce() -> (hipError_t, u64),
+) -> hipError_t {
+    hip_charged_to(what, place, None, bytes, kind, call)
+}
+
+/// [`hip_charged`] with the entry's owner given (what a later `release_owned_by` frees all
+/// at once); `None`: the device's owner, released by `hipDeviceReset`.
+fn hip_charged_to(
+    what: &str,
+    place: Option<(c_int, usize)>,
+    owner: Option<u64>,
     bytes: u64,
     kind: AllocKind,
     call: impl FnOnce() -> (hipError_t, u64),
@@ -70,7 +78,8 @@ fn hip_charged(
     if current == Some((ordinal, device)) {
         super::context::ensure_charged(ordinal, device);
     }
-    crate::core::charge::charged_on::<Hip>(what, device, device_owner(ordinal), bytes, kind, call)
+    let owner = owner.unwrap_or(device_owner(ordinal));
+    crate::core::charge::charged_on::<Hip>(what, device, owner, bytes, kind, call)
 }
 
 /// Credits `handle` around the library's free `call` (after the real free succeeded; put
@@ -319,25 +328,136 @@ pub unsafe fn hipFreeAsync(ptr: *mut c_void, stream: hipStream_t) -> hipError_t 
     hip_credited_data(ptr, || unsafe { real(ptr, stream) })
 }
 
-/// Forwarded: allocations still live in a destroyed pool stay charged until their
-/// `hipFreeAsync` (see docs/AMD.md).
+/// Forwarded, as CUDA's `cuMemPoolDestroy` is: the runtime releases only the pool's cached
+/// (already freed, already credited) memory; every allocation still live keeps a reference
+/// on the pool (clr's `MemoryPool::AllocateMemory` retains it) and stays valid, and charged,
+/// until its own `hipFree`/`hipFreeAsync` credits it (docs/AMD.md).
 pub unsafe fn hipMemPoolDestroy(pool: hipMemPool_t) -> hipError_t {
     let real = real_or_return!(hipMemPoolDestroy);
     // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     unsafe { real(pool) }
 }
 
-// ---- arrays ---------------------------------------------------------------------------
+// ---- graph memory nodes (CUDA's rule, `hooks::memory::cuGraphAddMemAllocNode`) ----------
 
-/// The bytes of a `width` x `height` array of `desc` elements (what the elements take;
-/// the library may round up further, which is not seen: docs/AMD.md).
-pub fn array_element_bytes(desc: &hipChannelFormatDesc, width: usize, height: usize) -> u64 {
-    let elem: u64 = [desc.x, desc.y, desc.z, desc.w]
+/// The node's memory is charged when the node is added, to the graph (AMD's runtime reserves
+/// the address then and backs it from the graph's pool when the graph runs; the graph keeps
+/// it until destroyed): an explicit `hipFree`/`hipFreeAsync` of the pointer credits it like
+/// any allocation, destroying the graph credits what is left.
+pub unsafe fn hipGraphAddMemAllocNode(
+    node: *mut hipGraphNode_t,
+    graph: hipGraph_t,
+    dependencies: *const hipGraphNode_t,
+    num_dependencies: usize,
+    params: *mut hipMemAllocNodeParams,
+) -> hipError_t {
+    let real = real_or_return!(hipGraphAddMemAllocNode);
+    // SAFETY: the caller's node parameters, read only when non-null.
+    let device = (!params.is_null())
+        .then(|| unsafe { ((*params).poolProps.location, (*params).bytesize) })
+        .filter(|(l, _)| l.type_ == HIP_MEM_LOCATION_TYPE_DEVICE)
+        .and_then(|(l, bytes)| {
+            let i = super::binding::container_index(l.id)?;
+            Some(((l.id, i), bytes as u64))
+        });
+    match device {
+        Some((place, bytes)) => hip_charged_to(
+            "hipGraphAddMemAllocNode",
+            Some(place),
+            Some(graph as u64),
+            bytes,
+            AllocKind::Data,
+            // SAFETY: the caller's arguments, unchanged, to the real function of this row;
+            // `params` is non-null on this arm and the library writes `dptr` into it.
+            || unsafe {
+                let rc = real(node, graph, dependencies, num_dependencies, params);
+                (rc, (*params).dptr as u64)
+            },
+        ),
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        None => unsafe { real(node, graph, dependencies, num_dependencies, params) },
+    }
+}
+
+/// What the graph's memory nodes still hold is credited once the real destroy succeeded.
+pub unsafe fn hipGraphDestroy(graph: hipGraph_t) -> hipError_t {
+    let real = real_or_return!(hipGraphDestroy);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    let rc = unsafe { real(graph) };
+    if rc == hipSuccess && !graph.is_null() {
+        rt().ledger.release_owned_by(graph as u64);
+    }
+    rc
+}
+
+// ---- arrays ---------------------------------------------------------------------------
+//
+// HIP has no call that says what an array occupies on the card (CUDA's
+// `cuArrayGetMemoryRequirements` has no HIP twin), so every array is charged its elements'
+// bytes: the library's own rounding (2 MiB in the simulator, the texture alignment on
+// hardware) is not seen and can pass the cap by that much (docs/AMD.md).
+
+/// Bytes of one element of `desc` (the four channels' bits).
+fn channel_element_bytes(desc: &hipChannelFormatDesc) -> u64 {
+    [desc.x, desc.y, desc.z, desc.w]
         .iter()
         .map(|&b| b.max(0) as u64 / 8)
-        .sum();
+        .sum()
+}
+
+/// Bytes of one element of a driver-style descriptor: an unknown format counts as the
+/// widest (4 bytes a channel), so a descriptor the library accepts is never under-charged.
+fn format_element_bytes(format: hipArray_Format, channels: c_uint) -> u64 {
+    hip_headers::types::array_format_bytes(format)
+        .unwrap_or(4)
+        .saturating_mul(channels as u64)
+}
+
+/// The bytes of a `width` x `height` x `depth` array of `elem`-byte elements (0 height or
+/// depth: a 1D or 2D array).
+pub fn array_element_bytes(elem: u64, width: usize, height: usize, depth: usize) -> u64 {
     elem.saturating_mul(width as u64)
         .saturating_mul(height.max(1) as u64)
+        .saturating_mul(depth.max(1) as u64)
+}
+
+/// The bytes of every level of a mipmapped array: level `l` is `width >> l` x `height >> l`
+/// x `depth >> l` (each at least 1 where the dimension exists); a layered or cubemap array's
+/// depth counts layers, which levels do not halve.
+pub fn mipmap_element_bytes(elem: u64, extent: hipExtent, levels: c_uint, flags: c_uint) -> u64 {
+    let layered = flags & (HIP_ARRAY_LAYERED | HIP_ARRAY_CUBEMAP) != 0;
+    let halve = |v: usize, l: u32| if v == 0 { 0 } else { (v >> l).max(1) };
+    (0..levels.min(64)).fold(0u64, |sum, l| {
+        let depth = if layered {
+            extent.depth
+        } else {
+            halve(extent.depth, l)
+        };
+        sum.saturating_add(array_element_bytes(
+            elem,
+            (extent.width >> l).max(1),
+            halve(extent.height, l),
+            depth,
+        ))
+    })
+}
+
+/// [`hip_charged`] for an array of `bytes` on the current device, the new handle written by
+/// `call` (the library) to `array`.
+///
+/// # Safety
+/// `array` is null or valid to read once `call` returned (the caller's out-pointer).
+unsafe fn hip_charged_array(
+    what: &str,
+    array: *mut *mut c_void,
+    bytes: u64,
+    call: impl FnOnce() -> hipError_t,
+) -> hipError_t {
+    hip_charged(what, None, bytes, AllocKind::Array, || {
+        let rc = call();
+        // SAFETY: the caller's promise on `array`; `read_ptr` checks for null.
+        (rc, unsafe { read_ptr(array) })
+    })
 }
 
 pub unsafe fn hipMallocArray(
@@ -353,18 +473,152 @@ pub unsafe fn hipMallocArray(
         return unsafe { real(array, desc, width, height, flags) };
     }
     // SAFETY: non-null, the caller's descriptor.
-    let bytes = array_element_bytes(unsafe { &*desc }, width, height);
-    // SAFETY: the caller's arguments, unchanged, to the real function of this row; `read_ptr` skips
-    // a null `array`, else reads the caller's out-pointer (an `hipArray_t`, pointer-sized), valid
-    // by the HIP contract this hook requires.
-    hip_charged("hipMallocArray", None, bytes, AllocKind::Array, || unsafe {
-        let rc = real(array, desc, width, height, flags);
-        (rc, read_ptr(array.cast()))
-    })
+    let elem = channel_element_bytes(unsafe { &*desc });
+    let bytes = array_element_bytes(elem, width, height, 0);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row; `array`
+    // is the caller's out-pointer.
+    unsafe {
+        hip_charged_array("hipMallocArray", array.cast(), bytes, || {
+            real(array, desc, width, height, flags)
+        })
+    }
+}
+
+pub unsafe fn hipMalloc3DArray(
+    array: *mut hipArray_t,
+    desc: *const hipChannelFormatDesc,
+    extent: hipExtent,
+    flags: c_uint,
+) -> hipError_t {
+    let real = real_or_return!(hipMalloc3DArray);
+    if desc.is_null() {
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        return unsafe { real(array, desc, extent, flags) };
+    }
+    // SAFETY: non-null, the caller's descriptor.
+    let elem = channel_element_bytes(unsafe { &*desc });
+    let bytes = array_element_bytes(elem, extent.width, extent.height, extent.depth);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row; `array`
+    // is the caller's out-pointer.
+    unsafe {
+        hip_charged_array("hipMalloc3DArray", array.cast(), bytes, || {
+            real(array, desc, extent, flags)
+        })
+    }
+}
+
+pub unsafe fn hipArrayCreate(
+    array: *mut hipArray_t,
+    desc: *const HIP_ARRAY_DESCRIPTOR,
+) -> hipError_t {
+    let real = real_or_return!(hipArrayCreate);
+    if desc.is_null() {
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        return unsafe { real(array, desc) };
+    }
+    // SAFETY: non-null, the caller's descriptor.
+    let d = unsafe { *desc };
+    let elem = format_element_bytes(d.Format, d.NumChannels);
+    let bytes = array_element_bytes(elem, d.Width, d.Height, 0);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row; `array`
+    // is the caller's out-pointer.
+    unsafe { hip_charged_array("hipArrayCreate", array.cast(), bytes, || real(array, desc)) }
+}
+
+pub unsafe fn hipArray3DCreate(
+    array: *mut hipArray_t,
+    desc: *const HIP_ARRAY3D_DESCRIPTOR,
+) -> hipError_t {
+    let real = real_or_return!(hipArray3DCreate);
+    if desc.is_null() {
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        return unsafe { real(array, desc) };
+    }
+    // SAFETY: non-null, the caller's descriptor.
+    let d = unsafe { *desc };
+    let elem = format_element_bytes(d.Format, d.NumChannels);
+    let bytes = array_element_bytes(elem, d.Width, d.Height, d.Depth);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row; `array`
+    // is the caller's out-pointer.
+    unsafe {
+        hip_charged_array("hipArray3DCreate", array.cast(), bytes, || {
+            real(array, desc)
+        })
+    }
+}
+
+pub unsafe fn hipMallocMipmappedArray(
+    array: *mut hipMipmappedArray_t,
+    desc: *const hipChannelFormatDesc,
+    extent: hipExtent,
+    num_levels: c_uint,
+    flags: c_uint,
+) -> hipError_t {
+    let real = real_or_return!(hipMallocMipmappedArray);
+    if desc.is_null() {
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        return unsafe { real(array, desc, extent, num_levels, flags) };
+    }
+    // SAFETY: non-null, the caller's descriptor.
+    let elem = channel_element_bytes(unsafe { &*desc });
+    let bytes = mipmap_element_bytes(elem, extent, num_levels, flags);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row; `array`
+    // is the caller's out-pointer.
+    unsafe {
+        hip_charged_array("hipMallocMipmappedArray", array.cast(), bytes, || {
+            real(array, desc, extent, num_levels, flags)
+        })
+    }
+}
+
+pub unsafe fn hipMipmappedArrayCreate(
+    array: *mut hipMipmappedArray_t,
+    desc: *mut HIP_ARRAY3D_DESCRIPTOR,
+    num_levels: c_uint,
+) -> hipError_t {
+    let real = real_or_return!(hipMipmappedArrayCreate);
+    if desc.is_null() {
+        // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+        return unsafe { real(array, desc, num_levels) };
+    }
+    // SAFETY: non-null, the caller's descriptor.
+    let d = unsafe { *desc };
+    let elem = format_element_bytes(d.Format, d.NumChannels);
+    let extent = hipExtent {
+        width: d.Width,
+        height: d.Height,
+        depth: d.Depth,
+    };
+    let bytes = mipmap_element_bytes(elem, extent, num_levels, d.Flags);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row; `array`
+    // is the caller's out-pointer.
+    unsafe {
+        hip_charged_array("hipMipmappedArrayCreate", array.cast(), bytes, || {
+            real(array, desc, num_levels)
+        })
+    }
 }
 
 pub unsafe fn hipFreeArray(array: hipArray_t) -> hipError_t {
     let real = real_or_return!(hipFreeArray);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    hip_credited(AllocKind::Array, array as u64, || unsafe { real(array) })
+}
+
+pub unsafe fn hipArrayDestroy(array: hipArray_t) -> hipError_t {
+    let real = real_or_return!(hipArrayDestroy);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    hip_credited(AllocKind::Array, array as u64, || unsafe { real(array) })
+}
+
+pub unsafe fn hipFreeMipmappedArray(array: hipMipmappedArray_t) -> hipError_t {
+    let real = real_or_return!(hipFreeMipmappedArray);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    hip_credited(AllocKind::Array, array as u64, || unsafe { real(array) })
+}
+
+pub unsafe fn hipMipmappedArrayDestroy(array: hipMipmappedArray_t) -> hipError_t {
+    let real = real_or_return!(hipMipmappedArrayDestroy);
     // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     hip_credited(AllocKind::Array, array as u64, || unsafe { real(array) })
 }
@@ -381,10 +635,9 @@ pub unsafe fn hipMemCreate(
     // SAFETY: the caller's property struct, read only when non-null.
     let location = (!prop.is_null()).then(|| unsafe { (*prop).location });
     let place = match location {
-        Some(l) if l.type_ == HIP_MEM_LOCATION_TYPE_DEVICE => usize::try_from(l.id)
-            .ok()
-            .filter(|&i| i < MAX_DEVICES)
-            .map(|i| (l.id, i)),
+        Some(l) if l.type_ == HIP_MEM_LOCATION_TYPE_DEVICE => {
+            super::binding::container_index(l.id).map(|i| (l.id, i))
+        }
         // Host-located (or invalid): never device memory, never charged.
         // SAFETY: the caller's arguments, unchanged, to the real function of this row.
         _ => return unsafe { real(handle, size, prop, flags) },
@@ -524,11 +777,35 @@ pub unsafe fn hipGetProcAddress(
     rc
 }
 
+/// `hipGetDriverEntryPoint`(`_spt`): answered like [`hipGetProcAddress`], the real answer
+/// with our hook substituted for a row we hook.
+macro_rules! driver_entry_point_hook {
+    ($name:ident) => {
+        pub unsafe fn $name(
+            symbol: *const c_char,
+            func_ptr: *mut *mut c_void,
+            flags: c_ulonglong,
+            driver_status: *mut hipDriverEntryPointQueryResult,
+        ) -> hipError_t {
+            let real = real_or_return!($name);
+            // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+            let rc = unsafe { real(symbol, func_ptr, flags, driver_status) };
+            if rc == hipSuccess && !func_ptr.is_null() {
+                // SAFETY: filled by the library on success; non-null.
+                unsafe { *func_ptr = super::substitute_proc(*func_ptr) };
+            }
+            rc
+        }
+    };
+}
+driver_entry_point_hook!(hipGetDriverEntryPoint);
+driver_entry_point_hook!(hipGetDriverEntryPoint_spt);
+
 // ---- what the application sees --------------------------------------------------------
 
 /// The slice of HIP device `ordinal`, when it has a limit.
 fn slice_of(ordinal: c_int, physical_total: u64) -> Option<u64> {
-    let device = usize::try_from(ordinal).ok().filter(|&i| i < MAX_DEVICES)?;
+    let device = super::binding::container_index(ordinal)?;
     let limit = rt().ledger.limit(device)?;
     Some(crate::core::charge::visible_total(limit, physical_total))
 }
@@ -611,7 +888,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn array_bytes_count_every_channel() {
+    fn array_bytes_count_every_channel_and_dimension() {
         let d = hipChannelFormatDesc {
             x: 32,
             y: 32,
@@ -619,8 +896,42 @@ mod tests {
             w: 0,
             f: 2,
         };
-        assert_eq!(array_element_bytes(&d, 100, 0), 800);
-        assert_eq!(array_element_bytes(&d, 100, 3), 2400);
+        let elem = channel_element_bytes(&d);
+        assert_eq!(elem, 8);
+        assert_eq!(array_element_bytes(elem, 100, 0, 0), 800);
+        assert_eq!(array_element_bytes(elem, 100, 3, 0), 2400);
+        assert_eq!(array_element_bytes(elem, 100, 3, 5), 12000);
+        assert_eq!(format_element_bytes(HIP_AD_FORMAT_HALF, 4), 8);
+        assert_eq!(format_element_bytes(HIP_AD_FORMAT_UNSIGNED_INT8, 2), 2);
+        assert_eq!(
+            format_element_bytes(0x77, 1),
+            4,
+            "unknown format: the widest"
+        );
+    }
+
+    #[test]
+    fn mipmap_levels_halve_each_dimension_but_not_layers() {
+        let e = |w, h, d| hipExtent {
+            width: w,
+            height: h,
+            depth: d,
+        };
+        // 2D 8x4 of 4-byte texels, 4 levels: 8x4 + 4x2 + 2x1 + 1x1 (height floors at 1).
+        assert_eq!(
+            mipmap_element_bytes(4, e(8, 4, 0), 4, 0),
+            4 * (32 + 8 + 2 + 1)
+        );
+        // 1D stays 1D.
+        assert_eq!(mipmap_element_bytes(1, e(8, 0, 0), 3, 0), 8 + 4 + 2);
+        // 3D: depth halves too.
+        assert_eq!(mipmap_element_bytes(1, e(4, 4, 4), 2, 0), 64 + 8);
+        // Layered: 6 layers at every level.
+        assert_eq!(
+            mipmap_element_bytes(1, e(4, 4, 6), 2, HIP_ARRAY_LAYERED),
+            6 * (16 + 4)
+        );
+        assert_eq!(mipmap_element_bytes(4, e(8, 4, 0), 0, 0), 0);
     }
 
     #[test]

@@ -17,8 +17,10 @@
 
 #![allow(non_snake_case)]
 
+pub mod binding;
 pub mod context;
 pub mod hooks;
+pub mod hostpid;
 pub mod vendor;
 
 use std::ffi::{c_void, CStr};
@@ -82,11 +84,18 @@ macro_rules! define_hip_surface {
         }
 
         /// The exported symbols (defined in assembly below): what the dynamic linker binds
-        /// and what `dlsym`/`hipGetProcAddress` hand out.
+        /// and what `dlsym`/`hipGetProcAddress` hand out. Referenced through a hidden alias
+        /// of each (`__vgpu_hip_<symbol>`, same address): a reference to the exported name
+        /// itself would be bound by the dynamic linker, to the real library's function
+        /// whenever that comes first in the global scope (libvgpu opened `RTLD_LOCAL`, or
+        /// not first), and our hooks would take the real functions for their own.
         mod exported {
             #[allow(non_upper_case_globals, dead_code)]
             extern "C" {
-                $( pub static $name: u8; )*
+                $(
+                    #[link_name = concat!("__vgpu_hip_", stringify!($name))]
+                    pub static $name: u8;
+                )*
             }
         }
 
@@ -150,8 +159,11 @@ macro_rules! define_hip_surface {
         std::arch::global_asm!(
             concat!(".globl ", stringify!($name)),
             concat!(".type ", stringify!($name), ",@function"),
+            concat!(".globl __vgpu_hip_", stringify!($name)),
+            concat!(".hidden __vgpu_hip_", stringify!($name)),
             ".p2align 4",
             concat!(stringify!($name), ":"),
+            concat!("__vgpu_hip_", stringify!($name), ":"),
             "jmp {shim}",
             concat!(".size ", stringify!($name), ", .-", stringify!($name)),
             shim = sym shims::$name,
@@ -318,6 +330,14 @@ pub fn device_uuids() -> Vec<String> {
             (unsafe { uuid_of(&mut u, d) } == hipSuccess).then(|| rocr_uuid(&u))
         })
         .collect()
+}
+
+/// ROCr's UUID of HIP ordinal `ordinal`, `None` when HIP cannot say.
+pub fn device_uuid(ordinal: c_int) -> Option<String> {
+    let uuid_of = real::hipDeviceGetUuid()?;
+    let mut u = hipUUID::default();
+    // SAFETY: valid out-pointer.
+    (unsafe { uuid_of(&mut u, ordinal) } == hipSuccess).then(|| rocr_uuid(&u))
 }
 
 /// `hipDeviceGetUuid`'s 16 bytes are the ASCII hex digits of ROCr's `GPU-...` UUID.

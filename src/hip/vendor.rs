@@ -11,4 +11,5 @@ pub static VENDOR: Vendor = Vendor {
     rank: 2,
     device_uuids: super::device_uuids,
     util_probe: crate::amd_smi::probe::find,
+    reads_rocr_uuids: true,
 };

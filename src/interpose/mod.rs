@@ -19,6 +19,7 @@
 //! untouched.
 
 pub mod guard;
+pub mod surface;
 
 use std::ffi::{c_char, c_void, CStr};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,5 +1,8 @@
-//! NVML: the probe libvgpu uses to measure what the driver charges this process (context
-//! and module overhead appear with no allocation call), and (later) NVML hooks.
+//! NVML: its surface (exports for the `hook` rows of `cuda_headers::nvml_api!`, the real
+//! functions, `HOOKS`; the bodies in [`hooks`]: the container's view), NVIDIA's answers to
+//! the core ([`VENDOR`]), and the probe libvgpu uses to measure what the driver charges this
+//! process (context and module overhead appear with no allocation call; [`probe`]: the
+//! compute cap's utilization source).
 //!
 //! The probe calls the *real* NVML through handles from the real `dlsym`, so it is never
 //! affected by our own redirection.
@@ -16,65 +19,29 @@ use std::sync::OnceLock;
 use cuda_headers::bindings::*;
 use cuda_headers::pfn;
 
-/// Our NVML hooks and the real NVML's functions, generated from `cuda_headers::nvml_api!`
-/// the same way `driver` is generated from the driver table.
-macro_rules! define_nvml_surface {
+/// The NVML table's rows as the surface generator ([`crate::define_surface!`], the CUDA
+/// driver's too) takes them. NVML has no launch rows, and its real functions are looked
+/// up lazily, one row at a time ([`real_nvml`]).
+macro_rules! nvml_surface {
     ($( $name:ident = [$hook:ident $sim:ident] ( $( $arg:ident : $ty:ty ),* $(,)? ); )*) => {
-        #[allow(non_camel_case_types, dead_code)]
-        #[derive(Clone, Copy)]
-        #[repr(usize)]
-        enum NvmlFn { $( $name ),* }
-
-        /// Every symbol of the table, NUL-terminated, in table order.
-        const NVML_SYMBOLS: &[&CStr] = &[ $(
-            match CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes()) {
-                Ok(c) => c,
-                Err(_) => panic!("symbol names have no NUL"),
-            }
-        ),* ];
-
-        /// The real NVML's entry points, in table order: 0 = not looked up yet,
-        /// [`ABSENT`] = the library (or this symbol) is not there.
-        static REAL_NVML: [AtomicUsize; NVML_SYMBOLS.len()] =
-            [const { AtomicUsize::new(0) }; NVML_SYMBOLS.len()];
-
-        struct NvmlHooks([*const c_void; NVML_SYMBOLS.len()]);
-        // SAFETY: function addresses, immutable.
-        unsafe impl Sync for NvmlHooks {}
-        static NVML_HOOKS: NvmlHooks = NvmlHooks([ $( define_nvml_surface!(@ptr $hook $name) ),* ]);
-
-        $( define_nvml_surface!(@export $hook $name ( $($arg : $ty),* )); )*
-
-        /// Typed access to the real NVML (`None` when absent).
-        pub mod real {
-            use super::*;
-            $(
-                #[inline]
-                pub fn $name() -> Option<pfn::$name> {
-                    let p = super::real_nvml(NvmlFn::$name as usize);
-                    // SAFETY: slots only ever hold the real NVML's function of this row.
-                    (p != 0).then(|| unsafe { std::mem::transmute::<usize, pfn::$name>(p) })
-                }
-            )*
+        crate::define_surface! {
+            status: nvmlReturn_t,
+            on_panic: NVML_ERROR_UNKNOWN,
+            hooks: hooks,
+            pfn: pfn,
+            real_at: real_nvml,
+            resolve: {},
+            not_initialized: NVML_ERROR_UNINITIALIZED,
+            before_launch: {},
+            rows: [ $( $name [$hook] ( $( $arg : $ty ),* ); )* ]
         }
     };
-    (@export hook $name:ident ( $($arg:ident : $ty:ty),* )) => {
-        /// Exported NVML hook (see `crate::cuda::hooks::nvml`).
-        ///
-        /// # Safety
-        /// The NVML contract of this entry point.
-        #[no_mangle]
-        pub unsafe extern "C" fn $name($($arg: $ty),*) -> nvmlReturn_t {
-            // SAFETY: our caller accepted this entry point's NVML contract (`# Safety` above), the
-            // one `hooks::nvml::$name` requires; arguments go through unchanged.
-            crate::interpose::guard::guard(NVML_ERROR_UNKNOWN, || unsafe { crate::nvml::hooks::$name($($arg),*) })
-        }
-    };
-    (@export pass $name:ident ( $($arg:ident : $ty:ty),* )) => {};
-    (@ptr hook $name:ident) => { $name as *const c_void };
-    (@ptr pass $name:ident) => { std::ptr::null() };
 }
-cuda_headers::nvml_api!(define_nvml_surface);
+cuda_headers::nvml_api!(nvml_surface);
+
+/// The real NVML's entry points, in table order: 0 = not looked up yet, [`ABSENT`] = the
+/// library (or this symbol) is not there.
+static REAL_NVML: [AtomicUsize; ROWS] = [const { AtomicUsize::new(0) }; ROWS];
 
 /// A looked-up symbol that is not there.
 const ABSENT: usize = 1;
@@ -98,7 +65,7 @@ fn real_nvml(i: usize) -> usize {
     }
     let found = real_nvml_handle()
         // SAFETY: handle from dlopen, NUL-terminated name.
-        .map(|h| unsafe { crate::interpose::real_dlsym(h, NVML_SYMBOLS[i]) } as usize)
+        .map(|h| unsafe { crate::interpose::real_dlsym(h, SYMBOLS[i]) } as usize)
         .unwrap_or(0);
     slot.store(if found == 0 { ABSENT } else { found }, Ordering::Release);
     found
@@ -142,9 +109,9 @@ pub fn hook_by_symbol(symbol: &[u8]) -> Option<*const c_void> {
     if symbol == b"nvmlInternalGetExportTable" {
         return Some(nvmlInternalGetExportTable as *const c_void);
     }
-    NVML_SYMBOLS
+    SYMBOLS
         .iter()
-        .zip(NVML_HOOKS.0.iter())
+        .zip(HOOKS.0.iter())
         .find(|(n, h)| !h.is_null() && n.to_bytes() == symbol)
         .map(|(_, &h)| h)
 }
@@ -157,6 +124,7 @@ pub static VENDOR: crate::core::vendor::Vendor = crate::core::vendor::Vendor {
     rank: 1,
     device_uuids: nvml_device_uuids,
     util_probe: probe::find,
+    reads_rocr_uuids: false,
 };
 
 fn nvml_device_uuids() -> Vec<String> {

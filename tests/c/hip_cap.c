@@ -5,10 +5,18 @@
  *
  *   hip_cap fill CHUNK   fill the slice with CHUNK-byte hipMallocs, then to the byte
  *   hip_cap paths HALF   every other allocation path: over the cap, HALF bytes, freed
+ *   hip_cap pool HALF    HALF from a created pool; the pool destroyed while it is live;
+ *                        then freed
+ *   hip_cap graphmem HALF  graph memory nodes of HALF: freed with the graph, freed by
+ *                        hipFree
+ *   hip_cap churn SECONDS  hipMalloc/hipFree of 1-32 MiB, up to 8 live, for SECONDS
  *   hip_cap hold BYTES   hold BYTES of hipMalloc until stdin closes
  *   hip_cap launch-loop N PATH   "ready=1", waits for a line, then N launches through PATH
  *                        (launch, launch_spt, ext, coop, coop_spt, module, ext_module,
- *                        module_coop, graph, graph_spt), each synchronised
+ *                        module_coop, graph, graph_spt, launch_exc, drv_ex), each
+ *                        synchronised; launch_async: hipLaunchKernel on a stream of its
+ *                        own, back to back, synchronised once at the end (as fast as the
+ *                        throttle lets it: what examples/cap_accuracy.rs measures)
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -26,6 +34,23 @@ typedef void *hipArray_t;
 typedef struct { size_t width, height, depth; } hipExtent;
 typedef struct { void *ptr; size_t pitch, xsize, ysize; } hipPitchedPtr;
 typedef struct { int x, y, z, w, f; } hipChannelFormatDesc;
+typedef void *hipMipmappedArray_t;
+typedef void *hipMemPool_t;
+typedef struct { size_t Width, Height; int Format; unsigned NumChannels; } HIP_ARRAY_DESCRIPTOR;
+typedef struct {
+    size_t Width, Height, Depth;
+    int Format;
+    unsigned NumChannels, Flags;
+} HIP_ARRAY3D_DESCRIPTOR;
+#define HIP_AD_FORMAT_FLOAT 0x20
+#define HIP_ARRAY_LAYERED 1
+typedef struct {
+    int allocType, handleTypes;
+    struct { int type, id; } location;
+    void *win32SecurityAttributes;
+    size_t maxSize;
+    unsigned char reserved[56];
+} hipMemPoolProps;
 typedef struct {
     int type, requestedHandleType;
     struct { int type, id; } location;
@@ -42,6 +67,18 @@ hipError_t hipMallocPitch(void **, size_t *, size_t, size_t);
 hipError_t hipMalloc3D(hipPitchedPtr *, hipExtent);
 hipError_t hipMallocArray(hipArray_t *, const hipChannelFormatDesc *, size_t, size_t, unsigned);
 hipError_t hipFreeArray(hipArray_t);
+hipError_t hipMalloc3DArray(hipArray_t *, const hipChannelFormatDesc *, hipExtent, unsigned);
+hipError_t hipArrayCreate(hipArray_t *, const HIP_ARRAY_DESCRIPTOR *);
+hipError_t hipArray3DCreate(hipArray_t *, const HIP_ARRAY3D_DESCRIPTOR *);
+hipError_t hipArrayDestroy(hipArray_t);
+hipError_t hipMallocMipmappedArray(hipMipmappedArray_t *, const hipChannelFormatDesc *, hipExtent,
+                                   unsigned, unsigned);
+hipError_t hipMipmappedArrayCreate(hipMipmappedArray_t *, HIP_ARRAY3D_DESCRIPTOR *, unsigned);
+hipError_t hipFreeMipmappedArray(hipMipmappedArray_t);
+hipError_t hipMipmappedArrayDestroy(hipMipmappedArray_t);
+hipError_t hipMemPoolCreate(hipMemPool_t *, const hipMemPoolProps *);
+hipError_t hipMemPoolDestroy(hipMemPool_t);
+hipError_t hipMallocFromPoolAsync(void **, size_t, hipMemPool_t, hipStream_t);
 hipError_t hipMallocAsync(void **, size_t, hipStream_t);
 hipError_t hipFreeAsync(void *, hipStream_t);
 hipError_t hipStreamSynchronize(hipStream_t);
@@ -52,10 +89,60 @@ hipError_t hipHostFree(void *);
 hipError_t hipMemGetInfo(size_t *, size_t *);
 hipError_t hipDeviceGetUuid(char *, int);
 hipError_t hipGetProcAddress(const char *, void **, int, uint64_t, int *);
+hipError_t hipGetDriverEntryPoint(const char *, void **, unsigned long long, int *);
+hipError_t hipGetDriverEntryPoint_spt(const char *, void **, unsigned long long, int *);
 hipError_t hipMemcpy(void *, const void *, size_t, int);
 hipError_t hipDeviceTotalMem(size_t *, int);
 hipError_t hipGetDeviceProperties(void *, int);
 hipError_t hipGetDevicePropertiesR0600(void *, int);
+
+typedef struct { unsigned x, y, z; } dim3;
+typedef void *hipModule_t;
+typedef void *hipFunction_t;
+typedef void *hipGraph_t;
+typedef void *hipGraphExec_t;
+typedef void *hipEvent_t;
+void **__hipRegisterFatBinary(const void *);
+void __hipRegisterFunction(void **, const void *, char *, const char *, unsigned, void *, void *,
+                           dim3 *, dim3 *, int *);
+hipError_t hipLaunchKernel(const void *, dim3, dim3, void **, size_t, hipStream_t);
+hipError_t hipLaunchKernel_spt(const void *, dim3, dim3, void **, size_t, hipStream_t);
+hipError_t hipExtLaunchKernel(const void *, dim3, dim3, void **, size_t, hipStream_t, hipEvent_t,
+                              hipEvent_t, int);
+hipError_t hipLaunchCooperativeKernel(const void *, dim3, dim3, void **, unsigned, hipStream_t);
+hipError_t hipLaunchCooperativeKernel_spt(const void *, dim3, dim3, void **, unsigned, hipStream_t);
+hipError_t hipModuleLoadData(hipModule_t *, const void *);
+hipError_t hipModuleGetFunction(hipFunction_t *, hipModule_t, const char *);
+hipError_t hipModuleLaunchKernel(hipFunction_t, unsigned, unsigned, unsigned, unsigned, unsigned,
+                                 unsigned, unsigned, hipStream_t, void **, void **);
+hipError_t hipExtModuleLaunchKernel(hipFunction_t, unsigned, unsigned, unsigned, unsigned,
+                                    unsigned, unsigned, size_t, hipStream_t, void **, void **,
+                                    hipEvent_t, hipEvent_t, unsigned);
+hipError_t hipModuleLaunchCooperativeKernel(hipFunction_t, unsigned, unsigned, unsigned, unsigned,
+                                            unsigned, unsigned, unsigned, hipStream_t, void **);
+typedef struct { int id; char pad[4]; unsigned long long val[8]; } hipLaunchAttribute;
+typedef struct {
+    dim3 gridDim, blockDim;
+    size_t dynamicSmemBytes;
+    hipStream_t stream;
+    hipLaunchAttribute *attrs;
+    unsigned numAttrs;
+} hipLaunchConfig_t;
+typedef struct {
+    unsigned gridDimX, gridDimY, gridDimZ, blockDimX, blockDimY, blockDimZ, sharedMemBytes;
+    hipStream_t hStream;
+    hipLaunchAttribute *attrs;
+    unsigned numAttrs;
+} HIP_LAUNCH_CONFIG;
+hipError_t hipLaunchKernelExC(const hipLaunchConfig_t *, const void *, void **);
+hipError_t hipDrvLaunchKernelEx(const HIP_LAUNCH_CONFIG *, hipFunction_t, void **, void **);
+hipError_t hipStreamCreate(hipStream_t *);
+hipError_t hipStreamBeginCapture(hipStream_t, int);
+hipError_t hipStreamEndCapture(hipStream_t, hipGraph_t *);
+hipError_t hipGraphInstantiate(hipGraphExec_t *, hipGraph_t, void *, char *, size_t);
+hipError_t hipGraphLaunch(hipGraphExec_t, hipStream_t);
+hipError_t hipGraphLaunch_spt(hipGraphExec_t, hipStream_t);
+hipError_t hipDeviceSynchronize(void);
 
 #define R0000_SIZE 792
 #define R0000_TOTAL 256
@@ -173,6 +260,35 @@ static int paths(size_t half) {
     hipArray_t arr = NULL, arr2 = NULL;
     PATH("array", hipMallocArray(&arr2, &f4, 1024, cap / 4096 + 1024, 0),
          hipMallocArray(&arr, &f4, 1024, half / 4096, 0), hipFreeArray(arr));
+    /* The other array paths, each with the bytes its elements take (a multiple of the
+     * simulated card's 2 MiB array granularity, so the card takes exactly that). */
+    hipExtent a3_over = {1024, cap / 4096 / 2 + 1, 2}, a3 = {1024, half / 4096 / 4, 4};
+    printf("array3d.want=%zu\n", half);
+    PATH("array3d", hipMalloc3DArray(&arr2, &f4, a3_over, 0), hipMalloc3DArray(&arr, &f4, a3, 0),
+         hipFreeArray(arr));
+    HIP_ARRAY_DESCRIPTOR ad_over = {1024, cap / 4096 + 1, HIP_AD_FORMAT_FLOAT, 1},
+                         ad = {1024, half / 4096, HIP_AD_FORMAT_FLOAT, 1};
+    printf("arraycreate.want=%zu\n", half);
+    PATH("arraycreate", hipArrayCreate(&arr2, &ad_over), hipArrayCreate(&arr, &ad),
+         hipArrayDestroy(arr));
+    HIP_ARRAY3D_DESCRIPTOR a3d_over = {1024, cap / 4096 / 2 + 1, 2, HIP_AD_FORMAT_FLOAT, 1, 0},
+                           a3d = {1024, half / 4096 / 4, 4, HIP_AD_FORMAT_FLOAT, 1, 0};
+    printf("array3dcreate.want=%zu\n", half);
+    PATH("array3dcreate", hipArray3DCreate(&arr2, &a3d_over), hipArray3DCreate(&arr, &a3d),
+         hipArrayDestroy(arr));
+    /* Mipmapped, two levels of 1024x1024xD float texels: 4 MiB x D + 1 MiB x D/2. */
+    hipMipmappedArray_t mm = NULL, mm2 = NULL;
+    hipExtent mm_over = {1024, 1024, cap / (4u << 20) + 1}, mm_e = {1024, 1024, 112};
+    printf("mipmap.want=%zu\n", (size_t)112 * (4u << 20) + (size_t)56 * (1u << 20));
+    PATH("mipmap", hipMallocMipmappedArray(&mm2, &f4, mm_over, 2, 0),
+         hipMallocMipmappedArray(&mm, &f4, mm_e, 2, 0), hipFreeMipmappedArray(mm));
+    /* Layered: 64 layers at both levels, (4 MiB + 1 MiB) x 64. */
+    HIP_ARRAY3D_DESCRIPTOR ml_over = {1024, 1024, cap / (5u << 20) + 1, HIP_AD_FORMAT_FLOAT, 1,
+                                      HIP_ARRAY_LAYERED},
+                           ml = {1024, 1024, 64, HIP_AD_FORMAT_FLOAT, 1, HIP_ARRAY_LAYERED};
+    printf("mipmapcreate.want=%zu\n", (size_t)64 * (5u << 20));
+    PATH("mipmapcreate", hipMipmappedArrayCreate(&mm2, &ml_over, 2),
+         hipMipmappedArrayCreate(&mm, &ml, 2), hipMipmappedArrayDestroy(mm));
     hipMemAllocationProp dev = {0}, host = {0};
     dev.type = 1;
     dev.location.type = 1; /* device */
@@ -189,6 +305,81 @@ static int paths(size_t half) {
     printf("host.charged=%zu\n", before - free_now());
     printf("host.card=%zu\n", card - card_free());
     hipHostFree(hp);
+    return 0;
+}
+
+typedef void *hipGraphNode_t;
+typedef struct {
+    hipMemPoolProps poolProps;
+    const void *accessDescs;
+    size_t accessDescCount, bytesize;
+    void *dptr;
+} hipMemAllocNodeParams;
+hipError_t hipGraphCreate(void **, unsigned);
+hipError_t hipGraphDestroy(void *);
+hipError_t hipGraphAddMemAllocNode(hipGraphNode_t *, void *, const hipGraphNode_t *, size_t,
+                                   hipMemAllocNodeParams *);
+
+/* Graph memory nodes: charged when added (to the graph), credited when the graph goes or
+ * when the pointer is freed first (then not again with the graph). */
+static int graphmem(size_t half) {
+    size_t cap = 0, tmp;
+    hipMemGetInfo(&tmp, &cap);
+    hipMemAllocNodeParams np;
+    memset(&np, 0, sizeof np);
+    np.poolProps.allocType = 1;
+    np.poolProps.location.type = 1; /* device 0 */
+    void *g = NULL;
+    hipGraphNode_t node = NULL;
+    printf("create_rc=%d\n", hipGraphCreate(&g, 0));
+    size_t before = free_now(), card = card_free();
+    np.bytesize = cap + 512;
+    printf("over_rc=%d\n", hipGraphAddMemAllocNode(&node, g, NULL, 0, &np));
+    printf("card_after_over=%zu\n", card - card_free());
+    np.bytesize = half;
+    printf("rc=%d\n", hipGraphAddMemAllocNode(&node, g, NULL, 0, &np));
+    printf("charged=%zu\ncard=%zu\n", before - free_now(), card - card_free());
+    printf("destroy_rc=%d\n", hipGraphDestroy(g));
+    printf("after_destroy=%zu\ncard_after_destroy=%zu\n", before - free_now(), card - card_free());
+    void *g2 = NULL;
+    hipGraphCreate(&g2, 0);
+    printf("rc2=%d\n", hipGraphAddMemAllocNode(&node, g2, NULL, 0, &np));
+    printf("charged2=%zu\ncard2=%zu\n", before - free_now(), card - card_free());
+    printf("free_rc=%d\n", hipFree(np.dptr));
+    printf("after_free=%zu\ncard_after_free=%zu\n", before - free_now(), card - card_free());
+    printf("destroy2_rc=%d\n", hipGraphDestroy(g2));
+    printf("after_destroy2=%zu\ncard_after_destroy2=%zu\n", before - free_now(),
+           card - card_free());
+    /* The slice is whole again: the cap's worth fits (not credited twice, not leaked). */
+    void *p = NULL;
+    printf("refill_rc=%d\n", hipMalloc(&p, free_now()));
+    printf("over_after_rc=%d\n", hipMalloc(&g, 1));
+    return 0;
+}
+
+/* A pool's allocation outlives the pool: destroyed while HALF is live, the memory stays
+ * on the card (and charged) until its own hipFreeAsync. */
+static int pool(size_t half) {
+    size_t cap = 0, tmp;
+    hipMemGetInfo(&tmp, &cap);
+    hipMemPoolProps props;
+    memset(&props, 0, sizeof props);
+    props.allocType = 1; /* pinned */
+    props.location.type = 1; /* device 0 */
+    hipMemPool_t pl = NULL;
+    printf("create_rc=%d\n", hipMemPoolCreate(&pl, &props));
+    size_t before = free_now(), card = card_free();
+    void *p = NULL, *q = NULL;
+    printf("over_rc=%d\n", hipMallocFromPoolAsync(&q, cap + 512, pl, NULL));
+    printf("card_after_over=%zu\n", card - card_free());
+    printf("rc=%d\n", hipMallocFromPoolAsync(&p, half, pl, NULL));
+    hipStreamSynchronize(NULL);
+    printf("charged=%zu\ncard=%zu\n", before - free_now(), card - card_free());
+    printf("destroy_rc=%d\n", hipMemPoolDestroy(pl));
+    printf("charged_after_destroy=%zu\ncard_after_destroy=%zu\n", before - free_now(),
+           card - card_free());
+    printf("free_rc=%d\n", hipFreeAsync(p, NULL) | hipStreamSynchronize(NULL));
+    printf("after_free=%zu\ncard_after_free=%zu\n", before - free_now(), card - card_free());
     return 0;
 }
 
@@ -213,6 +404,35 @@ static int procaddr(void) {
     void *r6 = NULL;
     hipGetProcAddress("hipGetDevicePropertiesR0600", &r6, 600, 0, &status);
     printf("r0600.is_hook=%d\n", r6 == (void *)hipGetDevicePropertiesR0600);
+    /* The launch rows (gates) and the ROCm 7.1 entry-point lookups. */
+    void *lx = NULL;
+    printf("exc.rc=%d\n", hipGetProcAddress("hipLaunchKernelExC", &lx, 700, 0, &status));
+    printf("exc.is_hook=%d\n", lx == (void *)hipLaunchKernelExC);
+    void *e = NULL;
+    int estatus = -1;
+    printf("entry_malloc.rc=%d\n", hipGetDriverEntryPoint("hipMalloc", &e, 0, &estatus));
+    printf("entry_malloc.status=%d\n", estatus);
+    printf("entry_malloc.is_hook=%d\n", e == (void *)hipMalloc);
+    hipError_t (*em)(void **, size_t) = (hipError_t(*)(void **, size_t))e;
+    printf("entry_malloc.over_rc=%d\n", em ? em(&p, cap + 512) : -1);
+    e = NULL;
+    printf("entry_launch.rc=%d\n", hipGetDriverEntryPoint("hipLaunchKernel", &e, 0, &estatus));
+    printf("entry_launch.is_hook=%d\n", e == (void *)hipLaunchKernel);
+    e = NULL;
+    hipGetDriverEntryPoint("hipLaunchKernel", &e, 2, &estatus);
+    printf("entry_launch_spt.is_hook=%d\n", e == (void *)hipLaunchKernel_spt);
+    e = NULL;
+    hipGetDriverEntryPoint_spt("hipLaunchKernel", &e, 0, &estatus);
+    printf("entry_spt_launch.is_hook=%d\n", e == (void *)hipLaunchKernel_spt);
+    e = NULL;
+    hipGetDriverEntryPoint("hipDrvLaunchKernelEx", &e, 0, &estatus);
+    printf("entry_drv_ex.is_hook=%d\n", e == (void *)hipDrvLaunchKernelEx);
+    e = NULL;
+    printf("entry_memcpy.rc=%d\n", hipGetDriverEntryPoint("hipMemcpy", &e, 0, &estatus));
+    printf("entry_memcpy.is_sim=%d\n", e && e == dlvsym(sim, "hipMemcpy", "hip_4.2"));
+    e = NULL;
+    printf("entry_missing.rc=%d\n", hipGetDriverEntryPoint("hipNoSuchCall", &e, 0, &estatus));
+    printf("entry_missing.status=%d\n", estatus);
     return 0;
 }
 
@@ -259,6 +479,31 @@ static int watch_free(int period_ms, int seconds) {
     return 0;
 }
 
+/* Allocates and frees (1-32 MiB, up to 8 live) for SECONDS: killed at any moment, it may
+ * hold anything from nothing to a full set, mid-call or between calls. */
+static int churn(int seconds) {
+    printf("pid=%d\n", (int)getpid());
+    fflush(stdout);
+    void *live[8] = {0};
+    unsigned long long x = 0x9e3779b97f4a7c15ull ^ (unsigned long long)getpid();
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        int i = (int)(x % 8);
+        if (live[i]) {
+            hipFree(live[i]);
+            live[i] = NULL;
+        } else if (hipMalloc(&live[i], ((x >> 8) % 32 + 1) << 20) != 0) {
+            live[i] = NULL;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while (t.tv_sec - t0.tv_sec < seconds);
+    return 0;
+}
+
 static int hold(size_t bytes) {
     void *p = NULL;
     char uuid[17] = {0};
@@ -271,37 +516,6 @@ static int hold(size_t bytes) {
     return 0;
 }
 
-typedef struct { unsigned x, y, z; } dim3;
-typedef void *hipModule_t;
-typedef void *hipFunction_t;
-typedef void *hipGraph_t;
-typedef void *hipGraphExec_t;
-typedef void *hipEvent_t;
-void **__hipRegisterFatBinary(const void *);
-void __hipRegisterFunction(void **, const void *, char *, const char *, unsigned, void *, void *,
-                           dim3 *, dim3 *, int *);
-hipError_t hipLaunchKernel(const void *, dim3, dim3, void **, size_t, hipStream_t);
-hipError_t hipLaunchKernel_spt(const void *, dim3, dim3, void **, size_t, hipStream_t);
-hipError_t hipExtLaunchKernel(const void *, dim3, dim3, void **, size_t, hipStream_t, hipEvent_t,
-                              hipEvent_t, int);
-hipError_t hipLaunchCooperativeKernel(const void *, dim3, dim3, void **, unsigned, hipStream_t);
-hipError_t hipLaunchCooperativeKernel_spt(const void *, dim3, dim3, void **, unsigned, hipStream_t);
-hipError_t hipModuleLoadData(hipModule_t *, const void *);
-hipError_t hipModuleGetFunction(hipFunction_t *, hipModule_t, const char *);
-hipError_t hipModuleLaunchKernel(hipFunction_t, unsigned, unsigned, unsigned, unsigned, unsigned,
-                                 unsigned, unsigned, hipStream_t, void **, void **);
-hipError_t hipExtModuleLaunchKernel(hipFunction_t, unsigned, unsigned, unsigned, unsigned,
-                                    unsigned, unsigned, size_t, hipStream_t, void **, void **,
-                                    hipEvent_t, hipEvent_t, unsigned);
-hipError_t hipModuleLaunchCooperativeKernel(hipFunction_t, unsigned, unsigned, unsigned, unsigned,
-                                            unsigned, unsigned, unsigned, hipStream_t, void **);
-hipError_t hipStreamCreate(hipStream_t *);
-hipError_t hipStreamBeginCapture(hipStream_t, int);
-hipError_t hipStreamEndCapture(hipStream_t, hipGraph_t *);
-hipError_t hipGraphInstantiate(hipGraphExec_t *, hipGraph_t, void *, char *, size_t);
-hipError_t hipGraphLaunch(hipGraphExec_t, hipStream_t);
-hipError_t hipGraphLaunch_spt(hipGraphExec_t, hipStream_t);
-hipError_t hipDeviceSynchronize(void);
 
 /* A host stub the runtime knows by address (what the compiler's registration does). */
 static void kernel_stub(void) {}
@@ -320,16 +534,34 @@ static int launch_loop(unsigned long n, const char *path) {
     hipGraph_t graph = NULL;
     hipGraphExec_t exec = NULL;
     dim3 grid = {1, 1, 1}, block = {64, 1, 1};
-    if (!strncmp(path, "graph", 5)) {
+    if (!strncmp(path, "graph", 5) || !strcmp(path, "launch_async")) {
         rc = hipStreamCreate(&stream);
-        if (!rc) rc = hipStreamBeginCapture(stream, 0);
-        if (!rc) rc = hipLaunchKernel((const void *)kernel_stub, grid, block, NULL, 0, stream);
-        if (!rc) rc = hipStreamEndCapture(stream, &graph);
-        if (!rc) rc = hipGraphInstantiate(&exec, graph, NULL, NULL, 0);
+        if (!rc && path[0] == 'g') {
+            rc = hipStreamBeginCapture(stream, 0);
+            if (!rc) rc = hipLaunchKernel((const void *)kernel_stub, grid, block, NULL, 0, stream);
+            if (!rc) rc = hipStreamEndCapture(stream, &graph);
+            if (!rc) rc = hipGraphInstantiate(&exec, graph, NULL, NULL, 0);
+        }
         if (rc) { printf("setup_rc=%d\n", rc); return 1; }
     }
+    printf("pid=%d\n", (int)getpid());
     wait_stdin();
+    if (!strcmp(path, "launch_async")) {
+        for (unsigned long i = 0; i < n; i++) {
+            rc = hipLaunchKernel((const void *)kernel_stub, grid, block, NULL, 0, stream);
+            if (rc) { printf("launch_rc=%d\n", rc); return 1; }
+        }
+        hipStreamSynchronize(stream);
+        printf("launched=%lu\n", n);
+        return 0;
+    }
     const void *k = (const void *)kernel_stub;
+    /* One attribute each (cooperative, off): the structs travel whole. */
+    hipLaunchAttribute attr;
+    memset(&attr, 0, sizeof attr);
+    attr.id = 2;
+    hipLaunchConfig_t cfg = {grid, block, 0, NULL, &attr, 1};
+    HIP_LAUNCH_CONFIG dcfg = {1, 1, 1, 64, 1, 1, 0, NULL, &attr, 1};
     for (unsigned long i = 0; i < n; i++) {
         rc = !strcmp(path, "launch")        ? hipLaunchKernel(k, grid, block, NULL, 0, NULL)
            : !strcmp(path, "launch_spt")    ? hipLaunchKernel_spt(k, grid, block, NULL, 0, NULL)
@@ -341,6 +573,8 @@ static int launch_loop(unsigned long n, const char *path) {
            : !strcmp(path, "module_coop")   ? hipModuleLaunchCooperativeKernel(fn, 1, 1, 1, 64, 1, 1, 0, NULL, NULL)
            : !strcmp(path, "graph")         ? hipGraphLaunch(exec, stream)
            : !strcmp(path, "graph_spt")     ? hipGraphLaunch_spt(exec, stream)
+           : !strcmp(path, "launch_exc")    ? hipLaunchKernelExC(&cfg, k, NULL)
+           : !strcmp(path, "drv_ex")        ? hipDrvLaunchKernelEx(&dcfg, fn, NULL, NULL)
                                             : -1;
         if (rc) { printf("launch_rc=%d\n", rc); return 1; }
         hipDeviceSynchronize();
@@ -356,6 +590,9 @@ int main(int argc, char **argv) {
     int rc = !strcmp(what, "fill")    ? fill(n)
              : !strcmp(what, "paths") ? paths(n)
              : !strcmp(what, "hold")  ? hold(n)
+             : !strcmp(what, "pool")  ? pool(n)
+             : !strcmp(what, "churn") ? churn((int)n)
+             : !strcmp(what, "graphmem") ? graphmem(n)
              : !strcmp(what, "launch-loop") ? launch_loop(n, argc > 3 ? argv[3] : "launch")
              : !strcmp(what, "procaddr") ? procaddr()
              : !strcmp(what, "race")  ? race((int)n, argc > 3 ? strtoull(argv[3], NULL, 0) : (64u << 20))

@@ -11,6 +11,11 @@
 //! plus the plugin's environment (`NVIDIA_VISIBLE_DEVICES` with UUIDs,
 //! `CUDA_DEVICE_MEMORY_LIMIT_<i>`, `CUDA_DEVICE_SM_LIMIT`,
 //! `CUDA_DEVICE_MEMORY_SHARED_CACHE=/usr/local/vgpu/<uuid>.cache`) and no `LD_PRELOAD`.
+//! For AMD (`--vendor amd`) the amd-device-plugin's instead: `ROCR_VISIBLE_DEVICES` with
+//! ROCr UUIDs, `HIP_DEVICE_MEMORY_LIMIT="<MiB>m"`, `HIP_DEVICE_SM_LIMIT`, the same region,
+//! and the library also at `/usr/local/vgpu/libamvgpu.so` (the name that plugin mounts);
+//! over the simulated AMD GPU, `/sys/module/amdgpu/initstate` reading `live` (a tmpfs on
+//! `/sys/module` of the container's mount namespace), which ROCm SMI and AMD SMI need.
 //! Over the simulated GPU, the stand-ins for what the NVIDIA container runtime does: the
 //! simulated driver's directory in `LD_LIBRARY_PATH`, `CUDA_VISIBLE_DEVICES` for `--device`,
 //! and the machine's `/proc` at `/usr/local/vgpu/host-proc` so the simulator learns host
@@ -28,10 +33,14 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::run::{install_forwarding, reset_signals, set_child, wait_for};
+use crate::run::{install_forwarding, reset_signals, set_child, wait_for, Vendor};
 
 /// Where HAMi's device plugin puts the library and the per-container directory.
 pub const VGPU_DIR: &str = "/usr/local/vgpu";
+/// The name HAMi's amd-device-plugin mounts its library under (`LD_AUDIT` names it there).
+pub const AMD_LIBRARY_NAME: &str = "libamvgpu.so";
+/// What ROCm SMI and AMD SMI read to know the amdgpu kernel driver is loaded.
+pub const AMDGPU_INITSTATE: &str = "/sys/module/amdgpu/initstate";
 /// Where the machine's procfs is visible inside (the simulator's host-pid source).
 pub const HOST_PROC: &str = "/usr/local/vgpu/host-proc";
 /// Exit code when the container cannot be set up (as `docker run`).
@@ -40,6 +49,8 @@ const SETUP_FAILED: i32 = 125;
 /// What the container gets.
 pub struct Spec {
     pub lib: PathBuf,
+    /// Whose device plugin's contract the container gets.
+    pub vendor: Vendor,
     /// The simulated driver's directory, when running over it.
     pub sim_dir: Option<PathBuf>,
     pub gpumem: Option<String>,
@@ -73,17 +84,30 @@ fn random_uuid() -> String {
     )
 }
 
+/// `--gpumem` as HAMi's amd-device-plugin writes `HIP_DEVICE_MEMORY_LIMIT`: `<MiB>m`
+/// (the value as given when it is not a whole number of MiB, or not a size at all).
+pub fn plugin_mib(gpumem: &str) -> String {
+    match crate::config::parse_size(gpumem) {
+        Some(b) if b % (1 << 20) == 0 => format!("{}m", b >> 20),
+        _ => gpumem.to_string(),
+    }
+}
+
 /// The container's environment: vgpuctl's, without the library contract of the host (a
-/// container gets the plugin's), plus the plugin's.
+/// container gets the plugin's, either vendor's), plus the plugin's.
 pub fn environment(spec: &Spec, region: &str) -> Vec<(OsString, OsString)> {
     let ours = |k: &OsStr| {
         let k = k.to_string_lossy();
         k == "LD_PRELOAD"
             || k == "NVIDIA_VISIBLE_DEVICES"
             || k == "CUDA_VISIBLE_DEVICES"
+            || k == "ROCR_VISIBLE_DEVICES"
+            || k == "HIP_VISIBLE_DEVICES"
             || k == "CUDA_DEVICE_MEMORY_SHARED_CACHE"
             || k.starts_with("CUDA_DEVICE_MEMORY_LIMIT")
             || k.starts_with("CUDA_DEVICE_SM_LIMIT")
+            || k.starts_with("HIP_DEVICE_MEMORY_LIMIT")
+            || k.starts_with("HIP_DEVICE_SM_LIMIT")
     };
     let mut env: Vec<(OsString, OsString)> =
         std::env::vars_os().filter(|(k, _)| !ours(k)).collect();
@@ -91,17 +115,33 @@ pub fn environment(spec: &Spec, region: &str) -> Vec<(OsString, OsString)> {
         env.retain(|(e, _)| e != k);
         env.push((k.into(), v));
     };
-    set("NVIDIA_VISIBLE_DEVICES", spec.uuids.join(",").into());
-    if spec.restrict_devices {
-        set("CUDA_VISIBLE_DEVICES", spec.uuids.join(",").into());
-    }
-    if let Some(m) = &spec.gpumem {
-        for i in 0..spec.uuids.len() {
-            set(&format!("CUDA_DEVICE_MEMORY_LIMIT_{i}"), m.into());
+    match spec.vendor {
+        Vendor::Nvidia => {
+            set("NVIDIA_VISIBLE_DEVICES", spec.uuids.join(",").into());
+            if spec.restrict_devices {
+                set("CUDA_VISIBLE_DEVICES", spec.uuids.join(",").into());
+            }
+            if let Some(m) = &spec.gpumem {
+                for i in 0..spec.uuids.len() {
+                    set(&format!("CUDA_DEVICE_MEMORY_LIMIT_{i}"), m.into());
+                }
+            }
+            if let Some(c) = spec.gpucores {
+                set("CUDA_DEVICE_SM_LIMIT", c.to_string().into());
+            }
         }
-    }
-    if let Some(c) = spec.gpucores {
-        set("CUDA_DEVICE_SM_LIMIT", c.to_string().into());
+        Vendor::Amd => {
+            // internal/pkg/plugin/plugin.go of Project-HAMi/amd-device-plugin: the
+            // allocated GPUs' UUIDs in container order (ROCr hides the others, real or
+            // simulated), one memory value; the time-based core limit is ours.
+            set("ROCR_VISIBLE_DEVICES", spec.uuids.join(",").into());
+            if let Some(m) = &spec.gpumem {
+                set("HIP_DEVICE_MEMORY_LIMIT", plugin_mib(m).into());
+            }
+            if let Some(c) = spec.gpucores {
+                set("HIP_DEVICE_SM_LIMIT", c.to_string().into());
+            }
+        }
     }
     set("CUDA_DEVICE_MEMORY_SHARED_CACHE", region.into());
     if let Some(sim) = &spec.sim_dir {
@@ -270,20 +310,24 @@ fn ensure_mountpoint(path: &Path, dir: bool, staging: &Path, n: &mut u32) -> Res
     made.map_err(|e| format!("create {}: {e}", path.display()))
 }
 
-/// The mounts of the container (in its new mount namespace, by its init).
-fn lay_out(spec: &Spec, run_dir: &Path) -> Result<(), String> {
-    // SAFETY: unshare with a constant flag.
-    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-        return Err(os_err("cannot create a mount namespace (unshare)"));
-    }
-    // Nothing mounted here may propagate back to the machine.
+/// Nothing mounted in this (new) mount namespace may propagate back to the machine.
+pub fn make_mounts_private() -> Result<(), String> {
     mount(
         None,
         Path::new("/"),
         None,
         libc::MS_REC | libc::MS_PRIVATE,
         None,
-    )?;
+    )
+}
+
+/// The mounts of the container (in its new mount namespace, by its init).
+fn lay_out(spec: &Spec, run_dir: &Path) -> Result<(), String> {
+    // SAFETY: unshare with a constant flag.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        return Err(os_err("cannot create a mount namespace (unshare)"));
+    }
+    make_mounts_private()?;
     let staging = run_dir.join("overlay");
     let mut n = 0;
     let vgpu = Path::new(VGPU_DIR);
@@ -314,6 +358,12 @@ fn lay_out(spec: &Spec, run_dir: &Path) -> Result<(), String> {
         None,
     )?;
     bind_ro(&spec.lib, &vgpu.join("libvgpu.so"))?;
+    if spec.vendor == Vendor::Amd {
+        bind_ro(&spec.lib, &vgpu.join(AMD_LIBRARY_NAME))?;
+        if spec.sim_dir.is_some() {
+            provide_amdgpu_initstate()?;
+        }
+    }
     bind_ro(&run_dir.join("ld.so.preload"), preload)?;
     mount(
         Some(Path::new("proc")),
@@ -322,6 +372,27 @@ fn lay_out(spec: &Spec, run_dir: &Path) -> Result<(), String> {
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         None,
     )
+}
+
+/// Makes `/sys/module/amdgpu/initstate` read `live` in this mount namespace (which must be
+/// a private one), as the amdgpu kernel driver does on a real AMD node: the simulated SMI
+/// libraries, like the real ones, refuse to start without it. A tmpfs goes over
+/// `/sys/module` (the machine's module entries are not visible below it); nothing is done
+/// when the marker is there already.
+pub fn provide_amdgpu_initstate() -> Result<(), String> {
+    if std::fs::read_to_string(AMDGPU_INITSTATE).is_ok_and(|s| s.trim() == "live") {
+        return Ok(());
+    }
+    mount(
+        Some(Path::new("vgpu-sysmodule")),
+        Path::new("/sys/module"),
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        Some("mode=0755"),
+    )?;
+    std::fs::create_dir_all("/sys/module/amdgpu")
+        .map_err(|e| format!("mkdir /sys/module/amdgpu: {e}"))?;
+    write_file(AMDGPU_INITSTATE, "live\n")
 }
 
 /// Init of the container (pid 1): lays it out, runs CMD as pid 2, forwards signals to it,
@@ -390,8 +461,14 @@ pub fn run(spec: &Spec, run_dir: &Path) -> Result<u8, String> {
     // Like the plugin's per-container directory: every user of the container writes there.
     mk(&container, 0o777)?;
     mk(&run_dir.join("overlay"), 0o755)?;
-    std::fs::File::create(container.join("libvgpu.so"))
-        .map_err(|e| format!("create {}: {e}", container.join("libvgpu.so").display()))?;
+    let names: &[&str] = match spec.vendor {
+        Vendor::Nvidia => &["libvgpu.so"],
+        Vendor::Amd => &["libvgpu.so", AMD_LIBRARY_NAME],
+    };
+    for name in names {
+        std::fs::File::create(container.join(name))
+            .map_err(|e| format!("create {}: {e}", container.join(name).display()))?;
+    }
     if spec.sim_dir.is_some() {
         mk(&container.join("host-proc"), 0o555)?;
     }
@@ -477,6 +554,7 @@ mod tests {
     fn environment_is_the_plugins() {
         let spec = Spec {
             lib: "/x/libvgpu.so".into(),
+            vendor: Vendor::Nvidia,
             sim_dir: None,
             gpumem: Some("2000m".into()),
             gpucores: Some(30),
@@ -504,5 +582,65 @@ mod tests {
         );
         assert_eq!(get("LD_PRELOAD"), None);
         assert_eq!(get("CUDA_VISIBLE_DEVICES"), None);
+        assert_eq!(get("ROCR_VISIBLE_DEVICES"), None);
+        assert_eq!(get("HIP_DEVICE_MEMORY_LIMIT"), None);
+
+        // What libvgpu reads from it, through the same parser (the policy crate's): each
+        // listed device, keyed by its UUID, capped at 2000 MiB and 30 %, nothing reported.
+        let cfg = crate::config::Config::from_lookup(get);
+        assert!(cfg.issues.is_empty(), "{:?}", cfg.issues);
+        assert_eq!(
+            cfg.limit_uuids,
+            Some(vec!["GPU-a".to_string(), "GPU-b".to_string()])
+        );
+        for uuid in ["GPU-a", "GPU-b"] {
+            let i =
+                crate::config::limit_index_of(cfg.limit_uuids.as_deref().unwrap(), uuid).unwrap();
+            assert_eq!(cfg.memory_limit_of(i), Some(2000 << 20), "{uuid}");
+            assert_eq!(cfg.sm_limit_of(i), Some(30), "{uuid}");
+        }
+        assert_eq!(cfg.shared_cache, "/usr/local/vgpu/u.cache");
+    }
+
+    #[test]
+    fn amd_environment_is_the_amd_device_plugins() {
+        let spec = Spec {
+            lib: "/x/libvgpu.so".into(),
+            vendor: Vendor::Amd,
+            sim_dir: None,
+            gpumem: Some("2g".into()),
+            gpucores: Some(40),
+            uuids: vec!["GPU-aaaa".into(), "GPU-bbbb".into()],
+            restrict_devices: true,
+            command: vec!["sh".into()],
+        };
+        let env = environment(&spec, "/usr/local/vgpu/u.cache");
+        let get = |k: &str| {
+            env.iter()
+                .find(|(e, _)| e == k)
+                .map(|(_, v)| v.to_string_lossy().into_owned())
+        };
+        assert_eq!(
+            get("ROCR_VISIBLE_DEVICES").as_deref(),
+            Some("GPU-aaaa,GPU-bbbb")
+        );
+        assert_eq!(get("HIP_DEVICE_MEMORY_LIMIT").as_deref(), Some("2048m"));
+        assert_eq!(get("HIP_DEVICE_SM_LIMIT").as_deref(), Some("40"));
+        assert_eq!(
+            get("CUDA_DEVICE_MEMORY_SHARED_CACHE").as_deref(),
+            Some("/usr/local/vgpu/u.cache")
+        );
+        for k in [
+            "NVIDIA_VISIBLE_DEVICES",
+            "CUDA_VISIBLE_DEVICES",
+            "CUDA_DEVICE_MEMORY_LIMIT_0",
+            "CUDA_DEVICE_SM_LIMIT",
+            "LD_PRELOAD",
+        ] {
+            assert_eq!(get(k), None, "{k}");
+        }
+        assert_eq!(plugin_mib("3000m"), "3000m");
+        assert_eq!(plugin_mib("1073741824"), "1024m");
+        assert_eq!(plugin_mib("1000"), "1000");
     }
 }

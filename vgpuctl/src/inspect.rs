@@ -78,7 +78,7 @@ fn alive(pid: i32, start_time: u64) -> bool {
 pub fn read(path: &str) -> Result<Snapshot, String> {
     let file = std::fs::File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!(
-            "{path}: no shared region there. A container's region is made by its first CUDA \
+            "{path}: no shared region there. A container's region is made by its first CUDA or HIP \
              process, at $CUDA_DEVICE_MEMORY_SHARED_CACHE (default /tmp/cudevshr.cache): run \
              `vgpuctl inspect` inside the container (e.g. `vgpuctl run -- sh -c '<job> & \
              vgpuctl inspect'`), or give the path; `vgpuctl run --container` prints its \

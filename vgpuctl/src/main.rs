@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! vgpuctl run [--container] [--gpumem SIZE] [--gpucores PCT] [--device LIST]
-//!             [--shared-cache PATH] [--sim | --no-sim] -- CMD [ARGS...]
+//!             [--vendor nvidia|amd] [--shared-cache PATH] [--sim | --no-sim] -- CMD [ARGS...]
 //! vgpuctl sim status [--json]
 //! vgpuctl sim reset
 //! ```
@@ -31,17 +31,19 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage:
   vgpuctl run [--container] [--gpumem SIZE] [--gpucores PCT] [--device LIST]
-              [--shared-cache PATH] [--sim | --no-sim] -- CMD [ARGS...]
+              [--vendor nvidia|amd] [--shared-cache PATH] [--sim | --no-sim] -- CMD [ARGS...]
       Run CMD with libvgpu enforcing the slice: SIZE like 3000m or 8g (per device),
       PCT 1-100, LIST like 0 or 0,1 or GPU-<uuid>. --container: in new pid and mount
-      namespaces laid out as HAMi's device plugin lays out a container. Without an NVIDIA
-      driver the simulated GPU is used (--sim forces it, --no-sim forbids it). CMD and its
+      namespaces laid out as HAMi's device plugin lays out a container. --vendor amd: the
+      amd-device-plugin's contract (HIP_DEVICE_MEMORY_LIMIT, ROCR_VISIBLE_DEVICES). Without
+      the vendor's driver the simulated GPU is used (--sim forces it, --no-sim forbids it). CMD and its
       children share the slice through a region of their own (removed at the end) unless
       --shared-cache or CUDA_DEVICE_MEMORY_SHARED_CACHE names one. See vgpuctl run --help.
   vgpuctl inspect [PATH] [--json]
       Devices, limits and processes (usage by kind, alive or stale) of a container's shared
       region (default: $CUDA_DEVICE_MEMORY_SHARED_CACHE or /tmp/cudevshr.cache).
-  vgpuctl smi                   nvidia-smi-like table through NVML, as this process sees it
+  vgpuctl smi                   nvidia-smi-like table through NVML (ROCm SMI where there
+                                is no NVML: AMD GPUs), as this process sees it
   vgpuctl sim status [--json]   ground truth of the simulated GPU (memory, busy time)
   vgpuctl sim reset             delete the simulated GPU's state file";
 

@@ -20,7 +20,8 @@ use crate::config;
 
 pub const RUN_USAGE: &str = "\
 usage: vgpuctl run [--container] [--gpumem SIZE] [--gpucores PCT] [--device LIST]
-                   [--shared-cache PATH] [--sim | --no-sim] [--] CMD [ARGS...]
+                   [--vendor nvidia|amd] [--shared-cache PATH] [--sim | --no-sim]
+                   [--] CMD [ARGS...]
 
 Run CMD with libvgpu enforcing a GPU slice. CMD and its children are one container: they
 share the slice through a region of their own (removed at the end).
@@ -34,13 +35,46 @@ share the slice through a region of their own (removed at the end).
   --device LIST     the devices: indices or GPU- UUIDs, comma-separated (0 or 0,1)
   --shared-cache P  use region file P instead of a private one (kept at the end; not with
                     --container)
-  --sim / --no-sim  force / forbid the simulated GPU (default: simulated when no NVIDIA
-                    driver is installed)
+  --vendor V        nvidia (CUDA: HAMi's device plugin's contract) or amd (HIP: HAMi's
+                    amd-device-plugin's, HIP_DEVICE_MEMORY_LIMIT and ROCR_VISIBLE_DEVICES
+                    with UUIDs, the library also at /usr/local/vgpu/libamvgpu.so; over the
+                    simulated AMD GPU --container also provides the amdgpu driver's
+                    /sys/module/amdgpu/initstate, which ROCm SMI needs). Default: nvidia,
+                    or amd on a machine with an AMD driver and no NVIDIA one
+  --sim / --no-sim  force / forbid the simulated GPU (default: simulated when the vendor's
+                    driver is not installed)
   -h, --help        this text
 
 Signals (INT, TERM, HUP, QUIT, USR1, USR2) are forwarded to CMD; vgpuctl exits with CMD's
 status (128+N when CMD was killed by signal N; 125 when the container cannot be set up,
 127 when CMD cannot be run).";
+
+/// Whose GPUs (and whose device plugin's environment contract) a run is for.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Vendor {
+    /// CUDA: HAMi's device plugin (`NVIDIA_VISIBLE_DEVICES`, `CUDA_DEVICE_*`).
+    #[default]
+    Nvidia,
+    /// HIP: HAMi's amd-device-plugin (`ROCR_VISIBLE_DEVICES`, `HIP_DEVICE_*`).
+    Amd,
+}
+
+impl Vendor {
+    /// The driver library whose presence in the simulator's directory says it is built.
+    fn sim_library(self) -> &'static str {
+        match self {
+            Vendor::Nvidia => "libcuda.so.1",
+            Vendor::Amd => "libamdhip64.so",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Vendor::Nvidia => "NVIDIA",
+            Vendor::Amd => "AMD",
+        }
+    }
+}
 
 #[derive(Debug, Default, PartialEq)]
 pub struct RunOptions {
@@ -49,6 +83,7 @@ pub struct RunOptions {
     pub device: Option<String>,
     pub shared_cache: Option<String>,
     pub sim: Option<bool>,
+    pub vendor: Option<Vendor>,
     pub container: bool,
     pub help: bool,
     pub command: Vec<OsString>,
@@ -93,6 +128,14 @@ pub fn parse_run(args: &[OsString]) -> Result<RunOptions, String> {
             }
             "--device" => o.device = Some(value(&mut i, a)?),
             "--shared-cache" => o.shared_cache = Some(value(&mut i, a)?),
+            "--vendor" => {
+                let v = value(&mut i, a)?;
+                o.vendor = Some(match v.to_ascii_lowercase().as_str() {
+                    "nvidia" | "cuda" => Vendor::Nvidia,
+                    "amd" | "hip" | "rocm" => Vendor::Amd,
+                    _ => return Err(format!("--vendor {v:?}: expected nvidia or amd")),
+                });
+            }
             "--sim" => o.sim = Some(true),
             "--no-sim" => o.sim = Some(false),
             "--container" => o.container = true,
@@ -142,8 +185,32 @@ fn find_library() -> Result<PathBuf, String> {
         })
 }
 
+/// Whether `vendor`'s real driver is on this machine (our simulator does not count).
+fn real_driver_present(vendor: Vendor) -> bool {
+    match vendor {
+        Vendor::Nvidia => real_nvidia_driver_present(),
+        Vendor::Amd => real_amd_driver_present(),
+    }
+}
+
+/// The amdgpu kernel driver is loaded and the KFD (what ROCr opens) is there.
+fn real_amd_driver_present() -> bool {
+    Path::new("/dev/kfd").exists()
+        && std::fs::read_to_string("/sys/module/amdgpu/initstate").is_ok_and(|s| s.trim() == "live")
+}
+
+/// The vendor when `--vendor` is not given: AMD on a machine with an AMD driver and no
+/// NVIDIA one, else NVIDIA.
+fn default_vendor() -> Vendor {
+    if !real_nvidia_driver_present() && real_amd_driver_present() {
+        Vendor::Amd
+    } else {
+        Vendor::Nvidia
+    }
+}
+
 /// Whether a real NVIDIA driver can be loaded (our simulator does not count).
-fn real_driver_present() -> bool {
+fn real_nvidia_driver_present() -> bool {
     // SAFETY: dlopen/dlsym/dlclose with valid strings; the handle is closed again.
     unsafe {
         let h = libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_LAZY | libc::RTLD_LOCAL);
@@ -166,11 +233,16 @@ fn prepend_path(var: &str, dir: &Path) -> OsString {
 }
 
 /// The machine's GPUs by UUID: the simulated GPU's (its state is created here, from the
-/// machine's pid namespace, if no process has used it yet) or the real driver's (NVML).
-fn machine_devices(use_sim: bool) -> Result<Vec<String>, String> {
+/// machine's pid namespace, if no process has used it yet) or the real driver's (NVML; ROCm
+/// SMI for AMD). AMD devices are named by ROCr's UUID (`GPU-<16 hex digits>`, what
+/// `ROCR_VISIBLE_DEVICES` takes and the region keys them by).
+fn machine_devices(use_sim: bool, vendor: Vendor) -> Result<Vec<String>, String> {
     if use_sim {
         let path = vgpu_sim_core::default_state_path();
-        let (cfg, warnings) = vgpu_sim_core::config::SimConfig::from_env();
+        let (cfg, warnings) = match vendor {
+            Vendor::Nvidia => vgpu_sim_core::config::SimConfig::from_env(),
+            Vendor::Amd => vgpu_sim_core::amd::sim_config_from_env(),
+        };
         if !path.exists() {
             for w in warnings {
                 eprintln!("vgpu-sim: {w}");
@@ -181,9 +253,70 @@ fn machine_devices(use_sim: bool) -> Result<Vec<String>, String> {
             | vgpu_sim_core::state::OpenError::Io(m) => m,
             vgpu_sim_core::state::OpenError::Missing => format!("{}: missing", path.display()),
         })?;
-        return Ok(st.devices().iter().map(|d| d.uuid_str.clone()).collect());
+        let devices = st.devices();
+        let amd = devices
+            .iter()
+            .any(|d| vgpu_sim_core::amd::amd_spec(&d.model_key).is_some());
+        if amd != (vendor == Vendor::Amd) {
+            return Err(format!(
+                "the simulated machine at {} has {} GPUs ({}), not {} ones: use --vendor {}, \
+                 or another machine (VGPU_SIM_STATE)",
+                path.display(),
+                if amd { "AMD" } else { "NVIDIA" },
+                devices.first().map_or("", |d| d.name.as_str()),
+                vendor.name(),
+                if amd { "amd" } else { "nvidia" },
+            ));
+        }
+        return Ok(devices
+            .iter()
+            .map(|d| match vendor {
+                Vendor::Nvidia => d.uuid_str.clone(),
+                Vendor::Amd => vgpu_sim_core::amd::rocr_uuid(&d.uuid),
+            })
+            .collect());
     }
-    crate::smi::device_uuids()
+    match vendor {
+        Vendor::Nvidia => crate::smi::device_uuids(),
+        Vendor::Amd => crate::smi::rocm_device_uuids(),
+    }
+}
+
+/// Over the simulated AMD GPU without `--container`: the amdgpu driver's marker
+/// (`/sys/module/amdgpu/initstate`), which ROCm SMI needs, in a mount namespace of
+/// vgpuctl's own that the command inherits. Only as root; otherwise one line says what is
+/// missing (libvgpu then cannot measure the HIP runtime's context, and the SMI tools refuse
+/// to start).
+fn amdgpu_initstate_for_command() {
+    if std::fs::read_to_string(crate::container::AMDGPU_INITSTATE).is_ok_and(|s| s.trim() == "live")
+    {
+        return;
+    }
+    // SAFETY: plain id query.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "vgpuctl: not root: no {} for the simulated AMD GPU (ROCm SMI refuses to start, \
+             the HIP runtime's context is not counted); use --container",
+            crate::container::AMDGPU_INITSTATE
+        );
+        return;
+    }
+    // SAFETY: unshare with a constant flag; vgpuctl is single-threaded here.
+    let r = if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        Err(format!(
+            "cannot create a mount namespace: {}",
+            std::io::Error::last_os_error()
+        ))
+    } else {
+        crate::container::make_mounts_private()
+            .and_then(|()| crate::container::provide_amdgpu_initstate())
+    };
+    if let Err(e) = r {
+        eprintln!(
+            "vgpuctl: no {} for the simulated AMD GPU: {e}",
+            crate::container::AMDGPU_INITSTATE
+        );
+    }
 }
 
 /// `--device LIST` against the machine's devices: the chosen indices, or why not.
@@ -377,23 +510,28 @@ pub fn run(args: &[OsString]) -> Result<ExitCode, String> {
         return Ok(ExitCode::SUCCESS);
     }
     let lib = find_library()?;
+    let vendor = o.vendor.unwrap_or_else(default_vendor);
     let use_sim = match o.sim {
         Some(s) => s,
-        None => !real_driver_present(),
+        None => !real_driver_present(vendor),
     };
     let sim_dir = exe_dir().join("sim");
-    if use_sim && !sim_dir.join("libcuda.so.1").exists() {
+    if use_sim && !sim_dir.join(vendor.sim_library()).exists() {
         return Err(format!(
-            "no NVIDIA driver here and no simulated GPU at {} (build it with cargo build --release)",
+            "no {} driver here and no simulated {} GPU at {} (build it with cargo build --release)",
+            vendor.name(),
+            vendor.name(),
             sim_dir.display()
         ));
     }
     // The machine's devices, before anything runs: a wrong --device is refused here.
-    let uuids = machine_devices(use_sim)?;
+    let uuids = machine_devices(use_sim, vendor)?;
     let chosen = select_devices(o.device.as_deref(), &uuids)?;
     if use_sim {
         eprintln!(
-            "vgpuctl: no NVIDIA driver in use: running over the simulated GPU ({})",
+            "vgpuctl: no {} driver in use: running over the simulated {}GPU ({})",
+            vendor.name(),
+            if vendor == Vendor::Amd { "AMD " } else { "" },
             sim_dir.display()
         );
     }
@@ -412,6 +550,7 @@ pub fn run(args: &[OsString]) -> Result<ExitCode, String> {
     if o.container {
         let spec = crate::container::Spec {
             lib,
+            vendor,
             sim_dir: use_sim.then_some(sim_dir),
             gpumem: o.gpumem.clone(),
             gpucores: o.gpucores,
@@ -436,14 +575,34 @@ pub fn run(args: &[OsString]) -> Result<ExitCode, String> {
         preload.push(old);
     }
     cmd.env("LD_PRELOAD", preload);
-    if let Some(m) = &o.gpumem {
-        cmd.env("CUDA_DEVICE_MEMORY_LIMIT", m);
+    match vendor {
+        Vendor::Nvidia => {
+            if let Some(m) = &o.gpumem {
+                cmd.env("CUDA_DEVICE_MEMORY_LIMIT", m);
+            }
+            if let Some(c) = o.gpucores {
+                cmd.env("CUDA_DEVICE_SM_LIMIT", c.to_string());
+            }
+            if let Some(d) = &o.device {
+                cmd.env("CUDA_VISIBLE_DEVICES", d);
+            }
+        }
+        Vendor::Amd => {
+            // The amd-device-plugin's names; the devices by ROCr UUID (ROCr applies it).
+            if let Some(m) = &o.gpumem {
+                cmd.env("HIP_DEVICE_MEMORY_LIMIT", crate::container::plugin_mib(m));
+            }
+            if let Some(c) = o.gpucores {
+                cmd.env("HIP_DEVICE_SM_LIMIT", c.to_string());
+            }
+            if o.device.is_some() {
+                let list: Vec<&str> = chosen.iter().map(|&i| uuids[i].as_str()).collect();
+                cmd.env("ROCR_VISIBLE_DEVICES", list.join(","));
+            }
+        }
     }
-    if let Some(c) = o.gpucores {
-        cmd.env("CUDA_DEVICE_SM_LIMIT", c.to_string());
-    }
-    if let Some(d) = &o.device {
-        cmd.env("CUDA_VISIBLE_DEVICES", d);
+    if use_sim && vendor == Vendor::Amd {
+        amdgpu_initstate_for_command();
     }
     // One `vgpuctl run` is one container: unless a region is named (option or
     // environment), the command tree gets a region of its own, removed when it ends.
@@ -524,6 +683,12 @@ mod tests {
         assert!(o.container);
         assert_eq!(o.command, os(&["app"]));
         assert!(parse_run(&os(&["--help"])).unwrap().help);
+        let o = parse_run(&os(&["--vendor", "amd", "--sim", "app"])).unwrap();
+        assert_eq!(o.vendor, Some(Vendor::Amd));
+        assert_eq!(o.command, os(&["app"]));
+        let o = parse_run(&os(&["--vendor", "NVIDIA", "app"])).unwrap();
+        assert_eq!(o.vendor, Some(Vendor::Nvidia));
+        assert_eq!(parse_run(&os(&["app"])).unwrap().vendor, None);
     }
 
     #[test]
@@ -533,6 +698,8 @@ mod tests {
         assert!(parse_run(&os(&["--gpucores", "101", "--", "x"])).is_err());
         assert!(parse_run(&os(&["--gpumem", "1g"])).is_err());
         assert!(parse_run(&os(&["--frobnicate", "--", "x"])).is_err());
+        assert!(parse_run(&os(&["--vendor", "intel", "--", "x"])).is_err());
+        assert!(parse_run(&os(&["--vendor"])).is_err());
         assert!(parse_run(&os(&["--container", "--shared-cache", "/x", "--", "x"])).is_err());
     }
 

@@ -23,6 +23,21 @@
 //!
 //! Every gain is a fraction of the target or of the measured cost: nothing depends on the
 //! number of SMs, the kernel's size or the number of processes.
+//!
+//! **Device-level sources** (AMD: ROCm SMI's busy counter is the device's, not a pid's;
+//! [`UtilSource::device_level`]): the device's busy time `D` is the container's, and the
+//! container's launch charges `C` (`DeviceExt::launch_charged_ns`, every process's watcher
+//! adds its own) say how much of it each process's launches took:
+//! - calibration: over the window, this process's part of `D` is `D x l / L` (`l` its own
+//!   launches, `L` the container's, `DeviceExt::launches_milli`): every process's cost
+//!   tends to the container's device time per launch `D / L`, exact for processes running
+//!   the same kernels; processes whose kernels differ in length are priced alike (the
+//!   device's figure cannot tell them apart), the container's total still right;
+//! - reconciliation is the container's, run by the leader: `D - C` per tick (the per-pid
+//!   balance would carry the attribution's noise, and over-charges are never refunded).
+//!
+//! With another container's work on the card `D` over-counts ours: the cap errs low
+//! (docs/AMD.md).
 
 use std::collections::VecDeque;
 
@@ -57,6 +72,23 @@ pub trait UtilSource {
     /// `(pid, smUtil %)` samples since `since_real_us` (CLOCK_REALTIME µs) up to now;
     /// an empty list when nothing ran; `None` when the source is unavailable.
     fn since(&mut self, since_real_us: u64) -> Option<Vec<(u32, u32)>>;
+
+    /// Whether the figure is the whole device's (reported under the caller's pid), not per
+    /// process (see the module docs).
+    fn device_level(&self) -> bool {
+        false
+    }
+}
+
+/// This process's part of a device-level busy time `device` (ns): its launches `mine` over
+/// the container's `container` (never fewer than its own).
+fn device_part(device: f64, mine: f64, container: f64) -> f64 {
+    let container = container.max(mine);
+    if mine <= 0.0 || container <= 0.0 {
+        0.0
+    } else {
+        device * mine / container
+    }
 }
 
 fn tick_ns_of(a_us: u64, b_us: u64) -> f64 {
@@ -84,6 +116,9 @@ struct Record {
     device_busy: f64,
     /// The container's `throttled_launches` at this record.
     throttled: u64,
+    /// The container's cumulative launch charges and launches at this record.
+    container_charged: i64,
+    container_launches: f64,
 }
 
 /// What one tick knows.
@@ -107,6 +142,11 @@ pub struct TickIn<'a> {
     pub target: f64,
     /// Current refill multiplier.
     pub k: f64,
+    /// The container's cumulative launch charges (`DeviceExt::launch_charged_ns`) and
+    /// launches (`launches_milli` / 1000), this process's up to now included; used with a
+    /// device-level source only.
+    pub container_charged: i64,
+    pub container_launches: f64,
 }
 
 /// What one tick decided.
@@ -162,6 +202,13 @@ impl LaneController {
         // precise than one long query, NVML's resolution being 1 % of the window).
         let (my_busy, container_busy, device_busy, ok) = match prev {
             Some(p) if inp.real_us > p.real_us + 1_000 => match util.since(p.real_us) {
+                Some(samples) if util.device_level() => {
+                    let ns = (inp.real_us - p.real_us) as f64 * 1e3;
+                    let d = pct_of(&samples, inp.my_pid).unwrap_or(0.0) / 100.0 * ns;
+                    let mine = charged as f64 / inp.cost.max(1) as f64;
+                    let container = inp.container_launches - p.container_launches;
+                    (device_part(d, mine, container), d, d, true)
+                }
                 Some(samples) => {
                     let ns = (inp.real_us - p.real_us) as f64 * 1e3;
                     let busy = |pid| pct_of(&samples, pid).unwrap_or(0.0) / 100.0 * ns;
@@ -187,6 +234,8 @@ impl LaneController {
             container_busy,
             device_busy,
             throttled: inp.throttled,
+            container_charged: inp.container_charged,
+            container_launches: inp.container_launches,
         });
         while self.records.len() > MAX_WINDOW_TICKS + 1 {
             self.records.pop_front();
@@ -198,7 +247,19 @@ impl LaneController {
         // Reconcile: the running balance of device time used but not charged (kernels run
         // after their launch was charged, so a single tick says little; the balance does).
         let tick_ns = (inp.real_us - prev.real_us) as f64 * 1e3;
-        self.balance = (self.balance + my_busy - charged as f64).max(-MAX_CREDIT_NS);
+        let device_level = util.device_level();
+        let unpaid = if device_level {
+            // The container's balance, kept by the leader (module docs).
+            let container = (inp.container_charged - prev.container_charged) as f64;
+            if inp.leader {
+                device_busy - container
+            } else {
+                0.0
+            }
+        } else {
+            my_busy - charged as f64
+        };
+        self.balance = (self.balance + unpaid).max(-MAX_CREDIT_NS);
         if self.balance > RECONCILE_SLACK_NS {
             out.extra_charge = Some(self.balance as i64);
             self.balance = 0.0;
@@ -218,7 +279,14 @@ impl LaneController {
         let window_ns = (inp.real_us - start.real_us) as f64 * 1e3;
         let recent = || self.records.iter().skip(first + 1);
         let launches: f64 = recent().map(|r| r.launches).sum();
-        let busy: f64 = recent().map(|r| r.my_busy).sum();
+        let busy: f64 = if device_level {
+            let mine: f64 = recent().map(|r| r.launches).sum();
+            let container = inp.container_launches - start.container_launches;
+            let device: f64 = recent().map(|r| r.device_busy).sum();
+            device_part(device, mine, container)
+        } else {
+            recent().map(|r| r.my_busy).sum()
+        };
         // A saturated device may hold a backlog of our kernels: then busy lags launches
         // and `busy / launches` under-states the cost. On an unsaturated device (work-
         // conserving: a waiting kernel would keep it busy) there is no backlog.
@@ -309,6 +377,8 @@ mod tests {
                 leader: true,
                 target: 0.3,
                 k: 1.0,
+                container_charged: consumed,
+                container_launches: consumed as f64 / cost.max(1) as f64,
             },
             util,
         )
@@ -401,6 +471,8 @@ mod tests {
                     leader: true,
                     target: 0.3,
                     k: 1.0,
+                    container_charged: 0,
+                    container_launches: 0.0,
                 },
                 u,
             )

@@ -1,7 +1,7 @@
 //! The compute cap's pure parts (docs/COMPUTE_CAP.md): the token bucket ([`bucket`]), the
 //! control law ([`controller`]), the decision whether a cap is in force and how a
 //! controller tick is applied. The launch gate itself, the watcher and the utilization
-//! probes (NVML, ROCm SMI) are libvgpu's `throttle` module.
+//! probes (NVML, ROCm SMI) are libvgpu's (`core::gate`, `core::probe`).
 
 pub mod bucket;
 pub mod controller;
@@ -24,6 +24,25 @@ pub fn cap_in_force(policy: CorePolicy, utilization_switch: i32, sm_limit: u64) 
             CorePolicy::Default => utilization_switch == 1,
             CorePolicy::Disable => false,
         }
+}
+
+/// Adds what this process's launches were charged since its previous tick (`consumed`, the
+/// lane's cumulative charges, minus what was `published`) to the container's
+/// `launch_charged_ns`, and how many launches that was at `cost` (the cost in force) to its
+/// `launches_milli`; returns both container totals now (ns, launches), this process's part
+/// included (what a device-level utilization source is split by: `controller`).
+pub fn publish_charges(
+    ext: &shm_layout::DeviceExt,
+    published: &mut Option<i64>,
+    consumed: i64,
+    cost: i64,
+) -> (i64, f64) {
+    let delta = consumed - published.unwrap_or(0);
+    *published = Some(consumed);
+    let milli = (delta as i128 * 1000 / cost.max(1) as i128) as i64;
+    let charged = ext.launch_charged_ns.fetch_add(delta, Ordering::AcqRel) + delta;
+    let launches = ext.launches_milli.fetch_add(milli, Ordering::AcqRel) + milli;
+    (charged, launches as f64 / 1000.0)
 }
 
 /// Applies what a controller tick decided to the lane and the container bucket, and shares

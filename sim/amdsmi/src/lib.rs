@@ -491,9 +491,10 @@ impl AmdSmi for Sim {
         })())
     }
 
-    /// The processes on a device (amdsmi 7.x `amdsmi_proc_info_t`): fills up to
-    /// `*max_processes` and sets it to the number found (`AMDSMI_STATUS_OUT_OF_RESOURCES`
-    /// when they did not all fit).
+    /// The processes on a device (amdsmi 7.x `amdsmi_proc_info_t`), as the real library
+    /// answers: `*max_processes == 0` (or no process) asks the count; a NULL list otherwise
+    /// is `AMDSMI_STATUS_INVAL`; else fills up to `*max_processes` and sets it to the
+    /// number found (`AMDSMI_STATUS_OUT_OF_RESOURCES` when they did not all fit).
     unsafe fn amdsmi_get_gpu_process_list(
         processor_handle: *mut c_void,
         max_processes: *mut c_void,
@@ -508,7 +509,13 @@ impl AmdSmi for Sim {
             let procs = v.processes_named(i);
             let n = procs.len() as u32;
             // SAFETY: checked non-NULL.
-            let cap = if list.is_null() { 0 } else { unsafe { *max } };
+            let cap = unsafe { *max };
+            if cap == 0 || n == 0 {
+                return out(max, n);
+            }
+            if list.is_null() {
+                return Err(AMDSMI_STATUS_INVAL);
+            }
             for (k, (p, name)) in procs.iter().take(cap as usize).enumerate() {
                 // SAFETY: plain C struct, all-zero valid.
                 let mut e: amdsmi_proc_info_t = unsafe { std::mem::zeroed() };
@@ -521,7 +528,7 @@ impl AmdSmi for Sim {
                 unsafe { (list as *mut amdsmi_proc_info_t).add(k).write(e) };
             }
             out(max, n)?;
-            if n > cap && !list.is_null() {
+            if n > cap {
                 return Err(AMDSMI_STATUS_OUT_OF_RESOURCES);
             }
             Ok(())

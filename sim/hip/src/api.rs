@@ -164,6 +164,49 @@ pub unsafe fn hipGetProcAddress(
     }
 }
 
+/// `hipGetDriverEntryPoint`: `hipGetProcAddress` at the runtime's own version (every row),
+/// with the same flags and statuses.
+unsafe fn driver_entry_point(
+    symbol: *const c_char,
+    func_ptr: *mut *mut c_void,
+    flags: c_ulonglong,
+    status: *mut hipDriverEntryPointQueryResult,
+) -> hipError_t {
+    let newest = hip_headers::NODES
+        .iter()
+        .map(|n| hip_headers::node_version(n))
+        .max()
+        .unwrap_or(0);
+    // SAFETY: delegates to another entry point with this one's arguments and contract.
+    unsafe { hipGetProcAddress(symbol, func_ptr, newest, flags, status) }
+}
+
+pub unsafe fn hipGetDriverEntryPoint(
+    symbol: *const c_char,
+    func_ptr: *mut *mut c_void,
+    flags: c_ulonglong,
+    status: *mut hipDriverEntryPointQueryResult,
+) -> hipError_t {
+    // SAFETY: the caller's arguments and contract, passed on.
+    unsafe { driver_entry_point(symbol, func_ptr, flags, status) }
+}
+
+/// The per-thread-stream twin: the default flags mean the per-thread default stream.
+pub unsafe fn hipGetDriverEntryPoint_spt(
+    symbol: *const c_char,
+    func_ptr: *mut *mut c_void,
+    flags: c_ulonglong,
+    status: *mut hipDriverEntryPointQueryResult,
+) -> hipError_t {
+    let flags = if flags == HIP_GET_PROC_ADDRESS_DEFAULT {
+        HIP_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM
+    } else {
+        flags
+    };
+    // SAFETY: the caller's arguments and contract, passed on.
+    unsafe { driver_entry_point(symbol, func_ptr, flags, status) }
+}
+
 // ---- devices ------------------------------------------------------------------------------
 
 pub unsafe fn hipGetDeviceCount(count: *mut c_int) -> hipError_t {
@@ -569,7 +612,7 @@ fn dev_alloc(
             ordinal: ord as u32,
             kind: k,
             host: None,
-            pool,
+            graph: 0,
         },
     );
     Ok(base)
@@ -695,7 +738,7 @@ pub unsafe fn hipMallocManaged(ptr: *mut *mut c_void, size: usize, flags: c_uint
                 ordinal: ord as u32,
                 kind: kind::MANAGED,
                 host: Some((host as usize, size)),
-                pool: 0,
+                graph: 0,
             },
         );
         // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
@@ -787,8 +830,9 @@ pub unsafe fn hipMalloc3D(pitched_ptr: *mut hipPitchedPtr, extent: hipExtent) ->
     })())
 }
 
-/// Array footprint: width x max(height, 1) x element bytes, rounded up to 2 MiB.
-fn array_bytes(desc: &hipChannelFormatDesc, width: usize, height: usize) -> Res<u64> {
+/// Bytes of one element of a channel descriptor (each channel 0, 8, 16 or 32 bits, the
+/// first one set).
+fn channel_bytes(desc: &hipChannelFormatDesc) -> Res<u64> {
     let bits = [desc.x, desc.y, desc.z, desc.w];
     if bits
         .iter()
@@ -797,12 +841,100 @@ fn array_bytes(desc: &hipChannelFormatDesc, width: usize, height: usize) -> Res<
     {
         return Err(hipErrorInvalidValue);
     }
-    let elem: u64 = bits.iter().map(|&b| b as u64 / 8).sum();
-    let raw = (width as u64)
-        .checked_mul(height.max(1) as u64)
+    Ok(bits.iter().map(|&b| b as u64 / 8).sum())
+}
+
+/// Bytes of one element of a driver-style descriptor (a known format, 1, 2 or 4 channels).
+fn format_bytes(format: hipArray_Format, channels: c_uint) -> Res<u64> {
+    let fb = hip_headers::types::array_format_bytes(format).ok_or(hipErrorInvalidValue)?;
+    if !matches!(channels, 1 | 2 | 4) {
+        return Err(hipErrorInvalidValue);
+    }
+    Ok(fb * channels as u64)
+}
+
+/// One level: width x max(height, 1) x max(depth, 1) elements; a depth needs a height.
+fn level_bytes(elem: u64, w: usize, h: usize, d: usize) -> Res<u64> {
+    if w == 0 || (d > 0 && h == 0) {
+        return Err(hipErrorInvalidValue);
+    }
+    (w as u64)
+        .checked_mul(h.max(1) as u64)
+        .and_then(|v| v.checked_mul(d.max(1) as u64))
         .and_then(|v| v.checked_mul(elem))
-        .ok_or(hipErrorOutOfMemory)?;
-    align_up(raw.max(1), VMM_GRANULARITY)
+        .ok_or(hipErrorOutOfMemory)
+}
+
+/// Every level of a mipmapped array: each dimension halves per level (at least 1 where it
+/// exists), except a layered or cubemap array's depth, which counts layers.
+fn mipmap_bytes(elem: u64, e: hipExtent, levels: c_uint, flags: c_uint) -> Res<u64> {
+    if levels == 0 {
+        return Err(hipErrorInvalidValue);
+    }
+    let layered = flags & (HIP_ARRAY_LAYERED | HIP_ARRAY_CUBEMAP) != 0;
+    let halve = |v: usize, l: u32| if v == 0 { 0 } else { (v >> l).max(1) };
+    let mut sum: u64 = 0;
+    for l in 0..levels.min(64) {
+        let d = if layered { e.depth } else { halve(e.depth, l) };
+        let b = level_bytes(elem, (e.width >> l).max(1), halve(e.height, l), d)?;
+        sum = sum.checked_add(b).ok_or(hipErrorOutOfMemory)?;
+    }
+    Ok(sum)
+}
+
+/// An array (or mipmapped array) of `raw` bytes on the current device: the card takes it
+/// rounded up to 2 MiB (the footprint rule of the simulated GPU's arrays). The handle is the
+/// allocation's base, opaque to the caller.
+fn create_array(raw: u64, mipmap: bool) -> Res<u64> {
+    let r = rt()?;
+    let span = align_up(raw.max(1), VMM_GRANULARITY)?;
+    let k = if mipmap { kind::MIPMAP } else { kind::ARRAY };
+    let base = dev_alloc(r, current_device(), k, span, span, VMM_GRANULARITY, 0)?;
+    let mut m = lock(&r.mem);
+    if mipmap {
+        m.mipmaps.insert(base, base);
+    } else {
+        m.arrays.insert(base, base);
+    }
+    Ok(base)
+}
+
+fn destroy_array(h: u64, mipmap: bool) -> Res {
+    let r = rt()?;
+    let known = {
+        let mut m = lock(&r.mem);
+        let table = if mipmap {
+            &mut m.mipmaps
+        } else {
+            &mut m.arrays
+        };
+        table.remove(&h).is_some()
+    };
+    if !known {
+        return Err(hipErrorInvalidValue);
+    }
+    dev_free(r, h, &[if mipmap { kind::MIPMAP } else { kind::ARRAY }])
+}
+
+/// `*out = create_array(...)` for the array entry points.
+unsafe fn put_array(out: *mut *mut c_void, raw: Res<u64>, mipmap: bool) -> hipError_t {
+    code((|| {
+        rt()?;
+        if out.is_null() {
+            return Err(hipErrorInvalidValue);
+        }
+        let base = create_array(raw?, mipmap)?;
+        // SAFETY: out-pointer argument of the C API, checked non-NULL; its validity is the
+        // caller's contract.
+        unsafe { put(out, base as *mut c_void) }
+    })())
+}
+
+/// # Safety
+/// `desc` is null or a valid descriptor (the caller's).
+unsafe fn desc_ref<'a, T>(desc: *const T) -> Res<&'a T> {
+    // SAFETY: the caller's promise; null is refused.
+    unsafe { desc.as_ref() }.ok_or(hipErrorInvalidValue)
 }
 
 pub unsafe fn hipMallocArray(
@@ -812,38 +944,105 @@ pub unsafe fn hipMallocArray(
     height: usize,
     _flags: c_uint,
 ) -> hipError_t {
-    code((|| {
-        let r = rt()?;
-        if array.is_null() || desc.is_null() || width == 0 {
-            return Err(hipErrorInvalidValue);
-        }
-        // SAFETY: non-NULL descriptor from the caller.
-        let span = array_bytes(unsafe { &*desc }, width, height)?;
-        let base = dev_alloc(
-            r,
-            current_device(),
-            kind::ARRAY,
-            span,
-            span,
-            VMM_GRANULARITY,
-            0,
-        )?;
-        // The array handle is the allocation's base: opaque to the caller.
-        lock(&r.mem).arrays.insert(base, base);
-        // SAFETY: out-pointer (or buffer) argument of the C API: NULL-checked, its validity is the caller's contract.
-        unsafe { put(array, base as hipArray_t) }
-    })())
+    // SAFETY: the caller's descriptor (null refused).
+    let raw =
+        unsafe { desc_ref(desc) }.and_then(|d| level_bytes(channel_bytes(d)?, width, height, 0));
+    // SAFETY: the caller's out-pointer.
+    unsafe { put_array(array.cast(), raw, false) }
+}
+
+pub unsafe fn hipMalloc3DArray(
+    array: *mut hipArray_t,
+    desc: *const hipChannelFormatDesc,
+    extent: hipExtent,
+    _flags: c_uint,
+) -> hipError_t {
+    // SAFETY: the caller's descriptor (null refused).
+    let raw = unsafe { desc_ref(desc) }
+        .and_then(|d| level_bytes(channel_bytes(d)?, extent.width, extent.height, extent.depth));
+    // SAFETY: the caller's out-pointer.
+    unsafe { put_array(array.cast(), raw, false) }
+}
+
+pub unsafe fn hipArrayCreate(
+    array: *mut hipArray_t,
+    desc: *const HIP_ARRAY_DESCRIPTOR,
+) -> hipError_t {
+    // SAFETY: the caller's descriptor (null refused).
+    let raw = unsafe { desc_ref(desc) }
+        .and_then(|d| level_bytes(format_bytes(d.Format, d.NumChannels)?, d.Width, d.Height, 0));
+    // SAFETY: the caller's out-pointer.
+    unsafe { put_array(array.cast(), raw, false) }
+}
+
+pub unsafe fn hipArray3DCreate(
+    array: *mut hipArray_t,
+    desc: *const HIP_ARRAY3D_DESCRIPTOR,
+) -> hipError_t {
+    // SAFETY: the caller's descriptor (null refused).
+    let raw = unsafe { desc_ref(desc) }.and_then(|d| {
+        level_bytes(
+            format_bytes(d.Format, d.NumChannels)?,
+            d.Width,
+            d.Height,
+            d.Depth,
+        )
+    });
+    // SAFETY: the caller's out-pointer.
+    unsafe { put_array(array.cast(), raw, false) }
+}
+
+pub unsafe fn hipMallocMipmappedArray(
+    array: *mut hipMipmappedArray_t,
+    desc: *const hipChannelFormatDesc,
+    extent: hipExtent,
+    num_levels: c_uint,
+    flags: c_uint,
+) -> hipError_t {
+    // SAFETY: the caller's descriptor (null refused).
+    let raw = unsafe { desc_ref(desc) }
+        .and_then(|d| mipmap_bytes(channel_bytes(d)?, extent, num_levels, flags));
+    // SAFETY: the caller's out-pointer.
+    unsafe { put_array(array.cast(), raw, true) }
+}
+
+pub unsafe fn hipMipmappedArrayCreate(
+    array: *mut hipMipmappedArray_t,
+    desc: *mut HIP_ARRAY3D_DESCRIPTOR,
+    num_levels: c_uint,
+) -> hipError_t {
+    // SAFETY: the caller's descriptor (null refused).
+    let raw = unsafe { desc_ref(desc as *const HIP_ARRAY3D_DESCRIPTOR) }.and_then(|d| {
+        let e = hipExtent {
+            width: d.Width,
+            height: d.Height,
+            depth: d.Depth,
+        };
+        mipmap_bytes(
+            format_bytes(d.Format, d.NumChannels)?,
+            e,
+            num_levels,
+            d.Flags,
+        )
+    });
+    // SAFETY: the caller's out-pointer.
+    unsafe { put_array(array.cast(), raw, true) }
 }
 
 pub unsafe fn hipFreeArray(array: hipArray_t) -> hipError_t {
-    code((|| {
-        let r = rt()?;
-        let h = array as u64;
-        if lock(&r.mem).arrays.remove(&h).is_none() {
-            return Err(hipErrorInvalidValue);
-        }
-        dev_free(r, h, &[kind::ARRAY])
-    })())
+    code(destroy_array(array as u64, false))
+}
+
+pub unsafe fn hipArrayDestroy(array: hipArray_t) -> hipError_t {
+    code(destroy_array(array as u64, false))
+}
+
+pub unsafe fn hipFreeMipmappedArray(array: hipMipmappedArray_t) -> hipError_t {
+    code(destroy_array(array as u64, true))
+}
+
+pub unsafe fn hipMipmappedArrayDestroy(array: hipMipmappedArray_t) -> hipError_t {
+    code(destroy_array(array as u64, true))
 }
 
 pub unsafe fn hipFree(ptr: *mut c_void) -> hipError_t {
@@ -1016,7 +1215,8 @@ pub unsafe fn hipMemPoolCreate(pool: *mut hipMemPool_t, props: *const c_void) ->
     })())
 }
 
-/// Destroying a pool frees the allocations still made from it.
+/// Destroying a pool releases its cached memory only: allocations still live stay valid
+/// (each holds a reference on the pool, as in AMD's runtime) until freed.
 pub unsafe fn hipMemPoolDestroy(pool: hipMemPool_t) -> hipError_t {
     code((|| {
         let r = rt()?;
@@ -1025,15 +1225,6 @@ pub unsafe fn hipMemPoolDestroy(pool: hipMemPool_t) -> hipError_t {
         let ord = p.ordinal.load(Relaxed) as c_int;
         if r.dev(ord)?.default_pool.load(Acquire) == h {
             return Err(hipErrorInvalidValue);
-        }
-        let owned: Vec<u64> = lock(&r.mem)
-            .allocs
-            .iter()
-            .filter(|(_, a)| a.pool == h)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in owned {
-            dev_free(r, k, &[kind::ASYNC])?;
         }
         POOLS.destroy(h);
         Ok(())
@@ -2150,6 +2341,49 @@ pub unsafe fn hipLaunchKernel_spt(
     unsafe { hipLaunchKernel(f, grid, block, args, shm, s) }
 }
 
+/// The launch-config form of `hipLaunchKernel` (attributes accepted, not modelled).
+pub unsafe fn hipLaunchKernelExC(
+    config: *const hipLaunchConfig_t,
+    f: *const c_void,
+    _args: *mut *mut c_void,
+) -> hipError_t {
+    // SAFETY: an input struct of the C API; null refused.
+    let Some(c) = (unsafe { config.as_ref() }) else {
+        return hipErrorInvalidValue;
+    };
+    if c.numAttrs > 0 && c.attrs.is_null() {
+        return hipErrorInvalidValue;
+    }
+    code(stub_launch(f, c.gridDim, c.blockDim, c.stream))
+}
+
+/// The launch-config form of `hipModuleLaunchKernel` (attributes accepted, not modelled).
+pub unsafe fn hipDrvLaunchKernelEx(
+    config: *const HIP_LAUNCH_CONFIG,
+    f: hipFunction_t,
+    _params: *mut *mut c_void,
+    _extra: *mut *mut c_void,
+) -> hipError_t {
+    // SAFETY: an input struct of the C API; null refused.
+    let Some(c) = (unsafe { config.as_ref() }) else {
+        return hipErrorInvalidValue;
+    };
+    if c.numAttrs > 0 && c.attrs.is_null() {
+        return hipErrorInvalidValue;
+    }
+    let grid = dim3 {
+        x: c.gridDimX,
+        y: c.gridDimY,
+        z: c.gridDimZ,
+    };
+    let block = dim3 {
+        x: c.blockDimX,
+        y: c.blockDimY,
+        z: c.blockDimZ,
+    };
+    code(module_launch(f, grid, block, c.hStream))
+}
+
 pub unsafe fn hipExtLaunchKernel(
     f: *const c_void,
     grid: dim3,
@@ -2452,11 +2686,97 @@ pub unsafe fn hipGraphExecDestroy(exec: hipGraphExec_t) -> hipError_t {
 
 pub unsafe fn hipGraphDestroy(graph: hipGraph_t) -> hipError_t {
     code((|| {
-        rt()?;
-        if !GRAPHS.destroy(graph as u64) {
+        let r = rt()?;
+        let h = graph as u64;
+        let allocs = match GRAPHS.get(h) {
+            Some(g) => std::mem::take(&mut *lock(&g.allocs)),
+            None => return Err(hipErrorInvalidValue),
+        };
+        if !GRAPHS.destroy(h) {
             return Err(hipErrorInvalidValue);
         }
+        // Graph memory the application did not free goes with the graph (only what is still
+        // this graph's: an address freed and reused since belongs to someone else).
+        for p in allocs {
+            let ours = lock(&r.mem).allocs.get(&p).is_some_and(|a| a.graph == h);
+            if ours {
+                let _ = dev_free(r, p, &[kind::ASYNC]);
+            }
+        }
         Ok(())
+    })())
+}
+
+pub unsafe fn hipGraphCreate(graph: *mut hipGraph_t, flags: c_uint) -> hipError_t {
+    code((|| {
+        rt()?;
+        if graph.is_null() || flags != 0 {
+            return Err(hipErrorInvalidValue);
+        }
+        let h = GRAPHS.create(|_| {}).ok_or(hipErrorOutOfMemory)?;
+        // SAFETY: out-pointer argument of the C API, checked non-NULL.
+        unsafe { put(graph, h as hipGraph_t) }
+    })())
+}
+
+/// The node's memory is taken when the node is added (and kept by the graph).
+pub unsafe fn hipGraphAddMemAllocNode(
+    node: *mut hipGraphNode_t,
+    graph: hipGraph_t,
+    dependencies: *const hipGraphNode_t,
+    num_dependencies: usize,
+    params: *mut hipMemAllocNodeParams,
+) -> hipError_t {
+    code((|| {
+        let r = rt()?;
+        if node.is_null() || params.is_null() || (num_dependencies > 0 && dependencies.is_null()) {
+            return Err(hipErrorInvalidValue);
+        }
+        let h = graph as u64;
+        let g = GRAPHS.get(h).ok_or(hipErrorInvalidValue)?;
+        // SAFETY: an in/out struct argument of the C API, checked non-NULL.
+        let p = unsafe { &mut *params };
+        let loc = p.poolProps.location;
+        if p.bytesize == 0 || loc.type_ != HIP_MEM_LOCATION_TYPE_DEVICE {
+            return Err(hipErrorInvalidValue);
+        }
+        let span = align_up(p.bytesize as u64, ALLOC_ALIGN)?;
+        let base = dev_alloc(
+            r,
+            loc.id,
+            kind::ASYNC,
+            p.bytesize as u64,
+            span,
+            ALLOC_ALIGN,
+            0,
+        )?;
+        if let Some(a) = lock(&r.mem).allocs.get_mut(&base) {
+            a.graph = h;
+        }
+        lock(&g.allocs).push(base);
+        p.dptr = base as *mut c_void;
+        // SAFETY: out-pointer argument of the C API, checked non-NULL.
+        unsafe { put(node, crate::rt::new_node_handle() as hipGraphNode_t) }
+    })())
+}
+
+/// The freed memory goes back to the graph's pool, which the graph keeps until destroyed:
+/// nothing changes on the device here.
+pub unsafe fn hipGraphAddMemFreeNode(
+    node: *mut hipGraphNode_t,
+    graph: hipGraph_t,
+    dependencies: *const hipGraphNode_t,
+    num_dependencies: usize,
+    dev_ptr: *mut c_void,
+) -> hipError_t {
+    code((|| {
+        rt()?;
+        if node.is_null() || dev_ptr.is_null() || (num_dependencies > 0 && dependencies.is_null()) {
+            return Err(hipErrorInvalidValue);
+        }
+        GRAPHS.get(graph as u64).ok_or(hipErrorInvalidValue)?;
+        // SAFETY: out-pointer argument of the C API, checked non-NULL.
+        unsafe { put(node, crate::rt::new_node_handle() as hipGraphNode_t) }
     })())
 }
 

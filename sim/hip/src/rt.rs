@@ -315,11 +315,22 @@ pub struct Func {
 #[derive(Default)]
 pub struct Graph {
     pub nodes: Mutex<Vec<Node>>,
+    /// Memory of the graph's allocation nodes (taken when the node is added, freed with the
+    /// graph unless the application freed it first).
+    pub allocs: Mutex<Vec<u64>>,
 }
 
 #[derive(Default)]
 pub struct Pool {
     pub ordinal: AtomicU32,
+}
+
+static NEXT_NODE: AtomicU64 = AtomicU64::new(1);
+
+/// A graph node handle: opaque, never looked up (the simulator does not run graph nodes it
+/// built by hand; their memory is what it models).
+pub fn new_node_handle() -> u64 {
+    (0x39u64 << 48) | NEXT_NODE.fetch_add(1, Ordering::Relaxed)
 }
 
 pub static STREAMS: HandleTable<Stream> = HandleTable::new(0x31);
@@ -408,7 +419,8 @@ pub struct LocalAlloc {
     pub kind: u8,
     /// Host backing (managed memory).
     pub host: Option<(usize, usize)>,
-    pub pool: u64,
+    /// The graph whose memory node made it (0: none).
+    pub graph: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -440,6 +452,8 @@ pub struct LocalMem {
     pub handles: HashMap<u64, VmmHandle>,
     /// Array handle -> shared-table base.
     pub arrays: HashMap<u64, u64>,
+    /// Mipmapped array handle -> shared-table base.
+    pub mipmaps: HashMap<u64, u64>,
     /// Another process's allocations opened with `hipIpcOpenMemHandle`: base -> size (not
     /// charged here: the exporter pays for them).
     pub ipc: BTreeMap<u64, u64>,

@@ -174,6 +174,17 @@ pub unsafe fn cuMemAllocAsync(
     stream: CUstream,
 ) -> CUresult {
     let real = real_or_return!(cuMemAllocAsync);
+    // SAFETY: the caller's contract is this hook's, the one `mem_alloc_async` requires.
+    unsafe { mem_alloc_async(real, dptr, bytesize, stream) }
+}
+
+/// `cuMemAllocAsync` over `real` (its own or its `_ptsz` twin's: `hooks::ptds`).
+unsafe fn mem_alloc_async(
+    real: cuda_headers::pfn::cuMemAllocAsync,
+    dptr: *mut CUdeviceptr,
+    bytesize: usize,
+    stream: CUstream,
+) -> CUresult {
     charged(
         "cuMemAllocAsync",
         bytesize as u64,
@@ -185,22 +196,7 @@ pub unsafe fn cuMemAllocAsync(
     )
 }
 
-pub unsafe fn cuMemAllocAsync_ptsz(
-    dptr: *mut CUdeviceptr,
-    bytesize: usize,
-    stream: CUstream,
-) -> CUresult {
-    let real = real_or_return!(cuMemAllocAsync_ptsz);
-    charged(
-        "cuMemAllocAsync",
-        bytesize as u64,
-        AllocKind::Data,
-        // SAFETY: `real` is the real driver function of this row, called with our caller's
-        // arguments under the CUDA contract this hook itself requires; `read` skips a null
-        // out-pointer, else reads the caller's out-pointer, valid for a write by that contract.
-        || unsafe { (real(dptr, bytesize, stream), read(dptr)) },
-    )
-}
+super::ptds::with_real!(cuMemAllocAsync => mem_alloc_async; (*mut CUdeviceptr, usize, CUstream));
 
 pub unsafe fn cuMemAllocFromPoolAsync(
     dptr: *mut CUdeviceptr,
@@ -209,24 +205,19 @@ pub unsafe fn cuMemAllocFromPoolAsync(
     stream: CUstream,
 ) -> CUresult {
     let real = real_or_return!(cuMemAllocFromPoolAsync);
-    charged(
-        "cuMemAllocFromPoolAsync",
-        bytesize as u64,
-        AllocKind::Data,
-        // SAFETY: `real` is the real driver function of this row, called with our caller's
-        // arguments under the CUDA contract this hook itself requires; `read` skips a null
-        // out-pointer, else reads the caller's out-pointer, valid for a write by that contract.
-        || unsafe { (real(dptr, bytesize, pool, stream), read(dptr)) },
-    )
+    // SAFETY: the caller's contract is this hook's, the one `mem_alloc_from_pool_async`
+    // requires.
+    unsafe { mem_alloc_from_pool_async(real, dptr, bytesize, pool, stream) }
 }
 
-pub unsafe fn cuMemAllocFromPoolAsync_ptsz(
+/// `cuMemAllocFromPoolAsync` over `real` (its own or its `_ptsz` twin's: `hooks::ptds`).
+unsafe fn mem_alloc_from_pool_async(
+    real: cuda_headers::pfn::cuMemAllocFromPoolAsync,
     dptr: *mut CUdeviceptr,
     bytesize: usize,
     pool: CUmemoryPool,
     stream: CUstream,
 ) -> CUresult {
-    let real = real_or_return!(cuMemAllocFromPoolAsync_ptsz);
     charged(
         "cuMemAllocFromPoolAsync",
         bytesize as u64,
@@ -238,19 +229,27 @@ pub unsafe fn cuMemAllocFromPoolAsync_ptsz(
     )
 }
 
+super::ptds::with_real!(cuMemAllocFromPoolAsync => mem_alloc_from_pool_async;
+    (*mut CUdeviceptr, usize, CUmemoryPool, CUstream));
+
 pub unsafe fn cuMemFreeAsync(dptr: CUdeviceptr, stream: CUstream) -> CUresult {
     let real = real_or_return!(cuMemFreeAsync);
-    // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
-    // under the CUDA contract this hook itself requires.
+    // SAFETY: the caller's contract is this hook's, the one `mem_free_async` requires.
+    unsafe { mem_free_async(real, dptr, stream) }
+}
+
+/// `cuMemFreeAsync` over `real` (its own or its `_ptsz` twin's: `hooks::ptds`).
+unsafe fn mem_free_async(
+    real: cuda_headers::pfn::cuMemFreeAsync,
+    dptr: CUdeviceptr,
+    stream: CUstream,
+) -> CUresult {
+    // SAFETY: `real` is the real driver function of this row (or its twin), called with our
+    // caller's arguments under the CUDA contract this hook itself requires.
     credited::<Cuda>(AllocKind::Data, dptr, || unsafe { real(dptr, stream) })
 }
 
-pub unsafe fn cuMemFreeAsync_ptsz(dptr: CUdeviceptr, stream: CUstream) -> CUresult {
-    let real = real_or_return!(cuMemFreeAsync_ptsz);
-    // SAFETY: `real` is the real driver function of this row, called with our caller's arguments
-    // under the CUDA contract this hook itself requires.
-    credited::<Cuda>(AllocKind::Data, dptr, || unsafe { real(dptr, stream) })
-}
+super::ptds::with_real!(cuMemFreeAsync => mem_free_async; (CUdeviceptr, CUstream));
 
 // ---- arrays -------------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
-//! Hook bodies: a few lines each, calling the pure policy (`ledger`, `config`) and the
-//! real driver (`driver::real`). The exported shims in `driver` call these inside the
-//! panic guard. Every hook returns a valid `CUresult`: the driver's own, or
+//! Hook bodies: a few lines each, calling the core (`crate::core`: the charge protocol,
+//! the ledger, the region) and the real driver (`crate::cuda::real`). The exported shims
+//! in `crate::cuda` call these inside the panic guard. Every hook returns a valid `CUresult`: the driver's own, or
 //! `CUDA_ERROR_OUT_OF_MEMORY` for a refused allocation, or `CUDA_ERROR_NOT_INITIALIZED`
 //! when there is no driver.
 
@@ -9,10 +9,12 @@
 mod context;
 mod memory;
 mod procaddr;
+pub mod ptds;
 
 pub use context::*;
 pub use memory::*;
 pub use procaddr::*;
+pub use ptds::*;
 
 use std::cell::Cell;
 use std::ffi::{c_int, c_uint, c_void};
