@@ -715,10 +715,13 @@ fn vector_add() -> Option<std::path::PathBuf> {
 #[test]
 fn a_hipcc_built_program_runs_under_the_cap_and_is_refused_over_it() {
     let Some(exe) = vector_add() else { return };
-    // Three 4 MiB buffers after the 300 MiB context: 312 MiB fit in 320, not in 310.
+    // Three 4 MiB buffers and the program's code object (2 MiB, charged with the context:
+    // the card takes it at the first launch) after the 300 MiB context: 314 MiB fit in
+    // 320, not in 310.
     for (limit, fits) in [("320m", true), ("310m", false)] {
         let mut sim = amd_machine(limit);
         sim.set("VGPU_SIM_MODEL", "mi210");
+        sim.set("VGPU_SIM_GROUP", EDGE_GROUP);
         let mut c = in_amdgpu_ns(&sim, &exe);
         c.env("LD_PRELOAD", libvgpu());
         let out = run_default(&mut c);
@@ -730,8 +733,8 @@ fn a_hipcc_built_program_runs_under_the_cap_and_is_refused_over_it() {
             assert_eq!(kv.i64("sync"), 0, "{why}");
             assert_eq!(
                 kv.u64("used"),
-                CTX + 12 * MIB,
-                "our view: context + buffers\n{why}"
+                CTX + MODULE + 12 * MIB,
+                "our view: context + code object + buffers\n{why}"
             );
             assert_eq!(kv.get("ok"), Some("1"), "{why}");
         } else {
@@ -742,6 +745,9 @@ fn a_hipcc_built_program_runs_under_the_cap_and_is_refused_over_it() {
             );
         }
         assert_eq!(device_used(&sim), 0, "everything freed at exit");
+        let slice: u64 = limit.trim_end_matches('m').parse::<u64>().unwrap() * MIB;
+        let peak = device_peak(&sim);
+        assert!(peak <= slice, "the card held {peak} bytes at most\n{why}");
     }
 }
 

@@ -27,7 +27,7 @@
 //! Measurements are serialised. The pid is the region's host pid (SMI names host pids),
 //! learnt from procfs or from this context's creation (`super::hostpid`), else `getpid()`.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use hip_headers::prelude::*;
@@ -57,6 +57,8 @@ static CHARGED: [AtomicBool; MAX_DEVICES] = [const { AtomicBool::new(false) }; M
 /// The last context size this process measured per container device (u64::MAX: none).
 static CONTEXT_BYTES_SEEN: [AtomicU64; MAX_DEVICES] =
     [const { AtomicU64::new(u64::MAX) }; MAX_DEVICES];
+/// The HIP ordinal each charged container device was charged under.
+static ORDINAL: [AtomicI32; MAX_DEVICES] = [const { AtomicI32::new(0) }; MAX_DEVICES];
 static MEASURING: Mutex<()> = Mutex::new(());
 
 /// The ledger key of device `ordinal`'s context.
@@ -135,6 +137,19 @@ pub fn ensure_charged(ordinal: c_int, device: usize) -> bool {
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
     };
+    // The program's code objects (its registered fat binaries), loaded on this device by
+    // the runtime at the first launch there: reserved with the context.
+    let fatbins = lock_fatbins().clone();
+    let mut code = Vec::with_capacity(fatbins.len());
+    for _ in &fatbins {
+        match ledger.reserve(device, DEFAULT_MODULE_BYTES, AllocKind::Module) {
+            Ok(r) => code.push(r.owned_by(super::hooks::device_owner(ordinal))),
+            Err(e) => {
+                crate::core::charge::log_refusal("HIP code objects (before the context)", e);
+                return false;
+            }
+        }
+    }
     // Inside a container the context's creation tells the host pid SMI names us by.
     let before = super::hostpid::before_context();
     if let Some(meminfo) = super::real::hipMemGetInfo() {
@@ -174,6 +189,10 @@ pub fn ensure_charged(ordinal: c_int, device: usize) -> bool {
         // a reset would destroy it. The card holds the context: charged, the call refused.
         drop(reservation);
         ledger.charge_measured(device, AllocKind::Context, context_key(ordinal), bytes);
+        ORDINAL[device].store(ordinal, Ordering::Relaxed);
+        for (r, &fatbin) in code.into_iter().zip(&fatbins) {
+            r.commit(code_object_key(fatbin, device));
+        }
         flag.store(true, Ordering::Release);
         return false;
     }
@@ -182,8 +201,71 @@ pub fn ensure_charged(ordinal: c_int, device: usize) -> bool {
         "charged {bytes} bytes of HIP context on device {device} (measured {measured:?})"
     );
     reservation.commit(context_key(ordinal));
+    ORDINAL[device].store(ordinal, Ordering::Relaxed);
+    for (r, &fatbin) in code.into_iter().zip(&fatbins) {
+        r.commit(code_object_key(fatbin, device));
+    }
     flag.store(true, Ordering::Release);
     true
+}
+
+/// Fat binaries this process registered (`__hipRegisterFatBinary`'s handles).
+static FATBINS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+fn lock_fatbins() -> std::sync::MutexGuard<'static, Vec<u64>> {
+    FATBINS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The ledger key of fat binary `fatbin`'s code object on container device `device`
+/// (user-space addresses stay below bit 56).
+pub fn code_object_key(fatbin: u64, device: usize) -> u64 {
+    fatbin ^ ((device as u64 + 1) << 56)
+}
+
+/// `__hipRegisterFatBinary` returned `fatbin`: its code object is charged
+/// ([`DEFAULT_MODULE_BYTES`]) with the context of every device, and now on the devices
+/// whose context is charged already. Runs in the program's static constructors: touches
+/// nothing else while no context is charged.
+pub fn fatbin_registered(fatbin: u64) {
+    if fatbin == 0 {
+        return;
+    }
+    let _serial = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    lock_fatbins().push(fatbin);
+    for (device, flag) in CHARGED.iter().enumerate() {
+        if !flag.load(Ordering::Acquire) {
+            continue;
+        }
+        let ordinal = ORDINAL[device].load(Ordering::Relaxed);
+        let ledger = &rt().ledger;
+        let owner = super::hooks::device_owner(ordinal);
+        match ledger.reserve(device, DEFAULT_MODULE_BYTES, AllocKind::Module) {
+            Ok(r) => r.owned_by(owner).commit(code_object_key(fatbin, device)),
+            // The registration cannot be refused (the program's constructor): charged,
+            // so the process's next allocations are refused instead.
+            Err(_) => {
+                ledger.charge_measured(
+                    device,
+                    AllocKind::Module,
+                    code_object_key(fatbin, device),
+                    DEFAULT_MODULE_BYTES,
+                );
+            }
+        }
+    }
+}
+
+/// `__hipUnregisterFatBinary(fatbin)` returned: its code objects are credited.
+pub fn fatbin_unregistered(fatbin: u64) {
+    let _serial = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    lock_fatbins().retain(|&f| f != fatbin);
+    if !CHARGED.iter().any(|f| f.load(Ordering::Acquire)) {
+        return;
+    }
+    for device in 0..MAX_DEVICES {
+        rt().ledger
+            .release(AllocKind::Module, code_object_key(fatbin, device));
+    }
 }
 
 /// Loads a module (`load` returns the library's result and the handle) with its memory

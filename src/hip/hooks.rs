@@ -30,7 +30,7 @@ impl crate::core::charge::Api for Hip {
 
 /// Owner key of allocations made on a HIP device (what `hipDeviceReset` releases): HIP has
 /// no context handle, and CUDA's owners are context addresses, which never look like this.
-fn device_owner(ordinal: c_int) -> u64 {
+pub(super) fn device_owner(ordinal: c_int) -> u64 {
     0xA3D0_0000_0000_0000 | ordinal as u32 as u64
 }
 
@@ -772,13 +772,16 @@ pub unsafe fn hipModuleGetGlobal(
 pub unsafe fn __hipRegisterFatBinary(data: *const c_void) -> *mut *mut c_void {
     let real = real_or_return!(__hipRegisterFatBinary);
     // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-    unsafe { real(data) }
+    let modules = unsafe { real(data) };
+    super::context::fatbin_registered(modules as u64);
+    modules
 }
 
 pub unsafe fn __hipUnregisterFatBinary(modules: *mut *mut c_void) {
     let real = real_or_return!(__hipUnregisterFatBinary);
     // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-    unsafe { real(modules) }
+    unsafe { real(modules) };
+    super::context::fatbin_unregistered(modules as u64);
 }
 
 // ---- entry points ---------------------------------------------------------------------
