@@ -191,7 +191,11 @@ fn preloaded_and_audit_copies_together_charge_the_slice_once() {
     );
     assert_eq!(kv.u64("total"), GIB, "{why}");
     assert_eq!(kv.u64("free_start"), GIB - UNMEASURED_CTX, "{why}");
-    assert_eq!(kv.u64("allocated"), GIB - UNMEASURED_CTX, "charged once\n{why}");
+    assert_eq!(
+        kv.u64("allocated"),
+        GIB - UNMEASURED_CTX,
+        "charged once\n{why}"
+    );
     assert_eq!(kv.i64("one_more_rc"), 2, "{why}");
     // Ground truth: the card held the slice (context included) and got it all back.
     assert_eq!(device_used(&sim), 0, "{why}");
