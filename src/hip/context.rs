@@ -47,6 +47,8 @@ pub const UNMEASURED_CONTEXT_BYTES: u64 = 512 << 20;
 /// Reserved before a module is loaded, and charged when it cannot be measured (code
 /// objects are mapped in 2 MiB pages).
 pub const DEFAULT_MODULE_BYTES: u64 = 2 << 20;
+// An unmeasured context is charged at least what is reserved for one.
+const _: () = assert!(UNMEASURED_CONTEXT_BYTES >= DEFAULT_CONTEXT_BYTES);
 
 /// Longest a first context waits for the estimates of its container's processes starting
 /// with it to shrink to the measured size (the CUDA side's burst rule).
@@ -194,6 +196,7 @@ pub fn ensure_charged(ordinal: c_int, device: usize) -> bool {
             r.commit(code_object_key(fatbin, device));
         }
         flag.store(true, Ordering::Release);
+        charge_code_objects_registered_since(device, &fatbins);
         return false;
     }
     crate::vlog!(
@@ -206,6 +209,7 @@ pub fn ensure_charged(ordinal: c_int, device: usize) -> bool {
         r.commit(code_object_key(fatbin, device));
     }
     flag.store(true, Ordering::Release);
+    charge_code_objects_registered_since(device, &fatbins);
     true
 }
 
@@ -224,41 +228,49 @@ pub fn code_object_key(fatbin: u64, device: usize) -> u64 {
 
 /// `__hipRegisterFatBinary` returned `fatbin`: its code object is charged
 /// ([`DEFAULT_MODULE_BYTES`]) with the context of every device, and now on the devices
-/// whose context is charged already. Runs in the program's static constructors: touches
-/// nothing else while no context is charged.
+/// whose context is charged already. Runs in static constructors (the program's, a
+/// `dlopen`ed library's, under the loader's lock): takes only the list's lock, never held
+/// across a library call, and touches nothing else while no context is charged.
 pub fn fatbin_registered(fatbin: u64) {
     if fatbin == 0 {
         return;
     }
-    let _serial = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
-    lock_fatbins().push(fatbin);
+    let mut list = lock_fatbins();
+    list.push(fatbin);
     for (device, flag) in CHARGED.iter().enumerate() {
-        if !flag.load(Ordering::Acquire) {
-            continue;
+        if flag.load(Ordering::Acquire) {
+            charge_code_object(device, fatbin);
         }
-        let ordinal = ORDINAL[device].load(Ordering::Relaxed);
-        let ledger = &rt().ledger;
-        let owner = super::hooks::device_owner(ordinal);
-        match ledger.reserve(device, DEFAULT_MODULE_BYTES, AllocKind::Module) {
-            Ok(r) => r.owned_by(owner).commit(code_object_key(fatbin, device)),
-            // The registration cannot be refused (the program's constructor): charged,
-            // so the process's next allocations are refused instead.
-            Err(_) => {
-                ledger.charge_measured(
-                    device,
-                    AllocKind::Module,
-                    code_object_key(fatbin, device),
-                    DEFAULT_MODULE_BYTES,
-                );
-            }
-        }
+    }
+}
+
+/// Charges `fatbin`'s code object on container device `device`, whose context is charged.
+/// Call holding the list's lock.
+fn charge_code_object(device: usize, fatbin: u64) {
+    let ledger = &rt().ledger;
+    let owner = super::hooks::device_owner(ORDINAL[device].load(Ordering::Relaxed));
+    let key = code_object_key(fatbin, device);
+    match ledger.reserve(device, DEFAULT_MODULE_BYTES, AllocKind::Module) {
+        Ok(r) => r.owned_by(owner).commit(key),
+        // The registration cannot be refused (a constructor): charged, so the process's
+        // next allocations are refused instead.
+        Err(_) => ledger.charge_measured(device, AllocKind::Module, key, DEFAULT_MODULE_BYTES),
+    }
+}
+
+/// The context of `device` is charged now, with the code objects of `reserved`: charges
+/// those registered meanwhile (by another thread).
+fn charge_code_objects_registered_since(device: usize, reserved: &[u64]) {
+    let list = lock_fatbins();
+    for &fatbin in list.iter().filter(|f| !reserved.contains(f)) {
+        charge_code_object(device, fatbin);
     }
 }
 
 /// `__hipUnregisterFatBinary(fatbin)` returned: its code objects are credited.
 pub fn fatbin_unregistered(fatbin: u64) {
-    let _serial = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
-    lock_fatbins().retain(|&f| f != fatbin);
+    let mut list = lock_fatbins();
+    list.retain(|&f| f != fatbin);
     if !CHARGED.iter().any(|f| f.load(Ordering::Acquire)) {
         return;
     }
@@ -402,5 +414,37 @@ mod tests {
     fn context_keys_never_collide_with_device_owners() {
         assert_ne!(super::context_key(0) >> 48, 0xA3D0);
         assert_ne!(super::context_key(0), super::context_key(1));
+    }
+
+    #[test]
+    fn the_estimate_is_the_measured_size_else_the_containers_else_the_default() {
+        use super::*;
+        assert_eq!(estimate(None, None), DEFAULT_CONTEXT_BYTES);
+        assert_eq!(estimate(None, Some(300)), 300);
+        assert_eq!(estimate(Some(100), Some(300)), 100);
+    }
+
+    #[test]
+    fn an_unmeasured_context_is_charged_a_conservative_figure_never_nothing() {
+        use super::*;
+        // Measured: the card's figure less what the ledger holds.
+        assert_eq!(context_charge(Some(500), 200, None, None), 300);
+        assert_eq!(context_charge(Some(100), 200, None, None), 0);
+        // Unmeasured: an earlier measurement, else the conservative figure.
+        assert_eq!(
+            context_charge(None, 0, None, None),
+            UNMEASURED_CONTEXT_BYTES
+        );
+        assert_eq!(context_charge(None, 0, None, Some(300)), 300);
+        assert_eq!(context_charge(None, 0, Some(310), Some(300)), 310);
+    }
+
+    #[test]
+    fn code_object_keys_are_distinct_per_device_and_fat_binary() {
+        use super::code_object_key;
+        let (a, b) = (0x7f00_1234_5000u64, 0x7f00_1234_6000u64);
+        assert_ne!(code_object_key(a, 0), code_object_key(a, 1));
+        assert_ne!(code_object_key(a, 0), code_object_key(b, 0));
+        assert_ne!(code_object_key(a, 0), a);
     }
 }
