@@ -142,7 +142,11 @@ pub type ThreadStart = extern "C" fn(*mut c_void) -> *mut c_void;
 /// it (and to its `setxid` signal handler); our libc, a secondary namespace's, never
 /// assumes a single thread (`__libc_early_init`). The stack is `stack_size` plus what the
 /// program's libc takes from it for static TLS (`__pthread_get_minstack`, as Rust's std).
-pub fn spawn_program_thread(
+///
+/// # Safety
+/// `start` must be sound to run on a new thread with `arg`, and `arg` must stay valid for
+/// that thread's whole life.
+pub unsafe fn spawn_program_thread(
     start: ThreadStart,
     arg: *mut c_void,
     stack_size: usize,

@@ -627,11 +627,11 @@ impl SharedRegion {
         // LD_AUDIT mode: created by the program's libc, which must know of every thread
         // that calls into its namespace (`core::namespace::spawn_program_thread`).
         let arg = self as *const SharedRegion as *mut std::ffi::c_void;
-        let spawned = match crate::core::namespace::spawn_program_thread(
-            program_thread_watch,
-            arg,
-            WATCHER_STACK,
-        ) {
+        // SAFETY: `arg` is `&'static self`, what `program_thread_watch` reads.
+        let program_thread = unsafe {
+            crate::core::namespace::spawn_program_thread(program_thread_watch, arg, WATCHER_STACK)
+        };
+        let spawned = match program_thread {
             Some(started) => started,
             None => std::thread::Builder::new()
                 .name(WATCHER_NAME.into())
