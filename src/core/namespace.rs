@@ -128,8 +128,9 @@ pub fn adopt_program_environ() {
 pub type ThreadStart = extern "C" fn(*mut c_void) -> *mut c_void;
 
 /// In audit mode, starts a detached thread with the **program's** `pthread_create`.
-/// Returns `None` when not in audit mode (the caller uses `std::thread`), else whether the
-/// thread started.
+/// Returns `None` when not in audit mode or when the program has no `pthread_create` in
+/// its scope (glibc before 2.34 without libpthread: the caller uses `std::thread`), else
+/// whether the thread started.
 ///
 /// Why: a libc learns that the process is multi-threaded only from its own
 /// `pthread_create`. A thread our libc created is unknown to the program's: its
@@ -161,20 +162,21 @@ pub unsafe fn spawn_program_thread(
         *mut c_void,
     ) -> c_int;
     type GetMinstack = unsafe extern "C" fn(*const libc::pthread_attr_t) -> usize;
-    let libc_handle = program_object(Some(c"libc.so.6"));
-    let create = program_symbol(libc_handle, c"pthread_create");
+    // The program's global scope: libc.so.6 since glibc 2.34, libpthread.so.0 before.
+    let scope = program_object(None);
+    let create = program_symbol(scope, c"pthread_create");
     if create.is_null() {
+        // Older glibc, a program without libpthread: its libc has no threads to know of.
         crate::vlog!(
-            crate::log::WARN,
-            "LD_AUDIT mode: the program's pthread_create not found: no watcher thread (no \
-             reaping of dead processes from this one, no compute cap)"
+            crate::log::DEBUG,
+            "LD_AUDIT mode: the program has no pthread_create; the watcher is our libc's"
         );
-        return Some(false);
+        return None;
     }
     // SAFETY: glibc's pthread_create(thread, attr, start, arg).
     let create: PthreadCreate =
         unsafe { std::mem::transmute::<*mut c_void, PthreadCreate>(create) };
-    let minstack = program_symbol(libc_handle, c"__pthread_get_minstack");
+    let minstack = program_symbol(scope, c"__pthread_get_minstack");
     // SAFETY: a zeroed pthread_attr_t is initialised by pthread_attr_init before any use;
     // the attribute functions only write that caller-owned struct (the same glibc build
     // as the program's: one layout). The thread gets `arg`, which the caller keeps alive.
