@@ -11,6 +11,11 @@
  *                        hipFree
  *   hip_cap churn SECONDS  hipMalloc/hipFree of 1-32 MiB, up to 8 live, for SECONDS
  *   hip_cap hold BYTES   hold BYTES of hipMalloc until stdin closes
+ *   hip_cap threads-known  one hipMalloc/hipFree, then how many threads the process has
+ *                        and whether the program's libc believes it is single-threaded
+ *   hip_cap edges        a process's first charged calls, whatever the slice: hipMalloc of
+ *                        1 MiB, hipMemGetInfo, a module (each rc); "ready=1", waits; then
+ *                        the module unloaded (free after it)
  *   hip_cap launch-loop N PATH   "ready=1", waits for a line, then N launches through PATH
  *                        (launch, launch_spt, ext, coop, coop_spt, module, ext_module,
  *                        module_coop, graph, graph_spt, launch_exc, drv_ex), each
@@ -20,7 +25,9 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <dirent.h>
 #include <pthread.h>
+#include <sys/single_threaded.h>
 #include <time.h>
 #include <unistd.h>
 #include <stdint.h>
@@ -112,6 +119,7 @@ hipError_t hipExtLaunchKernel(const void *, dim3, dim3, void **, size_t, hipStre
 hipError_t hipLaunchCooperativeKernel(const void *, dim3, dim3, void **, unsigned, hipStream_t);
 hipError_t hipLaunchCooperativeKernel_spt(const void *, dim3, dim3, void **, unsigned, hipStream_t);
 hipError_t hipModuleLoadData(hipModule_t *, const void *);
+hipError_t hipModuleUnload(hipModule_t);
 hipError_t hipModuleGetFunction(hipFunction_t *, hipModule_t, const char *);
 hipError_t hipModuleLaunchKernel(hipFunction_t, unsigned, unsigned, unsigned, unsigned, unsigned,
                                  unsigned, unsigned, hipStream_t, void **, void **);
@@ -516,6 +524,38 @@ static int hold(size_t bytes) {
     return 0;
 }
 
+/* After the library's start-up (its watcher thread runs from then on): a libc that takes
+ * the process for single-threaded skips malloc's arena locks, so a thread it does not know
+ * of must never call into it. */
+static int threads_known(void) {
+    void *p = NULL;
+    printf("malloc_rc=%d\n", hipMalloc(&p, 1 << 20));
+    hipFree(p);
+    int threads = 0;
+    DIR *d = opendir("/proc/self/task");
+    for (struct dirent *e; d && (e = readdir(d));) threads += e->d_name[0] != '.';
+    if (d) closedir(d);
+    printf("threads=%d\n", threads);
+    printf("libc_single_threaded=%d\n", (int)__libc_single_threaded);
+    return 0;
+}
+
+static int edges(void) {
+    void *p = NULL;
+    printf("malloc_rc=%d\n", hipMalloc(&p, 1u << 20));
+    size_t f = 0, t = 0;
+    printf("meminfo_rc=%d\n", hipMemGetInfo(&f, &t));
+    printf("free=%zu\n", f);
+    hipModule_t mod = NULL;
+    int mrc = hipModuleLoadData(&mod, ".amdhsa_kernel k\n");
+    printf("module_rc=%d\n", mrc);
+    printf("free_with_module=%zu\n", free_now());
+    wait_stdin();
+    if (mrc == 0) printf("unload_rc=%d\n", hipModuleUnload(mod));
+    printf("free_after_unload=%zu\n", free_now());
+    if (p) hipFree(p);
+    return 0;
+}
 
 /* A host stub the runtime knows by address (what the compiler's registration does). */
 static void kernel_stub(void) {}
@@ -590,6 +630,8 @@ int main(int argc, char **argv) {
     int rc = !strcmp(what, "fill")    ? fill(n)
              : !strcmp(what, "paths") ? paths(n)
              : !strcmp(what, "hold")  ? hold(n)
+             : !strcmp(what, "threads-known") ? threads_known()
+             : !strcmp(what, "edges") ? edges()
              : !strcmp(what, "pool")  ? pool(n)
              : !strcmp(what, "churn") ? churn((int)n)
              : !strcmp(what, "graphmem") ? graphmem(n)
