@@ -16,7 +16,8 @@ mapfile -t entries < <(nm -D --defined-only "$core" | awk '{print $NF}' | grep -
 names=()
 nodes=()
 for e in "${entries[@]}"; do
-    if [[ "$e" =~ ^(cu|nvml|amdsmi_|rsmi_)[A-Za-z0-9_]+$ ]]; then
+    # la_*: the rtld-audit callbacks (LD_AUDIT mode, src/interpose/audit.rs), unversioned.
+    if [[ "$e" =~ ^(cu|nvml|amdsmi_|rsmi_)[A-Za-z0-9_]+$ || "$e" =~ ^la_(version|objopen|symbind64)$ ]]; then
         names+=("$e")
         nodes+=("")
     elif [[ "$e" =~ ^((hip|__hip)[A-Za-z0-9_]+)@@(hip_[0-9]+\.[0-9]+)$ ]]; then

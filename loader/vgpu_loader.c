@@ -202,7 +202,11 @@ static void *fail_null(void) { return 0; /* __hipRegisterFatBinary: no handle */
 static int fail_amdsmi(void) { return 32; /* AMDSMI_STATUS_NOT_INIT */ }
 static int fail_rsmi(void) { return 8; /* RSMI_STATUS_INIT_ERROR */ }
 
+static void *audit_fail_for(const char *name);
+
 static void *fail_for(const char *name) {
+    void *audit = audit_fail_for(name);
+    if (audit) return audit;
     if (strncmp(name, "nvml", 4) == 0) return (void *)fail_nvml;
     if (strncmp(name, "amdsmi_", 7) == 0) return (void *)fail_amdsmi;
     if (strncmp(name, "rsmi_", 5) == 0) return (void *)fail_rsmi;
@@ -539,3 +543,60 @@ __asm__(".text\n"
         "  leave\n"
         "  jmp *%r11\n"
         ".size vgpu_lazy_common, .-vgpu_lazy_common\n");
+
+/* ---- LD_AUDIT mode (docs/AMD.md, "LD_AUDIT mode") -----------------------------------------
+ *
+ * Loaded by LD_AUDIT, this file is an rtld-audit library in a link-map namespace of its own.
+ * The callbacks (la_version, la_objopen, la_symbind64) are exports like the others: the
+ * first, la_version, loads the core (dlopen works there: the audit namespace's libc is up),
+ * and the core's callbacks do the work (src/interpose/audit.rs). If the core cannot be loaded the
+ * process fails closed as far as an audit library can: every object is audited, and a
+ * binding of a hooked name answers our export, whose slot holds the failing function. */
+
+static int is_hooked(const char *name);
+
+static unsigned fail_la_version(unsigned version) { return version < 2 ? version : 2; }
+
+static unsigned fail_la_objopen(void *map, long lmid, uintptr_t *cookie) {
+    (void)map, (void)lmid, (void)cookie;
+    return 3; /* LA_FLG_BINDTO | LA_FLG_BINDFROM */
+}
+
+struct own_export {
+    const char *name;
+    void *found;
+};
+
+static int find_own_export(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    struct own_export *e = data;
+    uintptr_t at = (uintptr_t)vgpu_slots;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && at >= start && at < start + ph->p_memsz) {
+            e->found = lookup_in(info, e->name);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static uintptr_t fail_la_symbind64(ElfW(Sym) *sym, unsigned ndx, uintptr_t *refcook,
+                                   uintptr_t *defcook, unsigned *flags, const char *name) {
+    (void)ndx, (void)refcook, (void)defcook, (void)flags;
+    if (name && is_hooked(name)) {
+        struct own_export e = {name, NULL};
+        dl_iterate_phdr(find_own_export, &e);
+        if (e.found) return (uintptr_t)e.found;
+    }
+    return sym->st_value;
+}
+
+/* The fail-closed answer of an audit callback, NULL for any other export. */
+static void *audit_fail_for(const char *name) {
+    if (strcmp(name, "la_version") == 0) return (void *)fail_la_version;
+    if (strcmp(name, "la_objopen") == 0) return (void *)fail_la_objopen;
+    if (strcmp(name, "la_symbind64") == 0) return (void *)fail_la_symbind64;
+    return NULL;
+}

@@ -46,3 +46,6 @@ static FAMILIES: [interpose::Family; 5] = [
 ];
 
 export_dlsym!(FAMILIES);
+// The same families for LD_AUDIT mode (interpose::audit): la_version, la_objopen,
+// la_symbind64; the process state learns the mode from la_version (core::namespace).
+export_audit!(FAMILIES, on_audit = crate::core::namespace::set_audit_mode);

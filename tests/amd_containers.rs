@@ -189,6 +189,17 @@ print("ok=1")
 /// environment and the mounts are the amd-device-plugin's.
 #[test]
 fn in_an_amd_container_rocm_smi_amdsmi_and_hip_python_show_the_slice() {
+    amd_container_views_show_the_slice("preload");
+}
+
+/// The same container with HAMi's amd-device-plugin's own injection:
+/// `LD_AUDIT=/usr/local/vgpu/libamvgpu.so`, no `/etc/ld.so.preload` entry.
+#[test]
+fn in_an_amd_container_rocm_smi_amdsmi_and_hip_python_show_the_slice_under_ld_audit() {
+    amd_container_views_show_the_slice("audit");
+}
+
+fn amd_container_views_show_the_slice(inject: &str) {
     let sim = amd_machine();
     if !containers_possible(&sim) {
         return;
@@ -223,6 +234,7 @@ fn in_an_amd_container_rocm_smi_amdsmi_and_hip_python_show_the_slice() {
          echo \"nvidia=${{NVIDIA_VISIBLE_DEVICES:-none}}\" >> $D/env; \
          echo \"preload=$(cat /etc/ld.so.preload)\" >> $D/env; \
          echo \"ld_preload=${{LD_PRELOAD:-none}}\" >> $D/env; \
+         echo \"ld_audit=${{LD_AUDIT:-none}}\" >> $D/env; \
          echo \"initstate=$(cat /sys/module/amdgpu/initstate)\" >> $D/env; \
          cmp -s /usr/local/vgpu/libamvgpu.so /usr/local/vgpu/libvgpu.so && echo amvgpu=same >> $D/env; \
          mkfifo $D/hold.in; \
@@ -247,7 +259,7 @@ fn in_an_amd_container_rocm_smi_amdsmi_and_hip_python_show_the_slice() {
         vgpuctl = testkit::target_profile_dir().join("vgpuctl").display(),
     );
     let run = Child::spawn(
-        &mut amd_container(&sim, &["--gpumem", "1g"], &script),
+        &mut amd_container(&sim, &["--gpumem", "1g", "--inject", inject], &script),
         Duration::from_secs(240),
     );
     wait_line(&d.join("done"), "done=1", Duration::from_secs(180));
@@ -264,7 +276,13 @@ fn in_an_amd_container_rocm_smi_amdsmi_and_hip_python_show_the_slice() {
     assert_eq!(env.str("hip_limit"), "1024m", "the plugin's <MiB>m\n{why}");
     assert_eq!(env.str("nvidia"), "none", "{why}");
     assert_eq!(env.str("ld_preload"), "none", "{why}");
-    assert_eq!(env.str("preload"), "/usr/local/vgpu/libvgpu.so", "{why}");
+    if inject == "audit" {
+        assert_eq!(env.str("preload"), "", "{why}");
+        assert_eq!(env.str("ld_audit"), "/usr/local/vgpu/libamvgpu.so", "{why}");
+    } else {
+        assert_eq!(env.str("preload"), "/usr/local/vgpu/libvgpu.so", "{why}");
+        assert_eq!(env.str("ld_audit"), "none", "{why}");
+    }
     assert_eq!(env.str("initstate"), "live", "{why}");
     assert_eq!(
         env.get("amvgpu"),

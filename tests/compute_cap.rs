@@ -24,7 +24,11 @@ fn capped_machine(limit: &str, policy: &str) -> SimEnv {
 
 /// Starts `launch-loop N wait` and returns it once it is ready (region attached, gate set).
 fn spawn_loop(sim: &SimEnv, style: Style, launches: u64) -> Child {
-    let mut c = command(sim, style, true);
+    spawn_loop_via(sim, Injection::Preload, style, launches)
+}
+
+fn spawn_loop_via(sim: &SimEnv, how: Injection, style: Style, launches: u64) -> Child {
+    let mut c = command_via(sim, style, Some(how));
     c.args(["launch-loop", &launches.to_string(), "wait"]);
     let mut child = Child::spawn(&mut c, Duration::from_secs(60));
     child.wait_for_kv("ready", "1", Duration::from_secs(20));
@@ -33,10 +37,24 @@ fn spawn_loop(sim: &SimEnv, style: Style, launches: u64) -> Child {
 
 #[test]
 fn a_30_percent_cap_yields_20_to_40_percent() {
+    a_30_percent_cap(Injection::Preload);
+}
+
+/// The CUDA launch gate under `LD_AUDIT` (the NVML-fed controller included).
+#[test]
+fn a_30_percent_cap_yields_20_to_40_percent_under_ld_audit() {
+    a_30_percent_cap(Injection::Audit);
+}
+
+fn a_30_percent_cap(how: Injection) {
     let sim = capped_machine("30", "force");
-    let mut child = spawn_loop(&sim, Style::Linked, 100_000);
+    let mut child = spawn_loop_via(&sim, how, Style::Linked, 100_000);
     let share = share_over(&sim, &mut child, 1.0, 3.0);
     child.kill9();
+    eprintln!(
+        "cuLaunchKernel at a 30 % cap ({how:?}): {:.1} %",
+        share * 100.0
+    );
     assert!(
         (0.20..=0.40).contains(&share),
         "30 % cap gave {:.1} %",

@@ -56,8 +56,12 @@ fn in_amdgpu_ns(sim: &SimEnv, program: impl AsRef<std::ffi::OsStr>) -> Command {
 
 /// Starts `hip_cap launch-loop N PATH` and returns it once it is ready.
 fn spawn_loop(sim: &SimEnv, path: &str, launches: u64) -> Child {
+    spawn_loop_via(sim, Injection::Preload, path, launches)
+}
+
+fn spawn_loop_via(sim: &SimEnv, how: Injection, path: &str, launches: u64) -> Child {
     let mut c = in_amdgpu_ns(sim, hip_cap_client());
-    c.env("LD_PRELOAD", libvgpu())
+    how.apply(&mut c, &libvgpu(), sim.dir())
         .args(["launch-loop", &launches.to_string(), path]);
     let mut child = Child::spawn(&mut c, Duration::from_secs(60));
     child.wait_for_kv("ready", "1", Duration::from_secs(20));
@@ -66,11 +70,24 @@ fn spawn_loop(sim: &SimEnv, path: &str, launches: u64) -> Child {
 
 #[test]
 fn a_30_percent_hip_cap_yields_20_to_40_percent() {
+    a_30_percent_hip_cap(Injection::Preload);
+}
+
+/// The launch gate under `LD_AUDIT`: `hipLaunchKernel` bound through the patched export.
+#[test]
+fn a_30_percent_hip_cap_yields_20_to_40_percent_under_ld_audit() {
+    a_30_percent_hip_cap(Injection::Audit);
+}
+
+fn a_30_percent_hip_cap(how: Injection) {
     let sim = amd_machine(Some("30"));
-    let mut child = spawn_loop(&sim, "launch", 100_000);
+    let mut child = spawn_loop_via(&sim, how, "launch", 100_000);
     let share = share_over(&sim, &mut child, 1.0, 3.0);
     child.kill9();
-    eprintln!("hipLaunchKernel at a 30 % cap: {:.1} %", share * 100.0);
+    eprintln!(
+        "hipLaunchKernel at a 30 % cap ({how:?}): {:.1} %",
+        share * 100.0
+    );
     assert!(
         (0.20..=0.40).contains(&share),
         "30 % cap on hipLaunchKernel gave {:.1} %",

@@ -33,14 +33,18 @@ fn amd_machine_ctx(limit: &str, ctx: u64) -> SimEnv {
 }
 
 fn hip_cap_client() -> std::path::PathBuf {
+    hip_cap_client_built(&[])
+}
+
+/// The client built with `extra` compiler flags.
+fn hip_cap_client_built(extra: &[&str]) -> std::path::PathBuf {
     testkit::require_sim();
-    build_c_client(
-        "hip_cap",
-        &[
-            format!("-L{}", sim_lib_dir().display()),
-            "-l:libamdhip64.so.7".to_string(),
-        ],
-    )
+    let mut args = vec![
+        format!("-L{}", sim_lib_dir().display()),
+        "-l:libamdhip64.so.7".to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    build_c_client("hip_cap", &args)
 }
 
 /// Runs `program` with `/sys/module/amdgpu/initstate` = `live` in a private mount namespace
@@ -62,8 +66,12 @@ fn in_amdgpu_ns(sim: &SimEnv, program: impl AsRef<std::ffi::OsStr>) -> Command {
 }
 
 fn hip_command(sim: &SimEnv, args: &[&str]) -> Command {
+    hip_command_via(sim, Injection::Preload, args)
+}
+
+fn hip_command_via(sim: &SimEnv, how: Injection, args: &[&str]) -> Command {
     let mut c = in_amdgpu_ns(sim, hip_cap_client());
-    c.env("LD_PRELOAD", libvgpu()).args(args);
+    how.apply(&mut c, &libvgpu(), sim.dir()).args(args);
     c
 }
 
@@ -76,9 +84,20 @@ fn device_used(sim: &SimEnv) -> u64 {
 
 #[test]
 fn hip_malloc_is_capped_to_the_byte_and_every_query_reports_the_slice() {
+    hip_malloc_is_capped_to_the_byte(Injection::Preload);
+}
+
+/// The same under `LD_AUDIT` (HAMi's AMD injection): the versioned PLT bindings reach the
+/// hooks through `la_symbind64`.
+#[test]
+fn hip_malloc_is_capped_to_the_byte_and_every_query_reports_the_slice_under_ld_audit() {
+    hip_malloc_is_capped_to_the_byte(Injection::Audit);
+}
+
+fn hip_malloc_is_capped_to_the_byte(how: Injection) {
     // HAMi's amd-device-plugin form: one value, "<MiB>m".
     let sim = amd_machine("1024m");
-    let mut c = hip_command(&sim, &["fill", &(100 * MIB).to_string()]);
+    let mut c = hip_command_via(&sim, how, &["fill", &(100 * MIB).to_string()]);
     let mut h = Child::spawn(&mut c, Duration::from_secs(120));
     h.wait_for_kv("ready", "1", Duration::from_secs(60));
     let kv = h.kv();
@@ -107,6 +126,75 @@ fn hip_malloc_is_capped_to_the_byte_and_every_query_reports_the_slice() {
     );
     assert_eq!(kv.i64("realloc_rc"), 0, "{}", out.describe());
     assert_eq!(device_used(&sim), 0);
+}
+
+/// A client built `-fno-plt -Wl,-z,now`: every call to HIP goes through a GOT slot filled
+/// at start by a data relocation (`GLOB_DAT`), which `la_symbind64` is never told about;
+/// under `LD_AUDIT` the real library's own exports point at the hooks (audit::patch_exports).
+#[test]
+fn a_client_without_plt_bound_at_start_is_capped_under_both_injections() {
+    for how in Injection::BOTH {
+        let sim = amd_machine("1g");
+        let exe = hip_cap_client_built(&["-fno-plt", "-Wl,-z,now"]);
+        let gotpcrel = run_default(Command::new("readelf").args(["-rW"]).arg(&exe));
+        assert!(
+            gotpcrel
+                .stdout
+                .lines()
+                .any(|l| l.contains("R_X86_64_GLOB_DAT") && l.contains("hipMalloc@"))
+                && !gotpcrel
+                    .stdout
+                    .lines()
+                    .any(|l| l.contains("JUMP_SLOT") && l.contains("hipMalloc@")),
+            "the client binds hipMalloc through GLOB_DAT only\n{}",
+            gotpcrel.stdout
+        );
+        let mut c = in_amdgpu_ns(&sim, &exe);
+        how.apply(&mut c, &libvgpu(), sim.dir())
+            .args(["fill", &(100 * MIB).to_string()])
+            .stdin(std::process::Stdio::null());
+        let out = run_default(&mut c);
+        out.assert_success(&format!("hip_cap -fno-plt under {how:?}"));
+        let kv = out.kv();
+        let why = out.describe();
+        assert_eq!(kv.u64("total"), GIB, "{how:?}\n{why}");
+        assert_eq!(kv.u64("props600_total"), GIB, "{how:?}\n{why}");
+        assert_eq!(kv.u64("free_start"), GIB - CTX, "{how:?}\n{why}");
+        assert_eq!(kv.i64("one_more_rc"), 2, "{how:?}\n{why}");
+        assert_eq!(kv.u64("allocated"), GIB - CTX, "{how:?}\n{why}");
+    }
+}
+
+/// Both injections at once (`LD_PRELOAD` and `LD_AUDIT` naming libvgpu): the audit copy
+/// stands down with one line, the preloaded one enforces, and the slice is charged once
+/// (a second ledger would count the context twice).
+#[test]
+fn preloaded_and_audit_copies_together_charge_the_slice_once() {
+    // The client alone (not under in_amdgpu_ns, whose every process would print its line):
+    // no ROCm SMI, so no context is counted, and a second ledger would charge every
+    // allocation twice.
+    let sim = amd_machine("1g");
+    let mut c = sim.command(hip_cap_client());
+    Injection::Audit
+        .apply(&mut c, &libvgpu(), sim.dir())
+        .env("LD_PRELOAD", libvgpu())
+        .args(["fill", &(100 * MIB).to_string()])
+        .stdin(std::process::Stdio::null());
+    let out = run_default(&mut c);
+    out.assert_success("hip_cap fill under LD_PRELOAD and LD_AUDIT");
+    let kv = out.kv();
+    let why = out.describe();
+    assert_eq!(
+        out.stderr.matches("the LD_AUDIT copy stands down").count(),
+        1,
+        "one line\n{why}"
+    );
+    assert_eq!(kv.u64("total"), GIB, "{why}");
+    assert_eq!(kv.u64("free_start"), GIB, "{why}");
+    assert_eq!(kv.u64("allocated"), GIB, "charged once\n{why}");
+    assert_eq!(kv.i64("one_more_rc"), 2, "{why}");
+    // Ground truth: the card held the slice (context included) and got it all back.
+    assert_eq!(device_used(&sim), 0, "{why}");
 }
 
 #[test]
@@ -274,13 +362,24 @@ fn per_device_variable_and_cuda_name_are_honoured() {
 
 #[test]
 fn two_hip_processes_share_one_slice_through_the_region() {
+    two_hip_processes_share_one_slice(Injection::Preload);
+}
+
+/// Under `LD_AUDIT`: two audit-mode processes share the container's region.
+#[test]
+fn two_hip_processes_share_one_slice_through_the_region_under_ld_audit() {
+    two_hip_processes_share_one_slice(Injection::Audit);
+}
+
+fn two_hip_processes_share_one_slice(how: Injection) {
     let sim = amd_machine("1g");
-    let mut c = hip_command(&sim, &["hold", &(300 * MIB).to_string()]);
+    let mut c = hip_command_via(&sim, how, &["hold", &(300 * MIB).to_string()]);
     let mut holder = Child::spawn(&mut c, Duration::from_secs(120));
     holder.wait_for_kv("ready", "1", Duration::from_secs(60));
     assert_eq!(holder.kv().i64("hold_rc"), 0);
     let out = run_default(
-        hip_command(&sim, &["fill", &(100 * MIB).to_string()]).stdin(std::process::Stdio::null()),
+        hip_command_via(&sim, how, &["fill", &(100 * MIB).to_string()])
+            .stdin(std::process::Stdio::null()),
     );
     out.assert_success("second process");
     let kv = out.kv();
@@ -347,14 +446,25 @@ print("ok=1")
 /// `dlsym(handle, ...)`: our `dlsym` answers those with the hooks.
 #[test]
 fn hip_python_allocates_until_the_slice_is_full() {
+    hip_python_allocates_until_full(Injection::Preload);
+}
+
+/// hip-python's `dlsym(handle)` lookups under `LD_AUDIT`: answered through `la_symbind64`
+/// (`LA_SYMB_DLSYM`), the program's own `dlsym` untouched.
+#[test]
+fn hip_python_allocates_until_the_slice_is_full_under_ld_audit() {
+    hip_python_allocates_until_full(Injection::Audit);
+}
+
+fn hip_python_allocates_until_full(how: Injection) {
     let Some(py) = testkit::require_venv("hip-python under libvgpu") else {
         return;
     };
     let sim = amd_machine("1g");
     let mut c = in_amdgpu_ns(&sim, &py);
     c.args(["-c", HIP_PYTHON_FILL])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("LD_PRELOAD", libvgpu());
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    how.apply(&mut c, &libvgpu(), sim.dir());
     let mut h = Child::spawn(&mut c, Duration::from_secs(120));
     h.wait_for_kv("ready", "1", Duration::from_secs(90));
     let kv = h.kv();
@@ -375,6 +485,35 @@ fn hip_python_allocates_until_the_slice_is_full() {
     let out = h.finish();
     out.assert_success("hip-python under libvgpu");
     assert_eq!(out.kv().u64("free2"), GIB - CTX, "{}", out.describe());
+}
+
+/// A limit the program sets itself before its first HIP call (not in its initial
+/// environment) applies under both injections: under `LD_AUDIT` our libc's environment is a
+/// copy of the initial one, so libvgpu reads the program's.
+#[test]
+fn a_limit_the_program_sets_before_its_first_hip_call_applies_under_both_injections() {
+    let Some(py) = testkit::require_venv("hip-python setting its own limit") else {
+        return;
+    };
+    const SETS_ITS_LIMIT: &str = r#"
+import os
+os.environ["HIP_DEVICE_MEMORY_LIMIT"] = "1g"
+from hip import hip
+err, free, total = hip.hipMemGetInfo()
+assert err == hip.hipError_t.hipSuccess, err
+print("total=%d" % total)
+"#;
+    for how in Injection::BOTH {
+        let sim = amd_machine("1g");
+        let mut c = sim.command(&py);
+        c.env_remove("HIP_DEVICE_MEMORY_LIMIT")
+            .args(["-c", SETS_ITS_LIMIT])
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        how.apply(&mut c, &libvgpu(), sim.dir());
+        let out = run_default(&mut c);
+        out.assert_success(&format!("hip-python setting its limit under {how:?}"));
+        assert_eq!(out.kv().u64("total"), GIB, "{how:?}\n{}", out.describe());
+    }
 }
 
 /// `readelf --dyn-syms -W`: `name -> version` of every defined versioned export.
@@ -495,10 +634,20 @@ fn hip_get_driver_entry_point_answers_with_the_hook_of_a_hooked_row_only() {
 /// never holds more than the slice, and the slice is used to the chunk.
 #[test]
 fn threads_and_processes_racing_at_the_cap_never_pass_it() {
+    racing_at_the_cap(Injection::Preload);
+}
+
+/// Under `LD_AUDIT`: 8 threads and 16 processes x 2 threads at the cap.
+#[test]
+fn threads_and_processes_racing_at_the_cap_never_pass_it_under_ld_audit() {
+    racing_at_the_cap(Injection::Audit);
+}
+
+fn racing_at_the_cap(how: Injection) {
     let chunk = 16 * MIB;
     let ctx = 16 * MIB;
     let sim = amd_machine_ctx("1g", ctx);
-    let mut c = hip_command(&sim, &["race", "8", &chunk.to_string()]);
+    let mut c = hip_command_via(&sim, how, &["race", "8", &chunk.to_string()]);
     let mut one = Child::spawn(&mut c, Duration::from_secs(120));
     one.wait_for_kv("inited", "1", Duration::from_secs(60));
     one.send_line("go");
@@ -514,7 +663,7 @@ fn threads_and_processes_racing_at_the_cap_never_pass_it() {
 
     let mut procs: Vec<Child> = (0..16)
         .map(|_| {
-            let mut c = hip_command(&sim, &["race", "2", &chunk.to_string()]);
+            let mut c = hip_command_via(&sim, how, &["race", "2", &chunk.to_string()]);
             Child::spawn(&mut c, Duration::from_secs(120))
         })
         .collect();
@@ -543,15 +692,25 @@ fn threads_and_processes_racing_at_the_cap_never_pass_it() {
 /// within a second.
 #[test]
 fn a_killed_hip_process_is_reclaimed_within_one_second() {
+    killed_process_reclaimed(Injection::Preload);
+}
+
+/// Under `LD_AUDIT`: a kill -9 under LD_AUDIT leaves nothing behind.
+#[test]
+fn a_killed_hip_process_is_reclaimed_within_one_second_under_ld_audit() {
+    killed_process_reclaimed(Injection::Audit);
+}
+
+fn killed_process_reclaimed(how: Injection) {
     let ctx = 16 * MIB;
     let sim = amd_machine_ctx("1g", ctx);
     let mut victim = Child::spawn(
-        &mut hip_command(&sim, &["hold", &(600 * MIB).to_string()]),
+        &mut hip_command_via(&sim, how, &["hold", &(600 * MIB).to_string()]),
         Duration::from_secs(90),
     );
     victim.wait_for_kv("ready", "1", Duration::from_secs(30));
     let mut watcher = Child::spawn(
-        &mut hip_command(&sim, &["watch-free", "20", "30"]),
+        &mut hip_command_via(&sim, how, &["watch-free", "20", "30"]),
         Duration::from_secs(60),
     );
     watcher.wait_for(Duration::from_secs(30), |l| {
@@ -659,6 +818,17 @@ fn a_kill_storm_of_hip_processes_leaves_the_slice_whole() {
 /// under the same nodes, and the cap enforced through them.
 #[test]
 fn shipped_loader_caps_hip_through_its_versioned_exports() {
+    shipped_loader_caps_hip(Injection::Preload);
+}
+
+/// The shipped file as an audit library: the loader answers `la_version` by loading the
+/// core, whose callbacks then redirect the bindings.
+#[test]
+fn shipped_loader_caps_hip_under_ld_audit() {
+    shipped_loader_caps_hip(Injection::Audit);
+}
+
+fn shipped_loader_caps_hip(how: Injection) {
     let mut dir = testkit::target_profile_dir();
     dir.pop();
     let lib = dir.join("release-glibc2.17").join("libvgpu.so");
@@ -692,7 +862,7 @@ fn shipped_loader_caps_hip_through_its_versioned_exports() {
     );
     let sim = amd_machine("1g");
     let mut c = in_amdgpu_ns(&sim, hip_cap_client());
-    c.env("LD_PRELOAD", &lib)
+    how.apply(&mut c, &lib, sim.dir())
         .args(["fill", &(100 * MIB).to_string()])
         .stdin(std::process::Stdio::null());
     let out = run_default(&mut c);
@@ -703,6 +873,14 @@ fn shipped_loader_caps_hip_through_its_versioned_exports() {
     assert_eq!(kv.u64("props600_total"), GIB, "{why}");
     assert_eq!(kv.i64("one_more_rc"), 2, "{why}");
     assert_eq!(kv.u64("allocated"), GIB - CTX, "{why}");
+    // The clean exit released the process's region slot (under LD_AUDIT through the
+    // program's libc: the zig-linked core never runs our libc's at-exit list).
+    let region = inspect(&sim);
+    assert_eq!(
+        region.get("processes").map(|p| p.items().len()),
+        Some(0),
+        "no slot left behind at exit\n{region}"
+    );
 }
 
 /// `tests/hip/vector_add.hip` built with Debian's hipcc (`.ci/run` installs it) for gfx90a,
@@ -714,13 +892,24 @@ fn vector_add() -> Option<std::path::PathBuf> {
 
 #[test]
 fn a_hipcc_built_program_runs_under_the_cap_and_is_refused_over_it() {
+    hipcc_program_capped(Injection::Preload);
+}
+
+/// The hipcc-built program under `LD_AUDIT`: `__hipRegisterFatBinary`, `<<<>>>`'s
+/// `hipLaunchKernel` and the allocations, bound through `la_symbind64`.
+#[test]
+fn a_hipcc_built_program_runs_under_the_cap_and_is_refused_over_it_under_ld_audit() {
+    hipcc_program_capped(Injection::Audit);
+}
+
+fn hipcc_program_capped(how: Injection) {
     let Some(exe) = vector_add() else { return };
     // Three 4 MiB buffers after the 300 MiB context: 312 MiB fit in 320, not in 310.
     for (limit, fits) in [("320m", true), ("310m", false)] {
         let mut sim = amd_machine(limit);
         sim.set("VGPU_SIM_MODEL", "mi210");
         let mut c = in_amdgpu_ns(&sim, &exe);
-        c.env("LD_PRELOAD", libvgpu());
+        how.apply(&mut c, &libvgpu(), sim.dir());
         let out = run_default(&mut c);
         let kv = out.kv();
         let why = out.describe();
@@ -772,19 +961,28 @@ print("ok=1")
 /// container show the slice and the container's usage, while a HIP process holds memory.
 #[test]
 fn smi_views_show_the_slice_and_the_containers_usage() {
+    smi_views_show_the_slice(Injection::Preload);
+}
+
+/// Under `LD_AUDIT`: amdsmi and ROCm SMI bound through ctypes (`dlsym(handle)`).
+#[test]
+fn smi_views_show_the_slice_and_the_containers_usage_under_ld_audit() {
+    smi_views_show_the_slice(Injection::Audit);
+}
+
+fn smi_views_show_the_slice(how: Injection) {
     let Some(py) = testkit::require_venv("amdsmi under libvgpu") else {
         return;
     };
     let sim = amd_machine("1g");
     let mut holder = Child::spawn(
-        &mut hip_command(&sim, &["hold", &(100 * MIB).to_string()]),
+        &mut hip_command_via(&sim, how, &["hold", &(100 * MIB).to_string()]),
         Duration::from_secs(90),
     );
     holder.wait_for_kv("ready", "1", Duration::from_secs(30));
     let mut c = in_amdgpu_ns(&sim, &py);
-    c.args(["-c", SMI_VIEW])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("LD_PRELOAD", libvgpu());
+    c.args(["-c", SMI_VIEW]).env("PYTHONDONTWRITEBYTECODE", "1");
+    how.apply(&mut c, &libvgpu(), sim.dir());
     let out = run_default(&mut c);
     out.assert_success("SMI view script");
     let kv = out.kv();
@@ -804,20 +1002,30 @@ fn smi_views_show_the_slice_and_the_containers_usage() {
 
 #[test]
 fn rocm_smi_tool_shows_the_slice_and_the_containers_usage() {
+    rocm_smi_tool_shows_the_slice(Injection::Preload);
+}
+
+/// Under `LD_AUDIT`: Debian's rocm-smi.
+#[test]
+fn rocm_smi_tool_shows_the_slice_and_the_containers_usage_under_ld_audit() {
+    rocm_smi_tool_shows_the_slice(Injection::Audit);
+}
+
+fn rocm_smi_tool_shows_the_slice(how: Injection) {
     let sim = amd_machine("1g");
     let Some(tool) = rocm_smi_tool(&sim) else {
         return;
     };
     let mut holder = Child::spawn(
-        &mut hip_command(&sim, &["hold", &(100 * MIB).to_string()]),
+        &mut hip_command_via(&sim, how, &["hold", &(100 * MIB).to_string()]),
         Duration::from_secs(90),
     );
     holder.wait_for_kv("ready", "1", Duration::from_secs(30));
     let mut c = in_amdgpu_ns(&sim, "python3");
     c.arg(&tool)
         .args(["--showmeminfo", "vram"])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("LD_PRELOAD", libvgpu());
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    how.apply(&mut c, &libvgpu(), sim.dir());
     let out = run_default(&mut c);
     out.assert_success("rocm-smi");
     let text = format!("{}{}", out.stdout, out.stderr);

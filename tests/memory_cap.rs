@@ -9,6 +9,17 @@ use testkit::{require_sim, run_default};
 
 #[test]
 fn cap_is_enforced_to_the_byte_in_every_client_style() {
+    cap_is_enforced_to_the_byte(Injection::Preload);
+}
+
+/// The same matrix with libvgpu as an rtld-audit library (`LD_AUDIT`, HAMi's AMD injection):
+/// PLT bindings, `dlsym(handle)` and `cuGetProcAddress` all reach the hooks.
+#[test]
+fn cap_is_enforced_to_the_byte_in_every_client_style_under_ld_audit() {
+    cap_is_enforced_to_the_byte(Injection::Audit);
+}
+
+fn cap_is_enforced_to_the_byte(how: Injection) {
     for style in [
         Style::Linked,
         Style::Dlopen,
@@ -16,7 +27,7 @@ fn cap_is_enforced_to_the_byte_in_every_client_style() {
         Style::ProcAddr(2),
     ] {
         let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "1g");
-        let (out, kv) = run_scenario(&sim, style, &["cap-fill", &(100 * MIB).to_string()]);
+        let (out, kv) = run_scenario_via(&sim, how, style, &["cap-fill", &(100 * MIB).to_string()]);
         let ctx = 64 * MIB;
         let why = out.describe();
         assert_eq!(
@@ -81,8 +92,18 @@ fn without_the_library_the_same_client_sees_the_whole_card() {
 
 #[test]
 fn every_allocation_path_is_charged_exactly_and_credited_back() {
+    every_allocation_path_charged(Injection::Preload);
+}
+
+/// Under `LD_AUDIT`: every driver allocation path, arrays, VMM, graphs and modules.
+#[test]
+fn every_allocation_path_is_charged_exactly_and_credited_back_under_ld_audit() {
+    every_allocation_path_charged(Injection::Audit);
+}
+
+fn every_allocation_path_charged(how: Injection) {
     let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "4g");
-    let (out, kv) = run_scenario(&sim, Style::Dlopen, &["cap-paths"]);
+    let (out, kv) = run_scenario_via(&sim, how, Style::Dlopen, &["cap-paths"]);
     let why = out.describe();
     let expect = [
         ("alloc", 10 * MIB),
@@ -138,9 +159,24 @@ fn unknown_and_double_frees_go_to_the_driver_untouched() {
 
 #[test]
 fn eight_threads_racing_never_pass_the_cap() {
+    eight_threads_racing(Injection::Preload);
+}
+
+/// Under `LD_AUDIT`: 8 threads at the cap.
+#[test]
+fn eight_threads_racing_never_pass_the_cap_under_ld_audit() {
+    eight_threads_racing(Injection::Audit);
+}
+
+fn eight_threads_racing(how: Injection) {
     let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "1g");
     let chunk = 7 * MIB;
-    let (out, kv) = run_scenario(&sim, Style::Linked, &["cap-race", "8", &chunk.to_string()]);
+    let (out, kv) = run_scenario_via(
+        &sim,
+        how,
+        Style::Linked,
+        &["cap-race", "8", &chunk.to_string()],
+    );
     let why = out.describe();
     let (total, before, raced) = (kv.u64("total"), kv.u64("used_before"), kv.u64("raced"));
     assert_eq!(total, GIB, "{why}");
@@ -155,18 +191,69 @@ fn eight_threads_racing_never_pass_the_cap() {
 
 #[test]
 fn fork_while_threads_allocate_neither_hangs_nor_skews_accounting() {
+    fork_while_threads_allocate(Injection::Preload);
+}
+
+/// Under `LD_AUDIT` the fork handlers must be the program's libc's (the audit namespace's
+/// own libc never sees the program's `fork`).
+#[test]
+fn fork_while_threads_allocate_neither_hangs_nor_skews_accounting_under_ld_audit() {
+    fork_while_threads_allocate(Injection::Audit);
+}
+
+/// A forked child that leaves through `exit()` runs its at-exit handlers; the parent's slot
+/// and usage must survive it (the child was given a slot of its own by the fork handler).
+#[test]
+fn a_forked_child_exiting_leaves_the_parents_usage_counted() {
+    fork_exit_keeps_parent_usage(Injection::Preload);
+}
+
+#[test]
+fn a_forked_child_exiting_leaves_the_parents_usage_counted_under_ld_audit() {
+    fork_exit_keeps_parent_usage(Injection::Audit);
+}
+
+fn fork_exit_keeps_parent_usage(how: Injection) {
     let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "1g");
-    let (out, kv) = run_scenario(&sim, Style::Linked, &["cap-fork", "40"]);
+    let (out, kv) = run_scenario_via(
+        &sim,
+        how,
+        Style::Linked,
+        &["cap-fork-exit", &(200 * MIB).to_string()],
+    );
+    let why = out.describe();
+    assert_eq!(kv.i64("child_ok"), 1, "{why}");
+    assert_eq!(
+        kv.u64("used_before"),
+        64 * MIB + 200 * MIB,
+        "context + buffer\n{why}"
+    );
+    assert_eq!(kv.u64("used_after"), kv.u64("used_before"), "{why}");
+}
+
+fn fork_while_threads_allocate(how: Injection) {
+    let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "1g");
+    let (out, kv) = run_scenario_via(&sim, how, Style::Linked, &["cap-fork", "40"]);
     assert_eq!(kv.i64("forks_ok"), 40, "{}", out.describe());
     assert_eq!(kv.i64("used_delta"), 0, "{}", out.describe());
 }
 
 #[test]
 fn lookups_reach_exactly_the_hooked_variants() {
+    lookups_reach_exactly_the_hooked_variants_via(Injection::Preload, "libvgpu.so");
+}
+
+/// Under `LD_AUDIT` (the library mounted as `libamvgpu.so`): `dlsym(handle)` and
+/// `cuGetProcAddress` reach exactly the same variants, `RTLD_NEXT`/`RTLD_DEFAULT` stay libc's.
+#[test]
+fn lookups_reach_exactly_the_hooked_variants_under_ld_audit() {
+    lookups_reach_exactly_the_hooked_variants_via(Injection::Audit, "libamvgpu.so");
+}
+
+fn lookups_reach_exactly_the_hooked_variants_via(how: Injection, ours: &str) {
     let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "1g");
-    let (out, kv) = run_scenario(&sim, Style::Linked, &["cap-lookups"]);
+    let (out, kv) = run_scenario_via(&sim, how, Style::Linked, &["cap-lookups"]);
     let why = out.describe();
-    let ours = "libvgpu.so";
     assert_eq!(kv.str("dlsym_handle.cuMemAlloc_v2"), ours, "{why}");
     assert_eq!(kv.str("dlsym_handle.cuLaunchKernel"), ours, "{why}");
     assert_eq!(
@@ -229,6 +316,8 @@ fn lookups_reach_exactly_the_hooked_variants() {
         ),
     ];
     for (k, v) in expect {
+        // The table names the plain build; `ours` is the file injected.
+        let v = v.replacen("libvgpu.so:", &format!("{ours}:"), 1);
         assert_eq!(kv.str(k), v, "{k}\n{why}");
     }
 
@@ -350,7 +439,7 @@ fn visible_devices_select_the_limit_of_the_device_they_name() {
 /// cuda-bindings resolves every entry point with `cuGetProcAddress_v2` (flags 0 at the
 /// version each function was introduced, or flag 2 for stream APIs when per-thread default
 /// streams are asked for).
-fn caching_allocator_pattern(per_thread_default_stream: bool) {
+fn caching_allocator_pattern(how: Injection, per_thread_default_stream: bool) {
     let Some(python) = testkit::require_venv("caching_allocator_pattern_through_cuda_bindings")
     else {
         return;
@@ -359,7 +448,9 @@ fn caching_allocator_pattern(per_thread_default_stream: bool) {
     let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "3000m");
     let script = testkit::workspace_root().join("tests/python/caching_allocator.py");
     let mut c = sim.command(python);
-    c.env("LD_PRELOAD", libvgpu()).arg(script).arg("256");
+    how.apply(&mut c, &libvgpu(), sim.dir())
+        .arg(script)
+        .arg("256");
     if per_thread_default_stream {
         c.env("CUDA_PYTHON_CUDA_PER_THREAD_DEFAULT_STREAM", "1");
     }
@@ -395,16 +486,32 @@ fn caching_allocator_pattern(per_thread_default_stream: bool) {
 
 #[test]
 fn caching_allocator_pattern_through_cuda_bindings_is_capped_exactly() {
-    caching_allocator_pattern(false);
+    caching_allocator_pattern(Injection::Preload, false);
+}
+
+/// NVIDIA's cuda-bindings (every entry point through `cuGetProcAddress_v2`) under `LD_AUDIT`.
+#[test]
+fn caching_allocator_pattern_through_cuda_bindings_is_capped_exactly_under_ld_audit() {
+    caching_allocator_pattern(Injection::Audit, false);
 }
 
 #[test]
 fn caching_allocator_pattern_with_per_thread_default_streams_is_capped_exactly() {
-    caching_allocator_pattern(true);
+    caching_allocator_pattern(Injection::Preload, true);
 }
 
 #[test]
 fn nvml_first_then_cuda_in_one_process_is_capped() {
+    nvml_first_then_cuda(Injection::Preload);
+}
+
+/// Under `LD_AUDIT`: pynvml then cuda-bindings in one process.
+#[test]
+fn nvml_first_then_cuda_in_one_process_is_capped_under_ld_audit() {
+    nvml_first_then_cuda(Injection::Audit);
+}
+
+fn nvml_first_then_cuda(how: Injection) {
     // The order of `import pynvml; ...; import torch`: libvgpu initialises on the NVML call,
     // before the application loads the CUDA driver; CUDA must still be intercepted after.
     let Some(python) = testkit::require_venv("nvml_first_then_cuda") else {
@@ -427,7 +534,8 @@ err, p = cu.cuMemAlloc(2 << 30)
 print(f"over_rc={int(err)}")
 "#;
     let mut c = sim.command(python);
-    c.env("LD_PRELOAD", libvgpu()).args(["-c", script]);
+    how.apply(&mut c, &libvgpu(), sim.dir())
+        .args(["-c", script]);
     let out = run_default(&mut c);
     out.assert_success("pynvml then cuda-bindings");
     let kv = out.kv();

@@ -30,10 +30,19 @@ fn nvidia_smi(sim: &SimEnv, tools: &NvidiaTools, container: bool, args: &[&str])
     out
 }
 
+thread_local! {
+    /// How `in_slice` injects the library (the test sets it; one test per thread).
+    static HOW: std::cell::Cell<Injection> = const { std::cell::Cell::new(Injection::Preload) };
+}
+
 /// The environment HAMi's device plugin gives a container with a 3000 MiB slice, library
-/// preloaded (the region file comes from `machine()`).
+/// injected (`HOW`: preloaded unless the test says otherwise; the region file comes from
+/// `machine()`).
 fn in_slice(c: &mut Command) -> &mut Command {
-    c.env("LD_PRELOAD", libvgpu())
+    let dir = testkit::target_profile_dir().join("vgpu-audit-lib");
+    std::fs::create_dir_all(&dir).expect("audit lib dir");
+    HOW.get()
+        .apply(c, &libvgpu(), &dir)
         .env("CUDA_DEVICE_MEMORY_LIMIT", format!("{SLICE_MIB}m"))
 }
 
@@ -303,6 +312,17 @@ fn region_used(sim: &SimEnv) -> u64 {
 
 #[test]
 fn nvidia_smi_under_libvgpu_shows_the_slice_and_the_containers_processes() {
+    nvidia_smi_shows_the_slice(Injection::Preload);
+}
+
+/// NVIDIA's nvidia-smi and pynvml with libvgpu as an `LD_AUDIT` library: the same views.
+#[test]
+fn nvidia_smi_under_libvgpu_shows_the_slice_and_the_containers_processes_under_ld_audit() {
+    nvidia_smi_shows_the_slice(Injection::Audit);
+}
+
+fn nvidia_smi_shows_the_slice(how: Injection) {
+    HOW.set(how);
     let Some(tools) = testkit::require_nvidia_tools("nvidia_smi_under_libvgpu") else {
         return;
     };

@@ -117,12 +117,16 @@ fn is_hip_export(name: &str) -> bool {
     })
 }
 
+/// The rtld-audit callbacks (LD_AUDIT mode, src/interpose/audit.rs).
+const AUDIT_CALLBACKS: [&str; 3] = ["la_version", "la_objopen", "la_symbind64"];
+
 fn assert_exports_clean(lib: &Path) {
     let exports = dynamic_exports(lib);
     let leaked: Vec<String> = exports
         .iter()
         .filter(|(_, name)| {
             !(name == "dlsym"
+                || AUDIT_CALLBACKS.contains(&name.as_str())
                 || name.starts_with("cu")
                 || name.starts_with("nvml")
                 || name.starts_with("amdsmi_")
@@ -133,7 +137,7 @@ fn assert_exports_clean(lib: &Path) {
         .collect();
     assert!(
         leaked.is_empty(),
-        "{} exports symbols other than dlsym/cu*/nvml*/hip*@@node: {leaked:?}",
+        "{} exports symbols other than dlsym/la_*/cu*/nvml*/hip*@@node: {leaked:?}",
         lib.display()
     );
     assert!(
@@ -144,6 +148,15 @@ fn assert_exports_clean(lib: &Path) {
         lib.display(),
         exports.len()
     );
+    for callback in AUDIT_CALLBACKS {
+        assert!(
+            exports
+                .iter()
+                .any(|(ty, name)| name == callback && ty == "T"),
+            "{} does not export the audit callback {callback}",
+            lib.display()
+        );
+    }
     eprintln!(
         "{}: {} exports, all dlsym/cu*/nvml*/hip*@@node",
         lib.display(),

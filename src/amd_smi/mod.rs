@@ -72,9 +72,7 @@ macro_rules! define_smi_surface {
 fn resolve(real: &[AtomicUsize], symbols: &[&str], sonames: &[&CStr]) -> bool {
     let Some(h) = sonames
         .iter()
-        // SAFETY: dlopen with valid names; RTLD_NOLOAD only looks.
-        .map(|n| unsafe { libc::dlopen(n.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) })
-        .find(|h| !h.is_null())
+        .find_map(|n| crate::interpose::loaded_library(n))
         .or_else(|| {
             sonames
                 .iter()
@@ -83,23 +81,8 @@ fn resolve(real: &[AtomicUsize], symbols: &[&str], sonames: &[&CStr]) -> bool {
     else {
         return false;
     };
-    let mut name = [0u8; 96];
-    for (slot, symbol) in real.iter().zip(symbols) {
-        let bytes = symbol.as_bytes();
-        if bytes.len() >= name.len() {
-            continue;
-        }
-        name[..bytes.len()].copy_from_slice(bytes);
-        name[bytes.len()] = 0;
-        let Ok(cname) = CStr::from_bytes_with_nul(&name[..=bytes.len()]) else {
-            continue;
-        };
-        // SAFETY: a valid handle from dlopen and a NUL-terminated name.
-        let p = unsafe { crate::interpose::real_dlsym(h, cname) };
-        if !p.is_null() {
-            slot.store(p as usize, Ordering::Release);
-        }
-    }
+    // SAFETY: `h` came from dlopen above.
+    unsafe { crate::interpose::fill_real_slots(h, real, symbols.iter().copied(), |_, _| true) };
     true
 }
 

@@ -6,6 +6,7 @@
 pub mod charge;
 pub mod gate;
 pub mod hostpid;
+pub mod namespace;
 pub mod probe;
 pub mod runtime;
 pub mod shared_region;

@@ -87,6 +87,8 @@ pub fn get() -> Option<&'static Runtime> {
 impl Runtime {
     fn init() -> Runtime {
         let started = std::time::Instant::now();
+        // LD_AUDIT mode: read the program's environment, not our libc's copy of the initial one.
+        crate::core::namespace::adopt_program_environ();
         let config = Config::from_env();
         crate::log::set_level(config.log_level);
         for issue in &config.issues {
@@ -213,9 +215,17 @@ unsafe impl Send for ForkGuard {}
 
 fn register_fork_handlers() {
     if FORK_HANDLERS.swap(1, Ordering::AcqRel) == 0 {
-        // SAFETY: registering plain extern "C" handlers.
-        unsafe {
-            libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+        let (prepare, parent, child): (
+            crate::core::namespace::ForkHandler,
+            crate::core::namespace::ForkHandler,
+            crate::core::namespace::ForkHandler,
+        ) = (Some(fork_prepare), Some(fork_parent), Some(fork_child));
+        // LD_AUDIT mode: our libc's list is not the one the program's fork runs.
+        if !crate::core::namespace::register_atfork(prepare, parent, child) {
+            // SAFETY: registering plain extern "C" handlers.
+            unsafe {
+                libc::pthread_atfork(prepare, parent, child);
+            }
         }
     }
 }

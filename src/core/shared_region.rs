@@ -770,6 +770,11 @@ extern "C" fn release_at_exit() {
     // Before the release takes the lock: a reap in progress finishes first (the release
     // waits for it), and one that takes the lock after the release lets it go at once.
     EXITING.store(true, Ordering::SeqCst);
+    // A fork child that never claimed a slot of its own still names its parent's: the
+    // parent's, not ours to release (its usage would vanish from the region).
+    if CHILD_NEEDS_SLOT.load(Ordering::Acquire) {
+        return;
+    }
     if let Some(r) = REGION.get() {
         r.release_own_slot();
     }
@@ -778,10 +783,21 @@ extern "C" fn release_at_exit() {
 /// Registers the clean-exit release of this process's slot.
 pub fn release_slot_at_exit() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    // SAFETY: registering a plain extern "C" function.
-    ONCE.call_once(|| unsafe {
-        libc::atexit(release_at_exit);
+    ONCE.call_once(|| {
+        // LD_AUDIT mode: our libc's at-exit list is not the one the program's exit runs.
+        if crate::core::namespace::register_at_exit(release_at_exit_with_arg) {
+            return;
+        }
+        // SAFETY: registering a plain extern "C" function.
+        unsafe {
+            libc::atexit(release_at_exit);
+        }
     });
+}
+
+/// `release_at_exit` with `__cxa_atexit`'s argument (unused).
+extern "C" fn release_at_exit_with_arg(_: *mut std::ffi::c_void) {
+    release_at_exit();
 }
 
 /// The ledger's capacity pool over the region: container-wide, lock-free reservations.

@@ -15,7 +15,7 @@
 pub mod hooks;
 pub mod placement;
 
-use std::ffi::{c_void, CStr};
+use std::ffi::c_void;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
@@ -94,11 +94,7 @@ pub fn ensure_resolved() -> bool {
         // nothing.
         let other_vendor = crate::core::vendor::outranked(&crate::nvml::VENDOR);
         let driver = if other_vendor {
-            // SAFETY: dlopen with a valid name; RTLD_NOLOAD only looks.
-            let h = unsafe {
-                libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD)
-            };
-            (!h.is_null()).then_some(h)
+            crate::interpose::loaded_library(c"libcuda.so.1")
         } else {
             crate::interpose::open_library(c"libcuda.so.1")
         };
@@ -126,23 +122,9 @@ pub fn ensure_resolved() -> bool {
 /// # Safety
 /// `handle` must come from `dlopen`.
 unsafe fn resolve_real(handle: *mut c_void) {
-    let mut name = [0u8; 96];
-    for (slot, entry) in REAL.iter().zip(DRIVER_PROCS) {
-        let bytes = entry.symbol.as_bytes();
-        if bytes.len() >= name.len() {
-            continue;
-        }
-        name[..bytes.len()].copy_from_slice(bytes);
-        name[bytes.len()] = 0;
-        let Ok(cname) = CStr::from_bytes_with_nul(&name[..=bytes.len()]) else {
-            continue;
-        };
-        // SAFETY: a valid handle from dlopen and a NUL-terminated name.
-        let p = unsafe { crate::interpose::real_dlsym(handle, cname) };
-        if !p.is_null() {
-            slot.store(p as usize, Ordering::Release);
-        }
-    }
+    let symbols = DRIVER_PROCS.iter().map(|entry| entry.symbol);
+    // SAFETY: our caller's handle from dlopen.
+    unsafe { crate::interpose::fill_real_slots(handle, &REAL, symbols, |_, _| true) };
 }
 
 /// What `cuGetProcAddress` should hand the application instead of `real_fn`, the real

@@ -220,9 +220,7 @@ pub fn ensure_resolved() -> bool {
     *RESOLVED.get_or_init(|| {
         let handle = SONAMES
             .iter()
-            // SAFETY: dlopen with valid names; RTLD_NOLOAD only looks.
-            .map(|n| unsafe { libc::dlopen(n.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD) })
-            .find(|h| !h.is_null())
+            .find_map(|n| crate::interpose::loaded_library(n))
             .or_else(|| {
                 SONAMES
                     .iter()
@@ -256,23 +254,14 @@ pub fn in_use() -> bool {
 /// # Safety
 /// `handle` must come from `dlopen`.
 unsafe fn resolve_real(handle: *mut c_void) {
-    let mut name = [0u8; 96];
-    for (slot, (symbol, _)) in REAL.iter().zip(hip_headers::PROCS) {
-        let bytes = symbol.as_bytes();
-        if bytes.len() >= name.len() {
-            continue;
-        }
-        name[..bytes.len()].copy_from_slice(bytes);
-        name[bytes.len()] = 0;
-        let Ok(cname) = CStr::from_bytes_with_nul(&name[..=bytes.len()]) else {
-            continue;
-        };
-        // SAFETY: a valid handle from dlopen and a NUL-terminated name.
-        let p = unsafe { crate::interpose::real_dlsym(handle, cname) };
-        if !p.is_null() && !std::ptr::eq(p as *const c_void, hook_at(slot)) {
-            slot.store(p as usize, Ordering::Release);
-        }
-    }
+    let symbols = hip_headers::PROCS.iter().map(|(symbol, _)| *symbol);
+    // SAFETY: our caller's handle from dlopen. Our own export is never taken for the real
+    // function (a handle whose lookup reaches libvgpu first).
+    unsafe {
+        crate::interpose::fill_real_slots(handle, &REAL, symbols, |slot, p| {
+            !std::ptr::eq(p as *const c_void, hook_at(slot))
+        })
+    };
 }
 
 fn hook_at(slot: &AtomicUsize) -> *const c_void {

@@ -18,6 +18,7 @@
 //! and either returns the hook or *jumps* to the real `dlsym` with the caller's frame
 //! untouched.
 
+pub mod audit;
 pub mod guard;
 pub mod surface;
 
@@ -65,7 +66,41 @@ pub unsafe fn real_dlsym(handle: *mut c_void, name: &CStr) -> *mut c_void {
     let f: DlsymFn = unsafe { std::mem::transmute::<usize, DlsymFn>(f) };
     // SAFETY: `f` is glibc's dlsym; our caller guarantees `handle` is a (pseudo-)handle, and `name`
     // is a `&CStr`, so NUL-terminated.
-    unsafe { f(handle, name.as_ptr()) }
+    let found = unsafe { f(handle, name.as_ptr()) };
+    // LD_AUDIT mode: a real library's export may point at our hook (audit::patch_exports).
+    audit::unpatched(found, handle)
+}
+
+/// Looks each of `symbols` up on `handle` with the real `dlsym` and stores what is found,
+/// when `accept(slot, address)` agrees, in the matching slot of `slots` (a backend's
+/// `REAL` table). A name too long for the stack buffer is skipped; nothing allocates (it
+/// runs inside an application's first call).
+///
+/// # Safety
+/// `handle` must come from `dlopen`.
+pub unsafe fn fill_real_slots<'a>(
+    handle: *mut c_void,
+    slots: &[AtomicUsize],
+    symbols: impl IntoIterator<Item = &'a str>,
+    accept: impl Fn(&AtomicUsize, *mut c_void) -> bool,
+) {
+    let mut name = [0u8; 96];
+    for (slot, symbol) in slots.iter().zip(symbols) {
+        let bytes = symbol.as_bytes();
+        if bytes.len() >= name.len() {
+            continue;
+        }
+        name[..bytes.len()].copy_from_slice(bytes);
+        name[bytes.len()] = 0;
+        let Ok(cname) = CStr::from_bytes_with_nul(&name[..=bytes.len()]) else {
+            continue;
+        };
+        // SAFETY: our caller's handle from dlopen and a NUL-terminated name.
+        let p = unsafe { real_dlsym(handle, cname) };
+        if !p.is_null() && accept(slot, p) {
+            slot.store(p as usize, Ordering::Release);
+        }
+    }
 }
 
 /// A family of preloadable libraries (libcuda, libnvidia-ml, libamdhip64, the SMI
@@ -188,15 +223,17 @@ macro_rules! export_dlsym {
 }
 
 /// Opens a library that may already be loaded: the already-loaded one wins (also when the
-/// application loaded it `RTLD_LOCAL` from a custom path), else a normal search.
+/// application loaded it `RTLD_LOCAL` from a custom path), else a normal search. Always in
+/// the program's namespace (in LD_AUDIT mode too: `audit::dlopen_app`).
 pub fn open_library(soname: &CStr) -> Option<*mut c_void> {
-    // SAFETY: dlopen with a valid name.
-    unsafe {
-        let h = libc::dlopen(soname.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
-        if !h.is_null() {
-            return Some(h);
-        }
-        let h = libc::dlopen(soname.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+    loaded_library(soname).or_else(|| {
+        let h = audit::dlopen_app(soname, libc::RTLD_NOW | libc::RTLD_LOCAL);
         (!h.is_null()).then_some(h)
-    }
+    })
+}
+
+/// The program's copy of a library if it is loaded (`RTLD_NOLOAD`: only looks).
+pub fn loaded_library(soname: &CStr) -> Option<*mut c_void> {
+    let h = audit::dlopen_app(soname, libc::RTLD_NOW | libc::RTLD_NOLOAD);
+    (!h.is_null()).then_some(h)
 }

@@ -309,6 +309,23 @@ static int cap_fork(int forks) {
     return 0;
 }
 
+/* Holds `bytes`, then forks a child that leaves through exit() (its at-exit handlers run):
+ * the parent's usage must still be counted after (the child is a process of its own). */
+static int cap_fork_exit(size_t bytes) {
+    setup_ctx(0);
+    CUdeviceptr p = 0;
+    CK(API(cuMemAlloc_v2)(&p, bytes));
+    kvu("used_before", used_now(NULL));
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) exit(0);
+    int st = 0;
+    kvi("child_ok", pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    kvu("used_after", used_now(NULL));
+    CK(API(cuMemFree_v2)(p));
+    return 0;
+}
+
 static const char *lib_of(void *p) {
     Dl_info info;
     if (!p || !dladdr(p, &info) || !info.dli_fname) return "-";
@@ -626,6 +643,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(sc, "cap-unknown-free")) rc = cap_unknown_free();
     else if (!strcmp(sc, "cap-race") && argc >= 4) rc = cap_race(atoi(argv[2]), parse_u64(argv[3]));
     else if (!strcmp(sc, "cap-fork") && argc >= 3) rc = cap_fork(atoi(argv[2]));
+    else if (!strcmp(sc, "cap-fork-exit") && argc >= 3) rc = cap_fork_exit(parse_u64(argv[2]));
     else if (!strcmp(sc, "cap-grab") && argc >= 3) rc = cap_grab(parse_u64(argv[2]));
     else if (!strcmp(sc, "cap-churn") && argc >= 3) rc = cap_churn(atof(argv[2]));
     else if (!strcmp(sc, "cap-churn-full") && argc >= 5)

@@ -81,10 +81,47 @@ pub fn region_path(sim: &SimEnv) -> PathBuf {
     sim.dir().join("cudevshr.cache")
 }
 
+/// How a client gets libvgpu: `LD_PRELOAD`, or `LD_AUDIT` the way HAMi's AMD device plugin
+/// injects its library (`LD_AUDIT=/usr/local/vgpu/libamvgpu.so`: the file under another
+/// name, so nothing may key on ours). The same tests run under both (`BOTH`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Injection {
+    Preload,
+    Audit,
+}
+
+impl Injection {
+    pub const BOTH: [Injection; 2] = [Injection::Preload, Injection::Audit];
+
+    /// Injects `lib` into `c`. `Audit` copies it into `dir` as `libamvgpu.so` first: under
+    /// a temporary name, renamed into place, so a process of the same test that already
+    /// maps the file keeps its copy intact (rewriting a mapped library in place can kill it).
+    pub fn apply<'c>(self, c: &'c mut Command, lib: &Path, dir: &Path) -> &'c mut Command {
+        match self {
+            Injection::Preload => c.env("LD_PRELOAD", lib),
+            Injection::Audit => {
+                let mounted = dir.join("libamvgpu.so");
+                let tmp = dir.join(format!("libamvgpu.so.tmp.{}", std::process::id()));
+                std::fs::copy(lib, &tmp)
+                    .and_then(|_| std::fs::rename(&tmp, &mounted))
+                    .unwrap_or_else(|e| {
+                        panic!("copy {} to {}: {e}", lib.display(), mounted.display())
+                    });
+                c.env("LD_AUDIT", mounted)
+            }
+        }
+    }
+}
+
 pub fn command(sim: &SimEnv, style: Style, preload: bool) -> Command {
+    command_via(sim, style, preload.then_some(Injection::Preload))
+}
+
+/// `command`, libvgpu injected by `how` (none: the bare client).
+pub fn command_via(sim: &SimEnv, style: Style, how: Option<Injection>) -> Command {
     let mut c = sim.command(client(style));
-    if preload {
-        c.env("LD_PRELOAD", libvgpu());
+    if let Some(how) = how {
+        how.apply(&mut c, &libvgpu(), sim.dir());
     }
     if let Style::ProcAddr(flags) = style {
         c.env("VGPU_TEST_PROCADDR_FLAGS", flags.to_string());
@@ -93,8 +130,12 @@ pub fn command(sim: &SimEnv, style: Style, preload: bool) -> Command {
 }
 
 pub fn run_scenario(sim: &SimEnv, style: Style, args: &[&str]) -> (Output, Kv) {
-    let out = run_default(command(sim, style, true).args(args));
-    out.assert_success(&format!("{style:?} {args:?}"));
+    run_scenario_via(sim, Injection::Preload, style, args)
+}
+
+pub fn run_scenario_via(sim: &SimEnv, how: Injection, style: Style, args: &[&str]) -> (Output, Kv) {
+    let out = run_default(command_via(sim, style, Some(how)).args(args));
+    out.assert_success(&format!("{how:?} {style:?} {args:?}"));
     let kv = out.kv();
     (out, kv)
 }

@@ -59,7 +59,20 @@ pub struct Spec {
     pub uuids: Vec<String>,
     /// Whether `--device` chose them (then `CUDA_VISIBLE_DEVICES` says so too).
     pub restrict_devices: bool,
+    /// How the library is injected into the container's processes.
+    pub inject: Inject,
     pub command: Vec<OsString>,
+}
+
+/// How a container's processes get the library.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Inject {
+    /// `/etc/ld.so.preload` names it (HAMi's device plugin's layout).
+    #[default]
+    Preload,
+    /// `LD_AUDIT` names it (HAMi's amd-device-plugin: `/usr/local/vgpu/libamvgpu.so`), and
+    /// `/etc/ld.so.preload` is empty.
+    Audit,
 }
 
 /// A random (version 4) UUID, as HAMi names a container's region.
@@ -99,6 +112,7 @@ pub fn environment(spec: &Spec, region: &str) -> Vec<(OsString, OsString)> {
     let ours = |k: &OsStr| {
         let k = k.to_string_lossy();
         k == "LD_PRELOAD"
+            || k == "LD_AUDIT"
             || k == "NVIDIA_VISIBLE_DEVICES"
             || k == "CUDA_VISIBLE_DEVICES"
             || k == "ROCR_VISIBLE_DEVICES"
@@ -142,6 +156,13 @@ pub fn environment(spec: &Spec, region: &str) -> Vec<(OsString, OsString)> {
                 set("HIP_DEVICE_SM_LIMIT", c.to_string().into());
             }
         }
+    }
+    if spec.inject == Inject::Audit {
+        let name = match spec.vendor {
+            Vendor::Nvidia => "libvgpu.so",
+            Vendor::Amd => AMD_LIBRARY_NAME,
+        };
+        set("LD_AUDIT", format!("{VGPU_DIR}/{name}").into());
     }
     set("CUDA_DEVICE_MEMORY_SHARED_CACHE", region.into());
     if let Some(sim) = &spec.sim_dir {
@@ -472,11 +493,12 @@ pub fn run(spec: &Spec, run_dir: &Path) -> Result<u8, String> {
     if spec.sim_dir.is_some() {
         mk(&container.join("host-proc"), 0o555)?;
     }
-    std::fs::write(
-        run_dir.join("ld.so.preload"),
-        format!("{VGPU_DIR}/libvgpu.so\n"),
-    )
-    .map_err(|e| format!("write {}: {e}", run_dir.join("ld.so.preload").display()))?;
+    let preloaded = match spec.inject {
+        Inject::Preload => format!("{VGPU_DIR}/libvgpu.so\n"),
+        Inject::Audit => String::new(),
+    };
+    std::fs::write(run_dir.join("ld.so.preload"), preloaded)
+        .map_err(|e| format!("write {}: {e}", run_dir.join("ld.so.preload").display()))?;
     ensure_lock_dir(Path::new("/tmp/vgpulock"));
     let uuid = random_uuid();
     let region = format!("{VGPU_DIR}/{uuid}.cache");
@@ -550,24 +572,47 @@ mod tests {
         assert!("89ab".contains(&a[19..20]), "{a}");
     }
 
-    #[test]
-    fn environment_is_the_plugins() {
-        let spec = Spec {
+    /// A `vgpuctl run --container` of `sh` with these options, injected by preload.
+    fn plugin_spec(
+        vendor: Vendor,
+        gpumem: &str,
+        gpucores: u32,
+        uuids: &[&str],
+        restrict_devices: bool,
+    ) -> Spec {
+        Spec {
             lib: "/x/libvgpu.so".into(),
-            vendor: Vendor::Nvidia,
+            vendor,
             sim_dir: None,
-            gpumem: Some("2000m".into()),
-            gpucores: Some(30),
-            uuids: vec!["GPU-a".into(), "GPU-b".into()],
-            restrict_devices: false,
+            gpumem: Some(gpumem.into()),
+            gpucores: Some(gpucores),
+            uuids: uuids.iter().map(|u| u.to_string()).collect(),
+            restrict_devices,
+            inject: Inject::Preload,
             command: vec!["sh".into()],
-        };
-        let env = environment(&spec, "/usr/local/vgpu/u.cache");
-        let get = |k: &str| {
+        }
+    }
+
+    /// The environment `spec`'s container gets (region at `/usr/local/vgpu/u.cache`), as a
+    /// lookup by variable name.
+    fn env_of(spec: &Spec) -> impl Fn(&str) -> Option<String> {
+        let env = environment(spec, "/usr/local/vgpu/u.cache");
+        move |k: &str| {
             env.iter()
                 .find(|(e, _)| e == k)
                 .map(|(_, v)| v.to_string_lossy().into_owned())
-        };
+        }
+    }
+
+    #[test]
+    fn environment_is_the_plugins() {
+        let get = env_of(&plugin_spec(
+            Vendor::Nvidia,
+            "2000m",
+            30,
+            &["GPU-a", "GPU-b"],
+            false,
+        ));
         assert_eq!(
             get("NVIDIA_VISIBLE_DEVICES").as_deref(),
             Some("GPU-a,GPU-b")
@@ -604,22 +649,8 @@ mod tests {
 
     #[test]
     fn amd_environment_is_the_amd_device_plugins() {
-        let spec = Spec {
-            lib: "/x/libvgpu.so".into(),
-            vendor: Vendor::Amd,
-            sim_dir: None,
-            gpumem: Some("2g".into()),
-            gpucores: Some(40),
-            uuids: vec!["GPU-aaaa".into(), "GPU-bbbb".into()],
-            restrict_devices: true,
-            command: vec!["sh".into()],
-        };
-        let env = environment(&spec, "/usr/local/vgpu/u.cache");
-        let get = |k: &str| {
-            env.iter()
-                .find(|(e, _)| e == k)
-                .map(|(_, v)| v.to_string_lossy().into_owned())
-        };
+        let spec = plugin_spec(Vendor::Amd, "2g", 40, &["GPU-aaaa", "GPU-bbbb"], true);
+        let get = env_of(&spec);
         assert_eq!(
             get("ROCR_VISIBLE_DEVICES").as_deref(),
             Some("GPU-aaaa,GPU-bbbb")
@@ -636,9 +667,20 @@ mod tests {
             "CUDA_DEVICE_MEMORY_LIMIT_0",
             "CUDA_DEVICE_SM_LIMIT",
             "LD_PRELOAD",
+            "LD_AUDIT",
         ] {
             assert_eq!(get(k), None, "{k}");
         }
+        // HAMi's amd-device-plugin's own injection: LD_AUDIT naming the library it mounts.
+        let audited = env_of(&Spec {
+            inject: Inject::Audit,
+            ..spec
+        });
+        assert_eq!(
+            audited("LD_AUDIT").as_deref(),
+            Some("/usr/local/vgpu/libamvgpu.so")
+        );
+        assert_eq!(audited("LD_PRELOAD"), None);
         assert_eq!(plugin_mib("3000m"), "3000m");
         assert_eq!(plugin_mib("1073741824"), "1024m");
         assert_eq!(plugin_mib("1000"), "1000");

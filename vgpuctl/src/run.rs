@@ -20,8 +20,8 @@ use crate::config;
 
 pub const RUN_USAGE: &str = "\
 usage: vgpuctl run [--container] [--gpumem SIZE] [--gpucores PCT] [--device LIST]
-                   [--vendor nvidia|amd] [--shared-cache PATH] [--sim | --no-sim]
-                   [--] CMD [ARGS...]
+                   [--vendor nvidia|amd] [--inject preload|audit] [--shared-cache PATH]
+                   [--sim | --no-sim] [--] CMD [ARGS...]
 
 Run CMD with libvgpu enforcing a GPU slice. CMD and its children are one container: they
 share the slice through a region of their own (removed at the end).
@@ -41,6 +41,10 @@ share the slice through a region of their own (removed at the end).
                     simulated AMD GPU --container also provides the amdgpu driver's
                     /sys/module/amdgpu/initstate, which ROCm SMI needs). Default: nvidia,
                     or amd on a machine with an AMD driver and no NVIDIA one
+  --inject HOW      preload (default: LD_PRELOAD; with --container /etc/ld.so.preload) or
+                    audit (LD_AUDIT, as HAMi's amd-device-plugin injects its library: with
+                    --container LD_AUDIT=/usr/local/vgpu/libamvgpu.so for amd, .../libvgpu.so
+                    for nvidia, and an empty /etc/ld.so.preload)
   --sim / --no-sim  force / forbid the simulated GPU (default: simulated when the vendor's
                     driver is not installed)
   -h, --help        this text
@@ -85,6 +89,8 @@ pub struct RunOptions {
     pub sim: Option<bool>,
     pub vendor: Option<Vendor>,
     pub container: bool,
+    /// `--inject audit`: `LD_AUDIT` instead of `LD_PRELOAD` / `/etc/ld.so.preload`.
+    pub inject: crate::container::Inject,
     pub help: bool,
     pub command: Vec<OsString>,
 }
@@ -139,6 +145,14 @@ pub fn parse_run(args: &[OsString]) -> Result<RunOptions, String> {
             "--sim" => o.sim = Some(true),
             "--no-sim" => o.sim = Some(false),
             "--container" => o.container = true,
+            "--inject" => {
+                let v = value(&mut i, a)?;
+                o.inject = match v.as_str() {
+                    "preload" => crate::container::Inject::Preload,
+                    "audit" => crate::container::Inject::Audit,
+                    _ => return Err(format!("--inject {v:?}: expected preload or audit")),
+                };
+            }
             other if !other.starts_with('-') => {
                 o.command = args[i..].to_vec();
                 break;
@@ -556,6 +570,7 @@ pub fn run(args: &[OsString]) -> Result<ExitCode, String> {
             gpucores: o.gpucores,
             uuids: chosen.iter().map(|&i| uuids[i].clone()).collect(),
             restrict_devices: o.device.is_some(),
+            inject: o.inject,
             command: o.command.clone(),
         };
         let private = Private(Some(private_base.clone()));
@@ -569,12 +584,16 @@ pub fn run(args: &[OsString]) -> Result<ExitCode, String> {
     if use_sim {
         cmd.env("LD_LIBRARY_PATH", prepend_path("LD_LIBRARY_PATH", &sim_dir));
     }
-    let mut preload = OsString::from(lib.as_os_str());
-    if let Some(old) = std::env::var_os("LD_PRELOAD").filter(|o| !o.is_empty()) {
-        preload.push(":");
-        preload.push(old);
+    let var = match o.inject {
+        crate::container::Inject::Preload => "LD_PRELOAD",
+        crate::container::Inject::Audit => "LD_AUDIT",
+    };
+    let mut injected = OsString::from(lib.as_os_str());
+    if let Some(old) = std::env::var_os(var).filter(|o| !o.is_empty()) {
+        injected.push(":");
+        injected.push(old);
     }
-    cmd.env("LD_PRELOAD", preload);
+    cmd.env(var, injected);
     match vendor {
         Vendor::Nvidia => {
             if let Some(m) = &o.gpumem {
