@@ -335,6 +335,7 @@ pub struct PendingFree<'a, P: CapacityPool> {
 
 impl<P: CapacityPool> PendingFree<'_, P> {
     /// The driver has given the memory back: credit it.
+    #[inline]
     pub fn freed(self) -> Allocation {
         let this = std::mem::ManuallyDrop::new(self);
         this.ledger.credit(this.alloc);
@@ -485,6 +486,10 @@ impl<P: CapacityPool> MemoryLedger<P> {
     /// reservation made in that window by another thread or process must not be able to
     /// use it. Taking the entry out first means an address the driver hands out again at
     /// once can never be confused with the old one. `None`: the ledger never saw it.
+    // Inlined into the free hooks: returned through memory, the 48-byte `PendingFree` was
+    // written with 8-byte stores and read back with 16-byte loads, a store-forwarding
+    // stall on every free (perf annotate, docs/BENCHMARKS.md).
+    #[inline]
     pub fn begin_free(&self, kind: AllocKind, handle: u64) -> Option<PendingFree<'_, P>> {
         let alloc = self.lock_live().remove(&(kind, handle))?;
         Some(PendingFree {
