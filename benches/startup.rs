@@ -13,8 +13,9 @@
 //!
 //! Variants: the bare simulated driver; libvgpu's shipped build
 //! (`target/release-glibc2.17/libvgpu.so`, else the plain cargo build of this profile,
-//! said so), the same with its core cache off (`VGPU_CORE_CACHE_DIR=off`: a private memfd
-//! copy per process) and, beside them, its core (`libvgpu-core.so`) preloaded directly; HAMi-core's `libvgpu.so` when
+//! said so), the same with its eager load off (`VGPU_CORE_EAGER=off`: the core loaded at
+//! the first GPU call, after the barrier, as in a program that dlopens the driver), with its
+//! core cache off (`VGPU_CORE_CACHE_DIR=off`: a private memfd copy per process) and, beside them, its core (`libvgpu-core.so`) preloaded directly; HAMi-core's `libvgpu.so` when
 //! `VGPU_BENCH_HAMI_CORE` names it.
 //! `VGPU_STARTUP_PROCS` (default `64,256`), `VGPU_STARTUP_ROUNDS` (default 3).
 
@@ -169,6 +170,14 @@ fn main() {
     // the cache off it copies the core into a private memfd, as before the cache. The core
     // preloaded directly shows what the loader costs on top of the core.
     if shipped_build {
+        // A program linked against the driver (this client) gets the core in the loader's
+        // constructor, before the barrier; with VGPU_CORE_EAGER=off at its first GPU call,
+        // after the barrier, as a program that dlopens the driver (Python) does.
+        variants.push(v(
+            "libvgpu shipped, eager load off (core loaded at the first call)",
+            Some(ours.1.clone()),
+            &[("VGPU_CORE_EAGER", "off")],
+        ));
         variants.push(v(
             "libvgpu shipped, core cache off (private memfd copy)",
             Some(ours.1.clone()),

@@ -171,8 +171,8 @@ fn a_client_without_plt_bound_at_start_is_capped_under_both_injections() {
 #[test]
 fn preloaded_and_audit_copies_together_charge_the_slice_once() {
     // The client alone (not under in_amdgpu_ns, whose every process would print its line):
-    // no ROCm SMI, so no context is counted, and a second ledger would charge every
-    // allocation twice.
+    // no ROCm SMI, so the context is charged the conservative figure, and a second ledger
+    // would charge it and every allocation twice.
     let sim = amd_machine("1g");
     let mut c = sim.command(hip_cap_client());
     Injection::Audit
@@ -190,8 +190,12 @@ fn preloaded_and_audit_copies_together_charge_the_slice_once() {
         "one line\n{why}"
     );
     assert_eq!(kv.u64("total"), GIB, "{why}");
-    assert_eq!(kv.u64("free_start"), GIB, "{why}");
-    assert_eq!(kv.u64("allocated"), GIB, "charged once\n{why}");
+    assert_eq!(kv.u64("free_start"), GIB - UNMEASURED_CTX, "{why}");
+    assert_eq!(
+        kv.u64("allocated"),
+        GIB - UNMEASURED_CTX,
+        "charged once\n{why}"
+    );
     assert_eq!(kv.i64("one_more_rc"), 2, "{why}");
     // Ground truth: the card held the slice (context included) and got it all back.
     assert_eq!(device_used(&sim), 0, "{why}");
@@ -904,10 +908,13 @@ fn a_hipcc_built_program_runs_under_the_cap_and_is_refused_over_it_under_ld_audi
 
 fn hipcc_program_capped(how: Injection) {
     let Some(exe) = vector_add() else { return };
-    // Three 4 MiB buffers after the 300 MiB context: 312 MiB fit in 320, not in 310.
+    // Three 4 MiB buffers and the program's code object (2 MiB, charged with the context:
+    // the card takes it at the first launch) after the 300 MiB context: 314 MiB fit in
+    // 320, not in 310.
     for (limit, fits) in [("320m", true), ("310m", false)] {
         let mut sim = amd_machine(limit);
         sim.set("VGPU_SIM_MODEL", "mi210");
+        sim.set("VGPU_SIM_GROUP", EDGE_GROUP);
         let mut c = in_amdgpu_ns(&sim, &exe);
         how.apply(&mut c, &libvgpu(), sim.dir());
         let out = run_default(&mut c);
@@ -919,8 +926,8 @@ fn hipcc_program_capped(how: Injection) {
             assert_eq!(kv.i64("sync"), 0, "{why}");
             assert_eq!(
                 kv.u64("used"),
-                CTX + 12 * MIB,
-                "our view: context + buffers\n{why}"
+                CTX + MODULE + 12 * MIB,
+                "our view: context + code object + buffers\n{why}"
             );
             assert_eq!(kv.get("ok"), Some("1"), "{why}");
         } else {
@@ -931,6 +938,9 @@ fn hipcc_program_capped(how: Injection) {
             );
         }
         assert_eq!(device_used(&sim), 0, "everything freed at exit");
+        let slice: u64 = limit.trim_end_matches('m').parse::<u64>().unwrap() * MIB;
+        let peak = device_peak(&sim);
+        assert!(peak <= slice, "the card held {peak} bytes at most\n{why}");
     }
 }
 
@@ -1125,4 +1135,132 @@ fn the_cached_current_device_follows_every_switch_of_every_thread() {
     }
     client.close_stdin();
     client.finish().assert_success("hip_cap devices");
+}
+
+/// What libvgpu charges for a context it cannot measure (no ROCm SMI): docs/AMD.md.
+const UNMEASURED_CTX: u64 = 512 * MIB;
+/// What the simulated card takes per loaded module (`VGPU_SIM_MODULE_BYTES`'s default).
+const MODULE: u64 = 2 * MIB;
+
+/// Runs `hip_cap edges` (1 MiB, `hipMemGetInfo`, a module) under `limit`, with ROCm SMI or
+/// without; returns its first figures and the card's ground truth while it holds them,
+/// then its figures after the module's unload and the card's high-water mark.
+fn edges(limit: &str, with_smi: bool) -> (testkit::Kv, u64, testkit::Kv, String) {
+    let (first, held, after, _, why) = edges_peak(limit, with_smi);
+    (first, held, after, why)
+}
+
+const EDGE_GROUP: &str = "hip-edges";
+
+/// The high-water mark of what the processes of group [`EDGE_GROUP`] held on device 0, at
+/// the simulated card.
+fn device_peak(sim: &SimEnv) -> u64 {
+    let status = sim.status_json();
+    status
+        .get("groups")
+        .map(testkit::Json::items)
+        .unwrap_or(&[])
+        .iter()
+        .find(|g| g.get("name").and_then(testkit::Json::as_str) == Some(EDGE_GROUP))
+        .and_then(|g| g.at("high_water_bytes/0").and_then(testkit::Json::as_u64))
+        .unwrap_or_else(|| panic!("no group {EDGE_GROUP:?} in the status: {status:?}"))
+}
+
+fn edges_peak(limit: &str, with_smi: bool) -> (testkit::Kv, u64, testkit::Kv, u64, String) {
+    let sim = amd_machine(limit).var("VGPU_SIM_GROUP", EDGE_GROUP);
+    let mut c = if with_smi {
+        in_amdgpu_ns(&sim, hip_cap_client())
+    } else {
+        sim.command(hip_cap_client())
+    };
+    c.env("LD_PRELOAD", libvgpu()).arg("edges");
+    let mut h = Child::spawn(&mut c, Duration::from_secs(60));
+    h.wait_for_kv("ready", "1", Duration::from_secs(30));
+    let held = device_used(&sim);
+    let first = h.kv();
+    h.send_line("go");
+    let out = h.finish();
+    out.assert_success("hip_cap edges");
+    let why = out.describe();
+    assert_eq!(device_used(&sim), 0, "everything freed at exit\n{why}");
+    (first, held, out.kv(), device_peak(&sim), why)
+}
+
+/// Issue 9 item 2, for HIP: whatever the slice, the runtime's context (300 MiB on this
+/// card) and a module that do not fit are refused with `hipErrorOutOfMemory` before the
+/// card takes them: below the reserved estimate the card never holds a byte (its
+/// high-water mark stays 0); between the estimate and the context's size the context is
+/// rolled back at once (docs/AMD.md) and every call refused.
+#[test]
+fn no_hip_context_or_module_passes_a_slice_of_any_size() {
+    for round in 0..3 {
+        for limit in ["3000", "1m", "4m", "8m", "12m", "64m", "299m"] {
+            let (kv, held, _, peak, why) = edges_peak(limit, true);
+            let why = format!("slice {limit}, round {round}\n{why}");
+            assert_eq!(held, 0, "no context held\n{why}");
+            if limit != "299m" {
+                assert_eq!(peak, 0, "the card never held a byte\n{why}");
+            }
+            for key in ["malloc_rc", "meminfo_rc", "module_rc"] {
+                assert_eq!(kv.i64(key), 2, "{key}: hipErrorOutOfMemory\n{why}");
+            }
+        }
+        // The context and the 1 MiB fit in 302 MiB, the module does not: refused.
+        let (kv, held, _, peak, why) = edges_peak("302m", true);
+        assert_eq!(kv.i64("malloc_rc"), 0, "{why}");
+        assert_eq!(kv.i64("meminfo_rc"), 0, "{why}");
+        assert_eq!(kv.u64("free"), 302 * MIB - CTX - MIB, "{why}");
+        assert_eq!(kv.i64("module_rc"), 2, "the module does not fit\n{why}");
+        assert_eq!(held, CTX + MIB, "{why}");
+        assert!(
+            peak <= 302 * MIB,
+            "never more than the slice: {peak}\n{why}"
+        );
+    }
+}
+
+/// A module that fits is charged what the card took for it (ROCm SMI's figure) and credited
+/// at `hipModuleUnload`.
+#[test]
+fn a_hip_module_is_charged_what_the_card_takes_and_credited_at_unload() {
+    let slice = 320 * MIB;
+    let (kv, held, after, why) = edges("320m", true);
+    assert_eq!(kv.i64("module_rc"), 0, "{why}");
+    assert_eq!(held, CTX + MIB + MODULE, "ground truth\n{why}");
+    assert_eq!(kv.u64("free"), slice - CTX - MIB, "{why}");
+    assert_eq!(
+        kv.u64("free_with_module"),
+        slice - CTX - MIB - MODULE,
+        "the module counts\n{why}"
+    );
+    assert_eq!(after.i64("unload_rc"), 0, "{why}");
+    assert_eq!(
+        after.u64("free_after_unload"),
+        slice - CTX - MIB,
+        "credited at unload\n{why}"
+    );
+}
+
+/// Without ROCm SMI (no `/sys/module/amdgpu/initstate` here) the context cannot be
+/// measured: the conservative figure is charged, never nothing; a slice that cannot hold
+/// that figure refuses, and the context the runtime created is rolled back.
+#[test]
+fn without_rocm_smi_the_conservative_context_figure_is_charged() {
+    let (kv, held, _, why) = edges("1024m", false);
+    assert_eq!(kv.i64("malloc_rc"), 0, "{why}");
+    assert_eq!(kv.u64("free"), GIB - UNMEASURED_CTX - MIB, "{why}");
+    assert_eq!(kv.i64("module_rc"), 0, "{why}");
+    assert!(held <= GIB, "{why}");
+    let charged_ctx = GIB - kv.u64("free") - MIB;
+    assert!(
+        charged_ctx >= held - MIB - MODULE,
+        "the context is over-charged, never under: {charged_ctx} against the card's\n{why}"
+    );
+    for _ in 0..2 {
+        let (kv, held, _, why) = edges("400m", false);
+        for key in ["malloc_rc", "meminfo_rc", "module_rc"] {
+            assert_eq!(kv.i64(key), 2, "{key}: hipErrorOutOfMemory\n{why}");
+        }
+        assert_eq!(held, 0, "the context was rolled back\n{why}");
+    }
 }

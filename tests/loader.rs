@@ -306,3 +306,148 @@ fn a_cached_core_that_cannot_be_trusted_is_refused_and_the_memfd_used() {
     works("no cache directory", &out);
     assert!(!sim.dir().join("no-such-dir").exists());
 }
+
+/// A program linked against a driver is a GPU process from its start: the loader's
+/// constructor (it runs once every library of the program's start is mapped) loads the core
+/// there, before main, as a preloaded core would be, so the processes of a container
+/// starting together do not all pay the core's `dlopen` at their first call
+/// (docs/BENCHMARKS.md, "64 and 256 processes"). Loading is all it does: the runtime (the
+/// shared region, the watcher thread) still starts at the first hooked call. A program
+/// that `dlopen`s the driver later (Python) keeps the lazy load, and so does the linked
+/// program under `VGPU_CORE_EAGER=off` (the control on the same binary); that the probe can
+/// see the core (and the region) is each program's second look, after its first calls.
+#[test]
+fn a_program_linked_against_a_driver_gets_the_core_before_main_and_others_at_first_use() {
+    let Some(lib) = shipped() else { return };
+    let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "1g");
+    let cache = sim.dir().join("core-cache");
+    std::fs::create_dir(&cache).unwrap();
+    let src = sim.dir().join("core-probe.c");
+    std::fs::write(
+        &src,
+        r#"#include <dirent.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+static int core_mapped(void) {
+    FILE *f = fopen("/proc/self/maps", "r");
+    char line[4096];
+    int found = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (strstr(line, "libvgpu-core")) found = 1;
+    if (f) fclose(f);
+    return found;
+}
+static int threads(void) {
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) n += e->d_name[0] != '.';
+    if (d) closedir(d);
+    return n;
+}
+/* CUDA: cuInit and a primary context (which starts libvgpu's runtime: the region). */
+typedef int (*init_fn)(unsigned);
+typedef int (*device_get_fn)(int *, int);
+typedef int (*retain_fn)(void **, int);
+static int cuda_start(init_fn init, device_get_fn device_get, retain_fn retain) {
+    int dev = 0, rc;
+    void *ctx = NULL;
+    if (!init || !device_get || !retain) return -1;
+    if ((rc = init(0)) || (rc = device_get(&dev, 0))) return rc;
+    return retain(&ctx, dev);
+}
+#if defined(LINKED_CUDA)
+int cuInit(unsigned);
+int cuDeviceGet(int *, int);
+int cuDevicePrimaryCtxRetain(void **, int);
+static int first_call(void) { return cuda_start(cuInit, cuDeviceGet, cuDevicePrimaryCtxRetain); }
+#elif defined(LINKED_NVML)
+int nvmlInit_v2(void);
+static int first_call(void) { return nvmlInit_v2(); }
+#else
+static int first_call(void) {
+    void *h = dlopen("libcuda.so.1", RTLD_NOW);
+    if (!h) return -1;
+    return cuda_start((init_fn)dlsym(h, "cuInit"), (device_get_fn)dlsym(h, "cuDeviceGet"),
+                      (retain_fn)dlsym(h, "cuDevicePrimaryCtxRetain"));
+}
+#endif
+int main(void) {
+    const char *region = getenv("CUDA_DEVICE_MEMORY_SHARED_CACHE");
+    printf("core_at_main=%d\n", core_mapped());
+    printf("threads_at_main=%d\n", threads());
+    printf("region_at_main=%d\n", region && access(region, F_OK) == 0);
+    printf("first_call_rc=%d\n", first_call());
+    printf("core_after_first_call=%d\n", core_mapped());
+    printf("region_after_first_call=%d\n", region && access(region, F_OK) == 0);
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
+    let lib_dir = testkit::sim_lib_dir();
+    let build = |name: &str, flags: &[&str]| {
+        let out = sim.dir().join(name);
+        let st = Command::new(&cc)
+            .args(["-std=gnu11", "-O1", "-Wall", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .args(flags)
+            .arg(format!("-L{}", lib_dir.display()))
+            .args(["-Wl,--no-as-needed", "-ldl"])
+            .status()
+            .expect("cc");
+        assert!(st.success(), "cc core-probe.c {flags:?}");
+        out
+    };
+    let run = |program: &std::path::Path, eager: &str| {
+        let mut c = sim.command(program);
+        c.env("LD_PRELOAD", &lib)
+            .env("VGPU_CORE_CACHE_DIR", &cache)
+            .env("VGPU_CORE_EAGER", eager);
+        let out = run_default(&mut c);
+        out.assert_success(&program.display().to_string());
+        assert!(out.stderr.is_empty(), "no output\n{}", out.describe());
+        out
+    };
+    // VGPU_CORE_EAGER=off: the same linked program loads the core at its first call.
+    for (name, flags, eager, knob) in [
+        (
+            "linked-cuda",
+            &["-DLINKED_CUDA", "-l:libcuda.so.1"][..],
+            true,
+            "on",
+        ),
+        (
+            "linked-cuda",
+            &["-DLINKED_CUDA", "-l:libcuda.so.1"][..],
+            false,
+            "off",
+        ),
+        (
+            "linked-nvml",
+            &["-DLINKED_NVML", "-l:libnvidia-ml.so.1"][..],
+            true,
+            "on",
+        ),
+        ("dlopen-cuda", &[][..], false, "on"),
+    ] {
+        let out = run(&build(name, flags), knob);
+        let kv = out.kv();
+        let why = out.describe();
+        let name = format!("{name} (VGPU_CORE_EAGER={knob})");
+        assert_eq!(kv.i64("core_at_main"), i64::from(eager), "{name}\n{why}");
+        // Nothing of the runtime before the first call, eager or not.
+        assert_eq!(kv.i64("threads_at_main"), 1, "{name}: no thread\n{why}");
+        assert_eq!(kv.i64("region_at_main"), 0, "{name}: no region yet\n{why}");
+        assert_eq!(kv.i64("first_call_rc"), 0, "{name}\n{why}");
+        assert_eq!(kv.i64("core_after_first_call"), 1, "{name}\n{why}");
+        if !name.starts_with("linked-nvml") {
+            assert_eq!(kv.i64("region_after_first_call"), 1, "{name}\n{why}");
+        }
+        let _ = std::fs::remove_file(region_path(&sim));
+    }
+}

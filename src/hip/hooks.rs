@@ -31,7 +31,7 @@ impl crate::core::charge::Api for Hip {
 
 /// Owner key of allocations made on a HIP device (what `hipDeviceReset` releases): HIP has
 /// no context handle, and CUDA's owners are context addresses, which never look like this.
-fn device_owner(ordinal: c_int) -> u64 {
+pub(super) fn device_owner(ordinal: c_int) -> u64 {
     0xA3D0_0000_0000_0000 | ordinal as u32 as u64
 }
 
@@ -124,8 +124,8 @@ fn hip_charged_to(
     };
     // The context is measured on the current device (the real hipMemGetInfo's); a VMM
     // handle for another device waits for that device's own first use.
-    if current == Some((ordinal, device)) {
-        super::context::ensure_charged(ordinal, device);
+    if current == Some((ordinal, device)) && !super::context::ensure_charged(ordinal, device) {
+        return hipErrorOutOfMemory;
     }
     let owner = owner.unwrap_or(device_owner(ordinal));
     crate::core::charge::charged_on::<Hip>(what, device, owner, bytes, kind, call)
@@ -150,7 +150,9 @@ fn hip_charged_sized(
     let Some((ordinal, device)) = current_device().filter(|_| !rt.config.control_disabled) else {
         return call().0;
     };
-    super::context::ensure_charged(ordinal, device);
+    if !super::context::ensure_charged(ordinal, device) {
+        return hipErrorOutOfMemory;
+    }
     let mut reservation = match rt.ledger.reserve(device, estimate, AllocKind::Data) {
         Ok(r) => r.owned_by(device_owner(ordinal)),
         Err(e) => {
@@ -772,18 +774,36 @@ pub unsafe fn hipDeviceReset() -> hipError_t {
     rc
 }
 
-// ---- modules (forwarded: module memory is not counted yet, docs/AMD.md) -------------------
+// ---- modules (charged: `context::module_charged`) --------------------------------------
+
+/// Charges the module `load` writes to `module` on the current device (docs/AMD.md).
+///
+/// # Safety
+/// `module` is null or valid to read once `load` returned (the caller's out-pointer).
+unsafe fn hip_module_loaded(
+    module: *mut hipModule_t,
+    load: impl FnOnce() -> hipError_t,
+) -> hipError_t {
+    let Some((ordinal, device)) = current_device().filter(|_| !rt().config.control_disabled) else {
+        return load();
+    };
+    super::context::module_charged(ordinal, device, device_owner(ordinal), || {
+        let rc = load();
+        // SAFETY: the caller's out-pointer, filled by the library on success.
+        (rc, unsafe { read_ptr(module) })
+    })
+}
 
 pub unsafe fn hipModuleLoad(module: *mut hipModule_t, fname: *const c_char) -> hipError_t {
     let real = real_or_return!(hipModuleLoad);
     // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-    unsafe { real(module, fname) }
+    unsafe { hip_module_loaded(module, || real(module, fname)) }
 }
 
 pub unsafe fn hipModuleLoadData(module: *mut hipModule_t, image: *const c_void) -> hipError_t {
     let real = real_or_return!(hipModuleLoadData);
     // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-    unsafe { real(module, image) }
+    unsafe { hip_module_loaded(module, || real(module, image)) }
 }
 
 pub unsafe fn hipModuleLoadDataEx(
@@ -795,13 +815,18 @@ pub unsafe fn hipModuleLoadDataEx(
 ) -> hipError_t {
     let real = real_or_return!(hipModuleLoadDataEx);
     // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-    unsafe { real(module, image, num_options, options, option_values) }
+    unsafe {
+        hip_module_loaded(module, || {
+            real(module, image, num_options, options, option_values)
+        })
+    }
 }
 
+/// Credited after the library unloaded it.
 pub unsafe fn hipModuleUnload(module: hipModule_t) -> hipError_t {
     let real = real_or_return!(hipModuleUnload);
     // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-    unsafe { real(module) }
+    hip_credited(AllocKind::Module, module as u64, || unsafe { real(module) })
 }
 
 pub unsafe fn hipModuleGetGlobal(
@@ -818,13 +843,16 @@ pub unsafe fn hipModuleGetGlobal(
 pub unsafe fn __hipRegisterFatBinary(data: *const c_void) -> *mut *mut c_void {
     let real = real_or_return!(__hipRegisterFatBinary);
     // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-    unsafe { real(data) }
+    let modules = unsafe { real(data) };
+    super::context::fatbin_registered(modules as u64);
+    modules
 }
 
 pub unsafe fn __hipUnregisterFatBinary(modules: *mut *mut c_void) {
     let real = real_or_return!(__hipUnregisterFatBinary);
     // SAFETY: the caller's arguments, unchanged, to the real function of this row.
-    unsafe { real(modules) }
+    unsafe { real(modules) };
+    super::context::fatbin_unregistered(modules as u64);
 }
 
 // ---- entry points ---------------------------------------------------------------------
@@ -887,8 +915,8 @@ pub unsafe fn hipMemGetInfo(free: *mut usize, total: *mut usize) -> hipError_t {
         // SAFETY: the caller's arguments, unchanged, to the real function of this row.
         return unsafe { real(free, total) };
     };
-    if !rt().config.control_disabled {
-        super::context::ensure_charged(ordinal, device);
+    if !rt().config.control_disabled && !super::context::ensure_charged(ordinal, device) {
+        return hipErrorOutOfMemory;
     }
     // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     let rc = unsafe { real(free, total) };

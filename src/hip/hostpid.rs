@@ -158,7 +158,8 @@ pub fn after_context(before: Option<BeforeContext>, device: usize) {
         None => crate::vlog!(
             crate::log::INFO,
             "cannot tell this process's host pid from its HIP context's creation nor a \
-             probe: its context is not counted and the SMI views of the container miss it"
+             probe: its context is charged a conservative figure and the SMI views of the \
+             container miss it"
         ),
     }
 }

@@ -15,6 +15,9 @@
  *                        devices, switching with hipSetDevice and the hipCtx* stack in
  *                        lockstep; prints what each device should hold (want0, want1),
  *                        "ready=1", holds until stdin closes
+ *   hip_cap edges        a process's first charged calls, whatever the slice: hipMalloc of
+ *                        1 MiB, hipMemGetInfo, a module (each rc); "ready=1", waits; then
+ *                        the module unloaded (free after it)
  *   hip_cap launch-loop N PATH   "ready=1", waits for a line, then N launches through PATH
  *                        (launch, launch_spt, ext, coop, coop_spt, module, ext_module,
  *                        module_coop, graph, graph_spt, launch_exc, drv_ex), each
@@ -123,6 +126,7 @@ hipError_t hipExtLaunchKernel(const void *, dim3, dim3, void **, size_t, hipStre
 hipError_t hipLaunchCooperativeKernel(const void *, dim3, dim3, void **, unsigned, hipStream_t);
 hipError_t hipLaunchCooperativeKernel_spt(const void *, dim3, dim3, void **, unsigned, hipStream_t);
 hipError_t hipModuleLoadData(hipModule_t *, const void *);
+hipError_t hipModuleUnload(hipModule_t);
 hipError_t hipModuleGetFunction(hipFunction_t *, hipModule_t, const char *);
 hipError_t hipModuleLaunchKernel(hipFunction_t, unsigned, unsigned, unsigned, unsigned, unsigned,
                                  unsigned, unsigned, hipStream_t, void **, void **);
@@ -603,6 +607,23 @@ static int devices(size_t unit) {
     return dev_bad;
 }
 
+static int edges(void) {
+    void *p = NULL;
+    printf("malloc_rc=%d\n", hipMalloc(&p, 1u << 20));
+    size_t f = 0, t = 0;
+    printf("meminfo_rc=%d\n", hipMemGetInfo(&f, &t));
+    printf("free=%zu\n", f);
+    hipModule_t mod = NULL;
+    int mrc = hipModuleLoadData(&mod, ".amdhsa_kernel k\n");
+    printf("module_rc=%d\n", mrc);
+    printf("free_with_module=%zu\n", free_now());
+    wait_stdin();
+    if (mrc == 0) printf("unload_rc=%d\n", hipModuleUnload(mod));
+    printf("free_after_unload=%zu\n", free_now());
+    if (p) hipFree(p);
+    return 0;
+}
+
 /* A host stub the runtime knows by address (what the compiler's registration does). */
 static void kernel_stub(void) {}
 
@@ -677,6 +698,7 @@ int main(int argc, char **argv) {
              : !strcmp(what, "paths") ? paths(n)
              : !strcmp(what, "hold")  ? hold(n)
              : !strcmp(what, "devices") ? devices(n)
+             : !strcmp(what, "edges") ? edges()
              : !strcmp(what, "pool")  ? pool(n)
              : !strcmp(what, "churn") ? churn((int)n)
              : !strcmp(what, "graphmem") ? graphmem(n)
