@@ -12,8 +12,8 @@
 //! The `hip-*` scenarios do the same over the simulated AMD GPU: the C client `hip_cap
 //! launch-loop N launch_async` (back-to-back `hipLaunchKernel` on a stream), the limit as
 //! `HIP_DEVICE_SM_LIMIT`, each process in a private mount namespace where
-//! `/sys/module/amdgpu/initstate` reads `live` (ROCm SMI, whose busy counter feeds the
-//! controller on AMD, needs the amdgpu driver), as tests/hip_compute_cap.rs runs them.
+//! `/sys/module/amdgpu/initstate` reads `live` (AMD SMI, whose per-process GPU time feeds
+//! the controller on AMD, needs the amdgpu driver), as tests/hip_compute_cap.rs runs them.
 //!
 //! Run (after `cargo build --workspace --release`):
 //!     cargo run --release --example cap_accuracy [-- --quick] [--seconds S] [--only A,B]
@@ -357,8 +357,8 @@ fn main() {
             containers: vec![(30, 1), (60, 1)],
         });
     }
-    // AMD: 30 % and 60 %, one process and four of one container (the AMD probe reads the
-    // device's busy counter, which is the container's share when it is alone on the card).
+    // AMD: 30 % and 60 %, one process and four of one container (the AMD probe reads each
+    // process's GPU time from AMD SMI's process list, as NVML's samples on NVIDIA).
     let hip_kernels: &[u64] = if quick {
         &[1_000_000]
     } else {
@@ -376,9 +376,9 @@ fn main() {
             }
         }
     }
-    // Two containers on one AMD card: each reads the device's busy counter, which holds
-    // the other's work too, so each is throttled below its target (the documented limit
-    // of the AMD probe; shown, not a target).
+    // Two containers on one AMD card: each container's probe reads its own processes' GPU
+    // time (AMD SMI's per-process running totals), not the device's, so each gets its own
+    // target with the other's work on the card.
     scenarios.push(Scenario {
         name: "hip-two-k1000".to_string(),
         vendor: Vendor::Hip,

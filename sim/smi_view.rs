@@ -151,16 +151,13 @@ impl View {
             .collect()
     }
 
-    /// Busy ns of `pid` on device `i` during the last second.
-    pub fn process_busy_ns(&self, i: u32, pid: u32) -> u64 {
+    /// Device time the kernels of the process in `slot` have run on device `i` (ns, a
+    /// running total since it started, as the driver's fdinfo counts it).
+    pub fn process_run_ns(&self, i: u32, slot: u32) -> u64 {
         let Some(Ok(g)) = self.shm.as_ref().map(|s| s.lock()) else {
             return 0;
         };
-        let now = clock::mono_ns();
-        g.process_busy(i, now.saturating_sub(1_000_000_000), now)
-            .into_iter()
-            .find(|(p, _)| *p == pid)
-            .map_or(0, |(_, b)| b)
+        g.process_run_ns(i, slot, clock::mono_ns())
     }
 
     /// Every process using any device: `(pid, [(device, bytes)])`, by pid.

@@ -705,6 +705,28 @@ fn a_killed_hip_process_is_reclaimed_within_one_second_under_ld_audit() {
     killed_process_reclaimed(Injection::Audit);
 }
 
+/// The program's libc knows of libvgpu's watcher thread under both injections: a libc that
+/// takes the process for single-threaded (`__libc_single_threaded`) skips `malloc`'s arena
+/// locks, and the watcher calls into the program's namespace (vendor queries, `dlmopen`).
+/// Under `LD_AUDIT` the watcher once came from the audit namespace's own libc, unknown to
+/// the program's: its heap was corrupted under load (a SIGSEGV in `hip_cap hold`,
+/// nvidia-smi's `malloc assertion failure in sysmalloc`). Deterministic: the flag is read,
+/// no race needs to happen.
+#[test]
+fn the_programs_libc_knows_of_the_watcher_thread_under_both_injections() {
+    for how in Injection::BOTH {
+        let sim = amd_machine_ctx("1g", 16 * MIB);
+        let mut c = hip_command_via(&sim, how, &["threads-known"]);
+        let out = run_default(c.stdin(std::process::Stdio::null()));
+        out.assert_success(&format!("hip_cap threads-known under {how:?}"));
+        let kv = out.kv();
+        let why = format!("{how:?}\n{}", out.describe());
+        assert_eq!(kv.i64("malloc_rc"), 0, "{why}");
+        assert!(kv.i64("threads") >= 2, "the watcher runs\n{why}");
+        assert_eq!(kv.i64("libc_single_threaded"), 0, "{why}");
+    }
+}
+
 fn killed_process_reclaimed(how: Injection) {
     let ctx = 16 * MIB;
     let sim = amd_machine_ctx("1g", ctx);

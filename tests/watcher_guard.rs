@@ -11,6 +11,17 @@ use testkit::Child;
 
 #[test]
 fn reaping_still_happens_after_the_watcher_panicked() {
+    watcher_survives_its_panics(Injection::Preload);
+}
+
+/// Under `LD_AUDIT` the watcher is created by the program's libc (not `std::thread`, so it
+/// has no Rust thread name): its panics are still caught, logged once, and not printed.
+#[test]
+fn reaping_still_happens_after_the_watcher_panicked_under_ld_audit() {
+    watcher_survives_its_panics(Injection::Audit);
+}
+
+fn watcher_survives_its_panics(how: Injection) {
     if !cfg!(debug_assertions) {
         eprintln!("skipped: the panic injection hook exists in debug builds only");
         return;
@@ -22,7 +33,7 @@ fn reaping_still_happens_after_the_watcher_panicked() {
     // off 50 + 100 + 200 + 400 + 800 ms before ticking normally).
     let started = Instant::now();
     let mut survivor = {
-        let mut c = command(&sim, Style::Linked, true);
+        let mut c = command_via(&sim, Style::Linked, Some(how));
         c.env("VGPU_DEBUG_WATCHER_PANICS", "5")
             .args(["watch-free", "20", "30"]);
         Child::spawn(&mut c, Duration::from_secs(60))
@@ -31,7 +42,7 @@ fn reaping_still_happens_after_the_watcher_panicked() {
         l.ends_with(&format!("free={GIB}"))
     });
     let mut victim = {
-        let mut c = command(&sim, Style::Linked, true);
+        let mut c = command_via(&sim, Style::Linked, Some(how));
         c.args(["alloc-hold", &(600 * MIB).to_string(), "60"]);
         Child::spawn(&mut c, Duration::from_secs(90))
     };

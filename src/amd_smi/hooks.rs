@@ -48,7 +48,7 @@ fn rsmi_uuid(dv_ind: u32) -> Option<String> {
     (unsafe { f(dv_ind, &mut id) } == 0).then(|| rocr_uuid(id))
 }
 
-fn amdsmi_uuid(handle: *mut c_void) -> Option<String> {
+pub(super) fn amdsmi_uuid(handle: *mut c_void) -> Option<String> {
     let f = amd::real::amdsmi_get_gpu_asic_info()?;
     // SAFETY: plain C struct, all-zero valid.
     let mut info: amdsmi_asic_info_t = unsafe { std::mem::zeroed() };
@@ -346,6 +346,8 @@ fn lib_version_words() -> Option<[u32; 4]> {
 pub struct ProcLayout {
     pub stride: usize,
     pub pid_offset: usize,
+    /// `engine_usage.gfx`: the process's GFX time, a running total of ns (u64).
+    pub gfx_offset: usize,
 }
 
 /// amdsmi 7.x (library 26.x; the amdsmi 7.0 package binds it, the simulator implements it):
@@ -353,6 +355,8 @@ pub struct ProcLayout {
 pub const PROC_LAYOUT_7: ProcLayout = ProcLayout {
     stride: std::mem::size_of::<amdsmi_proc_info_t>(),
     pid_offset: std::mem::offset_of!(amdsmi_proc_info_t, pid),
+    gfx_offset: std::mem::offset_of!(amdsmi_proc_info_t, engine_usage)
+        + std::mem::offset_of!(amdsmi_proc_engine_usage_t, gfx),
 };
 
 /// amdsmi of ROCm 6.2 (library 24.6.x): 32-byte name and container name, no CU occupancy:
@@ -361,6 +365,7 @@ pub const PROC_LAYOUT_7: ProcLayout = ProcLayout {
 pub const PROC_LAYOUT_6_2: ProcLayout = ProcLayout {
     stride: 224,
     pid_offset: 32,
+    gfx_offset: 48,
 };
 
 /// The layout of a library by its `amdsmi_get_lib_version` words: 7.x fills
@@ -376,7 +381,7 @@ pub fn proc_layout(words: [u32; 4]) -> Option<ProcLayout> {
 }
 
 /// The real library's process-entry layout (asked once).
-fn process_layout() -> Option<ProcLayout> {
+pub fn process_layout() -> Option<ProcLayout> {
     static LAYOUT: std::sync::OnceLock<Option<ProcLayout>> = std::sync::OnceLock::new();
     *LAYOUT.get_or_init(|| {
         let words = lib_version_words();
@@ -418,6 +423,55 @@ pub fn keep_entries(
     kept
 }
 
+/// Every entry of the real `amdsmi_get_gpu_process_list` of `h` (no filtering) in u64
+/// words of `layout`: `(words, entries, status)`, the status success or NO_PERM (the entries
+/// are there, some processes' names could not be read); any other status is the error.
+///
+/// # Safety
+/// `real` is the real library's function and `h` a processor handle it gave (or any value
+/// it rejects).
+pub unsafe fn real_entries(
+    real: hip_headers::pfn::amdsmi_get_gpu_process_list,
+    h: *mut c_void,
+    layout: ProcLayout,
+) -> Result<(Vec<u64>, u32, u32), u32> {
+    // u64 words: the entries' alignment (8) for the library's writes.
+    let mut words = vec![0u64; 64 * layout.stride / 8];
+    for _ in 0..4 {
+        let room = (words.len() * 8 / layout.stride) as u32;
+        let mut count = room;
+        // SAFETY: a buffer of `room` entries of the library's layout.
+        let rc = unsafe { real(h, (&raw mut count).cast(), words.as_mut_ptr().cast()) };
+        if rc == AMDSMI_STATUS_OUT_OF_RESOURCES || (rc == 0 && count > room) {
+            words = vec![0u64; (count as usize + 16) * layout.stride / 8];
+            continue;
+        }
+        if rc != 0 && rc != AMDSMI_STATUS_NO_PERM {
+            return Err(rc);
+        }
+        return Ok((words, count.min(room), rc));
+    }
+    Err(AMDSMI_STATUS_OUT_OF_RESOURCES)
+}
+
+/// `(pid, engine_usage.gfx)` of each of the first `n` entries of `buf` (of `layout`).
+pub fn pid_gfx(buf: &[u8], n: usize, layout: ProcLayout) -> Vec<(u32, u64)> {
+    buf.chunks_exact(layout.stride)
+        .take(n)
+        .map(|e| {
+            let word = |at: usize, len: usize| {
+                let mut b = [0u8; 8];
+                b[..len].copy_from_slice(&e[at..at + len]);
+                u64::from_ne_bytes(b)
+            };
+            (
+                word(layout.pid_offset, 4) as u32,
+                word(layout.gfx_offset, 8),
+            )
+        })
+        .collect()
+}
+
 /// The device's processes, only the container's (other containers' stay hidden, as ROCm
 /// SMI's and NVML's lists do under libvgpu). Same contract as the real call: `*max == 0`
 /// asks the count; otherwise up to `*max` entries are written, `*max` becomes the number
@@ -432,27 +486,11 @@ pub unsafe fn amdsmi_get_gpu_process_list(h: *mut c_void, n: *mut c_void, l: *mu
         // SAFETY: the caller's arguments, unchanged, to the real function of this row.
         _ => return unsafe { real(h, n, l) },
     };
-    // u64 words: the entries' alignment (8) for the library's writes.
-    let mut words = vec![0u64; 64 * layout.stride / 8];
-    let mut count = 0u32;
-    // The real call's status when it filled the list: success, or NO_PERM (the entries are
-    // there, some processes' names could not be read), passed back as the real one would.
-    let mut filled = 0;
-    for _ in 0..4 {
-        let room = (words.len() * 8 / layout.stride) as u32;
-        count = room;
-        // SAFETY: a buffer of `room` entries of the library's layout.
-        let rc = unsafe { real(h, (&raw mut count).cast(), words.as_mut_ptr().cast()) };
-        if rc == AMDSMI_STATUS_OUT_OF_RESOURCES || (rc == 0 && count > room) {
-            words = vec![0u64; (count as usize + 16) * layout.stride / 8];
-            continue;
-        }
-        if rc != 0 && rc != AMDSMI_STATUS_NO_PERM {
-            return rc;
-        }
-        filled = rc;
-        break;
-    }
+    // SAFETY: the real function and the caller's handle.
+    let (mut words, count, filled) = match unsafe { real_entries(real, h, layout) } {
+        Ok(list) => list,
+        Err(rc) => return rc,
+    };
     // SAFETY: the words as bytes (u8 has no alignment or validity requirement).
     let bytes =
         unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 8) };
@@ -492,7 +530,8 @@ mod tests {
             PROC_LAYOUT_7,
             ProcLayout {
                 stride: 704,
-                pid_offset: 256
+                pid_offset: 256,
+                gfx_offset: 272
             }
         );
         assert_eq!(proc_layout([26, 0, 2, 0]), Some(PROC_LAYOUT_7));
@@ -528,6 +567,15 @@ mod tests {
             }
             // A count past the buffer stops at its end.
             assert_eq!(keep_entries(&mut buf, 99, layout, |_| true), pids.len() + 1);
+            // pid and GFX ns read from their own offsets.
+            let mut buf = vec![0u8; layout.stride * 2];
+            for (i, (pid, ns)) in [(41u32, 5u64 << 40), (42, 7)].into_iter().enumerate() {
+                let e = &mut buf[i * layout.stride..(i + 1) * layout.stride];
+                e[layout.pid_offset..layout.pid_offset + 4].copy_from_slice(&pid.to_ne_bytes());
+                e[layout.gfx_offset..layout.gfx_offset + 8].copy_from_slice(&ns.to_ne_bytes());
+            }
+            assert_eq!(pid_gfx(&buf, 2, layout), [(41, 5 << 40), (42, 7)]);
+            assert_eq!(pid_gfx(&buf, 9, layout).len(), 2);
         }
     }
 

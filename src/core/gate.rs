@@ -253,7 +253,7 @@ fn publish_sm_util(
         if st.probes[i].is_none() {
             st.probes[i] = crate::core::vendor::util_probe(region, dev);
         }
-        // Per-process figures exist on NVIDIA only (the AMD probe's is the device's).
+        // Per-process figures: NVML's, or AMD SMI's (none from the ROCm SMI fallback).
         let Some(samples) = st.probes[i]
             .as_mut()
             .and_then(|p| p.per_process_since(since))

@@ -6,7 +6,9 @@
 //! runs and whose environment is a copy of the process's at start (both measured). The crate
 //! root's `la_version` calls [`set_audit_mode`]; the runtime then registers its fork
 //! handlers and its at-exit release with the program's libc ([`register_atfork`],
-//! [`register_at_exit`]) and reads the program's live environment ([`adopt_program_environ`]).
+//! [`register_at_exit`]), creates its watcher thread with the program's libc
+//! ([`spawn_program_thread`]) and reads the program's live environment
+//! ([`adopt_program_environ`]).
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -119,5 +121,84 @@ pub fn adopt_program_environ() {
         if !live.is_null() {
             environ = live;
         }
+    }
+}
+
+/// A thread's start routine (`pthread_create`'s).
+pub type ThreadStart = extern "C" fn(*mut c_void) -> *mut c_void;
+
+/// In audit mode, starts a detached thread with the **program's** `pthread_create`.
+/// Returns `None` when not in audit mode or when the program has no `pthread_create` in
+/// its scope (glibc before 2.34 without libpthread: the caller uses `std::thread`), else
+/// whether the thread started.
+///
+/// Why: a libc learns that the process is multi-threaded only from its own
+/// `pthread_create`. A thread our libc created is unknown to the program's: its
+/// `__libc_single_threaded` stayed 1 (measured: a HIP client with our watcher running), so
+/// its `malloc` took no arena lock and its stdio no stream lock, while our watcher calls
+/// into the program's namespace (the vendors' utilisation and process queries, `dlmopen`,
+/// whose allocations are the program's `malloc`) as the program's own thread calls it:
+/// the heap was corrupted under load (SIGSEGV in a HIP client, nvidia-smi's "malloc
+/// assertion failure in sysmalloc"). Created by the program's libc, the thread is known to
+/// it (and to its `setxid` signal handler); our libc, a secondary namespace's, never
+/// assumes a single thread (`__libc_early_init`). The stack is `stack_size` plus what the
+/// program's libc takes from it for static TLS (`__pthread_get_minstack`, as Rust's std).
+///
+/// # Safety
+/// `start` must be sound to run on a new thread with `arg`, and `arg` must stay valid for
+/// that thread's whole life.
+pub unsafe fn spawn_program_thread(
+    start: ThreadStart,
+    arg: *mut c_void,
+    stack_size: usize,
+) -> Option<bool> {
+    if !audit_mode() {
+        return None;
+    }
+    type PthreadCreate = unsafe extern "C" fn(
+        *mut libc::pthread_t,
+        *const libc::pthread_attr_t,
+        ThreadStart,
+        *mut c_void,
+    ) -> c_int;
+    type GetMinstack = unsafe extern "C" fn(*const libc::pthread_attr_t) -> usize;
+    // The program's global scope: libc.so.6 since glibc 2.34, libpthread.so.0 before.
+    let scope = program_object(None);
+    let create = program_symbol(scope, c"pthread_create");
+    if create.is_null() {
+        // Older glibc, a program without libpthread: its libc has no threads to know of.
+        crate::vlog!(
+            crate::log::DEBUG,
+            "LD_AUDIT mode: the program has no pthread_create; the watcher is our libc's"
+        );
+        return None;
+    }
+    // SAFETY: glibc's pthread_create(thread, attr, start, arg).
+    let create: PthreadCreate =
+        unsafe { std::mem::transmute::<*mut c_void, PthreadCreate>(create) };
+    let minstack = program_symbol(scope, c"__pthread_get_minstack");
+    // SAFETY: a zeroed pthread_attr_t is initialised by pthread_attr_init before any use;
+    // the attribute functions only write that caller-owned struct (the same glibc build
+    // as the program's: one layout). The thread gets `arg`, which the caller keeps alive.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_attr_init(&mut attr) != 0 {
+            return Some(false);
+        }
+        let tls = if minstack.is_null() {
+            libc::PTHREAD_STACK_MIN
+        } else {
+            std::mem::transmute::<*mut c_void, GetMinstack>(minstack)(&attr)
+        };
+        let page = 4096;
+        let size = stack_size.saturating_add(tls).div_ceil(page) * page;
+        let mut ok = libc::pthread_attr_setstacksize(&mut attr, size) == 0
+            && libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED) == 0;
+        if ok {
+            let mut thread: libc::pthread_t = 0;
+            ok = create(&mut thread, &attr, start, arg) == 0;
+        }
+        libc::pthread_attr_destroy(&mut attr);
+        Some(ok)
     }
 }

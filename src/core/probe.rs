@@ -4,19 +4,19 @@
 //!
 //! - **NVIDIA** (`crate::nvml::probe`): the real NVML's per-process samples
 //!   (`nvmlDeviceGetProcessUtilization` since the previous tick), each pid's SM share.
-//! - **AMD** (`crate::amd_smi::probe`): ROCm SMI's coarse-grain GFX activity counter
-//!   (`rsmi_utilization_count_get`, accumulated busy ms with its sample's timestamp)
-//!   differenced between ticks: the device's busy share of exactly the tick's window, like
-//!   NVML's samples since the previous tick. Fallback when the counter is unsupported:
-//!   `rsmi_dev_busy_percent_get` (a recent window: the simulator's last second), which lags
-//!   the tick; with it the calibration oscillates (measured: a 30 % cap gave 33-36 %).
-//!   Not AMD SMI's per-process `engine_usage.gfx`: a running total of ns in the real
-//!   library, the last second's ns in the simulator, so one reader cannot read both
-//!   honestly. Both ROCm SMI figures are the device's (`UtilSource::device_level`): the
-//!   controller splits them among the container's processes by their launches (exact when
-//!   the container is alone on its card, however many processes it has); with another
-//!   container's work on the card the container's part is over-counted, so the cap errs
-//!   low (throttles more, down to nothing: docs/AMD.md), never above the limit.
+//! - **AMD** (`crate::amd_smi::probe`): the real AMD SMI's per-process GPU time
+//!   (`amdsmi_get_gpu_process_list`'s `engine_usage.gfx`, a running total of ns)
+//!   differenced per pid between ticks: each pid's busy share of exactly the tick's
+//!   window, like NVML's samples, so the controller's per-process path serves both. Where
+//!   AMD SMI cannot give it (logged once), ROCm SMI's coarse-grain GFX activity counter
+//!   (`rsmi_utilization_count_get`), else `rsmi_dev_busy_percent_get`: the device's figure
+//!   (`UtilSource::device_level`), which the controller splits among the container's
+//!   processes by their launches (exact when the container is alone on its card); with
+//!   another container's work on the card its part is over-counted, so the cap errs low
+//!   (down to nothing: docs/AMD.md), never above the limit.
+//!
+//! One source per device, chosen when the probe is made: the controller's path follows the
+//! source's `device_level`, never both.
 
 pub use crate::throttle::controller::UtilSource;
 

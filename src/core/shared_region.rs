@@ -636,11 +636,22 @@ impl SharedRegion {
             return;
         }
         quiet_watcher_panics();
-        let spawned = std::thread::Builder::new()
-            .name(WATCHER_NAME.into())
-            .stack_size(64 * 1024)
-            .spawn(move || self.watch());
-        if spawned.is_err() {
+        // LD_AUDIT mode: created by the program's libc, which must know of every thread
+        // that calls into its namespace (`core::namespace::spawn_program_thread`).
+        let arg = self as *const SharedRegion as *mut std::ffi::c_void;
+        // SAFETY: `arg` is `&'static self`, what `program_thread_watch` reads.
+        let program_thread = unsafe {
+            crate::core::namespace::spawn_program_thread(program_thread_watch, arg, WATCHER_STACK)
+        };
+        let spawned = match program_thread {
+            Some(started) => started,
+            None => std::thread::Builder::new()
+                .name(WATCHER_NAME.into())
+                .stack_size(WATCHER_STACK)
+                .spawn(move || self.watch())
+                .is_ok(),
+        };
+        if !spawned {
             REAPER_PID.store(0, Ordering::Release);
         }
     }
@@ -652,6 +663,7 @@ impl SharedRegion {
     /// resets after a good tick. All the watcher's state lives in statics and the region,
     /// so the next tick starts from a consistent state.
     fn watch(&'static self) {
+        IN_WATCHER.with(|w| w.set(true));
         let mut consecutive = 0u32;
         loop {
             // AssertUnwindSafe: a tick leaves nothing half-done that the next one relies
@@ -707,6 +719,29 @@ impl SharedRegion {
 }
 
 const WATCHER_NAME: &str = "vgpu-watcher";
+const WATCHER_STACK: usize = 64 * 1024;
+
+thread_local! {
+    /// Set on the watcher thread (however it was created: `std::thread` names it, the
+    /// program's `pthread_create` in LD_AUDIT mode does not), for the panic hook.
+    static IN_WATCHER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// The watcher's start routine when the program's libc creates it (LD_AUDIT mode).
+extern "C" fn program_thread_watch(arg: *mut std::ffi::c_void) -> *mut std::ffi::c_void {
+    // SAFETY: PR_SET_NAME with a NUL-terminated name of at most 16 bytes (the thread's
+    // comm, as `std::thread::Builder::name` sets it).
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, c"vgpu-watcher".as_ptr());
+    }
+    // SAFETY: `arg` is the `&'static SharedRegion` spawn_watcher passed.
+    let region: &'static SharedRegion = unsafe { &*(arg as *const SharedRegion) };
+    // No panic crosses into the program's libc: `watch` catches each tick's; this catches
+    // anything else (the thread then ends; the region stays usable). AssertUnwindSafe: the
+    // region is shared state built to survive a torn tick (see `watch`).
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| region.watch()));
+    std::ptr::null_mut()
+}
 /// Panics the watcher thread caught (over the process's life).
 static WATCHER_PANICS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -736,7 +771,8 @@ fn quiet_watcher_panics() {
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if std::thread::current().name() != Some(WATCHER_NAME) {
+            let in_watcher = IN_WATCHER.try_with(|w| w.get()).unwrap_or(false);
+            if !in_watcher && std::thread::current().name() != Some(WATCHER_NAME) {
                 previous(info);
             }
         }));

@@ -15,6 +15,8 @@
  *                        devices, switching with hipSetDevice and the hipCtx* stack in
  *                        lockstep; prints what each device should hold (want0, want1),
  *                        "ready=1", holds until stdin closes
+ *   hip_cap threads-known  one hipMalloc/hipFree, then how many threads the process has
+ *                        and whether the program's libc believes it is single-threaded
  *   hip_cap edges        a process's first charged calls, whatever the slice: hipMalloc of
  *                        1 MiB, hipMemGetInfo, a module (each rc); "ready=1", waits; then
  *                        the module unloaded (free after it)
@@ -27,7 +29,9 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <dirent.h>
 #include <pthread.h>
+#include <sys/single_threaded.h>
 #include <time.h>
 #include <unistd.h>
 #include <stdint.h>
@@ -607,6 +611,22 @@ static int devices(size_t unit) {
     return dev_bad;
 }
 
+/* After the library's start-up (its watcher thread runs from then on): a libc that takes
+ * the process for single-threaded skips malloc's arena locks, so a thread it does not know
+ * of must never call into it. */
+static int threads_known(void) {
+    void *p = NULL;
+    printf("malloc_rc=%d\n", hipMalloc(&p, 1 << 20));
+    hipFree(p);
+    int threads = 0;
+    DIR *d = opendir("/proc/self/task");
+    for (struct dirent *e; d && (e = readdir(d));) threads += e->d_name[0] != '.';
+    if (d) closedir(d);
+    printf("threads=%d\n", threads);
+    printf("libc_single_threaded=%d\n", (int)__libc_single_threaded);
+    return 0;
+}
+
 static int edges(void) {
     void *p = NULL;
     printf("malloc_rc=%d\n", hipMalloc(&p, 1u << 20));
@@ -698,6 +718,7 @@ int main(int argc, char **argv) {
              : !strcmp(what, "paths") ? paths(n)
              : !strcmp(what, "hold")  ? hold(n)
              : !strcmp(what, "devices") ? devices(n)
+             : !strcmp(what, "threads-known") ? threads_known()
              : !strcmp(what, "edges") ? edges()
              : !strcmp(what, "pool")  ? pool(n)
              : !strcmp(what, "churn") ? churn((int)n)

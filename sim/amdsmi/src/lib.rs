@@ -522,7 +522,8 @@ impl AmdSmi for Sim {
                 fill(&mut e.name, name);
                 e.pid = p.pid;
                 e.mem = p.usage.total();
-                e.engine_usage.gfx = v.process_busy_ns(i, p.pid);
+                // The real library's figure: a running total (the driver's fdinfo), not a rate.
+                e.engine_usage.gfx = v.process_run_ns(i, p.slot);
                 e.memory_usage.vram_mem = p.usage.total();
                 // SAFETY: the caller gave room for `*max` entries.
                 unsafe { (list as *mut amdsmi_proc_info_t).add(k).write(e) };

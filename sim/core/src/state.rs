@@ -1295,6 +1295,27 @@ impl Guard<'_> {
         out
     }
 
+    /// Device time the kernels of slot `slot` have run on `dev` up to `now` (ns, a running
+    /// total): its charged busy time less the part of its queued kernels still ahead of
+    /// `now`. What the amdgpu driver's fdinfo (`drm-engine-gfx`) counts, and AMD SMI's
+    /// process list reports as `engine_usage.gfx`.
+    pub fn process_run_ns(&self, dev: u32, slot: u32, now: u64) -> u64 {
+        if !self.dev_ok(dev) || !self.slot_ok(slot) {
+            return 0;
+        }
+        let r = self.reg();
+        let total = r.procs[slot as usize].usage[dev as usize].busy_ns;
+        // Ends only grow along the ring (each kernel ends after the device's queue), so the
+        // intervals not finished by `now` are the newest ones.
+        let ahead: u64 = dev_ring(&r.devs[dev as usize])
+            .newest_first()
+            .take_while(|iv| iv.end > now)
+            .filter(|iv| iv.slot == slot)
+            .map(|iv| iv.end - iv.start.max(now))
+            .sum();
+        total.saturating_sub(ahead)
+    }
+
     /// A full picture of the state for reports. Does not clean anything up; `alive` is
     /// computed with the liveness test.
     pub fn snapshot(&self, now: u64) -> Snapshot {
@@ -1574,6 +1595,12 @@ mod tests {
         let busy = g.process_busy(0, t, t + 2000);
         assert_eq!(busy.iter().find(|x| x.0 == 3001).unwrap().1, 200);
         assert_eq!(busy.iter().find(|x| x.0 == 3002).unwrap().1, 100);
+        // Running totals count only what has run: a's first kernel half done, b's queued.
+        assert_eq!(g.process_run_ns(0, a, t + 50), 50);
+        assert_eq!(g.process_run_ns(0, b, t + 50), 0);
+        assert_eq!(g.process_run_ns(0, b, t + 150), 50);
+        assert_eq!(g.process_run_ns(0, a, t + 1050), 150);
+        assert_eq!(g.process_run_ns(0, a, t + 2000), 200);
         assert_eq!(g.utilization(0, t + 2000, 2000), 15);
         let snap = g.snapshot(t + 2000);
         assert_eq!(snap.devices[0].kernels, 3);
