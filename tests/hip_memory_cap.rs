@@ -1128,6 +1128,37 @@ fn rocm_smi_tool_lists_only_the_containers_processes() {
     theirs.finish().assert_success("theirs");
 }
 
+/// The per-thread cache of the current HIP device (`hip::hooks::current_device`) charges
+/// every allocation to the device it lands on: two threads and the main one on a 2-device
+/// machine switch with `hipSetDevice` (one that fails included) and the `hipCtx*` stack in
+/// lockstep; each device's charge in the region equals the simulator's ground truth.
+#[test]
+fn the_cached_current_device_follows_every_switch_of_every_thread() {
+    let sim = amd_machine_ctx("8g", 0).var("VGPU_SIM_DEVICES", "2");
+    let mut c = hip_command(&sim, &["devices", &MIB.to_string()]);
+    let mut client = Child::spawn(&mut c, Duration::from_secs(120));
+    client.wait_for_kv("ready", "1", Duration::from_secs(60));
+    let kv = client.kv();
+    assert_eq!(kv.i64("bad"), 0, "a switch or an allocation failed");
+    // The client's sums, by `hipGetDevice` (not hooked) before each allocation.
+    let want = [kv.u64("want0"), kv.u64("want1")];
+    assert_eq!(want, [2725 * MIB, 1370 * MIB]);
+    let truth = sim.status_json();
+    let report = inspect(&sim);
+    for (i, want) in want.into_iter().enumerate() {
+        let at_sim = truth
+            .at(&format!("devices/{i}/used_bytes"))
+            .and_then(|v| v.as_u64());
+        assert_eq!(at_sim, Some(want), "device {i} at the simulator:\n{truth}");
+        let charged = report
+            .at(&format!("devices/{i}/used_bytes"))
+            .and_then(|v| v.as_u64());
+        assert_eq!(charged, Some(want), "device {i} in the region:\n{report}");
+    }
+    client.close_stdin();
+    client.finish().assert_success("hip_cap devices");
+}
+
 /// What libvgpu charges for a context it cannot measure (no ROCm SMI): docs/AMD.md.
 const UNMEASURED_CTX: u64 = 512 * MIB;
 /// What the simulated card takes per loaded module (`VGPU_SIM_MODULE_BYTES`'s default).

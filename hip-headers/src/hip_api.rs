@@ -35,7 +35,7 @@ macro_rules! hip_api {
             // ---- devices ---------------------------------------------------------------------
             hipGetDeviceCount = "hip_4.2" [pass] (count: *mut c_int) -> hipError_t;
             hipGetDevice = "hip_4.2" [pass] (device: *mut c_int) -> hipError_t;
-            hipSetDevice = "hip_4.2" [pass] (device: c_int) -> hipError_t;
+            hipSetDevice = "hip_4.2" [hook] (device: c_int) -> hipError_t;
             hipDeviceGet = "hip_4.2" [pass] (device: *mut hipDevice_t, ordinal: c_int) -> hipError_t;
             hipDeviceGetName = "hip_4.2" [pass] (name: *mut c_char, len: c_int, device: hipDevice_t) -> hipError_t;
             hipDeviceGetUuid = "hip_5.1" [pass] (uuid: *mut hipUUID, device: hipDevice_t) -> hipError_t;
@@ -57,6 +57,14 @@ macro_rules! hip_api {
             hipDeviceCanAccessPeer = "hip_4.2" [pass] (can_access: *mut c_int, device: c_int, peer_device: c_int) -> hipError_t;
             hipDeviceEnablePeerAccess = "hip_4.2" [pass] (peer_device: c_int, flags: c_uint) -> hipError_t;
             hipDeviceDisablePeerAccess = "hip_4.2" [pass] (peer_device: c_int) -> hipError_t;
+
+            // ---- contexts (deprecated): each moves the calling thread's current device --------
+            hipCtxCreate = "hip_4.2" [hook] (ctx: *mut hipCtx_t, flags: c_uint, device: hipDevice_t) -> hipError_t;
+            hipCtxDestroy = "hip_4.2" [hook] (ctx: hipCtx_t) -> hipError_t;
+            hipCtxSetCurrent = "hip_4.2" [hook] (ctx: hipCtx_t) -> hipError_t;
+            hipCtxPushCurrent = "hip_4.2" [hook] (ctx: hipCtx_t) -> hipError_t;
+            hipCtxPopCurrent = "hip_4.2" [hook] (ctx: *mut hipCtx_t) -> hipError_t;
+            hipCtxGetCurrent = "hip_4.2" [pass] (ctx: *mut hipCtx_t) -> hipError_t;
 
             // ---- device memory -----------------------------------------------------------------
             hipMalloc = "hip_4.2" [hook] (ptr: *mut *mut c_void, size: usize) -> hipError_t;

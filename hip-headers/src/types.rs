@@ -7,6 +7,8 @@ pub type hipError_t = c_int;
 pub type hipDevice_t = c_int;
 pub type hipDeviceptr_t = *mut c_void;
 pub type hipStream_t = *mut c_void;
+/// A (deprecated) HIP context: which device a thread's calls go to.
+pub type hipCtx_t = *mut c_void;
 pub type hipEvent_t = *mut c_void;
 pub type hipModule_t = *mut c_void;
 pub type hipFunction_t = *mut c_void;

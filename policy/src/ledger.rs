@@ -335,6 +335,7 @@ pub struct PendingFree<'a, P: CapacityPool> {
 
 impl<P: CapacityPool> PendingFree<'_, P> {
     /// The driver has given the memory back: credit it.
+    #[inline]
     pub fn freed(self) -> Allocation {
         let this = std::mem::ManuallyDrop::new(self);
         this.ledger.credit(this.alloc);
@@ -413,6 +414,7 @@ impl<P: CapacityPool> MemoryLedger<P> {
     /// total does, and loses it again if the driver refuses. For allocations of a known
     /// size (`cuMemAlloc` and kin); not for callers that read the published usage around
     /// their own reservation (context and module measurement, the host-pid probe).
+    #[inline]
     pub fn reserve_with_usage(
         &self,
         device: usize,
@@ -422,6 +424,11 @@ impl<P: CapacityPool> MemoryLedger<P> {
         self.reserve_as(device, bytes, kind, true)
     }
 
+    // Inlined into the allocation hooks, the refusal out of line: returned through memory,
+    // the `Result<Reservation>` was written with 8-byte stores and reloaded with 16-byte
+    // loads by the hook, a store-forwarding stall on every allocation (perf annotate,
+    // docs/BENCHMARKS.md).
+    #[inline]
     fn reserve_as(
         &self,
         device: usize,
@@ -437,12 +444,7 @@ impl<P: CapacityPool> MemoryLedger<P> {
             self.pool.try_reserve(device, bytes).then_some(false)
         };
         let Some(published) = published else {
-            return Err(OverLimit {
-                device,
-                requested: bytes,
-                used: self.pool.used(device),
-                limit: self.pool.limit(device).unwrap_or(0),
-            });
+            return Err(self.over_limit(device, bytes));
         };
         Ok(Reservation {
             ledger: self,
@@ -452,6 +454,18 @@ impl<P: CapacityPool> MemoryLedger<P> {
             owner: 0,
             published,
         })
+    }
+
+    /// Why `bytes` on `device` was refused.
+    #[cold]
+    #[inline(never)]
+    fn over_limit(&self, device: usize, bytes: u64) -> OverLimit {
+        OverLimit {
+            device,
+            requested: bytes,
+            used: self.pool.used(device),
+            limit: self.pool.limit(device).unwrap_or(0),
+        }
     }
 
     /// Charges memory the driver has already taken (measured overhead), cap or not.
@@ -485,6 +499,10 @@ impl<P: CapacityPool> MemoryLedger<P> {
     /// reservation made in that window by another thread or process must not be able to
     /// use it. Taking the entry out first means an address the driver hands out again at
     /// once can never be confused with the old one. `None`: the ledger never saw it.
+    // Inlined into the free hooks: returned through memory, the 48-byte `PendingFree` was
+    // written with 8-byte stores and read back with 16-byte loads, a store-forwarding
+    // stall on every free (perf annotate, docs/BENCHMARKS.md).
+    #[inline]
     pub fn begin_free(&self, kind: AllocKind, handle: u64) -> Option<PendingFree<'_, P>> {
         let alloc = self.lock_live().remove(&(kind, handle))?;
         Some(PendingFree {

@@ -5,7 +5,8 @@
 //! library's own, `hipErrorOutOfMemory` for a refused allocation, or
 //! `hipErrorNotInitialized` when there is no HIP library.
 //!
-//! Where an allocation lands: the calling thread's current HIP device (`hipGetDevice`);
+//! Where an allocation lands: the calling thread's current HIP device (`hipGetDevice`, kept
+//! per thread: `current_device`);
 //! its container device index is `binding::container_index` (by ROCr UUID when
 //! `ROCR_VISIBLE_DEVICES` lists UUIDs, else the HIP ordinal).
 
@@ -34,15 +35,63 @@ pub(super) fn device_owner(ordinal: c_int) -> u64 {
     0xA3D0_0000_0000_0000 | ordinal as u32 as u64
 }
 
-/// The calling thread's HIP device: (ordinal, container index).
+/// [`CURRENT_ORDINAL`]'s "not known: ask the library".
+const UNKNOWN_ORDINAL: c_int = -1;
+
+thread_local! {
+    /// The calling thread's current HIP ordinal as the library last answered it, or as a
+    /// hooked `hipSetDevice` set it; [`UNKNOWN_ORDINAL`] until asked, and again after any
+    /// hooked call that may move the thread's device (`hipSetDevice` that failed,
+    /// `hipDeviceReset`, the `hipCtx*` calls that change the thread's context stack). Every
+    /// call that changes a thread's device in HIP is in that list, so the cache answers
+    /// what `hipGetDevice` would, with no call. A const thread-local without `Drop`: no
+    /// allocation and no destructor registration in the preloaded library.
+    static CURRENT_ORDINAL: std::cell::Cell<c_int> = const { std::cell::Cell::new(UNKNOWN_ORDINAL) };
+}
+
+/// The calling thread's device may have moved (a hooked call that changes it): ask the
+/// library on the next charged call.
+pub(crate) fn current_device_unknown() {
+    CURRENT_ORDINAL.set(UNKNOWN_ORDINAL);
+}
+
+/// The calling thread's HIP device: (ordinal, container index). From the thread's cache
+/// ([`CURRENT_ORDINAL`]): the real `hipGetDevice` only on a thread's first charged call
+/// and after a call that moved its device.
+#[inline]
 pub(crate) fn current_device() -> Option<(c_int, usize)> {
-    let get = super::real::hipGetDevice()?;
-    let mut d: c_int = -1;
-    // SAFETY: valid out-pointer.
-    if unsafe { get(&mut d) } != hipSuccess {
-        return None;
+    let mut d = CURRENT_ORDINAL.get();
+    if d == UNKNOWN_ORDINAL {
+        d = ask_current_device()?;
     }
     super::binding::container_index(d).map(|i| (d, i))
+}
+
+/// The real `hipGetDevice`'s answer, kept in the thread's cache.
+#[cold]
+fn ask_current_device() -> Option<c_int> {
+    let get = super::real::hipGetDevice()?;
+    let mut d: c_int = UNKNOWN_ORDINAL;
+    // SAFETY: valid out-pointer.
+    if unsafe { get(&mut d) } != hipSuccess || d < 0 {
+        return None;
+    }
+    CURRENT_ORDINAL.set(d);
+    Some(d)
+}
+
+/// The library changes the thread's device; the cache follows: the ordinal on success,
+/// asked again otherwise.
+pub unsafe fn hipSetDevice(device: c_int) -> hipError_t {
+    let real = real_or_return!(hipSetDevice);
+    // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+    let rc = unsafe { real(device) };
+    CURRENT_ORDINAL.set(if rc == hipSuccess && device >= 0 {
+        device
+    } else {
+        UNKNOWN_ORDINAL
+    });
+    rc
 }
 
 /// Charges `bytes` of `kind` on `place` (or the current device) around `call`, which
@@ -685,6 +734,27 @@ pub unsafe fn hipIpcCloseMemHandle(dev_ptr: *mut c_void) -> hipError_t {
     unsafe { real(dev_ptr) }
 }
 
+// ---- contexts (deprecated): they move the thread's device ------------------------------
+
+/// A `hipCtx*` call that changes the calling thread's context stack, and so its current
+/// device: the real call, then the thread's cached device is asked again.
+macro_rules! moves_current_device {
+    ($name:ident ( $( $arg:ident : $ty:ty ),* )) => {
+        pub unsafe fn $name($($arg: $ty),*) -> hipError_t {
+            let real = real_or_return!($name);
+            // SAFETY: the caller's arguments, unchanged, to the real function of this row.
+            let rc = unsafe { real($($arg),*) };
+            current_device_unknown();
+            rc
+        }
+    };
+}
+moves_current_device!(hipCtxCreate(ctx: *mut hipCtx_t, flags: c_uint, device: hipDevice_t));
+moves_current_device!(hipCtxDestroy(ctx: hipCtx_t));
+moves_current_device!(hipCtxSetCurrent(ctx: hipCtx_t));
+moves_current_device!(hipCtxPushCurrent(ctx: hipCtx_t));
+moves_current_device!(hipCtxPopCurrent(ctx: *mut hipCtx_t));
+
 // ---- device reset ---------------------------------------------------------------------
 
 /// The library frees everything the device held: its entries leave the ledger after the
@@ -694,6 +764,7 @@ pub unsafe fn hipDeviceReset() -> hipError_t {
     let place = current_device();
     // SAFETY: the caller's arguments, unchanged, to the real function of this row.
     let rc = unsafe { real() };
+    current_device_unknown();
     if rc == hipSuccess {
         if let Some((ordinal, device)) = place {
             rt().ledger.release_owned_by(device_owner(ordinal));

@@ -11,6 +11,10 @@
  *                        hipFree
  *   hip_cap churn SECONDS  hipMalloc/hipFree of 1-32 MiB, up to 8 live, for SECONDS
  *   hip_cap hold BYTES   hold BYTES of hipMalloc until stdin closes
+ *   hip_cap devices N    two threads and the main one allocating multiples of N on two
+ *                        devices, switching with hipSetDevice and the hipCtx* stack in
+ *                        lockstep; prints what each device should hold (want0, want1),
+ *                        "ready=1", holds until stdin closes
  *   hip_cap threads-known  one hipMalloc/hipFree, then how many threads the process has
  *                        and whether the program's libc believes it is single-threaded
  *   hip_cap edges        a process's first charged calls, whatever the slice: hipMalloc of
@@ -67,6 +71,13 @@ typedef struct {
 } hipMemAllocationProp;
 
 hipError_t hipMalloc(void **, size_t);
+hipError_t hipSetDevice(int);
+hipError_t hipGetDevice(int *);
+typedef void *hipCtx_t;
+hipError_t hipCtxCreate(hipCtx_t *, unsigned, int);
+hipError_t hipCtxSetCurrent(hipCtx_t);
+hipError_t hipCtxPushCurrent(hipCtx_t);
+hipError_t hipCtxPopCurrent(hipCtx_t *);
 hipError_t hipFree(void *);
 hipError_t hipExtMallocWithFlags(void **, size_t, unsigned);
 hipError_t hipMallocManaged(void **, size_t, unsigned);
@@ -524,6 +535,82 @@ static int hold(size_t bytes) {
     return 0;
 }
 
+/* Device switching, in lockstep between two threads (each step after a barrier, so a
+ * thread's switch lands between the other's allocations). Each allocation's device is the
+ * one hipGetDevice names right before it, summed per device: what the simulator must show. */
+static size_t dev_unit;
+static size_t dev_want[2];
+static int dev_bad;
+static pthread_barrier_t dev_step;
+static pthread_mutex_t dev_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void dev_alloc(size_t units, int expect) {
+    int d = -1;
+    void *p = NULL;
+    hipGetDevice(&d);
+    if (d != expect) dev_bad = 1;
+    if (hipMalloc(&p, units * dev_unit) != 0 || d < 0 || d > 1) {
+        dev_bad = 1;
+        return;
+    }
+    pthread_mutex_lock(&dev_lock);
+    dev_want[d] += units * dev_unit;
+    pthread_mutex_unlock(&dev_lock);
+}
+
+static void *dev_set_thread(void *arg) {
+    (void)arg;
+    pthread_barrier_wait(&dev_step);
+    if (hipSetDevice(1) != 0) dev_bad = 1;
+    dev_alloc(2, 1);
+    pthread_barrier_wait(&dev_step);
+    if (hipSetDevice(0) != 0) dev_bad = 1;
+    dev_alloc(4, 0);
+    pthread_barrier_wait(&dev_step);
+    if (hipSetDevice(1) != 0) dev_bad = 1;
+    dev_alloc(8, 1);
+    pthread_barrier_wait(&dev_step);
+    if (hipSetDevice(7) == 0) dev_bad = 1; /* no such device: the thread stays on 1 */
+    dev_alloc(16, 1);
+    return NULL;
+}
+
+static void *dev_ctx_thread(void *arg) {
+    (void)arg;
+    hipCtx_t c0 = NULL, c1 = NULL, popped = NULL;
+    dev_alloc(32, 0); /* a new thread starts on device 0, whatever the other one set */
+    pthread_barrier_wait(&dev_step);
+    if (hipCtxCreate(&c1, 0, 1) != 0) dev_bad = 1;
+    dev_alloc(64, 1);
+    pthread_barrier_wait(&dev_step);
+    if (hipCtxCreate(&c0, 0, 0) != 0) dev_bad = 1;
+    dev_alloc(128, 0);
+    pthread_barrier_wait(&dev_step);
+    if (hipCtxPopCurrent(&popped) != 0 || popped != c0) dev_bad = 1;
+    dev_alloc(256, 1);
+    pthread_barrier_wait(&dev_step);
+    if (hipCtxSetCurrent(c0) != 0) dev_bad = 1;
+    dev_alloc(512, 0);
+    if (hipCtxPushCurrent(c1) != 0) dev_bad = 1;
+    dev_alloc(1024, 1);
+    return NULL;
+}
+
+static int devices(size_t unit) {
+    pthread_t a, b;
+    dev_unit = unit;
+    dev_alloc(1, 0);
+    pthread_barrier_init(&dev_step, NULL, 2);
+    pthread_create(&a, NULL, dev_set_thread, NULL);
+    pthread_create(&b, NULL, dev_ctx_thread, NULL);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    dev_alloc(2048, 0); /* the main thread never switched */
+    printf("want0=%zu\nwant1=%zu\nbad=%d\n", dev_want[0], dev_want[1], dev_bad);
+    wait_stdin();
+    return dev_bad;
+}
+
 /* After the library's start-up (its watcher thread runs from then on): a libc that takes
  * the process for single-threaded skips malloc's arena locks, so a thread it does not know
  * of must never call into it. */
@@ -630,6 +717,7 @@ int main(int argc, char **argv) {
     int rc = !strcmp(what, "fill")    ? fill(n)
              : !strcmp(what, "paths") ? paths(n)
              : !strcmp(what, "hold")  ? hold(n)
+             : !strcmp(what, "devices") ? devices(n)
              : !strcmp(what, "threads-known") ? threads_known()
              : !strcmp(what, "edges") ? edges()
              : !strcmp(what, "pool")  ? pool(n)

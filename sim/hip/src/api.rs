@@ -244,6 +244,79 @@ pub unsafe fn hipSetDevice(device: c_int) -> hipError_t {
     })())
 }
 
+// ---- contexts (deprecated): a per-thread stack of devices' primary contexts ------------
+
+pub unsafe fn hipCtxCreate(ctx: *mut hipCtx_t, _flags: c_uint, device: hipDevice_t) -> hipError_t {
+    code((|| {
+        rt()?.dev(device)?;
+        // SAFETY: out-pointer argument of the C API: NULL-checked, its validity is the caller's contract.
+        unsafe { put(ctx, ctx_of(device)) }?;
+        with_ctx_stack(|s| s.push(device));
+        Ok(())
+    })())
+}
+
+/// A context on top of the stack is popped (the thread moves to the one below).
+pub unsafe fn hipCtxDestroy(ctx: hipCtx_t) -> hipError_t {
+    code((|| {
+        let d = ctx_device(ctx).ok_or(hipErrorInvalidContext)?;
+        rt()?.dev(d)?;
+        with_ctx_stack(|s| {
+            if s.last() == Some(&d) {
+                s.pop();
+            }
+        });
+        Ok(())
+    })())
+}
+
+/// Replaces the top of the stack (NULL: pops it).
+pub unsafe fn hipCtxSetCurrent(ctx: hipCtx_t) -> hipError_t {
+    code((|| {
+        if ctx.is_null() {
+            with_ctx_stack(|s| s.pop());
+            return Ok(());
+        }
+        let d = ctx_device(ctx).ok_or(hipErrorInvalidContext)?;
+        rt()?.dev(d)?;
+        with_ctx_stack(|s| {
+            s.pop();
+            s.push(d);
+        });
+        Ok(())
+    })())
+}
+
+pub unsafe fn hipCtxPushCurrent(ctx: hipCtx_t) -> hipError_t {
+    code((|| {
+        let d = ctx_device(ctx).ok_or(hipErrorInvalidContext)?;
+        rt()?.dev(d)?;
+        with_ctx_stack(|s| s.push(d));
+        Ok(())
+    })())
+}
+
+pub unsafe fn hipCtxPopCurrent(ctx: *mut hipCtx_t) -> hipError_t {
+    code((|| {
+        let d = with_ctx_stack(|s| s.pop()).ok_or(hipErrorInvalidContext)?;
+        if !ctx.is_null() {
+            // SAFETY: non-NULL out-pointer, its validity is the caller's contract.
+            unsafe { ctx.write(ctx_of(d)) };
+        }
+        Ok(())
+    })())
+}
+
+/// The top of the stack, else the current device's primary context.
+pub unsafe fn hipCtxGetCurrent(ctx: *mut hipCtx_t) -> hipError_t {
+    code((|| {
+        rt()?;
+        let d = with_ctx_stack(|s| s.last().copied()).unwrap_or_else(current_device);
+        // SAFETY: out-pointer argument of the C API: NULL-checked, its validity is the caller's contract.
+        unsafe { put(ctx, ctx_of(d)) }
+    })())
+}
+
 pub unsafe fn hipDeviceGet(device: *mut hipDevice_t, ordinal: c_int) -> hipError_t {
     code((|| {
         rt()?.dev(ordinal)?;

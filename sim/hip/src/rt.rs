@@ -250,6 +250,30 @@ thread_local! {
     static CUR_DEV: Cell<c_int> = const { Cell::new(0) };
     static LAST_ERROR: Cell<hipError_t> = const { Cell::new(0) };
     static CALL_CONFIGS: RefCell<Vec<CallConfig>> = const { RefCell::new(Vec::new()) };
+    /// The thread's context stack (deprecated `hipCtx*` API), as device ordinals, top last.
+    static CTX_STACK: RefCell<Vec<c_int>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The context handle of ordinal `d` (one context per device: its primary one).
+pub fn ctx_of(d: c_int) -> hipCtx_t {
+    (d as isize + 1) as hipCtx_t
+}
+
+/// The ordinal of a context handle (`None`: NULL or not one of ours).
+pub fn ctx_device(ctx: hipCtx_t) -> Option<c_int> {
+    c_int::try_from(ctx as isize - 1).ok().filter(|&d| d >= 0)
+}
+
+/// Runs `f` on the thread's context stack; the thread's current device follows its top.
+pub fn with_ctx_stack<R>(f: impl FnOnce(&mut Vec<c_int>) -> R) -> R {
+    CTX_STACK.with(|s| {
+        let mut s = s.borrow_mut();
+        let r = f(&mut s);
+        if let Some(&top) = s.last() {
+            set_current_device(top);
+        }
+        r
+    })
 }
 
 #[inline]
