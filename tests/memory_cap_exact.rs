@@ -105,6 +105,51 @@ fn sixteen_processes_churning_at_the_cap_never_pass_the_slice_at_the_driver() {
     assert_eq!(now, 0, "everything given back at exit");
 }
 
+/// A process exiting with memory the driver still holds (its context, chunks it never
+/// freed) gives none of it to its neighbours until the driver's teardown freed it: the
+/// clean-exit release of its region slot comes after the driver's at-exit teardown, not
+/// before (docs/SHARED_REGION.md). The simulated teardown holds the memory for a while
+/// (`VGPU_SIM_TEARDOWN_DELAY_MS`), and a neighbour grabs all it can meanwhile.
+#[test]
+fn an_exiting_process_frees_its_memory_at_the_driver_before_neighbours_get_it() {
+    let slice = 400 * MIB;
+    let chunk = 4 * MIB;
+    let sim = churn_machine(slice).var("VGPU_SIM_TEARDOWN_DELAY_MS", "1500");
+    let spawn = || {
+        let mut c = command(&sim, Style::Linked, true);
+        c.args(["cap-grab", &chunk.to_string()]);
+        Child::spawn(&mut c, Duration::from_secs(120))
+    };
+    // One after the other: the container's first context is gated by an estimate larger
+    // than the simulated one (docs/MEMORY_CAP.md), the second by the measured size.
+    let mut leaver = spawn();
+    leaver.wait_for_kv("ready", "1", Duration::from_secs(60));
+    let mut neighbour = spawn();
+    neighbour.wait_for_kv("ready", "1", Duration::from_secs(60));
+    leaver.send_line("go");
+    leaver.wait_for(Duration::from_secs(60), |l| l.starts_with("grabbed="));
+    let held = ground_truth(&sim).1;
+    assert!(held > slice - chunk, "the slice is full: {held}");
+    // The leaver exits holding its context and its chunks; the neighbour grabs while the
+    // driver is still tearing the leaver down.
+    leaver.close_stdin();
+    leaver.wait_for_kv("sim_teardown", "1", Duration::from_secs(60));
+    neighbour.send_line("go");
+    neighbour.wait_for(Duration::from_secs(60), |l| l.starts_with("grabbed="));
+    let (high_water, _) = ground_truth(&sim);
+    neighbour.close_stdin();
+    let (leaver, neighbour) = (leaver.finish(), neighbour.finish());
+    leaver.assert_success("leaver");
+    neighbour.assert_success("neighbour");
+    let why = format!("{}\n{}", leaver.describe(), neighbour.describe());
+    assert!(
+        high_water <= slice,
+        "the driver held {high_water} bytes at once for a {slice}-byte slice\n{why}"
+    );
+    let (_, now) = ground_truth(&sim);
+    assert_eq!(now, 0, "everything given back at exit");
+}
+
 /// Bytes of a `CUDA_DEVICE_MEMORY_LIMIT` value as the tests below use them (a malformed
 /// value fails closed at 0).
 fn slice_bytes(value: &str) -> u64 {

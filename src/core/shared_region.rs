@@ -814,10 +814,26 @@ pub fn after_fork_in_child() {
 /// process to repair (and say so on stderr) after a clean exit.
 static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Set by the clean-exit handler: `exit` is running, and the release is due once the
+/// driver's own at-exit teardown has run (`release_after_driver_teardown`).
+static EXIT_STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The clean-exit handler (our libc's `atexit`). It runs in last-registered-first order
+/// with the driver's own at-exit teardown, which frees the process's contexts and memory;
+/// the driver usually registered first (the application's `cuInit` reaches the driver
+/// before any hook of ours creates the runtime), so this runs first and must not credit
+/// yet: another process of the container would allocate into memory the driver still
+/// holds (issue 9 item 1). It keeps the watcher off the lock and arms the release, which
+/// our destructor makes after every at-exit handler.
 extern "C" fn release_at_exit() {
     // Before the release takes the lock: a reap in progress finishes first (the release
     // waits for it), and one that takes the lock after the release lets it go at once.
     EXITING.store(true, Ordering::SeqCst);
+    EXIT_STARTED.store(true, Ordering::SeqCst);
+}
+
+/// Gives the slot back: its charges are the container's again.
+fn release_now() {
     // A fork child that never claimed a slot of its own still names its parent's: the
     // parent's, not ours to release (its usage would vanish from the region).
     if CHILD_NEEDS_SLOT.load(Ordering::Acquire) {
@@ -827,6 +843,22 @@ extern "C" fn release_at_exit() {
         r.release_own_slot();
     }
 }
+
+/// Our destructor: `exit` runs the shared objects' destructors after every at-exit
+/// handler, the driver's included, so the driver has torn the process's memory down by
+/// now. Only after `exit` began (`EXIT_STARTED`): unloading a loaded core without exiting
+/// leaves the slot to the reaper.
+extern "C" fn release_after_driver_teardown() {
+    if EXIT_STARTED.load(Ordering::SeqCst) {
+        release_now();
+    }
+}
+
+/// Our destructor's entry: `.fini_array` is what `exit` runs per shared object (`_dl_fini`)
+/// once the at-exit list is done; `#[used]` keeps the otherwise unreferenced entry.
+#[used]
+#[link_section = ".fini_array"]
+static RELEASE_AFTER_DRIVER_TEARDOWN: extern "C" fn() = release_after_driver_teardown;
 
 /// Registers the clean-exit release of this process's slot.
 pub fn release_slot_at_exit() {
@@ -843,9 +875,12 @@ pub fn release_slot_at_exit() {
     });
 }
 
-/// `release_at_exit` with `__cxa_atexit`'s argument (unused).
+/// The clean-exit release in LD_AUDIT mode (the program's `__cxa_atexit`, its argument
+/// unused). Our destructors may not run there, so it releases at once: after the
+/// driver's teardown only when the driver registered its handler after this one.
 extern "C" fn release_at_exit_with_arg(_: *mut std::ffi::c_void) {
-    release_at_exit();
+    EXITING.store(true, Ordering::SeqCst);
+    release_now();
 }
 
 /// The ledger's capacity pool over the region: container-wide, lock-free reservations.

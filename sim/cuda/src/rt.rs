@@ -80,9 +80,22 @@ extern "C" fn after_fork_in_child() {
     FORKED.store(true, Ordering::Relaxed);
 }
 
-/// At normal process exit the driver tears the process down.
+/// At normal process exit the driver tears the process down. Test hook
+/// `VGPU_SIM_TEARDOWN_DELAY_MS`: the teardown first says `sim_teardown=1` on stdout, then
+/// holds the process's memory that long (a real driver's teardown takes time too), so a
+/// test can act while a process exits with memory the driver still holds.
 extern "C" fn at_exit() {
     if let Some(Ok(r)) = RT.get() {
+        let delay_ms = std::env::var("VGPU_SIM_TEARDOWN_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        if delay_ms > 0 {
+            let line = b"sim_teardown=1\n";
+            // SAFETY: writes a static buffer to fd 1 (no std stdout lock at exit).
+            unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        }
         process::unregister_at_exit(&r.shm, r.slot, r.pid, r.machine_pid);
     }
 }
