@@ -11,8 +11,6 @@
 
 mod common;
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -54,32 +52,12 @@ fn amd_container(sim: &SimEnv, args: &[&str], script: &str) -> Command {
     c
 }
 
-/// Whether containers can be made here (root, or unprivileged user namespaces).
+/// Whether AMD containers can be made here (see `common::containers_possible_with`).
 fn containers_possible(sim: &SimEnv) -> bool {
-    let out = run_default(&mut amd_container(sim, &[], "true"));
-    if out.status.success() {
-        return true;
-    }
-    assert!(
-        !testkit::in_ci() && out.stderr.contains("needs root"),
-        "vgpuctl run --container --vendor amd fails: {}",
-        out.describe()
-    );
-    eprintln!(
-        "SKIP: no containers here (not root, no user namespaces): {}",
-        out.stderr
-    );
-    false
-}
-
-fn mkfifo(p: &Path) {
-    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
-    assert_eq!(
-        // SAFETY: mkfifo on a NUL-terminated path (`c` outlives the call).
-        unsafe { libc::mkfifo(c.as_ptr(), 0o666) },
-        0,
-        "mkfifo {p:?}"
-    );
+    containers_possible_with(
+        &mut amd_container(sim, &[], "true"),
+        "vgpuctl run --container --vendor amd",
+    )
 }
 
 /// Waits until file `p` exists and has a line `line`; returns the file.

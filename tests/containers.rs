@@ -9,42 +9,12 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use testkit::{run_default, target_profile_dir, Child, Json, SimEnv};
-
-/// Whether containers can be made here (root, or unprivileged user namespaces).
-fn containers_possible(sim: &SimEnv) -> bool {
-    let out = run_default(vgpuctl_cmd(sim).args(["run", "--container", "--sim", "--", "true"]));
-    if out.status.success() {
-        return true;
-    }
-    assert!(
-        !testkit::in_ci() && out.stderr.contains("needs root"),
-        "vgpuctl run --container fails: {}",
-        out.describe()
-    );
-    eprintln!(
-        "SKIP: no containers here (not root, no user namespaces): {}",
-        out.stderr
-    );
-    false
-}
-
-fn mkfifo(p: &Path) {
-    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
-    assert_eq!(
-        // SAFETY: mkfifo on a NUL-terminated path (`c` outlives the call).
-        unsafe { libc::mkfifo(c.as_ptr(), 0o666) },
-        0,
-        "mkfifo {p:?}"
-    );
-}
 
 /// Opens a FIFO for writing once its reader (a process in a container) has it open.
 fn open_writer(p: &Path, timeout: Duration) -> std::fs::File {

@@ -763,17 +763,8 @@ fn a_kill_storm_of_hip_processes_leaves_the_slice_whole() {
     let sim = amd_machine_ctx("1g", ctx);
     let workers = 6;
     // VGPU_HIP_KILL_STORM_KILLS=500 for a longer run.
-    let kills: usize = std::env::var("VGPU_HIP_KILL_STORM_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(150);
-    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let kills = env_count("VGPU_HIP_KILL_STORM_KILLS", 150);
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     let spawn = || {
         Child::spawn(
             &mut hip_command(&sim, &["churn", "60"]),

@@ -20,20 +20,6 @@ const GROUP: &str = "discovery-under-test";
 /// process's own allocation (no room for a 2–14 MiB NVML probe).
 const CONTEXT: u64 = 256 * MIB;
 
-fn containers_possible(sim: &SimEnv) -> bool {
-    let out = run_default(vgpuctl_cmd(sim).args(["run", "--container", "--sim", "--", "true"]));
-    if out.status.success() {
-        return true;
-    }
-    assert!(
-        !testkit::in_ci() && out.stderr.contains("needs root"),
-        "vgpuctl run --container fails: {}",
-        out.describe()
-    );
-    eprintln!("SKIP: no containers here (not root, no user namespaces)");
-    false
-}
-
 /// The region file of the run whose script wrote its path to `marker`, host side.
 fn region_of(dir: &Path, marker: &Path) -> PathBuf {
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -642,29 +642,10 @@ fn vgpuctl(sim: &SimEnv) -> Command {
 /// Whether containers can be made here (root, or unprivileged user namespaces); under CI
 /// they must.
 fn containers_possible(sim: &SimEnv) -> bool {
-    let out =
-        testkit::run_default(vgpuctl(sim).args(["run", "--container", "--sim", "--", "true"]));
-    if out.status.success() {
-        return true;
-    }
-    assert!(
-        !testkit::in_ci() && out.stderr.contains("needs root"),
-        "vgpuctl run --container fails: {}",
-        out.describe()
-    );
-    eprintln!("SKIP: no containers here: {}", out.stderr);
-    false
-}
-
-fn mkfifo(p: &std::path::Path) {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-    assert_eq!(
-        // SAFETY: mkfifo on a NUL-terminated path (`c` outlives the call).
-        unsafe { libc::mkfifo(c.as_ptr(), 0o666) },
-        0,
-        "mkfifo {p:?}"
-    );
+    containers_possible_with(
+        vgpuctl(sim).args(["run", "--container", "--sim", "--", "true"]),
+        "vgpuctl run --container",
+    )
 }
 
 /// Opens a FIFO for writing once its reader (a process in the container) has it open.

@@ -172,17 +172,8 @@ fn kill_storm_leaves_no_hang_and_exact_usage() {
         .var("CUDA_DEVICE_MEMORY_LIMIT", "2g");
     let workers = 6;
     // VGPU_KILL_STORM_KILLS=1000 for the long run quoted in docs/SHARED_REGION.md.
-    let kills: usize = std::env::var("VGPU_KILL_STORM_KILLS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300);
-    let mut seed: u64 = 0x9e3779b97f4a7c15;
-    let mut next = || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let kills = env_count("VGPU_KILL_STORM_KILLS", 300);
+    let mut next = xorshift(0x9e3779b97f4a7c15);
     let spawn = || {
         let mut c = command(&sim, Style::Linked, true);
         c.args(["cap-churn", "60"]);

@@ -13,6 +13,64 @@ use testkit::{
 };
 
 pub const MIB: u64 = 1 << 20;
+
+/// Whether containers can be made here (root, or unprivileged user namespaces), judged by
+/// `probe` (a `vgpuctl run --container ... -- true`); under CI they must be.
+pub fn containers_possible_with(probe: &mut Command, what: &str) -> bool {
+    let out = run_default(probe);
+    if out.status.success() {
+        return true;
+    }
+    assert!(
+        !testkit::in_ci() && out.stderr.contains("needs root"),
+        "{what} fails: {}",
+        out.describe()
+    );
+    eprintln!(
+        "SKIP: no containers here (not root, no user namespaces): {}",
+        out.stderr
+    );
+    false
+}
+
+/// Whether `vgpuctl run --container --sim` works here (see [`containers_possible_with`]).
+pub fn containers_possible(sim: &SimEnv) -> bool {
+    containers_possible_with(
+        vgpuctl_cmd(sim).args(["run", "--container", "--sim", "--", "true"]),
+        "vgpuctl run --container",
+    )
+}
+
+/// A deterministic xorshift64 sequence from `seed` (kill storms pick their victims and
+/// moments with it, the same every run).
+pub fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+    move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    }
+}
+
+/// A count a longer run sets in `var` (e.g. a kill storm's kills), else `default`.
+pub fn env_count(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Makes a FIFO at `p` (a test's rendezvous with a process in a container).
+pub fn mkfifo(p: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    assert_eq!(
+        // SAFETY: mkfifo on a NUL-terminated path (`c` outlives the call).
+        unsafe { libc::mkfifo(c.as_ptr(), 0o666) },
+        0,
+        "mkfifo {p:?}"
+    );
+}
 pub const GIB: u64 = 1 << 30;
 
 /// The library under test: the plain build, or `VGPU_TEST_LIBVGPU` (e.g. the shipped
