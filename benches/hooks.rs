@@ -338,14 +338,27 @@ fn paired_threads(
     };
     per_pair(direct);
     per_pair(hooked);
+    let (md, mh, mdiff) = interleaved_medians(rounds, || per_pair(direct), || per_pair(hooked));
+    println!(
+        "paired cuMemAlloc_v2 + cuMemFree_v2 (1 MiB), {threads} threads: direct {md:.1} ns, hooked {mh:.1} ns, added {mdiff:+.1} ns per pair per thread (median of {rounds} interleaved rounds of {iters})"
+    );
+}
+
+/// `rounds` measurements of `direct` and `hooked`, taken in alternating order (each round's
+/// first call alternates), as medians: (direct, hooked, per-round difference).
+fn interleaved_medians(
+    rounds: usize,
+    mut direct: impl FnMut() -> f64,
+    mut hooked: impl FnMut() -> f64,
+) -> (f64, f64, f64) {
     let (mut d, mut h, mut diff) = (Vec::new(), Vec::new(), Vec::new());
     for r in 0..rounds {
         let (x, y) = if r % 2 == 0 {
-            let x = per_pair(direct);
-            (x, per_pair(hooked))
+            let x = direct();
+            (x, hooked())
         } else {
-            let y = per_pair(hooked);
-            (per_pair(direct), y)
+            let y = hooked();
+            (direct(), y)
         };
         d.push(x);
         h.push(y);
@@ -355,10 +368,7 @@ fn paired_threads(
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         v[v.len() / 2]
     };
-    let (md, mh, mdiff) = (median(&mut d), median(&mut h), median(&mut diff));
-    println!(
-        "paired cuMemAlloc_v2 + cuMemFree_v2 (1 MiB), {threads} threads: direct {md:.1} ns, hooked {mh:.1} ns, added {mdiff:+.1} ns per pair per thread (median of {rounds} interleaved rounds of {iters})"
-    );
+    (median(&mut d), median(&mut h), median(&mut diff))
 }
 
 /// Prints medians of direct and hooked batch means measured in alternation, and the median
@@ -381,24 +391,7 @@ fn paired<'a>(
         time(&*direct);
         time(&*hooked);
     }
-    let (mut d, mut h, mut diff) = (Vec::new(), Vec::new(), Vec::new());
-    for r in 0..rounds {
-        let (x, y) = if r % 2 == 0 {
-            let x = time(&*direct);
-            (x, time(&*hooked))
-        } else {
-            let y = time(&*hooked);
-            (time(&*direct), y)
-        };
-        d.push(x);
-        h.push(y);
-        diff.push(y - x);
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        v[v.len() / 2]
-    };
-    let (md, mh, mdiff) = (median(&mut d), median(&mut h), median(&mut diff));
+    let (md, mh, mdiff) = interleaved_medians(rounds, || time(&*direct), || time(&*hooked));
     println!(
         "paired {name}: direct {md:.2} ns, hooked {mh:.2} ns, added {mdiff:+.2} ns (median of {rounds} interleaved rounds of {batch})"
     );

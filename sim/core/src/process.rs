@@ -50,6 +50,24 @@ pub enum RegisterError {
     Full,
 }
 
+/// Puts `slot` in the group `VGPU_SIM_GROUP` names (the ground truth per group of
+/// processes, e.g. one container: `vgpu-sim status`); a full group table is said once.
+/// The `in_lock` of [`register_process`] for the simulated runtimes.
+pub fn join_group_from_env(g: &mut Guard<'_>, slot: u32) {
+    let Some(group) = std::env::var("VGPU_SIM_GROUP")
+        .ok()
+        .filter(|g| !g.is_empty())
+    else {
+        return;
+    };
+    if !g.set_group(slot, &group) {
+        eprintln!(
+            "vgpu-sim: the group table is full ({} groups): this process belongs to none",
+            crate::state::MAX_GROUPS
+        );
+    }
+}
+
 /// Registers the calling process's image in the state and returns its slot; `in_lock` runs
 /// under the same lock with the new slot (for what must be set before anyone sees it).
 pub fn register_process(

@@ -110,24 +110,11 @@ fn build() -> Result<Runtime, CUresult> {
     }
     let pid = std::process::id();
     let me = shm.caller();
-    let slot = process::register_process(&shm, |g, slot| {
-        // Ground truth per group of processes (e.g. one container): `vgpu-sim status`.
-        if let Some(group) = std::env::var("VGPU_SIM_GROUP")
-            .ok()
-            .filter(|g| !g.is_empty())
-        {
-            if !g.set_group(slot, &group) {
-                eprintln!(
-                    "vgpu-sim: the group table is full ({} groups): this process belongs to none",
-                    vgpu_sim_core::state::MAX_GROUPS
-                );
-            }
-        }
-    })
-    .map_err(|e| match e {
-        RegisterError::Lock => CUDA_ERROR_UNKNOWN,
-        RegisterError::Full => CUDA_ERROR_OUT_OF_MEMORY,
-    })?;
+    let slot =
+        process::register_process(&shm, process::join_group_from_env).map_err(|e| match e {
+            RegisterError::Lock => CUDA_ERROR_UNKNOWN,
+            RegisterError::Full => CUDA_ERROR_OUT_OF_MEMORY,
+        })?;
     let uuids: Vec<String> = shm.devices().iter().map(|d| d.uuid_str.clone()).collect();
     let cvd = std::env::var("CUDA_VISIBLE_DEVICES").ok();
     let visible: Vec<u32> = ids::parse_visible_devices(cvd.as_deref(), &uuids)

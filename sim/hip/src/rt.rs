@@ -138,24 +138,11 @@ fn build() -> Result<Runtime, hipError_t> {
     }
     let pid = std::process::id();
     let me = shm.caller();
-    let slot = process::register_process(&shm, |g, slot| {
-        // Ground truth per group of processes (e.g. one container), as the CUDA side's.
-        if let Some(group) = std::env::var("VGPU_SIM_GROUP")
-            .ok()
-            .filter(|g| !g.is_empty())
-        {
-            if !g.set_group(slot, &group) {
-                eprintln!(
-                    "vgpu-sim: the group table is full ({} groups): this process belongs to none",
-                    vgpu_sim_core::state::MAX_GROUPS
-                );
-            }
-        }
-    })
-    .map_err(|e| match e {
-        RegisterError::Lock => hipErrorUnknown,
-        RegisterError::Full => hipErrorOutOfMemory,
-    })?;
+    let slot =
+        process::register_process(&shm, process::join_group_from_env).map_err(|e| match e {
+            RegisterError::Lock => hipErrorUnknown,
+            RegisterError::Full => hipErrorOutOfMemory,
+        })?;
     process::install_process_callbacks(after_fork_in_child, at_exit);
     Ok(Runtime {
         shm,
