@@ -133,7 +133,12 @@ pub struct DeviceExt {
     /// measured it (driver's figure), **plus one**; 0 = none measured yet. Where a new
     /// process's context estimate starts (minor 1.2).
     pub context_bytes_hint: AtomicU64,
-    pub(crate) _reserved1: [AtomicU64; 4],
+    /// CLOCK_MONOTONIC ns until which one process of the container holds the measurement
+    /// of the first context on this device (a CAS from a past value): the others wait for
+    /// its `context_bytes_hint` instead of each measuring through NVML; 0 or past = free
+    /// (minor 1.4).
+    pub context_measure_until_ns: AtomicU64,
+    pub(crate) _reserved1: [AtomicU64; 3],
     // Line 2: compute token bucket, hot on launch.
     /// Available tokens; may go negative (debt) when a launch is charged after the fact.
     pub tokens: AtomicI64,
