@@ -198,6 +198,8 @@ fn watcher_tick(sr: &'static SharedRegion) {
     if let Some(rt) = RUNTIME.get() {
         crate::core::hostpid::retry_pending(&rt.ledger);
     }
+    // Context charges parked at start cut to the container's figure once it is there.
+    crate::core::provisional::settle_all(None);
     crate::core::gate::watcher_tick(sr);
 }
 
@@ -231,6 +233,8 @@ fn register_fork_handlers() {
 }
 
 extern "C" fn fork_prepare() {
+    // Before the ledger's map lock: settling a parked charge takes them in that order.
+    crate::core::provisional::fork_prepare();
     if let Some(rt) = RUNTIME.get() {
         let guard = rt
             .ledger
@@ -243,6 +247,7 @@ extern "C" fn fork_prepare() {
 
 extern "C" fn fork_parent() {
     drop(FORK_GUARD.lock().unwrap_or_else(|e| e.into_inner()).take());
+    crate::core::provisional::fork_parent();
 }
 
 extern "C" fn fork_child() {
@@ -255,4 +260,5 @@ extern "C" fn fork_child() {
             r.store(0, Ordering::Relaxed);
         }
     }
+    crate::core::provisional::fork_child();
 }

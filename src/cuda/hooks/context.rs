@@ -51,10 +51,9 @@ static CONTEXT_BYTES_SEEN: [AtomicU64; MAX_DEVICES] =
 const BURST_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long a process measuring its container's first context on a device holds the
-/// claim, and the longest the processes starting with it wait for its figure before each
-/// measuring for itself: the measurement opens NVML and lists its processes (11-52 ms of
-/// wall time in a wave of 64 processes on 2 cores, `docs/BENCHMARKS.md`).
-const FIRST_MEASURE_HOLD: std::time::Duration = std::time::Duration::from_millis(500);
+/// claim, and the longest the processes starting with it wait for its figure (when their
+/// charge cannot be parked) before each measuring for itself.
+const FIRST_MEASURE_HOLD: std::time::Duration = crate::core::provisional::SETTLE_WAIT;
 
 /// Serialises creation + measurement so two concurrent context/module loads never both
 /// claim the same overhead.
@@ -139,6 +138,9 @@ fn create_charged(
     else {
         return create().0;
     };
+    // A context charge of this process parked on the device is settled first: what is
+    // measured next is told apart from it by the ledger's figures.
+    crate::core::provisional::settle(device, Some(FIRST_MEASURE_HOLD));
     let deadline = std::time::Instant::now() + BURST_WAIT;
     let (mut reservation, container, estimate) = loop {
         let container = container_context_bytes(device);
@@ -147,6 +149,9 @@ fn create_charged(
             Ok(r) => break (r, container, estimate),
             Err(e) => e,
         };
+        if crate::core::provisional::settle_all(Some(FIRST_MEASURE_HOLD)) > 0 {
+            continue;
+        }
         // Processes of a container starting together all reserve the default estimate
         // before the first of them has measured a context: a slice that can hold a
         // context waits (bounded) for their estimates to shrink to the measured size.
@@ -205,12 +210,27 @@ fn create_charged(
     // size (ours is among them), a figure the driver measured, charged when nothing
     // better can be had.
     let bound = signature.and_then(|s| s.after(&rt.ledger));
+    let key = key_of(handle);
     // The container's figure: there before, or measured meanwhile by the process that
-    // claimed the first measurement (none when it gave up or ran out of time: then this
-    // process measures for itself, as the claimer would have).
-    let containers = container.filter(|_| take_containers).or_else(|| {
-        follower.and_then(|r| r.wait_for_context_bytes_hint(device, FIRST_MEASURE_HOLD))
-    });
+    // claimed the first measurement.
+    let mut containers = container
+        .filter(|_| take_containers)
+        .or_else(|| follower.and_then(|r| r.context_bytes_hint(device)));
+    if let (Some(r), None) = (follower, containers) {
+        // Not there yet: the charge is parked at a conservative size (at least what an
+        // unmeasured context is charged) and cut to the figure when it comes, rather than
+        // this process waiting for the measuring one (core::provisional).
+        if reservation.resize(estimate.max(UNMEASURED_CONTEXT_BYTES)) {
+            match crate::core::provisional::park(device, reservation, key) {
+                Ok(()) => return rc,
+                Err(back) => reservation = back,
+            }
+        }
+        // No room for that size, or a charge already parked here: wait for the figure
+        // (none when the claimer gave up or ran out of time: this process then measures
+        // for itself, as the claimer would have).
+        containers = r.wait_for_context_bytes_hint(device, FIRST_MEASURE_HOLD);
+    }
     let fallback = match (containers, bound) {
         (Some(bytes), _) => bytes,
         (None, Some(bound)) => bound,
@@ -257,7 +277,7 @@ fn create_charged(
         crate::log::DEBUG,
         "charged {bytes} bytes of {kind:?} overhead on device {device} (estimate {estimate}, measured {measured:?})"
     );
-    reservation.commit(key_of(handle));
+    reservation.commit(key);
     rc
 }
 
@@ -410,6 +430,7 @@ pub unsafe fn cuCtxDestroy_v2(ctx: CUcontext) -> CUresult {
         // The driver freed everything the context owned.
         let ledger = &rt().ledger;
         ledger.release(AllocKind::Context, ctx as u64);
+        crate::core::provisional::forget_key(ctx as u64);
         ledger.release_owned_by(ctx as u64);
         contexts_changed();
     }
@@ -492,6 +513,7 @@ fn primary_gone(dev: CUdevice, ctx: Option<CUcontext>) {
     let rt = rt();
     if let Some(device) = crate::cuda::placement::container_index(dev) {
         rt.ledger.release(AllocKind::Context, primary_key(device));
+        crate::core::provisional::forget(device, primary_key(device));
     }
     if let Some(ctx) = ctx {
         rt.ledger.release_owned_by(ctx as u64);
