@@ -106,8 +106,20 @@ impl Runtime {
                 &config.shared_cache,
                 |known| {
                     // The registered vendor's names for the devices (an AMD process: ROCr
-                    // UUIDs, the names ROCR_VISIBLE_DEVICES uses; NVIDIA: NVML's).
-                    let uuids = known.unwrap_or_else(crate::core::vendor::device_uuids);
+                    // UUIDs, the names ROCR_VISIBLE_DEVICES uses; NVIDIA: NVML's) — or the
+                    // device plugin's list when it spells them as NVML does, so that the
+                    // container's first process lists them without opening NVML, while the
+                    // others wait for it (issue 9 item 4).
+                    let uuids = known.unwrap_or_else(|| match config.limit_uuids_for(false) {
+                        Some(listed)
+                            if !crate::core::vendor::reads_rocr_uuids()
+                                && !listed.is_empty()
+                                && listed.iter().all(|u| crate::config::is_nvml_gpu_uuid(u)) =>
+                        {
+                            listed.to_vec()
+                        }
+                        _ => crate::core::vendor::device_uuids(),
+                    });
                     container_devices(&config, uuids)
                 },
                 config.task_priority,
