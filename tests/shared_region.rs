@@ -451,3 +451,50 @@ fn after_exec_the_new_program_gets_the_slice_back() {
         "and the region is empty after the exit"
     );
 }
+
+/// Whether the region file holds a published region naming `uuid` as device 0, and how
+/// many process slots were ever claimed in it.
+fn prepared_region(sim: &testkit::SimEnv) -> (Option<String>, i32) {
+    let mut seen = (None, -1);
+    with_region(sim, |r| {
+        seen = (
+            r.uuid_str(0),
+            r.v1.proc_num.load(std::sync::atomic::Ordering::Acquire),
+        )
+    });
+    seen
+}
+
+#[test]
+fn cuinit_alone_prepares_the_containers_region_and_claims_no_slot() {
+    // The container's first process creates the region at `cuInit`, before the driver
+    // initialises, so that the processes starting with it find it ready; it holds no slot
+    // until it uses the GPU.
+    let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "1g");
+    let uuid = sim
+        .status_json()
+        .at("devices/0/uuid")
+        .and_then(Json::as_str)
+        .map(str::to_string)
+        .expect("the simulated GPU's UUID");
+    assert!(!region_path(&sim).exists());
+    let mut c = command(&sim, Style::Linked, true);
+    c.arg("init-only");
+    run_default(&mut c).assert_success("init-only");
+    assert_eq!(prepared_region(&sim), (Some(uuid.clone()), 0));
+    // HAMi's environment: the device plugin's UUID list names the device (no NVML needed).
+    let sim = machine()
+        .var("CUDA_DEVICE_MEMORY_LIMIT", "1g")
+        .var("NVIDIA_VISIBLE_DEVICES", &uuid);
+    let mut c = command(&sim, Style::Linked, true);
+    c.arg("init-only");
+    run_default(&mut c).assert_success("init-only, HAMi's environment");
+    assert_eq!(prepared_region(&sim), (Some(uuid.clone()), 0));
+    // A later process uses the prepared region as any other: one slot, the device's cap.
+    let mut c = command(&sim, Style::Linked, true);
+    c.arg("meminfo");
+    let out = run_default(&mut c);
+    out.assert_success("meminfo");
+    assert_eq!(out.kv().u64("total"), 1 << 30);
+    assert_eq!(prepared_region(&sim), (Some(uuid), 1));
+}

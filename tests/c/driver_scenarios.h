@@ -119,6 +119,12 @@ static CUresult launch1(CUfunction fn, CUstream s, CUdeviceptr arg) {
 }
 
 /* ---- info: devices, attributes, primary context --------------------------------------- */
+/* cuInit alone: what a process that initialises the driver and does nothing else leaves. */
+static int sc_init_only(void) {
+    CK(API(cuInit)(0));
+    return 0;
+}
+
 static int sc_info(void) {
     int ver = 0, count = 0;
     CK(API(cuInit)(0));
@@ -691,7 +697,7 @@ static int sc_procaddr(int argc, char **argv) {
 
 static int usage(const char *prog) {
     fprintf(stderr,
-            "usage: %s info | memory [DEV] | meminfo [DEV] | alloc-hold BYTES SECONDS [DEV] |\n"
+            "usage: %s info | init-only | memory [DEV] | meminfo [DEV] | alloc-hold BYTES SECONDS [DEV] |\n"
             "  watch-free INTERVAL_MS SECONDS | fill-until-oom CHUNK | launch-loop N [wait] |\n"
             "  streams | graph LAUNCHES | badargs | procaddr base:ver:flags[:expect]...\n",
             prog);
@@ -709,6 +715,7 @@ int main(int argc, char **argv) {
     const char *sc = argv[1];
     int rc;
     if (!strcmp(sc, "info")) rc = sc_info();
+    else if (!strcmp(sc, "init-only")) rc = sc_init_only();
     else if (!strcmp(sc, "memory")) rc = sc_memory(argc > 2 ? atoi(argv[2]) : 0);
     else if (!strcmp(sc, "meminfo")) rc = sc_meminfo(argc > 2 ? atoi(argv[2]) : 0);
     else if (!strcmp(sc, "alloc-hold") && argc >= 4)
