@@ -190,7 +190,7 @@ fn main() {
         Some(p) => println!("note: VGPU_BENCH_HAMI_CORE={} does not exist", p.display()),
         None => println!("note: VGPU_BENCH_HAMI_CORE not set: HAMi-core not measured"),
     }
-    let sim = SimEnv::new()
+    let mut sim = SimEnv::new()
         .var("VGPU_SIM_CONTEXT_BYTES", "64m")
         .var("VGPU_SIM_KERNEL_NS", "0")
         .var("CUDA_DEVICE_MEMORY_LIMIT", "70g");
@@ -200,9 +200,48 @@ fn main() {
         .arg("info")
         .stdout(Stdio::null())
         .status();
-    for &n in &sizes {
+    // Two container environments: the limit alone, and what HAMi's device plugin gives a
+    // container besides (`NVIDIA_VISIBLE_DEVICES` = the allocated GPU's UUID, as NVML
+    // spells it).
+    let uuid = sim
+        .status_json()
+        .at("devices/0/uuid")
+        .and_then(testkit::Json::as_str)
+        .map(str::to_string)
+        .expect("the simulated GPU's UUID");
+    let envs: Vec<String> = std::env::var("VGPU_STARTUP_ENVS")
+        .unwrap_or_else(|_| "plain,hami".into())
+        .split(',')
+        .map(|e| e.trim().to_string())
+        .collect();
+    for env in &envs {
+        let described = match env.as_str() {
+            "hami" => {
+                sim.set("NVIDIA_VISIBLE_DEVICES", &uuid);
+                "HAMi's environment (NVIDIA_VISIBLE_DEVICES=<the GPU's UUID>, CUDA_DEVICE_MEMORY_LIMIT=70g)"
+            }
+            _ => {
+                sim.set("NVIDIA_VISIBLE_DEVICES", "all");
+                "the limit alone (CUDA_DEVICE_MEMORY_LIMIT=70g, NVIDIA_VISIBLE_DEVICES=all)"
+            }
+        };
+        for &n in &sizes {
+            run_size(&sim, &client, &variants, n, rounds, described);
+        }
+    }
+}
+
+fn run_size(
+    sim: &SimEnv,
+    client: &Path,
+    variants: &[Variant],
+    n: usize,
+    rounds: usize,
+    described: &str,
+) {
+    {
         println!(
-            "\n{n} processes of one container at one barrier (cuInit, primary context, 16 MiB alloc + free), {rounds} rounds"
+            "\n{n} processes of one container at one barrier (cuInit, primary context, 16 MiB alloc + free), {rounds} rounds; {described}"
         );
         println!(
             "| variant | processes measured | late / failed | median | p90 | max | median / bare |"
@@ -213,7 +252,7 @@ fn main() {
         let mut late = vec![(0usize, 0usize); variants.len()];
         for round in 0..rounds {
             for (i, variant) in variants.iter().enumerate() {
-                let w = wave(&sim, &client, n, variant, round);
+                let w = wave(sim, client, n, variant, round);
                 all[i].extend(w.ns);
                 for (p, v) in phases[i].iter_mut().zip(w.phases) {
                     p.extend(v);

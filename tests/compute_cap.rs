@@ -116,33 +116,6 @@ fn the_monitor_switch_turns_the_default_policy_off() {
     );
 }
 
-/// Maps the machine's region file and runs `f` on it.
-fn with_region(sim: &SimEnv, f: impl FnOnce(&shm_layout::Region)) {
-    let path = region_path(sim);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .expect("region");
-    use std::os::fd::AsRawFd;
-    // SAFETY: mapping the whole region file shared; unmapped below.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            shm_layout::REGION_SIZE,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            file.as_raw_fd(),
-            0,
-        );
-        assert_ne!(p, libc::MAP_FAILED);
-        let region =
-            shm_layout::Region::from_ptr(p.cast(), shm_layout::REGION_SIZE).expect("valid region");
-        f(region);
-        libc::munmap(p, shm_layout::REGION_SIZE);
-    }
-}
-
 #[test]
 fn a_held_recent_kernel_blocks_launches_until_released() {
     // No core cap at all: the hold alone opens the gate.

@@ -394,3 +394,108 @@ fn a_later_process_is_charged_the_context_size_its_container_measured() {
     first.close_stdin();
     first.finish().assert_success("first");
 }
+
+/// The container's charged total on device 0 (its region's own count).
+fn charged(sim: &SimEnv) -> u64 {
+    let mut total = 0;
+    with_region(sim, |r| {
+        total = r
+            .device(0)
+            .expect("device 0")
+            .reserved_bytes
+            .load(std::sync::atomic::Ordering::Acquire)
+    });
+    total
+}
+
+/// A container whose region knows its device but no context figure, while another process
+/// of it (standing in: the claim written into the region) is still measuring its first
+/// context, as when its processes start together.
+fn measurement_in_progress(slice: &str) -> SimEnv {
+    use std::sync::atomic::Ordering;
+    let sim = ctx_machine("64m", slice, None);
+    let mut c = command(&sim, Style::Linked, true);
+    c.arg("cap-ctx");
+    testkit::run_default(&mut c).assert_success("first process");
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+    with_region(&sim, |r| {
+        let d = r.device(0).expect("device 0");
+        d.context_bytes_hint.store(0, Ordering::Release);
+        d.context_measure_until_ns
+            .store(now + 120_000_000_000, Ordering::Release);
+    });
+    sim
+}
+
+#[test]
+fn a_context_created_while_its_container_measures_is_parked_high_then_cut_to_the_figure() {
+    use std::sync::atomic::Ordering;
+    let sim = measurement_in_progress("2g");
+    let mut held = {
+        let mut c = command(&sim, Style::Linked, true);
+        c.env("LIBCUDA_LOG_LEVEL", "4")
+            .args(["alloc-hold", &(10 * MIB).to_string(), "60"]);
+        Child::spawn(&mut c, Duration::from_secs(90))
+    };
+    held.wait_for_kv("ready", "1", Duration::from_secs(30));
+    if procfs_tells_host_pid() {
+        // It did not wait for the figure: its context is charged the conservative size
+        // meanwhile (over, never under, what the driver holds).
+        assert_eq!(charged(&sim), 512 * MIB + 10 * MIB);
+        // The measuring process publishes its figure: the watcher cuts the charge to it.
+        with_region(&sim, |r| {
+            r.device(0)
+                .expect("device 0")
+                .context_bytes_hint
+                .store(64 * MIB + 1, Ordering::Release)
+        });
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while charged(&sim) != 74 * MIB && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // Without procfs discovery the process measures its own context (the NVML probe).
+    assert_eq!(
+        charged(&sim),
+        74 * MIB,
+        "the context charged what the driver holds"
+    );
+    let (high_water, now) = ground_truth(&sim);
+    assert_eq!(now, 74 * MIB);
+    assert!(high_water <= 2 * GIB);
+    held.close_stdin();
+    held.finish().assert_success("held");
+}
+
+#[test]
+fn a_context_that_cannot_be_parked_high_waits_for_the_figure_then_measures_itself() {
+    // 300 MiB: room for the context (64 MiB) and 10 MiB, not for the conservative 512 MiB.
+    let sim = measurement_in_progress("300m");
+    let mut c = command(&sim, Style::Linked, true);
+    c.env("LIBCUDA_LOG_LEVEL", "4")
+        .args(["alloc-hold", &(10 * MIB).to_string(), "60"]);
+    let mut held = Child::spawn(&mut c, Duration::from_secs(90));
+    held.wait_for_kv("ready", "1", Duration::from_secs(30));
+    // The claim never ends (its holder stands still): after the bounded wait the process
+    // measured its context itself, exactly.
+    assert_eq!(charged(&sim), 74 * MIB);
+    let (high_water, now) = ground_truth(&sim);
+    assert_eq!(now, 74 * MIB);
+    assert!(high_water <= 300 * MIB);
+    held.close_stdin();
+    let out = held.finish();
+    out.assert_success("held");
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.contains("Context overhead") && l.contains("measured Some")),
+        "{}",
+        out.describe()
+    );
+}

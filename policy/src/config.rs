@@ -378,6 +378,22 @@ pub fn same_uuid(a: &str, b: &str) -> bool {
     body(a).eq_ignore_ascii_case(&body(b))
 }
 
+/// Whether `u` is a GPU UUID spelled as NVML spells it: `GPU-` and 32 lowercase hex
+/// digits in 8-4-4-4-12 groups (what HAMi's device plugin, which read it from NVML, puts in
+/// `NVIDIA_VISIBLE_DEVICES`). A list of these names the container's devices in their
+/// order, spelled the way every view of ours looks them up: no NVML needed to list them.
+pub fn is_nvml_gpu_uuid(u: &str) -> bool {
+    let Some(body) = u.strip_prefix("GPU-") else {
+        return false;
+    };
+    let groups: Vec<&str> = body.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
 /// The container index (the `<i>` of `CUDA_DEVICE_MEMORY_LIMIT_<i>`) of the device with
 /// UUID `device`, given `NVIDIA_VISIBLE_DEVICES`'s UUIDs; `None` when it is not listed.
 pub fn limit_index_of(limit_uuids: &[String], device: &str) -> Option<ContainerIndex> {
@@ -537,6 +553,24 @@ pub fn tiny_memory_limit_warning(config: &Config) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn nvml_gpu_uuids_are_recognised_as_spelled() {
+        assert!(is_nvml_gpu_uuid("GPU-81810bb3-1564-9594-6b23-fd6c9b2e953f"));
+        for not in [
+            "GPU-81810BB3-1564-9594-6b23-fd6c9b2e953f",
+            "81810bb3-1564-9594-6b23-fd6c9b2e953f",
+            "MIG-81810bb3-1564-9594-6b23-fd6c9b2e953f",
+            "GPU-81810bb3-1564-9594-6b23-fd6c9b2e953",
+            "GPU-81810bb3-1564-9594-6b23fd6c9b2e953f",
+            "GPU-81810bb3-1564-9594-6b23-fd6c9b2e953f-0",
+            "GPU-0123456789abcdef",
+            "0",
+            "all",
+            "",
+        ] {
+            assert!(!is_nvml_gpu_uuid(not), "{not}");
+        }
+    }
 
     #[test]
     fn hip_names_alias_the_limit_variables_only() {

@@ -40,7 +40,7 @@ pub mod slot_state {
     pub const ACTIVE: u32 = 2;
     /// Owner dead or gone; its charge is being (or has been) returned. Excluded from audits.
     pub const TOMBSTONE: u32 = 3;
-    /// The owner began a clean exit (ext minor 1.4). Its charges stay counted, and its v1
+    /// The owner began a clean exit (ext minor 1.5). Its charges stay counted, and its v1
     /// `procs[i]` entry stays as it was, until the process is gone (no longer exists, or a
     /// zombie): until then the driver may still hold its memory (a driver frees what an
     /// exiting process holds when the kernel closes its device files, after every exit
@@ -140,7 +140,12 @@ pub struct DeviceExt {
     /// measured it (driver's figure), **plus one**; 0 = none measured yet. Where a new
     /// process's context estimate starts (minor 1.2).
     pub context_bytes_hint: AtomicU64,
-    pub(crate) _reserved1: [AtomicU64; 4],
+    /// CLOCK_MONOTONIC ns until which one process of the container holds the measurement
+    /// of the first context on this device (a CAS from a past value): the others wait for
+    /// its `context_bytes_hint` instead of each measuring through NVML; 0 or past = free
+    /// (minor 1.4).
+    pub context_measure_until_ns: AtomicU64,
+    pub(crate) _reserved1: [AtomicU64; 3],
     // Line 2: compute token bucket, hot on launch.
     /// Available tokens; may go negative (debt) when a launch is charged after the fact.
     pub tokens: AtomicI64,
@@ -183,7 +188,7 @@ pub struct SlotExt {
     /// CLOCK_MONOTONIC ns when the slot was claimed.
     pub claim_ns: AtomicU64,
     /// The claimer's pid namespace (inode of `/proc/self/ns/pid`), 0 = unknown (written
-    /// before ext minor 1.4). `pid` and liveness mean something only in that namespace: a
+    /// before ext minor 1.5). `pid` and liveness mean something only in that namespace: a
     /// reaper in another one (`vgpuctl inspect` on the host) must leave the slot alone.
     pub pid_ns: AtomicU64,
     pub(crate) _reserved0: [AtomicU64; 1],

@@ -46,7 +46,7 @@ pub struct ReapScope {
     /// The reaper's pid namespace (inode of `/proc/self/ns/pid`), 0 = unknown. A slot claimed
     /// in another namespace is never judged: its pid means nothing to this reaper.
     pub pid_ns: u64,
-    /// Whether slots that do not record their namespace (claimed before ext minor 1.4), or
+    /// Whether slots that do not record their namespace (claimed before ext minor 1.5), or
     /// a reaper that does not know its own, are judged: yes for a process of the container
     /// (all of a region's users share one pid namespace), no for a tool that may run on the
     /// host (`vgpuctl inspect`).

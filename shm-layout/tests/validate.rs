@@ -202,3 +202,43 @@ fn from_ptr_checks() {
         );
     }
 }
+
+fn bytes(region: &Region) -> &[u8] {
+    // SAFETY: a `Region` is `REGION_SIZE` plain bytes (atomics and the lock area), and
+    // nothing writes this one while the test reads it.
+    unsafe { std::slice::from_raw_parts((region as *const Region).cast::<u8>(), REGION_SIZE) }
+}
+
+#[test]
+fn fresh_init_of_a_zeroed_region_writes_what_a_clearing_init_writes() {
+    // A used region, reinitialised (clearing pass) ...
+    let used = Region::new_boxed();
+    let other = InitParams {
+        devices: vec![
+            DeviceInit {
+                uuid: "GPU-bbbbbbbb-0000-0000-0000-000000000002".into(),
+                limit_bytes: 5 << 30,
+                sm_limit: 10,
+            };
+            3
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut d)| {
+            d.uuid.push_str(&i.to_string());
+            d
+        })
+        .collect(),
+        priority: 0,
+        created_unix_ns: 99,
+        boot_id_hash: boot_id_hash("boot-B\n"),
+    };
+    init(&used, &other).unwrap();
+    used.init_unpublished(&params()).unwrap();
+    // ... and a never-used one initialised without clearing: the same bytes.
+    let fresh = Region::new_boxed();
+    fresh.init_fresh_unpublished(&params()).unwrap();
+    assert!(bytes(&used) == bytes(&fresh));
+    fresh.publish();
+    assert_eq!(classify(FULL, &fresh.header_view(), 0), RegionStatus::Valid);
+}

@@ -31,11 +31,26 @@ pub fn charged_on<A: Api>(
     kind: AllocKind,
     call: impl FnOnce() -> (A::Status, u64),
 ) -> A::Status {
-    let reservation = match rt().ledger.reserve_with_usage(device, bytes, kind) {
+    let ledger = &rt().ledger;
+    let reservation = match ledger.reserve_with_usage(device, bytes, kind) {
         Ok(r) => r.owned_by(owner),
+        // A context charge parked at its conservative size may be what is in the way:
+        // settled (waiting a bounded time for the container's figure), then once more.
         Err(e) => {
-            log_refusal(what, e);
-            return A::OUT_OF_MEMORY;
+            match crate::core::provisional::settle_all(Some(crate::core::provisional::SETTLE_WAIT))
+            {
+                0 => {
+                    log_refusal(what, e);
+                    return A::OUT_OF_MEMORY;
+                }
+                _ => match ledger.reserve_with_usage(device, bytes, kind) {
+                    Ok(r) => r.owned_by(owner),
+                    Err(e) => {
+                        log_refusal(what, e);
+                        return A::OUT_OF_MEMORY;
+                    }
+                },
+            }
         }
     };
     let (rc, handle) = call();

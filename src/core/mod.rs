@@ -8,6 +8,7 @@ pub mod gate;
 pub mod hostpid;
 pub mod namespace;
 pub mod probe;
+pub mod provisional;
 pub mod runtime;
 pub mod shared_region;
 pub mod vendor;

@@ -106,8 +106,20 @@ impl Runtime {
                 &config.shared_cache,
                 |known| {
                     // The registered vendor's names for the devices (an AMD process: ROCr
-                    // UUIDs, the names ROCR_VISIBLE_DEVICES uses; NVIDIA: NVML's).
-                    let uuids = known.unwrap_or_else(crate::core::vendor::device_uuids);
+                    // UUIDs, the names ROCR_VISIBLE_DEVICES uses; NVIDIA: NVML's) — or the
+                    // device plugin's list when it spells them as NVML does, so that the
+                    // container's first process lists them without opening NVML, while the
+                    // others wait for it (issue 9 item 4).
+                    let uuids = known.unwrap_or_else(|| match config.limit_uuids_for(false) {
+                        Some(listed)
+                            if !crate::core::vendor::reads_rocr_uuids()
+                                && !listed.is_empty()
+                                && listed.iter().all(|u| crate::config::is_nvml_gpu_uuid(u)) =>
+                        {
+                            listed.to_vec()
+                        }
+                        _ => crate::core::vendor::device_uuids(),
+                    });
                     container_devices(&config, uuids)
                 },
                 config.task_priority,
@@ -198,6 +210,8 @@ fn watcher_tick(sr: &'static SharedRegion) {
     if let Some(rt) = RUNTIME.get() {
         crate::core::hostpid::retry_pending(&rt.ledger);
     }
+    // Context charges parked at start cut to the container's figure once it is there.
+    crate::core::provisional::settle_all(None);
     crate::core::gate::watcher_tick(sr);
 }
 
@@ -231,6 +245,8 @@ fn register_fork_handlers() {
 }
 
 extern "C" fn fork_prepare() {
+    // Before the ledger's map lock: settling a parked charge takes them in that order.
+    crate::core::provisional::fork_prepare();
     if let Some(rt) = RUNTIME.get() {
         let guard = rt
             .ledger
@@ -243,6 +259,7 @@ extern "C" fn fork_prepare() {
 
 extern "C" fn fork_parent() {
     drop(FORK_GUARD.lock().unwrap_or_else(|e| e.into_inner()).take());
+    crate::core::provisional::fork_parent();
 }
 
 extern "C" fn fork_child() {
@@ -255,4 +272,5 @@ extern "C" fn fork_child() {
             r.store(0, Ordering::Relaxed);
         }
     }
+    crate::core::provisional::fork_child();
 }

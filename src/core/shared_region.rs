@@ -323,8 +323,15 @@ fn attach_file(
                     std::io::Error::last_os_error().to_string(),
                 ))
             } else {
+                // A file grown from nothing under our lock is all zeros: no clearing pass
+                // (on a page-cached file system it faults in every page of the region).
+                let init = if len == 0 {
+                    Region::init_fresh_unpublished
+                } else {
+                    Region::init_unpublished
+                };
                 match map(fd.0) {
-                    Some(region) => match region.init_unpublished(&params()) {
+                    Some(region) => match init(region, &params()) {
                         Ok(()) => {
                             init_robust_mutex(region);
                             region.publish();
@@ -653,6 +660,64 @@ impl SharedRegion {
         {
             d.context_bytes_hint
                 .store(bytes.saturating_add(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Claims the measurement of the first context on container device `device` for
+    /// `hold` (the container's processes starting together: one measures through NVML, the
+    /// others wait for its figure, `wait_for_context_bytes_hint`). `false`: another process
+    /// holds it, or the region does not know the device.
+    pub fn claim_context_measurement(&self, device: usize, hold: Duration) -> bool {
+        let Some(d) = self
+            .region_device(device)
+            .and_then(|d| self.region.device(d).ok())
+        else {
+            return false;
+        };
+        let now = crate::clock::mono_ns();
+        let held = d.context_measure_until_ns.load(Ordering::Acquire);
+        held <= now
+            && d.context_measure_until_ns
+                .compare_exchange(
+                    held,
+                    now.saturating_add(hold.as_nanos() as u64),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+
+    /// Gives the claim back (measured, published or not: the waiting processes then stop
+    /// waiting and measure for themselves).
+    pub fn end_context_measurement(&self, device: usize) {
+        if let Some(d) = self
+            .region_device(device)
+            .and_then(|d| self.region.device(d).ok())
+        {
+            d.context_measure_until_ns.store(0, Ordering::Release);
+        }
+    }
+
+    /// Waits, at most `limit`, for the container's figure of a context on `device` while
+    /// another process holds its measurement: the figure, or `None` when the claim was given
+    /// back or ran out without one.
+    pub fn wait_for_context_bytes_hint(&self, device: usize, limit: Duration) -> Option<u64> {
+        let d = self
+            .region_device(device)
+            .and_then(|d| self.region.device(d).ok())?;
+        let deadline = std::time::Instant::now() + limit;
+        let mut pause = Duration::from_micros(50);
+        loop {
+            if let Some(bytes) = self.context_bytes_hint(device) {
+                return Some(bytes);
+            }
+            let claimed =
+                d.context_measure_until_ns.load(Ordering::Acquire) > crate::clock::mono_ns();
+            if !claimed || std::time::Instant::now() >= deadline {
+                return self.context_bytes_hint(device);
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(2));
         }
     }
 

@@ -25,7 +25,10 @@ use hip_headers::prelude::*;
 use crate::amd_smi::rocm;
 use crate::ledger::AllocKind;
 
+/// The debug builds' forced discovery method (`VGPU_DEBUG_HOSTPID`); release builds only
+/// ever use `No`, so the others are unconstructed there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(debug_assertions), allow(dead_code))]
 enum Forced {
     No,
     Signature,

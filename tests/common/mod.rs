@@ -139,6 +139,33 @@ pub fn region_path(sim: &SimEnv) -> PathBuf {
     sim.dir().join("cudevshr.cache")
 }
 
+/// Maps the machine's region file and runs `f` on it.
+pub fn with_region(sim: &SimEnv, f: impl FnOnce(&shm_layout::Region)) {
+    let path = region_path(sim);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .expect("region");
+    use std::os::fd::AsRawFd;
+    // SAFETY: mapping the whole region file shared; unmapped below.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            shm_layout::REGION_SIZE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        let region =
+            shm_layout::Region::from_ptr(p.cast(), shm_layout::REGION_SIZE).expect("valid region");
+        f(region);
+        libc::munmap(p, shm_layout::REGION_SIZE);
+    }
+}
+
 /// How a client gets libvgpu: `LD_PRELOAD`, or `LD_AUDIT` the way HAMi's AMD device plugin
 /// injects its library (`LD_AUDIT=/usr/local/vgpu/libamvgpu.so`: the file under another
 /// name, so nothing may key on ours). The same tests run under both (`BOTH`).

@@ -50,6 +50,11 @@ static CONTEXT_BYTES_SEEN: [AtomicU64; MAX_DEVICES] =
 /// with it to shrink to the measured size (see `create_charged`).
 const BURST_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// How long a process measuring its container's first context on a device holds the
+/// claim, and the longest the processes starting with it wait for its figure (when their
+/// charge cannot be parked) before each measuring for itself.
+const FIRST_MEASURE_HOLD: std::time::Duration = crate::core::provisional::SETTLE_WAIT;
+
 /// Serialises creation + measurement so two concurrent context/module loads never both
 /// claim the same overhead.
 static MEASURE: Mutex<()> = Mutex::new(());
@@ -133,6 +138,9 @@ fn create_charged(
     else {
         return create().0;
     };
+    // A context charge of this process parked on the device is settled first: what is
+    // measured next is told apart from it by the ledger's figures.
+    crate::core::provisional::settle(device, Some(FIRST_MEASURE_HOLD));
     let deadline = std::time::Instant::now() + BURST_WAIT;
     let (mut reservation, container, estimate) = loop {
         let container = container_context_bytes(device);
@@ -141,6 +149,9 @@ fn create_charged(
             Ok(r) => break (r, container, estimate),
             Err(e) => e,
         };
+        if crate::core::provisional::settle_all(Some(FIRST_MEASURE_HOLD)) > 0 {
+            continue;
+        }
         // Processes of a container starting together all reserve the default estimate
         // before the first of them has measured a context: a slice that can hold a
         // context waits (bounded) for their estimates to shrink to the measured size.
@@ -159,14 +170,27 @@ fn create_charged(
     // device, that has not opened NVML yet and whose host pid procfs tells, is charged
     // that figure without opening NVML (a library load and the driver's NVML
     // initialisation per process).
-    let take_containers = kind == AllocKind::Context
-        && container.is_some()
+    let cheaply = kind == AllocKind::Context
         && !crate::nvml::NvmlProbe::is_open()
         && record_host_pid(crate::core::hostpid::discover_cheaply()).is_some();
+    let take_containers = cheaply && container.is_some();
+    // The container's first contexts on the device (its processes starting together, none
+    // measured yet): one process claims the measurement — usually the one that created the
+    // region, NVML open already — and the others that could start without NVML create
+    // theirs meanwhile, then wait (bounded) for its figure instead of each opening NVML.
+    let region = crate::core::shared_region::SharedRegion::get();
+    let first = kind == AllocKind::Context
+        && container.is_none()
+        && CONTEXT_BYTES_SEEN[device].load(Ordering::Relaxed) == u64::MAX;
+    let (measuring, follower) = match region.filter(|_| first) {
+        Some(r) if r.claim_context_measurement(device, FIRST_MEASURE_HOLD) => (Some(r), None),
+        Some(r) if cheaply => (None, Some(r)),
+        _ => (None, None),
+    };
     // Host pid discovery with no headroom: the context's creation is the signature (the
     // pid that appeared in NVML's list with it), see hostpid.rs.
     let signature = match kind {
-        AllocKind::Context if !take_containers => {
+        AllocKind::Context if !take_containers && follower.is_none() => {
             crate::core::hostpid::BeforeContext::take(|| pid_probe(ordinal), device)
         }
         AllocKind::Module => {
@@ -177,24 +201,48 @@ fn create_charged(
     };
     let (rc, handle) = create();
     if rc != CUDA_SUCCESS {
+        if let Some(r) = measuring {
+            r.end_context_measurement(device);
+        }
         return rc;
     }
     // Several pids could be ours: the largest of their rises bounds the new context's
     // size (ours is among them), a figure the driver measured, charged when nothing
     // better can be had.
     let bound = signature.and_then(|s| s.after(&rt.ledger));
-    let fallback = match (container.filter(|_| take_containers), bound) {
+    let key = key_of(handle);
+    // The container's figure: there before, or measured meanwhile by the process that
+    // claimed the first measurement.
+    let mut containers = container
+        .filter(|_| take_containers)
+        .or_else(|| follower.and_then(|r| r.context_bytes_hint(device)));
+    if let (Some(r), None) = (follower, containers) {
+        // Not there yet: the charge is parked at a conservative size (at least what an
+        // unmeasured context is charged) and cut to the figure when it comes, rather than
+        // this process waiting for the measuring one (core::provisional).
+        if reservation.resize(estimate.max(UNMEASURED_CONTEXT_BYTES)) {
+            match crate::core::provisional::park(device, reservation, key) {
+                Ok(()) => return rc,
+                Err(back) => reservation = back,
+            }
+        }
+        // No room for that size, or a charge already parked here: wait for the figure
+        // (none when the claimer gave up or ran out of time: this process then measures
+        // for itself, as the claimer would have).
+        containers = r.wait_for_context_bytes_hint(device, FIRST_MEASURE_HOLD);
+    }
+    let fallback = match (containers, bound) {
         (Some(bytes), _) => bytes,
         (None, Some(bound)) => bound,
         (None, None) => unmeasured(device, kind),
     };
     // What the driver may hold beyond the estimate until the measurement says otherwise.
-    let measured = if take_containers {
+    let measured = if containers.is_some() {
         None
     } else {
         measure(handle, device, fallback.saturating_sub(estimate))
     };
-    if measured.is_none() && !take_containers {
+    if measured.is_none() && containers.is_none() {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
             crate::vlog!(
@@ -208,9 +256,12 @@ fn create_charged(
     let bytes = overhead_to_charge(measured, usage, fallback);
     if kind == AllocKind::Context && measured.is_some() {
         CONTEXT_BYTES_SEEN[device].store(bytes, Ordering::Relaxed);
-        if let Some(region) = crate::core::shared_region::SharedRegion::get() {
+        if let Some(region) = region {
             region.set_context_bytes_hint(device, bytes);
         }
+    }
+    if let Some(r) = measuring {
+        r.end_context_measurement(device);
     }
     if !reservation.resize(bytes) {
         // The driver's destroy first, then the credit: never more than the slice held.
@@ -226,7 +277,7 @@ fn create_charged(
         crate::log::DEBUG,
         "charged {bytes} bytes of {kind:?} overhead on device {device} (estimate {estimate}, measured {measured:?})"
     );
-    reservation.commit(key_of(handle));
+    reservation.commit(key);
     rc
 }
 
@@ -379,6 +430,7 @@ pub unsafe fn cuCtxDestroy_v2(ctx: CUcontext) -> CUresult {
         // The driver freed everything the context owned.
         let ledger = &rt().ledger;
         ledger.release(AllocKind::Context, ctx as u64);
+        crate::core::provisional::forget_key(ctx as u64);
         ledger.release_owned_by(ctx as u64);
         contexts_changed();
     }
@@ -461,6 +513,7 @@ fn primary_gone(dev: CUdevice, ctx: Option<CUcontext>) {
     let rt = rt();
     if let Some(device) = crate::cuda::placement::container_index(dev) {
         rt.ledger.release(AllocKind::Context, primary_key(device));
+        crate::core::provisional::forget(device, primary_key(device));
     }
     if let Some(ctx) = ctx {
         rt.ledger.release_owned_by(ctx as u64);
