@@ -548,9 +548,10 @@ impl SharedRegion {
     /// Frees the slots of processes that are gone — killed, or exited cleanly (EXITING) —
     /// and repairs totals if needed: the one path by which a process's charges return to
     /// the container. With `force`, runs now; otherwise only if no process reaped in the
-    /// last period. The lock is taken only when a lock-free look found a slot to reclaim
-    /// (or an audit is due), so a caller in a tight out-of-memory loop costs its
-    /// neighbours nothing but `/proc` reads.
+    /// last period. The periodic pass takes the lock only when a lock-free look found a
+    /// slot to reclaim (or an audit is due); a forced one (a reservation about to be
+    /// refused) always takes it, so it also waits for a reclaim another process has under
+    /// way before the caller retries.
     pub fn reap(&self, force: bool) {
         let h = &self.region.ext.header;
         let now = crate::clock::mono_ns();
@@ -563,7 +564,7 @@ impl SharedRegion {
         {
             return;
         }
-        self.reap_gone(false);
+        self.reap_gone(false, !force);
     }
 
     /// The cheap reap: only slots marked EXITING (a lock-free scan of the slot states
@@ -572,11 +573,13 @@ impl SharedRegion {
     /// neighbour looks.
     pub fn reap_exited(&self) {
         if self.region.any_exiting() {
-            self.reap_gone(true);
+            self.reap_gone(true, true);
         }
     }
 
-    fn reap_gone(&self, only_exiting: bool) {
+    /// Reclaims the slots of gone processes under the lock; with `look_first`, only when a
+    /// lock-free look found one (or an audit is due).
+    fn reap_gone(&self, only_exiting: bool, look_first: bool) {
         if EXITING.load(Ordering::SeqCst) {
             return;
         }
@@ -588,10 +591,12 @@ impl SharedRegion {
             only_exiting,
         };
         // Look first, without the lock: a reclaim needs it, a look does not.
-        let any_gone = self
-            .region
-            .any_gone(scope, &mut |pid, start| slot_owner_gone(pid, start));
-        if !any_gone && !self.region.audit_needed() {
+        if look_first
+            && !self.region.audit_needed()
+            && !self
+                .region
+                .any_gone(scope, &mut |pid, start| slot_owner_gone(pid, start))
+        {
             return;
         }
         let Some(_lock) = lock_region(self.region) else {
