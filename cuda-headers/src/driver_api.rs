@@ -20,7 +20,7 @@ macro_rules! cuda_driver_api {
     ($m:path) => {
         $m! {
             // ---- initialisation, versions, errors, entry points ------------------------
-            cuInit = "cuInit" @ 2000 [dflt pass] (flags: c_uint);
+            cuInit = "cuInit" @ 2000 [dflt hook] (flags: c_uint);
             cuDriverGetVersion = "cuDriverGetVersion" @ 2020 [dflt pass] (driver_version: *mut c_int);
             cuGetErrorName = "cuGetErrorName" @ 6000 [dflt pass] (error: CUresult, p_str: *mut *const c_char);
             cuGetErrorString = "cuGetErrorString" @ 6000 [dflt pass] (error: CUresult, p_str: *mut *const c_char);

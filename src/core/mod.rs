@@ -7,6 +7,7 @@ pub mod charge;
 pub mod gate;
 pub mod hostpid;
 pub mod namespace;
+pub mod pool;
 pub mod probe;
 pub mod provisional;
 pub mod runtime;

@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::config::MAX_DEVICES;
-use crate::core::runtime::Pool;
+use crate::core::pool::Pool;
 use crate::core::shared_region::SharedRegion;
 use crate::ledger::Reservation;
 

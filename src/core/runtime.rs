@@ -7,60 +7,9 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use crate::config::{Config, MAX_DEVICES};
+pub use crate::core::pool::Pool;
 use crate::core::shared_region::{SharedPool, SharedRegion};
 use crate::ledger::{CapacityPool, LocalPool, MemoryLedger};
-
-/// Where capacity lives: the container-wide region, or (control disabled) nowhere.
-#[allow(clippy::large_enum_variant)] // one per process; boxing would add an indirection to every reservation
-pub enum Pool {
-    Local(LocalPool),
-    Shared(SharedPool),
-}
-
-macro_rules! pool_dispatch {
-    ($self:ident, $p:ident => $e:expr) => {
-        match $self {
-            Pool::Local($p) => $e,
-            Pool::Shared($p) => $e,
-        }
-    };
-}
-
-impl CapacityPool for Pool {
-    fn try_reserve(&self, device: usize, bytes: u64) -> bool {
-        pool_dispatch!(self, p => p.try_reserve(device, bytes))
-    }
-    fn try_reserve_usage(&self, device: usize, bucket: usize, bytes: u64) -> Option<bool> {
-        pool_dispatch!(self, p => p.try_reserve_usage(device, bucket, bytes))
-    }
-    fn on_granted(&self, device: usize) {
-        pool_dispatch!(self, p => p.on_granted(device))
-    }
-    fn force_reserve(&self, device: usize, bytes: u64) {
-        pool_dispatch!(self, p => p.force_reserve(device, bytes))
-    }
-    fn release(&self, device: usize, bytes: u64) {
-        pool_dispatch!(self, p => p.release(device, bytes))
-    }
-    fn used(&self, device: usize) -> u64 {
-        pool_dispatch!(self, p => p.used(device))
-    }
-    fn limit(&self, device: usize) -> Option<u64> {
-        pool_dispatch!(self, p => p.limit(device))
-    }
-    fn on_usage(&self, device: usize, bucket: usize, delta: i64) -> bool {
-        pool_dispatch!(self, p => p.on_usage(device, bucket, delta))
-    }
-    fn release_with_usage(&self, device: usize, bucket: usize, bytes: u64) -> bool {
-        pool_dispatch!(self, p => p.release_with_usage(device, bucket, bytes))
-    }
-    fn published_usage(&self, device: usize) -> Option<crate::ledger::Usage> {
-        pool_dispatch!(self, p => p.published_usage(device))
-    }
-    fn after_fork_child(&self) {
-        pool_dispatch!(self, p => p.after_fork_child())
-    }
-}
 
 /// Everything the hooks share.
 pub struct Runtime {
@@ -104,24 +53,7 @@ impl Runtime {
             // A container whose region already lists its devices needs no NVML to start.
             let region = SharedRegion::attach(
                 &config.shared_cache,
-                |known| {
-                    // The registered vendor's names for the devices (an AMD process: ROCr
-                    // UUIDs, the names ROCR_VISIBLE_DEVICES uses; NVIDIA: NVML's) — or the
-                    // device plugin's list when it spells them as NVML does, so that the
-                    // container's first process lists them without opening NVML, while the
-                    // others wait for it (issue 9 item 4).
-                    let uuids = known.unwrap_or_else(|| match config.limit_uuids_for(false) {
-                        Some(listed)
-                            if !crate::core::vendor::reads_rocr_uuids()
-                                && !listed.is_empty()
-                                && listed.iter().all(|u| crate::config::is_nvml_gpu_uuid(u)) =>
-                        {
-                            listed.to_vec()
-                        }
-                        _ => crate::core::vendor::device_uuids(),
-                    });
-                    container_devices(&config, uuids)
-                },
+                |known| region_devices(&config, known),
                 config.task_priority,
             );
             // The gate must be right before the first launch, not one watcher tick later.
@@ -149,6 +81,45 @@ impl Runtime {
             config,
         }
     }
+}
+
+/// The process's first driver call, before the driver initialises: the container's region
+/// mapped, and created when nobody has yet, without waiting for a process creating it
+/// (`shared_region::prepare`). The runtime itself is made later, at the first call that
+/// needs it.
+pub fn prepare_region() {
+    if RUNTIME.get().is_some() {
+        return;
+    }
+    crate::core::namespace::adopt_program_environ();
+    let config = Config::from_env();
+    if config.control_disabled {
+        return;
+    }
+    crate::core::shared_region::prepare(
+        &config.shared_cache,
+        || region_devices(&config, None),
+        config.task_priority,
+    );
+}
+
+/// The devices to register in the region: `known`, the names the region has already, else
+/// the registered vendor's names for them (an AMD process: ROCr UUIDs, the names
+/// ROCR_VISIBLE_DEVICES uses; NVIDIA: NVML's) — or the device plugin's list when it spells
+/// them as NVML does, so that the container's first process lists them without opening
+/// NVML, while the others wait for it (issue 9 item 4).
+fn region_devices(config: &Config, known: Option<Vec<String>>) -> Vec<shm_layout::DeviceInit> {
+    let uuids = known.unwrap_or_else(|| match config.limit_uuids_for(false) {
+        Some(listed)
+            if !crate::core::vendor::reads_rocr_uuids()
+                && !listed.is_empty()
+                && listed.iter().all(|u| crate::config::is_nvml_gpu_uuid(u)) =>
+        {
+            listed.to_vec()
+        }
+        _ => crate::core::vendor::device_uuids(),
+    });
+    container_devices(config, uuids)
 }
 
 /// The container's devices in container index order, with this process's limits: UUIDs

@@ -257,11 +257,39 @@ fn file_len(fd: i32) -> u64 {
 enum AttachFailure {
     Io(String),
     Unusable(RegionStatus),
+    /// Another process is initialising the region, and the caller would not wait.
+    Busy,
+}
+
+/// The region a process mapped early (`prepare`), with its path: what `attach` then uses.
+static PREPARED: OnceLock<Option<(String, &'static Region)>> = OnceLock::new();
+
+/// Maps the container's region early — at the process's first driver call, before the
+/// driver's own initialisation — creating it when nobody has yet, but never waiting for a
+/// process that is creating it: the container's first process then creates the region
+/// while the others initialise their drivers, instead of all of them waiting for it after
+/// (issue 9 item 4: processes starting together). `attach` uses the mapping.
+pub fn prepare(path: &str, devices: impl Fn() -> Vec<DeviceInit>, priority: i32) {
+    if REGION.get().is_some() {
+        return;
+    }
+    PREPARED.get_or_init(|| {
+        let params = || InitParams {
+            devices: devices(),
+            priority,
+            created_unix_ns: crate::clock::unix_ns(),
+            boot_id_hash: boot_hash(),
+        };
+        attach_file(path, &params, false)
+            .ok()
+            .map(|r| (path.to_string(), r))
+    });
 }
 
 fn attach_file(
     path: &str,
     params: &dyn Fn() -> InitParams,
+    wait: bool,
 ) -> Result<&'static Region, AttachFailure> {
     let cpath = CString::new(path).map_err(|_| AttachFailure::Io("path has a NUL byte".into()))?;
     // SAFETY: open/fchmod/flock on our own descriptor.
@@ -303,6 +331,9 @@ fn attach_file(
             && classify(len, &read_header(fd.0), boot) == RegionStatus::Valid
         {
             return map(fd.0).ok_or_else(|| AttachFailure::Io("mmap failed".into()));
+        }
+        if !wait {
+            return Err(AttachFailure::Busy);
         }
         if std::time::Instant::now() > deadline {
             return Err(AttachFailure::Io(
@@ -382,9 +413,19 @@ impl SharedRegion {
                 created_unix_ns: crate::clock::unix_ns(),
                 boot_id_hash: boot_hash(),
             };
-            let attached = attach_file(path, &params);
+            let attached = match PREPARED.get() {
+                Some(Some((p, region))) if p == path => Ok(*region),
+                _ => attach_file(path, &params, true),
+            };
             let (region, shared) = match attached {
                 Ok(r) => (r, true),
+                // (Busy only comes from `prepare`, which does not wait.)
+                Err(AttachFailure::Busy) => {
+                    crate::log::write_line(format_args!(
+                        "cannot use the shared region {path:?} (another process is initialising it): limits are enforced per process, not container-wide"
+                    ));
+                    (local_region(&params()), false)
+                }
                 Err(AttachFailure::Io(e)) => {
                     crate::log::write_line(format_args!(
                         "cannot use the shared region {path:?} ({e}): limits are enforced per process, not container-wide"

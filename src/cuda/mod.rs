@@ -85,10 +85,17 @@ pub fn rt() -> &'static crate::core::runtime::Runtime {
 /// (`crate::nvml::VENDOR`), creates the process state (whose configuration sets the log
 /// level), then fills `REAL` from `libcuda.so.1`. Whether it was found.
 pub fn ensure_resolved() -> bool {
+    crate::core::vendor::register(&crate::nvml::VENDOR);
+    let _ = crate::core::runtime::rt();
+    resolve_driver()
+}
+
+/// [`ensure_resolved`] without the process state: `cuInit`'s, which must not wait for the
+/// container's region before the driver initialises (`hooks::cuInit`).
+pub fn resolve_driver() -> bool {
     static RESOLVED: OnceLock<bool> = OnceLock::new();
     *RESOLVED.get_or_init(|| {
         crate::core::vendor::register(&crate::nvml::VENDOR);
-        let _ = crate::core::runtime::rt();
         // A process of another vendor (its HIP runtime resolved) only looks for a CUDA
         // driver already loaded: loading one would initialise a second vendor's stack for
         // nothing.

@@ -199,6 +199,32 @@ fn current_placement_slow(mut cur: Current, epoch: u64) -> Option<Placement> {
     })
 }
 
+// ---- initialisation --------------------------------------------------------------------
+
+/// `cuInit`: the container's region is mapped — created, when this is the container's first
+/// process — before the driver initialises (`core::runtime::prepare_region`: it never waits
+/// for a process creating it), so the processes of a container starting together find it
+/// ready at their first charged call rather than all waiting, after their drivers'
+/// initialisation, for the one that creates it. The process state is made later, at the
+/// first call that needs it.
+pub unsafe fn cuInit(flags: c_uint) -> CUresult {
+    crate::core::vendor::register(&crate::nvml::VENDOR);
+    crate::core::runtime::prepare_region();
+    let real = match crate::cuda::real::cuInit() {
+        Some(f) => f,
+        None => {
+            crate::cuda::resolve_driver();
+            match crate::cuda::real::cuInit() {
+                Some(f) => f,
+                None => return CUDA_ERROR_NOT_INITIALIZED,
+            }
+        }
+    };
+    // SAFETY: `real` is the real driver function of this row, called with our caller's argument
+    // (a plain value).
+    unsafe { real(flags) }
+}
+
 // ---- the calls that change a thread's current context -----------------------------------
 
 pub unsafe fn cuCtxSetCurrent(ctx: CUcontext) -> CUresult {
