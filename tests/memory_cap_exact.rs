@@ -159,7 +159,7 @@ fn an_exiting_process_frees_its_memory_at_the_driver_before_neighbours_get_it() 
 /// more than the slice, and the neighbour gets the memory as soon as the leaver is gone (a
 /// zombie: this test, its parent, waits for it only at the end), within 2 s of asking.
 /// Under LD_PRELOAD and LD_AUDIT. With the slot given back at exit (before this rule) the
-/// driver held 704 MiB at once for the 400 MiB slice, in both modes.
+/// driver held 672 MiB (704,643,072 bytes) at once for the 400 MiB slice, in both modes.
 fn an_exiting_process_credits_only_once_gone(how: Injection) {
     let slice = 400 * MIB;
     let chunk = 4 * MIB;
