@@ -40,6 +40,13 @@ pub mod slot_state {
     pub const ACTIVE: u32 = 2;
     /// Owner dead or gone; its charge is being (or has been) returned. Excluded from audits.
     pub const TOMBSTONE: u32 = 3;
+    /// The owner began a clean exit (ext minor 1.5). Its charges stay counted, and its v1
+    /// `procs[i]` entry stays as it was, until the process is gone (no longer exists, or a
+    /// zombie): until then the driver may still hold its memory (a driver frees what an
+    /// exiting process holds when the kernel closes its device files, after every exit
+    /// handler and destructor). Then the reaper reclaims it like a dead ACTIVE slot.
+    /// Counted by audits like ACTIVE.
+    pub const EXITING: u32 = 4;
 }
 
 /// `ExtHeader::flags` bits.
@@ -180,7 +187,11 @@ pub struct SlotExt {
     pub op_seq: AtomicU64,
     /// CLOCK_MONOTONIC ns when the slot was claimed.
     pub claim_ns: AtomicU64,
-    pub(crate) _reserved0: [AtomicU64; 2],
+    /// The claimer's pid namespace (inode of `/proc/self/ns/pid`), 0 = unknown (written
+    /// before ext minor 1.5). `pid` and liveness mean something only in that namespace: a
+    /// reaper in another one (`vgpuctl inspect` on the host) must leave the slot alone.
+    pub pid_ns: AtomicU64,
+    pub(crate) _reserved0: [AtomicU64; 1],
     /// Bytes this process has charged per device: authoritative for reclaim and audit.
     pub reserved: [AtomicU64; MAX_DEVICES],
     pub(crate) _reserved1: [AtomicU64; 8],

@@ -172,7 +172,8 @@ fn ext_slot_record() {
         heartbeat_ns: 24,
         op_seq: 32,
         claim_ns: 40,
-        _reserved0: 48,
+        pid_ns: 48,
+        _reserved0: 56,
         reserved: 64,
         _reserved1: 192,
     });

@@ -4,7 +4,7 @@
 //!
 //! Invariant, for every device `d`, whenever no slot is between the two halves of an
 //! operation (every live slot's seqlock and `op_seq` even):
-//! `devices[d].reserved_bytes == Σ slots[i].reserved[d]` over slots in CLAIMING/ACTIVE,
+//! `devices[d].reserved_bytes == Σ slots[i].reserved[d]` over slots in CLAIMING/ACTIVE/EXITING,
 //! and `reserved_bytes <= limit_bytes` when `limit_bytes != 0`.
 
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +38,21 @@ pub struct ReclaimReport {
     /// The owner died between the two halves of an operation: the totals are corrected by
     /// the next successful [`Region::audit_totals`] instead (`AUDIT_NEEDED` is set).
     pub audit_needed: bool,
+}
+
+/// Which claimed slots a reaper may judge ([`Region::reap_gone`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReapScope {
+    /// The reaper's pid namespace (inode of `/proc/self/ns/pid`), 0 = unknown. A slot claimed
+    /// in another namespace is never judged: its pid means nothing to this reaper.
+    pub pid_ns: u64,
+    /// Whether slots that do not record their namespace (claimed before ext minor 1.5), or
+    /// a reaper that does not know its own, are judged: yes for a process of the container
+    /// (all of a region's users share one pid namespace), no for a tool that may run on the
+    /// host (`vgpuctl inspect`).
+    pub unknown_ns: bool,
+    /// Only slots marked EXITING (the cheap pass).
+    pub only_exiting: bool,
 }
 
 /// The fields of `/proc/<pid>/stat` that slot liveness needs.
@@ -351,7 +366,7 @@ impl Region {
     }
 
     /// Returns everything slot `index` holds to the container and frees the slot: used by
-    /// the owner on clean exit and by the reaper for a dead owner. `expected_token` guards
+    /// the reaper for an owner that is gone (killed or exited: [`Region::reap_gone`]). `expected_token` guards
     /// against freeing a slot that was reclaimed and re-claimed since the caller looked.
     ///
     /// Call holding the region lock. Steps: state → TOMBSTONE; if the owner was not mid
@@ -391,6 +406,7 @@ impl Region {
             &ext.heartbeat_ns,
             &ext.op_seq,
             &ext.claim_ns,
+            &ext.pid_ns,
         ] {
             word.store(0, Ordering::Relaxed);
         }
@@ -399,6 +415,105 @@ impl Region {
         ext.owner_token.store(0, Ordering::Release);
         self.ext.header.generation.fetch_add(1, Ordering::AcqRel);
         Ok(report)
+    }
+
+    /// Marks slot `index` as exiting (its owner began a clean exit): ACTIVE → EXITING, only
+    /// when `token` still owns it. Nothing is credited: the charges stay until the process is
+    /// gone and a reaper reclaims the slot ([`Region::reap_gone`]), because the driver may
+    /// hold the memory until the kernel closes the process's device files. The v1 entry
+    /// stays too (HAMi's monitor keeps showing what the driver still holds). Lock-free: an
+    /// exiting process must not wait for, or hold, the region lock. Returns whether it
+    /// marked the slot.
+    pub fn mark_exiting(&self, index: usize, token: u64) -> bool {
+        let Ok(slot) = self.slot(index) else {
+            return false;
+        };
+        if token == 0 || slot.ext.owner_token.load(Ordering::Acquire) != token {
+            return false;
+        }
+        let marked = slot
+            .ext
+            .state
+            .compare_exchange(
+                slot_state::ACTIVE,
+                slot_state::EXITING,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        if marked {
+            self.ext.header.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        marked
+    }
+
+    /// Whether any slot is marked [`slot_state::EXITING`] (lock-free scan up to
+    /// `slot_high_water`): what makes a reap worth its `/proc` reads on paths that must stay
+    /// cheap (a new process's attach).
+    pub fn any_exiting(&self) -> bool {
+        let high =
+            (self.ext.header.slot_high_water.load(Ordering::Acquire) as usize).min(MAX_PROCS);
+        self.ext.slots[..high]
+            .iter()
+            .any(|s| s.state.load(Ordering::Acquire) == slot_state::EXITING)
+    }
+
+    /// Reclaims every claimed slot whose owner is gone: the one path by which a process's
+    /// charges return to the container, whether it was killed or exited cleanly
+    /// (EXITING). `gone(pid, start_time)` is the caller's liveness check (it reads `/proc`):
+    /// true only when the process provably no longer runs (does not exist, or is a zombie,
+    /// whose files are closed); a process that cannot be inspected counts as alive.
+    /// `start_time` is 0 for a CLAIMING slot not filled in yet (judge by the pid alone).
+    /// `scope` says which slots this reaper may judge.
+    ///
+    /// Call holding the region lock. Returns how many slots were reclaimed.
+    pub fn reap_gone(&self, scope: ReapScope, gone: &mut dyn FnMut(i32, u64) -> bool) -> usize {
+        let mut reclaimed = 0;
+        for (i, token, pid, start) in self.reap_candidates(scope) {
+            if gone(pid, start) && self.reclaim_slot(i, token).is_ok() {
+                reclaimed += 1;
+            }
+        }
+        reclaimed
+    }
+
+    /// Whether [`Region::reap_gone`] with the same arguments would find a slot to reclaim:
+    /// the lock-free look before taking the lock (nothing is changed).
+    pub fn any_gone(&self, scope: ReapScope, gone: &mut dyn FnMut(i32, u64) -> bool) -> bool {
+        self.reap_candidates(scope)
+            .any(|(_, _, pid, start)| gone(pid, start))
+    }
+
+    /// The claimed slots a reaper may judge: (index, token, pid, start time).
+    fn reap_candidates(
+        &self,
+        scope: ReapScope,
+    ) -> impl Iterator<Item = (usize, u64, i32, u64)> + '_ {
+        let high =
+            (self.ext.header.slot_high_water.load(Ordering::Acquire) as usize).min(MAX_PROCS);
+        (0..high).filter_map(move |i| {
+            let ext = &self.ext.slots[i];
+            let token = ext.owner_token.load(Ordering::Acquire);
+            if token == 0
+                || (scope.only_exiting && ext.state.load(Ordering::Acquire) != slot_state::EXITING)
+            {
+                return None;
+            }
+            let ns = ext.pid_ns.load(Ordering::Acquire);
+            let judged = if ns == 0 || scope.pid_ns == 0 {
+                scope.unknown_ns
+            } else {
+                ns == scope.pid_ns
+            };
+            if !judged {
+                return None;
+            }
+            let pid = match ext.pid.load(Ordering::Acquire) {
+                0 => (token >> 32) as i32,
+                p => p,
+            };
+            Some((i, token, pid, ext.start_time.load(Ordering::Acquire)))
+        })
     }
 
     /// Requests an audit: after a lock holder died (`EOWNERDEAD`) or a slot was reclaimed
@@ -415,7 +530,7 @@ impl Region {
         self.ext.header.flags.load(Ordering::SeqCst) & ext_flags::AUDIT_NEEDED != 0
     }
 
-    /// Recomputes every device's `reserved_bytes` as the sum of the CLAIMING/ACTIVE slots'
+    /// Recomputes every device's `reserved_bytes` as the sum of the CLAIMING/ACTIVE/EXITING slots'
     /// counts, exactly, while live processes keep reserving lock-free.
     ///
     /// Sets `AUDIT_FREEZE` (new operations step back for a bounded time) and waits, bounded,
@@ -446,7 +561,9 @@ impl Region {
             .enumerate()
             .filter(|(_, slot)| {
                 let state = slot.state.load(Ordering::SeqCst);
-                state == slot_state::ACTIVE || state == slot_state::CLAIMING
+                state == slot_state::ACTIVE
+                    || state == slot_state::CLAIMING
+                    || state == slot_state::EXITING
             })
     }
 

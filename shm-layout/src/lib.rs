@@ -29,7 +29,8 @@ pub use ext::{
     DEVICE_MEMORY_REFUSED, PTHREAD_MUTEX_BYTES,
 };
 pub use ledger::{
-    owner_is_alive, owner_token, parse_proc_stat, AuditBusy, ProcStat, ReclaimReport, ReserveError,
+    owner_is_alive, owner_token, parse_proc_stat, AuditBusy, ProcStat, ReapScope, ReclaimReport,
+    ReserveError,
 };
 pub use v1::{
     DeviceMemory, DeviceUtil, HamiV1Region, MemoryKind, OpaqueSem, ProcSlot, SlotUsage, UuidBytes,
@@ -77,7 +78,7 @@ pub const EXT_MAGIC: u64 = u64::from_le_bytes(*b"VGPU_EXT");
 /// Extension major version: bumped only for layout-incompatible changes.
 pub const EXT_MAJOR_VERSION: u32 = 1;
 /// Extension minor version: compatible additions inside reserved space.
-pub const EXT_MINOR_VERSION: u32 = 4;
+pub const EXT_MINOR_VERSION: u32 = 5;
 /// Region file path when `CUDA_DEVICE_MEMORY_SHARED_CACHE` is unset.
 pub const DEFAULT_REGION_PATH: &str = "/tmp/cudevshr.cache";
 /// Mode of a created region file, set with `fchmod` (umask-independent): every user of

@@ -454,3 +454,94 @@ fn reserve_with_usage_moves_used_and_reserved_together() {
     assert_eq!(total(&region, 0), held);
     assert_eq!(region.audit_totals().unwrap()[0], held);
 }
+
+const EXITING_ONLY: ReapScope = ReapScope {
+    pid_ns: 0,
+    unknown_ns: true,
+    only_exiting: true,
+};
+
+#[test]
+fn an_exiting_slot_keeps_its_charges_until_its_owner_is_gone() {
+    let region = region_with_limit(1000);
+    let token = owner_token(60, 3);
+    let leaving = region.claim_slot(token, 60, 6000, 0).unwrap();
+    let staying = region.claim_slot(owner_token(61, 3), 61, 6100, 0).unwrap();
+    region
+        .try_reserve_with_usage(leaving, 0, 700, Some(MemoryKind::Data))
+        .unwrap();
+    region.try_reserve(staying, 0, 200).unwrap();
+    // Only the owner's token marks it; marking credits nothing and keeps the v1 entry.
+    assert!(!region.mark_exiting(leaving, token ^ 2));
+    assert!(!region.any_exiting());
+    assert!(region.mark_exiting(leaving, token));
+    assert!(
+        !region.mark_exiting(leaving, token),
+        "only ACTIVE -> EXITING"
+    );
+    assert!(region.any_exiting());
+    let ext = &region.ext.slots[leaving];
+    assert_eq!(ext.state.load(Relaxed), slot_state::EXITING);
+    assert_eq!(total(&region, 0), 900);
+    assert_eq!(
+        region.v1.procs[leaving].status.load(Relaxed),
+        SLOT_STATUS_ACTIVE
+    );
+    assert_eq!(region.v1.procs[leaving].load_usage(0).0.data_size, 700);
+    // The exiting slot's charge is still the container's: the neighbour cannot take it.
+    assert!(region.try_reserve(staying, 0, 101).is_err());
+    // An audit counts the exiting slot (the driver may still hold its memory).
+    region.device(0).unwrap().reserved_bytes.store(5, SeqCst);
+    assert_eq!(region.audit_totals().unwrap()[0], 900);
+    // While the owner runs, a reap leaves it; the cheap pass looks at exiting slots only.
+    let mut asked = Vec::new();
+    let n = region.reap_gone(EXITING_ONLY, &mut |pid, _| {
+        asked.push(pid);
+        false
+    });
+    assert_eq!((n, asked), (0, vec![60]));
+    assert_eq!(total(&region, 0), 900);
+    // Gone: reclaimed, and the neighbour gets the memory at once.
+    let n = region.reap_gone(EXITING_ONLY, &mut |pid, start| pid == 60 && start == 6000);
+    assert_eq!(n, 1);
+    assert_eq!(total(&region, 0), 200);
+    assert_eq!(ext.state.load(Relaxed), slot_state::FREE);
+    assert_eq!(region.v1.procs[leaving].status.load(Relaxed), 0);
+    assert!(!region.any_exiting());
+    region.try_reserve(staying, 0, 800).unwrap();
+}
+
+#[test]
+fn a_reaper_leaves_alone_the_slots_of_another_pid_namespace() {
+    let region = region_with_limit(1000);
+    let a = region.claim_slot(owner_token(70, 1), 70, 1, 0).unwrap();
+    let b = region.claim_slot(owner_token(71, 1), 71, 1, 0).unwrap();
+    let c = region.claim_slot(owner_token(72, 1), 72, 1, 0).unwrap();
+    region.ext.slots[a].pid_ns.store(111, Relaxed);
+    region.ext.slots[b].pid_ns.store(222, Relaxed);
+    // c: written before the field existed (0): judged as before.
+    for s in [a, b, c] {
+        region.try_reserve(s, 0, 100).unwrap();
+    }
+    // Every pid reads as gone to this reaper, but only a (its namespace) may be judged by
+    // it, and c (unknown) only by a reaper that knows all users share its namespace.
+    let strict = ReapScope {
+        pid_ns: 111,
+        unknown_ns: false,
+        only_exiting: false,
+    };
+    assert_eq!(region.reap_gone(strict, &mut |_, _| true), 1, "a only");
+    assert_eq!(region.ext.slots[c].state.load(Relaxed), slot_state::ACTIVE);
+    let lenient = ReapScope {
+        unknown_ns: true,
+        ..strict
+    };
+    assert_eq!(region.reap_gone(lenient, &mut |_, _| true), 1, "c");
+    assert_eq!(region.ext.slots[b].state.load(Relaxed), slot_state::ACTIVE);
+    assert_eq!(total(&region, 0), 100);
+    assert_eq!(
+        region.ext.slots[a].pid_ns.load(Relaxed),
+        0,
+        "cleared on reclaim"
+    );
+}

@@ -59,7 +59,7 @@ impl Runtime {
             // The gate must be right before the first launch, not one watcher tick later.
             crate::core::gate::open_gate(region);
             region.start_reaper(watcher_tick);
-            crate::core::shared_region::release_slot_at_exit();
+            crate::core::shared_region::mark_slot_exiting_at_exit();
             let shared = SharedPool {
                 region,
                 refused: config.memory_limit.map(|l| l == Some(0)),

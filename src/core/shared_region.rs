@@ -11,6 +11,9 @@
 //! Liveness: a slot belongs to (pid, start time). Every process with CUDA in use runs a
 //! watcher thread; each 250 ms one of them (CAS on `last_reap_ns`) frees the slots of dead
 //! processes and repairs totals. A failed reservation also reaps at once before refusing.
+//! A clean exit only marks the slot EXITING: its charges come back through the same reaper
+//! once the process is gone (the driver may hold its memory until then); a new process's
+//! attach and memory queries reap exited processes at once.
 //! The watcher's ticks run under a panic guard: a panic is logged once and the loop goes
 //! on after a backoff, so reaping and the core cap never die silently.
 
@@ -80,6 +83,27 @@ fn slot_owner_alive(pid: i32, start_time: u64) -> bool {
             r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
         }
     }
+}
+
+/// Whether a slot's owner is gone (the liveness `Region::reap_gone` asks for): it no longer
+/// exists or is a zombie, whose files the kernel has closed, so the driver let go of its
+/// memory. A CLAIMING slot not filled in yet (`start_time` 0) is judged by its pid alone.
+fn slot_owner_gone(pid: i32, start_time: u64) -> bool {
+    if start_time == 0 {
+        process_start_time(pid).is_none()
+    } else {
+        !slot_owner_alive(pid, start_time)
+    }
+}
+
+/// This process's pid namespace (the inode of `/proc/self/ns/pid`), 0 if unknown. Read once:
+/// `setns` on a pid namespace changes only the children's.
+pub fn own_pid_ns() -> u64 {
+    static NS: OnceLock<u64> = OnceLock::new();
+    *NS.get_or_init(|| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+    })
 }
 
 fn boot_hash() -> u64 {
@@ -431,6 +455,9 @@ impl SharedRegion {
             };
             me.register_devices(&devices);
             me.claim_own_slot();
+            // A process that exited just before this one started may still count: not if
+            // it is gone (cheap: only slots marked EXITING are looked at).
+            me.reap_exited();
             me
         })
     }
@@ -504,8 +531,16 @@ impl SharedRegion {
                     break;
                 };
                 self.reclaim_own_former_image(pid, start);
-                self.region
-                    .claim_slot(token, pid, start, crate::clock::mono_ns())
+                let claimed = self
+                    .region
+                    .claim_slot(token, pid, start, crate::clock::mono_ns());
+                if let Ok(i) = claimed {
+                    // Under the same lock hold: no reaper sees the slot without it.
+                    self.region.ext.slots[i]
+                        .pid_ns
+                        .store(own_pid_ns(), Ordering::Release);
+                }
+                claimed
             };
             match claimed {
                 Ok(i) => {
@@ -551,8 +586,13 @@ impl SharedRegion {
         }
     }
 
-    /// Frees the slots of dead processes (and repairs totals if needed). With `force`,
-    /// runs now; otherwise only if no process reaped in the last period.
+    /// Frees the slots of processes that are gone — killed, or exited cleanly (EXITING) —
+    /// and repairs totals if needed: the one path by which a process's charges return to
+    /// the container. With `force`, runs now; otherwise only if no process reaped in the
+    /// last period. The periodic pass takes the lock only when a lock-free look found a
+    /// slot to reclaim (or an audit is due); a forced one (a reservation about to be
+    /// refused) always takes it, so it also waits for a reclaim another process has under
+    /// way before the caller retries.
     pub fn reap(&self, force: bool) {
         let h = &self.region.ext.header;
         let now = crate::clock::mono_ns();
@@ -565,7 +605,39 @@ impl SharedRegion {
         {
             return;
         }
+        self.reap_gone(false, !force);
+    }
+
+    /// The cheap reap: only slots marked EXITING (a lock-free scan of the slot states
+    /// first, usually finding none), for paths that must stay cheap — a new process's
+    /// attach, a memory query — so a process that has exited stops counting as soon as a
+    /// neighbour looks.
+    pub fn reap_exited(&self) {
+        if self.region.any_exiting() {
+            self.reap_gone(true, true);
+        }
+    }
+
+    /// Reclaims the slots of gone processes under the lock; with `look_first`, only when a
+    /// lock-free look found one (or an audit is due).
+    fn reap_gone(&self, only_exiting: bool, look_first: bool) {
         if EXITING.load(Ordering::SeqCst) {
+            return;
+        }
+        // All users of a region share one pid namespace (SPEC §5.4): a slot that does not
+        // record its own is judged too.
+        let scope = shm_layout::ReapScope {
+            pid_ns: own_pid_ns(),
+            unknown_ns: true,
+            only_exiting,
+        };
+        // Look first, without the lock: a reclaim needs it, a look does not.
+        if look_first
+            && !self.region.audit_needed()
+            && !self
+                .region
+                .any_gone(scope, &mut |pid, start| slot_owner_gone(pid, start))
+        {
             return;
         }
         let Some(_lock) = lock_region(self.region) else {
@@ -574,48 +646,22 @@ impl SharedRegion {
         if EXITING.load(Ordering::SeqCst) {
             return; // the process is exiting: hold the lock no longer than this
         }
-        let high = (h.slot_high_water.load(Ordering::Acquire) as usize).min(MAX_PROCS);
-        for i in 0..high {
-            let ext = &self.region.ext.slots[i];
-            let token = ext.owner_token.load(Ordering::Acquire);
-            if token == 0 {
-                continue;
-            }
-            let pid = match ext.pid.load(Ordering::Acquire) {
-                0 => (token >> 32) as i32,
-                p => p,
-            };
-            let start = ext.start_time.load(Ordering::Acquire);
-            let alive = if start == 0 {
-                // Claimed but not filled in yet: judge by the pid in the token alone.
-                process_start_time(pid).is_some()
-            } else {
-                slot_owner_alive(pid, start)
-            };
-            if !alive {
-                if let Ok(report) = self.region.reclaim_slot(i, token) {
-                    crate::vlog!(
-                        crate::log::DEBUG,
-                        "reclaimed slot {i} of dead pid {pid}: {:?}",
-                        &report.returned[..4]
-                    );
-                }
-            }
+        let n = self
+            .region
+            .reap_gone(scope, &mut |pid, start| slot_owner_gone(pid, start));
+        if n > 0 {
+            crate::vlog!(crate::log::DEBUG, "reclaimed {n} slot(s) of gone processes");
         }
         if self.region.audit_needed() {
             let _ = self.region.audit_totals();
         }
     }
 
-    /// Gives this process's slot back (clean exit).
-    pub fn release_own_slot(&self) {
-        let Some(slot) = self.slot() else {
-            return;
-        };
-        let token = self.token.load(Ordering::Acquire);
-        if let Some(_lock) = lock_region(self.region) {
-            let _ = self.region.reclaim_slot(slot, token);
-            self.slot.store(usize::MAX, Ordering::Release);
+    /// Marks this process's slot EXITING (clean exit): lock-free, nothing credited.
+    fn mark_own_slot_exiting(&self) {
+        if let Some(slot) = self.slot() {
+            self.region
+                .mark_exiting(slot, self.token.load(Ordering::Acquire));
         }
     }
 
@@ -920,73 +966,47 @@ pub fn after_fork_in_child() {
 /// process to repair (and say so on stderr) after a clean exit.
 static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Set by the clean-exit handler: `exit` is running, and the release is due once the
-/// driver's own at-exit teardown has run (`release_after_driver_teardown`).
-static EXIT_STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// The clean-exit handler (our libc's `atexit`). It runs in last-registered-first order
-/// with the driver's own at-exit teardown, which frees the process's contexts and memory;
-/// the driver usually registered first (the application's `cuInit` reaches the driver
-/// before any hook of ours creates the runtime), so this runs first and must not credit
-/// yet: another process of the container would allocate into memory the driver still
-/// holds (issue 9 item 1). It keeps the watcher off the lock and arms the release, which
-/// our destructor makes after every at-exit handler.
-extern "C" fn release_at_exit() {
-    // Before the release takes the lock: a reap in progress finishes first (the release
-    // waits for it), and one that takes the lock after the release lets it go at once.
+/// The clean-exit handler (our libc's `atexit`, or the program's `__cxa_atexit` in LD_AUDIT
+/// mode). It gives nothing back: it marks the slot EXITING and leaves every charge in it.
+/// The driver may still hold the process's memory well after any handler or destructor of
+/// ours has run — its own at-exit teardown may run later, and a driver that frees what an
+/// exiting process holds when the kernel closes its device files (the real NVIDIA driver
+/// does) lets go only after every destructor. Credited earlier, a neighbour of the container
+/// could allocate into memory the driver still holds (issue 9 item 1). The charges come back
+/// when the process is gone, through the reaper (`SharedRegion::reap`), which a neighbour's
+/// refused reservation, its start, `vgpuctl inspect` and the watchers run.
+extern "C" fn mark_exiting_at_exit() {
+    // Before anything else: a reap in progress finishes first, and none starts after it.
     EXITING.store(true, Ordering::SeqCst);
-    EXIT_STARTED.store(true, Ordering::SeqCst);
-}
-
-/// Gives the slot back: its charges are the container's again.
-fn release_now() {
     // A fork child that never claimed a slot of its own still names its parent's: the
-    // parent's, not ours to release (its usage would vanish from the region).
+    // parent's, not ours to mark.
     if CHILD_NEEDS_SLOT.load(Ordering::Acquire) {
         return;
     }
     if let Some(r) = REGION.get() {
-        r.release_own_slot();
+        r.mark_own_slot_exiting();
     }
 }
 
-/// Our destructor: `exit` runs the shared objects' destructors after every at-exit
-/// handler, the driver's included, so the driver has torn the process's memory down by
-/// now. Only after `exit` began (`EXIT_STARTED`): unloading a loaded core without exiting
-/// leaves the slot to the reaper.
-extern "C" fn release_after_driver_teardown() {
-    if EXIT_STARTED.load(Ordering::SeqCst) {
-        release_now();
-    }
-}
-
-/// Our destructor's entry: `.fini_array` is what `exit` runs per shared object (`_dl_fini`)
-/// once the at-exit list is done; `#[used]` keeps the otherwise unreferenced entry.
-#[used]
-#[link_section = ".fini_array"]
-static RELEASE_AFTER_DRIVER_TEARDOWN: extern "C" fn() = release_after_driver_teardown;
-
-/// Registers the clean-exit release of this process's slot.
-pub fn release_slot_at_exit() {
+/// Registers the clean-exit mark of this process's slot.
+pub fn mark_slot_exiting_at_exit() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // LD_AUDIT mode: our libc's at-exit list is not the one the program's exit runs.
-        if crate::core::namespace::register_at_exit(release_at_exit_with_arg) {
+        if crate::core::namespace::register_at_exit(mark_exiting_at_exit_with_arg) {
             return;
         }
         // SAFETY: registering a plain extern "C" function.
         unsafe {
-            libc::atexit(release_at_exit);
+            libc::atexit(mark_exiting_at_exit);
         }
     });
 }
 
-/// The clean-exit release in LD_AUDIT mode (the program's `__cxa_atexit`, its argument
-/// unused). Our destructors may not run there, so it releases at once: after the
-/// driver's teardown only when the driver registered its handler after this one.
-extern "C" fn release_at_exit_with_arg(_: *mut std::ffi::c_void) {
-    EXITING.store(true, Ordering::SeqCst);
-    release_now();
+/// The clean-exit mark in LD_AUDIT mode (the program's `__cxa_atexit`, its argument unused).
+/// When it runs relative to the driver's teardown does not matter: it credits nothing.
+extern "C" fn mark_exiting_at_exit_with_arg(_: *mut std::ffi::c_void) {
+    mark_exiting_at_exit();
 }
 
 /// The ledger's capacity pool over the region: container-wide, lock-free reservations.
@@ -1084,6 +1104,9 @@ impl CapacityPool for SharedPool {
     }
 
     fn used(&self, device: usize) -> u64 {
+        // Memory queries only (cuMemGetInfo and kin): an exited process counts until it is
+        // gone, not until the next watcher tick.
+        self.region.reap_exited();
         self.region
             .region_device(device)
             .and_then(|d| self.region.region().device(d).ok())

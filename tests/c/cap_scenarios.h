@@ -426,6 +426,40 @@ static int cap_grab(size_t chunk) {
     return 0;
 }
 
+/* A neighbour waiting for memory: the start line is TARGET (bytes, decimal); then
+ * cuMemAlloc of CHUNK in a tight loop (no sleep between refusals) until it holds TARGET
+ * bytes or MS milliseconds passed. Prints refused=1 at its first refusal, then grabbed,
+ * refusals and waited_ms (start line to target, -1 if never reached), then holds until
+ * stdin closes. */
+static int cap_grab_until(size_t chunk, unsigned long long ms) {
+    setup_ctx(0);
+    kvi("pid", getpid());
+    printf("ready=1\n");
+    fflush(stdout);
+    unsigned long long target = 0;
+    char c;
+    while (read(0, &c, 1) == 1 && c != '\n')
+        if (c >= '0' && c <= '9') target = target * 10 + (unsigned long long)(c - '0');
+    unsigned long long t0 = vgpu_now_ns(CLOCK_MONOTONIC), deadline = t0 + ms * 1000000ull;
+    unsigned long long got = 0, refusals = 0;
+    long long waited = -1;
+    CUdeviceptr p;
+    while (got < target && vgpu_now_ns(CLOCK_MONOTONIC) < deadline) {
+        if (API(cuMemAlloc_v2)(&p, chunk) == CUDA_SUCCESS) got += chunk;
+        else if (++refusals == 1) {
+            printf("refused=1\n"); /* it is asking: the test may let the holder go now */
+            fflush(stdout);
+        }
+    }
+    if (got >= target) waited = (long long)((vgpu_now_ns(CLOCK_MONOTONIC) - t0) / 1000000ull);
+    kvu("refusals", refusals);
+    printf("waited_ms=%lld\n", waited);
+    kvu("grabbed", got);
+    fflush(stdout);
+    wait_stdin_eof(120);
+    return 0;
+}
+
 /* Allocation churn for kill storms: random sizes, a few held at a time, forever (until
  * `seconds` pass). Prints `ready=1` once the context exists. */
 static int cap_churn(double seconds) {
@@ -645,6 +679,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(sc, "cap-fork") && argc >= 3) rc = cap_fork(atoi(argv[2]));
     else if (!strcmp(sc, "cap-fork-exit") && argc >= 3) rc = cap_fork_exit(parse_u64(argv[2]));
     else if (!strcmp(sc, "cap-grab") && argc >= 3) rc = cap_grab(parse_u64(argv[2]));
+    else if (!strcmp(sc, "cap-grab-until") && argc >= 4)
+        rc = cap_grab_until(parse_u64(argv[2]), parse_u64(argv[3]));
     else if (!strcmp(sc, "cap-churn") && argc >= 3) rc = cap_churn(atof(argv[2]));
     else if (!strcmp(sc, "cap-churn-full") && argc >= 5)
         rc = cap_churn_full(atoi(argv[2]), parse_u64(argv[3]), atof(argv[4]), argc > 5 && !strcmp(argv[5], "wait"));

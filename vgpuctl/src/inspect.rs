@@ -6,6 +6,13 @@
 //! hostile container could kill the node's `top` or exporter.
 //!
 //! [`read`] is the one region reader of vgpuctl: `top` and `exporter` use it too.
+//!
+//! `inspect` first reaps ([`reap_gone`]): a process that exited keeps its charges until it
+//! is gone (its driver memory may be held until then), and the reaper is what gives them
+//! back. When no process of the container is left to reap, `inspect` does it, so it never
+//! shows an exited process's usage as the container's. Only slots of vgpuctl's own pid
+//! namespace are judged: on the host (`top`, `exporter`, `inspect` of a container's file)
+//! nothing is reclaimed and a gone process shows as `stale`.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -74,8 +81,17 @@ fn alive(pid: i32, start_time: u64) -> bool {
     }
 }
 
-/// Maps `path` read-only, checks it is a vgpu region and reads a [`Snapshot`].
-pub fn read(path: &str) -> Result<Snapshot, String> {
+impl Mapping {
+    /// The region the mapping holds (REGION_SIZE bytes, page-aligned).
+    fn region(&self) -> Result<&Region, String> {
+        // SAFETY: every Mapping maps REGION_SIZE bytes, page-aligned, for its whole life;
+        // the view borrows the mapping, so it cannot outlive it.
+        unsafe { Region::from_ptr(self.ptr.cast(), REGION_SIZE) }.map_err(|e| e.to_string())
+    }
+}
+
+/// Copies `path` into private memory and checks it is a vgpu region.
+fn read_copy(path: &str) -> Result<Mapping, String> {
     let file = std::fs::File::open(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => format!(
             "{path}: no shared region there. A container's region is made by its first CUDA or HIP \
@@ -117,8 +133,14 @@ pub fn read(path: &str) -> Result<Snapshot, String> {
         file.read_exact_at(copy, 0)
             .map_err(|e| format!("{path}: changed while being read: {e}"))?;
     }
-    // SAFETY: the copy above, REGION_SIZE bytes and page-aligned; only loads follow.
-    let r = unsafe { Region::from_ptr(map.ptr.cast(), REGION_SIZE) }.map_err(|e| e.to_string())?;
+    map.region()?;
+    Ok(map)
+}
+
+/// Copies `path` into private memory, checks it is a vgpu region and reads a [`Snapshot`].
+pub fn read(path: &str) -> Result<Snapshot, String> {
+    let map = read_copy(path)?;
+    let r = map.region()?;
 
     let devices: Vec<Device> = (0..MAX_DEVICES)
         .filter_map(|d| {
@@ -174,7 +196,135 @@ pub fn read(path: &str) -> Result<Snapshot, String> {
     })
 }
 
+/// This process's pid namespace (inode of `/proc/self/ns/pid`), 0 if unknown.
+fn own_pid_ns() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
+}
+
+/// Whether the process of a slot is gone: it no longer exists or is a zombie (whose files,
+/// the driver's included, the kernel has closed). A process we may not inspect (hidepid,
+/// EPERM) counts as alive. `start_time` 0: a slot being claimed, judged by its pid alone.
+fn owner_gone(pid: i32, start_time: u64) -> bool {
+    if pid <= 0 {
+        return true;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(text) if start_time == 0 => {
+            shm_layout::parse_proc_stat(&text).is_some_and(|st| st.state == 'Z' || st.state == 'X')
+        }
+        Ok(text) => !shm_layout::owner_is_alive(start_time, Some(&text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(_) => {
+            // SAFETY: signal 0 only checks existence.
+            let r = unsafe { libc::kill(pid, 0) };
+            r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+        }
+    }
+}
+
+/// Reclaims the slots of the region's processes that are gone (SPEC §5.4), under the
+/// region's robust lock, as a process of the container would: what a user runs when no
+/// process is left to do it. Only when a lock-free look at a private copy ([`read_copy`])
+/// found such a slot of vgpuctl's own pid namespace; anything else (not ours to judge, no
+/// write permission, lock busy) leaves the file untouched. Returns the slots reclaimed.
+pub fn reap_gone(path: &str) -> usize {
+    // Only slots that name vgpuctl's own namespace: on the host, a container's pids (or
+    // those of a writer too old to record its namespace) mean nothing.
+    let scope = shm_layout::ReapScope {
+        pid_ns: own_pid_ns(),
+        unknown_ns: false,
+        only_exiting: false,
+    };
+    let Ok(copy) = read_copy(path) else {
+        return 0;
+    };
+    let Ok(region) = copy.region() else {
+        return 0;
+    };
+    if !region.any_gone(scope, &mut owner_gone) && !region.audit_needed() {
+        return 0;
+    }
+    drop(copy);
+    use std::os::unix::io::AsRawFd;
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    else {
+        return 0;
+    };
+    let fd = file.as_raw_fd();
+    // SAFETY: a shared mapping of the file, REGION_SIZE bytes (read_copy checked its size);
+    // unmapped by `Mapping`'s drop.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            REGION_SIZE,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return 0;
+    }
+    let map = Mapping { ptr };
+    // Shared with the container's processes: every field is an atomic or the mutex's bytes.
+    let Ok(r) = map.region() else {
+        return 0;
+    };
+    let m = r
+        .ext
+        .header
+        .lock
+        .as_mut_ptr()
+        .cast::<libc::pthread_mutex_t>();
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid out-pointer; the mutex was initialised when the region was published
+    // (classified Valid by read_copy) and lives in the mapping.
+    let rc = unsafe {
+        libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
+        ts.tv_nsec += 500_000_000;
+        if ts.tv_nsec >= 1_000_000_000 {
+            ts.tv_sec += 1;
+            ts.tv_nsec -= 1_000_000_000;
+        }
+        libc::pthread_mutex_timedlock(m, &ts)
+    };
+    match rc {
+        0 => {}
+        libc::EOWNERDEAD => {
+            // SAFETY: we own the mutex now; mark it usable again (SPEC §5.1's repair).
+            unsafe { libc::pthread_mutex_consistent(m) };
+            r.mark_audit_needed();
+            r.ext
+                .header
+                .flags
+                .fetch_and(!shm_layout::ext_flags::AUDIT_FREEZE, Ordering::SeqCst);
+        }
+        _ => return 0,
+    }
+    r.ext
+        .header
+        .lock_holder_pid
+        .store(std::process::id() as i32, Ordering::Relaxed);
+    let n = r.reap_gone(scope, &mut owner_gone);
+    if r.audit_needed() {
+        let _ = r.audit_totals();
+    }
+    r.ext.header.lock_holder_pid.store(0, Ordering::Relaxed);
+    // SAFETY: we hold the mutex.
+    unsafe { libc::pthread_mutex_unlock(m) };
+    n
+}
+
 pub fn inspect(path: &str, json: bool) -> Result<String, String> {
+    reap_gone(path);
     let Snapshot {
         recent_kernel: recent,
         utilization_switch: switch,
@@ -323,6 +473,73 @@ mod tests {
         // SAFETY: a Region is REGION_SIZE bytes of plain integers (atomics), all initialized.
         unsafe { std::slice::from_raw_parts((&*r as *const Region).cast::<u8>(), REGION_SIZE) }
             .to_vec()
+    }
+
+    #[test]
+    fn inspect_reaps_gone_processes_of_its_own_pid_namespace_only() {
+        let path = std::env::temp_dir().join(format!("vgpuctl-reap-{}.cache", std::process::id()));
+        let path_str = path.to_str().unwrap().to_string();
+        let region = Region::new_boxed();
+        let params = shm_layout::InitParams {
+            devices: vec![shm_layout::DeviceInit {
+                uuid: "GPU-aaaaaaaa-0000-0000-0000-000000000001".into(),
+                limit_bytes: 1 << 30,
+                sm_limit: 0,
+            }],
+            priority: shm_layout::DEFAULT_PRIORITY,
+            created_unix_ns: 1,
+            boot_id_hash: 0,
+        };
+        shm_layout::init(&region, &params).unwrap();
+        // A pid that cannot exist (above the kernel's pid_max limit of 2^22).
+        let gone = 1 << 23;
+        let me = std::process::id() as i32;
+        let my_start =
+            shm_layout::parse_proc_stat(&std::fs::read_to_string("/proc/self/stat").unwrap())
+                .unwrap()
+                .start_time;
+        let exited = region
+            .claim_slot(shm_layout::owner_token(gone, 1), gone, 5, 0)
+            .unwrap();
+        let live = region
+            .claim_slot(shm_layout::owner_token(me, 1), me, my_start, 0)
+            .unwrap();
+        for (slot, bytes) in [(exited, 300 << 20), (live, 100 << 20)] {
+            region.try_reserve(slot, 0, bytes).unwrap();
+            region.ext.slots[slot]
+                .pid_ns
+                .store(own_pid_ns(), Ordering::Relaxed);
+        }
+        assert!(region.mark_exiting(exited, shm_layout::owner_token(gone, 1)));
+        // The exited process's slot names another pid namespace: not ours to judge.
+        region.ext.slots[exited]
+            .pid_ns
+            .store(own_pid_ns() ^ 1, Ordering::Relaxed);
+        let write = |r: &Region| {
+            // SAFETY: a Region is REGION_SIZE bytes of plain integers (atomics), all initialized.
+            let bytes = unsafe {
+                std::slice::from_raw_parts((r as *const Region).cast::<u8>(), REGION_SIZE)
+            };
+            std::fs::write(&path, bytes).unwrap();
+        };
+        write(&region);
+        assert_eq!(reap_gone(&path_str), 0);
+        assert_eq!(read(&path_str).unwrap().devices[0].used, 400 << 20);
+        // Ours (as every process of a container records it): reclaimed, the live one kept.
+        region.ext.slots[exited]
+            .pid_ns
+            .store(own_pid_ns(), Ordering::Relaxed);
+        write(&region);
+        let inspected = inspect(&path_str, true).unwrap();
+        assert!(
+            inspected.contains("\"used_bytes\":104857600"),
+            "{inspected}"
+        );
+        let snap = read(&path_str).unwrap();
+        assert_eq!(snap.processes.len(), 1);
+        assert_eq!(snap.processes[0].pid, me);
+        assert!(snap.processes[0].alive);
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

@@ -101,11 +101,51 @@ pub fn install_process_callbacks(after_fork_in_child: extern "C" fn(), at_exit: 
 
 /// At normal exit the process's device memory is released at once (a killed process is
 /// reclaimed by the next liveness sweep instead). Only in the process that registered
-/// (`pid`): a forked child exiting leaves its parent's registration alone.
+/// (`pid`): a forked child exiting leaves its parent's registration alone. Test hook
+/// `VGPU_SIM_FREE_AT_CLOSE=1`: nothing is released here; the memory stays held until the
+/// process is gone, as a driver does that frees at descriptor close
+/// ([`crate::state::Guard::hold_until_gone`]).
 pub fn unregister_at_exit(shm: &SimState, slot: u32, pid: u32, machine_pid: u32) {
     if std::process::id() == pid {
         if let Ok(mut g) = shm.lock() {
-            g.unregister(slot, machine_pid);
+            if free_at_close() {
+                g.hold_until_gone();
+                CLOSE_PENDING.store(true, std::sync::atomic::Ordering::SeqCst);
+            } else {
+                g.unregister(slot, machine_pid);
+            }
         }
     }
+}
+
+/// Set when an exit left the memory to be freed at descriptor close.
+static CLOSE_PENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// For a simulated library's ELF destructor: with `VGPU_SIM_FREE_AT_CLOSE=1` and
+/// `VGPU_SIM_CLOSE_DELAY_MS=N`, an exiting process takes N ms more before it is gone, its
+/// memory held all that while — what a real exit spends between the last destructors and
+/// the kernel's closing of the device files (unmapping a large address space, other
+/// libraries' destructors). `exit` runs a library's destructor after those of the
+/// libraries loaded after it, so this runs after libvgpu's when the program links the
+/// driver (libvgpu is preloaded). Prints `sim_closing=1` on stdout first.
+pub fn delay_close_at_exit() {
+    if !CLOSE_PENDING.load(std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    let ms = std::env::var("VGPU_SIM_CLOSE_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    if ms > 0 {
+        let line = b"sim_closing=1\n";
+        // SAFETY: writes a static buffer to fd 1 (no std stdout lock at exit).
+        unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
+/// `VGPU_SIM_FREE_AT_CLOSE=1`: the simulated driver frees an exiting process's memory only
+/// when the process is gone.
+fn free_at_close() -> bool {
+    std::env::var("VGPU_SIM_FREE_AT_CLOSE").is_ok_and(|v| v == "1")
 }

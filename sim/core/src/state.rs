@@ -77,7 +77,10 @@ struct Header {
     spec: SpecRaw,
     /// The machine's pid namespace (nsfs inode): the pids of the process table are in it.
     machine_pidns: u64,
-    _reserved: [u64; 31],
+    /// Non-zero once a process exited leaving its memory to be freed when it is gone
+    /// (`VGPU_SIM_FREE_AT_CLOSE`): from then on every charge first drops gone processes.
+    free_at_close: u64,
+    _reserved: [u64; 30],
 }
 
 #[repr(C)]
@@ -1049,9 +1052,21 @@ impl Guard<'_> {
         dead.len()
     }
 
+    /// At normal exit, leaves the process's memory held until the process is gone (a
+    /// driver that frees what an exiting process holds when the kernel closes its device
+    /// files, after every exit handler and destructor): it is freed by the first charge
+    /// anyone makes once the process no longer exists or is a zombie — before that charge
+    /// counts, so the ground truth never holds both.
+    pub fn hold_until_gone(&mut self) {
+        self.reg_mut().header.free_at_close = 1;
+    }
+
     fn check_capacity(&mut self, dev: u32, bytes: u64) -> Result<(), MemError> {
         if bytes == 0 {
             return Ok(());
+        }
+        if self.reg().header.free_at_close != 0 {
+            self.sweep(crate::clock::mono_ns(), 0);
         }
         let fits = |g: &Self| {
             let d = &g.reg().devs[dev as usize];
@@ -1490,6 +1505,36 @@ mod tests {
         assert_eq!(g.register(1002, 6, "b").unwrap(), b2);
         drop(g);
         drop(st2);
+        drop(st);
+        std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn memory_held_until_gone_is_dropped_before_the_next_charge_counts() {
+        let p = tmp_path("heldgone");
+        let mut st = SimState::open_or_create(&p, &cfg(1, 4 << 30)).unwrap();
+        st.liveness = fake_alive;
+        let mut g = st.lock().unwrap();
+        let a = g.register(5001, 1, "a").unwrap();
+        let b = g.register(5002, 1, "b").unwrap();
+        assert!(g.set_group(a, "box"));
+        assert!(g.set_group(b, "box"));
+        g.alloc(&req(a, 0, 900 << 20, 1)).unwrap();
+        // a exits: nothing is freed while it is still there (its files not closed yet).
+        g.hold_until_gone();
+        g.alloc(&req(b, 0, 100 << 20, 1)).unwrap();
+        let high = |g: &Guard<'_>| {
+            let snap = g.snapshot(crate::clock::mono_ns());
+            let boxed = snap.groups.iter().find(|g| g.name == "box").unwrap();
+            (boxed.used[0], boxed.high_water[0])
+        };
+        assert_eq!(high(&g), (1000 << 20, 1000 << 20));
+        // Gone: b's next charge frees a's memory first, so the group never holds both.
+        DEAD_PID.store(5001, Ordering::SeqCst);
+        g.alloc(&req(b, 0, 800 << 20, 1)).unwrap();
+        assert_eq!(high(&g), (900 << 20, 1000 << 20));
+        DEAD_PID.store(0, Ordering::SeqCst);
+        drop(g);
         drop(st);
         std::fs::remove_file(&p).unwrap();
     }

@@ -100,6 +100,17 @@ extern "C" fn at_exit() {
     }
 }
 
+/// The simulated driver's ELF destructor (see `process::delay_close_at_exit`).
+extern "C" fn close_at_exit() {
+    process::delay_close_at_exit();
+}
+
+/// `.fini_array`: what `exit` runs per shared object once the at-exit list is done;
+/// `#[used]` keeps the otherwise unreferenced entry.
+#[used]
+#[link_section = ".fini_array"]
+static CLOSE_AT_EXIT: extern "C" fn() = close_at_exit;
+
 fn build() -> Result<Runtime, CUresult> {
     let (costs, w) = Costs::from_env();
     process::warn(&w);
