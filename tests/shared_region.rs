@@ -471,16 +471,16 @@ fn cuinit_alone_prepares_the_containers_region_and_claims_no_slot() {
     // initialises, so that the processes starting with it find it ready; it holds no slot
     // until it uses the GPU.
     let sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "1g");
+    assert!(!region_path(&sim).exists());
+    let mut c = command(&sim, Style::Linked, true);
+    c.arg("init-only");
+    run_default(&mut c).assert_success("init-only");
     let uuid = sim
         .status_json()
         .at("devices/0/uuid")
         .and_then(Json::as_str)
         .map(str::to_string)
         .expect("the simulated GPU's UUID");
-    assert!(!region_path(&sim).exists());
-    let mut c = command(&sim, Style::Linked, true);
-    c.arg("init-only");
-    run_default(&mut c).assert_success("init-only");
     assert_eq!(prepared_region(&sim), (Some(uuid.clone()), 0));
     // HAMi's environment: the device plugin's UUID list names the device (no NVML needed).
     let sim = machine()

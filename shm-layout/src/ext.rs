@@ -145,7 +145,12 @@ pub struct DeviceExt {
     /// its `context_bytes_hint` instead of each measuring through NVML; 0 or past = free
     /// (minor 1.4).
     pub context_measure_until_ns: AtomicU64,
-    pub(crate) _reserved1: [AtomicU64; 3],
+    /// CLOCK_MONOTONIC ns until which a process of the container may hold a context charge
+    /// parked at a conservative size (atomic max when parking): a reservation refused
+    /// before then waits (bounded) for those charges to be cut to the measured figure
+    /// rather than failing at once (minor 1.5).
+    pub context_parked_until_ns: AtomicU64,
+    pub(crate) _reserved1: [AtomicU64; 2],
     // Line 2: compute token bucket, hot on launch.
     /// Available tokens; may go negative (debt) when a launch is charged after the fact.
     pub tokens: AtomicI64,

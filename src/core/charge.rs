@@ -31,33 +31,59 @@ pub fn charged_on<A: Api>(
     kind: AllocKind,
     call: impl FnOnce() -> (A::Status, u64),
 ) -> A::Status {
-    let ledger = &rt().ledger;
-    let reservation = match ledger.reserve_with_usage(device, bytes, kind) {
+    let reservation = match rt().ledger.reserve_with_usage(device, bytes, kind) {
         Ok(r) => r.owned_by(owner),
-        // A context charge parked at its conservative size may be what is in the way:
-        // settled (waiting a bounded time for the container's figure), then once more.
-        Err(e) => {
-            match crate::core::provisional::settle_all(Some(crate::core::provisional::SETTLE_WAIT))
-            {
-                0 => {
-                    log_refusal(what, e);
-                    return A::OUT_OF_MEMORY;
-                }
-                _ => match ledger.reserve_with_usage(device, bytes, kind) {
-                    Ok(r) => r.owned_by(owner),
-                    Err(e) => {
-                        log_refusal(what, e);
-                        return A::OUT_OF_MEMORY;
-                    }
-                },
+        Err(e) => match reserve_after_refusal(device, bytes, kind, e) {
+            Ok(r) => r.owned_by(owner),
+            Err(e) => {
+                log_refusal(what, e);
+                return A::OUT_OF_MEMORY;
             }
-        }
+        },
     };
     let (rc, handle) = call();
     if rc == A::SUCCESS {
         reservation.commit(handle);
     }
     rc
+}
+
+/// A refused reservation, once more after the context charges parked at their
+/// conservative sizes (`core::provisional`) had their chance to be cut to the measured
+/// figure: this process's are settled (waiting a bounded time for the figure), and while
+/// another process of the container may hold one (`context_parked_until_ns`, a start-up
+/// burst) the reservation is retried until it fits or that time has passed.
+#[cold]
+#[inline(never)]
+fn reserve_after_refusal(
+    device: usize,
+    bytes: u64,
+    kind: AllocKind,
+    refused: OverLimit,
+) -> Result<crate::ledger::Reservation<'static, crate::core::pool::Pool>, OverLimit> {
+    use crate::core::provisional::{settle_all, PARK_LIMIT, SETTLE_WAIT};
+    let ledger = &rt().ledger;
+    let settled = settle_all(Some(SETTLE_WAIT)) > 0;
+    let parked_elsewhere = || {
+        crate::core::shared_region::SharedRegion::get().is_some_and(|r| r.context_parked(device))
+    };
+    if !settled && !parked_elsewhere() {
+        return Err(refused);
+    }
+    let deadline = std::time::Instant::now() + PARK_LIMIT + std::time::Duration::from_millis(500);
+    let mut pause = std::time::Duration::from_micros(100);
+    loop {
+        match ledger.reserve_with_usage(device, bytes, kind) {
+            Ok(r) => return Ok(r),
+            Err(e) if !parked_elsewhere() || std::time::Instant::now() >= deadline => {
+                return Err(e)
+            }
+            Err(_) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(5));
+            }
+        }
+    }
 }
 
 /// Credits `handle` around the real free `call`: the entry leaves the live map before the

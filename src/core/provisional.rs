@@ -29,12 +29,18 @@ use crate::ledger::Reservation;
 /// of 64 processes on 2 cores, docs/BENCHMARKS.md).
 pub const SETTLE_WAIT: Duration = Duration::from_millis(500);
 
-/// A context reservation waiting for its figure: the reservation and the ledger key it is
-/// committed under.
+/// A context reservation waiting for its figure: the reservation, the ledger key it is
+/// committed under, and since when it waits.
 struct Parked {
     reservation: Reservation<'static, Pool>,
     key: u64,
+    since: std::time::Instant,
 }
+
+/// The longest a charge stays parked: then, figure or not, the watcher commits it at its
+/// conservative size, so the container's other processes (which wait for parked charges
+/// before refusing, `context_parked_until_ns`) never wait longer than this and a tick.
+pub const PARK_LIMIT: Duration = Duration::from_secs(1);
 
 static PARKED: [Mutex<Option<Parked>>; MAX_DEVICES] = [const { Mutex::new(None) }; MAX_DEVICES];
 /// Whether anything may be parked (the watcher's and the refusal path's cheap check).
@@ -58,19 +64,22 @@ pub fn park(
     if slot.is_some() {
         return Err(reservation);
     }
-    *slot = Some(Parked { reservation, key });
+    *slot = Some(Parked {
+        reservation,
+        key,
+        since: std::time::Instant::now(),
+    });
     ANY.store(true, Ordering::Release);
+    if let Some(region) = SharedRegion::get() {
+        region.note_context_parked(device, PARK_LIMIT + Duration::from_millis(500));
+    }
     Ok(())
 }
 
-/// Whether a context reservation is parked on `device`.
-pub fn is_parked(device: usize) -> bool {
-    device < MAX_DEVICES && ANY.load(Ordering::Acquire) && lock(device).is_some()
-}
-
 /// Settles the reservation parked on `device`: with the container's figure, cut to it and
-/// committed; without one, after waiting `wait` for it (`None`: no wait, left parked),
-/// committed at its conservative size. Returns the bytes given back to the slice.
+/// committed; without one, after waiting `wait` for it (`None`: no wait, left parked
+/// unless parked for [`PARK_LIMIT`] already), committed at its conservative size. Returns
+/// the bytes given back to the slice.
 pub fn settle(device: usize, wait: Option<Duration>) -> u64 {
     if device >= MAX_DEVICES || !ANY.load(Ordering::Acquire) {
         return 0;
@@ -83,12 +92,15 @@ pub fn settle(device: usize, wait: Option<Duration>) -> u64 {
     let figure = match (region.and_then(|r| r.context_bytes_hint(device)), wait) {
         (Some(f), _) => Some(f),
         (None, Some(limit)) => region.and_then(|r| r.wait_for_context_bytes_hint(device, limit)),
+        // Parked long enough: committed as it is (see PARK_LIMIT).
+        (None, None) if parked.since.elapsed() >= PARK_LIMIT => None,
         (None, None) => return 0,
     };
     let held = parked.reservation.bytes();
     let Some(Parked {
         mut reservation,
         key,
+        ..
     }) = slot.take()
     else {
         return 0;

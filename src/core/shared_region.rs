@@ -767,6 +767,30 @@ impl SharedRegion {
         }
     }
 
+    /// Says that this process holds a context charge parked on container device `device`
+    /// for at most `hold` (`core::provisional`).
+    pub fn note_context_parked(&self, device: usize, hold: Duration) {
+        if let Some(d) = self
+            .region_device(device)
+            .and_then(|d| self.region.device(d).ok())
+        {
+            d.context_parked_until_ns.fetch_max(
+                crate::clock::mono_ns().saturating_add(hold.as_nanos() as u64),
+                Ordering::AcqRel,
+            );
+        }
+    }
+
+    /// Whether a process of the container may still hold a context charge parked on
+    /// container device `device` (a refused reservation then waits for it to be settled).
+    pub fn context_parked(&self, device: usize) -> bool {
+        self.region_device(device)
+            .and_then(|d| self.region.device(d).ok())
+            .is_some_and(|d| {
+                d.context_parked_until_ns.load(Ordering::Acquire) > crate::clock::mono_ns()
+            })
+    }
+
     /// Region device index of a container device index.
     pub fn region_device(&self, device: usize) -> Option<usize> {
         let d = self.dev_map.get(device)?.load(Ordering::Acquire);

@@ -153,11 +153,15 @@ fn create_charged(
             continue;
         }
         // Processes of a container starting together all reserve the default estimate
-        // before the first of them has measured a context: a slice that can hold a
-        // context waits (bounded) for their estimates to shrink to the measured size.
-        let in_burst = kind == AllocKind::Context
+        // before the first of them has measured a context, and some park theirs at the
+        // conservative size until the figure comes (core::provisional): a slice that can
+        // hold a context waits (bounded) for those charges to shrink to the measured size.
+        let first_contexts = kind == AllocKind::Context
             && container.is_none()
-            && CONTEXT_BYTES_SEEN[device].load(Ordering::Relaxed) == u64::MAX
+            && CONTEXT_BYTES_SEEN[device].load(Ordering::Relaxed) == u64::MAX;
+        let parked_elsewhere = crate::core::shared_region::SharedRegion::get()
+            .is_some_and(|r| r.context_parked(device));
+        let in_burst = (first_contexts || parked_elsewhere)
             && e.limit >= estimate
             && std::time::Instant::now() < deadline;
         if !in_burst {
