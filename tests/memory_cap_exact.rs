@@ -136,7 +136,20 @@ fn an_exiting_process_frees_its_memory_at_the_driver_before_neighbours_get_it() 
     leaver.wait_for_kv("sim_teardown", "1", Duration::from_secs(60));
     neighbour.send_line("go");
     neighbour.wait_for(Duration::from_secs(60), |l| l.starts_with("grabbed="));
-    let (high_water, _) = ground_truth(&sim);
+    finish_leaver_and_neighbour(&sim, slice, leaver, neighbour);
+    let (_, now) = ground_truth(&sim);
+    assert_eq!(now, 0, "everything given back at exit");
+}
+
+/// The end of an exit race: the neighbour stops, both finish successfully, and the
+/// container never held more than `slice` at the driver. Returns both outputs described.
+fn finish_leaver_and_neighbour(
+    sim: &SimEnv,
+    slice: u64,
+    leaver: Child,
+    mut neighbour: Child,
+) -> String {
+    let (high_water, _) = ground_truth(sim);
     neighbour.close_stdin();
     let (leaver, neighbour) = (leaver.finish(), neighbour.finish());
     leaver.assert_success("leaver");
@@ -146,8 +159,7 @@ fn an_exiting_process_frees_its_memory_at_the_driver_before_neighbours_get_it() 
         high_water <= slice,
         "the driver held {high_water} bytes at once for a {slice}-byte slice\n{why}"
     );
-    let (_, now) = ground_truth(&sim);
-    assert_eq!(now, 0, "everything given back at exit");
+    why
 }
 
 /// A driver that frees what an exiting process holds only when the kernel closes its device
@@ -188,16 +200,7 @@ fn an_exiting_process_credits_only_once_gone(how: Injection) {
     leaver.close_stdin();
     let line = neighbour.wait_for(Duration::from_secs(60), |l| l.starts_with("waited_ms="));
     let waited: i64 = line["waited_ms=".len()..].parse().expect("waited_ms=N");
-    let (high_water, _) = ground_truth(&sim);
-    neighbour.close_stdin();
-    let (leaver, neighbour) = (leaver.finish(), neighbour.finish());
-    leaver.assert_success("leaver");
-    neighbour.assert_success("neighbour");
-    let why = format!("{}\n{}", leaver.describe(), neighbour.describe());
-    assert!(
-        high_water <= slice,
-        "the driver held {high_water} bytes at once for a {slice}-byte slice\n{why}"
-    );
+    let why = finish_leaver_and_neighbour(&sim, slice, leaver, neighbour);
     assert!(
         (0..=2000).contains(&waited),
         "the neighbour got the {grabbed} bytes the leaver held within 2 s of starting to ask \

@@ -16,6 +16,8 @@
 
 mod ext;
 mod ledger;
+#[cfg(feature = "lock")]
+mod lock;
 mod v1;
 mod validate;
 
@@ -32,6 +34,8 @@ pub use ledger::{
     owner_is_alive, owner_token, parse_proc_stat, AuditBusy, ProcStat, ReapScope, ReclaimReport,
     ReserveError,
 };
+#[cfg(feature = "lock")]
+pub use lock::RegionLock;
 pub use v1::{
     DeviceMemory, DeviceUtil, HamiV1Region, MemoryKind, OpaqueSem, ProcSlot, SlotUsage, UuidBytes,
 };

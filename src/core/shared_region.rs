@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use shm_layout::{
     classify, owner_is_alive, owner_token, AttachAction, DeviceInit, HeaderView, InitParams,
-    MemoryKind, Region, RegionStatus, EXT_OFFSET, EXT_PROBE_LEN, MAX_DEVICES, MAX_PROCS,
-    REGION_SIZE, V1_PROBE_LEN,
+    MemoryKind, Region, RegionLock, RegionStatus, EXT_OFFSET, EXT_PROBE_LEN, MAX_DEVICES,
+    MAX_PROCS, REGION_SIZE, V1_PROBE_LEN,
 };
 
 use crate::ledger::CapacityPool;
@@ -117,86 +117,17 @@ fn boot_hash() -> u64 {
     })
 }
 
-/// Initialises the robust, process-shared mutex inside the region.
-fn init_robust_mutex(region: &Region) {
-    let m = region
-        .ext
-        .header
-        .lock
-        .as_mut_ptr()
-        .cast::<libc::pthread_mutex_t>();
-    // SAFETY: the lock area is 64 bytes (>= sizeof pthread_mutex_t), aligned, and nobody
-    // can use it yet (the region is not published).
-    unsafe {
-        let mut attr: libc::pthread_mutexattr_t = std::mem::zeroed();
-        libc::pthread_mutexattr_init(&mut attr);
-        libc::pthread_mutexattr_setpshared(&mut attr, libc::PTHREAD_PROCESS_SHARED);
-        libc::pthread_mutexattr_setrobust(&mut attr, libc::PTHREAD_MUTEX_ROBUST);
-        libc::pthread_mutex_init(m, &attr);
-        libc::pthread_mutexattr_destroy(&mut attr);
-    }
-}
-
-/// Holds the region's robust lock.
-pub struct RegionLock<'a> {
-    region: &'a Region,
-}
-
-impl Drop for RegionLock<'_> {
-    fn drop(&mut self) {
-        let h = &self.region.ext.header;
-        h.lock_holder_pid.store(0, Ordering::Relaxed);
-        // SAFETY: we hold the mutex.
-        unsafe { libc::pthread_mutex_unlock(h.lock.as_mut_ptr().cast()) };
-    }
-}
-
-/// Takes the robust lock with a timeout. A holder that died leaves `EOWNERDEAD`: the
-/// state is made consistent and an audit requested.
+/// Takes the region's robust lock (`shm_layout::Region::lock_timed`), saying so once when
+/// a process died holding it (the state is repaired and an audit requested).
 fn lock_region(region: &Region) -> Option<RegionLock<'_>> {
-    let m = region
-        .ext
-        .header
-        .lock
-        .as_mut_ptr()
-        .cast::<libc::pthread_mutex_t>();
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: valid out-pointer; the mutex lives in mapped memory initialised at publish.
-    let rc = unsafe {
-        libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
-        let total = ts.tv_nsec as u64 + LOCK_TIMEOUT.as_nanos() as u64;
-        ts.tv_sec += (total / 1_000_000_000) as libc::time_t;
-        ts.tv_nsec = (total % 1_000_000_000) as _;
-        libc::pthread_mutex_timedlock(m, &ts)
-    };
-    match rc {
-        0 => {}
-        libc::EOWNERDEAD => {
-            // SAFETY: we own the mutex now; mark it usable again.
-            unsafe { libc::pthread_mutex_consistent(m) };
-            region.mark_audit_needed();
-            region
-                .ext
-                .header
-                .flags
-                .fetch_and(!shm_layout::ext_flags::AUDIT_FREEZE, Ordering::SeqCst);
-            crate::vlog!(
-                crate::log::WARN,
-                "a process died holding the region lock; repairing"
-            );
-        }
-        _ => return None,
+    let lock = region.lock_timed(LOCK_TIMEOUT)?;
+    if lock.repaired() {
+        crate::vlog!(
+            crate::log::WARN,
+            "a process died holding the region lock; repairing"
+        );
     }
-    region
-        .ext
-        .header
-        .lock_holder_pid
-        // SAFETY: getpid has no preconditions.
-        .store(unsafe { libc::getpid() }, Ordering::Relaxed);
-    Some(RegionLock { region })
+    Some(lock)
 }
 
 struct Fd(i32);
@@ -364,7 +295,7 @@ fn attach_file(
                 match map(fd.0) {
                     Some(region) => match init(region, &params()) {
                         Ok(()) => {
-                            init_robust_mutex(region);
+                            region.init_lock();
                             region.publish();
                             Ok(region)
                         }
@@ -384,7 +315,7 @@ fn attach_file(
 fn local_region(params: &InitParams) -> &'static Region {
     let region: &'static Region = Box::leak(Region::new_boxed());
     let _ = region.init_unpublished(params);
-    init_robust_mutex(region);
+    region.init_lock();
     region.publish();
     region
 }

@@ -275,51 +275,13 @@ pub fn reap_gone(path: &str) -> usize {
     let Ok(r) = map.region() else {
         return 0;
     };
-    let m = r
-        .ext
-        .header
-        .lock
-        .as_mut_ptr()
-        .cast::<libc::pthread_mutex_t>();
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
+    let Some(_lock) = r.lock_timed(std::time::Duration::from_millis(500)) else {
+        return 0;
     };
-    // SAFETY: valid out-pointer; the mutex was initialised when the region was published
-    // (classified Valid by read_copy) and lives in the mapping.
-    let rc = unsafe {
-        libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts);
-        ts.tv_nsec += 500_000_000;
-        if ts.tv_nsec >= 1_000_000_000 {
-            ts.tv_sec += 1;
-            ts.tv_nsec -= 1_000_000_000;
-        }
-        libc::pthread_mutex_timedlock(m, &ts)
-    };
-    match rc {
-        0 => {}
-        libc::EOWNERDEAD => {
-            // SAFETY: we own the mutex now; mark it usable again (SPEC §5.1's repair).
-            unsafe { libc::pthread_mutex_consistent(m) };
-            r.mark_audit_needed();
-            r.ext
-                .header
-                .flags
-                .fetch_and(!shm_layout::ext_flags::AUDIT_FREEZE, Ordering::SeqCst);
-        }
-        _ => return 0,
-    }
-    r.ext
-        .header
-        .lock_holder_pid
-        .store(std::process::id() as i32, Ordering::Relaxed);
     let n = r.reap_gone(scope, &mut owner_gone);
     if r.audit_needed() {
         let _ = r.audit_totals();
     }
-    r.ext.header.lock_holder_pid.store(0, Ordering::Relaxed);
-    // SAFETY: we hold the mutex.
-    unsafe { libc::pthread_mutex_unlock(m) };
     n
 }
 
