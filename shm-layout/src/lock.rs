@@ -31,15 +31,14 @@ impl Drop for RegionLock<'_> {
 }
 
 impl Region {
+    fn mutex(&self) -> *mut libc::pthread_mutex_t {
+        self.ext.header.lock.as_mut_ptr().cast()
+    }
+
     /// Initialises the lock: process-shared and robust. Only for the process creating the
     /// region, before it is published (nobody can use the lock yet).
     pub fn init_lock(&self) {
-        let m = self
-            .ext
-            .header
-            .lock
-            .as_mut_ptr()
-            .cast::<libc::pthread_mutex_t>();
+        let m = self.mutex();
         // SAFETY: the lock area is 64 bytes (>= sizeof pthread_mutex_t), aligned, and nobody
         // uses it yet (the region is not published).
         unsafe {
@@ -56,12 +55,7 @@ impl Region {
     /// that died leaves `EOWNERDEAD`: the lock is made consistent, an audit requested and
     /// a freeze left by a dead auditor cleared (SPEC §5.1's repair).
     pub fn lock_timed(&self, timeout: Duration) -> Option<RegionLock<'_>> {
-        let m = self
-            .ext
-            .header
-            .lock
-            .as_mut_ptr()
-            .cast::<libc::pthread_mutex_t>();
+        let m = self.mutex();
         let mut ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,

@@ -419,19 +419,25 @@ mod tests {
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
 
-    fn region_bytes() -> Vec<u8> {
+    /// A published region of one device (1 GiB cap, `sm_limit` % cores).
+    fn one_device_region(sm_limit: u64) -> Box<Region> {
         let r = Region::new_boxed();
         let params = shm_layout::InitParams {
             devices: vec![shm_layout::DeviceInit {
                 uuid: "GPU-aaaaaaaa-0000-0000-0000-000000000001".into(),
                 limit_bytes: 1 << 30,
-                sm_limit: 50,
+                sm_limit,
             }],
             priority: shm_layout::DEFAULT_PRIORITY,
             created_unix_ns: 1,
             boot_id_hash: 0,
         };
         shm_layout::init(&r, &params).unwrap();
+        r
+    }
+
+    fn region_bytes() -> Vec<u8> {
+        let r = one_device_region(50);
         // SAFETY: a Region is REGION_SIZE bytes of plain integers (atomics), all initialized.
         unsafe { std::slice::from_raw_parts((&*r as *const Region).cast::<u8>(), REGION_SIZE) }
             .to_vec()
@@ -441,18 +447,7 @@ mod tests {
     fn inspect_reaps_gone_processes_of_its_own_pid_namespace_only() {
         let path = std::env::temp_dir().join(format!("vgpuctl-reap-{}.cache", std::process::id()));
         let path_str = path.to_str().unwrap().to_string();
-        let region = Region::new_boxed();
-        let params = shm_layout::InitParams {
-            devices: vec![shm_layout::DeviceInit {
-                uuid: "GPU-aaaaaaaa-0000-0000-0000-000000000001".into(),
-                limit_bytes: 1 << 30,
-                sm_limit: 0,
-            }],
-            priority: shm_layout::DEFAULT_PRIORITY,
-            created_unix_ns: 1,
-            boot_id_hash: 0,
-        };
-        shm_layout::init(&region, &params).unwrap();
+        let region = one_device_region(0);
         // A pid that cannot exist (above the kernel's pid_max limit of 2^22).
         let gone = 1 << 23;
         let me = std::process::id() as i32;
