@@ -61,7 +61,7 @@ fn reserve_after_refusal(
     kind: AllocKind,
     refused: OverLimit,
 ) -> Result<crate::ledger::Reservation<'static, crate::core::pool::Pool>, OverLimit> {
-    use crate::core::provisional::{settle_all, PARK_LIMIT, SETTLE_WAIT};
+    use crate::core::provisional::{settle_all, PARKED_AT_MOST, SETTLE_WAIT};
     let ledger = &rt().ledger;
     let settled = settle_all(Some(SETTLE_WAIT)) > 0;
     let parked_elsewhere = || {
@@ -70,7 +70,7 @@ fn reserve_after_refusal(
     if !settled && !parked_elsewhere() {
         return Err(refused);
     }
-    let deadline = std::time::Instant::now() + PARK_LIMIT + std::time::Duration::from_millis(500);
+    let deadline = std::time::Instant::now() + PARKED_AT_MOST;
     let mut pause = std::time::Duration::from_micros(100);
     loop {
         match ledger.reserve_with_usage(device, bytes, kind) {

@@ -42,6 +42,11 @@ struct Parked {
 /// before refusing, `context_parked_until_ns`) never wait longer than this and a tick.
 pub const PARK_LIMIT: Duration = Duration::from_secs(1);
 
+/// How long after parking a charge may still be held: [`PARK_LIMIT`] and the watcher's
+/// tick that commits it (what `context_parked_until_ns` says, and what a refused
+/// reservation waits for at most).
+pub const PARKED_AT_MOST: Duration = Duration::from_millis(1500);
+
 static PARKED: [Mutex<Option<Parked>>; MAX_DEVICES] = [const { Mutex::new(None) }; MAX_DEVICES];
 /// Whether anything may be parked (the watcher's and the refusal path's cheap check).
 static ANY: AtomicBool = AtomicBool::new(false);
@@ -71,7 +76,7 @@ pub fn park(
     });
     ANY.store(true, Ordering::Release);
     if let Some(region) = SharedRegion::get() {
-        region.note_context_parked(device, PARK_LIMIT + Duration::from_millis(500));
+        region.note_context_parked(device, PARKED_AT_MOST);
     }
     Ok(())
 }
