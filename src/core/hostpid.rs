@@ -148,8 +148,9 @@ pub fn from_procfs() -> Option<u32> {
     if own == Some(INIT_PID_NS_INODE) {
         return Some(me);
     }
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let nspid = parse_nspid(&status);
+    let mut buf = [0u8; 4096];
+    let status = crate::core::procfs::read(c"/proc/self/status", &mut buf).ok()?;
+    let nspid = parse_nspid(status);
     if nspid.len() < 2 {
         return None;
     }

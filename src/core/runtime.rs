@@ -21,6 +21,20 @@ pub struct Runtime {
 
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 
+/// The configuration read at the process's first driver call (`prepare_region`), which
+/// the runtime then takes instead of reading the environment again: every GPU process of a
+/// container starting together pays for each read (issue 9 item 4).
+static FIRST_CONFIG: OnceLock<Config> = OnceLock::new();
+
+/// The environment's configuration, read once per process (LD_AUDIT mode: the program's
+/// environment, not our libc's copy of the initial one).
+fn first_config() -> &'static Config {
+    FIRST_CONFIG.get_or_init(|| {
+        crate::core::namespace::adopt_program_environ();
+        Config::from_env()
+    })
+}
+
 /// The runtime, initialising it on first use. A backend calls it after registering its
 /// vendor (`crate::core::vendor::register`), so that the region learns the devices' UUIDs.
 pub fn rt() -> &'static Runtime {
@@ -36,9 +50,7 @@ pub fn get() -> Option<&'static Runtime> {
 impl Runtime {
     fn init() -> Runtime {
         let started = std::time::Instant::now();
-        // LD_AUDIT mode: read the program's environment, not our libc's copy of the initial one.
-        crate::core::namespace::adopt_program_environ();
-        let config = Config::from_env();
+        let config = first_config().clone();
         crate::log::set_level(config.log_level);
         for issue in &config.issues {
             crate::log::write_line(format_args!("{issue}"));
@@ -91,14 +103,13 @@ pub fn prepare_region() {
     if RUNTIME.get().is_some() {
         return;
     }
-    crate::core::namespace::adopt_program_environ();
-    let config = Config::from_env();
+    let config = first_config();
     if config.control_disabled {
         return;
     }
     crate::core::shared_region::prepare(
         &config.shared_cache,
-        || region_devices(&config, None),
+        || region_devices(config, None),
         config.task_priority,
     );
 }

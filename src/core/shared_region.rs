@@ -64,9 +64,13 @@ static REAPER_PID: AtomicI32 = AtomicI32::new(0);
 
 /// Start time (field 22 of `/proc/<pid>/stat`) of a process, `None` if it does not exist.
 pub fn process_start_time(pid: i32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    shm_layout::parse_proc_stat(&text).map(|s| s.start_time)
+    let mut buf = [0u8; PROC_STAT_BUF];
+    let text = crate::core::procfs::read_of_pid(pid, "stat", &mut buf).ok()?;
+    shm_layout::parse_proc_stat(text).map(|s| s.start_time)
 }
+
+/// Room for a `/proc/<pid>/stat` (52 numbers and a command name of at most 64 bytes).
+const PROC_STAT_BUF: usize = 1536;
 
 /// Whether the process recorded in a slot is alive. Only "does not exist" counts as dead:
 /// a `/proc` we may not read (hidepid) must never free a live process's memory.
@@ -74,9 +78,10 @@ fn slot_owner_alive(pid: i32, start_time: u64) -> bool {
     if pid <= 0 {
         return false;
     }
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(text) => owner_is_alive(start_time, Some(&text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+    let mut buf = [0u8; PROC_STAT_BUF];
+    match crate::core::procfs::read_of_pid(pid, "stat", &mut buf) {
+        Ok(text) => owner_is_alive(start_time, Some(text)),
+        Err(libc::ENOENT) => false,
         Err(_) => {
             // SAFETY: signal 0 only checks existence.
             let r = unsafe { libc::kill(pid, 0) };
@@ -111,8 +116,9 @@ fn boot_hash() -> u64 {
     // once pays for each read.
     static HASH: OnceLock<u64> = OnceLock::new();
     *HASH.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-            .map(|s| shm_layout::boot_id_hash(&s))
+        let mut buf = [0u8; 64];
+        crate::core::procfs::read(c"/proc/sys/kernel/random/boot_id", &mut buf)
+            .map(shm_layout::boot_id_hash)
             .unwrap_or(0)
     })
 }
@@ -169,6 +175,7 @@ fn map(fd: i32) -> Option<&'static Region> {
         if p == libc::MAP_FAILED {
             return None;
         }
+        libc::madvise(p, REGION_SIZE, libc::MADV_RANDOM);
         Region::from_ptr(p.cast(), REGION_SIZE).ok()
     }
 }
@@ -250,34 +257,59 @@ fn attach_file(
 
     // Slow path, under the file lock (the kernel drops it if we die). The processes of a
     // container starting together all wait here for the first one, which initialises the
-    // region: each looks again soon (backoff from 50 µs to 2 ms) and maps the region without
-    // the lock as soon as it is published, instead of queueing for the lock in 2 ms sleeps
-    // (issue 9 item 4: a wave of 64 processes).
+    // region, and map it without the lock as soon as it is published, instead of queueing
+    // for the lock (issue 9 item 4: a wave of 64 processes). Once the file has its size
+    // they sleep on the region's magic word, which the initialising process wakes when it
+    // publishes (`wake_publish_waiters`): no polling that would take the CPU from the one
+    // process they wait for; before that, short sleeps (50 µs doubling to 2 ms).
     let deadline = std::time::Instant::now() + INIT_WAIT;
     let mut pause = Duration::from_micros(50);
+    // The mapping a waiter sleeps on, kept for the region it returns (a mapping is never
+    // unmapped: one per process).
+    let mut waited_on: Option<&'static Region> = None;
+    let mapped = |waited_on: Option<&'static Region>| {
+        waited_on
+            .or_else(|| map(fd.0))
+            .ok_or_else(|| AttachFailure::Io("mmap failed".into()))
+    };
     // SAFETY: flock on our descriptor.
     while unsafe { libc::flock(fd.0, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         let len = file_len(fd.0);
         if len >= REGION_SIZE as u64
             && classify(len, &read_header(fd.0), boot) == RegionStatus::Valid
         {
-            return map(fd.0).ok_or_else(|| AttachFailure::Io("mmap failed".into()));
+            return mapped(waited_on);
         }
         if !wait {
             return Err(AttachFailure::Busy);
         }
-        if std::time::Instant::now() > deadline {
+        let now = std::time::Instant::now();
+        if now > deadline {
             return Err(AttachFailure::Io(
                 "timed out waiting for the initialising process".into(),
             ));
         }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(2));
+        if len >= REGION_SIZE as u64 && waited_on.is_none() {
+            waited_on = map(fd.0);
+        }
+        match waited_on {
+            // Bounded: a wake can be missed between the look above and the sleep only
+            // if the magic changed, which ends the sleep at once.
+            Some(region) => wait_for_publish(
+                region,
+                region.v1.magic.load(Ordering::Acquire),
+                (deadline - now).min(Duration::from_millis(20)),
+            ),
+            None => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(2));
+            }
+        }
     }
     let len = file_len(fd.0);
     let status = classify(len, &read_header(fd.0), boot);
     let result = match status.action() {
-        AttachAction::Share => map(fd.0).ok_or_else(|| AttachFailure::Io("mmap failed".into())),
+        AttachAction::Share => mapped(waited_on),
         AttachAction::Initialize => {
             // SAFETY: sizing our own file.
             if unsafe { libc::ftruncate(fd.0, REGION_SIZE as libc::off_t) } != 0 {
@@ -292,16 +324,17 @@ fn attach_file(
                 } else {
                     Region::init_unpublished
                 };
-                match map(fd.0) {
-                    Some(region) => match init(region, &params()) {
+                match mapped(waited_on) {
+                    Ok(region) => match init(region, &params()) {
                         Ok(()) => {
                             region.init_lock();
                             region.publish();
+                            wake_publish_waiters(region);
                             Ok(region)
                         }
                         Err(e) => Err(AttachFailure::Io(e.to_string())),
                     },
-                    None => Err(AttachFailure::Io("mmap failed".into())),
+                    Err(e) => Err(e),
                 }
             }
         }
@@ -310,6 +343,41 @@ fn attach_file(
     // SAFETY: unlocking our descriptor's flock.
     unsafe { libc::flock(fd.0, libc::LOCK_UN) };
     result
+}
+
+/// Wakes the processes sleeping until the region is published (`wait_for_publish`).
+fn wake_publish_waiters(region: &Region) {
+    // SAFETY: FUTEX_WAKE on a 4-byte-aligned word of our live shared mapping; not the
+    // PRIVATE variant: the sleepers are other processes mapping the same file.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            region.v1.magic.as_ptr(),
+            libc::FUTEX_WAKE,
+            i32::MAX,
+            std::ptr::null::<libc::timespec>(),
+        );
+    }
+}
+
+/// Sleeps until the region's magic is no longer `seen` (its publication wakes us), or
+/// `limit` has passed.
+fn wait_for_publish(region: &Region, seen: i32, limit: Duration) {
+    let timeout = libc::timespec {
+        tv_sec: limit.as_secs() as libc::time_t,
+        tv_nsec: limit.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: FUTEX_WAIT on a 4-byte-aligned word of our live shared mapping with a
+    // relative timeout: it returns at once when the word is not `seen` any more.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            region.v1.magic.as_ptr(),
+            libc::FUTEX_WAIT,
+            seen,
+            &timeout as *const libc::timespec,
+        );
+    }
 }
 
 fn local_region(params: &InitParams) -> &'static Region {
@@ -769,9 +837,15 @@ impl SharedRegion {
     /// again after a backoff that doubles with each consecutive panic (50 ms .. 2 s) and
     /// resets after a good tick. All the watcher's state lives in statics and the region,
     /// so the next tick starts from a consistent state.
+    ///
+    /// The first tick comes one period after the start, not at once: nothing in it is due
+    /// earlier (the attach reaped what had exited and opened the gate), and the processes
+    /// of a container starting together would otherwise all tick in their start-up, one
+    /// of them scanning every slot's process (issue 9 item 4).
     fn watch(&'static self) {
         IN_WATCHER.with(|w| w.set(true));
         let mut consecutive = 0u32;
+        std::thread::sleep(WATCH_PERIOD);
         loop {
             // AssertUnwindSafe: a tick leaves nothing half-done that the next one relies
             // on (atomics in the region and in statics, each update complete on its own).

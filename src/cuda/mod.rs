@@ -4,9 +4,9 @@
 //! - an exported shim for every `hook` row, calling `crate::cuda::hooks::<symbol>` inside the
 //!   panic guard, and for every `gate` row (launches), the compute cap's gate and the real
 //!   function;
-//! - `REAL`, one slot per row holding the real driver's function (resolved on CUDA's first
-//!   call, [`ensure_resolved`], with the real `dlsym` on the real library's handle), and
-//!   typed accessors `real::<symbol>()`;
+//! - `REAL`, one slot per row holding the real driver's function (looked up on the row's
+//!   first use with the real `dlsym` on the real library's handle, which CUDA's first call
+//!   opens, [`ensure_resolved`]), and typed accessors `real::<symbol>()`;
 //! - `HOOKS`, our function per row (null for `pass` rows), in table order, which answers
 //!   `cuGetProcAddress` and the `dlsym` redirection.
 
@@ -22,14 +22,63 @@ use std::sync::OnceLock;
 use cuda_headers::prelude::*;
 use cuda_headers::{pfn, DRIVER_PROCS, DRIVER_PROC_COUNT};
 
-/// The real driver's entry points, in table order (0 = not available).
+/// The real driver's entry points, in table order: 0 = not looked up yet, [`ABSENT`] = the
+/// driver has none.
 pub static REAL: [AtomicUsize; DRIVER_PROC_COUNT] =
     [const { AtomicUsize::new(0) }; DRIVER_PROC_COUNT];
 
+/// A [`REAL`] slot's value for a function the real driver lacks.
+const ABSENT: usize = 1;
+
+/// The real driver's handle, once CUDA's first call opened it ([`resolve_driver`]).
+static DRIVER: OnceLock<usize> = OnceLock::new();
+
 /// The real function of row `i` (0: none), for the generated `real::<symbol>()`.
+///
+/// Looked up on the row's first use, one row at a time: the table has some three hundred
+/// rows, most of which a process never calls, and a `dlsym` of each at the first CUDA call
+/// was a tenth of what the library added to a process's start-up (issue 9 item 4). The
+/// fast path is one load and one compare, as before.
 #[inline(always)]
 fn real_at(i: usize) -> usize {
-    REAL[i].load(Ordering::Relaxed)
+    let p = REAL[i].load(Ordering::Relaxed);
+    if p > ABSENT {
+        p
+    } else if p == ABSENT {
+        0
+    } else {
+        look_up_row(i)
+    }
+}
+
+/// Looks row `i` up in the real driver, once it is open (before that: 0, nothing stored,
+/// so that the hook's resolve-and-retry finds it).
+#[cold]
+#[inline(never)]
+fn look_up_row(i: usize) -> usize {
+    let Some(&handle) = DRIVER.get() else {
+        return 0;
+    };
+    let mut name = [0u8; 96];
+    let bytes = DRIVER_PROCS[i].symbol.as_bytes();
+    let found = if bytes.len() < name.len() {
+        name[..bytes.len()].copy_from_slice(bytes);
+        match std::ffi::CStr::from_bytes_with_nul(&name[..=bytes.len()]) {
+            // SAFETY: the handle from dlopen and a NUL-terminated name.
+            Ok(c) => unsafe { crate::interpose::real_dlsym(handle as *mut c_void, c) as usize },
+            Err(_) => 0,
+        }
+    } else {
+        0
+    };
+    // A concurrent look-up stores the same answer; one the driver's `cuGetProcAddress` gave
+    // (`substitute_proc`) is kept.
+    let stored = if found == 0 { ABSENT } else { found };
+    match REAL[i].compare_exchange(0, stored, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => found,
+        Err(now) if now == ABSENT => 0,
+        Err(now) => now,
+    }
 }
 
 /// The driver table's rows as the surface generator takes them.
@@ -107,8 +156,7 @@ pub fn resolve_driver() -> bool {
         };
         match driver {
             Some(h) => {
-                // SAFETY: h comes from dlopen.
-                unsafe { resolve_real(h) };
+                let _ = DRIVER.set(h as usize);
                 true
             }
             // A HIP process on an AMD node has no CUDA driver, and needs none.
@@ -122,16 +170,6 @@ pub fn resolve_driver() -> bool {
             }
         }
     })
-}
-
-/// Fills `REAL` from the real driver's handle. Idempotent.
-///
-/// # Safety
-/// `handle` must come from `dlopen`.
-unsafe fn resolve_real(handle: *mut c_void) {
-    let symbols = DRIVER_PROCS.iter().map(|entry| entry.symbol);
-    // SAFETY: our caller's handle from dlopen.
-    unsafe { crate::interpose::fill_real_slots(handle, &REAL, symbols, |_, _| true) };
 }
 
 /// What `cuGetProcAddress` should hand the application instead of `real_fn`, the real
@@ -156,7 +194,7 @@ pub fn substitute_proc(
             continue;
         }
         same_base = true;
-        if REAL[i].load(Ordering::Relaxed) == real_fn as usize {
+        if real_at(i) == real_fn as usize {
             let hook = HOOKS.0[i];
             return if hook.is_null() {
                 real_fn
@@ -170,9 +208,21 @@ pub fn substitute_proc(
     }
     match cuda_headers::resolve_proc(symbol, version, flags) {
         cuda_headers::ProcLookup::Found(i) if !HOOKS.0[i].is_null() => {
-            // Remember the driver's function for this variant if dlsym did not give it.
-            let _ =
-                REAL[i].compare_exchange(0, real_fn as usize, Ordering::AcqRel, Ordering::Relaxed);
+            // Remember the driver's function for this variant if dlsym did not give it (the
+            // loop above looked every variant of the base up, once the driver was open).
+            for missing in [ABSENT, 0] {
+                if REAL[i]
+                    .compare_exchange(
+                        missing,
+                        real_fn as usize,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
+                {
+                    break;
+                }
+            }
             HOOKS.0[i] as *mut c_void
         }
         _ => real_fn,
