@@ -175,6 +175,11 @@ fn map(fd: i32) -> Option<&'static Region> {
         if p == libc::MAP_FAILED {
             return None;
         }
+        // No read-ahead on faults: the file is mostly holes, and with the disk's
+        // read-ahead (8 MiB here) the first touch of a fresh region zero-filled all 3 MiB
+        // of it into the page cache — most of the creating process's start-up, which the
+        // container's other processes wait for (issue 9 item 4). Each page is faulted in
+        // when touched instead. Advice only: its failure changes nothing else.
         libc::madvise(p, REGION_SIZE, libc::MADV_RANDOM);
         Region::from_ptr(p.cast(), REGION_SIZE).ok()
     }
