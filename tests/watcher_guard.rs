@@ -76,3 +76,30 @@ fn watcher_survives_its_panics(how: Injection) {
         panics[0]
     );
 }
+
+/// The watcher thread starts at the process's first need of it, not with its state: a
+/// process that only creates a context and allocates has none (a thread's start and its
+/// teardown at exit were a fifth of what libvgpu added to a short process of a container
+/// starting together, issue 9 item 4); its first memory query starts it (the periodic reap
+/// keeps what it is shown exact), and so does a compute cap, from the start. A first launch
+/// starts it too, after setting the gate from the region: compute_cap's
+/// `a_held_recent_kernel_blocks_launches_until_released`.
+#[test]
+fn the_watcher_starts_at_the_first_need_of_it() {
+    for how in [Injection::Preload, Injection::Audit] {
+        for (sm_limit, at_alloc) in [(None, 1), (Some("50"), 2)] {
+            let mut sim = machine().var("CUDA_DEVICE_MEMORY_LIMIT", "1g");
+            if let Some(limit) = sm_limit {
+                sim = sim.var("CUDA_DEVICE_SM_LIMIT", limit);
+            }
+            let mut c = command_via(&sim, Style::Linked, Some(how));
+            c.arg("cap-watcher-start");
+            let out = testkit::run(&mut c, Duration::from_secs(60));
+            out.assert_success("cap-watcher-start");
+            let kv = out.kv();
+            let why = format!("{how:?}, SM limit {sm_limit:?}\n{}", out.describe());
+            assert_eq!(kv.i64("threads_after_alloc"), at_alloc, "{why}");
+            assert_eq!(kv.i64("threads_after_query"), 2, "{why}");
+        }
+    }
+}

@@ -82,10 +82,26 @@ fn policy() -> CorePolicy {
 #[inline(always)]
 pub fn before_launch(current: impl FnOnce() -> Option<usize>) {
     if !LAUNCHED.load(Ordering::Relaxed) {
-        LAUNCHED.store(true, Ordering::Relaxed);
+        first_launch_of_tick();
     }
     if THROTTLE_ACTIVE.load(Ordering::Relaxed) {
         gated(current);
+    }
+}
+
+/// The first launch since the watcher's last tick (once per tick): noted for the monitor's
+/// activity. At the process's first, its watcher is started, and the gate is set from the
+/// region first — the monitor's hold (`recent_kernel`) included, which the watcher's
+/// first tick would otherwise see only a period later — so that this very launch obeys it.
+#[cold]
+#[inline(never)]
+fn first_launch_of_tick() {
+    LAUNCHED.store(true, Ordering::Relaxed);
+    if let Some(sr) = crate::core::shared_region::SharedRegion::get() {
+        if !sr.watcher_started() {
+            open_gate(sr);
+            sr.ensure_watcher();
+        }
     }
 }
 
@@ -273,9 +289,10 @@ fn publish_sm_util(
 }
 
 /// Sets the gate from the region now (at initialisation, before the first launch).
-pub fn open_gate(sr: &crate::core::shared_region::SharedRegion) {
+/// Returns whether a device is capped.
+pub fn open_gate(sr: &crate::core::shared_region::SharedRegion) -> bool {
     let map: [Option<usize>; MAX_DEVICES] = std::array::from_fn(|i| sr.region_device(i));
-    update_gate(sr.region(), &map, policy());
+    update_gate(sr.region(), &map, policy())
 }
 
 /// One watcher tick (see the module docs).

@@ -410,6 +410,8 @@ impl BeforeContext {
                     missed_at: 0,
                 });
                 HAS_PENDING.store(true, Ordering::Release);
+                // The watcher narrows it, tick by tick.
+                crate::core::shared_region::ensure_watcher();
                 bound
             }
         }

@@ -77,6 +77,8 @@ pub fn park(
     ANY.store(true, Ordering::Release);
     if let Some(region) = SharedRegion::get() {
         region.note_context_parked(device, PARKED_AT_MOST);
+        // Its watcher settles it (every tick) and commits it after PARK_LIMIT.
+        region.ensure_watcher();
     }
     Ok(())
 }

@@ -69,8 +69,13 @@ impl Runtime {
                 config.task_priority,
             );
             // The gate must be right before the first launch, not one watcher tick later.
-            crate::core::gate::open_gate(region);
-            region.start_reaper(watcher_tick);
+            let capped = crate::core::gate::open_gate(region);
+            region.set_watcher_tick(watcher_tick);
+            // A compute cap's controller ticks from the start; otherwise the watcher starts
+            // at the first need of it (`SharedRegion::ensure_watcher`).
+            if capped || config.sm_limit.iter().any(Option::is_some) {
+                region.ensure_watcher();
+            }
             crate::core::shared_region::mark_slot_exiting_at_exit();
             let shared = SharedPool {
                 region,
@@ -185,7 +190,7 @@ fn container_devices(config: &Config, uuids: Vec<String>) -> Vec<shm_layout::Dev
         .collect()
 }
 
-/// The watcher thread's tick beyond reaping (`SharedRegion::start_reaper`): an ambiguous
+/// The watcher thread's tick beyond reaping (`SharedRegion::set_watcher_tick`): an ambiguous
 /// host pid discovery is narrowed here, off the application's paths, then the launch gate
 /// and the compute cap's controller tick.
 fn watcher_tick(sr: &'static SharedRegion) {

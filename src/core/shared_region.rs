@@ -35,7 +35,7 @@ const REAP_PERIOD: Duration = Duration::from_millis(250);
 /// How often the watcher thread runs (the compute cap's controller tick; reaping keeps
 /// its own period).
 const WATCH_PERIOD: Duration = Duration::from_nanos(crate::throttle::controller::TICK_NS);
-/// The watcher's per-tick work beyond reaping (`SharedRegion::start_reaper`).
+/// The watcher's per-tick work beyond reaping (`SharedRegion::set_watcher_tick`).
 static TICK: std::sync::OnceLock<fn(&'static SharedRegion)> = std::sync::OnceLock::new();
 /// Longest wait for the region lock; past it the operation is skipped (retried later).
 const LOCK_TIMEOUT: Duration = Duration::from_millis(500);
@@ -61,6 +61,21 @@ static REGION: OnceLock<SharedRegion> = OnceLock::new();
 /// Set in a `fork` child: it must claim a slot of its own before charging anything.
 static CHILD_NEEDS_SLOT: AtomicBool = AtomicBool::new(false);
 static REAPER_PID: AtomicI32 = AtomicI32::new(0);
+/// Whether this process's watcher thread was started (false again in a `fork` child).
+static WATCHER_STARTED: AtomicBool = AtomicBool::new(false);
+/// Set in a `fork` child whose parent's watcher ran: the child starts its own with its slot.
+static CHILD_HAD_WATCHER: AtomicBool = AtomicBool::new(false);
+
+/// Starts this process's watcher unless it runs ([`SharedRegion::ensure_watcher`]), for
+/// callers without the region at hand; nothing before the region is attached.
+#[inline]
+pub fn ensure_watcher() {
+    if !WATCHER_STARTED.load(Ordering::Acquire) {
+        if let Some(region) = REGION.get() {
+            region.spawn_watcher();
+        }
+    }
+}
 
 /// Start time (field 22 of `/proc/<pid>/stat`) of a process, `None` if it does not exist.
 pub fn process_start_time(pid: i32) -> Option<u64> {
@@ -801,20 +816,46 @@ impl SharedRegion {
         (d != NO_DEVICE).then_some(d)
     }
 
-    /// Starts the watcher thread of this process (once per process, again after `fork`):
-    /// each tick it beats the slot's heartbeat, reaps dead processes, then runs `tick` (the
-    /// runtime's: the launch gate's controller, the host pid's lazy narrowing).
-    pub fn start_reaper(&'static self, tick: fn(&'static SharedRegion)) {
+    /// Sets what the watcher thread runs each tick after its own work (the runtime's: the
+    /// launch gate's controller, the settling of parked charges, the host pid's lazy
+    /// narrowing). The thread itself starts at the process's first need of it
+    /// ([`SharedRegion::ensure_watcher`]).
+    pub fn set_watcher_tick(&self, tick: fn(&'static SharedRegion)) {
         let _ = TICK.set(tick);
-        self.spawn_watcher();
     }
 
+    /// Starts this process's watcher thread unless it runs (once per process, again in a
+    /// `fork` child whose parent had one): each tick it beats the slot's heartbeat, reaps
+    /// dead processes, then runs the tick set by [`SharedRegion::set_watcher_tick`].
+    ///
+    /// Started when first needed, not with the process's state: a thread's start and its
+    /// teardown at exit were a fifth of what the library added to a short process of a
+    /// container starting together (issue 9 item 4). It is needed — and started — by the
+    /// first kernel launch (activity and utilization published for the monitor, the
+    /// controller's ticks), a compute cap configured (at start), a memory query (the
+    /// container's usage kept exact for those who look: the periodic reap), a context
+    /// charge parked at start, and a host pid left to narrow.
+    /// Whether this process's watcher thread was started.
+    pub fn watcher_started(&self) -> bool {
+        WATCHER_STARTED.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    pub fn ensure_watcher(&'static self) {
+        if !WATCHER_STARTED.load(Ordering::Acquire) {
+            self.spawn_watcher();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
     fn spawn_watcher(&'static self) {
         // SAFETY: getpid has no preconditions.
         let pid = unsafe { libc::getpid() };
         if REAPER_PID.swap(pid, Ordering::AcqRel) == pid {
             return;
         }
+        WATCHER_STARTED.store(true, Ordering::Release);
         quiet_watcher_panics();
         // LD_AUDIT mode: created by the program's libc, which must know of every thread
         // that calls into its namespace (`core::namespace::spawn_program_thread`).
@@ -832,6 +873,7 @@ impl SharedRegion {
                 .is_ok(),
         };
         if !spawned {
+            WATCHER_STARTED.store(false, Ordering::Release);
             REAPER_PID.store(0, Ordering::Release);
         }
     }
@@ -899,7 +941,9 @@ impl SharedRegion {
         {
             self.slot.store(usize::MAX, Ordering::Release);
             self.claim_own_slot();
-            self.spawn_watcher();
+            if CHILD_HAD_WATCHER.swap(false, Ordering::AcqRel) {
+                self.spawn_watcher();
+            }
         }
     }
 }
@@ -992,6 +1036,12 @@ fn debug_inject_watcher_panic() {}
 
 /// `pthread_atfork` child hook: the child is a new process and needs its own slot.
 pub fn after_fork_in_child() {
+    // The parent's threads are not the child's: its watcher, if any, is started again with
+    // the child's slot.
+    CHILD_HAD_WATCHER.store(
+        WATCHER_STARTED.swap(false, Ordering::AcqRel),
+        Ordering::Release,
+    );
     CHILD_NEEDS_SLOT.store(true, Ordering::Release);
 }
 
@@ -1139,7 +1189,9 @@ impl CapacityPool for SharedPool {
 
     fn used(&self, device: usize) -> u64 {
         // Memory queries only (cuMemGetInfo and kin): an exited process counts until it is
-        // gone, not until the next watcher tick.
+        // gone, not until the next watcher tick, and a killed one until the next periodic
+        // reap, which this process's watcher runs from now on.
+        self.region.ensure_watcher();
         self.region.reap_exited();
         self.region
             .region_device(device)

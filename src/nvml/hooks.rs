@@ -145,7 +145,9 @@ fn container_view(device: nvmlDevice_t) -> Option<(usize, u64, u64)> {
     }
     // SAFETY: NVML NUL-terminates within the buffer.
     let uuid = unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy();
-    // A process of the container that exited counts until it is gone: not a moment longer.
+    // A process of the container that exited counts until it is gone: not a moment longer
+    // (and a killed one until the periodic reap, which this process's watcher runs).
+    shared.ensure_watcher();
     shared.reap_exited();
     let region = shared.region();
     let dev = region.find_device(&uuid)?;

@@ -9,6 +9,7 @@
 #ifndef VGPU_CAP_SCENARIOS_H
 #define VGPU_CAP_SCENARIOS_H
 
+#include <dirent.h>
 #include <pthread.h>
 #include <sys/wait.h>
 
@@ -636,6 +637,27 @@ static int cap_barrier(unsigned long long t) {
     return 0;
 }
 
+static int thread_count(void) {
+    int threads = 0;
+    DIR *d = opendir("/proc/self/task");
+    for (struct dirent *e; d && (e = readdir(d));) threads += e->d_name[0] != '.';
+    if (d) closedir(d);
+    return threads;
+}
+
+/* When libvgpu's watcher thread starts: the process's threads after a context and an
+ * allocation, then after a memory query. */
+static int cap_watcher_start(void) {
+    setup_ctx(0);
+    CUdeviceptr p;
+    CK(API(cuMemAlloc_v2)(&p, MiB));
+    CK(API(cuMemFree_v2)(p));
+    kvi("threads_after_alloc", thread_count());
+    used_now(NULL);
+    kvi("threads_after_query", thread_count());
+    return 0;
+}
+
 /* Start-up cost: from main() to the first allocation done (cuInit, primary context,
  * cuMemAlloc: under libvgpu this includes attaching the region and claiming a slot). */
 static int cap_startup(unsigned long long t0) {
@@ -687,6 +709,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(sc, "cap-ctx")) rc = cap_ctx();
     else if (!strcmp(sc, "cap-startup")) rc = cap_startup(t0);
     else if (!strcmp(sc, "cap-barrier") && argc >= 3) rc = cap_barrier(parse_u64(argv[2]));
+    else if (!strcmp(sc, "cap-watcher-start")) rc = cap_watcher_start();
     else if (!strcmp(sc, "cap-exec")) rc = cap_exec(argv[0]);
     else {
         fprintf(stderr, "unknown cap scenario %s\n", sc);

@@ -15,8 +15,9 @@
  *                        devices, switching with hipSetDevice and the hipCtx* stack in
  *                        lockstep; prints what each device should hold (want0, want1),
  *                        "ready=1", holds until stdin closes
- *   hip_cap threads-known  one hipMalloc/hipFree, then how many threads the process has
- *                        and whether the program's libc believes it is single-threaded
+ *   hip_cap threads-known  one hipMalloc/hipFree and a hipMemGetInfo (which starts
+ *                        libvgpu's watcher), then how many threads the process has and
+ *                        whether the program's libc believes it is single-threaded
  *   hip_cap edges        a process's first charged calls, whatever the slice: hipMalloc of
  *                        1 MiB, hipMemGetInfo, a module (each rc); "ready=1", waits; then
  *                        the module unloaded (free after it)
@@ -618,6 +619,8 @@ static int threads_known(void) {
     void *p = NULL;
     printf("malloc_rc=%d\n", hipMalloc(&p, 1 << 20));
     hipFree(p);
+    size_t f = 0, t = 0;
+    printf("meminfo_rc=%d\n", hipMemGetInfo(&f, &t));
     int threads = 0;
     DIR *d = opendir("/proc/self/task");
     for (struct dirent *e; d && (e = readdir(d));) threads += e->d_name[0] != '.';
