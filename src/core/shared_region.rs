@@ -494,6 +494,26 @@ impl SharedRegion {
     /// Registers the container's devices; the stricter of this process's limit and the
     /// region's wins (a mismatch is reported once).
     fn register_devices(&self, devices: &[DeviceInit]) {
+        // Every process of a container but its first finds its devices registered with
+        // its own limits: nothing to write, so no lock (lock-free: a device's limits are
+        // stored before its UUID key is published). Under the lock otherwise, as before.
+        let registered: Option<Vec<usize>> = devices
+            .iter()
+            .take(MAX_DEVICES)
+            .map(|d| {
+                let dev = self.region.find_device(&d.uuid)?;
+                let state = self.region.device(dev).ok()?;
+                (state.limit_bytes.load(Ordering::Acquire) == d.limit_bytes
+                    && state.sm_limit.load(Ordering::Acquire) == d.sm_limit)
+                    .then_some(dev)
+            })
+            .collect();
+        if let Some(registered) = registered {
+            for (slot, dev) in self.dev_map.iter().zip(registered) {
+                slot.store(dev, Ordering::Release);
+            }
+            return;
+        }
         let Some(_lock) = lock_region(self.region) else {
             crate::log::write_line(format_args!(
                 "region lock unavailable: devices not registered"
