@@ -334,7 +334,35 @@ impl Region {
         start_time: u64,
         now_mono_ns: u64,
     ) -> Result<usize, LayoutError> {
-        let index = (0..MAX_PROCS)
+        self.claim_slot_from(0, token, pid, start_time, now_mono_ns)
+    }
+
+    /// The first slot that looks free, lock-free (a hint for [`Region::claim_slot_from`]:
+    /// the look costs a read of every taken slot before it, which under the lock every
+    /// process of a container starting together would pay one after the other).
+    pub fn free_slot_hint(&self) -> usize {
+        (0..MAX_PROCS)
+            .find(|&i| {
+                let ext = &self.ext.slots[i];
+                ext.state.load(Ordering::Relaxed) == slot_state::FREE
+                    && ext.owner_token.load(Ordering::Relaxed) == 0
+            })
+            .unwrap_or(0)
+    }
+
+    /// [`Region::claim_slot`], looking from slot `first` on (then from 0): any free slot
+    /// is as good; where the look starts only saves reading the taken ones before it.
+    pub fn claim_slot_from(
+        &self,
+        first: usize,
+        token: u64,
+        pid: i32,
+        start_time: u64,
+        now_mono_ns: u64,
+    ) -> Result<usize, LayoutError> {
+        let first = first.min(MAX_PROCS);
+        let index = (first..MAX_PROCS)
+            .chain(0..first)
             .find(|&i| {
                 let ext = &self.ext.slots[i];
                 ext.state.load(Ordering::Acquire) == slot_state::FREE

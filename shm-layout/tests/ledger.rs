@@ -545,3 +545,31 @@ fn a_reaper_leaves_alone_the_slots_of_another_pid_namespace() {
         "cleared on reclaim"
     );
 }
+
+#[test]
+fn a_claim_looks_from_the_hint_on_then_wraps_and_any_free_slot_is_taken() {
+    let region = region_with_limit(0);
+    let a = region.claim_slot(owner_token(1, 1), 1, 10, 0).unwrap();
+    let b = region.claim_slot(owner_token(2, 1), 2, 20, 0).unwrap();
+    assert_eq!((a, b), (0, 1));
+    assert_eq!(region.free_slot_hint(), 2, "the first slot that looks free");
+    // From a hint past every free slot it wraps around to the first free one.
+    region.reclaim_slot(a, owner_token(1, 1)).unwrap();
+    assert_eq!(region.free_slot_hint(), 0);
+    let last = MAX_PROCS - 1;
+    let from_end = region
+        .claim_slot_from(last, owner_token(3, 1), 3, 30, 0)
+        .unwrap();
+    assert_eq!(from_end, last);
+    let wrapped = region
+        .claim_slot_from(last, owner_token(4, 1), 4, 40, 0)
+        .unwrap();
+    assert_eq!(wrapped, 0, "wrapped to the freed slot");
+    // A stale hint (the slot taken meanwhile) only means looking on.
+    let on = region
+        .claim_slot_from(1, owner_token(5, 1), 5, 50, 0)
+        .unwrap();
+    assert_eq!(on, 2);
+    assert_eq!(region.ext.slots[on].pid.load(Relaxed), 5);
+    assert_eq!(region.v1.procs[on].status.load(Relaxed), SLOT_STATUS_ACTIVE);
+}

@@ -564,15 +564,23 @@ impl SharedRegion {
         let start = process_start_time(pid).unwrap_or(0);
         let nonce = (crate::clock::mono_ns() as u32) ^ (pid as u32).rotate_left(16);
         let token = owner_token(pid, nonce);
+        // Looked up before the lock, which the processes of a container starting together
+        // take one after the other: the reads of every taken slot (where a free one is,
+        // whether this pid's former image holds one) are not made under it (issue 9 item
+        // 4: 256 processes).
+        let former_image = self.former_image_slots(pid, start);
+        let hint = self.region.free_slot_hint();
         for attempt in 0..2 {
             let claimed = {
                 let Some(_lock) = lock_region(self.region) else {
                     break;
                 };
-                self.reclaim_own_former_image(pid, start);
-                let claimed = self
-                    .region
-                    .claim_slot(token, pid, start, crate::clock::mono_ns());
+                if former_image {
+                    self.reclaim_own_former_image(pid, start);
+                }
+                let claimed =
+                    self.region
+                        .claim_slot_from(hint, token, pid, start, crate::clock::mono_ns());
                 if let Ok(i) = claimed {
                     // Under the same lock hold: no reaper sees the slot without it.
                     self.region.ext.slots[i]
@@ -603,9 +611,14 @@ impl SharedRegion {
     /// everything the old program image held: a slot with our identity belongs to that
     /// image, which no longer exists. Call holding the region lock.
     fn reclaim_own_former_image(&self, pid: i32, start: u64) {
-        if start == 0 {
-            return;
+        for (i, token) in self.former_image(pid, start) {
+            let _ = self.region.reclaim_slot(i, token);
         }
+    }
+
+    /// The slots (index, token) with this process's identity: its former program image's,
+    /// after `exec` (none otherwise). Only this process could claim another with it.
+    fn former_image(&self, pid: i32, start: u64) -> impl Iterator<Item = (usize, u64)> + '_ {
         let high = (self
             .region
             .ext
@@ -613,16 +626,21 @@ impl SharedRegion {
             .slot_high_water
             .load(Ordering::Acquire) as usize)
             .min(MAX_PROCS);
-        for i in 0..high {
+        (0..high).filter(move |_| start != 0).filter_map(move |i| {
             let ext = &self.region.ext.slots[i];
             let token = ext.owner_token.load(Ordering::Acquire);
-            if token != 0
+            (token != 0
                 && ext.pid.load(Ordering::Acquire) == pid
-                && ext.start_time.load(Ordering::Acquire) == start
-            {
-                let _ = self.region.reclaim_slot(i, token);
-            }
-        }
+                && ext.start_time.load(Ordering::Acquire) == start)
+                .then_some((i, token))
+        })
+    }
+
+    /// Whether a former image of this process holds a slot (lock-free: no other process
+    /// can give this pid and start time a slot, so what is seen here stays true until
+    /// this process reclaims it).
+    fn former_image_slots(&self, pid: i32, start: u64) -> bool {
+        self.former_image(pid, start).next().is_some()
     }
 
     /// Frees the slots of processes that are gone — killed, or exited cleanly (EXITING) —
