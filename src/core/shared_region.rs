@@ -287,6 +287,7 @@ fn attach_file(
     // The mapping a waiter sleeps on, kept for the region it returns (a mapping is never
     // unmapped: one per process).
     let mut waited_on: Option<&'static Region> = None;
+    let mut looked_again = false;
     let mapped = |waited_on: Option<&'static Region>| {
         waited_on
             .or_else(|| map(fd.0))
@@ -312,14 +313,21 @@ fn attach_file(
         if len >= REGION_SIZE as u64 && waited_on.is_none() {
             waited_on = map(fd.0);
         }
-        match waited_on {
-            // Bounded: a wake can be missed between the look above and the sleep only
-            // if the magic changed, which ends the sleep at once.
-            Some(region) => wait_for_publish(
+        let unpublished = waited_on
+            .map(|r| (r, r.v1.magic.load(Ordering::Acquire)))
+            .filter(|&(_, magic)| magic != shm_layout::HAMI_MAGIC);
+        match unpublished {
+            // Not published when looked at here: the publisher's wake comes after this
+            // load, and if it comes before the sleep starts the kernel finds the word
+            // changed and does not sleep. Bounded all the same.
+            Some((region, magic)) => wait_for_publish(
                 region,
-                region.v1.magic.load(Ordering::Acquire),
+                magic,
                 (deadline - now).min(Duration::from_millis(20)),
             ),
+            // Published since the look above (looked at again at once), or being
+            // initialised again by another process (a stale region): short sleeps.
+            None if waited_on.is_some() && !looked_again => looked_again = true,
             None => {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(2));

@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 use cuda_headers::prelude::*;
 use cuda_headers::{pfn, DRIVER_PROCS, DRIVER_PROC_COUNT};
 
-/// The real driver's entry points, in table order: 0 = not looked up yet, [`ABSENT`] = the
+/// The real driver's entry points, in table order: 0 = not looked up yet, `ABSENT` = the
 /// driver has none.
 pub static REAL: [AtomicUsize; DRIVER_PROC_COUNT] =
     [const { AtomicUsize::new(0) }; DRIVER_PROC_COUNT];
