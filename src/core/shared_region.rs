@@ -12,8 +12,8 @@
 //! watcher thread; each 250 ms one of them (CAS on `last_reap_ns`) frees the slots of dead
 //! processes and repairs totals. A failed reservation also reaps at once before refusing.
 //! A clean exit only marks the slot EXITING: its charges come back through the same reaper
-//! once the process is gone (the driver may hold its memory until then); a new process's
-//! attach and memory queries reap exited processes at once.
+//! once the process is gone (the driver may hold its memory until then); memory queries
+//! reap exited processes at once.
 //! The watcher's ticks run under a panic guard: a panic is logged once and the loop goes
 //! on after a backoff, so reaping and the core cap never die silently.
 
@@ -481,10 +481,12 @@ impl SharedRegion {
                 dev_map: [const { AtomicUsize::new(NO_DEVICE) }; MAX_DEVICES],
             };
             me.register_devices(&devices);
+            // No reap here: a process that exited just before this one started counts until
+            // a reservation that would not fit, a memory query, `vgpuctl inspect` or a
+            // watcher reaps it, each at once when it matters. Reaped at every start as well,
+            // the processes of a container starting while others exit each read `/proc` for
+            // every exiting slot (40 µs a process in a wave of 256, issue 9 item 4).
             me.claim_own_slot();
-            // A process that exited just before this one started may still count: not if
-            // it is gone (cheap: only slots marked EXITING are looked at).
-            me.reap_exited();
             me
         })
     }
@@ -932,7 +934,7 @@ impl SharedRegion {
     /// so the next tick starts from a consistent state.
     ///
     /// The first tick comes one period after the start, not at once: nothing in it is due
-    /// earlier (the attach reaped what had exited and opened the gate), and the processes
+    /// earlier (the attach opened the gate; a refusal or a query reaps at once), and the processes
     /// of a container starting together would otherwise all tick in their start-up, one
     /// of them scanning every slot's process (issue 9 item 4).
     fn watch(&'static self) {
@@ -1104,7 +1106,7 @@ static EXITING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::n
 /// does) lets go only after every destructor. Credited earlier, a neighbour of the container
 /// could allocate into memory the driver still holds (issue 9 item 1). The charges come back
 /// when the process is gone, through the reaper (`SharedRegion::reap`), which a neighbour's
-/// refused reservation, its start, `vgpuctl inspect` and the watchers run.
+/// refused reservation, its memory queries, `vgpuctl inspect` and the watchers run.
 extern "C" fn mark_exiting_at_exit() {
     // Before anything else: a reap in progress finishes first, and none starts after it.
     EXITING.store(true, Ordering::SeqCst);
