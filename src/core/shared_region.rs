@@ -880,8 +880,8 @@ impl SharedRegion {
     /// teardown at exit were a fifth of what the library added to a short process of a
     /// container starting together (issue 9 item 4). It is needed — and started — by the
     /// first kernel launch (activity and utilization published for the monitor, the
-    /// controller's ticks), a compute cap configured (at start), a memory query (the
-    /// container's usage kept exact for those who look: the periodic reap), a context
+    /// controller's ticks), a compute cap configured (at start), a memory query or a
+    /// refusal (the container's usage kept exact for those who look: the periodic reap), a context
     /// charge parked at start, and a host pid left to narrow.
     /// Whether this process's watcher thread was started.
     pub fn watcher_started(&self) -> bool {
@@ -1236,9 +1236,10 @@ impl CapacityPool for SharedPool {
     }
 
     fn used(&self, device: usize) -> u64 {
-        // Memory queries only (cuMemGetInfo and kin): an exited process counts until it is
-        // gone, not until the next watcher tick, and a killed one until the next periodic
-        // reap, which this process's watcher runs from now on.
+        // Memory queries (cuMemGetInfo and kin) and a refusal's report only, never an
+        // allocation that fits: an exited process counts until it is gone, not until the
+        // next watcher tick, and a killed one until the next periodic reap, which this
+        // process's watcher runs from now on.
         self.region.ensure_watcher();
         self.region.reap_exited();
         self.region
