@@ -54,8 +54,28 @@ struct Wave {
     ns: Vec<u64>,
     /// Their phases: cuInit, primary context, allocation + free.
     phases: [Vec<u64>; 3],
+    /// Their CPU time (all threads): from the barrier to done, and after done (the exit).
+    cpu: [Vec<u64>; 2],
     late: usize,
     failed: usize,
+}
+
+/// Reaps `c` with `wait4` and returns its CPU time (user + system, all threads, ns).
+fn reap(c: &mut Child) -> Option<u64> {
+    let mut status = 0;
+    // SAFETY: zeroed rusage is a valid out-value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: valid out-pointers; the pid is our child, reaped only here.
+        let r = unsafe { libc::wait4(c.id() as i32, &mut status, 0, &mut ru) };
+        if r == c.id() as i32 {
+            let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
+            return Some(ns(ru.ru_utime) + ns(ru.ru_stime));
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return None;
+        }
+    }
 }
 
 fn wave(sim: &SimEnv, client: &Path, n: usize, variant: &Variant, round: usize) -> Wave {
@@ -86,21 +106,36 @@ fn wave(sim: &SimEnv, client: &Path, n: usize, variant: &Variant, round: usize) 
     let mut w = Wave {
         ns: Vec::new(),
         phases: Default::default(),
+        cpu: Default::default(),
         late: 0,
         failed: 0,
     };
     // A process that does not finish within the limit (a library that hangs) is killed
-    // and counted as failed.
+    // and counted as failed. Reaped with wait4 for its whole CPU time (exit included).
     let limit = std::time::Instant::now() + Duration::from_secs(30 + n as u64 / 8);
     for mut c in children {
-        while c.try_wait().ok().flatten().is_none() && std::time::Instant::now() < limit {
-            std::thread::sleep(Duration::from_millis(2));
+        let mut text = String::new();
+        if let Some(mut out) = c.stdout.take() {
+            // The client prints at its end; a hung one is killed below, closing the pipe.
+            let pid = c.id();
+            let read = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let seen = read.clone();
+            let killer = std::thread::spawn(move || {
+                while !seen.load(std::sync::atomic::Ordering::Acquire) {
+                    if std::time::Instant::now() >= limit {
+                        // SAFETY: the child is not reaped yet (it is reaped after this
+                        // thread ends), so the pid is still ours.
+                        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            });
+            let _ = std::io::Read::read_to_string(&mut out, &mut text);
+            read.store(true, std::sync::atomic::Ordering::Release);
+            let _ = killer.join();
         }
-        if c.try_wait().ok().flatten().is_none() {
-            let _ = c.kill();
-        }
-        let out = c.wait_with_output().expect("wait");
-        let text = String::from_utf8_lossy(&out.stdout);
+        let cpu_total = reap(&mut c);
         let kv = testkit::Kv::parse(&text);
         match (kv.get("late"), kv.get("barrier_to_done_ns")) {
             (Some("1"), _) => w.late += 1,
@@ -111,6 +146,15 @@ fn wave(sim: &SimEnv, client: &Path, n: usize, variant: &Variant, round: usize) 
                     .enumerate()
                 {
                     w.phases[i].push(kv.get(k).and_then(|v| v.parse().ok()).unwrap_or(0));
+                }
+                let num = |k: &str| kv.get(k).and_then(|v| v.parse::<u64>().ok());
+                if let (Some(after), Some(at_done), Some(total)) = (
+                    num("cpu.barrier_to_done_ns"),
+                    num("cpu.at_done_ns"),
+                    cpu_total,
+                ) {
+                    w.cpu[0].push(after);
+                    w.cpu[1].push(total.saturating_sub(at_done));
                 }
             }
             _ => w.failed += 1,
@@ -249,12 +293,16 @@ fn run_size(
         println!("|---|---:|---:|---:|---:|---:|---:|");
         let mut all: Vec<Vec<u64>> = vec![Vec::new(); variants.len()];
         let mut phases: Vec<[Vec<u64>; 3]> = vec![Default::default(); variants.len()];
+        let mut cpu: Vec<[Vec<u64>; 2]> = vec![Default::default(); variants.len()];
         let mut late = vec![(0usize, 0usize); variants.len()];
         for round in 0..rounds {
             for (i, variant) in variants.iter().enumerate() {
                 let w = wave(sim, client, n, variant, round);
                 all[i].extend(w.ns);
                 for (p, v) in phases[i].iter_mut().zip(w.phases) {
+                    p.extend(v);
+                }
+                for (p, v) in cpu[i].iter_mut().zip(w.cpu) {
                     p.extend(v);
                 }
                 late[i].0 += w.late;
@@ -304,6 +352,32 @@ fn run_size(
                 })
                 .collect();
             println!("- {label}: {}", m.join(" | "));
+        }
+        // On few cores a wave is CPU-bound: each process's wall time is mostly the CPU the
+        // others spend after the barrier, their exits included. These medians are per
+        // process and far less noisy than the wall times.
+        println!("\nCPU per process, medians (barrier to done | exit | sum, and the sum / bare):");
+        let med = |v: &Vec<u64>| {
+            let mut v = v.clone();
+            v.sort_unstable();
+            (!v.is_empty()).then(|| median(&v))
+        };
+        let split: Vec<Option<(u64, u64)>> = cpu
+            .iter()
+            .map(|[after, exit]| Some((med(after)?, med(exit)?)))
+            .collect();
+        let bare_sum = split[0].map(|(a, e)| a + e);
+        for (i, Variant { label, .. }) in variants.iter().enumerate() {
+            match split[i] {
+                Some((a, e)) => println!(
+                    "- {label}: {} us | {} us | {} us | x{:.2}",
+                    a / 1000,
+                    e / 1000,
+                    (a + e) / 1000,
+                    bare_sum.map_or(f64::NAN, |b| (a + e) as f64 / b as f64)
+                ),
+                None => println!("- {label}: -"),
+            }
         }
     }
 }

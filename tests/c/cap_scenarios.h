@@ -618,6 +618,9 @@ static int cap_barrier(unsigned long long t) {
         }
     }
     unsigned long long start = now > t ? now : t;
+    /* The process's CPU (all its threads) from the barrier on: in a wave on few cores the
+     * wall time of each process is mostly the CPU of the others. */
+    unsigned long long cpu_start = vgpu_now_ns(CLOCK_PROCESS_CPUTIME_ID);
     CUdevice dev;
     CUcontext ctx;
     CK(API(cuInit)(0));
@@ -630,7 +633,10 @@ static int cap_barrier(unsigned long long t) {
     CK(API(cuMemAlloc_v2)(&p, 16 * MiB));
     CK(API(cuMemFree_v2)(p));
     unsigned long long done = vgpu_now_ns(CLOCK_MONOTONIC);
+    unsigned long long cpu_done = vgpu_now_ns(CLOCK_PROCESS_CPUTIME_ID);
     kvu("barrier_to_done_ns", done - start);
+    kvu("cpu.barrier_to_done_ns", cpu_done - cpu_start);
+    kvu("cpu.at_done_ns", cpu_done);
     kvu("phase.init_ns", inited - start);
     kvu("phase.ctx_ns", ctx_done - inited);
     kvu("phase.alloc_ns", done - ctx_done);
