@@ -609,6 +609,16 @@ static int cap_ctx(void) {
  * instant for every process of the wave), then cuInit, a primary context, one 16 MiB
  * allocation and its free. Reports the time from the barrier to done, and whether the
  * process arrived after the barrier (then its figure is not a barrier start). */
+/* The main thread's /proc/self/schedstat: time on a CPU and time runnable but waiting
+ * for one (ns); 0s when it cannot be read (no schedstats). */
+static void sched_times(unsigned long long *run, unsigned long long *queued) {
+    *run = *queued = 0;
+    FILE *f = fopen("/proc/self/schedstat", "r");
+    if (!f) return;
+    if (fscanf(f, "%llu %llu", run, queued) != 2) *run = *queued = 0;
+    fclose(f);
+}
+
 static int cap_barrier(unsigned long long t) {
     unsigned long long now = vgpu_now_ns(CLOCK_MONOTONIC);
     kvi("late", now > t);
@@ -621,6 +631,8 @@ static int cap_barrier(unsigned long long t) {
     /* The process's CPU (all its threads) from the barrier on: in a wave on few cores the
      * wall time of each process is mostly the CPU of the others. */
     unsigned long long cpu_start = vgpu_now_ns(CLOCK_PROCESS_CPUTIME_ID);
+    unsigned long long run0, queued0, run1, queued1;
+    sched_times(&run0, &queued0);
     CUdevice dev;
     CUcontext ctx;
     CK(API(cuInit)(0));
@@ -634,6 +646,14 @@ static int cap_barrier(unsigned long long t) {
     CK(API(cuMemFree_v2)(p));
     unsigned long long done = vgpu_now_ns(CLOCK_MONOTONIC);
     unsigned long long cpu_done = vgpu_now_ns(CLOCK_PROCESS_CPUTIME_ID);
+    sched_times(&run1, &queued1);
+    /* Of the main thread's wall time from the barrier to done: on a CPU, runnable and
+     * waiting for one, and the rest, blocked (sleeping on a lock, a futex, I/O). */
+    if (run1 || queued1) {
+        unsigned long long wall = done - start, on = run1 - run0, queued = queued1 - queued0;
+        kvu("sched.queued_ns", queued);
+        kvu("sched.blocked_ns", wall > on + queued ? wall - on - queued : 0);
+    }
     kvu("barrier_to_done_ns", done - start);
     kvu("cpu.barrier_to_done_ns", cpu_done - cpu_start);
     kvu("cpu.at_done_ns", cpu_done);
