@@ -56,6 +56,8 @@ struct Wave {
     phases: [Vec<u64>; 3],
     /// Their CPU time (all threads): from the barrier to done, and after done (the exit).
     cpu: [Vec<u64>; 2],
+    /// Of their main thread's barrier-to-done: runnable but waiting for a CPU, and blocked.
+    sched: [Vec<u64>; 2],
     late: usize,
     failed: usize,
 }
@@ -107,6 +109,7 @@ fn wave(sim: &SimEnv, client: &Path, n: usize, variant: &Variant, round: usize) 
         ns: Vec::new(),
         phases: Default::default(),
         cpu: Default::default(),
+        sched: Default::default(),
         late: 0,
         failed: 0,
     };
@@ -155,6 +158,12 @@ fn wave(sim: &SimEnv, client: &Path, n: usize, variant: &Variant, round: usize) 
                 ) {
                     w.cpu[0].push(after);
                     w.cpu[1].push(total.saturating_sub(at_done));
+                }
+                if let (Some(queued), Some(blocked)) =
+                    (num("sched.queued_ns"), num("sched.blocked_ns"))
+                {
+                    w.sched[0].push(queued);
+                    w.sched[1].push(blocked);
                 }
             }
             _ => w.failed += 1,
@@ -294,6 +303,7 @@ fn run_size(
         let mut all: Vec<Vec<u64>> = vec![Vec::new(); variants.len()];
         let mut phases: Vec<[Vec<u64>; 3]> = vec![Default::default(); variants.len()];
         let mut cpu: Vec<[Vec<u64>; 2]> = vec![Default::default(); variants.len()];
+        let mut sched: Vec<[Vec<u64>; 2]> = vec![Default::default(); variants.len()];
         let mut late = vec![(0usize, 0usize); variants.len()];
         for round in 0..rounds {
             for (i, variant) in variants.iter().enumerate() {
@@ -303,6 +313,9 @@ fn run_size(
                     p.extend(v);
                 }
                 for (p, v) in cpu[i].iter_mut().zip(w.cpu) {
+                    p.extend(v);
+                }
+                for (p, v) in sched[i].iter_mut().zip(w.sched) {
                     p.extend(v);
                 }
                 late[i].0 += w.late;
@@ -377,6 +390,18 @@ fn run_size(
                     bare_sum.map_or(f64::NAN, |b| (a + e) as f64 / b as f64)
                 ),
                 None => println!("- {label}: -"),
+            }
+        }
+        // The rest of the wall time: waiting for a CPU, or blocked (a lock, a futex).
+        println!("\nmain thread from the barrier to done, medians (runnable, waiting for a CPU | blocked):");
+        for (i, Variant { label, .. }) in variants.iter().enumerate() {
+            match (med(&sched[i][0]), med(&sched[i][1])) {
+                (Some(q), Some(b)) => println!(
+                    "- {label}: {:.2} ms | {:.2} ms",
+                    q as f64 / 1e6,
+                    b as f64 / 1e6
+                ),
+                _ => println!("- {label}: - (no /proc/self/schedstat)"),
             }
         }
     }
