@@ -7,7 +7,10 @@
 //! free, and reports the time from the barrier to done (`cap-barrier` in
 //! tests/c/cap_scenarios.h). Waves of the variants take turns, several rounds; the figure
 //! is the median over all processes of all rounds of a variant, and the ratio is to the
-//! bare driver's median in the same run. A report, not a test:
+//! bare driver's median in the same run. Beside it, per process: its CPU after the barrier
+//! and at its exit (`wait4`), and its main thread's time waiting for a CPU and blocked
+//! (`/proc/self/schedstat`), which tell a CPU-bound wave from one queueing on a lock.
+//! A report, not a test:
 //!
 //!     scripts/build-release.sh && cargo bench --bench startup
 //!
