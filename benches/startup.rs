@@ -353,31 +353,24 @@ fn run_size(
                 bare.map_or(f64::NAN, |b| m as f64 / b as f64)
             );
         }
-        println!("\nmedians by phase (cuInit | primary context | 16 MiB alloc + free):");
-        for (i, Variant { label, .. }) in variants.iter().enumerate() {
-            let m: Vec<String> = phases[i]
-                .iter()
-                .map(|p| {
-                    let mut v = p.clone();
-                    v.sort_unstable();
-                    if v.is_empty() {
-                        "-".into()
-                    } else {
-                        format!("{:.2} ms", median(&v) as f64 / 1e6)
-                    }
-                })
-                .collect();
-            println!("- {label}: {}", m.join(" | "));
-        }
-        // On few cores a wave is CPU-bound: each process's wall time is mostly the CPU the
-        // others spend after the barrier, their exits included. These medians are per
-        // process and far less noisy than the wall times.
-        println!("\nCPU per process, medians (barrier to done | exit | sum, and the sum / bare):");
         let med = |v: &Vec<u64>| {
             let mut v = v.clone();
             v.sort_unstable();
             (!v.is_empty()).then(|| median(&v))
         };
+        println!("\nmedians by phase (cuInit | primary context | 16 MiB alloc + free):");
+        for (i, Variant { label, .. }) in variants.iter().enumerate() {
+            let m: Vec<String> = phases[i]
+                .iter()
+                .map(|p| med(p).map_or("-".into(), |m| format!("{:.2} ms", m as f64 / 1e6)))
+                .collect();
+            println!("- {label}: {}", m.join(" | "));
+        }
+        // What a process's wall time is made of: the CPU all the processes spend after the
+        // barrier (their exits included) competes for the cores, and a process that waits
+        // on a lock (the driver's, the region's) is blocked, not queued. Per process, and
+        // far less noisy than the wall times.
+        println!("\nCPU per process, medians (barrier to done | exit | sum, and the sum / bare):");
         let split: Vec<Option<(u64, u64)>> = cpu
             .iter()
             .map(|[after, exit]| Some((med(after)?, med(exit)?)))
