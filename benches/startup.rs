@@ -65,20 +65,33 @@ struct Wave {
     failed: usize,
 }
 
-/// Reaps `c` with `wait4` and returns its CPU time (user + system, all threads, ns).
-fn reap(c: &mut Child) -> Option<u64> {
+/// Reaps `c` with `wait4` and returns its CPU time (user + system, all threads, ns); a
+/// child still running at `limit` (a library that hangs) is killed first. Its output is
+/// a few lines, far less than a pipe holds, so it never blocks writing before it is read.
+fn reap(c: &Child, limit: std::time::Instant) -> Option<u64> {
+    let pid = c.id() as i32;
     let mut status = 0;
     // SAFETY: zeroed rusage is a valid out-value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let mut flags = libc::WNOHANG;
     loop {
         // SAFETY: valid out-pointers; the pid is our child, reaped only here.
-        let r = unsafe { libc::wait4(c.id() as i32, &mut status, 0, &mut ru) };
-        if r == c.id() as i32 {
+        let r = unsafe { libc::wait4(pid, &mut status, flags, &mut ru) };
+        if r == pid {
             let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1000;
             return Some(ns(ru.ru_utime) + ns(ru.ru_stime));
         }
         if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
             return None;
+        }
+        if r == 0 {
+            if std::time::Instant::now() >= limit {
+                // SAFETY: the child is not reaped yet, so the pid is still ours.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                flags = 0;
+            } else {
+                std::thread::sleep(Duration::from_millis(2));
+            }
         }
     }
 }
@@ -120,28 +133,11 @@ fn wave(sim: &SimEnv, client: &Path, n: usize, variant: &Variant, round: usize) 
     // and counted as failed. Reaped with wait4 for its whole CPU time (exit included).
     let limit = std::time::Instant::now() + Duration::from_secs(30 + n as u64 / 8);
     for mut c in children {
+        let cpu_total = reap(&c, limit);
         let mut text = String::new();
         if let Some(mut out) = c.stdout.take() {
-            // The client prints at its end; a hung one is killed below, closing the pipe.
-            let pid = c.id();
-            let read = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let seen = read.clone();
-            let killer = std::thread::spawn(move || {
-                while !seen.load(std::sync::atomic::Ordering::Acquire) {
-                    if std::time::Instant::now() >= limit {
-                        // SAFETY: the child is not reaped yet (it is reaped after this
-                        // thread ends), so the pid is still ours.
-                        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            });
             let _ = std::io::Read::read_to_string(&mut out, &mut text);
-            read.store(true, std::sync::atomic::Ordering::Release);
-            let _ = killer.join();
         }
-        let cpu_total = reap(&mut c);
         let kv = testkit::Kv::parse(&text);
         match (kv.get("late"), kv.get("barrier_to_done_ns")) {
             (Some("1"), _) => w.late += 1,

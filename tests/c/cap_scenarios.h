@@ -629,7 +629,7 @@ static int cap_barrier(unsigned long long t) {
     }
     unsigned long long start = now > t ? now : t;
     /* The process's CPU (all its threads) from the barrier on: in a wave on few cores the
-     * wall time of each process is mostly the CPU of the others. */
+     * CPU of all the processes competes for the cores. */
     unsigned long long cpu_start = vgpu_now_ns(CLOCK_PROCESS_CPUTIME_ID);
     unsigned long long run0, queued0, run1, queued1;
     sched_times(&run0, &queued0);
